@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what mislas needs and is missing, then links it into the checkout:
+#   * a Python virtual environment with PyTorch 2.11.0 (libtorch for tch 0.24) and NumPy, kept
+#     per user in ${MISLAS_VENV:-$XDG_CACHE_HOME/mislas/torch-2.11.0} so that clones share its ~4.7 GB;
+#     `.venv` and `.libtorch` in the checkout are symlinks to it (LIBTORCH in the environment wins);
+#   * Debian's dataset-fashion-mnist (the default data set), when apt-get can be run.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+venv="${MISLAS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/mislas/torch-$TORCH_VERSION}"
+py="$venv/bin/python"
+
+if ! "$py" -c "import torch, numpy, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
+  echo "setup: installing PyTorch $TORCH_VERSION and NumPy into $venv (once; about 4.7 GB)" >&2
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+fi
+ln -sfn "$venv" .venv
+torch_dir=$("$py" -c "import os, torch; print(os.path.dirname(torch.__file__))")
+ln -sfn "$torch_dir" .libtorch
+
+fmnist=/usr/share/datasets/fashion-mnist
+if [ ! -e "$fmnist/train-images-idx3-ubyte.gz" ] && [ ! -e "$fmnist/train-images-idx3-ubyte" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's dataset-fashion-mnist" >&2
+    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null; }) ||
+      echo "setup: could not install dataset-fashion-mnist; the Fashion-MNIST tests will fail" >&2
+  else
+    echo "setup: $fmnist is missing: run 'sudo apt-get install dataset-fashion-mnist'" >&2
+  fi
+fi

@@ -1,0 +1,93 @@
+//! Evaluation on the test set after every epoch (reference `validate`).
+use crate::data::loader::{epoch_loader, LoaderOptions};
+use crate::data::{ImageSet, Normalization};
+use crate::metrics::{EvalAccumulator, EvalReport};
+use crate::model::Network;
+use std::sync::Arc;
+
+/// Class ranges and counts an evaluation reports against.
+#[derive(Debug, Clone)]
+pub struct EvalSpec {
+    /// Training count of each class (for the many/medium/few-shot split).
+    pub train_class_counts: Vec<usize>,
+    /// `head_class_idx`.
+    pub head: [usize; 2],
+    /// `med_class_idx`.
+    pub med: [usize; 2],
+    /// `tail_class_idx`.
+    pub tail: [usize; 2],
+}
+
+/// Evaluates `net` in eval mode on every image of `set` (no augmentation): logits are
+/// `scale(classify(features(x)))` — LWS is the identity until stage 2 learns it.
+///
+/// `batch_size` images per forward pass, `workers` loader threads.
+pub fn evaluate(
+    net: &Network,
+    set: &Arc<ImageSet>,
+    norm: &Normalization,
+    batch_size: usize,
+    workers: usize,
+    spec: &EvalSpec,
+) -> EvalReport {
+    let device = net.device();
+    let opts = LoaderOptions {
+        batch_size,
+        workers,
+        prefetch: 2,
+        augment: false,
+        pin_memory: device.is_cuda(),
+    };
+    let order: Vec<usize> = (0..set.len()).collect();
+    let mut acc = EvalAccumulator::new(net.num_classes as usize);
+    tch::no_grad(|| {
+        for batch in epoch_loader(set.clone(), order, norm, &opts, 0, 0) {
+            let x = batch.images.to_device_(device, tch::Kind::Float, true, false);
+            let y = batch.labels.to_device_(device, tch::Kind::Int64, true, false);
+            let logits = net.scale(&net.classify(&net.features(&x, false)));
+            acc.add(&logits, &y);
+        }
+    });
+    acc.finish(&spec.train_class_counts, spec.head, spec.med, spec.tail)
+}
+
+/// `mislas eval`: evaluates the checkpoint named by `resume` on the configuration's test set and
+/// prints the reference's figures (`* Acc@1 …`, `* ECE …`) and the full report as JSON on stdout.
+///
+/// # Errors
+/// No `resume`, an unusable checkpoint (mismatched tensors are listed), or missing data.
+pub fn evaluate_checkpoint(cfg: &crate::config::Config) -> anyhow::Result<EvalReport> {
+    use anyhow::Context;
+    super::stage::check_config(cfg)?;
+    if cfg.resume.is_empty() {
+        anyhow::bail!("eval needs a checkpoint: add `resume PATH`");
+    }
+    cfg.check_resume().map_err(anyhow::Error::msg)?;
+    let ck = crate::checkpoint::load(std::path::Path::new(&cfg.resume))?;
+    let data = crate::data::load(cfg)?;
+    let net = super::stage::network_from_checkpoint(cfg, &ck, data.train.channels as i64)?;
+    let spec = EvalSpec {
+        train_class_counts: data.class_counts.clone(),
+        head: cfg.head_class_idx,
+        med: cfg.med_class_idx,
+        tail: cfg.tail_class_idx,
+    };
+    let r = evaluate(
+        &net,
+        &data.test,
+        &data.norm,
+        cfg.effective_eval_batch_size(),
+        cfg.workers,
+        &spec,
+    );
+    println!(
+        "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
+        r.top1, r.top5, r.head, r.medium, r.tail
+    );
+    println!("* ECE   {:.3}%.", r.ece);
+    println!(
+        "{}",
+        serde_json::to_string(&r).context("cannot serialise the report")?
+    );
+    Ok(r)
+}

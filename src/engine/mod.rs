@@ -1,0 +1,296 @@
+//! The training engine: runs stage 1, stage 2 or both on its own thread and publishes
+//! [`Event`]s; obeys [`Control`]s between batches.
+pub mod evaluate;
+pub mod stage;
+
+use crate::config::{parse_device_spec, Config, DeviceSpec};
+use crate::events::{Control, DeviceInfo, Event};
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use tch::Device;
+
+/// What the trainer thread runs.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// One stage, as the configuration's `mode` says.
+    Single(Config),
+    /// Stage 1, then stage 2 with `resume` set to stage 1's best checkpoint.
+    Pipeline {
+        /// Stage-1 configuration.
+        stage1: Config,
+        /// Stage-2 configuration (its `resume` is replaced).
+        stage2: Config,
+    },
+}
+
+/// A running trainer thread and its two channels.
+#[derive(Debug)]
+pub struct RunHandle {
+    /// Events from the trainer (unbounded: the trainer never waits for a front end).
+    pub events: Receiver<Event>,
+    /// Controls to the trainer.
+    pub controls: Sender<Control>,
+    thread: JoinHandle<()>,
+}
+
+impl RunHandle {
+    /// Waits for the trainer thread to end.
+    ///
+    /// # Errors
+    /// The thread panicked (the panic payload).
+    pub fn join(self) -> std::thread::Result<()> {
+        self.thread.join()
+    }
+}
+
+/// Starts the trainer thread on `job`; run folders go under `saved_root`.
+///
+/// The thread ends with [`Event::Finished`] or [`Event::Error`] as its last event.
+pub fn spawn(job: Job, saved_root: PathBuf) -> RunHandle {
+    let (etx, erx) = crossbeam_channel::unbounded();
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name("mislas-trainer".into())
+        .spawn(move || {
+            let mut link = Link {
+                events: etx,
+                controls: crx,
+            };
+            let last = match run_job(job, &saved_root, &mut link) {
+                Ok(()) => Event::Finished,
+                Err(e) => Event::Error(format!("{e:#}")),
+            };
+            link.emit(last);
+        })
+        .expect("cannot start the trainer thread");
+    RunHandle {
+        events: erx,
+        controls: ctx,
+        thread,
+    }
+}
+
+fn run_job(job: Job, saved_root: &Path, link: &mut Link) -> Result<()> {
+    match job {
+        Job::Single(cfg) => stage::run_stage(&cfg, saved_root, link).map(|_| ()),
+        Job::Pipeline { stage1, mut stage2 } => {
+            let first = stage::run_stage(&stage1, saved_root, link)?;
+            if first.stopped {
+                return Ok(());
+            }
+            let best = first.best_checkpoint.with_context(|| {
+                format!(
+                    "stage 1 in {} wrote no best checkpoint; stage 2 cannot start",
+                    first.run_dir.display()
+                )
+            })?;
+            stage2.resume = best.display().to_string();
+            stage::run_stage(&stage2, saved_root, link).map(|_| ())
+        }
+    }
+}
+
+/// The trainer's end of the channels.
+#[derive(Debug)]
+pub struct Link {
+    /// Events out.
+    pub events: Sender<Event>,
+    /// Controls in.
+    pub controls: Receiver<Control>,
+}
+
+/// What the trainer does after a control check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on training.
+    Continue,
+    /// Save a checkpoint and end the run.
+    Stop,
+}
+
+impl Link {
+    /// Sends an event; a front end that has gone away is not an error.
+    pub fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Reads pending controls; on [`Control::Pause`] blocks until resumed or stopped.
+    pub fn check(&self) -> Flow {
+        let mut paused = false;
+        loop {
+            let c = if paused {
+                match self.controls.recv() {
+                    Ok(c) => c,
+                    // Every front end is gone: nobody can resume, so stop cleanly.
+                    Err(_) => return Flow::Stop,
+                }
+            } else {
+                match self.controls.try_recv() {
+                    Ok(c) => c,
+                    Err(_) => return Flow::Continue,
+                }
+            };
+            match c {
+                Control::Stop => return Flow::Stop,
+                Control::Pause if !paused => {
+                    paused = true;
+                    self.emit(Event::Paused);
+                }
+                Control::Resume if paused => {
+                    self.emit(Event::Resumed);
+                    return Flow::Continue;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Resolves the `device` key to a libtorch device.
+///
+/// # Errors
+/// CUDA was asked for but is not available, or the device index does not exist.
+pub fn resolve_device(spec: &str) -> Result<Device> {
+    let spec = parse_device_spec(spec).map_err(|e| anyhow::anyhow!("device: {e}"))?;
+    Ok(match spec {
+        DeviceSpec::Auto => Device::cuda_if_available(),
+        DeviceSpec::Cpu => Device::Cpu,
+        DeviceSpec::Cuda(n) => {
+            if !tch::Cuda::is_available() {
+                bail!(
+                    "device: cuda:{n} was asked for but CUDA is not available to libtorch \
+                     (no GPU, a driver older than the libtorch build needs, or a CPU-only \
+                     libtorch; see README, Troubleshooting)"
+                );
+            }
+            let count = tch::Cuda::device_count() as usize;
+            if n >= count {
+                bail!("device: cuda:{n} does not exist ({count} CUDA device(s))");
+            }
+            Device::Cuda(n)
+        }
+    })
+}
+
+/// Describes a device for the front ends: the CUDA device's name and memory via `nvidia-smi`
+/// when it is installed, else a generic name.
+pub fn device_info(device: Device) -> DeviceInfo {
+    match device {
+        Device::Cuda(n) => {
+            let smi = std::process::Command::new("nvidia-smi")
+                .args([
+                    "--query-gpu=name,memory.total",
+                    "--format=csv,noheader,nounits",
+                    "-i",
+                    &n.to_string(),
+                ])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+            let (name, mem) = match smi.as_deref().and_then(|s| s.rsplit_once(',')) {
+                Some((name, mib)) => (
+                    name.trim().to_owned(),
+                    mib.trim().parse::<u64>().ok().map(|m| m * 1024 * 1024),
+                ),
+                None => (format!("CUDA device {n}"), None),
+            };
+            DeviceInfo {
+                id: format!("cuda:{n}"),
+                name,
+                memory_total_bytes: mem,
+            }
+        }
+        _ => DeviceInfo {
+            id: "cpu".into(),
+            name: format!("CPU ({} threads)", tch::get_num_threads()),
+            memory_total_bytes: None,
+        },
+    }
+}
+
+/// Resident memory of this process in bytes (Linux `/proc/self/statm`; 0 elsewhere).
+pub fn resident_memory_bytes() -> u64 {
+    proc_status_kib("VmRSS:") * 1024
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_memory_bytes() -> u64 {
+    proc_status_kib("VmHWM:") * 1024
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Seed of one random stream, derived from the run's seed, the epoch, the batch and a stream
+/// tag by SplitMix64 (Steele et al., 2014) so that streams are independent and a run can be
+/// resumed at any batch.
+pub fn stream_seed(seed: u64, epoch: usize, batch: usize, tag: u64) -> u64 {
+    let mut z = seed
+        ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ tag.wrapping_mul(0x94D0_49BB_1331_11EB);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_blocks_until_resume_and_stop_wins() {
+        let (etx, erx) = crossbeam_channel::unbounded();
+        let (ctx, crx) = crossbeam_channel::unbounded();
+        let link = Link {
+            events: etx,
+            controls: crx,
+        };
+        assert_eq!(link.check(), Flow::Continue);
+        ctx.send(Control::Pause).unwrap();
+        ctx.send(Control::Resume).unwrap();
+        assert_eq!(link.check(), Flow::Continue);
+        assert_eq!(erx.try_recv(), Ok(Event::Paused));
+        assert_eq!(erx.try_recv(), Ok(Event::Resumed));
+        ctx.send(Control::Pause).unwrap();
+        ctx.send(Control::Stop).unwrap();
+        assert_eq!(link.check(), Flow::Stop);
+        drop(ctx);
+        ctx_gone_stops(&link);
+    }
+
+    fn ctx_gone_stops(link: &Link) {
+        // All senders dropped while not paused: keep going.
+        assert_eq!(link.check(), Flow::Continue);
+    }
+
+    #[test]
+    fn device_specs_resolve_on_cpu() {
+        assert_eq!(resolve_device("cpu").unwrap(), Device::Cpu);
+        if !tch::Cuda::is_available() {
+            assert_eq!(resolve_device("auto").unwrap(), Device::Cpu);
+            let e = resolve_device("cuda:0").unwrap_err().to_string();
+            assert!(e.contains("CUDA is not available"), "{e}");
+        }
+    }
+
+    #[test]
+    fn stream_seeds_differ() {
+        let a = stream_seed(0, 1, 2, 3);
+        assert_ne!(a, stream_seed(0, 2, 1, 3));
+        assert_ne!(a, stream_seed(0, 1, 2, 4));
+        assert_eq!(a, stream_seed(0, 1, 2, 3));
+    }
+}

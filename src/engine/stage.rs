@@ -1,0 +1,607 @@
+//! One stage of MiSLAS, start (or resume) to finish.
+//!
+//! * Stage 1 (reference `train_stage1.py`): backbone + classifier with mixup cross-entropy on
+//!   instance-balanced batches, SGD over one group, warm-up + step or cosine schedule.
+//! * Stage 2 (reference `train_stage2.py`): backbone from the stage-1 checkpoint with no gradient
+//!   (in train mode when `shift_bn`, so BatchNorm running statistics follow the class-balanced
+//!   stream — shift learning), classifier continued from stage 1 and LWS from ones, label-aware
+//!   smoothing on a class-aware sampler, SGD over two groups (classifier at lr·`lr_factor`, LWS
+//!   at lr), cosine schedule; an epoch is ceil(N/B)+1 batches as in the reference.
+use super::evaluate::{evaluate, EvalSpec};
+use super::{device_info, resident_memory_bytes, stream_seed, Flow, Link};
+use crate::checkpoint::{self, Checkpoint, Origin, RunPosition};
+use crate::config::{Config, Stage};
+use crate::data::loader::{epoch_loader, LoaderOptions};
+use crate::data::{self, sampler};
+use crate::events::{BatchStats, EpochReport, Event, StageFinished, StageStarted};
+use crate::method::las::LabelAwareSmoothing;
+use crate::method::mixup::{mixup_criterion, mixup_data};
+use crate::method::schedule;
+use crate::method::sgd::Sgd;
+use crate::model::{Network, Part};
+use crate::run_dir::{RunDir, SubsetRecord};
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Stream tag of the mixup RNG (see [`stream_seed`]).
+const MIXUP_STREAM: u64 = 1;
+
+/// The loss of a stage.
+#[derive(Debug)]
+pub enum Method {
+    /// Stage 1: mixup cross-entropy; `alpha` `None` (or ≤ 0) trains with plain cross-entropy.
+    Mixup {
+        /// Beta(α, α) parameter.
+        alpha: Option<f64>,
+    },
+    /// Stage 2: label-aware smoothing on LWS-scaled logits of frozen features.
+    Las(LabelAwareSmoothing),
+}
+
+/// Figures of one training step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutput {
+    /// Batch loss, nats (non-finite: the step was not applied).
+    pub loss: f64,
+    /// Correct top-1 predictions against the unmixed labels.
+    pub hits: i64,
+}
+
+/// One SGD step on a batch already on the network's device: images `[B, C, H, W]` f32, labels
+/// `[B]` i64. Stage 1 mixes the batch with an RNG seeded by `mixup_seed` and trains backbone and
+/// classifier; stage 2 computes features without gradient (BatchNorm in train mode when
+/// `backbone_train`, i.e. shift learning) and trains classifier and LWS. A non-finite loss skips
+/// the update.
+pub fn train_step(
+    net: &Network,
+    sgd: &mut Sgd,
+    method: &Method,
+    x: &Tensor,
+    y: &Tensor,
+    mixup_seed: u64,
+    backbone_train: bool,
+) -> StepOutput {
+    let (logits, loss) = match method {
+        Method::Mixup { alpha } => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(mixup_seed);
+            let mixed = mixup_data(x, y, *alpha, &mut rng);
+            let logits = net.classify(&net.features(&mixed.images, backbone_train));
+            let loss = mixup_criterion(&logits, &mixed);
+            (logits, loss)
+        }
+        Method::Las(las) => {
+            let feats = tch::no_grad(|| net.features(x, backbone_train));
+            let logits = net.scale(&net.classify(&feats));
+            let loss = las.loss(&logits, y);
+            (logits, loss)
+        }
+    };
+    sgd.zero_grad();
+    loss.backward();
+    let loss_v = loss.double_value(&[]);
+    if loss_v.is_finite() {
+        sgd.step();
+    }
+    let hits = tch::no_grad(|| {
+        logits
+            .argmax(-1, false)
+            .eq_tensor(y)
+            .sum(Kind::Int64)
+            .int64_value(&[])
+    });
+    StepOutput { loss: loss_v, hits }
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone)]
+pub struct StageOutcome {
+    /// Its run folder.
+    pub run_dir: PathBuf,
+    /// `model_best.safetensors`, when an epoch finished.
+    pub best_checkpoint: Option<PathBuf>,
+    /// Stopped by a control before the last epoch.
+    pub stopped: bool,
+    /// Best top-1, %.
+    pub best_top1: f64,
+    /// ECE at the best top-1, %.
+    pub best_ece: f64,
+}
+
+/// Checks a configuration before anything is loaded.
+///
+/// # Errors
+/// Every failed validation rule, with the configuration's name.
+pub fn check_config(cfg: &Config) -> Result<()> {
+    let issues = cfg.validate();
+    if !issues.is_empty() {
+        let lines: Vec<String> = issues
+            .iter()
+            .map(|i| format!("{}: {}", i.key, i.message))
+            .collect();
+        bail!(
+            "configuration '{}' is not usable: {}",
+            cfg.name,
+            lines.join("; ")
+        );
+    }
+    if cfg.dataset.is_large_scale() {
+        bail!(
+            "{} cannot start yet: the large-scale list-file data sets (ImageNet-LT, iNaturalist \
+             2018, Places-LT) and their ResNet-50/152 backbones are not implemented in this \
+             build; CIFAR-10/100-LT and Fashion-MNIST-LT are",
+            cfg.dataset.display_name()
+        );
+    }
+    Ok(())
+}
+
+/// Runs one stage of `cfg` (its `mode`), writing its run folder under `saved_root`.
+///
+/// With `resume` naming a mislas checkpoint of the same stage, the run continues in that
+/// checkpoint's run folder at the batch where it stopped. Stage 2 needs `resume` to name a
+/// stage-1 checkpoint (mislas or the reference's `.pth.tar`).
+///
+/// # Errors
+/// An unusable configuration, missing or damaged data, an unusable checkpoint, a non-finite
+/// loss (the last good checkpoint is kept), or a failed write; each message names the file and
+/// what was expected.
+pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<StageOutcome> {
+    check_config(cfg)?;
+    let stage = cfg.stage();
+    let device = super::resolve_device(&cfg.device)?;
+    let resume = if cfg.resume.is_empty() {
+        None
+    } else {
+        cfg.check_resume().map_err(anyhow::Error::msg)?;
+        Some(checkpoint::load(Path::new(&cfg.resume))?)
+    };
+    let continuing = resume
+        .as_ref()
+        .and_then(|c| c.position)
+        .filter(|p| p.stage == stage);
+    if stage == Stage::Stage2 && resume.is_none() {
+        bail!(
+            "stage 2 needs a stage-1 checkpoint: set `resume` to a stage-1 run's \
+             ckps/model_best.safetensors (or a reference .pth.tar), or run `mislas pipeline`"
+        );
+    }
+
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(!cfg.deterministic);
+    }
+    tch::manual_seed(cfg.seed as i64);
+    let data = data::load(cfg)?;
+    let train_n = data.train.len();
+    let in_channels = data.train.channels as i64;
+    let mut net = Network::new(&cfg.backbone, in_channels, cfg.num_classes as i64, device)?;
+
+    let mut run = match (&resume, continuing) {
+        (Some(ck), Some(_)) => {
+            let root = ck
+                .path
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            RunDir::open(root, cfg)?
+        }
+        _ => RunDir::create(saved_root, cfg)?,
+    };
+    if continuing.is_none() {
+        run.write_config(cfg)?;
+        let record = SubsetRecord {
+            class_counts: data.class_counts.clone(),
+            num_images: train_n,
+            sha256: data::subset_sha256(&data.kept_indices),
+        };
+        run.write_subset(&record, &data.kept_indices)?;
+    }
+
+    // Weights.
+    if let Some(ck) = &resume {
+        let parts: &[Part] = match (continuing.is_some(), ck.origin) {
+            (true, _) => &[Part::Backbone, Part::Classifier, Part::Lws],
+            (false, _) => &[Part::Backbone, Part::Classifier],
+        };
+        net.load_parts(&ck.tensors, parts)
+            .with_context(|| format!("checkpoint {}", ck.path.display()))?;
+        let what = match (continuing, ck.origin) {
+            (Some(p), _) => format!("resuming at epoch {} batch {}", p.epoch, p.batch),
+            (None, Origin::Reference) => "reference checkpoint".to_owned(),
+            (None, Origin::Mislas) => "stage-1 weights".to_owned(),
+        };
+        log(
+            link,
+            &mut run,
+            &format!("=> loaded checkpoint '{}' ({what})", ck.path.display()),
+        )?;
+    }
+    if stage == Stage::Stage2 {
+        net.freeze_backbone();
+    }
+
+    let groups: Vec<Vec<(String, Tensor)>> = match stage {
+        Stage::Stage1 => {
+            let mut p = net.part_parameters(Part::Backbone);
+            p.extend(net.part_parameters(Part::Classifier));
+            vec![p]
+        }
+        Stage::Stage2 => vec![
+            net.part_parameters(Part::Classifier),
+            net.part_parameters(Part::Lws),
+        ],
+    };
+    let mut sgd = Sgd::new(groups, cfg.lr, cfg.momentum, cfg.weight_decay);
+    if let (Some(ck), Some(_)) = (&resume, continuing) {
+        sgd.load_state(&ck.optimizer)
+            .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", ck.path.display()))?;
+    }
+    let method = match stage {
+        Stage::Stage2 => Method::Las(
+            LabelAwareSmoothing::new(
+                &data.class_counts,
+                cfg.smooth_head.unwrap_or(0.0),
+                cfg.smooth_tail.unwrap_or(0.0),
+                cfg.las_shape,
+                cfg.las_power,
+                device,
+            )
+            .map_err(|e| anyhow::anyhow!("label-aware smoothing: {e}"))?,
+        ),
+        Stage::Stage1 => Method::Mixup {
+            alpha: if cfg.mixup { cfg.alpha } else { None },
+        },
+    };
+
+    let bs = cfg.batch_size;
+    let batches_per_epoch = match stage {
+        Stage::Stage1 => train_n.div_ceil(bs),
+        Stage::Stage2 => sampler::stage2_batches_per_epoch(train_n, bs),
+    };
+    let images_per_epoch = match stage {
+        Stage::Stage1 => train_n,
+        Stage::Stage2 => batches_per_epoch * bs,
+    };
+    let spec = EvalSpec {
+        train_class_counts: data.class_counts.clone(),
+        head: cfg.head_class_idx,
+        med: cfg.med_class_idx,
+        tail: cfg.tail_class_idx,
+    };
+    let start = continuing.unwrap_or(RunPosition {
+        stage,
+        epoch: 0,
+        batch: 0,
+        best_top1: 0.0,
+        best_ece: 100.0,
+        seed: cfg.seed,
+        epoch_loss_sum: 0.0,
+        epoch_correct: 0.0,
+        epoch_seen: 0.0,
+    });
+    let mut best_top1 = start.best_top1;
+    let mut best_ece = start.best_ece;
+    let info = device_info(device);
+    log(
+        link,
+        &mut run,
+        &format!(
+            "=> {stage} of '{}' on {} ({}): {} training images {:?}, {} test images",
+            cfg.name,
+            info.name,
+            info.id,
+            train_n,
+            data.class_counts,
+            data.test.len()
+        ),
+    )?;
+    link.emit(Event::StageStarted(StageStarted {
+        stage,
+        run_dir: run.root.clone(),
+        name: cfg.name.clone(),
+        dataset: cfg.dataset.display_name().to_owned(),
+        device: info,
+        num_epochs: cfg.num_epochs,
+        start_epoch: start.epoch,
+        batches_per_epoch,
+        images_per_epoch,
+        class_counts: data.class_counts.clone(),
+        head_class_idx: cfg.head_class_idx,
+        med_class_idx: cfg.med_class_idx,
+        tail_class_idx: cfg.tail_class_idx,
+    }));
+
+    let loader_opts = LoaderOptions {
+        batch_size: bs,
+        workers: cfg.workers,
+        prefetch: 4,
+        augment: true,
+        pin_memory: device.is_cuda(),
+    };
+    let best_path = run.best_checkpoint();
+    let current_path = run.current_checkpoint();
+    let mut have_best = best_path.is_file();
+
+    for epoch in start.epoch..cfg.num_epochs {
+        let lrs = match stage {
+            Stage::Stage1 => vec![schedule::stage1_lr(
+                cfg.lr,
+                epoch,
+                cfg.num_epochs,
+                cfg.cos,
+                cfg.effective_warmup(),
+                &cfg.lr_milestones,
+            )],
+            Stage::Stage2 => {
+                let lr = schedule::stage2_lr(cfg.lr, epoch, cfg.num_epochs);
+                vec![lr * cfg.lr_factor.unwrap_or(1.0), lr]
+            }
+        };
+        for (g, lr) in lrs.iter().enumerate() {
+            sgd.set_lr(g, *lr);
+        }
+        link.emit(Event::EpochStarted {
+            stage,
+            epoch,
+            lr: lrs.clone(),
+        });
+
+        let order = match stage {
+            Stage::Stage1 => sampler::instance_balanced_order(train_n, cfg.seed, epoch),
+            Stage::Stage2 => sampler::class_aware_order(
+                &data.train.labels,
+                cfg.num_classes,
+                4,
+                batches_per_epoch * bs,
+                cfg.seed,
+                epoch,
+            ),
+        };
+        let resuming_here = epoch == start.epoch && start.batch > 0;
+        let first_batch = if resuming_here { start.batch } else { 0 };
+        let (mut loss_sum, mut correct, mut seen) = if resuming_here {
+            (start.epoch_loss_sum, start.epoch_correct, start.epoch_seen)
+        } else {
+            (0.0, 0.0, 0.0)
+        };
+        let remaining = order[(first_batch * bs).min(order.len())..].to_vec();
+        let loader = epoch_loader(
+            data.train.clone(),
+            remaining,
+            &data.norm,
+            &loader_opts,
+            cfg.seed,
+            epoch,
+        )
+        .starting_at(first_batch);
+
+        // Backbone mode: stage 1 trains it; stage 2 runs it in train mode only for shift learning.
+        let backbone_train = match stage {
+            Stage::Stage1 => true,
+            Stage::Stage2 => cfg.shift_bn,
+        };
+        let epoch_start = Instant::now();
+        let mut last = Instant::now();
+        for batch in loader {
+            let b = batch.index;
+            if link.check() == Flow::Stop {
+                let pos = RunPosition {
+                    stage,
+                    epoch,
+                    batch: b,
+                    best_top1,
+                    best_ece,
+                    seed: cfg.seed,
+                    epoch_loss_sum: loss_sum,
+                    epoch_correct: correct,
+                    epoch_seen: seen,
+                };
+                checkpoint::save(&current_path, &net, &sgd.state(), &pos)?;
+                link.emit(Event::Checkpoint {
+                    path: current_path.clone(),
+                    best: false,
+                });
+                log(
+                    link,
+                    &mut run,
+                    &format!(
+                        "=> stopped at epoch {epoch} batch {b}; resume with: resume {}",
+                        current_path.display()
+                    ),
+                )?;
+                return finish(
+                    link,
+                    stage,
+                    &run,
+                    true,
+                    best_top1,
+                    best_ece,
+                    have_best.then(|| best_path.clone()),
+                );
+            }
+            let n = batch.len;
+            let x = batch.images.to_device_(device, Kind::Float, true, false);
+            let y = batch.labels.to_device_(device, Kind::Int64, true, false);
+            let seed = stream_seed(cfg.seed, epoch, b, MIXUP_STREAM);
+            let StepOutput { loss: loss_v, hits } =
+                train_step(&net, &mut sgd, &method, &x, &y, seed, backbone_train);
+            if !loss_v.is_finite() {
+                let kept = if current_path.is_file() {
+                    format!("the last good checkpoint {} is kept", current_path.display())
+                } else {
+                    "no checkpoint had been written yet".to_owned()
+                };
+                let msg = format!(
+                    "non-finite training loss ({loss_v}) at epoch {epoch} batch {b}: training \
+                     stopped; {kept}. Lower lr or check the data"
+                );
+                let _ = run.log(&msg);
+                bail!(msg);
+            }
+            loss_sum += loss_v * n as f64;
+            correct += hits as f64;
+            seen += n as f64;
+            let now = Instant::now();
+            let dt = now.duration_since(last).as_secs_f64().max(1e-9);
+            last = now;
+            link.emit(Event::Batch(BatchStats {
+                stage,
+                epoch,
+                batch: b,
+                batches: batches_per_epoch,
+                loss: loss_v,
+                top1: 100.0 * hits as f64 / n as f64,
+                lr: lrs[0],
+                images_per_sec: n as f64 / dt,
+                memory_bytes: resident_memory_bytes(),
+            }));
+            if cfg.print_freq > 0 && b % cfg.print_freq == 0 {
+                log(
+                    link,
+                    &mut run,
+                    &format!(
+                        "Epoch: [{epoch}][{b:>3}/{batches_per_epoch}]\tLoss {loss_v:.3} ({:.3})\tAcc@1 {:.3} ({:.3})",
+                        loss_sum / seen,
+                        100.0 * hits as f64 / n as f64,
+                        100.0 * correct / seen
+                    ),
+                )?;
+            }
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let images_per_sec = (seen - if resuming_here { start.epoch_seen } else { 0.0 })
+            / train_seconds.max(1e-9);
+
+        let eval_start = Instant::now();
+        let report = evaluate(
+            &net,
+            &data.test,
+            &data.norm,
+            cfg.effective_eval_batch_size(),
+            cfg.workers,
+            &spec,
+        );
+        let eval_seconds = eval_start.elapsed().as_secs_f64();
+        let is_best = report.top1 > best_top1;
+        if is_best {
+            best_top1 = report.top1;
+            best_ece = report.ece;
+        }
+        log(
+            link,
+            &mut run,
+            &format!(
+                "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
+                report.top1, report.top5, report.head, report.medium, report.tail
+            ),
+        )?;
+        log(link, &mut run, &format!("* ECE   {:.3}%.", report.ece))?;
+        log(
+            link,
+            &mut run,
+            &format!("Best Prec@1: {best_top1:.3}% ECE: {best_ece:.3}%"),
+        )?;
+        let pos = RunPosition {
+            stage,
+            epoch: epoch + 1,
+            batch: 0,
+            best_top1,
+            best_ece,
+            seed: cfg.seed,
+            epoch_loss_sum: 0.0,
+            epoch_correct: 0.0,
+            epoch_seen: 0.0,
+        };
+        checkpoint::save(&current_path, &net, &sgd.state(), &pos)?;
+        link.emit(Event::Checkpoint {
+            path: current_path.clone(),
+            best: false,
+        });
+        if is_best {
+            checkpoint::save(&best_path, &net, &sgd.state(), &pos)?;
+            have_best = true;
+            link.emit(Event::Checkpoint {
+                path: best_path.clone(),
+                best: true,
+            });
+        }
+        let epoch_report = EpochReport {
+            stage,
+            epoch,
+            num_epochs: cfg.num_epochs,
+            lr: lrs,
+            train_loss: loss_sum / seen.max(1.0),
+            train_top1: 100.0 * correct / seen.max(1.0),
+            eval: report,
+            best_top1,
+            best_ece,
+            is_best,
+            train_seconds,
+            eval_seconds,
+            images_per_sec,
+        };
+        run.append_metrics(&epoch_report)?;
+        link.emit(Event::Epoch(Box::new(epoch_report)));
+    }
+    finish(
+        link,
+        stage,
+        &run,
+        false,
+        best_top1,
+        best_ece,
+        have_best.then_some(best_path),
+    )
+}
+
+fn finish(
+    link: &mut Link,
+    stage: Stage,
+    run: &RunDir,
+    stopped: bool,
+    best_top1: f64,
+    best_ece: f64,
+    best_checkpoint: Option<PathBuf>,
+) -> Result<StageOutcome> {
+    link.emit(Event::StageFinished(StageFinished {
+        stage,
+        run_dir: run.root.clone(),
+        best_top1,
+        best_ece,
+        best_checkpoint: best_checkpoint.clone(),
+        stopped,
+    }));
+    Ok(StageOutcome {
+        run_dir: run.root.clone(),
+        best_checkpoint,
+        stopped,
+        best_top1,
+        best_ece,
+    })
+}
+
+/// Writes a line to the run log and publishes it.
+fn log(link: &Link, run: &mut RunDir, line: &str) -> Result<()> {
+    run.log(line)?;
+    link.emit(Event::Log(line.to_owned()));
+    Ok(())
+}
+
+/// Loads a checkpoint into a fresh network for evaluation (`mislas eval`).
+///
+/// # Errors
+/// As [`checkpoint::load`] and [`Network::load_parts`].
+pub fn network_from_checkpoint(cfg: &Config, ck: &Checkpoint, in_channels: i64) -> Result<Network> {
+    let device = super::resolve_device(&cfg.device)?;
+    let mut net = Network::new(&cfg.backbone, in_channels, cfg.num_classes as i64, device)?;
+    let mut parts = vec![Part::Backbone, Part::Classifier];
+    if ck.tensors.keys().any(|k| k.starts_with(Part::Lws.prefix())) {
+        parts.push(Part::Lws);
+    }
+    net.load_parts(&ck.tensors, &parts)
+        .with_context(|| format!("checkpoint {}", ck.path.display()))?;
+    Ok(net)
+}

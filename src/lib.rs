@@ -1,0 +1,17 @@
+//! `mislas`: the MiSLAS recipe ("Improving Calibration for Long-Tailed Recognition",
+//! Zhong et al., CVPR 2021) on libtorch.
+//!
+//! The engine (data, models, methods, metrics, runs) knows nothing of any front end; the
+//! terminal UI and the headless CLI consume the same [`events::Event`]s and send
+//! [`events::Control`]s over crossbeam channels.
+pub mod config;
+pub mod data;
+pub mod events;
+pub mod method;
+pub mod metrics;
+pub mod model;
+pub mod bench;
+pub mod checkpoint;
+pub mod engine;
+pub mod headless;
+pub mod run_dir;

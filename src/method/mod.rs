@@ -1,0 +1,16 @@
+//! The training methods of MiSLAS (Zhong et al., CVPR 2021) and the optimisation around them:
+//!
+//! * [`mixup`]: mixup (Zhang et al., 2018) for stage-1 representation learning;
+//! * [`las`]: label-aware smoothing (MiSLAS §4.2, Eq. 6) for stage-2 classifier re-learning;
+//! * [`schedule`]: the learning-rate schedules of `train_stage1.py` and `train_stage2.py`;
+//! * [`sgd`]: SGD with momentum and weight decay, as `torch.optim.SGD`, with parameter groups
+//!   and a checkpointable state.
+pub mod las;
+pub mod mixup;
+pub mod schedule;
+pub mod sgd;
+
+pub use las::{las_epsilons, LabelAwareSmoothing};
+pub use mixup::{mixup_criterion, mixup_data, MixedBatch};
+pub use schedule::{Stage1Schedule, Stage2Schedule};
+pub use sgd::{ParamGroup, Sgd};

@@ -1,0 +1,352 @@
+//! Preset discovery for the terminal UI's presets screen.
+//!
+//! A preset is a YAML configuration: the project's under `presets/<dataset>/*.yaml`, and the
+//! user's own under the user config dir (`~/.config/mislas/presets/` on Linux), where the UI saves
+//! an edited configuration as a new preset. Each preset comes with its loaded [`Config`] (or the
+//! error that stopped loading it) and whether its data set is found at its `data_path`.
+use crate::config::{Config, DatasetName, Stage};
+use anyhow::{bail, Context};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where a preset comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetOrigin {
+    /// Shipped with the project under `presets/<dataset>/`.
+    Project,
+    /// Saved by the user under the user config dir.
+    User,
+}
+
+/// Whether a data set's files are where a configuration says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataStatus {
+    /// Found: the file or folder that was found.
+    Found(PathBuf),
+    /// Not found: the path that was looked at (`data_path`, resolved).
+    Missing(PathBuf),
+}
+
+impl DataStatus {
+    /// Whether the data set was found.
+    pub fn is_found(&self) -> bool {
+        matches!(self, DataStatus::Found(_))
+    }
+}
+
+/// One preset file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    /// The YAML file.
+    pub path: PathBuf,
+    /// Project or user preset.
+    pub origin: PresetOrigin,
+    /// Its data set: the configuration's, else the one its folder names (`presets/cifar10/`).
+    pub dataset: Option<DatasetName>,
+    /// The loaded configuration, or why it could not be loaded.
+    pub config: Result<Config, String>,
+    /// Whether its data set is found; `None` when the configuration did not load.
+    pub data: Option<DataStatus>,
+}
+
+impl Preset {
+    /// The preset's name: its file name without `.yaml`.
+    pub fn name(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The stage its configuration trains, when it loaded.
+    pub fn stage(&self) -> Option<Stage> {
+        self.config.as_ref().ok().map(Config::stage)
+    }
+}
+
+/// The user's preset folder: `<config dir of directories' ProjectDirs("", "", "mislas")>/presets`.
+pub fn user_presets_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "mislas").map(|d| d.config_dir().join("presets"))
+}
+
+/// Finds the presets: `presets/<dataset>/*.yaml` under `project_root`, then `*.yaml` in
+/// `user_dir`, each list sorted by file name. Relative `data_path`s are resolved against
+/// `project_root`.
+pub fn discover(project_root: &Path, user_dir: Option<&Path>) -> Vec<Preset> {
+    let mut presets = Vec::new();
+    for folder in sorted_entries(&project_root.join("presets")) {
+        if !folder.is_dir() {
+            continue;
+        }
+        let folder_dataset = folder
+            .file_name()
+            .and_then(|n| serde_yaml::from_str::<DatasetName>(&n.to_string_lossy()).ok());
+        for file in yaml_files(&folder) {
+            presets.push(load(file, PresetOrigin::Project, folder_dataset, project_root));
+        }
+    }
+    if let Some(dir) = user_dir {
+        for file in yaml_files(dir) {
+            presets.push(load(file, PresetOrigin::User, None, project_root));
+        }
+    }
+    presets
+}
+
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    sorted_entries(dir)
+        .into_iter()
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+        })
+        .collect()
+}
+
+fn load(
+    path: PathBuf,
+    origin: PresetOrigin,
+    folder_dataset: Option<DatasetName>,
+    base: &Path,
+) -> Preset {
+    match Config::from_file(&path) {
+        Ok(loaded) => Preset {
+            dataset: Some(loaded.config.dataset),
+            data: Some(dataset_status(&loaded.config, base)),
+            config: Ok(loaded.config),
+            path,
+            origin,
+        },
+        Err(e) => Preset {
+            dataset: folder_dataset,
+            data: None,
+            config: Err(e.message),
+            path,
+            origin,
+        },
+    }
+}
+
+/// Resolves `data_path` against `base` when it is relative.
+pub fn resolve_data_path(config: &Config, base: &Path) -> PathBuf {
+    let p = Path::new(&config.data_path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p.strip_prefix(".").unwrap_or(p))
+    }
+}
+
+/// Whether the configuration's data set is at its `data_path` (resolved against `base`):
+/// Fashion-MNIST's `train-images-idx3-ubyte[.gz]` in it; CIFAR's `cifar-10-batches-{py,bin}` or
+/// `cifar-100-{python,binary}` in it or at it; the large-scale sets' training list file in it.
+pub fn dataset_status(config: &Config, base: &Path) -> DataStatus {
+    let root = resolve_data_path(config, base);
+    let file_in = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| root.join(n))
+            .find(|p| p.is_file())
+    };
+    let folder_in_or_at = |names: &[&str]| {
+        let at = root
+            .file_name()
+            .is_some_and(|f| names.iter().any(|n| f == *n))
+            && root.is_dir();
+        if at {
+            Some(root.clone())
+        } else {
+            names.iter().map(|n| root.join(n)).find(|p| p.is_dir())
+        }
+    };
+    let found = match config.dataset {
+        DatasetName::FashionMnist => {
+            file_in(&["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"])
+        }
+        DatasetName::Cifar10 => folder_in_or_at(&["cifar-10-batches-py", "cifar-10-batches-bin"]),
+        DatasetName::Cifar100 => folder_in_or_at(&["cifar-100-python", "cifar-100-binary"]),
+        DatasetName::Imagenet => file_in(&["ImageNet_LT_train.txt"]),
+        DatasetName::Ina2018 => file_in(&["iNaturalist18_train.txt"]),
+        DatasetName::Places => file_in(&["Places_LT_train.txt"]),
+    };
+    match found {
+        Some(p) => DataStatus::Found(p),
+        None => DataStatus::Missing(root),
+    }
+}
+
+/// Saves `config` as the user preset `<dir>/<name>.yaml` (YAML of [`Config::to_yaml`]),
+/// creating `dir` if needed, and returns the file.
+///
+/// # Errors
+/// The name is empty or holds characters other than letters, digits, `_`, `-` and `.`; a preset
+/// of that name exists already (a preset is never overwritten); the file cannot be written.
+pub fn save_user_preset(dir: &Path, name: &str, config: &Config) -> anyhow::Result<PathBuf> {
+    let name = name.trim();
+    let name = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))
+        .unwrap_or(name);
+    if name.is_empty() || name.starts_with('.') {
+        bail!("a preset needs a name (letters, digits, _ - .)");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        bail!("'{c}' is not allowed in a preset name (letters, digits, _ - .)");
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}.yaml"));
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("a preset named '{name}' exists already; pick another name")
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+    };
+    file.write_all(config.to_yaml().as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The preset of the other stage that goes with preset `i` for a "both stages" launch: same data
+/// set, imbalance factor and origin, the other stage; among several, the one whose file name
+/// shares the longest prefix with preset `i`'s.
+pub fn partner(presets: &[Preset], i: usize) -> Option<usize> {
+    let me = presets.get(i)?;
+    let cfg = me.config.as_ref().ok()?;
+    let name = me.name();
+    presets
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.origin == me.origin)
+        .filter_map(|(j, p)| p.config.as_ref().ok().map(|c| (j, p, c)))
+        .filter(|(_, _, c)| {
+            c.dataset == cfg.dataset && c.imb_factor == cfg.imb_factor && c.stage() != cfg.stage()
+        })
+        .max_by_key(|(j, p, _)| {
+            let common = p
+                .name()
+                .chars()
+                .zip(name.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
+            (common, std::cmp::Reverse(*j))
+        })
+        .map(|(j, _, _)| j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn fmnist(name: &str, mode: &str, data: &str) -> String {
+        format!(
+            "name: {name}\ndataset: fashion_mnist\ndata_path: '{data}'\nnum_classes: 10\n\
+             imb_factor: 0.01\nmode: {mode}\nsmooth_head: 0.3\nsmooth_tail: 0.0\nlr_factor: 0.5\n"
+        )
+    }
+
+    #[test]
+    fn discovers_project_and_user_presets_with_data_status() {
+        let root = tempfile::tempdir().unwrap();
+        let user = tempfile::tempdir().unwrap();
+        let data = root.path().join("data/fmnist");
+        write(&data.join("train-images-idx3-ubyte.gz"), "");
+        write(
+            &root.path().join("presets/fashion_mnist/a_stage1.yaml"),
+            &fmnist("a1", "stage1", "./data/fmnist"),
+        );
+        write(
+            &root.path().join("presets/fashion_mnist/a_stage2.yaml"),
+            &fmnist("a2", "stage2", "/nonexistent/fm"),
+        );
+        write(&root.path().join("presets/cifar10/broken.yaml"), "lr: [\n");
+        write(&user.path().join("mine.yaml"), &fmnist("m", "stage1", "./nope"));
+        let p = discover(root.path(), Some(user.path()));
+        let names: Vec<_> = p.iter().map(Preset::name).collect();
+        assert_eq!(names, ["broken", "a_stage1", "a_stage2", "mine"]);
+        assert_eq!(p[0].dataset, Some(DatasetName::Cifar10));
+        assert!(p[0].config.is_err());
+        assert_eq!(p[0].data, None);
+        assert_eq!(
+            p[1].data,
+            Some(DataStatus::Found(data.join("train-images-idx3-ubyte.gz")))
+        );
+        assert_eq!(
+            p[2].data,
+            Some(DataStatus::Missing(PathBuf::from("/nonexistent/fm")))
+        );
+        assert_eq!(p[3].origin, PresetOrigin::User);
+        assert_eq!(
+            p[3].data,
+            Some(DataStatus::Missing(root.path().join("nope")))
+        );
+        assert_eq!(partner(&p, 1), Some(2));
+        assert_eq!(partner(&p, 2), Some(1));
+        assert_eq!(partner(&p, 3), None, "a user preset pairs with user presets");
+        assert_eq!(partner(&p, 0), None);
+    }
+
+    #[test]
+    fn cifar_folder_in_or_at_data_path() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("c10/cifar-10-batches-bin")).unwrap();
+        let mut c = Config {
+            dataset: DatasetName::Cifar10,
+            data_path: root.path().join("c10").display().to_string(),
+            ..Config::default()
+        };
+        assert!(dataset_status(&c, root.path()).is_found());
+        c.data_path = root
+            .path()
+            .join("c10/cifar-10-batches-bin")
+            .display()
+            .to_string();
+        assert!(dataset_status(&c, root.path()).is_found());
+        c.dataset = DatasetName::Cifar100;
+        assert!(!dataset_status(&c, root.path()).is_found());
+        c.dataset = DatasetName::Places;
+        c.data_path = "plc".into();
+        write(&root.path().join("plc/Places_LT_train.txt"), "");
+        assert!(dataset_status(&c, root.path()).is_found());
+    }
+
+    #[test]
+    fn saving_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("presets");
+        let c = Config {
+            name: "x".into(),
+            ..Config::default()
+        };
+        let p = save_user_preset(&sub, "fast_test", &c).unwrap();
+        assert_eq!(p, sub.join("fast_test.yaml"));
+        let back = Config::from_file(&p).unwrap().config;
+        assert_eq!(back, c);
+        let e = save_user_preset(&sub, "fast_test.yaml", &c).unwrap_err();
+        assert!(e.to_string().contains("exists already"), "{e}");
+        assert!(save_user_preset(&sub, "a/b", &c).is_err());
+        assert!(save_user_preset(&sub, "  ", &c).is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! The `saved/` layout of a run (the reference's `create_logger` with `add_date`):
+//!
+//! ```text
+//! saved/<name>_<YYYYMMDDHHMM>/
+//!   config.yaml                 the resolved configuration
+//!   train_subset.json           per-class counts and SHA-256 of the kept training indices
+//!   train_subset_indices.txt    those indices, decimal, one per line, class order
+//!   metrics.jsonl               one JSON EpochReport per evaluated epoch
+//!   <log_dir>/<name>.txt        the reference's text log
+//!   <model_dir>/current.safetensors, <model_dir>/model_best.safetensors
+//! ```
+use crate::config::{Config, Stage};
+use crate::events::EpochReport;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// File name of the latest checkpoint inside the model folder.
+pub const CURRENT: &str = "current.safetensors";
+/// File name of the best checkpoint inside the model folder.
+pub const BEST: &str = "model_best.safetensors";
+
+/// Record of the long-tailed training subset, so anyone can check it against the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubsetRecord {
+    /// Images kept per class, in class order.
+    pub class_counts: Vec<usize>,
+    /// Total kept images.
+    pub num_images: usize,
+    /// SHA-256 of the kept indices (into the full training set) written as decimal numbers
+    /// joined by `\n`, class order, no trailing newline.
+    pub sha256: String,
+}
+
+/// An open run folder.
+#[derive(Debug)]
+pub struct RunDir {
+    /// `saved/<name>_<YYYYMMDDHHMM>`.
+    pub root: PathBuf,
+    /// Checkpoint folder (`<root>/<model_dir>`).
+    pub ckpt_dir: PathBuf,
+    log: File,
+    metrics: File,
+}
+
+impl RunDir {
+    /// Creates `saved_root/<name>_<YYYYMMDDHHMM>` (with `_2`, `_3`, … if that exists, so that no
+    /// earlier run is overwritten) and its sub-folders.
+    ///
+    /// # Errors
+    /// A folder or file cannot be created; the message names it.
+    pub fn create(saved_root: &Path, cfg: &Config) -> Result<RunDir> {
+        let stamp = chrono::Local::now().format("%Y%m%d%H%M");
+        let base = format!("{}_{stamp}", cfg.name);
+        let mut root = saved_root.join(&base);
+        let mut n = 2;
+        while root.exists() {
+            root = saved_root.join(format!("{base}_{n}"));
+            n += 1;
+        }
+        Self::open(root, cfg)
+    }
+
+    /// Opens (or creates) a run folder and appends to its log and metrics.
+    ///
+    /// # Errors
+    /// As [`RunDir::create`].
+    pub fn open(root: PathBuf, cfg: &Config) -> Result<RunDir> {
+        let log_dir = root.join(&cfg.log_dir);
+        let ckpt_dir = root.join(&cfg.model_dir);
+        for d in [&root, &log_dir, &ckpt_dir] {
+            fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let append = |p: PathBuf| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .with_context(|| format!("cannot open {}", p.display()))
+        };
+        Ok(RunDir {
+            log: append(log_dir.join(format!("{}.txt", cfg.name)))?,
+            metrics: append(root.join("metrics.jsonl"))?,
+            root,
+            ckpt_dir,
+        })
+    }
+
+    /// Path of the latest checkpoint.
+    pub fn current_checkpoint(&self) -> PathBuf {
+        self.ckpt_dir.join(CURRENT)
+    }
+
+    /// Path of the best checkpoint.
+    pub fn best_checkpoint(&self) -> PathBuf {
+        self.ckpt_dir.join(BEST)
+    }
+
+    /// Writes `config.yaml`.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_config(&self, cfg: &Config) -> Result<()> {
+        let p = self.root.join("config.yaml");
+        fs::write(&p, cfg.to_yaml()).with_context(|| format!("cannot write {}", p.display()))
+    }
+
+    /// Writes `train_subset.json` and `train_subset_indices.txt`.
+    ///
+    /// # Errors
+    /// A file cannot be written.
+    pub fn write_subset(&self, record: &SubsetRecord, indices: &[usize]) -> Result<()> {
+        let p = self.root.join("train_subset.json");
+        fs::write(&p, serde_json::to_string_pretty(record)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        let p = self.root.join("train_subset_indices.txt");
+        let text: Vec<String> = indices.iter().map(usize::to_string).collect();
+        fs::write(&p, text.join("\n")).with_context(|| format!("cannot write {}", p.display()))
+    }
+
+    /// Appends a line to the text log, prefixed like Python's logging `%(asctime)-15s`.
+    ///
+    /// # Errors
+    /// The log cannot be written.
+    pub fn log(&mut self, line: &str) -> Result<()> {
+        let ts = chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f");
+        writeln!(self.log, "{ts} {line}").context("cannot write the run log")?;
+        self.log.flush().context("cannot write the run log")
+    }
+
+    /// Appends one epoch to `metrics.jsonl` (flushed, so a follower sees it at once).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn append_metrics(&mut self, report: &EpochReport) -> Result<()> {
+        let line = serde_json::to_string(report)?;
+        writeln!(self.metrics, "{line}").context("cannot write metrics.jsonl")?;
+        self.metrics.flush().context("cannot write metrics.jsonl")
+    }
+}
+
+/// Reads `metrics.jsonl` of a run folder; a partly written last line (a run still writing) is
+/// skipped.
+///
+/// # Errors
+/// The file cannot be read, or a complete line is not an epoch record (named with its line
+/// number).
+pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochReport>> {
+    let p = run_dir.join("metrics.jsonl");
+    let f = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot read {}", p.display()))?;
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(r) => out.push(r),
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => anyhow::bail!("{} line {}: not an epoch record: {e}", p.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+/// A run folder as the runs screen lists it.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Folder name (`<name>_<YYYYMMDDHHMM>`).
+    pub name: String,
+    /// Stage of its configuration.
+    pub stage: Option<Stage>,
+    /// Evaluated epochs so far.
+    pub epochs: Vec<EpochReport>,
+    /// Its `config.yaml`, when readable.
+    pub config: Option<Config>,
+    /// `<model_dir>/model_best.safetensors`, when present.
+    pub best_checkpoint: Option<PathBuf>,
+}
+
+/// The run folders under `saved_root`, newest first (by modification time of `metrics.jsonl`,
+/// else of the folder). Unreadable folders are skipped.
+pub fn list_runs(saved_root: &Path) -> Vec<RunSummary> {
+    let Ok(entries) = fs::read_dir(saved_root) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<(std::time::SystemTime, RunSummary)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("config.yaml").is_file())
+        .map(|e| {
+            let dir = e.path();
+            let config = Config::from_file(&dir.join("config.yaml"))
+                .ok()
+                .map(|l| l.config);
+            let ckpt_dir = dir.join(config.as_ref().map_or("ckps", |c| c.model_dir.as_str()));
+            let best = ckpt_dir.join(BEST);
+            let modified = fs::metadata(dir.join("metrics.jsonl"))
+                .or_else(|_| fs::metadata(&dir))
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            let summary = RunSummary {
+                name: e.file_name().to_string_lossy().into_owned(),
+                stage: config.as_ref().map(Config::stage),
+                epochs: read_metrics(&dir).unwrap_or_default(),
+                config,
+                best_checkpoint: best.is_file().then_some(best),
+                dir,
+            };
+            (modified, summary)
+        })
+        .collect();
+    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs.into_iter().map(|(_, r)| r).collect()
+}

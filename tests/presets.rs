@@ -1,0 +1,394 @@
+//! The presets under `presets/`: the MiSLAS release's 18 configurations (CIFAR-10/100-LT at three
+//! imbalance factors, ImageNet-LT, iNaturalist 2018, Places-LT; stage 1 mixup and stage 2 MiSLAS)
+//! and mislas's Fashion-MNIST-LT ones load, validate, and carry the release's values.
+use mislas::config::{Config, DatasetName, LoadedConfig, Stage, IGNORED_KEYS};
+use serde_yaml::{Mapping, Value};
+use std::path::{Path, PathBuf};
+
+fn preset_path(folder: &str, stem: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("presets")
+        .join(folder)
+        .join(format!("{stem}.yaml"))
+}
+
+fn load(folder: &str, stem: &str) -> LoadedConfig {
+    let path = preset_path(folder, stem);
+    let loaded = Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let issues = loaded.config.validate();
+    assert!(issues.is_empty(), "{}: {issues:?}", path.display());
+    assert_eq!(loaded.config.name, stem, "{}", path.display());
+    loaded
+}
+
+/// The keys of a preset file in file order.
+fn file_keys(folder: &str, stem: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(preset_path(folder, stem)).unwrap();
+    let map: Mapping = serde_yaml::from_str(&text).unwrap();
+    map.keys().map(|k| k.as_str().unwrap().to_owned()).collect()
+}
+
+/// Keys of the release's files, in their order: the common head, the distributed block, then
+/// the stage's training keys.
+fn reference_keys(stage: Stage) -> Vec<&'static str> {
+    let mut keys = vec![
+        "name",
+        "print_freq",
+        "workers",
+        "log_dir",
+        "model_dir",
+        "dataset",
+        "data_path",
+        "num_classes",
+        "imb_factor",
+        "backbone",
+        "resume",
+        "head_class_idx",
+        "med_class_idx",
+        "tail_class_idx",
+        "deterministic",
+    ];
+    keys.extend_from_slice(IGNORED_KEYS);
+    keys.push("mode");
+    keys.extend_from_slice(match stage {
+        Stage::Stage1 => &[
+            "lr",
+            "batch_size",
+            "weight_decay",
+            "num_epochs",
+            "momentum",
+            "cos",
+            "mixup",
+            "alpha",
+        ],
+        Stage::Stage2 => &[
+            "smooth_head",
+            "smooth_tail",
+            "shift_bn",
+            "lr_factor",
+            "lr",
+            "batch_size",
+            "weight_decay",
+            "num_epochs",
+            "momentum",
+            "mixup",
+            "alpha",
+        ],
+    });
+    keys
+}
+
+/// What differs between the release's data sets.
+struct DatasetRow {
+    folder: &'static str,
+    dataset: DatasetName,
+    data_path: &'static str,
+    num_classes: usize,
+    backbone: &'static str,
+    print_freq: usize,
+    workers: usize,
+    /// Class-index boundaries: head [b0, b1), medium [b1, b2), tail [b2, b3).
+    bounds: [usize; 4],
+    batch_size: usize,
+}
+
+/// One release file pair (stage 1 + stage 2) and its values.
+struct Run {
+    stem: &'static str,
+    imb_factor: Option<f64>,
+    weight_decay: f64,
+    stage1_epochs: usize,
+    stage1_cos: bool,
+    stage1_alpha: f64,
+    stage1_deterministic: bool,
+    /// smooth_head, smooth_tail, shift_bn, lr_factor.
+    stage2: (f64, f64, bool, f64),
+}
+
+fn check_reference(row: &DatasetRow, run: &Run) {
+    for stage in [Stage::Stage1, Stage::Stage2] {
+        let stem = match stage {
+            Stage::Stage1 => format!("{}_stage1_mixup", run.stem),
+            Stage::Stage2 => format!("{}_stage2_mislas", run.stem),
+        };
+        let what = format!("{}/{stem}", row.folder);
+        assert_eq!(
+            file_keys(row.folder, &stem),
+            reference_keys(stage),
+            "{what}: keys or their order differ from the release"
+        );
+        let loaded = load(row.folder, &stem);
+        assert_eq!(loaded.ignored, IGNORED_KEYS, "{what}");
+        let c = &loaded.config;
+        assert_eq!(c.mode, Some(stage), "{what}");
+        assert_eq!(c.dataset, row.dataset, "{what}");
+        assert_eq!(c.data_path, row.data_path, "{what}");
+        assert_eq!(c.num_classes, row.num_classes, "{what}");
+        assert_eq!(c.imb_factor, run.imb_factor, "{what}");
+        assert_eq!(c.backbone, row.backbone, "{what}");
+        assert_eq!(c.print_freq, row.print_freq, "{what}");
+        assert_eq!(c.workers, row.workers, "{what}");
+        assert_eq!((c.log_dir.as_str(), c.model_dir.as_str()), ("logs", "ckps"));
+        let [b0, b1, b2, b3] = row.bounds;
+        assert_eq!(
+            (c.head_class_idx, c.med_class_idx, c.tail_class_idx),
+            ([b0, b1], [b1, b2], [b2, b3]),
+            "{what}"
+        );
+        assert_eq!(c.lr, 0.1, "{what}");
+        assert_eq!(c.momentum, 0.9, "{what}");
+        assert_eq!(c.batch_size, row.batch_size, "{what}");
+        assert_eq!(c.weight_decay, run.weight_decay, "{what}");
+        match stage {
+            Stage::Stage1 => {
+                assert_eq!(c.resume, "", "{what}");
+                assert_eq!(c.deterministic, run.stage1_deterministic, "{what}");
+                assert_eq!(c.num_epochs, run.stage1_epochs, "{what}");
+                assert_eq!(c.cos, run.stage1_cos, "{what}");
+                assert!(c.mixup, "{what}");
+                assert_eq!(c.alpha, Some(run.stage1_alpha), "{what}");
+            }
+            Stage::Stage2 => {
+                let (head, tail, shift_bn, lr_factor) = run.stage2;
+                assert_eq!(c.resume, "Path/to/Stage1_checkpoint.pth.tar", "{what}");
+                assert!(!c.deterministic, "{what}");
+                assert_eq!(c.num_epochs, 10, "{what}");
+                assert!(
+                    !c.cos,
+                    "{what}: the release's stage-2 files leave cos at its default"
+                );
+                assert!(!c.mixup, "{what}");
+                assert_eq!(c.alpha, None, "{what}");
+                assert_eq!(c.smooth_head, Some(head), "{what}");
+                assert_eq!(c.smooth_tail, Some(tail), "{what}");
+                assert_eq!(c.shift_bn, shift_bn, "{what}");
+                assert_eq!(c.lr_factor, Some(lr_factor), "{what}");
+            }
+        }
+        // The mislas additions stay at the defaults that reproduce the reference.
+        let d = Config::default();
+        assert_eq!(
+            (c.seed, &c.device, c.warmup_epochs, &c.lr_milestones),
+            (d.seed, &d.device, d.warmup_epochs, &d.lr_milestones),
+            "{what}"
+        );
+        assert_eq!(
+            (c.imb_type, c.las_shape, c.las_power, c.eval_batch_size),
+            (d.imb_type, d.las_shape, d.las_power, d.eval_batch_size),
+            "{what}"
+        );
+    }
+}
+
+fn cifar_run(stem: &'static str, imb: f64, stage2: (f64, f64, bool, f64)) -> Run {
+    Run {
+        stem,
+        imb_factor: Some(imb),
+        weight_decay: 2e-4,
+        stage1_epochs: 200,
+        stage1_cos: false,
+        stage1_alpha: 1.0,
+        stage1_deterministic: false,
+        stage2,
+    }
+}
+
+#[test]
+fn cifar10_presets_match_the_release() {
+    let row = DatasetRow {
+        folder: "cifar10",
+        dataset: DatasetName::Cifar10,
+        data_path: "./data/cifar10",
+        num_classes: 10,
+        backbone: "resnet32_fe",
+        print_freq: 40,
+        workers: 16,
+        bounds: [0, 3, 7, 10],
+        batch_size: 128,
+    };
+    for run in [
+        cifar_run("cifar10_imb001", 0.01, (0.3, 0.0, false, 0.5)),
+        cifar_run("cifar10_imb002", 0.02, (0.2, 0.0, false, 0.2)),
+        cifar_run("cifar10_imb01", 0.1, (0.1, 0.0, false, 0.2)),
+    ] {
+        check_reference(&row, &run);
+    }
+}
+
+#[test]
+fn cifar100_presets_match_the_release() {
+    let row = DatasetRow {
+        folder: "cifar100",
+        dataset: DatasetName::Cifar100,
+        data_path: "./data/cifar100",
+        num_classes: 100,
+        backbone: "resnet32_fe",
+        print_freq: 40,
+        workers: 4,
+        bounds: [0, 36, 71, 100],
+        batch_size: 128,
+    };
+    // The release's CIFAR-100-LT IF 100 stage-1 file is the only one with deterministic: True.
+    let imb001 = Run {
+        stage1_deterministic: true,
+        ..cifar_run("cifar100_imb001", 0.01, (0.4, 0.1, true, 0.2))
+    };
+    for run in [
+        imb001,
+        cifar_run("cifar100_imb002", 0.02, (0.3, 0.0, true, 0.1)),
+        cifar_run("cifar100_imb01", 0.1, (0.2, 0.0, true, 0.1)),
+    ] {
+        check_reference(&row, &run);
+    }
+}
+
+#[test]
+fn large_scale_presets_match_the_release() {
+    let large =
+        |folder, dataset, data_path, num_classes, backbone, print_freq, bounds| DatasetRow {
+            folder,
+            dataset,
+            data_path,
+            num_classes,
+            backbone,
+            print_freq,
+            workers: 48,
+            bounds,
+            batch_size: 256,
+        };
+    let run = |stem, weight_decay, stage1_epochs, stage2| Run {
+        stem,
+        imb_factor: None,
+        weight_decay,
+        stage1_epochs,
+        stage1_cos: true,
+        stage1_alpha: 0.2,
+        stage1_deterministic: false,
+        stage2,
+    };
+    let cases = [
+        (
+            large(
+                "imagenet",
+                DatasetName::Imagenet,
+                "Path/to/Data/ImageNet/",
+                1000,
+                "resnet50_fe",
+                100,
+                [0, 390, 835, 1000],
+            ),
+            run("imagenet_resnet50", 5e-4, 180, (0.3, 0.0, true, 0.05)),
+        ),
+        (
+            large(
+                "ina2018",
+                DatasetName::Ina2018,
+                "Path/to/Data/iNaturalist2018",
+                8142,
+                "resnet50_fe",
+                200,
+                [0, 842, 4543, 8142],
+            ),
+            run("ina2018_resnet50", 1e-4, 200, (0.3, 0.0, true, 0.05)),
+        ),
+        (
+            large(
+                "places",
+                DatasetName::Places,
+                "Path/to/Data/Places365/",
+                365,
+                "resnet152_fe",
+                100,
+                [0, 131, 288, 365],
+            ),
+            run("places_resnet152", 5e-4, 90, (0.4, 0.1, true, 0.05)),
+        ),
+    ];
+    for (row, run) in &cases {
+        check_reference(row, run);
+    }
+}
+
+#[test]
+fn fashion_mnist_presets() {
+    for (tag, imb) in [("imb001", 0.01), ("imb01", 0.1)] {
+        for stage in [Stage::Stage1, Stage::Stage2] {
+            let stem = match stage {
+                Stage::Stage1 => format!("fashion_mnist_{tag}_stage1_mixup"),
+                Stage::Stage2 => format!("fashion_mnist_{tag}_stage2_mislas"),
+            };
+            let loaded = load("fashion_mnist", &stem);
+            assert!(loaded.ignored.is_empty(), "{stem}: {:?}", loaded.ignored);
+            let c = &loaded.config;
+            assert_eq!(c.dataset, DatasetName::FashionMnist, "{stem}");
+            assert_eq!(c.data_path, "/usr/share/datasets/fashion-mnist", "{stem}");
+            assert_eq!(c.num_classes, 10, "{stem}");
+            assert_eq!(c.imb_factor, Some(imb), "{stem}");
+            assert_eq!(c.backbone, "resnet32_fe", "{stem}");
+            assert_eq!(
+                (c.head_class_idx, c.med_class_idx, c.tail_class_idx),
+                ([0, 3], [3, 7], [7, 10]),
+                "{stem}"
+            );
+            assert_eq!((c.workers, c.print_freq, c.batch_size), (2, 40, 128));
+            assert!(c.deterministic, "{stem}");
+            assert_eq!(c.resume, "", "{stem}");
+            assert_eq!(c.mode, Some(stage), "{stem}");
+            assert_eq!(c.lr, 0.1, "{stem}");
+            assert_eq!(c.weight_decay, 2e-4, "{stem}");
+            assert_eq!(c.momentum, 0.9, "{stem}");
+            assert!(c.cos, "{stem}");
+            match stage {
+                Stage::Stage1 => {
+                    assert_eq!(c.num_epochs, 30, "{stem}");
+                    assert_eq!(c.warmup_epochs, Some(5), "{stem}");
+                    assert_eq!(c.effective_warmup(), 5, "{stem}");
+                    assert!(c.mixup, "{stem}");
+                    assert_eq!(c.alpha, Some(1.0), "{stem}");
+                }
+                Stage::Stage2 => {
+                    assert_eq!(c.num_epochs, 10, "{stem}");
+                    assert_eq!(c.smooth_head, Some(0.3), "{stem}");
+                    assert_eq!(c.smooth_tail, Some(0.0), "{stem}");
+                    assert!(c.shift_bn, "{stem}");
+                    assert_eq!(c.lr_factor, Some(0.5), "{stem}");
+                    assert!(!c.mixup, "{stem}");
+                    assert_eq!(c.alpha, None, "{stem}");
+                }
+            }
+        }
+    }
+}
+
+/// Every file under `presets/` is one of the 22 checked above, and all of them load and
+/// validate (so a preset added later without a test still gets the basic check).
+#[test]
+fn every_preset_file_loads_and_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+    let mut files = Vec::new();
+    for folder in std::fs::read_dir(&root).unwrap() {
+        let folder = folder.unwrap().path();
+        for file in std::fs::read_dir(&folder).unwrap() {
+            let file = file.unwrap().path();
+            assert_eq!(
+                file.extension().and_then(|e| e.to_str()),
+                Some("yaml"),
+                "{}",
+                file.display()
+            );
+            let stem = file.file_stem().unwrap().to_str().unwrap().to_owned();
+            let dataset = load(folder.file_name().unwrap().to_str().unwrap(), &stem)
+                .config
+                .dataset;
+            assert_eq!(
+                Value::String(folder.file_name().unwrap().to_str().unwrap().to_owned()),
+                serde_yaml::to_value(dataset).unwrap(),
+                "{}: the folder names the data set",
+                file.display()
+            );
+            files.push(stem);
+        }
+    }
+    files.sort();
+    assert_eq!(files.len(), 22, "{files:?}");
+}
