@@ -15,3 +15,5 @@ pub mod checkpoint;
 pub mod engine;
 pub mod headless;
 pub mod run_dir;
+pub mod presets;
+pub mod tui;

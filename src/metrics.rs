@@ -5,7 +5,7 @@
 //! [`calibration`] works on plain slices; [`EvalAccumulator`] collects per-sample figures from
 //! batches of logits (on any device) into CPU vectors and turns them into an [`EvalReport`].
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, TchError, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Number of confidence bins of ECE/MCE and the reliability diagram (Guo et al., 2017; MiSLAS).
 pub const NUM_BINS: usize = 15;
@@ -196,54 +196,43 @@ impl EvalAccumulator {
     /// `torch.max(prob, dim=1)`); top-5 is `logits.topk(min(5, K))` containing the label (the
     /// reference's `accuracy`); the NLL is `−log_softmax(logits)[y]`.
     ///
-    /// # Errors
-    /// `TchError::Shape` when `logits` is not `[B, K]` with this accumulator's K, `labels` is not
-    /// `[B]`, or a label is outside `0..K`; any libtorch error otherwise.
-    pub fn add(&mut self, logits: &Tensor, labels: &Tensor) -> Result<(), TchError> {
-        let (b, k) = logits.size2().map_err(|_| {
-            TchError::Shape(format!("logits must be [B, K], got {:?}", logits.size()))
-        })?;
-        if k != self.num_classes as i64 || labels.size() != [b] {
-            return Err(TchError::Shape(format!(
-                "expected logits [B, {}] and labels [B], got {:?} and {:?}",
-                self.num_classes,
-                logits.size(),
-                labels.size()
-            )));
+    /// # Panics
+    /// When `logits` is not `[B, K]` with this accumulator's K, `labels` is not `[B]`, a label
+    /// is outside `0..K`, or libtorch fails.
+    pub fn add(&mut self, logits: &Tensor, labels: &Tensor) {
+        let k = self.num_classes as i64;
+        let shape = logits.size();
+        assert!(
+            shape.len() == 2 && shape[1] == k && labels.size() == [shape[0]],
+            "EvalAccumulator::add: expected logits [B, {k}] and labels [B], got {shape:?} and {:?}",
+            labels.size()
+        );
+        if shape[0] == 0 {
+            return;
         }
-        if b == 0 {
-            return Ok(());
+        let labels = labels.to_kind(Kind::Int64);
+        let cpu_labels = to_vec::<i64>(&labels);
+        if let Some(bad) = cpu_labels.iter().find(|&&y| !(0..k).contains(&y)) {
+            panic!("EvalAccumulator::add: label {bad} outside 0..{k}");
         }
         let kind = if logits.kind() == Kind::Double {
             Kind::Double
         } else {
             Kind::Float
         };
-        let labels = labels.f_to_kind(Kind::Int64)?;
-        let cpu_labels = Vec::<i64>::try_from(&labels.f_to_device(Device::Cpu)?)?;
-        if let Some(bad) = cpu_labels.iter().find(|&&y| !(0..k).contains(&y)) {
-            return Err(TchError::Shape(format!(
-                "label {bad} outside 0..{k} (K = {k})"
-            )));
-        }
-        let logits = logits.f_to_kind(kind)?;
-        let (conf, pred) = logits.f_softmax(1, kind)?.f_max_dim(1, false)?;
-        let nll = logits
-            .f_log_softmax(1, kind)?
-            .f_gather(1, &labels.f_unsqueeze(1)?, false)?
-            .f_squeeze_dim(1)?
-            .f_neg()?;
-        let (_, top) = logits.f_topk(k.min(5), 1, true, true)?;
-        let top5 = top
-            .f_eq_tensor(&labels.f_unsqueeze(1)?)?
-            .f_any_dim(1, false)?;
-        let cpu = |t: &Tensor| t.f_to_device(Device::Cpu);
-        self.confidences.extend(Vec::<f64>::try_from(&cpu(&conf)?)?);
-        self.predictions.extend(Vec::<i64>::try_from(&cpu(&pred)?)?);
-        self.top5_hits.extend(Vec::<bool>::try_from(&cpu(&top5)?)?);
-        self.nlls.extend(Vec::<f64>::try_from(&cpu(&nll)?)?);
+        let logits = logits.to_kind(kind);
+        let (conf, pred) = logits.softmax(1, kind).max_dim(1, false);
+        let nll = -logits
+            .log_softmax(1, kind)
+            .gather(1, &labels.unsqueeze(1), false)
+            .squeeze_dim(1);
+        let (_, top) = logits.topk(k.min(5), 1, true, true);
+        let top5 = top.eq_tensor(&labels.unsqueeze(1)).any_dim(1, false);
+        self.confidences.extend(to_vec::<f64>(&conf));
+        self.predictions.extend(to_vec::<i64>(&pred));
+        self.top5_hits.extend(to_vec::<bool>(&top5));
+        self.nlls.extend(to_vec::<f64>(&nll));
         self.labels.extend(cpu_labels);
-        Ok(())
     }
 
     /// The report over every sample added.
@@ -335,6 +324,15 @@ impl EvalAccumulator {
             bins,
         }
     }
+}
+
+/// A `[N]` tensor on any device as a CPU vector of `T`.
+///
+/// # Panics
+/// If libtorch cannot convert it.
+fn to_vec<T: tch::kind::Element + Copy>(t: &Tensor) -> Vec<T> {
+    Vec::<T>::try_from(&t.to_device(Device::Cpu))
+        .unwrap_or_else(|e| panic!("cannot copy a tensor to the CPU: {e}"))
 }
 
 #[cfg(test)]
@@ -477,10 +475,8 @@ mod tests {
         let labels = Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2, 3, 4, 4, 0]);
         let mut acc = EvalAccumulator::new(6);
         // Two batches: the report must not depend on the split.
-        acc.add(&logits.narrow(0, 0, 4), &labels.narrow(0, 0, 4))
-            .unwrap();
-        acc.add(&logits.narrow(0, 4, 6), &labels.narrow(0, 4, 6))
-            .unwrap();
+        acc.add(&logits.narrow(0, 0, 4), &labels.narrow(0, 0, 4));
+        acc.add(&logits.narrow(0, 4, 6), &labels.narrow(0, 4, 6));
         assert_eq!(acc.len(), 10);
         let r = acc.finish(&[500, 150, 101, 100, 20, 19], [0, 2], [2, 4], [4, 6]);
         assert_eq!(r.samples, 10);
@@ -528,7 +524,7 @@ mod tests {
         .view([4, 3]);
         let labels = Tensor::from_slice(&[0i64, 2, 1, 2]);
         let mut acc = EvalAccumulator::new(3);
-        acc.add(&logits, &labels).unwrap();
+        acc.add(&logits, &labels);
         let r = acc.finish(&[50, 30, 25], [0, 1], [1, 2], [2, 5]);
         assert!(close(r.top1, 50.0, 1e-12));
         assert!(close(r.top5, 100.0, 1e-12));
@@ -543,15 +539,25 @@ mod tests {
     }
 
     #[test]
-    fn accumulator_rejects_bad_shapes_and_labels() {
-        let mut acc = EvalAccumulator::new(3);
+    #[should_panic(expected = "label 3 outside 0..3")]
+    fn accumulator_rejects_out_of_range_labels() {
         let logits = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
-        assert!(acc.add(&logits, &Tensor::from_slice(&[0i64])).is_err());
-        assert!(acc.add(&logits, &Tensor::from_slice(&[0i64, 3])).is_err());
-        let wide = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
-        assert!(acc.add(&wide, &Tensor::from_slice(&[0i64, 1])).is_err());
+        EvalAccumulator::new(3).add(&logits, &Tensor::from_slice(&[0i64, 3]));
+    }
+
+    #[test]
+    #[should_panic(expected = "expected logits [B, 3]")]
+    fn accumulator_rejects_wrong_class_count() {
+        let logits = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
+        EvalAccumulator::new(3).add(&logits, &Tensor::from_slice(&[0i64, 1]));
+    }
+
+    #[test]
+    fn empty_accumulator_reports_zeros() {
+        let acc = EvalAccumulator::new(3);
         assert!(acc.is_empty());
         let r = acc.finish(&[1, 1, 1], [0, 1], [1, 2], [2, 3]);
         assert_eq!((r.samples, r.top1, r.nll, r.ece), (0, 0.0, 0.0, 0.0));
+        assert_eq!(r.per_class, [0.0; 3]);
     }
 }

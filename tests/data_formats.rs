@@ -420,7 +420,7 @@ cnumpy\nndarray\nq\x04K\x00\x85U\x01b\x87Rq\x05(K\x01"
         p.push(b'K');
         p.push(l);
     }
-    p.extend_from_slice(b"eU\x0bbatch_labelq\x0aU\x14training batch 1 of 5u.");
+    p.extend_from_slice(b"eU\x0bbatch_labelq\x0aU\x15training batch 1 of 5u.");
     p
 }
 

@@ -46,27 +46,25 @@ fn parse_header<'a>(
     dims: usize,
 ) -> anyhow::Result<(Vec<usize>, &'a [u8])> {
     let header_len = 4 * (1 + dims);
-    ensure!(
-        bytes.len() >= header_len,
-        "{} is truncated: expected a {header_len}-byte IDX header ({what}), found {} bytes",
-        path.display(),
-        bytes.len()
-    );
-    let word = |k: usize| {
-        u32::from_be_bytes([
-            bytes[4 * k],
-            bytes[4 * k + 1],
-            bytes[4 * k + 2],
-            bytes[4 * k + 3],
-        ])
+    let truncated = || {
+        format!(
+            "{} is truncated: expected a {header_len}-byte IDX header ({what}), found {} bytes",
+            path.display(),
+            bytes.len()
+        )
     };
-    let found = word(0);
+    let word = |k: usize| -> Option<u32> {
+        let b = bytes.get(4 * k..4 * k + 4)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let found = word(0).with_context(truncated)?;
     ensure!(
         found == magic,
         "bad IDX magic {found:#010x} in {}: expected {magic:#010x} ({what})",
         path.display()
     );
-    let dims = (1..=dims).map(|k| word(k) as usize).collect();
+    ensure!(bytes.len() >= header_len, truncated());
+    let dims = (1..=dims).filter_map(word).map(|d| d as usize).collect();
     Ok((dims, &bytes[header_len..]))
 }
 

@@ -178,7 +178,7 @@ mod tests {
             let seen: Vec<usize> = order
                 .iter()
                 .copied()
-                .filter(|&i| labels[i] == c as i64)
+                .filter(|&i| labels[i] == c)
                 .collect();
             // Each full pass over the class is a permutation of its members.
             for pass in seen.chunks_exact(members.len()) {

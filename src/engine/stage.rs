@@ -375,8 +375,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             &loader_opts,
             cfg.seed,
             epoch,
-        )
-        .starting_at(first_batch);
+        );
 
         // Backbone mode: stage 1 trains it; stage 2 runs it in train mode only for shift learning.
         let backbone_train = match stage {
@@ -386,7 +385,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         let epoch_start = Instant::now();
         let mut last = Instant::now();
         for batch in loader {
-            let b = batch.index;
+            let b = first_batch + batch.index;
             if link.check() == Flow::Stop {
                 let pos = RunPosition {
                     stage,

@@ -125,7 +125,7 @@ impl LabelAwareSmoothing {
             .smooth
             .to_device(logits.device())
             .index_select(0, target);
-        let confidence = 1.0 - &smoothing;
+        let confidence = 1f64 - &smoothing;
         let log_probs = logits.log_softmax(-1, None::<Kind>);
         let nll = -log_probs
             .gather(-1, &target.unsqueeze(1), false)

@@ -9,8 +9,3 @@ pub mod las;
 pub mod mixup;
 pub mod schedule;
 pub mod sgd;
-
-pub use las::{las_epsilons, LabelAwareSmoothing};
-pub use mixup::{mixup_criterion, mixup_data, MixedBatch};
-pub use schedule::{Stage1Schedule, Stage2Schedule};
-pub use sgd::{ParamGroup, Sgd};

@@ -3,31 +3,29 @@
 //! optimizer of both stages of the reference, with parameter groups and a state that a
 //! checkpoint can hold.
 use std::collections::HashSet;
-use tch::{TchError, Tensor};
+use tch::Tensor;
 
 /// Prefix of the momentum buffers' names in [`Sgd::state`].
 pub const BUFFER_PREFIX: &str = "momentum_buffer.";
 
 /// Parameters that share a learning rate (a `param_group` of PyTorch).
 #[derive(Debug)]
-pub struct ParamGroup {
-    /// Named parameters: leaf tensors that require grad, e.g. shallow clones of a `VarStore`'s
-    /// variables (they share storage, so the update reaches the model). Names must be unique
-    /// over all groups; they name the momentum buffers in [`Sgd::state`].
-    pub params: Vec<(String, Tensor)>,
-    /// Learning rate of the group.
-    pub lr: f64,
+struct Group {
+    params: Vec<(String, Tensor)>,
+    lr: f64,
 }
 
-/// SGD with momentum μ and L2 weight decay λ. For each parameter p with a gradient g:
+/// SGD with momentum μ and L2 weight decay λ over parameter groups. For each parameter p with
+/// a gradient g, with its group's learning rate lr:
 ///
 /// d = g + λ·p; buf = d on its first step, else buf = μ·buf + d; p ← p − lr·buf
 ///
 /// (`torch.optim.SGD`'s single-tensor path with dampening 0; with μ = 0 no buffer is kept and
-/// p ← p − lr·d). Updates are in place under `no_grad`.
+/// p ← p − lr·d). Updates are in place under `no_grad`. The results agree with PyTorch's to
+/// rounding: PyTorch fuses `add(x, alpha=…)`, tch rounds the product first.
 #[derive(Debug)]
 pub struct Sgd {
-    groups: Vec<ParamGroup>,
+    groups: Vec<Group>,
     momentum: f64,
     weight_decay: f64,
     /// One slot per parameter, in group order; `None` until the parameter's first step.
@@ -35,44 +33,44 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    /// An optimizer over `groups`, momentum μ and weight decay λ shared by all groups.
+    /// An optimizer over parameter groups, every group starting at learning rate `lr` (as the
+    /// reference's `torch.optim.SGD([{params: classifier}, {params: lws}], config.lr, …)`;
+    /// the schedule then sets each group's rate with [`Sgd::set_lr`]).
     ///
-    /// # Errors
-    /// When a parameter name repeats, or μ, λ or a group's learning rate is negative or not
-    /// finite.
-    pub fn new(groups: Vec<ParamGroup>, momentum: f64, weight_decay: f64) -> Result<Self, String> {
-        let valid = |x: f64| x >= 0.0 && x.is_finite();
-        if !valid(momentum) {
-            return Err(format!(
-                "SGD momentum must be ≥ 0 and finite, is {momentum}"
-            ));
-        }
-        if !valid(weight_decay) {
-            return Err(format!(
-                "SGD weight decay must be ≥ 0 and finite, is {weight_decay}"
-            ));
-        }
+    /// * `groups`: named parameters per group — leaf tensors that require grad, e.g. shallow
+    ///   clones of a `VarStore`'s variables (they share storage, so updates reach the model).
+    ///   The names label the momentum buffers in [`Sgd::state`].
+    /// * `momentum` μ ∈ [0, 1), `weight_decay` λ ≥ 0 (the configuration validates both).
+    ///
+    /// # Panics
+    /// If a parameter name appears twice (the state could not tell the buffers apart).
+    pub fn new(
+        groups: Vec<Vec<(String, Tensor)>>,
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    ) -> Self {
         let mut names = HashSet::new();
-        for (i, g) in groups.iter().enumerate() {
-            if !valid(g.lr) {
-                return Err(format!(
-                    "SGD group {i}: learning rate must be ≥ 0, is {}",
-                    g.lr
-                ));
-            }
-            for (name, _) in &g.params {
-                if !names.insert(name.as_str()) {
-                    return Err(format!("SGD: parameter '{name}' is listed twice"));
-                }
-            }
+        for (name, _) in groups.iter().flatten() {
+            assert!(
+                names.insert(name.clone()),
+                "SGD: parameter '{name}' is listed twice"
+            );
         }
-        let buffers = groups.iter().map(|g| vec![None; g.params.len()]).collect();
-        Ok(Sgd {
+        let buffers = groups
+            .iter()
+            .map(|g| g.iter().map(|_| None).collect())
+            .collect();
+        let groups = groups
+            .into_iter()
+            .map(|params| Group { params, lr })
+            .collect();
+        Sgd {
             groups,
             momentum,
             weight_decay,
             buffers,
-        })
+        }
     }
 
     /// Number of parameter groups.
@@ -99,9 +97,9 @@ impl Sgd {
     /// One update of every parameter that has a gradient (parameters whose `grad` is undefined
     /// are skipped, as PyTorch skips `grad is None`).
     ///
-    /// # Errors
-    /// A libtorch error (e.g. a gradient whose shape or device differs from its parameter).
-    pub fn step(&mut self) -> Result<(), TchError> {
+    /// # Panics
+    /// On a libtorch error, e.g. a gradient on another device than its parameter.
+    pub fn step(&mut self) {
         let (mu, wd) = (self.momentum, self.weight_decay);
         tch::no_grad(|| {
             for (group, bufs) in self.groups.iter_mut().zip(&mut self.buffers) {
@@ -111,26 +109,22 @@ impl Sgd {
                     if !g.defined() {
                         continue;
                     }
-                    let d = if wd != 0.0 {
-                        g.f_add(&p.f_mul_scalar(wd)?)?
-                    } else {
-                        g
-                    };
+                    let d = if wd != 0.0 { g + &*p * wd } else { g };
                     let update = if mu == 0.0 {
                         d
                     } else {
                         match slot {
                             Some(buf) => {
-                                buf.f_mul_scalar_(mu)?.f_add_(&d)?;
+                                *buf *= mu;
+                                *buf += &d;
                                 buf.shallow_clone()
                             }
-                            None => slot.insert(d.f_detach_copy()?).shallow_clone(),
+                            None => slot.insert(d.detach_copy()).shallow_clone(),
                         }
                     };
-                    p.f_sub_(&update.f_mul_scalar(lr)?)?;
+                    *p -= update * lr;
                 }
             }
-            Ok(())
         })
     }
 
@@ -249,18 +243,15 @@ mod tests {
             .backward();
     }
 
+    /// Group 0: the weight at lr 0.1; group 1: the bias at 0.05; μ 0.9, λ 0.01.
     fn optimizer(w: &Tensor, b: &Tensor) -> Sgd {
         let groups = vec![
-            ParamGroup {
-                params: vec![("fc.weight".into(), w.shallow_clone())],
-                lr: 0.1,
-            },
-            ParamGroup {
-                params: vec![("fc.bias".into(), b.shallow_clone())],
-                lr: 0.05,
-            },
+            vec![("fc.weight".to_owned(), w.shallow_clone())],
+            vec![("fc.bias".to_owned(), b.shallow_clone())],
         ];
-        Sgd::new(groups, 0.9, 0.01).unwrap()
+        let mut opt = Sgd::new(groups, 0.1, 0.9, 0.01);
+        opt.set_lr(1, 0.05);
+        opt
     }
 
     fn assert_values(t: &Tensor, want: &[f64]) {
@@ -314,7 +305,7 @@ mod tests {
         for step in 0..3 {
             opt.zero_grad();
             backward(&w, &b, step);
-            opt.step().unwrap();
+            opt.step();
             if step == 0 {
                 assert_values(&w, &W1);
                 assert_values(&b, &B1);
@@ -341,7 +332,7 @@ mod tests {
         for step in 0..2 {
             opt.zero_grad();
             backward(&w, &b, step);
-            opt.step().unwrap();
+            opt.step();
         }
         let saved: Vec<(String, Tensor)> = opt
             .state()
@@ -353,7 +344,7 @@ mod tests {
         let mut resumed = optimizer(&w2, &b2);
         resumed.load_state(&saved).unwrap();
         backward(&w2, &b2, 2);
-        resumed.step().unwrap();
+        resumed.step();
         assert_values(&w2, &W3);
         assert_values(&b2, &B3);
         // Loading an empty state restarts the momentum.
@@ -399,38 +390,52 @@ mod tests {
     }
 
     /// By hand, μ = 0, λ = 0.5, lr 0.1, loss = Σ 3·p: g = 3, p ← p − 0.1·(3 + 0.5·p); from
-    /// p = [1, −2]: [0.65, −1.6]. No buffer is kept.
+    /// p = [1, −2]: [1 − 0.35, −2 − 0.2] = [0.65, −2.2]. No buffer is kept.
     #[test]
     fn without_momentum_is_plain_decayed_gradient_descent() {
         let p = t64(&[1.0, -2.0], &[2]).set_requires_grad(true);
-        let groups = vec![ParamGroup {
-            params: vec![("p".into(), p.shallow_clone())],
-            lr: 0.1,
-        }];
-        let mut opt = Sgd::new(groups, 0.0, 0.5).unwrap();
+        let mut opt = Sgd::new(
+            vec![vec![("p".to_owned(), p.shallow_clone())]],
+            0.1,
+            0.0,
+            0.5,
+        );
         (&p * 3.0).sum(Kind::Double).backward();
-        opt.step().unwrap();
-        assert_values(&p, &[0.65, -1.6]);
+        opt.step();
+        assert_values(&p, &[0.65, -2.2]);
         assert!(opt.state().is_empty());
         opt.set_lr(0, 0.0);
-        opt.step().unwrap();
-        assert_values(&p, &[0.65, -1.6]);
+        opt.step();
+        assert_values(&p, &[0.65, -2.2]);
         assert!(opt
-            .load_state(&[("momentum_buffer.p".into(), p.detach().copy())])
+            .load_state(&[("momentum_buffer.p".to_owned(), p.detach().copy())])
             .is_err());
     }
 
+    /// A parameter without gradient is left alone (PyTorch skips `grad is None`).
     #[test]
-    fn rejects_bad_hyperparameters_and_duplicate_names() {
+    fn parameters_without_gradient_are_skipped() {
+        let p = t64(&[1.0], &[1]).set_requires_grad(true);
+        let mut opt = Sgd::new(
+            vec![vec![("p".to_owned(), p.shallow_clone())]],
+            0.1,
+            0.9,
+            0.5,
+        );
+        opt.step();
+        assert_values(&p, &[1.0]);
+        assert!(opt.state().is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "listed twice")]
+    fn duplicate_names_panic() {
         let p = || Tensor::zeros([1], (Kind::Float, Device::Cpu));
-        let group = |names: &[&str], lr| ParamGroup {
-            params: names.iter().map(|n| (n.to_string(), p())).collect(),
-            lr,
-        };
-        assert!(Sgd::new(vec![group(&["a", "a"], 0.1)], 0.9, 0.0).is_err());
-        assert!(Sgd::new(vec![group(&["a"], 0.1), group(&["a"], 0.1)], 0.9, 0.0).is_err());
-        assert!(Sgd::new(vec![group(&["a"], -0.1)], 0.9, 0.0).is_err());
-        assert!(Sgd::new(vec![group(&["a"], 0.1)], -0.9, 0.0).is_err());
-        assert!(Sgd::new(vec![group(&["a"], 0.1)], 0.9, f64::NAN).is_err());
+        Sgd::new(
+            vec![vec![("a".to_owned(), p())], vec![("a".to_owned(), p())]],
+            0.1,
+            0.9,
+            0.0,
+        );
     }
 }

@@ -95,7 +95,8 @@ fn read_archive(path: &Path) -> Result<PthCheckpoint> {
     if let Ok(mut entry) = zip.by_name(&format!("{prefix}byteorder")) {
         let mut order = String::new();
         entry.read_to_string(&mut order)?;
-        if order.trim() != "little" {
+        let order = order.trim();
+        if order != "little" {
             bail!("the storages are {order}-endian; only little-endian checkpoints are supported");
         }
     }
@@ -162,7 +163,6 @@ fn with_explicit_memo(ops: Vec<PickleOp<'_>>) -> Vec<PickleOp<'_>> {
 /// A pickled scalar.
 #[derive(Debug, Clone, Copy)]
 enum Atom<'a> {
-    None,
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -184,7 +184,6 @@ impl Atom<'_> {
 /// Decodes the scalar opcodes of protocols 2–5 (and the text integers of protocol 0).
 fn atom_of_op<'a>(op: &PickleOp<'a>) -> Option<Atom<'a>> {
     Some(match *op {
-        PickleOp::NONE => Atom::None,
         PickleOp::NEWTRUE | PickleOp::INT("01") => Atom::Bool(true),
         PickleOp::NEWFALSE | PickleOp::INT("00") => Atom::Bool(false),
         PickleOp::BININT(i) => Atom::Int(i64::from(i)),
@@ -194,7 +193,9 @@ fn atom_of_op<'a>(op: &PickleOp<'a>) -> Option<Atom<'a>> {
             Atom::Int(s.trim().trim_end_matches('L').parse().ok()?)
         }
         PickleOp::LONG1(b) | PickleOp::LONG4(b) => long_le(b),
-        PickleOp::BINFLOAT(f) => Atom::Float(f),
+        // Pickle stores BINFLOAT big-endian; repugnant-pickle 0.0.1 reads the bytes as
+        // little-endian, so its value comes byte-swapped.
+        PickleOp::BINFLOAT(f) => Atom::Float(f64::from_bits(f.to_bits().swap_bytes())),
         PickleOp::FLOAT(s) => Atom::Float(s.trim().parse().ok()?),
         PickleOp::BINUNICODE(s) | PickleOp::BINUNICODE8(s) | PickleOp::SHORT_BINUNICODE(s) => {
             Atom::Str(s)
@@ -330,7 +331,6 @@ impl<'p, 'a, R: Read + Seek> Walker<'p, 'a, R> {
             Value::Int(i) => Some(Atom::Int(*i)),
             Value::Float(f) => Some(Atom::Float(*f)),
             Value::Bool(b) => Some(Atom::Bool(*b)),
-            Value::None => Some(Atom::None),
             _ => None,
         })
     }
@@ -383,11 +383,9 @@ impl<'p, 'a, R: Read + Seek> Walker<'p, 'a, R> {
 
     /// The key-value pairs that `SETITEM`, `SETITEMS` and `DICT` left in a dict's items: each
     /// item is a `(key, value)` pair or, from `SETITEMS`, a tuple of such pairs.
-    fn dict_pairs(
-        &self,
-        items: &'p [Value<'a>],
-    ) -> Result<Vec<(&'p Value<'a>, &'p Value<'a>)>> {
-        let is_pair = |v: &Value<'_>| matches!(v, Value::Seq(SequenceType::Tuple, p) if p.len() == 2);
+    fn dict_pairs(&self, items: &'p [Value<'a>]) -> Result<Vec<(&'p Value<'a>, &'p Value<'a>)>> {
+        let is_pair =
+            |v: &Value<'_>| matches!(v, Value::Seq(SequenceType::Tuple, p) if p.len() == 2);
         let mut pairs = Vec::new();
         for item in items {
             match item {
@@ -473,7 +471,9 @@ impl<'p, 'a, R: Read + Seek> Walker<'p, 'a, R> {
                     self.out.numbers.insert(key, x);
                 }
             }
-            Node::Call(module, name, _) if module.starts_with("torch") && name.starts_with("_rebuild") => {
+            Node::Call(module, name, _)
+                if module.starts_with("torch") && name.starts_with("_rebuild") =>
+            {
                 bail!(
                     "'{key}' is saved as {module}.{name}, which mislas does not read \
                      (supported: dense tensors and nn.Parameter)"
@@ -587,7 +587,9 @@ impl<'p, 'a, R: Read + Seek> Walker<'p, 'a, R> {
         };
         let big_endian = match state {
             Some(state) => match self.items(state, "NumPy dtype state")? {
-                [_, order, ..] => self.atom(order)?.is_some_and(|a| matches!(a, Atom::Str(">"))),
+                [_, order, ..] => self
+                    .atom(order)?
+                    .is_some_and(|a| matches!(a, Atom::Str(">"))),
                 _ => false,
             },
             None => false,

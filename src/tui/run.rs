@@ -17,7 +17,7 @@ use ratatui::Frame;
 /// Keys of the run screen.
 pub const KEYS: &[KeyHelp] = &[
     ("p", "pause/resume"),
-    ("s", "stop (saves a checkpoint)"),
+    ("s", "stop after a checkpoint"),
     ("Tab", "focus"),
     ("Enter", "zoom"),
     ("↑↓ PgUp PgDn", "scroll the log"),
@@ -378,11 +378,19 @@ impl RunScreen {
     }
 }
 
-/// Top-1 and ECE curves over epochs of one or two stages (x = epoch number across the plan),
-/// and the x of the stage boundary when the stage changes.
-pub fn epoch_curves(
-    epochs: &[crate::events::EpochReport],
-) -> (Vec<(f64, f64)>, Vec<(f64, f64)>, Option<f64>) {
+/// Validation curves over the epochs of one or two stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochCurves {
+    /// Top-1 per epoch, x = epoch number across the plan (1-based).
+    pub top1: Vec<(f64, f64)>,
+    /// ECE per epoch.
+    pub ece: Vec<(f64, f64)>,
+    /// x of the stage boundary, between the last stage-1 and the first stage-2 epoch.
+    pub boundary: Option<f64>,
+}
+
+/// Top-1 and ECE curves over epochs of one or two stages, with the stage boundary.
+pub fn epoch_curves(epochs: &[crate::events::EpochReport]) -> EpochCurves {
     let top1 = epochs
         .iter()
         .enumerate()
@@ -397,7 +405,11 @@ pub fn epoch_curves(
         .windows(2)
         .position(|w| w[0].stage != w[1].stage)
         .map(|i| i as f64 + 1.5);
-    (top1, ece, boundary)
+    EpochCurves {
+        top1,
+        ece,
+        boundary,
+    }
 }
 
 /// Per-class bars of an evaluation, classes ordered by descending training count (index order
@@ -516,14 +528,16 @@ pub fn draw(run: Option<&RunScreen>, theme: Theme, f: &mut Frame<'_>, area: Rect
 }
 
 fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
-    let device = run
-        .stage
-        .as_ref()
-        .map(|s| match s.device.memory_total_bytes {
-            Some(m) => format!(" {} · {} ", s.device.name, gib(m)),
-            None => format!(" {} ", s.device.name),
-        })
-        .unwrap_or_default();
+    let mut device = run.stage.as_ref().map_or_else(String::new, |s| {
+        match s.device.memory_total_bytes {
+            Some(m) => format!(" {} · {}", s.device.name, gib(m)),
+            None => format!(" {}", s.device.name),
+        }
+    });
+    if let Some(b) = &run.batch {
+        device.push_str(&format!(" · RAM {}", gib(b.memory_bytes)));
+    }
+    device.push(' ');
     let block = panel(&format!("Run · {}", run.label), false, theme)
         .title(Line::from(device).right_aligned());
     let inner = block.inner(area);
@@ -613,7 +627,11 @@ fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: 
             f.render_widget(chart, inner);
         }
         Panel::Top1 | Panel::Ece => {
-            let (top1, ece, boundary) = epoch_curves(&run.epochs);
+            let EpochCurves {
+                top1,
+                ece,
+                boundary,
+            } = epoch_curves(&run.epochs);
             let (title, points, color) = if p == Panel::Top1 {
                 let t = match last {
                     Some(e) => format!("Top-1 {:.2}% · best {:.2}", e.eval.top1, e.best_top1),

@@ -1,0 +1,553 @@
+//! The hyperparameter form: every configuration key with its type, the preset's value and the
+//! edited value, inline validation and a help line in the paper's terms. A preset with a partner
+//! of the other stage gets a tab for each stage, so that "both stages" launches both.
+use super::line_input::LineInput;
+use super::theme::Theme;
+use super::view::{panel, KeyHelp};
+use crate::config::{field_help, Config, Stage};
+use crate::engine::Job;
+use crate::presets::{dataset_status, DataStatus};
+use crate::run_dir::RunSummary;
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+use std::path::{Path, PathBuf};
+
+/// Keys of the form.
+pub const KEYS: &[KeyHelp] = &[
+    ("↑↓/jk", "move"),
+    ("Enter", "edit"),
+    ("u", "undo field"),
+    ("Tab", "stage"),
+    ("w", "save as preset"),
+    ("r", "run this stage"),
+    ("b", "both stages"),
+    ("Esc", "back"),
+];
+
+/// Keys that describe the data and the model: kept equal in the two stages of a plan.
+const SHARED_KEYS: &[&str] = &[
+    "dataset",
+    "data_path",
+    "num_classes",
+    "imb_factor",
+    "imb_type",
+    "backbone",
+    "head_class_idx",
+    "med_class_idx",
+    "tail_class_idx",
+    "seed",
+    "device",
+];
+
+/// The value type of a key, for the form's Type column.
+fn field_type(key: &str) -> &'static str {
+    match key {
+        "name" | "log_dir" | "model_dir" | "device" => "text",
+        "data_path" | "resume" => "path",
+        "dataset" | "backbone" | "mode" | "imb_type" | "las_shape" => "choice",
+        "print_freq" | "workers" | "num_classes" | "batch_size" | "num_epochs" | "seed" => "int",
+        "warmup_epochs" | "eval_batch_size" => "int?",
+        "lr" | "weight_decay" | "momentum" => "float",
+        "imb_factor" | "smooth_head" | "smooth_tail" | "lr_factor" | "alpha" | "las_power" => {
+            "float?"
+        }
+        "head_class_idx" | "med_class_idx" | "tail_class_idx" => "[a, b)",
+        "lr_milestones" => "[int]",
+        "deterministic" | "shift_bn" | "cos" | "mixup" => "bool",
+        _ => "value",
+    }
+}
+
+/// One stage's configuration in the form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormTab {
+    /// The preset's name.
+    pub preset_name: String,
+    /// The preset file.
+    pub path: PathBuf,
+    /// The preset's configuration, as loaded.
+    pub preset: Config,
+    /// The edited configuration.
+    pub config: Config,
+    /// Validation issues of `config`: key and message.
+    pub issues: Vec<(String, String)>,
+}
+
+impl FormTab {
+    /// A tab for a preset.
+    pub fn new(preset_name: String, path: PathBuf, config: Config, root: &Path) -> Self {
+        let mut t = FormTab {
+            preset_name,
+            path,
+            preset: config.clone(),
+            config,
+            issues: Vec::new(),
+        };
+        t.revalidate(root);
+        t
+    }
+
+    /// Recomputes the issues: [`Config::validate`], the `resume` file, the data set's files,
+    /// and a stage-2 configuration without a stage-1 checkpoint.
+    pub fn revalidate(&mut self, root: &Path) {
+        let c = &self.config;
+        let mut v: Vec<(String, String)> = c
+            .validate()
+            .into_iter()
+            .map(|i| (i.key.to_owned(), i.message))
+            .collect();
+        if let Err(e) = c.check_resume() {
+            v.push(("resume".into(), e));
+        } else if c.stage() == Stage::Stage2 && c.resume.is_empty() {
+            v.push((
+                "resume".into(),
+                "stage 2 needs a stage-1 checkpoint: Enter picks a run".into(),
+            ));
+        }
+        if let DataStatus::Missing(p) = dataset_status(c, root) {
+            v.push((
+                "data_path".into(),
+                format!("no {} files at {}", c.dataset.display_name(), p.display()),
+            ));
+        }
+        self.issues = v;
+    }
+
+    /// The first issue of a key.
+    pub fn issue(&self, key: &str) -> Option<&str> {
+        self.issues
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, m)| m.as_str())
+    }
+}
+
+/// What the form is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormMode {
+    /// Moving between fields.
+    Browse,
+    /// Editing the selected field; the error of the last Enter.
+    Edit(LineInput, Option<String>),
+    /// Typing the name of a new user preset; the error of the last save.
+    SaveAs(LineInput, Option<String>),
+    /// Picking a stage-1 run for `resume`: the selection among the candidates.
+    Pick(usize),
+}
+
+/// State of the form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormScreen {
+    /// One tab per stage, stage 1 first.
+    pub tabs: Vec<FormTab>,
+    /// The visible tab.
+    pub tab: usize,
+    /// Every key, in the configuration's order.
+    pub keys: Vec<String>,
+    /// The selected key.
+    pub selected: usize,
+    /// What the form is doing.
+    pub mode: FormMode,
+}
+
+/// What a key in the form asks of the app.
+#[derive(Debug, Clone)]
+pub enum FormAction {
+    /// Nothing beyond the form's own state.
+    None,
+    /// Back to the presets.
+    Back,
+    /// Launch this job; the label names it on the run screen.
+    Launch(Box<Job>, String),
+    /// Save this configuration as the user preset of this name.
+    Save(String, Box<Config>),
+    /// A message for the status line (an error when true).
+    Status(String, bool),
+}
+
+/// Stage-1 runs that can seed stage 2: a best checkpoint and evaluated epochs.
+pub fn stage1_candidates(runs: &[RunSummary]) -> Vec<&RunSummary> {
+    runs.iter()
+        .filter(|r| r.stage == Some(Stage::Stage1) && r.best_checkpoint.is_some())
+        .collect()
+}
+
+impl FormScreen {
+    /// A form over `tabs` (stage order), showing tab `tab`.
+    pub fn new(tabs: Vec<FormTab>, tab: usize) -> Self {
+        FormScreen {
+            tabs,
+            tab,
+            keys: Config::keys(),
+            selected: 0,
+            mode: FormMode::Browse,
+        }
+    }
+
+    /// The visible tab.
+    pub fn current(&self) -> &FormTab {
+        &self.tabs[self.tab]
+    }
+
+    fn key(&self) -> &str {
+        &self.keys[self.selected]
+    }
+
+    /// Whether a text input has the keyboard.
+    pub fn is_typing(&self) -> bool {
+        matches!(self.mode, FormMode::Edit(..) | FormMode::SaveAs(..))
+    }
+
+    /// Sets `key` in the visible tab (and in the other tab when it describes the data or the
+    /// model), revalidating both.
+    ///
+    /// # Errors
+    /// The value does not parse for the key.
+    fn set(&mut self, key: &str, text: &str, root: &Path) -> Result<(), String> {
+        self.tabs[self.tab].config.set(key, text)?;
+        if SHARED_KEYS.contains(&key) {
+            for (i, t) in self.tabs.iter_mut().enumerate() {
+                if i != self.tab {
+                    // The same value parsed for the same key: cannot fail where it just passed.
+                    let _ = t.config.set(key, text);
+                }
+            }
+        }
+        for t in &mut self.tabs {
+            t.revalidate(root);
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of saving a preset: the prompt closes on success and shows the error
+    /// otherwise.
+    pub fn saved(&mut self, result: &Result<PathBuf, String>) {
+        if let FormMode::SaveAs(_, err) = &mut self.mode {
+            match result {
+                Ok(_) => self.mode = FormMode::Browse,
+                Err(e) => *err = Some(e.clone()),
+            }
+        }
+    }
+
+    /// Handles a key; `runs` are the runs in `saved/` (for the `resume` picker) and `root` the
+    /// project root (for validation).
+    pub fn on_key(&mut self, key: KeyEvent, runs: &[RunSummary], root: &Path) -> FormAction {
+        match std::mem::replace(&mut self.mode, FormMode::Browse) {
+            FormMode::Edit(mut input, err) => {
+                match key.code {
+                    KeyCode::Esc => {}
+                    KeyCode::Enter => {
+                        let k = self.key().to_owned();
+                        if let Err(e) = self.set(&k, input.text(), root) {
+                            self.mode = FormMode::Edit(input, Some(e));
+                        }
+                    }
+                    _ => {
+                        let err = if input.handle(key) { None } else { err };
+                        self.mode = FormMode::Edit(input, err);
+                    }
+                }
+                FormAction::None
+            }
+            FormMode::SaveAs(mut input, err) => match key.code {
+                KeyCode::Esc => FormAction::None,
+                KeyCode::Enter => {
+                    let name = input.text().to_owned();
+                    self.mode = FormMode::SaveAs(input, None);
+                    FormAction::Save(name, Box::new(self.current().config.clone()))
+                }
+                _ => {
+                    let err = if input.handle(key) { None } else { err };
+                    self.mode = FormMode::SaveAs(input, err);
+                    FormAction::None
+                }
+            },
+            FormMode::Pick(sel) => {
+                let candidates = stage1_candidates(runs);
+                match key.code {
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.mode = FormMode::Pick(sel.saturating_sub(1))
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        self.mode =
+                            FormMode::Pick((sel + 1).min(candidates.len().saturating_sub(1)))
+                    }
+                    KeyCode::Char('e') => {
+                        self.mode =
+                            FormMode::Edit(LineInput::new(&self.current().config.resume), None)
+                    }
+                    KeyCode::Enter => {
+                        if let Some(ckpt) = candidates
+                            .get(sel)
+                            .and_then(|r| r.best_checkpoint.as_ref())
+                        {
+                            let text = ckpt.display().to_string();
+                            if let Err(e) = self.set("resume", &text, root) {
+                                return FormAction::Status(e, true);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                FormAction::None
+            }
+            FormMode::Browse => self.on_browse_key(key, runs, root),
+        }
+    }
+
+    fn on_browse_key(&mut self, key: KeyEvent, runs: &[RunSummary], root: &Path) -> FormAction {
+        let n = self.keys.len();
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => self.selected = (self.selected + 1).min(n - 1),
+            KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
+            KeyCode::PageDown => self.selected = (self.selected + 10).min(n - 1),
+            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
+            KeyCode::End | KeyCode::Char('G') => self.selected = n - 1,
+            KeyCode::Tab | KeyCode::BackTab => self.tab = (self.tab + 1) % self.tabs.len(),
+            KeyCode::Esc => return FormAction::Back,
+            KeyCode::Enter => {
+                let key = self.key().to_owned();
+                let tab = self.current();
+                if key == "resume" && tab.config.stage() == Stage::Stage2 {
+                    if stage1_candidates(runs).is_empty() {
+                        self.mode = FormMode::Edit(LineInput::new(&tab.config.resume), None);
+                        return FormAction::Status(
+                            "no stage-1 run with a best checkpoint in saved/: type a path".into(),
+                            false,
+                        );
+                    }
+                    self.mode = FormMode::Pick(0);
+                } else if field_type(&key) == "bool" {
+                    let flipped = tab.config.get(&key).is_some_and(|v| v != "true");
+                    if let Err(e) = self.set(&key, if flipped { "true" } else { "false" }, root) {
+                        return FormAction::Status(e, true);
+                    }
+                } else {
+                    let text = tab.config.get(&key).unwrap_or_default();
+                    self.mode = FormMode::Edit(LineInput::new(&text), None);
+                }
+            }
+            KeyCode::Char('u') => {
+                let key = self.key().to_owned();
+                let preset = self.current().preset.get(&key).unwrap_or_default();
+                if let Err(e) = self.set(&key, &preset, root) {
+                    return FormAction::Status(e, true);
+                }
+            }
+            KeyCode::Char('w') => {
+                let name = format!("{}_custom", self.current().config.name);
+                self.mode = FormMode::SaveAs(LineInput::new(&name), None);
+            }
+            KeyCode::Char('r') => return self.launch(false),
+            KeyCode::Char('b') => return self.launch(true),
+            _ => {}
+        }
+        FormAction::None
+    }
+
+    fn launch(&mut self, both: bool) -> FormAction {
+        if both && self.tabs.len() < 2 {
+            return FormAction::Status(
+                "no preset of the other stage pairs with this one: r runs this stage".into(),
+                true,
+            );
+        }
+        let tabs: Vec<usize> = if both {
+            (0..self.tabs.len()).collect()
+        } else {
+            vec![self.tab]
+        };
+        for &t in &tabs {
+            let tab = &self.tabs[t];
+            // In a plan, stage 2's resume is stage 1's best checkpoint: its own does not matter.
+            let blocking = tab
+                .issues
+                .iter()
+                .find(|(k, _)| !(both && k == "resume" && tab.config.stage() == Stage::Stage2));
+            if let Some((k, m)) = blocking {
+                let (k, m) = (k.clone(), m.clone());
+                self.tab = t;
+                self.selected = self.keys.iter().position(|x| *x == k).unwrap_or(0);
+                return FormAction::Status(format!("cannot launch: {k}: {m}"), true);
+            }
+        }
+        if both {
+            let stage1 = self.tabs[0].config.clone();
+            let stage2 = self.tabs[1].config.clone();
+            let label = format!("{} → {}", stage1.name, stage2.name);
+            FormAction::Launch(Box::new(Job::Pipeline { stage1, stage2 }), label)
+        } else {
+            let c = self.current().config.clone();
+            let label = c.name.clone();
+            FormAction::Launch(Box::new(Job::Single(c)), label)
+        }
+    }
+}
+
+/// Draws the form in `area`; `runs` feed the `resume` picker.
+pub fn draw(
+    form: Option<&FormScreen>,
+    runs: &[RunSummary],
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    let Some(form) = form else {
+        f.render_widget(
+            Paragraph::new("\nNo preset open: pick one on the presets screen (1) and press Enter.")
+                .centered()
+                .block(panel("Hyperparameters", false, theme)),
+            area,
+        );
+        return;
+    };
+    let [tabs_area, table_area, help_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(5),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    let dim = theme.dim();
+    let mut tabs = vec![Span::styled(" Stage: ", dim)];
+    for (i, t) in form.tabs.iter().enumerate() {
+        let label = format!(" {} · {} ", t.config.stage(), t.preset_name);
+        tabs.push(if i == form.tab {
+            Span::styled(label, theme.selected())
+        } else {
+            Span::raw(label)
+        });
+        tabs.push(Span::raw(" "));
+    }
+    if form.tabs.len() > 1 {
+        tabs.push(Span::styled("(Tab switches)", dim));
+    }
+    f.render_widget(Paragraph::new(Line::from(tabs)), tabs_area);
+
+    let tab = form.current();
+    let n_issues = tab.issues.len();
+    let title = if n_issues == 0 {
+        format!("Hyperparameters · {}", tab.path.display())
+    } else {
+        format!(
+            "Hyperparameters · {} · {n_issues} issue{}",
+            tab.path.display(),
+            if n_issues == 1 { "" } else { "s" }
+        )
+    };
+    let rows: Vec<Row<'_>> = form
+        .keys
+        .iter()
+        .map(|k| {
+            let preset = tab.preset.get(k).unwrap_or_default();
+            let value = tab.config.get(k).unwrap_or_default();
+            let edited = preset != value;
+            let issue = tab.issue(k).is_some();
+            let key_cell = if issue {
+                Cell::from(Span::styled(format!("✗ {k}"), theme.bad()))
+            } else {
+                Cell::from(format!("  {k}"))
+            };
+            let value_cell = if edited {
+                Cell::from(Span::styled(format!("{value} *"), theme.edited()))
+            } else {
+                Cell::from(value)
+            };
+            Row::new(vec![
+                key_cell,
+                Cell::from(Span::styled(field_type(k), dim)),
+                Cell::from(Span::styled(preset, dim)),
+                value_cell,
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(18),
+            Constraint::Length(7),
+            Constraint::Percentage(40),
+            Constraint::Percentage(60),
+        ],
+    )
+    .header(Row::new(["  Key", "Type", "Preset", "Value"]).style(dim))
+    .block(panel(&title, true, theme))
+    .row_highlight_style(theme.selected());
+    let mut state = TableState::default().with_selected(Some(form.selected));
+    f.render_stateful_widget(table, table_area, &mut state);
+
+    let key = form.key();
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!("{key}: "), theme.key()),
+        Span::raw(field_help(key)),
+    ])];
+    if let Some(m) = tab.issue(key) {
+        lines.push(Line::styled(format!("✗ {m}"), theme.bad()));
+    }
+    let help_title = match &form.mode {
+        FormMode::Browse => "Field",
+        FormMode::Edit(..) => "Edit · Enter applies · Esc cancels",
+        FormMode::SaveAs(..) => "Save as a new user preset · Enter saves · Esc cancels",
+        FormMode::Pick(_) => "Stage-1 run for resume · Enter picks · e types a path · Esc cancels",
+    };
+    match &form.mode {
+        FormMode::Edit(input, err) | FormMode::SaveAs(input, err) => {
+            let mut l = Line::from(Span::styled("> ", theme.key()));
+            l.spans
+                .extend(input.line(theme.edited(), theme.selected()).spans);
+            lines.insert(0, l);
+            if let Some(e) = err {
+                lines.insert(1, Line::styled(format!("✗ {e}"), theme.bad()));
+            }
+        }
+        FormMode::Pick(sel) => {
+            draw_picker(runs, *sel, theme, f, table_area);
+        }
+        FormMode::Browse => {}
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(panel(help_title, false, theme)),
+        help_area,
+    );
+}
+
+fn draw_picker(runs: &[RunSummary], sel: usize, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let candidates = stage1_candidates(runs);
+    let area = super::view::centered(area, 90, 80);
+    f.render_widget(ratatui::widgets::Clear, area);
+    let rows: Vec<Row<'_>> = candidates
+        .iter()
+        .map(|r| {
+            let (top1, ece) = r.epochs.last().map_or(("–".into(), "–".into()), |e| {
+                (format!("{:.2}", e.best_top1), format!("{:.2}", e.best_ece))
+            });
+            let total = r.epochs.last().map_or(0, |e| e.num_epochs);
+            Row::new(vec![
+                r.name.clone(),
+                format!("{}/{}", r.epochs.len(), total),
+                top1,
+                ece,
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(20),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(7),
+        ],
+    )
+    .header(Row::new(["Stage-1 run", "Epochs", "Best", "ECE"]).style(theme.dim()))
+    .block(panel("Pick the stage-1 checkpoint (best top-1)", true, theme))
+    .row_highlight_style(theme.selected());
+    let mut state = TableState::default().with_selected(Some(sel));
+    f.render_stateful_widget(table, area, &mut state);
+}

@@ -1,0 +1,291 @@
+//! The terminal UI (`mislas` with no arguments): pick a preset, edit it, launch one or both
+//! stages, watch loss, accuracy and ECE live; browse and compare the runs in `saved/`.
+//!
+//! Elm-style: [`app::App`] is the state, [`app::Msg`] what happens, [`app::update`] the only
+//! place the state changes and [`view::view`] draws it. One loop selects over the trainer's
+//! events, the terminal's input (read on its own thread), signals, and timers; it drains every
+//! pending trainer event before drawing and draws only after a change, at most 15 times a
+//! second. The trainer never waits for the UI: its channel is unbounded.
+pub mod app;
+pub mod hyperparameters;
+pub mod line_input;
+pub mod presets;
+pub mod run;
+pub mod runs;
+pub mod theme;
+pub mod view;
+pub mod widgets;
+
+#[cfg(test)]
+mod tests;
+
+use crate::engine::{self, RunHandle};
+use crate::presets::{discover, save_user_preset, user_presets_dir};
+use crate::run_dir::{list_runs, read_metrics};
+use app::{update, App, Effect, Msg, Quit};
+use crossbeam_channel::{never, select, unbounded, Receiver};
+use crossterm::event::{self as ct, Event as TermEvent};
+use crossterm::{cursor, execute, terminal};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::io::{self, Stdout};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Shortest time between two frames (15 frames per second at most).
+const FRAME: Duration = Duration::from_millis(66);
+/// Period of [`Msg::Tick`]: runs on screen are re-read from disk.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Puts the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+}
+
+/// Owns the terminal in raw mode on the alternate screen; restores it when dropped, and on a
+/// panic before the panic message is printed.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<Self> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+        terminal::enable_raw_mode()?;
+        execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
+        match Terminal::new(CrosstermBackend::new(io::stdout())) {
+            Ok(terminal) => Ok(TerminalGuard { terminal }),
+            Err(e) => {
+                restore_terminal();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Reads terminal input on its own thread; ends when the terminal is gone.
+fn spawn_input() -> Receiver<Msg> {
+    let (tx, rx) = unbounded();
+    std::thread::Builder::new()
+        .name("mislas-input".into())
+        .spawn(move || loop {
+            let msg = match ct::read() {
+                Ok(TermEvent::Key(k)) => Msg::Key(k),
+                Ok(TermEvent::Resize(..)) => Msg::Resize,
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            if tx.send(msg).is_err() {
+                break;
+            }
+        })
+        .ok();
+    rx
+}
+
+/// Forwards SIGINT, SIGTERM and SIGHUP (a dropped SSH connection) to the loop.
+fn spawn_signals() -> anyhow::Result<Receiver<Msg>> {
+    let (tx, rx) = unbounded();
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("mislas-signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if tx.send(Msg::Signal).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// What the loop owns besides the app: the trainer and where files go.
+struct Host {
+    handle: Option<RunHandle>,
+    events: Receiver<crate::events::Event>,
+    root: PathBuf,
+    saved_root: PathBuf,
+    user_dir: Option<PathBuf>,
+}
+
+impl Host {
+    /// Performs an effect; returns the message that answers it, if any.
+    fn perform(&mut self, effect: Effect) -> Option<Msg> {
+        match effect {
+            Effect::Launch(job) => {
+                let handle = engine::spawn(*job, self.saved_root.clone());
+                self.events = handle.events.clone();
+                // A previous, finished trainer thread has nothing left to say.
+                if let Some(old) = self.handle.replace(handle) {
+                    let _ = old.join();
+                }
+                None
+            }
+            Effect::Control(c) => {
+                if let Some(h) = &self.handle {
+                    let _ = h.controls.send(c);
+                }
+                None
+            }
+            Effect::SavePreset(name, config) => Some(Msg::Saved(match &self.user_dir {
+                Some(dir) => save_user_preset(dir, &name, &config).map_err(|e| format!("{e:#}")),
+                None => Err("no user configuration folder on this system".into()),
+            })),
+            Effect::LoadRuns => Some(Msg::Runs(list_runs(&self.saved_root))),
+            Effect::LoadMetrics(dir) => {
+                let epochs = if dir.join("metrics.jsonl").exists() {
+                    read_metrics(&dir).map_err(|e| format!("{e:#}"))
+                } else {
+                    Ok(Vec::new())
+                };
+                Some(Msg::Metrics(dir, epochs))
+            }
+            Effect::LoadPresets => Some(Msg::Presets(discover(
+                &self.root,
+                self.user_dir.as_deref(),
+            ))),
+        }
+    }
+
+    /// Applies `msg` and every effect it leads to; returns how many messages that was.
+    fn dispatch(&mut self, app: &mut App, msg: Msg) -> usize {
+        let mut queue = vec![msg];
+        let mut n = 0;
+        while let Some(m) = queue.pop() {
+            n += 1;
+            for e in update(app, m) {
+                queue.extend(self.perform(e));
+            }
+        }
+        n
+    }
+}
+
+/// Opens the terminal UI over the project at `project_root` (presets under `presets/`, runs
+/// under `saved/`) and runs it until the user quits. A run in progress at a quit, Ctrl-C,
+/// SIGTERM or SIGHUP is stopped after saving its checkpoint before this returns.
+///
+/// # Errors
+/// The terminal cannot be put in raw mode or drawn on, or signals cannot be registered.
+pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
+    let user_dir = user_presets_dir();
+    let presets = discover(project_root, user_dir.as_deref());
+    let mut app = App::new(project_root.to_path_buf(), presets, theme::Theme::from_env());
+    let mut host = Host {
+        handle: None,
+        events: never(),
+        root: project_root.to_path_buf(),
+        saved_root: project_root.join("saved"),
+        user_dir,
+    };
+    let signals = spawn_signals()?;
+    let mut guard = TerminalGuard::enter()?;
+    let mut input = spawn_input();
+    for e in app.init() {
+        if let Some(m) = host.perform(e) {
+            host.dispatch(&mut app, m);
+        }
+    }
+    let mut dirty = true;
+    let mut can_draw = true;
+    let mut last_draw = Instant::now() - FRAME;
+    let mut next_tick = Instant::now() + TICK;
+    while app.quit != Quit::Now {
+        let now = Instant::now();
+        let wake = if dirty && can_draw {
+            (last_draw + FRAME).min(next_tick)
+        } else {
+            next_tick
+        };
+        let timeout = wake.saturating_duration_since(now);
+        let events = host.events.clone();
+        select! {
+            recv(events) -> ev => match ev {
+                Ok(ev) => {
+                    host.dispatch(&mut app, Msg::Engine(ev));
+                    // Drain what else is pending: many batches can arrive per frame.
+                    while let Ok(ev) = events.try_recv() {
+                        host.dispatch(&mut app, Msg::Engine(ev));
+                    }
+                    dirty = true;
+                }
+                Err(_) => {
+                    host.events = never();
+                    host.dispatch(&mut app, Msg::EngineClosed);
+                    dirty = true;
+                }
+            },
+            recv(input) -> msg => match msg {
+                Ok(m) => {
+                    host.dispatch(&mut app, m);
+                    dirty = true;
+                }
+                // The terminal is gone (hang-up): keep going until a run has stopped.
+                Err(_) => {
+                    input = never();
+                    can_draw = false;
+                    host.dispatch(&mut app, Msg::Signal);
+                }
+            },
+            recv(signals) -> _ => {
+                host.dispatch(&mut app, Msg::Signal);
+                dirty = true;
+            },
+            default(timeout) => {},
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            // A tick changes the screen only through what it re-reads.
+            if host.dispatch(&mut app, Msg::Tick) > 1 {
+                dirty = true;
+            }
+            next_tick = now + TICK;
+        }
+        if dirty && can_draw && now >= last_draw + FRAME {
+            // A terminal that fails to draw (hung up) stops being drawn on, but the loop goes on
+            // until a run in progress has saved its checkpoint.
+            if guard.terminal.draw(|f| view::view(&app, f)).is_err() {
+                can_draw = false;
+            }
+            last_draw = now;
+            dirty = false;
+        }
+    }
+    drop(guard);
+    if let Some(h) = host.handle {
+        // After a completed stop (or the end of the plan) the trainer thread ends promptly.
+        if !app.run_active() {
+            let _ = h.join();
+        }
+    }
+    if let Some(r) = &app.run {
+        if let Some(f) = r.finished.last() {
+            println!(
+                "mislas: {} {} in {} (best top-1 {:.2} %, ECE {:.2} %)",
+                f.stage,
+                if f.stopped {
+                    "stopped after saving its checkpoint"
+                } else {
+                    "finished"
+                },
+                f.run_dir.display(),
+                f.best_top1,
+                f.best_ece
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,837 @@
+//! Rendering tests (ratatui's `TestBackend`, at 80×24 and 160×48) and `update` tests (key
+//! sequences and engine events → state) of the terminal UI.
+use super::app::{update, App, Confirm, Effect, Msg, Overlay, Quit, Screen};
+use super::hyperparameters::FormMode;
+use super::run::RunState;
+use super::runs::RunsView;
+use super::theme::Theme;
+use super::view::view;
+use crate::config::{Config, Stage};
+use crate::engine::Job;
+use crate::events::{
+    BatchStats, Control, DeviceInfo, EpochReport, Event, StageFinished, StageStarted,
+};
+use crate::metrics::{EvalReport, ReliabilityBin};
+use crate::presets::discover;
+use crate::run_dir::RunSummary;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use ratatui::Terminal;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const NO_COLOR: Theme = Theme { color: false };
+
+fn preset_yaml(name: &str, mode: &str, data: &str, epochs: usize) -> String {
+    format!(
+        "name: {name}\ndataset: fashion_mnist\ndata_path: '{data}'\nnum_classes: 10\n\
+         imb_factor: 0.01\nhead_class_idx: [0, 3]\nmed_class_idx: [3, 7]\n\
+         tail_class_idx: [7, 10]\nmode: {mode}\nsmooth_head: 0.3\nsmooth_tail: 0.0\n\
+         lr_factor: 0.5\nnum_epochs: {epochs}\ncos: true\n"
+    )
+}
+
+/// A project with two Fashion-MNIST presets (data found), a CIFAR-10 one (data missing) and an
+/// unreadable one.
+fn project() -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("data/fmnist");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("train-images-idx3-ubyte.gz"), "").unwrap();
+    let fm = root.join("presets/fashion_mnist");
+    fs::create_dir_all(&fm).unwrap();
+    fs::write(
+        fm.join("fm_imb001_stage1_mixup.yaml"),
+        preset_yaml("fm_s1", "stage1", "./data/fmnist", 30),
+    )
+    .unwrap();
+    fs::write(
+        fm.join("fm_imb001_stage2_mislas.yaml"),
+        preset_yaml("fm_s2", "stage2", "./data/fmnist", 10),
+    )
+    .unwrap();
+    let c10 = root.join("presets/cifar10");
+    fs::create_dir_all(&c10).unwrap();
+    fs::write(
+        c10.join("cifar10_imb001_stage1_mixup.yaml"),
+        "name: c10\ndataset: cifar10\ndata_path: ./data/cifar10\nnum_classes: 10\nmode: stage1\n",
+    )
+    .unwrap();
+    fs::write(c10.join("broken.yaml"), "learning_rate: 3\n").unwrap();
+    let presets = discover(root, None);
+    let app = App::new(root.to_path_buf(), presets, NO_COLOR);
+    (dir, app)
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn send(app: &mut App, msgs: impl IntoIterator<Item = Msg>) -> Vec<Effect> {
+    msgs.into_iter().flat_map(|m| update(app, m)).collect()
+}
+
+fn typed(text: &str) -> Vec<Msg> {
+    text.chars().map(ch).collect()
+}
+
+fn render(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view(app, f)).unwrap();
+    let buf = t.backend().buffer();
+    (0..h)
+        .map(|y| (0..w).map(|x| buf[(x, y)].symbol()).collect::<String>() + "\n")
+        .collect()
+}
+
+fn eval(top1: f64, ece: f64) -> EvalReport {
+    EvalReport {
+        samples: 10_000,
+        top1,
+        top5: 99.0,
+        per_class: (0..10).map(|c| 100.0 - 9.0 * c as f64).collect(),
+        head: 91.0,
+        medium: 68.5,
+        tail: 28.0,
+        many_shot: Some(91.0),
+        medium_shot: Some(68.5),
+        few_shot: Some(28.0),
+        ece,
+        mce: 2.0 * ece,
+        nll: 0.812,
+        bins: (0..15)
+            .map(|i| ReliabilityBin {
+                lo: i as f64 / 15.0,
+                hi: (i + 1) as f64 / 15.0,
+                count: 100,
+                confidence: (i as f64 + 0.5) / 15.0,
+                accuracy: (i as f64 + 0.5) / 15.0 * 0.8,
+            })
+            .collect(),
+    }
+}
+
+fn epoch(stage: Stage, e: usize, n: usize, top1: f64, ece: f64) -> EpochReport {
+    EpochReport {
+        stage,
+        epoch: e,
+        num_epochs: n,
+        lr: vec![0.1],
+        train_loss: 1.5,
+        train_top1: 50.0,
+        eval: eval(top1, ece),
+        best_top1: top1,
+        best_ece: ece,
+        is_best: true,
+        train_seconds: 40.0,
+        eval_seconds: 8.0,
+        images_per_sec: 400.0,
+    }
+}
+
+fn started(stage: Stage, epochs: usize) -> Event {
+    Event::StageStarted(StageStarted {
+        stage,
+        run_dir: PathBuf::from(format!("saved/fm_{stage}_202501010000")),
+        name: format!("fm_{stage}"),
+        dataset: "Fashion-MNIST-LT".into(),
+        device: DeviceInfo {
+            id: "cuda:0".into(),
+            name: "NVIDIA H200".into(),
+            memory_total_bytes: Some(150 << 30),
+        },
+        num_epochs: epochs,
+        start_epoch: 0,
+        batches_per_epoch: 100,
+        images_per_epoch: 12_800,
+        class_counts: (0..10).map(|c| 6000 / (c + 1)).collect(),
+        head_class_idx: [0, 3],
+        med_class_idx: [3, 7],
+        tail_class_idx: [7, 10],
+    })
+}
+
+fn batch(stage: Stage, e: usize, b: usize, loss: f64) -> Event {
+    Event::Batch(BatchStats {
+        stage,
+        epoch: e,
+        batch: b,
+        batches: 100,
+        loss,
+        top1: 40.0,
+        lr: 0.05,
+        images_per_sec: 1234.0,
+        memory_bytes: 3 << 30,
+    })
+}
+
+fn finished(stage: Stage, stopped: bool) -> Event {
+    Event::StageFinished(StageFinished {
+        stage,
+        run_dir: PathBuf::from("saved/x"),
+        best_top1: 71.2,
+        best_ece: 4.5,
+        best_checkpoint: Some(PathBuf::from("saved/x/ckps/model_best.safetensors")),
+        stopped,
+    })
+}
+
+/// Opens the Fashion-MNIST stage-1 preset (the first preset of its group).
+fn open_fm_stage1(app: &mut App) {
+    send(app, [ch('/')]);
+    send(app, typed("fm_imb001_stage1"));
+    send(app, [key(KeyCode::Enter), key(KeyCode::Enter)]);
+    assert_eq!(app.screen, Screen::Hyperparameters);
+}
+
+/// Moves the form's selection to `field`.
+fn select_field(app: &mut App, field: &str) {
+    let idx = Config::keys().iter().position(|k| k == field).unwrap();
+    send(app, [key(KeyCode::Home)]);
+    send(app, (0..idx).map(|_| key(KeyCode::Down)));
+}
+
+fn edit_field(app: &mut App, field: &str, value: &str) {
+    select_field(app, field);
+    send(app, [key(KeyCode::Enter), ctrl('u')]);
+    send(app, typed(value));
+    send(app, [key(KeyCode::Enter)]);
+}
+
+/// An app in the middle of a both-stages run: stage 1 done (3 epochs), stage 2 at epoch 2.
+fn app_with_run() -> (tempfile::TempDir, App) {
+    let (dir, mut app) = project();
+    open_fm_stage1(&mut app);
+    let fx = send(&mut app, [ch('b')]);
+    assert!(matches!(fx.as_slice(), [Effect::Launch(_)]));
+    let s1 = Stage::Stage1;
+    let s2 = Stage::Stage2;
+    let mut events = vec![started(s1, 3)];
+    for e in 0..3 {
+        events.extend((0..100).map(|b| batch(s1, e, b, 2.0 - 0.005 * (e * 100 + b) as f64)));
+        events.push(Event::Epoch(Box::new(epoch(s1, e, 3, 50.0 + 5.0 * e as f64, 9.0))));
+    }
+    events.push(finished(s1, false));
+    events.push(started(s2, 2));
+    events.extend((0..100).map(|b| batch(s2, 0, b, 0.9)));
+    events.push(Event::Epoch(Box::new(epoch(s2, 0, 2, 71.2, 4.5))));
+    events.extend((0..40).map(|b| batch(s2, 1, b, 0.8)));
+    events.push(Event::Log("* Acc@1 71.200 Acc@5 99.000".into()));
+    send(&mut app, events.into_iter().map(Msg::Engine));
+    (dir, app)
+}
+
+fn fake_runs(root: &Path) -> Vec<RunSummary> {
+    let ckpt = root.join("saved/fm_s1_202501010000/ckps/model_best.safetensors");
+    fs::create_dir_all(ckpt.parent().unwrap()).unwrap();
+    fs::write(&ckpt, "").unwrap();
+    let config = Config::from_yaml_str(
+        &preset_yaml("fm_s1", "stage1", "./data/fmnist", 30),
+        "t",
+    )
+    .unwrap()
+    .config;
+    vec![
+        RunSummary {
+            dir: root.join("saved/fm_s1_202501010000"),
+            name: "fm_s1_202501010000".into(),
+            stage: Some(Stage::Stage1),
+            epochs: (0..4)
+                .map(|e| epoch(Stage::Stage1, e, 30, 60.0 + e as f64, 7.0))
+                .collect(),
+            config: Some(config),
+            best_checkpoint: Some(ckpt),
+        },
+        RunSummary {
+            dir: root.join("saved/fm_s2_202501020000"),
+            name: "fm_s2_202501020000".into(),
+            stage: Some(Stage::Stage2),
+            epochs: (0..10)
+                .map(|e| epoch(Stage::Stage2, e, 10, 80.0, 2.5))
+                .collect(),
+            config: None,
+            best_checkpoint: None,
+        },
+    ]
+}
+
+// ---- presets screen ----
+
+#[test]
+fn presets_screen_groups_by_data_set_with_data_status() {
+    let (_d, app) = project();
+    for (w, h) in [(80, 24), (160, 48)] {
+        let s = render(&app, w, h);
+        assert!(s.contains("1 Presets"), "{s}");
+        assert!(s.contains("CIFAR-10-LT"), "{s}");
+        assert!(s.contains("Fashion-MNIST-LT"), "{s}");
+        assert!(s.contains("ImageNet-LT"), "{s}");
+        assert!(s.contains("fm_imb001_stage1_mixup"), "{s}");
+        assert!(s.contains("✓ found"), "{s}");
+        assert!(s.contains("✗ missing"), "{s}");
+        assert!(s.contains("✗ error"), "{s}");
+        assert!(s.contains("CIFAR-100-LT · no preset"), "{s}");
+        assert!(s.contains("Enter open"), "footer: {s}");
+    }
+    // CIFAR-10's data is missing: the path it was looked for at is shown.
+    let mut app = app;
+    send(&mut app, [ch('j')]);
+    let s = render(&app, 160, 48);
+    assert!(s.contains("not found at"), "{s}");
+    assert!(s.contains("data/cifar10"), "{s}");
+    let fm_row = s
+        .lines()
+        .find(|l| l.contains("fm_imb001_stage1_mixup"))
+        .unwrap();
+    assert!(fm_row.contains("resnet32"), "{fm_row}");
+    assert!(fm_row.contains("stage1"), "{fm_row}");
+    assert!(fm_row.contains("0.01"), "{fm_row}");
+    assert!(fm_row.contains("30"), "{fm_row}");
+}
+
+#[test]
+fn filter_and_navigation() {
+    let (_d, mut app) = project();
+    assert_eq!(app.presets.visible().len(), 4);
+    send(&mut app, [ch('/')]);
+    send(&mut app, typed("stage2"));
+    // Typing filters live, and `q` or digits are text while typing.
+    assert_eq!(app.presets.visible().len(), 1);
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert_eq!(app.presets.filter, "stage2");
+    assert!(render(&app, 80, 24).contains("filter 'stage2'"));
+    send(&mut app, [key(KeyCode::Esc)]);
+    assert_eq!(app.presets.visible().len(), 4);
+    send(&mut app, [ch('j'), ch('j'), ch('k')]);
+    assert_eq!(app.presets.selected, 1);
+    send(&mut app, [key(KeyCode::End)]);
+    assert_eq!(
+        app.presets.selected_preset().unwrap().name(),
+        "fm_imb001_stage2_mislas"
+    );
+}
+
+#[test]
+fn unreadable_preset_does_not_open() {
+    let (_d, mut app) = project();
+    send(&mut app, [ch('/')]);
+    send(&mut app, typed("broken"));
+    send(&mut app, [key(KeyCode::Enter), key(KeyCode::Enter)]);
+    assert_eq!(app.screen, Screen::Presets);
+    assert!(app.status.as_ref().unwrap().error);
+    assert!(render(&app, 80, 24).contains("cannot be opened"));
+}
+
+// ---- hyperparameter form ----
+
+#[test]
+fn form_has_both_stages_and_every_field() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    let form = app.form.as_ref().unwrap();
+    assert_eq!(form.tabs.len(), 2);
+    assert_eq!(form.tab, 0);
+    assert_eq!(form.tabs[1].config.stage(), Stage::Stage2);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let s = render(&app, w, h);
+        assert!(s.contains("Hyperparameters"), "{s}");
+        assert!(s.contains("stage1 · fm_imb001_stage1_mixup"), "{s}");
+        assert!(s.contains("stage2 · fm_imb001_stage2_mislas"), "{s}");
+        assert!(s.contains("name"), "{s}");
+        assert!(s.contains("Run name"), "help line: {s}");
+    }
+    // At a large size every key is on screen, with its type.
+    let s = render(&app, 160, 48);
+    let row = s.lines().find(|l| l.contains("num_epochs")).unwrap();
+    assert!(row.contains("int"), "{row}");
+    assert!(row.contains("30"), "{row}");
+    send(&mut app, [key(KeyCode::Tab)]);
+    assert_eq!(app.form.as_ref().unwrap().tab, 1);
+}
+
+#[test]
+fn editing_a_field_highlights_it_and_revalidates() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    edit_field(&mut app, "num_epochs", "1");
+    let tab = &app.form.as_ref().unwrap().tabs[0];
+    assert_eq!(tab.config.num_epochs, 1);
+    assert_eq!(tab.preset.num_epochs, 30);
+    let s = render(&app, 80, 24);
+    let row = s.lines().find(|l| l.contains("num_epochs")).unwrap();
+    assert!(row.contains("30"), "preset value kept: {row}");
+    assert!(row.contains("1 *"), "edited value marked: {row}");
+
+    // lr must be > 0: the field is flagged with the rule.
+    edit_field(&mut app, "lr", "-1");
+    let tab = &app.form.as_ref().unwrap().tabs[0];
+    assert_eq!(tab.issue("lr"), Some("must be > 0, is -1"));
+    let s = render(&app, 80, 24);
+    assert!(s.contains("✗ lr"), "{s}");
+    assert!(s.contains("must be > 0"), "{s}");
+    // u restores the preset's value.
+    send(&mut app, [ch('u')]);
+    assert!(app.form.as_ref().unwrap().tabs[0].issue("lr").is_none());
+}
+
+#[test]
+fn a_value_of_the_wrong_type_keeps_the_editor_open() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    select_field(&mut app, "batch_size");
+    send(&mut app, [key(KeyCode::Enter), ctrl('u')]);
+    send(&mut app, typed("many"));
+    send(&mut app, [key(KeyCode::Enter)]);
+    let form = app.form.as_ref().unwrap();
+    match &form.mode {
+        FormMode::Edit(input, Some(err)) => {
+            assert_eq!(input.text(), "many");
+            assert!(err.contains("batch_size"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // `q` and `1` are text while editing; Esc cancels and the value is unchanged.
+    send(&mut app, [ch('q'), ch('1')]);
+    assert_eq!(app.quit, Quit::No);
+    assert_eq!(app.screen, Screen::Hyperparameters);
+    send(&mut app, [key(KeyCode::Esc)]);
+    let form = app.form.as_ref().unwrap();
+    assert_eq!(form.mode, FormMode::Browse);
+    assert_eq!(form.tabs[0].config.batch_size, 128);
+}
+
+#[test]
+fn data_keys_follow_in_the_other_stage_and_bools_toggle() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    edit_field(&mut app, "imb_factor", "0.1");
+    let form = app.form.as_ref().unwrap();
+    assert_eq!(form.tabs[0].config.imb_factor, Some(0.1));
+    assert_eq!(form.tabs[1].config.imb_factor, Some(0.1));
+    // Training keys do not follow.
+    edit_field(&mut app, "num_epochs", "2");
+    let form = app.form.as_ref().unwrap();
+    assert_eq!(form.tabs[1].config.num_epochs, 10);
+    select_field(&mut app, "cos");
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert!(!app.form.as_ref().unwrap().tabs[0].config.cos);
+    // A missing data folder is an issue of data_path.
+    edit_field(&mut app, "data_path", "/nonexistent/fm");
+    let tab = &app.form.as_ref().unwrap().tabs[1];
+    assert!(
+        tab.issue("data_path").unwrap().contains("/nonexistent/fm"),
+        "{:?}",
+        tab.issues
+    );
+}
+
+#[test]
+fn launching_both_stages_and_one_stage() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    edit_field(&mut app, "num_epochs", "1");
+    // Stage 2 alone needs a checkpoint: refused, and the selection goes to `resume`.
+    send(&mut app, [key(KeyCode::Tab)]);
+    let fx = send(&mut app, [ch('r')]);
+    assert!(fx.is_empty());
+    let form = app.form.as_ref().unwrap();
+    assert_eq!(form.keys[form.selected], "resume");
+    assert!(app.status.as_ref().unwrap().text.contains("resume"));
+    // Both stages: stage 2's resume comes from stage 1.
+    let fx = send(&mut app, [ch('b')]);
+    match fx.as_slice() {
+        [Effect::Launch(job)] => match job.as_ref() {
+            Job::Pipeline { stage1, stage2 } => {
+                assert_eq!(stage1.num_epochs, 1);
+                assert_eq!(stage2.stage(), Stage::Stage2);
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.screen, Screen::Run);
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.stages_planned, 2);
+    assert_eq!(run.state, RunState::Starting);
+    // A second launch while the first runs is refused.
+    send(&mut app, [ch('2')]);
+    let fx = send(&mut app, [key(KeyCode::Tab), ch('r')]);
+    assert!(fx.is_empty());
+    assert!(app.status.as_ref().unwrap().text.contains("in progress"));
+}
+
+#[test]
+fn resume_picker_lists_stage1_runs() {
+    let (d, mut app) = project();
+    send(&mut app, [Msg::Runs(fake_runs(d.path()))]);
+    open_fm_stage1(&mut app);
+    send(&mut app, [key(KeyCode::Tab)]);
+    select_field(&mut app, "resume");
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert_eq!(app.form.as_ref().unwrap().mode, FormMode::Pick(0));
+    let s = render(&app, 80, 24);
+    assert!(s.contains("fm_s1_202501010000"), "{s}");
+    assert!(!s.contains("fm_s2_202501020000"), "stage-2 runs are not candidates: {s}");
+    assert!(s.contains("63.00"), "best top-1: {s}");
+    send(&mut app, [key(KeyCode::Enter)]);
+    let tab = &app.form.as_ref().unwrap().tabs[1];
+    assert!(tab.config.resume.ends_with("model_best.safetensors"));
+    assert!(tab.issue("resume").is_none(), "{:?}", tab.issues);
+    let fx = send(&mut app, [ch('r')]);
+    assert!(matches!(fx.as_slice(), [Effect::Launch(j)] if matches!(**j, Job::Single(_))));
+}
+
+#[test]
+fn saving_a_preset() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    send(&mut app, [ch('w'), ctrl('u')]);
+    send(&mut app, typed("quick"));
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    match fx.as_slice() {
+        [Effect::SavePreset(name, config)] => {
+            assert_eq!(name, "quick");
+            assert_eq!(config.name, "fm_s1");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A name taken: the prompt stays with the error.
+    send(&mut app, [Msg::Saved(Err("a preset named 'quick' exists already".into()))]);
+    let s = render(&app, 80, 24);
+    assert!(s.contains("exists already"), "{s}");
+    assert!(matches!(
+        app.form.as_ref().unwrap().mode,
+        FormMode::SaveAs(_, Some(_))
+    ));
+    let fx = send(&mut app, [Msg::Saved(Ok(PathBuf::from("/u/quick2.yaml")))]);
+    assert!(matches!(fx.as_slice(), [Effect::LoadPresets]));
+    assert_eq!(app.form.as_ref().unwrap().mode, FormMode::Browse);
+    assert!(render(&app, 80, 24).contains("saved the preset /u/quick2.yaml"));
+}
+
+// ---- live run ----
+
+#[test]
+fn engine_events_build_the_dashboard_state() {
+    let (_d, app) = app_with_run();
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.state, RunState::Running);
+    assert_eq!(run.stage_number, 2);
+    assert_eq!(run.epochs.len(), 4);
+    assert_eq!(run.batches_seen, 440);
+    assert_eq!(run.loss_boundary, Some(300.0));
+    assert_eq!(run.loss.points().len(), 440);
+    assert_eq!(run.finished.len(), 1);
+    assert!((run.images_per_sec.unwrap() - 1234.0).abs() < 1e-6);
+    // ETA: 60 batches of 128 images at 1234 img/s, plus one evaluation of 8 s.
+    let eta = run.eta_seconds().unwrap();
+    assert!((eta - (60.0 * 128.0 / 1234.0 + 8.0)).abs() < 1e-6, "{eta}");
+    assert!(run.log.iter().any(|l| l.contains("Acc@1 71.200")));
+}
+
+#[test]
+fn dashboard_renders_progress_charts_and_diagrams() {
+    let (_d, app) = app_with_run();
+    for (w, h) in [(80, 24), (160, 48)] {
+        let s = render(&app, w, h);
+        assert!(s.contains("3 Run"), "{s}");
+        assert!(s.contains("Epoch 2/2"), "{s}");
+        assert!(s.contains("Batch 40/100"), "{s}");
+        assert!(s.contains("1234 img/s"), "{s}");
+        assert!(s.contains("NVIDIA H200"), "{s}");
+        assert!(s.contains("Top-1 71.20%"), "{s}");
+        assert!(s.contains("ECE 4.50%"), "{s}");
+        assert!(s.contains("Reliability"), "{s}");
+        assert!(s.contains("s2"), "stage boundary: {s}");
+        assert!(s.contains("p pause/resume"), "footer: {s}");
+    }
+    let s = render(&app, 160, 48);
+    assert!(s.contains("stage 2 of 2 (stage2)"), "{s}");
+    assert!(s.contains("150.0 GiB · RAM 3.0 GiB"), "{s}");
+    assert!(s.contains("ETA"), "{s}");
+    assert!(s.contains("Per-class top-1 · many 91 med 68 few 28"), "{s}");
+    for band in ["many", "med", "few"] {
+        assert!(s.contains(band), "{band}: {s}");
+    }
+    assert!(s.contains("confidence"), "{s}");
+    assert!(s.contains("░"), "calibration gap drawn: {s}");
+    assert!(s.contains("┊"), "stage boundary drawn: {s}");
+    assert!(s.contains("Acc@1 71.200"), "log: {s}");
+}
+
+#[test]
+fn class_bar_at_its_place_on_the_dashboard() {
+    let (_d, mut app) = app_with_run();
+    // Zoom the class panel: class 0 (most frequent, 100 %) is a full bar right of the axis.
+    let run = app.run.as_mut().unwrap();
+    run.focus = super::run::Panel::Classes;
+    run.zoom = true;
+    let s = render(&app, 80, 24);
+    let lines: Vec<&str> = s.lines().collect();
+    let title = lines
+        .iter()
+        .position(|l| l.contains("Per-class top-1"))
+        .unwrap();
+    let top = lines[title + 1];
+    let axis = top.find("100┤").expect("y axis") + "100┤".len();
+    let first_bar = top[axis..].chars().next().unwrap();
+    assert_eq!(first_bar, '█', "{top}");
+    // The last class (19 %) is short: the top row is empty above it.
+    let bars: String = top[axis..].chars().filter(|c| *c == '█').collect();
+    assert!(bars.chars().count() < 20, "{top}");
+}
+
+#[test]
+fn focus_zoom_and_log_scroll() {
+    let (_d, mut app) = app_with_run();
+    send(&mut app, (0..5).map(|_| key(KeyCode::Tab)));
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.focus, super::run::Panel::Log);
+    send(&mut app, [key(KeyCode::Up), key(KeyCode::Up)]);
+    assert_eq!(app.run.as_ref().unwrap().log_scroll, 2);
+    assert!(render(&app, 80, 24).contains("2 lines up"));
+    send(&mut app, [key(KeyCode::End), key(KeyCode::Enter)]);
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.log_scroll, 0);
+    assert!(run.zoom);
+    send(&mut app, [key(KeyCode::BackTab)]);
+    assert_eq!(app.run.as_ref().unwrap().focus, super::run::Panel::Classes);
+}
+
+#[test]
+fn pause_and_resume() {
+    let (_d, mut app) = app_with_run();
+    let fx = send(&mut app, [ch('p')]);
+    assert!(matches!(fx.as_slice(), [Effect::Control(Control::Pause)]));
+    send(&mut app, [Msg::Engine(Event::Paused)]);
+    assert_eq!(app.run.as_ref().unwrap().state, RunState::Paused);
+    assert!(render(&app, 80, 24).contains("paused"));
+    let fx = send(&mut app, [ch('p')]);
+    assert!(matches!(fx.as_slice(), [Effect::Control(Control::Resume)]));
+    send(&mut app, [Msg::Engine(Event::Resumed)]);
+    assert_eq!(app.run.as_ref().unwrap().state, RunState::Running);
+}
+
+#[test]
+fn stop_asks_first_and_sends_one_stop() {
+    let (_d, mut app) = app_with_run();
+    assert!(send(&mut app, [ch('s')]).is_empty());
+    assert_eq!(app.overlay, Some(Overlay::Confirm(Confirm::Stop)));
+    assert!(render(&app, 80, 24).contains("Stop the run?"));
+    assert!(send(&mut app, [ch('n')]).is_empty());
+    assert_eq!(app.overlay, None);
+    send(&mut app, [ch('s')]);
+    let fx = send(&mut app, [ch('y')]);
+    assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
+    assert_eq!(app.run.as_ref().unwrap().state, RunState::Stopping);
+    // No second stop while stopping; the run ends after its checkpoint.
+    assert!(send(&mut app, [ch('s')]).is_empty());
+    send(
+        &mut app,
+        [
+            Msg::Engine(Event::Checkpoint {
+                path: "saved/x/ckps/current.safetensors".into(),
+                best: false,
+            }),
+            Msg::Engine(finished(Stage::Stage2, true)),
+            Msg::Engine(Event::Finished),
+        ],
+    );
+    assert_eq!(app.run.as_ref().unwrap().state, RunState::Finished);
+    assert_eq!(app.quit, Quit::No, "a stop is not a quit");
+    // With the run over, q quits at once.
+    send(&mut app, [ch('q')]);
+    assert_eq!(app.quit, Quit::Now);
+}
+
+#[test]
+fn quit_during_a_run_confirms_then_waits_for_the_checkpoint() {
+    let (_d, mut app) = app_with_run();
+    send(&mut app, [ch('q')]);
+    assert_eq!(app.overlay, Some(Overlay::Confirm(Confirm::Quit)));
+    assert!(render(&app, 80, 24).contains("Stop it (after its checkpoint) and quit?"));
+    let fx = send(&mut app, [ch('y')]);
+    assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
+    assert_eq!(app.quit, Quit::AfterStop);
+    // Batches still in flight do not end it; the stopped stage does.
+    send(&mut app, [Msg::Engine(batch(Stage::Stage2, 1, 41, 0.7))]);
+    assert_eq!(app.quit, Quit::AfterStop);
+    send(&mut app, [Msg::Engine(finished(Stage::Stage2, true))]);
+    assert_eq!(app.quit, Quit::Now);
+}
+
+#[test]
+fn ctrl_c_and_signals_stop_then_quit() {
+    let (_d, mut app) = app_with_run();
+    let fx = send(&mut app, [ctrl('c')]);
+    assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
+    assert_eq!(app.quit, Quit::AfterStop);
+    // A natural end of stage 1 would not do; an error or the end does.
+    send(&mut app, [Msg::Engine(Event::Error("disk full".into()))]);
+    assert_eq!(app.quit, Quit::Now);
+
+    let (_d, mut app) = app_with_run();
+    send(&mut app, [Msg::Signal]);
+    assert_eq!(app.quit, Quit::AfterStop);
+    // A second one quits without waiting.
+    send(&mut app, [Msg::Signal]);
+    assert_eq!(app.quit, Quit::Now);
+
+    // Without a run, Ctrl-C quits at once; so does a dead trainer while waiting.
+    let (_d, mut app) = project();
+    send(&mut app, [ctrl('c')]);
+    assert_eq!(app.quit, Quit::Now);
+    let (_d, mut app) = app_with_run();
+    send(&mut app, [Msg::Signal, Msg::EngineClosed]);
+    assert_eq!(app.quit, Quit::Now);
+    assert!(matches!(
+        app.run.as_ref().unwrap().state,
+        RunState::Failed(_)
+    ));
+}
+
+#[test]
+fn failed_run_is_reported() {
+    let (_d, mut app) = app_with_run();
+    send(
+        &mut app,
+        [Msg::Engine(Event::Error(
+            "data_path: no train-images-idx3-ubyte in /x".into(),
+        ))],
+    );
+    let s = render(&app, 80, 24);
+    assert!(s.contains("run failed"), "{s}");
+    assert!(s.contains("train-images-idx3-ubyte"), "{s}");
+}
+
+#[test]
+fn run_screen_without_a_run() {
+    let (_d, mut app) = project();
+    send(&mut app, [ch('3')]);
+    let s = render(&app, 80, 24);
+    assert!(s.contains("No run launched"), "{s}");
+    assert!(send(&mut app, [ch('p'), ch('s')]).is_empty());
+}
+
+// ---- runs screen ----
+
+#[test]
+fn runs_list_detail_follow_and_compare() {
+    let (d, mut app) = project();
+    let fx = send(&mut app, [ch('4')]);
+    assert!(matches!(fx.as_slice(), [Effect::LoadRuns]));
+    send(&mut app, [Msg::Runs(fake_runs(d.path()))]);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let s = render(&app, w, h);
+        assert!(s.contains("Runs in saved/"), "{s}");
+        let row = s.lines().find(|l| l.contains("fm_s1_2025")).unwrap();
+        assert!(row.contains("4/30"), "{row}");
+        assert!(row.contains("63.00"), "{row}");
+        let row = s.lines().find(|l| l.contains("fm_s2_2025")).unwrap();
+        assert!(row.contains("10/10"), "{row}");
+        assert!(row.contains("80.00"), "{row}");
+    }
+    // Open the first: its metrics are re-read now and on every tick.
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let dir = d.path().join("saved/fm_s1_202501010000");
+    assert!(matches!(fx.as_slice(), [Effect::LoadMetrics(p)] if *p == dir));
+    let fx = send(&mut app, [Msg::Tick]);
+    assert!(matches!(fx.as_slice(), [Effect::LoadMetrics(p)] if *p == dir));
+    let more = (0..5)
+        .map(|e| epoch(Stage::Stage1, e, 30, 60.0 + e as f64, 7.0))
+        .collect();
+    send(&mut app, [Msg::Metrics(dir.clone(), Ok(more))]);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let s = render(&app, w, h);
+        assert!(s.contains("top-1 64.00%"), "{s}");
+        assert!(s.contains("epoch 5/30 · following metrics.jsonl"), "{s}");
+        assert!(s.contains("Reliability · epoch 5"), "{s}");
+    }
+    // Back, mark, compare.
+    send(&mut app, [key(KeyCode::Esc), ch('c'), ch('j')]);
+    let fx = send(&mut app, [ch('c')]);
+    assert_eq!(fx.len(), 2);
+    assert!(matches!(app.runs.view, RunsView::Compare(..)));
+    let s = render(&app, 160, 48);
+    assert!(s.contains("fm_s1_202501010000"), "{s}");
+    assert!(s.contains("fm_s2_202501020000"), "{s}");
+    assert_eq!(s.matches("Reliability").count(), 2, "{s}");
+    // Ticks do nothing off the runs screen.
+    send(&mut app, [ch('1')]);
+    assert!(send(&mut app, [Msg::Tick]).is_empty());
+}
+
+// ---- everywhere ----
+
+#[test]
+fn help_lists_every_screen_and_closes_on_any_key() {
+    let (_d, mut app) = project();
+    send(&mut app, [ch('?')]);
+    assert_eq!(app.overlay, Some(Overlay::Help));
+    let s = render(&app, 160, 48);
+    for t in ["1 Presets", "2 Hyperparameters", "3 Run", "4 Runs", "both stages", "zoom"] {
+        assert!(s.contains(t), "{t}: {s}");
+    }
+    assert!(render(&app, 80, 24).contains("Keys"));
+    send(&mut app, [ch('x')]);
+    assert_eq!(app.overlay, None);
+    assert_eq!(app.quit, Quit::No);
+}
+
+#[test]
+fn too_small_terminal_says_so() {
+    let (_d, app) = project();
+    let s = render(&app, 79, 24);
+    assert!(s.contains("terminal too small"), "{s}");
+    assert!(s.contains("79×24"), "{s}");
+    let s = render(&app, 40, 5);
+    assert!(s.contains("terminal too small"), "{s}");
+    let (_d, app) = app_with_run();
+    for (w, h) in [(80, 23), (10, 2), (1, 1)] {
+        render(&app, w, h);
+    }
+}
+
+#[test]
+fn every_screen_draws_at_odd_sizes() {
+    let (d, mut app) = app_with_run();
+    send(&mut app, [Msg::Runs(fake_runs(d.path()))]);
+    for screen in ['1', '2', '3', '4'] {
+        send(&mut app, [ch(screen)]);
+        for (w, h) in [(80, 24), (81, 25), (100, 30), (120, 40), (250, 70)] {
+            render(&app, w, h);
+        }
+    }
+}
+
+#[test]
+fn no_color_draws_without_colours() {
+    let (_d, app) = app_with_run();
+    let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    t.draw(|f| view(&app, f)).unwrap();
+    let buf = t.backend().buffer();
+    assert!(buf
+        .content()
+        .iter()
+        .all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+    let mut coloured = app.clone();
+    coloured.theme = Theme { color: true };
+    t.draw(|f| view(&coloured, f)).unwrap();
+    assert!(t
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .any(|c| c.fg != Color::Reset));
+}
+

@@ -1,0 +1,227 @@
+//! End-to-end runs of the engine on the real Fashion-MNIST-LT (Debian's dataset-fashion-mnist):
+//! the loss falls and top-1 beats chance by a wide margin, stage 2 freezes the backbone and learns
+//! LWS, the run folder holds what it should, and a stopped run resumes at the batch where it
+//! stopped with bit-identical weights.
+use mislas::checkpoint;
+use mislas::config::Config;
+use mislas::engine::{self, Job};
+use mislas::events::{Control, Event};
+use mislas::model::Part;
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn preset(name: &str) -> Config {
+    let p = Path::new(ROOT).join("presets/fashion_mnist").join(name);
+    Config::from_file(&p).expect("preset loads").config
+}
+
+fn stage1(epochs: usize) -> Config {
+    let mut c = preset("fashion_mnist_imb001_stage1_mixup.yaml");
+    c.num_epochs = epochs;
+    c.device = "cpu".into();
+    c.eval_batch_size = Some(500);
+    c
+}
+
+/// Runs a job to its end and returns its events; panics on an engine error.
+fn run(job: Job, saved: &Path) -> Vec<Event> {
+    let h = engine::spawn(job, saved.to_path_buf());
+    let events: Vec<Event> = h.events.iter().collect();
+    h.join().expect("trainer thread does not panic");
+    if let Some(Event::Error(e)) = events.last() {
+        panic!("engine error: {e}");
+    }
+    events
+}
+
+fn epochs(events: &[Event]) -> Vec<&mislas::events::EpochReport> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Epoch(r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn losses(events: &[Event]) -> Vec<f64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Batch(b) => Some(b.loss),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn stage_dirs(events: &[Event]) -> Vec<PathBuf> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageStarted(s) => Some(s.run_dir.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn two_stages_learn_on_fashion_mnist_lt() {
+    let saved = tempfile::tempdir().unwrap();
+    let s1 = stage1(2);
+    let mut s2 = preset("fashion_mnist_imb001_stage2_mislas.yaml");
+    s2.num_epochs = 1;
+    s2.device = "cpu".into();
+    s2.eval_batch_size = Some(500);
+    let events = run(
+        Job::Pipeline {
+            stage1: s1,
+            stage2: s2,
+        },
+        saved.path(),
+    );
+    assert!(matches!(events.last(), Some(Event::Finished)));
+    let dirs = stage_dirs(&events);
+    assert_eq!(dirs.len(), 2);
+
+    // Stage 1: 2 epochs of ceil(14,886 / 128) = 117 batches (IF 0.01 keeps
+    // int(6000·0.01^(c/9)) = 6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60 = 14,886 images);
+    // stage 2: ceil(14,886 / 128) + 1 = 118 batches.
+    let all = losses(&events);
+    assert_eq!(all.len(), 2 * 117 + 118);
+    let l = &all[..234];
+    let (first, last) = (mean(&l[..20]), mean(&l[l.len() - 20..]));
+    assert!(last < 0.7 * first, "stage-1 loss fell only from {first:.3} to {last:.3}");
+    let reports = epochs(&events);
+    assert_eq!(reports.len(), 3);
+    let s1_top1 = reports[1].eval.top1;
+    assert!(s1_top1 > 50.0, "stage-1 top-1 {s1_top1:.2}% is not far above chance (10%)");
+    assert_eq!(reports[0].eval.samples, 10_000);
+    assert_eq!(reports[1].eval.per_class.len(), 10);
+
+    // Stage 2 starts from stage 1's best checkpoint, keeps the backbone's weights, shifts the
+    // BatchNorm statistics and learns LWS.
+    let best1 = checkpoint::load(&dirs[0].join("ckps/model_best.safetensors")).unwrap();
+    let cur2 = checkpoint::load(&dirs[1].join("ckps/current.safetensors")).unwrap();
+    let w = "model.layer2.0.conv1.weight";
+    assert!(best1.tensors[w].equal(&cur2.tensors[w]), "stage 2 changed {w}");
+    let g = "model.layer3.4.bn2.weight";
+    assert!(best1.tensors[g].equal(&cur2.tensors[g]), "stage 2 changed BatchNorm γ");
+    let rm = "model.layer3.4.bn2.running_mean";
+    assert!(!best1.tensors[rm].equal(&cur2.tensors[rm]), "shift learning did not move {rm}");
+    let lws = &cur2.tensors["lws_model.learned_norm"];
+    assert_eq!(lws.size(), vec![1, 10]);
+    let moved = (lws - 1.0).abs().max().double_value(&[]);
+    assert!(moved > 1e-4, "LWS scales did not move from ones (max |s − 1| = {moved})");
+    let s2 = reports[2];
+    assert!(s2.eval.top1 > 50.0, "stage-2 top-1 {:.2}%", s2.eval.top1);
+
+    // The run folders.
+    for d in &dirs {
+        for f in [
+            "config.yaml",
+            "metrics.jsonl",
+            "train_subset.json",
+            "train_subset_indices.txt",
+            "ckps/current.safetensors",
+            "ckps/model_best.safetensors",
+        ] {
+            assert!(d.join(f).is_file(), "{} is missing", d.join(f).display());
+        }
+        let name = Config::from_file(&d.join("config.yaml")).unwrap().config.name;
+        let log = std::fs::read_to_string(d.join("logs").join(format!("{name}.txt"))).unwrap();
+        assert!(log.contains("* Acc@1 ") && log.contains("* ECE ") && log.contains("Best Prec@1: "));
+    }
+    let m = mislas::run_dir::read_metrics(&dirs[0]).unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[1].eval.bins.len(), 15);
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dirs[0].join("train_subset.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["num_images"], 14_886);
+    let indices = std::fs::read_to_string(dirs[0].join("train_subset_indices.txt")).unwrap();
+    assert_eq!(
+        record["sha256"].as_str().unwrap(),
+        mislas::data::subset_sha256(
+            &indices
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect::<Vec<usize>>()
+        )
+    );
+}
+
+#[test]
+fn stopped_run_resumes_at_its_batch_with_identical_weights() {
+    let saved = tempfile::tempdir().unwrap();
+    let mut cfg = stage1(1);
+    cfg.name = "resume_check".into();
+    // Uninterrupted reference run.
+    let events = run(Job::Single(cfg.clone()), saved.path());
+    let full_dir = stage_dirs(&events)[0].clone();
+
+    // Same run, stopped after batch 30.
+    let h = engine::spawn(Job::Single(cfg.clone()), saved.path().to_path_buf());
+    let mut stopped_dir = None;
+    for e in h.events.iter() {
+        match e {
+            Event::StageStarted(s) => stopped_dir = Some(s.run_dir.clone()),
+            Event::Batch(b) if b.batch == 30 => h.controls.send(Control::Stop).unwrap(),
+            Event::StageFinished(f) => assert!(f.stopped),
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let stopped_dir = stopped_dir.unwrap();
+    let current = stopped_dir.join("ckps/current.safetensors");
+    let pos = checkpoint::load(&current).unwrap().position.unwrap();
+    assert_eq!((pos.epoch, pos.batch), (0, 31));
+
+    // Resume: the run continues in the same folder at batch 31.
+    let mut resumed = cfg.clone();
+    resumed.resume = current.display().to_string();
+    let events = run(Job::Single(resumed), saved.path());
+    assert_eq!(stage_dirs(&events)[0], stopped_dir);
+    let first_batch = events.iter().find_map(|e| match e {
+        Event::Batch(b) => Some(b.batch),
+        _ => None,
+    });
+    assert_eq!(first_batch, Some(31));
+
+    let a = checkpoint::load(&full_dir.join("ckps/current.safetensors")).unwrap();
+    let b = checkpoint::load(&current).unwrap();
+    for (k, t) in &a.tensors {
+        assert!(t.equal(&b.tensors[k]), "{k} differs between the full and the resumed run");
+    }
+    let net_parts = [Part::Backbone, Part::Classifier];
+    assert!(net_parts.iter().all(|p| a.tensors.keys().any(|k| k.starts_with(p.prefix()))));
+    assert_eq!(
+        mislas::run_dir::read_metrics(&stopped_dir).unwrap().len(),
+        1,
+        "one evaluated epoch in the resumed run's metrics.jsonl"
+    );
+}
+
+#[test]
+fn stage2_without_checkpoint_is_a_clear_error() {
+    let saved = tempfile::tempdir().unwrap();
+    let mut s2 = preset("fashion_mnist_imb001_stage2_mislas.yaml");
+    s2.device = "cpu".into();
+    let h = engine::spawn(Job::Single(s2.clone()), saved.path().to_path_buf());
+    let last = h.events.iter().last();
+    match last {
+        Some(Event::Error(e)) => assert!(e.contains("stage-1 checkpoint"), "{e}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    s2.resume = saved.path().join("nope.safetensors").display().to_string();
+    let h = engine::spawn(Job::Single(s2), saved.path().to_path_buf());
+    match h.events.iter().last() {
+        Some(Event::Error(e)) => assert!(e.contains("nope.safetensors"), "{e}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
