@@ -10,11 +10,12 @@ use tch::{Device, Kind, Tensor};
 /// Number of confidence bins of ECE/MCE and the reliability diagram (Guo et al., 2017; MiSLAS).
 pub const NUM_BINS: usize = 15;
 
-/// Training images above which a class is many-shot (Liu et al., 2019, OLTR; MiSLAS Table 3).
-pub const MANY_SHOT_MIN_EXCLUSIVE: usize = 100;
+/// A class with more training images than this is many-shot; with this many or fewer, down to
+/// [`FEW_SHOT_BELOW`], medium-shot (the split of Liu et al., 2019, OLTR, used by MiSLAS).
+pub const MANY_SHOT_ABOVE: usize = 100;
 
-/// Training images below which a class is few-shot.
-pub const FEW_SHOT_MAX_EXCLUSIVE: usize = 20;
+/// A class with fewer training images than this is few-shot.
+pub const FEW_SHOT_BELOW: usize = 20;
 
 /// One bin of the reliability diagram: confidences in (lo, hi].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -314,9 +315,9 @@ impl EvalAccumulator {
             head: band(head),
             medium: band(med),
             tail: band(tail),
-            many_shot: shot(|c| c > MANY_SHOT_MIN_EXCLUSIVE),
-            medium_shot: shot(|c| (FEW_SHOT_MAX_EXCLUSIVE..=MANY_SHOT_MIN_EXCLUSIVE).contains(&c)),
-            few_shot: shot(|c| c < FEW_SHOT_MAX_EXCLUSIVE),
+            many_shot: shot(|c| c > MANY_SHOT_ABOVE),
+            medium_shot: shot(|c| (FEW_SHOT_BELOW..=MANY_SHOT_ABOVE).contains(&c)),
+            few_shot: shot(|c| c < FEW_SHOT_BELOW),
             per_class,
             ece: 100.0 * ece,
             mce: 100.0 * mce,
@@ -413,7 +414,8 @@ mod tests {
     /// c = np.array([5/7, 0.2, 0.9]); k = np.array([1, 0, 0])
     /// calibration(k, np.ones(3, int), c, 7)
     /// # counts [0, 1, 0, 0, 0, 1, 1], ece 0.4619047619047619, mce 0.9
-    /// c = np.array([0.6000000000000001, 0.30000000000000004, 0.6, 0.05]); k = np.array([1, 0, 0, 1])
+    /// c = np.array([0.6000000000000001, 0.30000000000000004, 0.6, 0.05])
+    /// k = np.array([1, 0, 0, 1])
     /// calibration(k, np.ones(4, int), c, 10)
     /// # counts [1, 0, 1, 0, 0, 2, 0, 0, 0, 0], ece 0.36250000000000004, mce 0.95
     /// ```
@@ -511,7 +513,8 @@ mod tests {
 
     /// K = 3 < 5 (top-5 is top-3), float64 logits, shot splits with no class:
     /// ```python
-    /// logits = torch.tensor([[2., 1., 0.], [0., 3., 1.], [1., .5, .25], [0., 0., 2.]], dtype=torch.float64)
+    /// logits = torch.tensor([[2., 1., 0.], [0., 3., 1.], [1., .5, .25], [0., 0., 2.]],
+    ///                       dtype=torch.float64)
     /// labels = torch.tensor([0, 2, 1, 2])
     /// # pred [0, 1, 0, 2]; F.cross_entropy(logits, labels) = 1.0122085792542377
     /// # calibration: ece 46.81479999495723 %, mce 84.37947344813395 %

@@ -4,7 +4,7 @@
 //! user's own under the user config dir (`~/.config/mislas/presets/` on Linux), where the UI saves
 //! an edited configuration as a new preset. Each preset comes with its loaded [`Config`] (or the
 //! error that stopped loading it) and whether its data set is found at its `data_path`.
-use crate::config::{Config, DatasetName, Stage};
+use crate::config::{Config, DatasetName};
 use anyhow::{bail, Context};
 use std::fs;
 use std::io::Write;
@@ -58,11 +58,6 @@ impl Preset {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     }
-
-    /// The stage its configuration trains, when it loaded.
-    pub fn stage(&self) -> Option<Stage> {
-        self.config.as_ref().ok().map(Config::stage)
-    }
 }
 
 /// The user's preset folder: `<config dir of directories' ProjectDirs("", "", "mislas")>/presets`.
@@ -83,7 +78,12 @@ pub fn discover(project_root: &Path, user_dir: Option<&Path>) -> Vec<Preset> {
             .file_name()
             .and_then(|n| serde_yaml::from_str::<DatasetName>(&n.to_string_lossy()).ok());
         for file in yaml_files(&folder) {
-            presets.push(load(file, PresetOrigin::Project, folder_dataset, project_root));
+            presets.push(load(
+                file,
+                PresetOrigin::Project,
+                folder_dataset,
+                project_root,
+            ));
         }
     }
     if let Some(dir) = user_dir {
@@ -107,8 +107,9 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| {
             p.is_file()
-                && p.extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+                && p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
+                })
         })
         .collect()
 }
@@ -152,12 +153,7 @@ pub fn resolve_data_path(config: &Config, base: &Path) -> PathBuf {
 /// `cifar-100-{python,binary}` in it or at it; the large-scale sets' training list file in it.
 pub fn dataset_status(config: &Config, base: &Path) -> DataStatus {
     let root = resolve_data_path(config, base);
-    let file_in = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| root.join(n))
-            .find(|p| p.is_file())
-    };
+    let file_in = |names: &[&str]| names.iter().map(|n| root.join(n)).find(|p| p.is_file());
     let folder_in_or_at = |names: &[&str]| {
         let at = root
             .file_name()
@@ -282,7 +278,10 @@ mod tests {
             &fmnist("a2", "stage2", "/nonexistent/fm"),
         );
         write(&root.path().join("presets/cifar10/broken.yaml"), "lr: [\n");
-        write(&user.path().join("mine.yaml"), &fmnist("m", "stage1", "./nope"));
+        write(
+            &user.path().join("mine.yaml"),
+            &fmnist("m", "stage1", "./nope"),
+        );
         let p = discover(root.path(), Some(user.path()));
         let names: Vec<_> = p.iter().map(Preset::name).collect();
         assert_eq!(names, ["broken", "a_stage1", "a_stage2", "mine"]);
@@ -304,7 +303,11 @@ mod tests {
         );
         assert_eq!(partner(&p, 1), Some(2));
         assert_eq!(partner(&p, 2), Some(1));
-        assert_eq!(partner(&p, 3), None, "a user preset pairs with user presets");
+        assert_eq!(
+            partner(&p, 3),
+            None,
+            "a user preset pairs with user presets"
+        );
         assert_eq!(partner(&p, 0), None);
     }
 

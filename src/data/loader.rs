@@ -92,7 +92,10 @@ impl Job {
             set.width as i64,
         ]);
         if self.pin_memory {
-            if let Ok(pinned) = images.f_pin_memory(Device::Cuda(0)) {
+            // `_pin_memory` rather than `pin_memory`: tch can only call the latter with a
+            // device, which libtorch ≥ 2.5 answers with a deprecation warning on stderr at
+            // every call; the former takes CUDA's pinned allocator without one.
+            if let Ok(pinned) = images.f_internal_pin_memory(Device::Cuda(0)) {
                 images = pinned;
             }
         }
@@ -182,6 +185,17 @@ fn work(job: &Job, stop: &AtomicBool, w: usize, workers: usize, tx: &Sender<Batc
         if tx.send(job.build(index)).is_err() {
             return;
         }
+    }
+}
+
+impl std::fmt::Debug for EpochLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochLoader")
+            .field("epoch", &self.job.epoch)
+            .field("next", &self.next)
+            .field("num_batches", &self.job.num_batches())
+            .field("workers", &self.threads.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// Image `i` occupies `pixels[i·C·H·W .. (i+1)·C·H·W]`; its label is `labels[i]`, in
 /// `0..num_classes`. The readers guarantee `pixels.len() == labels.len()·C·H·W` and that every
 /// label is in range.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ImageSet {
     /// Pixel values 0–255, `[N, C, H, W]` row-major.
     pub pixels: Vec<u8>,
@@ -92,6 +92,19 @@ impl ImageSet {
             width: self.width,
             num_classes: self.num_classes,
         }
+    }
+}
+
+impl std::fmt::Debug for ImageSet {
+    /// The shape only: the pixels would fill pages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageSet")
+            .field("len", &self.len())
+            .field("channels", &self.channels)
+            .field("height", &self.height)
+            .field("width", &self.width)
+            .field("num_classes", &self.num_classes)
+            .finish_non_exhaustive()
     }
 }
 

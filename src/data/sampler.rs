@@ -175,11 +175,7 @@ mod tests {
         let order = class_aware_order(&labels, 3, 4, 240, 1, 0);
         for c in 0..3 {
             let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
-            let seen: Vec<usize> = order
-                .iter()
-                .copied()
-                .filter(|&i| labels[i] == c)
-                .collect();
+            let seen: Vec<usize> = order.iter().copied().filter(|&i| labels[i] == c).collect();
             // Each full pass over the class is a permutation of its members.
             for pass in seen.chunks_exact(members.len()) {
                 let mut pass = pass.to_vec();

@@ -6,7 +6,7 @@ use rand::Rng;
 use rand_distr::{Beta, Distribution};
 use tch::{Kind, Reduction, Tensor};
 
-/// A mixed batch: x̃ = λ·x + (1 − λ)·x[perm], with both label sets the loss needs.
+/// A mixed batch: `x̃ = λ·x + (1 − λ)·x[perm]`, with both label sets the loss needs.
 #[derive(Debug)]
 pub struct MixedBatch {
     /// The mixed images, `[B, C, H, W]` (any shape with the batch first), on the input's device
@@ -30,8 +30,8 @@ impl MixedBatch {
     }
 }
 
-/// Mixes a batch with a given pairing: x̃ = λ·x + (1 − λ)·x[perm], y_a = y, y_b = y[perm] (the
-/// body of the reference's `mixup_data` once λ and `index` are drawn).
+/// Mixes a batch with a given pairing: `x̃ = λ·x + (1 − λ)·x[perm]`, `y_a = y`,
+/// `y_b = y[perm]` (the body of the reference's `mixup_data` once λ and `index` are drawn).
 ///
 /// * `images`: `[B, …]` floating point, any device; the result stays on it.
 /// * `labels`: `[B]` class indices.
@@ -70,13 +70,16 @@ pub fn mix_with_permutation(
 /// Exactly one λ per batch, as in the reference.
 ///
 /// # Panics
-/// If α is not finite, or as [`mix_with_permutation`].
+/// If α is NaN or infinite (the configuration rejects both), or as [`mix_with_permutation`].
 pub fn mixup_data(
     images: &Tensor,
     labels: &Tensor,
     alpha: Option<f64>,
     rng: &mut impl Rng,
 ) -> MixedBatch {
+    if let Some(a) = alpha {
+        assert!(a.is_finite(), "mixup: α must be a finite number, is {a}");
+    }
     let alpha = match alpha {
         Some(a) if a > 0.0 => a,
         _ => {
@@ -88,9 +91,9 @@ pub fn mixup_data(
             }
         }
     };
-    let beta = Beta::new(alpha, alpha)
-        .unwrap_or_else(|e| panic!("mixup: Beta({alpha}, {alpha}) is not a distribution: {e}"));
-    let lam = beta.sample(rng);
+    let lam = Beta::new(alpha, alpha)
+        .expect("Beta(α, α) is a distribution for finite α > 0")
+        .sample(rng);
     let batch = images.size().first().copied().unwrap_or(0);
     let mut perm: Vec<i64> = (0..batch).collect();
     perm.shuffle(rng);

@@ -335,7 +335,9 @@ impl App {
             Screen::Runs => match self.runs.on_key(key) {
                 RunsAction::None => {}
                 RunsAction::Refresh => return vec![Effect::LoadRuns],
-                RunsAction::Load(dirs) => return dirs.into_iter().map(Effect::LoadMetrics).collect(),
+                RunsAction::Load(dirs) => {
+                    return dirs.into_iter().map(Effect::LoadMetrics).collect()
+                }
             },
         }
         Vec::new()
@@ -352,10 +354,12 @@ impl App {
         };
         let mut effects = Vec::new();
         match &event {
-            Event::Error(msg) => self.status = Some(Status {
-                text: format!("run failed: {msg}"),
-                error: true,
-            }),
+            Event::Error(msg) => {
+                self.status = Some(Status {
+                    text: format!("run failed: {msg}"),
+                    error: true,
+                })
+            }
             Event::StageFinished(_) | Event::Finished => effects.push(Effect::LoadRuns),
             _ => {}
         }

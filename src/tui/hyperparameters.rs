@@ -281,9 +281,8 @@ impl FormScreen {
                             FormMode::Edit(LineInput::new(&self.current().config.resume), None)
                     }
                     KeyCode::Enter => {
-                        if let Some(ckpt) = candidates
-                            .get(sel)
-                            .and_then(|r| r.best_checkpoint.as_ref())
+                        if let Some(ckpt) =
+                            candidates.get(sel).and_then(|r| r.best_checkpoint.as_ref())
                         {
                             let text = ckpt.display().to_string();
                             if let Err(e) = self.set("resume", &text, root) {
@@ -546,7 +545,11 @@ fn draw_picker(runs: &[RunSummary], sel: usize, theme: Theme, f: &mut Frame<'_>,
         ],
     )
     .header(Row::new(["Stage-1 run", "Epochs", "Best", "ECE"]).style(theme.dim()))
-    .block(panel("Pick the stage-1 checkpoint (best top-1)", true, theme))
+    .block(panel(
+        "Pick the stage-1 checkpoint (best top-1)",
+        true,
+        theme,
+    ))
     .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(sel));
     f.render_stateful_widget(table, area, &mut state);

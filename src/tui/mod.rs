@@ -153,10 +153,9 @@ impl Host {
                 };
                 Some(Msg::Metrics(dir, epochs))
             }
-            Effect::LoadPresets => Some(Msg::Presets(discover(
-                &self.root,
-                self.user_dir.as_deref(),
-            ))),
+            Effect::LoadPresets => {
+                Some(Msg::Presets(discover(&self.root, self.user_dir.as_deref())))
+            }
         }
     }
 
@@ -183,7 +182,11 @@ impl Host {
 pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
     let user_dir = user_presets_dir();
     let presets = discover(project_root, user_dir.as_deref());
-    let mut app = App::new(project_root.to_path_buf(), presets, theme::Theme::from_env());
+    let mut app = App::new(
+        project_root.to_path_buf(),
+        presets,
+        theme::Theme::from_env(),
+    );
     let mut host = Host {
         handle: None,
         events: never(),

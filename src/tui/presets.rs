@@ -117,9 +117,7 @@ impl PresetsScreen {
 
     /// The selected preset.
     pub fn selected_preset(&self) -> Option<&Preset> {
-        self.visible()
-            .get(self.selected)
-            .map(|&i| &self.presets[i])
+        self.visible().get(self.selected).map(|&i| &self.presets[i])
     }
 
     /// Handles a key.
@@ -260,9 +258,7 @@ pub fn draw(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
             Constraint::Length(10),
         ],
     )
-    .header(
-        Row::new(["Preset", "Arch", "Stage", "IF", "Epochs", "Data"]).style(theme.dim()),
-    )
+    .header(Row::new(["Preset", "Arch", "Stage", "IF", "Epochs", "Data"]).style(theme.dim()))
     .block(block)
     .flex(Flex::Start)
     .row_highlight_style(theme.selected());
@@ -280,9 +276,11 @@ fn draw_detail(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
             Span::styled("Filter: ", theme.key()),
             Span::raw("/"),
         ]));
-        lines[0]
-            .spans
-            .extend(input.line(ratatui::style::Style::new(), theme.selected()).spans);
+        lines[0].spans.extend(
+            input
+                .line(ratatui::style::Style::new(), theme.selected())
+                .spans,
+        );
         lines.push(Line::styled(
             "Type to filter by name, data set or backbone · Enter keeps it · Esc clears it",
             dim,
@@ -321,10 +319,7 @@ fn draw_detail(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
                     ]),
                     Some(DataStatus::Missing(path)) => Line::from(vec![
                         Span::styled("Data ", dim),
-                        Span::styled(
-                            format!("not found at {}", path.display()),
-                            theme.bad(),
-                        ),
+                        Span::styled(format!("not found at {}", path.display()), theme.bad()),
                     ]),
                     None => Line::from(""),
                 });

@@ -486,11 +486,17 @@ pub fn draw(run: Option<&RunScreen>, theme: Theme, f: &mut Frame<'_>, area: Rect
             Line::from(""),
             Line::from("No run launched from this window yet."),
             Line::from(""),
-            Line::from("Pick a preset (1), adjust it (Enter), then r runs its stage or b both stages."),
-            Line::from("Runs already in saved/, including headless ones, are on the runs screen (4)."),
+            Line::from(
+                "Pick a preset (1), adjust it (Enter), then r runs its stage or b both stages.",
+            ),
+            Line::from(
+                "Runs already in saved/, including headless ones, are on the runs screen (4).",
+            ),
         ];
         f.render_widget(
-            Paragraph::new(text).block(panel("Run", false, theme)).centered(),
+            Paragraph::new(text)
+                .block(panel("Run", false, theme))
+                .centered(),
             area,
         );
         return;
@@ -528,12 +534,13 @@ pub fn draw(run: Option<&RunScreen>, theme: Theme, f: &mut Frame<'_>, area: Rect
 }
 
 fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
-    let mut device = run.stage.as_ref().map_or_else(String::new, |s| {
-        match s.device.memory_total_bytes {
-            Some(m) => format!(" {} · {}", s.device.name, gib(m)),
-            None => format!(" {}", s.device.name),
-        }
-    });
+    let mut device =
+        run.stage
+            .as_ref()
+            .map_or_else(String::new, |s| match s.device.memory_total_bytes {
+                Some(m) => format!(" {} · {}", s.device.name, gib(m)),
+                None => format!(" {}", s.device.name),
+            });
     if let Some(b) = &run.batch {
         device.push_str(&format!(" · RAM {}", gib(b.memory_bytes)));
     }
@@ -571,7 +578,10 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
             .map(format_duration)
             .unwrap_or_else(|| "–".into());
         lines.push(Line::from(vec![
-            Span::raw(format!("{:<label_w$}", format!("Epoch {}/{}", b.epoch + 1, s.num_epochs))),
+            Span::raw(format!(
+                "{:<label_w$}",
+                format!("Epoch {}/{}", b.epoch + 1, s.num_epochs)
+            )),
             Span::styled(done, theme.fg(Color::Cyan)),
             Span::styled(todo, dim),
             Span::raw(format!(" {:>3.0}%  ETA {eta}", ep_frac * 100.0)),
@@ -579,7 +589,10 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         let (done, todo) = bar((b.batch + 1) as f64 / b.batches.max(1) as f64, bar_w);
         let lr = run.lr.first().copied().unwrap_or(b.lr);
         lines.push(Line::from(vec![
-            Span::raw(format!("{:<label_w$}", format!("Batch {}/{}", b.batch + 1, b.batches))),
+            Span::raw(format!(
+                "{:<label_w$}",
+                format!("Batch {}/{}", b.batch + 1, b.batches)
+            )),
             Span::styled(done, theme.fg(Color::Cyan)),
             Span::styled(todo, dim),
             Span::raw(format!(

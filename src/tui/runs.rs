@@ -174,7 +174,8 @@ fn draw_list(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = match &s.marked {
         Some(m) => format!(
             "Runs in saved/ · {} marked: c on another compares",
-            m.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            m.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ),
         None => "Runs in saved/".to_owned(),
     };
@@ -226,8 +227,10 @@ fn draw_list(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         ],
     )
     .header(
-        Row::new(["  Run", "Stage", "Epochs", "Top-1", "Best", "ECE@best", "ECE"])
-            .style(theme.dim()),
+        Row::new([
+            "  Run", "Stage", "Epochs", "Top-1", "Best", "ECE@best", "ECE",
+        ])
+        .style(theme.dim()),
     )
     .block(panel(&title, true, theme))
     .row_highlight_style(theme.selected());

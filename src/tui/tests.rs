@@ -219,7 +219,13 @@ fn app_with_run() -> (tempfile::TempDir, App) {
     let mut events = vec![started(s1, 3)];
     for e in 0..3 {
         events.extend((0..100).map(|b| batch(s1, e, b, 2.0 - 0.005 * (e * 100 + b) as f64)));
-        events.push(Event::Epoch(Box::new(epoch(s1, e, 3, 50.0 + 5.0 * e as f64, 9.0))));
+        events.push(Event::Epoch(Box::new(epoch(
+            s1,
+            e,
+            3,
+            50.0 + 5.0 * e as f64,
+            9.0,
+        ))));
     }
     events.push(finished(s1, false));
     events.push(started(s2, 2));
@@ -235,12 +241,9 @@ fn fake_runs(root: &Path) -> Vec<RunSummary> {
     let ckpt = root.join("saved/fm_s1_202501010000/ckps/model_best.safetensors");
     fs::create_dir_all(ckpt.parent().unwrap()).unwrap();
     fs::write(&ckpt, "").unwrap();
-    let config = Config::from_yaml_str(
-        &preset_yaml("fm_s1", "stage1", "./data/fmnist", 30),
-        "t",
-    )
-    .unwrap()
-    .config;
+    let config = Config::from_yaml_str(&preset_yaml("fm_s1", "stage1", "./data/fmnist", 30), "t")
+        .unwrap()
+        .config;
     vec![
         RunSummary {
             dir: root.join("saved/fm_s1_202501010000"),
@@ -481,7 +484,10 @@ fn resume_picker_lists_stage1_runs() {
     assert_eq!(app.form.as_ref().unwrap().mode, FormMode::Pick(0));
     let s = render(&app, 80, 24);
     assert!(s.contains("fm_s1_202501010000"), "{s}");
-    assert!(!s.contains("fm_s2_202501020000"), "stage-2 runs are not candidates: {s}");
+    assert!(
+        !s.contains("fm_s2_202501020000"),
+        "stage-2 runs are not candidates: {s}"
+    );
     assert!(s.contains("63.00"), "best top-1: {s}");
     send(&mut app, [key(KeyCode::Enter)]);
     let tab = &app.form.as_ref().unwrap().tabs[1];
@@ -506,7 +512,12 @@ fn saving_a_preset() {
         other => panic!("{other:?}"),
     }
     // A name taken: the prompt stays with the error.
-    send(&mut app, [Msg::Saved(Err("a preset named 'quick' exists already".into()))]);
+    send(
+        &mut app,
+        [Msg::Saved(Err(
+            "a preset named 'quick' exists already".into()
+        ))],
+    );
     let s = render(&app, 80, 24);
     assert!(s.contains("exists already"), "{s}");
     assert!(matches!(
@@ -779,7 +790,14 @@ fn help_lists_every_screen_and_closes_on_any_key() {
     send(&mut app, [ch('?')]);
     assert_eq!(app.overlay, Some(Overlay::Help));
     let s = render(&app, 160, 48);
-    for t in ["1 Presets", "2 Hyperparameters", "3 Run", "4 Runs", "both stages", "zoom"] {
+    for t in [
+        "1 Presets",
+        "2 Hyperparameters",
+        "3 Run",
+        "4 Runs",
+        "both stages",
+        "zoom",
+    ] {
         assert!(s.contains(t), "{t}: {s}");
     }
     assert!(render(&app, 80, 24).contains("Keys"));
@@ -834,4 +852,3 @@ fn no_color_draws_without_colours() {
         .iter()
         .any(|c| c.fg != Color::Reset));
 }
-

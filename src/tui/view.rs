@@ -201,8 +201,7 @@ fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     let block = panel("Keys · any key closes", true, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [cols, note] =
-        Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    let [cols, note] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(cols);
     let left_sections = [
@@ -231,7 +230,12 @@ fn draw_confirm(c: Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         Confirm::Quit => "A run is in progress. Stop it (after its checkpoint) and quit?",
     };
     let w = 70.min(body.width);
-    let area = Rect::new(body.x + (body.width - w) / 2, body.y + body.height / 2 - 3, w, 6);
+    let area = Rect::new(
+        body.x + (body.width - w) / 2,
+        body.y + body.height / 2 - 3,
+        w,
+        6,
+    );
     f.render_widget(Clear, area);
     let text = vec![
         Line::from(question),

@@ -190,7 +190,10 @@ mod tests {
         assert_eq!(col(4 + 6 * 3 + 2), "┊┊┊┊┊┊┊┊");
         assert_eq!(col(4 + 2), "        ");
         let labels: String = (0..34).map(|x| buf[(x, 8)].symbol()).collect();
-        assert_eq!(labels.split_whitespace().collect::<Vec<_>>(), ["└", "many", "med", "few"]);
+        assert_eq!(
+            labels.split_whitespace().collect::<Vec<_>>(),
+            ["└", "many", "med", "few"]
+        );
     }
 
     #[test]

@@ -57,9 +57,12 @@ impl<'a> LineChart<'a> {
     fn bounds(&self) -> Option<([f64; 2], [f64; 2])> {
         let pts = || self.curves.iter().flat_map(|c| c.points.iter());
         let fold = |f: fn(&(f64, f64)) -> f64| {
-            pts().map(f).filter(|v| v.is_finite()).fold(None, |acc: Option<[f64; 2]>, v| {
-                Some(acc.map_or([v, v], |[lo, hi]| [lo.min(v), hi.max(v)]))
-            })
+            pts()
+                .map(f)
+                .filter(|v| v.is_finite())
+                .fold(None, |acc: Option<[f64; 2]>, v| {
+                    Some(acc.map_or([v, v], |[lo, hi]| [lo.min(v), hi.max(v)]))
+                })
         };
         let [mut x0, mut x1] = fold(|p| p.0)?;
         let [mut y0, mut y1] = fold(|p| p.1)?;
@@ -209,7 +212,9 @@ mod tests {
     }
 
     fn is_braille(s: &str) -> bool {
-        s.chars().next().is_some_and(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+        s.chars()
+            .next()
+            .is_some_and(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
     }
 
     fn row(buf: &Buffer, y: u16) -> String {
@@ -251,7 +256,11 @@ mod tests {
 
     #[test]
     fn empty_and_single_point() {
-        let buf = render(LineChart::new(vec![], "waiting", Theme { color: true }), 20, 5);
+        let buf = render(
+            LineChart::new(vec![], "waiting", Theme { color: true }),
+            20,
+            5,
+        );
         assert_eq!(row(&buf, 2).trim(), "waiting");
         let pts = [(1.0, 0.5)];
         let c = LineChart::new(

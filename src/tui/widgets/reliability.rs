@@ -66,7 +66,12 @@ impl Widget for Reliability<'_> {
         buf.set_string(plot.right() - 1, bottom, "1", dim);
         let mid = "confidence";
         if plot.width as usize > mid.len() + 4 {
-            buf.set_string(plot.x + (plot.width - mid.len() as u16) / 2, bottom, mid, dim);
+            buf.set_string(
+                plot.x + (plot.width - mid.len() as u16) / 2,
+                bottom,
+                mid,
+                dim,
+            );
         }
         if legend {
             let y = bottom + 1;
@@ -179,7 +184,13 @@ mod tests {
     #[test]
     fn underconfidence_hatches_the_top_of_the_bar() {
         // Confidence 0.25, accuracy 1: solid up to a quarter, hatched above.
-        let b = bins(|i| if i == 3 { (5, 0.25, 1.0) } else { (0, 0.0, 0.0) });
+        let b = bins(|i| {
+            if i == 3 {
+                (5, 0.25, 1.0)
+            } else {
+                (0, 0.0, 0.0)
+            }
+        });
         let buf = render(&b, 34, 10);
         let c = column(&buf, 4 + 3 * 2, 8);
         assert_eq!(c, "░░░░░░██", "{c:?}");

@@ -1,0 +1,258 @@
+//! End to end: drives the real `mislas` binary in tmux (`send-keys`, `capture-pane`).
+//!
+//! Opens the Fashion-MNIST-LT stage-1 preset, lowers the epochs to 2, launches, waits for a real
+//! epoch's top-1 and ECE on the dashboard, quits during the second epoch (confirming), and checks
+//! that the run stopped after its checkpoint, the terminal is restored (no alternate screen,
+//! canonical mode back), and the run's files are in `saved/`.
+//!
+//! Needs tmux and Fashion-MNIST at `/usr/share/datasets/fashion-mnist` (the presets' data path);
+//! without them it says so and passes. On two CPU cores it takes a few minutes.
+use mislas::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DATA: &str = "/usr/share/datasets/fashion-mnist";
+const SESSION: &str = "mislas";
+
+/// A tmux server of its own (`-L`), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.run(&["send-keys", "-t", SESSION, k]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn text(&self, text: &str) {
+        self.run(&["send-keys", "-t", SESSION, "-l", text]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", SESSION])
+    }
+
+    fn display(&self, format: &str) -> String {
+        self.run(&["display-message", "-p", "-t", SESSION, format])
+            .trim()
+            .to_owned()
+    }
+
+    /// Waits until the screen satisfies `pred`; panics with the screen after `timeout`.
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Whether the line holding `label` shows `label` followed by a percentage (`Top-1 12.34%`).
+fn shows_figure(screen: &str, label: &str) -> bool {
+    screen.lines().any(|l| {
+        l.match_indices(label).any(|(i, _)| {
+            let rest = &l[i + label.len()..];
+            let num: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            num.contains('.') && rest[num.len()..].starts_with('%')
+        })
+    })
+}
+
+/// Moves the form to `key`, replaces its value with `value` and applies it.
+fn set_field(t: &Tmux, key: &str, value: &str) {
+    let idx = Config::keys().iter().position(|k| k == key).unwrap();
+    t.keys(&["Home"]);
+    for _ in 0..idx {
+        t.keys(&["Down"]);
+    }
+    t.keys(&["Enter", "C-u"]);
+    t.text(value);
+    t.keys(&["Enter"]);
+}
+
+fn run_dirs(saved: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(saved)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
+    let have_tmux = Command::new("tmux").arg("-V").output().is_ok();
+    let have_data = Path::new(DATA).join("train-images-idx3-ubyte.gz").is_file()
+        || Path::new(DATA).join("train-images-idx3-ubyte").is_file();
+    if !have_tmux || !have_data {
+        eprintln!("skipped: needs tmux and Fashion-MNIST at {DATA}");
+        return;
+    }
+    let project = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("presets"),
+        &project.path().join("presets"),
+    );
+    let config_home = project.path().join("config");
+    let bin = env!("CARGO_BIN_EXE_mislas");
+    let t = Tmux {
+        socket: format!("mislas-e2e-{}", std::process::id()),
+    };
+    t.run(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        SESSION,
+        "-x",
+        "100",
+        "-y",
+        "32",
+        "-c",
+        &project.path().display().to_string(),
+        "env",
+        "-u",
+        "NO_COLOR",
+        "TERM=xterm-256color",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    t.text(&format!(
+        "XDG_CONFIG_HOME='{}' '{bin}'; echo mislas-exit=$?",
+        config_home.display()
+    ));
+    t.keys(&["Enter"]);
+
+    // Presets: grouped by data set, the data found.
+    let s = t.wait_for("the presets screen", Duration::from_secs(30), |s| {
+        s.contains("Fashion-MNIST-LT") && s.contains("CIFAR-10-LT")
+    });
+    assert!(s.contains("Presets"), "{s}");
+    assert_eq!(t.display("#{alternate_on}"), "1", "the UI is on the alternate screen");
+
+    // Filter to the stage-1 preset and open it.
+    t.keys(&["/"]);
+    t.text("fashion_mnist_imb001_stage1");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("the filtered preset", Duration::from_secs(10), |s| {
+        s.contains("fashion_mnist_imb001_stage1_mixup") && s.contains("✓ found")
+    });
+    assert!(!s.contains("fashion_mnist_imb01_stage1_mixup"), "{s}");
+    t.keys(&["Enter"]);
+    t.wait_for("the form", Duration::from_secs(10), |s| {
+        s.contains("Hyperparameters") && s.contains("stage2 · fashion_mnist_imb001_stage2_mislas")
+    });
+
+    // Two epochs: the quit comes during the second.
+    set_field(&t, "num_epochs", "2");
+    let s = t.wait_for("the edited epochs", Duration::from_secs(10), |s| {
+        s.lines()
+            .any(|l| l.contains("num_epochs") && l.contains("2 *"))
+    });
+    assert!(!s.contains("✗"), "no validation issue: {s}");
+
+    // Launch this stage and watch a real epoch land on the dashboard.
+    t.keys(&["r"]);
+    t.wait_for("training batches", Duration::from_secs(180), |s| {
+        s.contains("Batch ") && s.contains("img/s")
+    });
+    let s = t.wait_for("the first epoch's top-1 and ECE", Duration::from_secs(600), |s| {
+        shows_figure(s, "Top-1 ") && shows_figure(s, "ECE ")
+    });
+    assert!(s.contains("Reliability"), "{s}");
+    assert!(s.contains("Epoch 2/2"), "{s}");
+
+    // Quit during the run: confirm, the run stops after its checkpoint, then the UI exits.
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", Duration::from_secs(10), |s| {
+        s.contains("Stop it (after its checkpoint) and quit?")
+    });
+    t.keys(&["y"]);
+    let s = t.wait_for("mislas to exit", Duration::from_secs(300), |s| {
+        s.contains("mislas-exit=")
+    });
+    assert!(s.contains("mislas-exit=0"), "{s}");
+    assert!(s.contains("stopped after saving its checkpoint"), "{s}");
+
+    // The terminal is restored: main screen, canonical mode, echo.
+    assert_eq!(t.display("#{alternate_on}"), "0");
+    t.text("stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("stty", Duration::from_secs(10), |s| {
+        s.contains("icanon echo") || s.contains("-icanon") || s.contains("-echo")
+    });
+    assert!(s.contains("icanon echo"), "terminal modes restored: {s}");
+    assert!(!s.contains("-icanon") && !s.contains("-echo "), "{s}");
+
+    // The run's files: configuration, one epoch of metrics, and the stop's checkpoint.
+    let runs = run_dirs(&project.path().join("saved"));
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    let name = run.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("fashion_mnist_imb001_stage1_mixup_"), "{name}");
+    assert!(run.join("config.yaml").is_file());
+    let saved_cfg = Config::from_file(&run.join("config.yaml")).unwrap().config;
+    assert_eq!(saved_cfg.num_epochs, 2);
+    let metrics = mislas::run_dir::read_metrics(run).unwrap();
+    assert_eq!(metrics.len(), 1, "one evaluated epoch before the stop");
+    assert!(metrics[0].eval.top1 > 0.0);
+    let ckpts: Vec<String> = run_dirs(&run.join("ckps"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        ckpts.iter().any(|c| c.starts_with("current")),
+        "the stop's checkpoint: {ckpts:?}"
+    );
+}
