@@ -63,7 +63,7 @@ pub struct CropFlip {
 impl CropFlip {
     /// Draws top, left (each uniform in `0..=2·CROP_PADDING`, as `RandomCrop.get_params`)
     /// then the flip (one bit), in that order, from `rng`.
-    pub fn draw(rng: &mut Mt) -> Self {
+    pub(crate) fn draw(rng: &mut Mt) -> Self {
         let top = super::rng::random_interval(rng, 2 * CROP_PADDING);
         let left = super::rng::random_interval(rng, 2 * CROP_PADDING);
         let flip = rng.next_u32() & 1 == 1;

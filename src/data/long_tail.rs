@@ -64,7 +64,8 @@ pub fn img_num_per_cls(
 /// from one generator seeded once with `np.random.seed(seed)`, truncated to `counts[c]`
 /// (`idx[:n]`, so a class with fewer images keeps them all).
 ///
-/// Labels outside `0..counts.len()` are never kept.
+/// Labels outside `0..counts.len()` are never kept. (The reference zips the counts with the
+/// classes present, `np.unique(targets)`; the two agree whenever every class has an image.)
 pub fn long_tail_indices(labels: &[i64], counts: &[usize], seed: u32) -> Vec<usize> {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); counts.len()];
     for (i, &l) in labels.iter().enumerate() {
