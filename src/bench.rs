@@ -59,12 +59,17 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
         prefetch: 4,
         augment: true,
         pin_memory: device.is_cuda(),
+        first_batch: 0,
     };
     let order_for = |epoch: usize| {
         let mut o = Vec::with_capacity(total * bs);
         let mut e = epoch;
         while o.len() < total * bs {
-            o.extend(sampler::instance_balanced_order(data.train.len(), cfg.seed, e));
+            o.extend(sampler::instance_balanced_order(
+                data.train.len(),
+                cfg.seed,
+                e,
+            ));
             e += 1;
         }
         o.truncate(total * bs);
@@ -79,7 +84,14 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     // Loader alone.
     let t = Instant::now();
     let mut n = 0usize;
-    for b in epoch_loader(data.train.clone(), order_for(0), &data.norm, &opts, cfg.seed, 0) {
+    for b in epoch_loader(
+        data.train.clone(),
+        order_for(0),
+        &data.norm,
+        &opts,
+        cfg.seed,
+        0,
+    ) {
         n += b.len;
     }
     let loader = n as f64 / t.elapsed().as_secs_f64();
@@ -87,7 +99,14 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     // Full pipeline.
     let mut seen = 0usize;
     let mut t0 = Instant::now();
-    for batch in epoch_loader(data.train.clone(), order_for(1), &data.norm, &opts, cfg.seed, 1) {
+    for batch in epoch_loader(
+        data.train.clone(),
+        order_for(1),
+        &data.norm,
+        &opts,
+        cfg.seed,
+        1,
+    ) {
         let x = batch.images.to_device_(device, Kind::Float, true, false);
         let y = batch.labels.to_device_(device, Kind::Int64, true, false);
         let seed = stream_seed(cfg.seed, 1, batch.index, 1);
@@ -117,7 +136,15 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
             sync();
             t0 = Instant::now();
         }
-        train_step(&net, &mut sgd, &method, &x, &y, stream_seed(cfg.seed, 2, i, 1), true);
+        train_step(
+            &net,
+            &mut sgd,
+            &method,
+            &x,
+            &y,
+            stream_seed(cfg.seed, 2, i, 1),
+            true,
+        );
     }
     sync();
     let bare = (batches * bs) as f64 / t0.elapsed().as_secs_f64();

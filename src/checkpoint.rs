@@ -299,7 +299,13 @@ mod tests {
         tch::manual_seed(1);
         let net = Network::new("resnet32_fe", 1, 10, tch::Device::Cpu).unwrap();
         let buf = Tensor::from_slice(&[1.0f32, 2.0]);
-        save(&path, &net, &[("momentum_buffer.x".into(), buf)], &position()).unwrap();
+        save(
+            &path,
+            &net,
+            &[("momentum_buffer.x".into(), buf)],
+            &position(),
+        )
+        .unwrap();
         let ck = load(&path).unwrap();
         assert_eq!(ck.origin, Origin::Mislas);
         assert_eq!(ck.position, Some(position()));
@@ -327,7 +333,10 @@ mod tests {
         let mut p = position();
         p.epoch = 4;
         let err = save(&path, &net, &[], &p).unwrap_err();
-        assert!(format!("{err:#}").contains("current.safetensors"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("current.safetensors"),
+            "{err:#}"
+        );
         assert_eq!(fs::read(&path).unwrap(), before);
     }
 
@@ -345,7 +354,10 @@ mod tests {
             reference_name("state_dict_lws_model.module.learned_norm").as_deref(),
             Some("lws_model.learned_norm")
         );
-        assert_eq!(reference_name("state_dict_model.bn1.num_batches_tracked"), None);
+        assert_eq!(
+            reference_name("state_dict_model.bn1.num_batches_tracked"),
+            None
+        );
         assert_eq!(reference_name("best_acc1"), None);
     }
 
@@ -355,6 +367,9 @@ mod tests {
         let path = dir.path().join("x.pth.tar");
         fs::write(&path, b"hello, this is not a checkpoint").unwrap();
         let err = format!("{:#}", load(&path).unwrap_err());
-        assert!(err.contains("x.pth.tar") && err.contains("expected"), "{err}");
+        assert!(
+            err.contains("x.pth.tar") && err.contains("expected"),
+            "{err}"
+        );
     }
 }

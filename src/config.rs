@@ -500,7 +500,10 @@ impl Config {
             bad("batch_size", "must be a positive integer".into());
         }
         if self.eval_batch_size == Some(0) {
-            bad("eval_batch_size", "must be a positive integer or null".into());
+            bad(
+                "eval_batch_size",
+                "must be a positive integer or null".into(),
+            );
         }
         if self.num_epochs == 0 {
             bad("num_epochs", "must be a positive integer".into());
@@ -509,10 +512,16 @@ impl Config {
             bad("num_classes", "must be at least 2".into());
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            bad("momentum", format!("must be in [0, 1), is {}", self.momentum));
+            bad(
+                "momentum",
+                format!("must be in [0, 1), is {}", self.momentum),
+            );
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            bad("weight_decay", format!("must be ≥ 0, is {}", self.weight_decay));
+            bad(
+                "weight_decay",
+                format!("must be ≥ 0, is {}", self.weight_decay),
+            );
         }
         match self.imb_factor {
             Some(f) if !(f > 0.0 && f <= 1.0) => {
@@ -520,7 +529,10 @@ impl Config {
             }
             None if !self.dataset.is_large_scale() => bad(
                 "imb_factor",
-                format!("{} needs an imbalance factor in (0, 1]", self.dataset.display_name()),
+                format!(
+                    "{} needs an imbalance factor in (0, 1]",
+                    self.dataset.display_name()
+                ),
             ),
             _ => {}
         }
@@ -684,15 +696,21 @@ pub fn field_help(key: &str) -> &'static str {
         "num_classes" => "Number of classes K",
         "imb_factor" => "Imbalance factor IF = n_min/n_max in (0, 1]; 0.01 means 100:1",
         "backbone" => "Feature extractor: resnet32_fe for small images, resnet50_fe/resnet152_fe",
-        "resume" => "Stage 2: the stage-1 checkpoint whose backbone is frozen; stage 1: resume a run",
+        "resume" => {
+            "Stage 2: the stage-1 checkpoint whose backbone is frozen; stage 1: resume a run"
+        }
         "head_class_idx" => "[start, end) of many-shot classes, by descending training count",
         "med_class_idx" => "[start, end) of medium-shot classes",
         "tail_class_idx" => "[start, end) of few-shot classes",
         "deterministic" => "Fixed seeds and cuDNN benchmark off (reference behaviour)",
-        "mode" => "stage1: mixup representation learning; stage2: classifier re-learning (LAS + LWS)",
+        "mode" => {
+            "stage1: mixup representation learning; stage2: classifier re-learning (LAS + LWS)"
+        }
         "smooth_head" => "LAS: label smoothing ε_1 of the most frequent class (paper Eq. 6)",
         "smooth_tail" => "LAS: label smoothing ε_K of the least frequent class (paper Eq. 6)",
-        "shift_bn" => "Shift learning: BatchNorm statistics follow the class-balanced data in stage 2",
+        "shift_bn" => {
+            "Shift learning: BatchNorm statistics follow the class-balanced data in stage 2"
+        }
         "lr_factor" => "Stage 2: classifier lr = lr·lr_factor; the LWS scales learn at lr",
         "lr" => "Base learning rate of SGD",
         "batch_size" => "Training batch size",

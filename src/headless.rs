@@ -44,7 +44,9 @@ pub fn follow(handle: RunHandle) -> Outcome {
                     eprintln!("\nsecond signal {sig}: exiting without waiting for the checkpoint");
                     std::process::exit(130);
                 }
-                eprintln!("\nsignal {sig}: stopping after the current batch and saving a checkpoint…");
+                eprintln!(
+                    "\nsignal {sig}: stopping after the current batch and saving a checkpoint…"
+                );
                 let _ = stop_tx.send(Control::Stop);
             }
         });

@@ -4,16 +4,16 @@
 //! The engine (data, models, methods, metrics, runs) knows nothing of any front end; the
 //! terminal UI and the headless CLI consume the same [`events::Event`]s and send
 //! [`events::Control`]s over crossbeam channels.
+pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod events;
+pub mod headless;
 pub mod method;
 pub mod metrics;
 pub mod model;
-pub mod bench;
-pub mod checkpoint;
-pub mod engine;
-pub mod headless;
-pub mod run_dir;
 pub mod presets;
+pub mod run_dir;
 pub mod tui;

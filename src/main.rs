@@ -128,7 +128,10 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let (mut both, mut only1, mut only2) = (Vec::new(), Vec::new(), Vec::new());
             if opts.len() % 2 != 0 {
-                bail!("overrides come as KEY VALUE pairs; '{}' has no value", opts[opts.len() - 1]);
+                bail!(
+                    "overrides come as KEY VALUE pairs; '{}' has no value",
+                    opts[opts.len() - 1]
+                );
             }
             for kv in opts.chunks(2) {
                 let (key, value) = (&kv[0], kv[1].clone());

@@ -95,11 +95,17 @@ fn two_stages_learn_on_fashion_mnist_lt() {
     assert_eq!(all.len(), 2 * 117 + 118);
     let l = &all[..234];
     let (first, last) = (mean(&l[..20]), mean(&l[l.len() - 20..]));
-    assert!(last < 0.7 * first, "stage-1 loss fell only from {first:.3} to {last:.3}");
+    assert!(
+        last < 0.7 * first,
+        "stage-1 loss fell only from {first:.3} to {last:.3}"
+    );
     let reports = epochs(&events);
     assert_eq!(reports.len(), 3);
     let s1_top1 = reports[1].eval.top1;
-    assert!(s1_top1 > 50.0, "stage-1 top-1 {s1_top1:.2}% is not far above chance (10%)");
+    assert!(
+        s1_top1 > 50.0,
+        "stage-1 top-1 {s1_top1:.2}% is not far above chance (10%)"
+    );
     assert_eq!(reports[0].eval.samples, 10_000);
     assert_eq!(reports[1].eval.per_class.len(), 10);
 
@@ -108,15 +114,27 @@ fn two_stages_learn_on_fashion_mnist_lt() {
     let best1 = checkpoint::load(&dirs[0].join("ckps/model_best.safetensors")).unwrap();
     let cur2 = checkpoint::load(&dirs[1].join("ckps/current.safetensors")).unwrap();
     let w = "model.layer2.0.conv1.weight";
-    assert!(best1.tensors[w].equal(&cur2.tensors[w]), "stage 2 changed {w}");
+    assert!(
+        best1.tensors[w].equal(&cur2.tensors[w]),
+        "stage 2 changed {w}"
+    );
     let g = "model.layer3.4.bn2.weight";
-    assert!(best1.tensors[g].equal(&cur2.tensors[g]), "stage 2 changed BatchNorm γ");
+    assert!(
+        best1.tensors[g].equal(&cur2.tensors[g]),
+        "stage 2 changed BatchNorm γ"
+    );
     let rm = "model.layer3.4.bn2.running_mean";
-    assert!(!best1.tensors[rm].equal(&cur2.tensors[rm]), "shift learning did not move {rm}");
+    assert!(
+        !best1.tensors[rm].equal(&cur2.tensors[rm]),
+        "shift learning did not move {rm}"
+    );
     let lws = &cur2.tensors["lws_model.learned_norm"];
     assert_eq!(lws.size(), vec![1, 10]);
     let moved = (lws - 1.0).abs().max().double_value(&[]);
-    assert!(moved > 1e-4, "LWS scales did not move from ones (max |s − 1| = {moved})");
+    assert!(
+        moved > 1e-4,
+        "LWS scales did not move from ones (max |s − 1| = {moved})"
+    );
     let s2 = reports[2];
     assert!(s2.eval.top1 > 50.0, "stage-2 top-1 {:.2}%", s2.eval.top1);
 
@@ -132,17 +150,21 @@ fn two_stages_learn_on_fashion_mnist_lt() {
         ] {
             assert!(d.join(f).is_file(), "{} is missing", d.join(f).display());
         }
-        let name = Config::from_file(&d.join("config.yaml")).unwrap().config.name;
+        let name = Config::from_file(&d.join("config.yaml"))
+            .unwrap()
+            .config
+            .name;
         let log = std::fs::read_to_string(d.join("logs").join(format!("{name}.txt"))).unwrap();
-        assert!(log.contains("* Acc@1 ") && log.contains("* ECE ") && log.contains("Best Prec@1: "));
+        assert!(
+            log.contains("* Acc@1 ") && log.contains("* ECE ") && log.contains("Best Prec@1: ")
+        );
     }
     let m = mislas::run_dir::read_metrics(&dirs[0]).unwrap();
     assert_eq!(m.len(), 2);
     assert_eq!(m[1].eval.bins.len(), 15);
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dirs[0].join("train_subset.json")).unwrap(),
-    )
-    .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("train_subset.json")).unwrap())
+            .unwrap();
     assert_eq!(record["num_images"], 14_886);
     let indices = std::fs::read_to_string(dirs[0].join("train_subset_indices.txt")).unwrap();
     assert_eq!(
@@ -196,10 +218,15 @@ fn stopped_run_resumes_at_its_batch_with_identical_weights() {
     let a = checkpoint::load(&full_dir.join("ckps/current.safetensors")).unwrap();
     let b = checkpoint::load(&current).unwrap();
     for (k, t) in &a.tensors {
-        assert!(t.equal(&b.tensors[k]), "{k} differs between the full and the resumed run");
+        assert!(
+            t.equal(&b.tensors[k]),
+            "{k} differs between the full and the resumed run"
+        );
     }
     let net_parts = [Part::Backbone, Part::Classifier];
-    assert!(net_parts.iter().all(|p| a.tensors.keys().any(|k| k.starts_with(p.prefix()))));
+    assert!(net_parts
+        .iter()
+        .all(|p| a.tensors.keys().any(|k| k.starts_with(p.prefix()))));
     assert_eq!(
         mislas::run_dir::read_metrics(&stopped_dir).unwrap().len(),
         1,

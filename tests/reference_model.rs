@@ -94,7 +94,12 @@ json.dump({'model_params': sum(p.numel() for p in model.parameters()),
 
 fn write_reference(dir: &Path, in_channels: usize) {
     let status = Command::new(PYTHON)
-        .args(["-c", SCRIPT, dir.to_str().unwrap(), &in_channels.to_string()])
+        .args([
+            "-c",
+            SCRIPT,
+            dir.to_str().unwrap(),
+            &in_channels.to_string(),
+        ])
         .status()
         .expect("the venv's Python runs (scripts/setup.sh installs it)");
     assert!(status.success(), "the PyTorch script failed");
@@ -173,7 +178,10 @@ fn eval_command_reads_reference_checkpoint() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("* Acc@1 ") && stdout.contains("* ECE "), "{stdout}");
+    assert!(
+        stdout.contains("* Acc@1 ") && stdout.contains("* ECE "),
+        "{stdout}"
+    );
     let json = stdout.lines().last().unwrap();
     let report: mislas::metrics::EvalReport = serde_json::from_str(json).unwrap();
     assert_eq!(report.samples, 10_000);

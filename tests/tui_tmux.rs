@@ -174,12 +174,17 @@ fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
     ));
     t.keys(&["Enter"]);
 
-    // Presets: grouped by data set, the data found.
+    // Presets: grouped by data set; the first one whose data is found is selected.
     let s = t.wait_for("the presets screen", Duration::from_secs(30), |s| {
-        s.contains("Fashion-MNIST-LT") && s.contains("CIFAR-10-LT")
+        s.contains("Presets") && s.contains("Fashion-MNIST-LT")
     });
-    assert!(s.contains("Presets"), "{s}");
-    assert_eq!(t.display("#{alternate_on}"), "1", "the UI is on the alternate screen");
+    assert!(s.contains("✓ found"), "{s}");
+    assert!(s.contains(&format!("Data found: {DATA}")), "{s}");
+    assert_eq!(
+        t.display("#{alternate_on}"),
+        "1",
+        "the UI is on the alternate screen"
+    );
 
     // Filter to the stage-1 preset and open it.
     t.keys(&["/"]);
@@ -207,9 +212,11 @@ fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
     t.wait_for("training batches", Duration::from_secs(180), |s| {
         s.contains("Batch ") && s.contains("img/s")
     });
-    let s = t.wait_for("the first epoch's top-1 and ECE", Duration::from_secs(600), |s| {
-        shows_figure(s, "Top-1 ") && shows_figure(s, "ECE ")
-    });
+    let s = t.wait_for(
+        "the first epoch's top-1 and ECE",
+        Duration::from_secs(600),
+        |s| shows_figure(s, "Top-1 ") && shows_figure(s, "ECE "),
+    );
     assert!(s.contains("Reliability"), "{s}");
     assert!(s.contains("Epoch 2/2"), "{s}");
 
@@ -240,7 +247,10 @@ fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run = &runs[0];
     let name = run.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("fashion_mnist_imb001_stage1_mixup_"), "{name}");
+    assert!(
+        name.starts_with("fashion_mnist_imb001_stage1_mixup_"),
+        "{name}"
+    );
     assert!(run.join("config.yaml").is_file());
     let saved_cfg = Config::from_file(&run.join("config.yaml")).unwrap().config;
     assert_eq!(saved_cfg.num_epochs, 2);

@@ -44,6 +44,10 @@ pub struct LoaderOptions {
     /// Copy the images into page-locked memory for asynchronous host-to-CUDA copies. Set it
     /// only when training on CUDA; if pinning fails, the batch stays in pageable memory.
     pub pin_memory: bool,
+    /// First batch to build (0 normally): resuming a stopped epoch skips the batches it had
+    /// trained, and every later batch keeps the index, and so the augmentation, it would have
+    /// had.
+    pub first_batch: usize,
 }
 
 /// What every loader thread needs to build any batch of the epoch.
@@ -114,6 +118,7 @@ impl Job {
 /// consumer gone and exit, and the drop joins them.
 pub struct EpochLoader {
     job: Arc<Job>,
+    first: usize,
     next: usize,
     receivers: Vec<Receiver<Batch>>,
     threads: Vec<JoinHandle<()>>,
@@ -152,7 +157,8 @@ pub fn epoch_loader(
         epoch,
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = opts.workers.min(job.num_batches());
+    let first = opts.first_batch.min(job.num_batches());
+    let workers = opts.workers.min(job.num_batches() - first);
     let mut receivers = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
     for w in 0..workers {
@@ -162,23 +168,24 @@ pub fn epoch_loader(
         threads.push(
             std::thread::Builder::new()
                 .name(format!("mislas-loader-{w}"))
-                .spawn(move || work(&job, &stop, w, workers, &tx))
+                .spawn(move || work(&job, &stop, first + w, workers, &tx))
                 .expect("the OS starts a loader thread"),
         );
     }
     EpochLoader {
         job,
-        next: 0,
+        first,
+        next: first,
         receivers,
         threads,
         stop,
     }
 }
 
-/// Loader thread `w` of `workers`: builds batches w, w + workers, … until done, stopped, or the
-/// consumer is gone.
-fn work(job: &Job, stop: &AtomicBool, w: usize, workers: usize, tx: &Sender<Batch>) {
-    for index in (w..job.num_batches()).step_by(workers) {
+/// A loader thread of `workers`: builds batches `start`, `start + workers`, … until done,
+/// stopped, or the consumer is gone.
+fn work(job: &Job, stop: &AtomicBool, start: usize, workers: usize, tx: &Sender<Batch>) {
+    for index in (start..job.num_batches()).step_by(workers) {
         if stop.load(Ordering::Relaxed) {
             return;
         }
@@ -218,7 +225,7 @@ impl Iterator for EpochLoader {
         if self.receivers.is_empty() {
             return Some(self.job.build(index));
         }
-        let w = index % self.receivers.len();
+        let w = (index - self.first) % self.receivers.len();
         match self.receivers[w].recv() {
             Ok(batch) => Some(batch),
             Err(_) => {
@@ -288,6 +295,7 @@ mod tests {
             prefetch: 2,
             augment,
             pin_memory: false,
+            first_batch: 0,
         }
     }
 
@@ -357,6 +365,32 @@ mod tests {
     }
 
     #[test]
+    fn first_batch_skips_and_keeps_indices() {
+        let order: Vec<usize> = (0..10).rev().collect();
+        let full = collect(epoch_loader(
+            set(),
+            order.clone(),
+            &unit(),
+            &opts(2, true),
+            5,
+            2,
+        ));
+        for workers in [0, 1, 2, 3] {
+            let resumed = LoaderOptions {
+                first_batch: 1,
+                ..opts(workers, true)
+            };
+            let got = collect(epoch_loader(set(), order.clone(), &unit(), &resumed, 5, 2));
+            assert_eq!(got, full[1..], "{workers} workers");
+        }
+        let past_end = LoaderOptions {
+            first_batch: 7,
+            ..opts(2, false)
+        };
+        assert!(collect(epoch_loader(set(), order, &unit(), &past_end, 5, 2)).is_empty());
+    }
+
+    #[test]
     fn dropping_midway_joins_promptly() {
         // 100 batches, 4 threads with 1 slot each: the threads block on full channels.
         let order: Vec<usize> = (0..400).map(|i| i % 10).collect();
@@ -366,6 +400,7 @@ mod tests {
             prefetch: 1,
             augment: true,
             pin_memory: false,
+            first_batch: 0,
         };
         let mut loader = epoch_loader(set(), order, &unit(), &o, 0, 0);
         assert!(loader.next().is_some());

@@ -37,13 +37,18 @@ pub fn evaluate(
         prefetch: 2,
         augment: false,
         pin_memory: device.is_cuda(),
+        first_batch: 0,
     };
     let order: Vec<usize> = (0..set.len()).collect();
     let mut acc = EvalAccumulator::new(net.num_classes as usize);
     tch::no_grad(|| {
         for batch in epoch_loader(set.clone(), order, norm, &opts, 0, 0) {
-            let x = batch.images.to_device_(device, tch::Kind::Float, true, false);
-            let y = batch.labels.to_device_(device, tch::Kind::Int64, true, false);
+            let x = batch
+                .images
+                .to_device_(device, tch::Kind::Float, true, false);
+            let y = batch
+                .labels
+                .to_device_(device, tch::Kind::Int64, true, false);
             let logits = net.scale(&net.classify(&net.features(&x, false)));
             acc.add(&logits, &y);
         }

@@ -320,6 +320,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         prefetch: 4,
         augment: true,
         pin_memory: device.is_cuda(),
+        first_batch: 0,
     };
     let best_path = run.best_checkpoint();
     let current_path = run.current_checkpoint();
@@ -367,12 +368,14 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         } else {
             (0.0, 0.0, 0.0)
         };
-        let remaining = order[(first_batch * bs).min(order.len())..].to_vec();
         let loader = epoch_loader(
             data.train.clone(),
-            remaining,
+            order,
             &data.norm,
-            &loader_opts,
+            &LoaderOptions {
+                first_batch,
+                ..loader_opts.clone()
+            },
             cfg.seed,
             epoch,
         );
@@ -385,7 +388,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         let epoch_start = Instant::now();
         let mut last = Instant::now();
         for batch in loader {
-            let b = first_batch + batch.index;
+            let b = batch.index;
             if link.check() == Flow::Stop {
                 let pos = RunPosition {
                     stage,
@@ -429,7 +432,10 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                 train_step(&net, &mut sgd, &method, &x, &y, seed, backbone_train);
             if !loss_v.is_finite() {
                 let kept = if current_path.is_file() {
-                    format!("the last good checkpoint {} is kept", current_path.display())
+                    format!(
+                        "the last good checkpoint {} is kept",
+                        current_path.display()
+                    )
                 } else {
                     "no checkpoint had been written yet".to_owned()
                 };
@@ -471,8 +477,8 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             }
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
-        let images_per_sec = (seen - if resuming_here { start.epoch_seen } else { 0.0 })
-            / train_seconds.max(1e-9);
+        let images_per_sec =
+            (seen - if resuming_here { start.epoch_seen } else { 0.0 }) / train_seconds.max(1e-9);
 
         let eval_start = Instant::now();
         let report = evaluate(

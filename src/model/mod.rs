@@ -239,8 +239,17 @@ mod tests {
     fn batch_norm_starts_at_identity() {
         let net = Network::new("resnet32_fe", 1, 10, Device::Cpu).unwrap();
         let vars = net.vs.variables();
-        assert_eq!(vars["model.bn1.weight"].sum(Kind::Float).double_value(&[]), 16.0);
-        assert_eq!(vars["model.bn1.bias"].abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(
+            vars["model.bn1.weight"].sum(Kind::Float).double_value(&[]),
+            16.0
+        );
+        assert_eq!(
+            vars["model.bn1.bias"]
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
         assert_eq!(vars["lws_model.learned_norm"].size(), vec![1, 10]);
     }
 

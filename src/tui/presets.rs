@@ -61,12 +61,18 @@ fn group_of(p: &Preset) -> usize {
 }
 
 impl PresetsScreen {
-    /// A screen over `presets`.
+    /// A screen over `presets`, the first preset whose data set is found selected.
     pub fn new(presets: Vec<Preset>) -> Self {
-        PresetsScreen {
+        let mut s = PresetsScreen {
             presets,
             ..Self::default()
-        }
+        };
+        s.selected = s
+            .visible()
+            .iter()
+            .position(|&i| s.presets[i].data.as_ref().is_some_and(DataStatus::is_found))
+            .unwrap_or(0);
+        s
     }
 
     /// Replaces the presets, keeping the selection on the same file when it is still there.

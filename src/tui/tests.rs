@@ -273,6 +273,11 @@ fn fake_runs(root: &Path) -> Vec<RunSummary> {
 #[test]
 fn presets_screen_groups_by_data_set_with_data_status() {
     let (_d, app) = project();
+    // The first preset whose data is found is selected at start.
+    assert_eq!(
+        app.presets.selected_preset().unwrap().name(),
+        "fm_imb001_stage1_mixup"
+    );
     for (w, h) in [(80, 24), (160, 48)] {
         let s = render(&app, w, h);
         assert!(s.contains("1 Presets"), "{s}");
@@ -288,7 +293,7 @@ fn presets_screen_groups_by_data_set_with_data_status() {
     }
     // CIFAR-10's data is missing: the path it was looked for at is shown.
     let mut app = app;
-    send(&mut app, [ch('j')]);
+    send(&mut app, [ch('g'), ch('j')]);
     let s = render(&app, 160, 48);
     assert!(s.contains("not found at"), "{s}");
     assert!(s.contains("data/cifar10"), "{s}");
@@ -315,7 +320,7 @@ fn filter_and_navigation() {
     assert!(render(&app, 80, 24).contains("filter 'stage2'"));
     send(&mut app, [key(KeyCode::Esc)]);
     assert_eq!(app.presets.visible().len(), 4);
-    send(&mut app, [ch('j'), ch('j'), ch('k')]);
+    send(&mut app, [ch('g'), ch('j'), ch('j'), ch('k')]);
     assert_eq!(app.presets.selected, 1);
     send(&mut app, [key(KeyCode::End)]);
     assert_eq!(
