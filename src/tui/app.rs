@@ -40,7 +40,7 @@ pub enum Msg {
     Engine(Event),
     /// The trainer's channel closed without a last event (its thread died).
     EngineClosed,
-    /// SIGINT, SIGTERM or SIGHUP.
+    /// SIGINT, SIGTERM or SIGHUP, or the end of terminal input (a hang-up).
     Signal,
     /// The runs in `saved/` were listed.
     Runs(Vec<RunSummary>),
@@ -184,10 +184,18 @@ impl App {
         }
     }
 
-    /// Ctrl-C or a signal: stop a run after its checkpoint and quit; a second one quits at once.
-    fn interrupt(&mut self) -> Vec<Effect> {
-        if !self.run_active() || self.quit == Quit::AfterStop {
+    /// Ctrl-C or a signal: stop a run after its checkpoint and quit. A second Ctrl-C quits at
+    /// once; repeated signals do not (a hang-up arrives both as SIGHUP and as the end of input,
+    /// and must not cost the checkpoint).
+    fn interrupt(&mut self, escalate: bool) -> Vec<Effect> {
+        if !self.run_active() {
             self.quit = Quit::Now;
+            return Vec::new();
+        }
+        if self.quit == Quit::AfterStop {
+            if escalate {
+                self.quit = Quit::Now;
+            }
             return Vec::new();
         }
         self.quit = Quit::AfterStop;
@@ -241,7 +249,7 @@ impl App {
             return Vec::new();
         }
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
-            return self.interrupt();
+            return self.interrupt(true);
         }
         self.status = None;
         match self.overlay {
@@ -397,7 +405,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Msg::Signal => app.interrupt(),
+        Msg::Signal => app.interrupt(false),
         Msg::Runs(runs) => {
             app.runs.set_runs(runs);
             Vec::new()

@@ -30,7 +30,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use std::io::{self, Stdout};
+use std::io::{self, Stdout, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -274,21 +274,31 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
             let _ = h.join();
         }
     }
-    if let Some(r) = &app.run {
-        if let Some(f) = r.finished.last() {
-            println!(
-                "mislas: {} {} in {} (best top-1 {:.2} %, ECE {:.2} %)",
-                f.stage,
-                if f.stopped {
-                    "stopped after saving its checkpoint"
-                } else {
-                    "finished"
-                },
-                f.run_dir.display(),
-                f.best_top1,
-                f.best_ece
-            );
-        }
+    if let Some(f) = app.run.as_ref().and_then(|r| r.finished.last()) {
+        let evaluated = app
+            .run
+            .as_ref()
+            .is_some_and(|r| r.epochs.iter().any(|e| e.stage == f.stage));
+        // Not println!: after a hang-up there may be no terminal to print on.
+        let _ = writeln!(
+            io::stdout(),
+            "mislas: {} {} in {}{}",
+            f.stage,
+            if f.stopped {
+                "stopped after saving its checkpoint"
+            } else {
+                "finished"
+            },
+            f.run_dir.display(),
+            if evaluated {
+                format!(
+                    " (best top-1 {:.2} %, ECE {:.2} %)",
+                    f.best_top1, f.best_ece
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(())
 }

@@ -205,8 +205,14 @@ impl RunScreen {
         )
     }
 
-    /// Adds a line to the log.
+    /// Adds a line to the log; tabs become spaces and other control characters are dropped, so
+    /// that the terminal's cursor never moves behind the UI's back.
     pub fn push_log(&mut self, line: String) {
+        let line: String = line
+            .replace('\t', "  ")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
         if self.log.len() >= MAX_LOG {
             self.log.drain(..MAX_LOG / 10);
         }
@@ -570,8 +576,14 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         let label_w = 14;
         let tail_w = 34usize;
         let bar_w = w.saturating_sub(label_w + tail_w + 2).max(4);
-        let ep_frac = (b.epoch as f64 + (b.batch + 1) as f64 / b.batches.max(1) as f64)
-            / s.num_epochs.max(1) as f64;
+        // Between an epoch's start and its first batch, the new epoch is at batch 0.
+        let (done_batches, batches) = if b.epoch == run.epoch {
+            (b.batch + 1, b.batches.max(1))
+        } else {
+            (0, s.batches_per_epoch.max(1))
+        };
+        let ep_frac =
+            (run.epoch as f64 + done_batches as f64 / batches as f64) / s.num_epochs.max(1) as f64;
         let (done, todo) = bar(ep_frac, bar_w);
         let eta = run
             .eta_seconds()
@@ -580,18 +592,18 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         lines.push(Line::from(vec![
             Span::raw(format!(
                 "{:<label_w$}",
-                format!("Epoch {}/{}", b.epoch + 1, s.num_epochs)
+                format!("Epoch {}/{}", run.epoch + 1, s.num_epochs)
             )),
             Span::styled(done, theme.fg(Color::Cyan)),
             Span::styled(todo, dim),
             Span::raw(format!(" {:>3.0}%  ETA {eta}", ep_frac * 100.0)),
         ]));
-        let (done, todo) = bar((b.batch + 1) as f64 / b.batches.max(1) as f64, bar_w);
+        let (done, todo) = bar(done_batches as f64 / batches as f64, bar_w);
         let lr = run.lr.first().copied().unwrap_or(b.lr);
         lines.push(Line::from(vec![
             Span::raw(format!(
                 "{:<label_w$}",
-                format!("Batch {}/{}", b.batch + 1, b.batches)
+                format!("Batch {done_batches}/{batches}")
             )),
             Span::styled(done, theme.fg(Color::Cyan)),
             Span::styled(todo, dim),

@@ -232,7 +232,7 @@ fn app_with_run() -> (tempfile::TempDir, App) {
     events.extend((0..100).map(|b| batch(s2, 0, b, 0.9)));
     events.push(Event::Epoch(Box::new(epoch(s2, 0, 2, 71.2, 4.5))));
     events.extend((0..40).map(|b| batch(s2, 1, b, 0.8)));
-    events.push(Event::Log("* Acc@1 71.200 Acc@5 99.000".into()));
+    events.push(Event::Log("* Acc@1 71.200\tAcc@5 99.000".into()));
     send(&mut app, events.into_iter().map(Msg::Engine));
     (dir, app)
 }
@@ -552,7 +552,9 @@ fn engine_events_build_the_dashboard_state() {
     // ETA: 60 batches of 128 images at 1234 img/s, plus one evaluation of 8 s.
     let eta = run.eta_seconds().unwrap();
     assert!((eta - (60.0 * 128.0 / 1234.0 + 8.0)).abs() < 1e-6, "{eta}");
-    assert!(run.log.iter().any(|l| l.contains("Acc@1 71.200")));
+    // Tabs of the reference's log lines become spaces: they would move the terminal's cursor.
+    assert!(run.log.iter().any(|l| l.contains("Acc@1 71.200  Acc@5")));
+    assert!(run.log.iter().all(|l| !l.chars().any(char::is_control)));
 }
 
 #[test]
@@ -605,6 +607,32 @@ fn class_bar_at_its_place_on_the_dashboard() {
     // The last class (19 %) is short: the top row is empty above it.
     let bars: String = top[axis..].chars().filter(|c| *c == '█').collect();
     assert!(bars.chars().count() < 20, "{top}");
+}
+
+#[test]
+fn a_new_epoch_shows_before_its_first_batch() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    send(&mut app, [ch('r')]);
+    let s1 = Stage::Stage1;
+    send(
+        &mut app,
+        [
+            started(s1, 3),
+            batch(s1, 0, 99, 1.0),
+            Event::EpochStarted {
+                stage: s1,
+                epoch: 1,
+                lr: vec![0.01],
+            },
+        ]
+        .map(Msg::Engine),
+    );
+    let s = render(&app, 100, 30);
+    assert!(s.contains("Epoch 2/3"), "{s}");
+    assert!(s.contains("Batch 0/100"), "{s}");
+    assert!(s.contains("lr 0.0100"), "{s}");
+    assert!(s.contains("stage 1 of 1 (stage1)"), "{s}");
 }
 
 #[test]
@@ -696,11 +724,19 @@ fn ctrl_c_and_signals_stop_then_quit() {
     send(&mut app, [Msg::Engine(Event::Error("disk full".into()))]);
     assert_eq!(app.quit, Quit::Now);
 
+    // A second Ctrl-C quits without waiting.
     let (_d, mut app) = app_with_run();
-    send(&mut app, [Msg::Signal]);
+    send(&mut app, [ctrl('c')]);
     assert_eq!(app.quit, Quit::AfterStop);
-    // A second one quits without waiting.
-    send(&mut app, [Msg::Signal]);
+    send(&mut app, [ctrl('c')]);
+    assert_eq!(app.quit, Quit::Now);
+
+    // A hang-up (SIGHUP and the end of input) waits for the checkpoint: one stop, no escalation.
+    let (_d, mut app) = app_with_run();
+    let fx = send(&mut app, [Msg::Signal, Msg::Signal]);
+    assert_eq!(fx.len(), 1);
+    assert_eq!(app.quit, Quit::AfterStop);
+    send(&mut app, [Msg::Engine(finished(Stage::Stage2, true))]);
     assert_eq!(app.quit, Quit::Now);
 
     // Without a run, Ctrl-C quits at once; so does a dead trainer while waiting.
