@@ -221,7 +221,11 @@ fn stopped_run_resumes_at_its_batch_with_identical_weights() {
     let current = stopped_dir.join("ckps/current.safetensors");
     let pos = checkpoint::load(&current).unwrap().position.unwrap();
     assert_eq!(pos.epoch, 0);
-    assert!(pos.batch > 30 && pos.batch < 117, "stopped at batch {}", pos.batch);
+    assert!(
+        pos.batch > 30 && pos.batch < 117,
+        "stopped at batch {}",
+        pos.batch
+    );
 
     // Resume: the run continues in the same folder at the batch where it stopped.
     let mut resumed = cfg.clone();

@@ -234,13 +234,15 @@ fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
 
     // The terminal is restored: main screen, canonical mode, echo.
     assert_eq!(t.display("#{alternate_on}"), "0");
-    t.text("stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo");
+    t.text(
+        "echo \"modes: $(stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' ')\"",
+    );
     t.keys(&["Enter"]);
     let s = t.wait_for("stty", Duration::from_secs(10), |s| {
-        s.contains("icanon echo") || s.contains("-icanon") || s.contains("-echo")
+        s.lines().any(|l| l.starts_with("modes:"))
     });
-    assert!(s.contains("icanon echo"), "terminal modes restored: {s}");
-    assert!(!s.contains("-icanon") && !s.contains("-echo "), "{s}");
+    let modes = s.lines().find(|l| l.starts_with("modes:")).unwrap().trim();
+    assert_eq!(modes, "modes: icanon echo", "terminal modes restored: {s}");
 
     // The run's files: configuration, one epoch of metrics, and the stop's checkpoint.
     let runs = run_dirs(&project.path().join("saved"));

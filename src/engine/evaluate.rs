@@ -90,6 +90,7 @@ pub fn evaluate_checkpoint(cfg: &crate::config::Config) -> anyhow::Result<EvalRe
         r.top1, r.top5, r.head, r.medium, r.tail
     );
     println!("* ECE   {:.3}%.", r.ece);
+    println!("{}", super::stage::shot_line(&r));
     println!(
         "{}",
         serde_json::to_string(&r).context("cannot serialise the report")?

@@ -18,6 +18,7 @@ use crate::method::las::LabelAwareSmoothing;
 use crate::method::mixup::{mixup_criterion, mixup_data};
 use crate::method::schedule;
 use crate::method::sgd::Sgd;
+use crate::metrics::EvalReport;
 use crate::model::{Network, Part};
 use crate::run_dir::{RunDir, SubsetRecord};
 use anyhow::{bail, Context, Result};
@@ -504,6 +505,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             ),
         )?;
         log(link, &mut run, &format!("* ECE   {:.3}%.", report.ece))?;
+        log(link, &mut run, &shot_line(&report))?;
         log(
             link,
             &mut run,
@@ -586,6 +588,19 @@ fn finish(
         best_top1,
         best_ece,
     })
+}
+
+/// mislas's line after the reference's two: NLL, MCE and the many/medium/few-shot split.
+pub(crate) fn shot_line(r: &EvalReport) -> String {
+    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}%"));
+    format!(
+        "* NLL {:.4} MCE {:.3}% Many {} Medium {} Few {}",
+        r.nll,
+        r.mce,
+        pct(r.many_shot),
+        pct(r.medium_shot),
+        pct(r.few_shot)
+    )
 }
 
 /// Writes a line to the run log and publishes it.
