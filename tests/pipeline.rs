@@ -275,3 +275,43 @@ fn stage2_without_checkpoint_is_a_clear_error() {
         other => panic!("expected an error, got {other:?}"),
     }
 }
+
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let _one_at_a_time = serial();
+    let saved = tempfile::tempdir().unwrap();
+    let cfg = stage1(1);
+    // A run stopped after its first batches leaves a good checkpoint.
+    let h = engine::spawn(Job::Single(cfg.clone()), saved.path().to_path_buf());
+    let mut dir = None;
+    for e in h.events.iter() {
+        match e {
+            Event::StageStarted(s) => dir = Some(s.run_dir.clone()),
+            Event::Batch(b) if b.batch == 1 => h.controls.send(Control::Stop).unwrap(),
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let current = dir.unwrap().join("ckps/current.safetensors");
+    let good = std::fs::read(&current).unwrap();
+
+    // Resumed with an absurd learning rate, the weights blow up within a few batches.
+    let mut bad = cfg;
+    bad.resume = current.display().to_string();
+    bad.lr = 1e30;
+    let h = engine::spawn(Job::Single(bad), saved.path().to_path_buf());
+    let last = h.events.iter().last();
+    match last {
+        Some(Event::Error(e)) => {
+            assert!(e.contains("non-finite training loss"), "{e}");
+            assert!(e.contains("the last good checkpoint"), "{e}");
+            assert!(e.contains("current.safetensors"), "{e}");
+        }
+        other => panic!("expected a non-finite-loss error, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&current).unwrap(),
+        good,
+        "the good checkpoint changed"
+    );
+}

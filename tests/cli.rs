@@ -1,0 +1,113 @@
+//! The command line as a user meets it: `mislas config` prints the resolved configuration or the
+//! error, and bad input ends with one clear message naming the file and what was expected, and a
+//! non-zero exit.
+use std::process::{Command, Output};
+
+fn mislas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("mislas runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const STAGE1: &str = "presets/fashion_mnist/fashion_mnist_imb001_stage1_mixup.yaml";
+
+#[test]
+fn config_prints_the_resolved_configuration() {
+    let o = mislas(&["config", "--cfg", STAGE1, "lr", "0.05", "num_epochs", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let yaml = String::from_utf8_lossy(&o.stdout);
+    assert!(yaml.contains("lr: 0.05"), "{yaml}");
+    assert!(yaml.contains("num_epochs: 3"), "{yaml}");
+    assert!(yaml.contains("dataset: fashion_mnist"), "{yaml}");
+}
+
+#[test]
+fn config_reports_ignored_distributed_keys() {
+    let o = mislas(&[
+        "config",
+        "--cfg",
+        "presets/cifar10/cifar10_imb001_stage1_mixup.yaml",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ignored keys of distributed PyTorch: "));
+    assert!(stderr(&o).contains("dist_url"));
+}
+
+#[test]
+fn config_errors_name_the_key_and_file() {
+    let o = mislas(&["config", "--cfg", STAGE1, "learning_rate", "0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown key 'learning_rate'"),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: x\nbatch_size: lots\n").unwrap();
+    let o = mislas(&["config", "--cfg", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("bad.yaml") && e.contains("'batch_size'"), "{e}");
+
+    let o = mislas(&["config", "--cfg", STAGE1, "lr", "-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("lr: must be > 0"), "{}", stderr(&o));
+
+    let o = mislas(&["config", "--cfg", "presets/nope.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("presets/nope.yaml"), "{}", stderr(&o));
+}
+
+#[test]
+fn train_on_a_missing_data_folder_fails_clearly() {
+    let saved = tempfile::tempdir().unwrap();
+    let o = mislas(&[
+        "--saved",
+        saved.path().to_str().unwrap(),
+        "train",
+        "--cfg",
+        STAGE1,
+        "data_path",
+        "/nonexistent/fmnist",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/fmnist"), "{}", stderr(&o));
+    // Nothing is created for a run that could not start.
+    assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn large_scale_presets_say_why_they_cannot_start() {
+    let o = mislas(&[
+        "train",
+        "--cfg",
+        "presets/imagenet/imagenet_resnet50_stage1_mixup.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("ImageNet-LT cannot start yet"), "{e}");
+}
+
+#[test]
+fn stage2_checkpoint_of_another_kind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("model_best.pth.tar");
+    std::fs::write(&ck, b"PK\x03\x04 but not really a zip").unwrap();
+    let o = mislas(&[
+        "train",
+        "--cfg",
+        "presets/fashion_mnist/fashion_mnist_imb001_stage2_mislas.yaml",
+        "resume",
+        ck.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("model_best.pth.tar"), "{}", stderr(&o));
+}
