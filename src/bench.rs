@@ -4,13 +4,21 @@
 use crate::config::Config;
 use crate::data::loader::{epoch_loader, LoaderOptions};
 use crate::data::{self, sampler};
-use crate::engine::stage::{check_config, train_step, Method};
+use crate::engine::stage::{check_config, network_for, train_step, Method};
 use crate::engine::{peak_memory_bytes, resolve_device, stream_seed};
 use crate::method::sgd::Sgd;
-use crate::model::{Network, Part};
+
 use anyhow::Result;
 use std::time::Instant;
 use tch::{Kind, Tensor};
+
+/// Alternating rounds of pipeline and bare-loop measurement.
+const ROUNDS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
 
 /// Measured figures, images per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,8 +33,9 @@ pub struct BenchFigures {
     pub peak_memory_bytes: u64,
 }
 
-/// Measures stage-1 throughput of `cfg` over `batches` timed batches (after 3 warm-up batches)
-/// and prints the figures.
+/// Measures stage-1 throughput of `cfg` over `batches` timed batches (after 3 warm-up batches),
+/// the median of 3 alternating rounds for the pipeline and the bare loop, and prints the
+/// figures.
 ///
 /// # Errors
 /// An unusable configuration or missing data.
@@ -38,15 +47,12 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     }
     tch::manual_seed(cfg.seed as i64);
     let data = data::load(cfg)?;
-    let net = Network::new(
-        &cfg.backbone,
-        data.train.channels as i64,
-        cfg.num_classes as i64,
-        device,
-    )?;
-    let mut params = net.part_parameters(Part::Backbone);
-    params.extend(net.part_parameters(Part::Classifier));
-    let mut sgd = Sgd::new(vec![params], cfg.lr, cfg.momentum, cfg.weight_decay);
+    let net = network_for(cfg, data.train.channels() as i64, device)?;
+    let params: Vec<_> = net
+        .stage1_parts()
+        .into_iter()
+        .flat_map(|part| net.part_parameters(part))
+        .collect();
     let method = Method::Mixup {
         alpha: if cfg.mixup { cfg.alpha } else { None },
     };
@@ -96,58 +102,97 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     }
     let loader = n as f64 / t.elapsed().as_secs_f64();
 
-    // Full pipeline.
-    let mut seen = 0usize;
-    let mut t0 = Instant::now();
-    for batch in epoch_loader(
+    // The full pipeline against the bare loop, in alternating rounds that each start from the
+    // same weights and a fresh optimizer, so that a change of the machine's load or of the
+    // weights affects both alike; the medians of the rounds are reported. The bare loop trains
+    // on the pipeline's own batches, made beforehand and already on the device.
+    let snapshot: Vec<(Tensor, Tensor)> = net
+        .vs
+        .variables()
+        .into_values()
+        .map(|v| {
+            let saved = v.copy();
+            (v, saved)
+        })
+        .collect();
+    let restore = || {
+        tch::no_grad(|| {
+            for (v, saved) in &snapshot {
+                v.shallow_clone().copy_(saved);
+            }
+        })
+    };
+    let new_sgd = || {
+        let p: Vec<(String, Tensor)> = params
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect();
+        Sgd::new(vec![p], cfg.lr, cfg.momentum, cfg.weight_decay)
+    };
+    let premade: Vec<(Tensor, Tensor)> = epoch_loader(
         data.train.clone(),
-        order_for(1),
+        order_for(2),
         &data.norm,
         &opts,
         cfg.seed,
-        1,
-    ) {
-        let x = batch.images.to_device_(device, Kind::Float, true, false);
-        let y = batch.labels.to_device_(device, Kind::Int64, true, false);
-        let seed = stream_seed(cfg.seed, 1, batch.index, 1);
-        train_step(&net, &mut sgd, &method, &x, &y, seed, true);
-        if batch.index + 1 == warm {
-            sync();
-            t0 = Instant::now();
-        } else if batch.index >= warm {
-            seen += batch.len;
+        2,
+    )
+    .map(|b| (b.images.to_device(device), b.labels.to_device(device)))
+    .collect();
+    let (mut pipeline_runs, mut bare_runs) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        restore();
+        let mut sgd = new_sgd();
+        let mut seen = 0usize;
+        let mut t0 = Instant::now();
+        for batch in epoch_loader(
+            data.train.clone(),
+            order_for(2),
+            &data.norm,
+            &opts,
+            cfg.seed,
+            2,
+        ) {
+            let x = batch.images.to_device_(device, Kind::Float, true, false);
+            let y = batch.labels.to_device_(device, Kind::Int64, true, false);
+            let seed = stream_seed(cfg.seed, round, batch.index, 1);
+            train_step(&net, &mut sgd, &method, &x, &y, seed, true);
+            if batch.index + 1 == warm {
+                sync();
+                t0 = Instant::now();
+            } else if batch.index >= warm {
+                seen += batch.len;
+            }
         }
-    }
-    sync();
-    let pipeline = seen as f64 / t0.elapsed().as_secs_f64();
+        sync();
+        pipeline_runs.push(seen as f64 / t0.elapsed().as_secs_f64());
 
-    // Bare loop: the same step on tensors made once, already on the device.
-    let shape = [
-        bs as i64,
-        data.train.channels as i64,
-        data.train.height as i64,
-        data.train.width as i64,
-    ];
-    let x = Tensor::randn(shape, (Kind::Float, device));
-    let y = Tensor::randint(cfg.num_classes as i64, [bs as i64], (Kind::Int64, device));
-    let mut t0 = Instant::now();
-    for i in 0..total {
-        if i == warm {
-            sync();
-            t0 = Instant::now();
+        restore();
+        let mut sgd = new_sgd();
+        let mut seen = 0usize;
+        let mut t0 = Instant::now();
+        for (i, (x, y)) in premade.iter().enumerate() {
+            train_step(
+                &net,
+                &mut sgd,
+                &method,
+                x,
+                y,
+                stream_seed(cfg.seed, round, i, 1),
+                true,
+            );
+            if i + 1 == warm {
+                sync();
+                t0 = Instant::now();
+            } else if i >= warm {
+                seen += x.size()[0] as usize;
+            }
         }
-        train_step(
-            &net,
-            &mut sgd,
-            &method,
-            &x,
-            &y,
-            stream_seed(cfg.seed, 2, i, 1),
-            true,
-        );
+        sync();
+        bare_runs.push(seen as f64 / t0.elapsed().as_secs_f64());
     }
-    sync();
-    let bare = (batches * bs) as f64 / t0.elapsed().as_secs_f64();
+    restore();
+    let (pipeline, bare) = (median(pipeline_runs), median(bare_runs));
     let figures = BenchFigures {
         pipeline,
         bare,

@@ -11,8 +11,8 @@
 //! failed write leaves the previous checkpoint intact.
 //!
 //! The reference release's `.pth.tar` files (`torch.save` of `state_dict_model`,
-//! `state_dict_classifier`, `state_dict_lws_model`, with DataParallel's `module.` prefixes) load
-//! too, mapped to the same names.
+//! `state_dict_classifier`, `state_dict_lws_model` and, for Places-LT, `state_dict_block`, with
+//! DataParallel's `module.` prefixes) load too, mapped to the same names.
 use crate::config::Stage;
 use crate::model::{pth, Network};
 use anyhow::{bail, Context, Result};
@@ -240,6 +240,7 @@ pub fn reference_name(key: &str) -> Option<String> {
         ("state_dict_model.", "model."),
         ("state_dict_classifier.", "classifier."),
         ("state_dict_lws_model.", "lws_model."),
+        ("state_dict_block.", "block."),
     ] {
         if let Some(rest) = key.strip_prefix(dict) {
             let rest = rest.strip_prefix("module.").unwrap_or(rest);
@@ -357,6 +358,10 @@ mod tests {
         assert_eq!(
             reference_name("state_dict_model.bn1.num_batches_tracked"),
             None
+        );
+        assert_eq!(
+            reference_name("state_dict_block.module.conv2.weight").as_deref(),
+            Some("block.conv2.weight")
         );
         assert_eq!(reference_name("best_acc1"), None);
     }

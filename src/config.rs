@@ -42,13 +42,23 @@ impl DatasetName {
     }
 
     /// Whether this is one of the large-scale list-file data sets (ImageNet-LT, iNaturalist
-    /// 2018, Places-LT), which the engine cannot train yet.
+    /// 2018, Places-LT): JPEG trees under `data_path` named by list files, no imbalance factor.
     pub fn is_large_scale(self) -> bool {
         matches!(
             self,
             DatasetName::Imagenet | DatasetName::Ina2018 | DatasetName::Places
         )
     }
+}
+
+/// What to do with an image of a list-file data set that is missing or cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadImagePolicy {
+    /// Stop the run with an error naming the image (the reference's PIL would raise).
+    Fail,
+    /// Leave the image (and its label) out of its batch and log its path and the reason.
+    Skip,
 }
 
 impl fmt::Display for DatasetName {
@@ -198,6 +208,30 @@ pub struct Config {
     pub las_power: Option<f64>,
     /// Evaluation batch size; `null` uses `batch_size` as the reference does.
     pub eval_batch_size: Option<usize>,
+    /// List-file data sets: the training list (`relative/path.jpg label` per line). `null` is
+    /// the reference's file under `data_path` (`ImageNet_LT_train.txt`,
+    /// `iNaturalist18_train.txt`, `Places_LT_train.txt`); a relative path is taken under
+    /// `data_path`.
+    #[serde(deserialize_with = "opt_string")]
+    pub train_list: Option<String>,
+    /// List-file data sets: the test list; `null` is the reference's (`ImageNet_LT_test.txt`,
+    /// `iNaturalist18_val.txt`, `Places_LT_test.txt`) under `data_path`.
+    #[serde(deserialize_with = "opt_string")]
+    pub test_list: Option<String>,
+    /// List-file data sets: side in pixels of the square network input, the size of
+    /// `RandomResizedCrop` and of the evaluation `CenterCrop`. Reference: 224.
+    pub image_size: usize,
+    /// List-file data sets: evaluation `Resize` of the shorter side, pixels; `null` is
+    /// ⌊image_size · 256/224⌋ (256 at 224, the reference's).
+    pub eval_resize: Option<usize>,
+    /// List-file data sets: a missing or undecodable image fails the run (`fail`) or is left out
+    /// of its batch and logged (`skip`).
+    pub on_bad_image: BadImagePolicy,
+    /// Places-LT: the ImageNet-pretrained backbone weights (a torchvision state dict, `.pth` or
+    /// `.safetensors`), loaded when stage 1 starts; the reference downloads torchvision's
+    /// ResNet-152. Empty for the other data sets.
+    #[serde(deserialize_with = "string_or_null")]
+    pub pretrained_weights: String,
 }
 
 impl Default for Config {
@@ -240,6 +274,12 @@ impl Default for Config {
             las_shape: LasShape::Concave,
             las_power: None,
             eval_batch_size: None,
+            train_list: None,
+            test_list: None,
+            image_size: 224,
+            eval_resize: None,
+            on_bad_image: BadImagePolicy::Fail,
+            pretrained_weights: String::new(),
         }
     }
 }
@@ -317,6 +357,10 @@ fn f64_any<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 fn string_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
 fn describe(v: &Value) -> String {
@@ -486,6 +530,12 @@ impl Config {
         self.eval_batch_size.unwrap_or(self.batch_size)
     }
 
+    /// Evaluation resize of the shorter side in force: `eval_resize`, else
+    /// ⌊image_size · 256/224⌋ (torchvision's `Resize(256)` before `CenterCrop(224)`).
+    pub fn effective_eval_resize(&self) -> usize {
+        self.eval_resize.unwrap_or(self.image_size * 256 / 224)
+    }
+
     /// Checks every rule that needs no file system; empty when the configuration is usable.
     pub fn validate(&self) -> Vec<FieldIssue> {
         let mut v = Vec::new();
@@ -563,6 +613,24 @@ impl Config {
             if w[0] >= w[1] {
                 bad("lr_milestones", "must be increasing".into());
                 break;
+            }
+        }
+        if self.dataset.is_large_scale() {
+            if self.image_size < 8 {
+                bad(
+                    "image_size",
+                    format!("must be at least 8 pixels, is {}", self.image_size),
+                );
+            }
+            let resize = self.effective_eval_resize();
+            if resize < self.image_size {
+                bad(
+                    "eval_resize",
+                    format!(
+                        "the evaluation resize ({resize}) must be at least image_size ({})",
+                        self.image_size
+                    ),
+                );
             }
         }
         if self.las_shape == LasShape::Exp && self.las_power.is_none() {
@@ -728,6 +796,16 @@ pub fn field_help(key: &str) -> &'static str {
         "las_shape" => "Shape of ε(n_c): concave (paper), linear, convex or exp",
         "las_power" => "Power p of the exp LAS shape",
         "eval_batch_size" => "Evaluation batch size; null uses batch_size",
+        "train_list" => {
+            "Training list file (path label per line); null: the reference's under data_path"
+        }
+        "test_list" => "Test list file; null: the reference's under data_path",
+        "image_size" => "Network input side in pixels (RandomResizedCrop / CenterCrop); 224",
+        "eval_resize" => "Evaluation Resize of the shorter side; null: image_size·256/224",
+        "on_bad_image" => "Missing or corrupt image: fail the run, or skip it and log its path",
+        "pretrained_weights" => {
+            "Places-LT: ImageNet ResNet-152 weights (torchvision .pth or .safetensors)"
+        }
         _ => "",
     }
 }

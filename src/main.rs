@@ -76,7 +76,7 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STAGE1)]
         cfg: PathBuf,
         /// Timed training batches per measurement.
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = 20)]
         batches: usize,
         /// KEY VALUE overrides.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

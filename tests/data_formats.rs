@@ -280,7 +280,10 @@ print(' '.join(map(str, kept[:20])))
     assert_eq!(first, nums(lines[5]));
     assert_eq!(lt.train.len(), 14_886);
     assert_eq!(lt.test.len(), 10_000);
-    assert_eq!(lt.train.image(0), train.image(lt.kept_indices[0]));
+    assert_eq!(
+        lt.train.in_memory().unwrap().image(0),
+        train.image(lt.kept_indices[0])
+    );
     assert_eq!(lt.norm.mean, [0.2860]);
 }
 

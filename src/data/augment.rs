@@ -21,6 +21,24 @@ impl Normalization {
         }
     }
 
+    /// ImageNet-LT and Places-LT: ImageNet's mean (0.485, 0.456, 0.406), std (0.229, 0.224,
+    /// 0.225) (R, G, B), the reference's `transforms.Normalize` values.
+    pub fn imagenet() -> Self {
+        Normalization {
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        }
+    }
+
+    /// iNaturalist 2018: mean (0.466, 0.471, 0.380), std (0.195, 0.194, 0.192), the
+    /// reference's values (`datasets/ina2018.py`).
+    pub fn inaturalist() -> Self {
+        Normalization {
+            mean: vec![0.466, 0.471, 0.380],
+            std: vec![0.195, 0.194, 0.192],
+        }
+    }
+
     /// Fashion-MNIST: mean 0.2860, std 0.3530 (the training set's pixel statistics on the 0–1
     /// scale).
     pub fn fashion_mnist() -> Self {

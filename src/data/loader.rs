@@ -5,9 +5,16 @@
 //! round-robin, so batch i always comes i-th. A batch's augmentation is drawn from an MT19937
 //! keyed by (seed, epoch, batch index), so the batches do not depend on the number of threads
 //! or on timing.
+//!
+//! In-memory sets ([`ImageSource::Memory`]) are cropped, flipped and normalised from their `u8`
+//! pixels; file sets ([`ImageSource::Files`]) are decoded in the loader threads and given the
+//! ImageNet-style transforms of [`super::transforms`]. An image that cannot be read is left
+//! out of its batch (with its label) and reported in [`Batch::skipped`]; the consumer decides
+//! whether that fails the run.
 use super::augment::{crop_flip_normalize, normalize, CropFlip, Shape};
+use super::files::BadImage;
 use super::rng::{self, Purpose};
-use super::{ImageSet, Normalization};
+use super::{ImageSource, Normalization};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,10 +29,14 @@ pub struct Batch {
     pub images: Tensor,
     /// `[B]` `i64` class indices.
     pub labels: Tensor,
-    /// B, the number of images (the last batch of an epoch may be short).
+    /// B, the number of images (the last batch of an epoch may be short, and a batch loses
+    /// the images in `skipped`; B may be 0).
     pub len: usize,
     /// Position of the batch in the epoch, from 0.
     pub index: usize,
+    /// Images of this batch that could not be read or decoded (file sets only), left out of
+    /// `images` and `labels`.
+    pub skipped: Vec<BadImage>,
 }
 
 /// How an epoch's batches are built.
@@ -38,8 +49,10 @@ pub struct LoaderOptions {
     /// Finished batches each loader thread may hold ready (at least 1 is used), so up to
     /// `workers · prefetch` batches are in memory ahead of the consumer.
     pub prefetch: usize,
-    /// Apply the training augmentation (random crop with 4-pixel zero padding, horizontal flip
-    /// p = 0.5) before normalising; otherwise normalise only.
+    /// Apply the training augmentation before normalising: for in-memory sets a random crop
+    /// with 4-pixel zero padding and a horizontal flip (p = 0.5); for file sets
+    /// `RandomResizedCrop`, flip and `ColorJitter`. Otherwise in-memory sets are normalised
+    /// only and file sets get `Resize` + `CenterCrop`.
     pub augment: bool,
     /// Copy the images into page-locked memory for asynchronous host-to-CUDA copies. Set it
     /// only when training on CUDA; if pinning fails, the batch stays in pageable memory.
@@ -52,7 +65,7 @@ pub struct LoaderOptions {
 
 /// What every loader thread needs to build any batch of the epoch.
 struct Job {
-    set: Arc<ImageSet>,
+    set: Arc<ImageSource>,
     order: Vec<usize>,
     norm: Normalization,
     batch_size: usize,
@@ -71,29 +84,53 @@ impl Job {
     fn build(&self, index: usize) -> Batch {
         let start = index * self.batch_size;
         let ids = &self.order[start..(start + self.batch_size).min(self.order.len())];
-        let set = &*self.set;
-        let shape = Shape {
-            channels: set.channels,
-            height: set.height,
-            width: set.width,
-        };
-        let image_len = set.image_len();
+        let source = &*self.set;
+        let (height, width) = source.sample_size();
+        let channels = source.channels();
+        let image_len = source.sample_len();
         let mut pixels = vec![0f32; ids.len() * image_len];
         let mut mt = rng::stream(self.seed, Purpose::Augment, self.epoch, index);
-        for (&i, out) in ids.iter().zip(pixels.chunks_exact_mut(image_len)) {
-            if self.augment {
-                let cf = CropFlip::draw(&mut mt);
-                crop_flip_normalize(set.image(i), shape, cf, &self.norm, out);
-            } else {
-                normalize(set.image(i), set.channels, &self.norm, out);
+        let mut labels: Vec<i64> = Vec::with_capacity(ids.len());
+        let mut skipped = Vec::new();
+        match source {
+            ImageSource::Memory(set) => {
+                let shape = Shape {
+                    channels,
+                    height,
+                    width,
+                };
+                for (&i, out) in ids.iter().zip(pixels.chunks_exact_mut(image_len)) {
+                    if self.augment {
+                        let cf = CropFlip::draw(&mut mt);
+                        crop_flip_normalize(set.image(i), shape, cf, &self.norm, out);
+                    } else {
+                        normalize(set.image(i), channels, &self.norm, out);
+                    }
+                    labels.push(set.labels[i]);
+                }
+            }
+            ImageSource::Files(files) => {
+                for &i in ids {
+                    let at = labels.len() * image_len;
+                    let out = &mut pixels[at..at + image_len];
+                    let done = if self.augment {
+                        files.train_sample(i, &mut mt, &self.norm, out)
+                    } else {
+                        files.eval_sample(i, &self.norm, out)
+                    };
+                    match done {
+                        Ok(()) => labels.push(files.labels[i]),
+                        Err(bad) => skipped.push(bad),
+                    }
+                }
+                pixels.truncate(labels.len() * image_len);
             }
         }
-        let labels: Vec<i64> = ids.iter().map(|&i| set.labels[i]).collect();
         let mut images = Tensor::from_slice(&pixels).view([
-            ids.len() as i64,
-            set.channels as i64,
-            set.height as i64,
-            set.width as i64,
+            labels.len() as i64,
+            channels as i64,
+            height as i64,
+            width as i64,
         ]);
         if self.pin_memory {
             // `_pin_memory` rather than `pin_memory`: tch can only call the latter with a
@@ -106,8 +143,9 @@ impl Job {
         Batch {
             images,
             labels: Tensor::from_slice(&labels),
-            len: ids.len(),
+            len: labels.len(),
             index,
+            skipped,
         }
     }
 }
@@ -125,7 +163,7 @@ pub struct EpochLoader {
     stop: Arc<AtomicBool>,
 }
 
-/// Starts loading one epoch: the images `order[0], order[1], …` of `set`, in batches of
+/// Starts loading one epoch: the images `order[0], order[1], …` of `source`, in batches of
 /// `opts.batch_size`, normalised with `norm` (and augmented when `opts.augment`), the
 /// augmentation of batch i drawn from (`seed`, `epoch`, i).
 ///
@@ -134,7 +172,7 @@ pub struct EpochLoader {
 /// out of range panics in the thread that builds its batch, and that panic is resumed in the
 /// consumer when it reaches the batch.
 pub fn epoch_loader(
-    set: Arc<ImageSet>,
+    set: Arc<ImageSource>,
     order: Vec<usize>,
     norm: &Normalization,
     opts: &LoaderOptions,
@@ -143,7 +181,7 @@ pub fn epoch_loader(
 ) -> EpochLoader {
     assert!(opts.batch_size > 0, "batch_size must be positive");
     assert!(
-        norm.mean.len() >= set.channels && norm.std.len() >= set.channels,
+        norm.mean.len() >= set.channels() && norm.std.len() >= set.channels(),
         "the normalisation has fewer channels than the images"
     );
     let job = Arc::new(Job {
@@ -267,8 +305,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     /// 10 images 1×2×2 with pixel values 10·i + (0..4), label i % 3.
-    fn set() -> Arc<ImageSet> {
-        Arc::new(ImageSet {
+    fn set() -> Arc<ImageSource> {
+        Arc::new(ImageSource::Memory(super::super::ImageSet {
             pixels: (0..10u8)
                 .flat_map(|i| (0..4).map(move |p| 10 * i + p))
                 .collect(),
@@ -277,7 +315,7 @@ mod tests {
             height: 2,
             width: 2,
             num_classes: 3,
-        })
+        }))
     }
 
     fn unit() -> Normalization {

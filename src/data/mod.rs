@@ -1,20 +1,111 @@
 //! Data: readers for the on-disk formats, the long-tailed training subset of the reference, the
 //! augmentation, the samplers and the multi-threaded batch loader.
 //!
-//! Images stay `u8` in memory, CHW per image (the layout of CIFAR's files and of a 1-channel
-//! IDX image); conversion to normalised `f32` happens per batch in [`loader`].
+//! The small sets (Fashion-MNIST, CIFAR) stay `u8` in memory, CHW per image (the layout of
+//! CIFAR's files and of a 1-channel IDX image); the list-file sets (ImageNet-LT, iNaturalist
+//! 2018, Places-LT) stay on disk and are decoded by the loader threads. Either is an
+//! [`ImageSource`]; conversion to normalised `f32` happens per batch in [`loader`].
 pub mod augment;
 pub mod cifar;
+pub mod files;
 pub mod idx;
+pub mod list_file;
 pub mod loader;
 pub mod long_tail;
 mod rng;
 pub mod sampler;
+pub mod transforms;
 
 use crate::config::{Config, DatasetName};
 use anyhow::{bail, ensure};
+use files::ListedImages;
 use sha2::{Digest, Sha256};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Where the images of a set come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// Decoded `u8` images in memory (Fashion-MNIST, CIFAR): the fast path.
+    Memory(ImageSet),
+    /// Image files named by a list file, decoded on demand (ImageNet-LT, iNaturalist 2018,
+    /// Places-LT).
+    Files(ListedImages),
+}
+
+impl From<ImageSet> for ImageSource {
+    fn from(set: ImageSet) -> Self {
+        ImageSource::Memory(set)
+    }
+}
+
+impl ImageSource {
+    /// Number of images N.
+    pub fn len(&self) -> usize {
+        self.labels().len()
+    }
+
+    /// Whether the set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels().is_empty()
+    }
+
+    /// Class index of each image, `[N]`.
+    pub fn labels(&self) -> &[i64] {
+        match self {
+            ImageSource::Memory(s) => &s.labels,
+            ImageSource::Files(f) => &f.labels,
+        }
+    }
+
+    /// Number of classes K.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            ImageSource::Memory(s) => s.num_classes,
+            ImageSource::Files(f) => f.num_classes,
+        }
+    }
+
+    /// Channels C of a sample as the network sees it (3 for files, decoded as RGB).
+    pub fn channels(&self) -> usize {
+        match self {
+            ImageSource::Memory(s) => s.channels,
+            ImageSource::Files(_) => 3,
+        }
+    }
+
+    /// Height and width of a sample as the network sees it, pixels (the stored size in memory;
+    /// `image_size` for files).
+    pub fn sample_size(&self) -> (usize, usize) {
+        match self {
+            ImageSource::Memory(s) => (s.height, s.width),
+            ImageSource::Files(f) => (f.image_size, f.image_size),
+        }
+    }
+
+    /// Floats per sample, C·H·W.
+    pub fn sample_len(&self) -> usize {
+        let (h, w) = self.sample_size();
+        self.channels() * h * w
+    }
+
+    /// Number of images of each class, `[K]`.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for &l in self.labels() {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    /// The in-memory set, when the images are in memory.
+    pub fn in_memory(&self) -> Option<&ImageSet> {
+        match self {
+            ImageSource::Memory(s) => Some(s),
+            ImageSource::Files(_) => None,
+        }
+    }
+}
 
 /// In-memory image set: uint8 pixels, each image CHW-contiguous, images back to back.
 ///
@@ -126,11 +217,12 @@ pub struct Normalization {
 #[derive(Debug, Clone)]
 pub struct LongTailData {
     /// The long-tailed training subset, images in the order of `kept_indices`.
-    pub train: Arc<ImageSet>,
+    pub train: Arc<ImageSource>,
     /// The full test set (never subsampled), in file order.
-    pub test: Arc<ImageSet>,
+    pub test: Arc<ImageSource>,
     /// Indices into the full training set of the kept images, in class order then shuffle
-    /// order, exactly the reference's `gen_imbalanced_data` (see [`long_tail`]).
+    /// order, exactly the reference's `gen_imbalanced_data` (see [`long_tail`]); for the
+    /// list-file sets, every line of the training list in file order.
     pub kept_indices: Vec<usize>,
     /// Training images per class after subsampling, `[K]`, head first.
     pub class_counts: Vec<usize>,
@@ -146,11 +238,16 @@ pub struct LongTailData {
 /// [`long_tail::long_tail_indices`] selects with the reference's seed 0
 /// (`IMBALANCECIFAR10(rand_number=0)`).
 ///
+/// The list-file sets (ImageNet-LT, iNaturalist 2018, Places-LT) are naturally long-tailed:
+/// see [`load_list_files`].
+///
 /// # Errors
-/// The data set is one of the large-scale list-file sets (not supported yet); `cfg.num_classes`
-/// differs from the data set's; `cfg.imb_factor` is missing or outside (0, 1]; a file is
-/// missing or malformed (the message names it).
+/// `cfg.num_classes` differs from the data set's; `cfg.imb_factor` is missing or outside
+/// (0, 1]; a file is missing or malformed (the message names it).
 pub fn load(cfg: &Config) -> anyhow::Result<LongTailData> {
+    if cfg.dataset.is_large_scale() {
+        return load_list_files(cfg);
+    }
     let (train, test, norm) = match cfg.dataset {
         DatasetName::FashionMnist => {
             let (train, test) = idx::read_fashion_mnist(cfg.data_path.as_ref())?;
@@ -160,11 +257,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<LongTailData> {
             let (train, test) = cifar::read_cifar(cfg.dataset, cfg.data_path.as_ref())?;
             (train, test, Normalization::cifar())
         }
-        DatasetName::Imagenet | DatasetName::Ina2018 | DatasetName::Places => bail!(
-            "{}: the large-scale list-file data sets (ImageNet-LT, iNaturalist 2018, Places-LT) \
-             are not supported yet; use fashion_mnist, cifar10 or cifar100",
-            cfg.dataset.display_name()
-        ),
+        DatasetName::Imagenet | DatasetName::Ina2018 | DatasetName::Places => {
+            unreachable!("list-file sets are loaded by load_list_files")
+        }
     };
     ensure!(
         cfg.num_classes == train.num_classes,
@@ -191,9 +286,55 @@ pub fn load(cfg: &Config) -> anyhow::Result<LongTailData> {
     let subset = train.subset(&kept_indices);
     let class_counts = subset.class_counts();
     Ok(LongTailData {
-        train: Arc::new(subset),
-        test: Arc::new(test),
+        train: Arc::new(subset.into()),
+        test: Arc::new(test.into()),
         kept_indices,
+        class_counts,
+        norm,
+    })
+}
+
+/// Loads a list-file data set: the training and test lists of [`list_file::list_paths`], the
+/// classes re-indexed by descending training count ([`list_file::class_map_by_count`]) in both
+/// lists, the images left on disk for the loader threads, with `image_size` and the evaluation
+/// resize of `cfg` and the data set's normalisation ([`Normalization::imagenet`] or
+/// [`Normalization::inaturalist`]).
+///
+/// # Errors
+/// A list file is missing or malformed (the message names the file and line), or
+/// `cfg.image_size` exceeds the evaluation resize.
+pub fn load_list_files(cfg: &Config) -> anyhow::Result<LongTailData> {
+    let (train_path, test_path) = list_file::list_paths(cfg)?;
+    let k = cfg.num_classes;
+    let train = list_file::read_list(&train_path, k)?;
+    let test = list_file::read_list(&test_path, k)?;
+    let map = list_file::class_map_by_count(&train.labels, k);
+    let resize = cfg.effective_eval_resize();
+    ensure!(
+        resize >= cfg.image_size,
+        "eval_resize ({resize}) must be at least image_size ({})",
+        cfg.image_size
+    );
+    let root = PathBuf::from(&cfg.data_path);
+    let set = |e: list_file::ListEntries| ListedImages {
+        root: root.clone(),
+        labels: e.labels.iter().map(|&l| map[l as usize]).collect(),
+        paths: e.paths,
+        num_classes: k,
+        image_size: cfg.image_size,
+        eval_resize: resize,
+    };
+    let train = ImageSource::Files(set(train));
+    let test = ImageSource::Files(set(test));
+    let class_counts = train.class_counts();
+    let norm = match cfg.dataset {
+        DatasetName::Ina2018 => Normalization::inaturalist(),
+        _ => Normalization::imagenet(),
+    };
+    Ok(LongTailData {
+        kept_indices: (0..train.len()).collect(),
+        train: Arc::new(train),
+        test: Arc::new(test),
         class_counts,
         norm,
     })
@@ -256,12 +397,17 @@ mod tests {
     }
 
     #[test]
-    fn large_scale_sets_are_refused() {
+    fn missing_list_file_is_named() {
         let cfg = Config {
             dataset: DatasetName::Imagenet,
+            data_path: "/nonexistent/imagenet".into(),
+            num_classes: 1000,
             ..Config::default()
         };
-        let err = load(&cfg).unwrap_err().to_string();
-        assert!(err.contains("not supported yet"), "{err}");
+        let err = format!("{:#}", load(&cfg).unwrap_err());
+        assert!(
+            err.contains("/nonexistent/imagenet/ImageNet_LT_train.txt"),
+            "{err}"
+        );
     }
 }

@@ -53,6 +53,14 @@ pub(crate) fn legacy_shuffle<T>(rng: &mut Mt, x: &mut [T]) {
     }
 }
 
+/// A uniform double in [0, 1) from two 32-bit draws, NumPy's `random_standard_uniform` on
+/// MT19937 (`(a >> 5) · 2^26 + (b >> 6)) / 2^53`, numpy/random/src/mt19937/mt19937.h).
+pub(crate) fn uniform01(rng: &mut Mt) -> f64 {
+    let a = f64::from(rng.next_u32() >> 5);
+    let b = f64::from(rng.next_u32() >> 6);
+    (a * 67_108_864.0 + b) / 9_007_199_254_740_992.0
+}
+
 /// What a [`stream`] is for; part of its key so that the streams never coincide.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Purpose {

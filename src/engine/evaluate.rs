@@ -1,6 +1,8 @@
 //! Evaluation on the test set after every epoch (reference `validate`).
+use crate::config::BadImagePolicy;
+use crate::data::files::BadImage;
 use crate::data::loader::{epoch_loader, LoaderOptions};
-use crate::data::{ImageSet, Normalization};
+use crate::data::{ImageSource, Normalization};
 use crate::metrics::{EvalAccumulator, EvalReport};
 use crate::model::Network;
 use std::sync::Arc;
@@ -21,15 +23,20 @@ pub struct EvalSpec {
 /// Evaluates `net` in eval mode on every image of `set` (no augmentation): logits are
 /// `scale(classify(features(x)))` — LWS is the identity until stage 2 learns it.
 ///
-/// `batch_size` images per forward pass, `workers` loader threads.
+/// `batch_size` images per forward pass, `workers` loader threads. Returns the report and the
+/// images left out (file sets with `on_bad: skip`).
+///
+/// # Errors
+/// With `on_bad: fail`, the first image that cannot be read or decoded (its path and why).
 pub fn evaluate(
     net: &Network,
-    set: &Arc<ImageSet>,
+    set: &Arc<ImageSource>,
     norm: &Normalization,
     batch_size: usize,
     workers: usize,
     spec: &EvalSpec,
-) -> EvalReport {
+    on_bad: BadImagePolicy,
+) -> anyhow::Result<(EvalReport, Vec<BadImage>)> {
     let device = net.device();
     let opts = LoaderOptions {
         batch_size,
@@ -41,8 +48,18 @@ pub fn evaluate(
     };
     let order: Vec<usize> = (0..set.len()).collect();
     let mut acc = EvalAccumulator::new(net.num_classes as usize);
-    tch::no_grad(|| {
+    let mut skipped = Vec::new();
+    tch::no_grad(|| -> anyhow::Result<()> {
         for batch in epoch_loader(set.clone(), order, norm, &opts, 0, 0) {
+            if let (Some(bad), BadImagePolicy::Fail) = (batch.skipped.first(), on_bad) {
+                anyhow::bail!(
+                    "unusable test image {bad}; set on_bad_image: skip to leave such images out"
+                );
+            }
+            skipped.extend(batch.skipped);
+            if batch.len == 0 {
+                continue;
+            }
             let x = batch
                 .images
                 .to_device_(device, tch::Kind::Float, true, false);
@@ -52,8 +69,12 @@ pub fn evaluate(
             let logits = net.scale(&net.classify(&net.features(&x, false)));
             acc.add(&logits, &y);
         }
-    });
-    acc.finish(&spec.train_class_counts, spec.head, spec.med, spec.tail)
+        Ok(())
+    })?;
+    Ok((
+        acc.finish(&spec.train_class_counts, spec.head, spec.med, spec.tail),
+        skipped,
+    ))
 }
 
 /// `mislas eval`: evaluates the checkpoint named by `resume` on the configuration's test set and
@@ -70,21 +91,25 @@ pub fn evaluate_checkpoint(cfg: &crate::config::Config) -> anyhow::Result<EvalRe
     cfg.check_resume().map_err(anyhow::Error::msg)?;
     let ck = crate::checkpoint::load(std::path::Path::new(&cfg.resume))?;
     let data = crate::data::load(cfg)?;
-    let net = super::stage::network_from_checkpoint(cfg, &ck, data.train.channels as i64)?;
+    let net = super::stage::network_from_checkpoint(cfg, &ck, data.train.channels() as i64)?;
     let spec = EvalSpec {
         train_class_counts: data.class_counts.clone(),
         head: cfg.head_class_idx,
         med: cfg.med_class_idx,
         tail: cfg.tail_class_idx,
     };
-    let r = evaluate(
+    let (r, skipped) = evaluate(
         &net,
         &data.test,
         &data.norm,
         cfg.effective_eval_batch_size(),
         cfg.workers,
         &spec,
-    );
+        cfg.on_bad_image,
+    )?;
+    for bad in &skipped {
+        eprintln!("=> unusable test image {bad}: skipped");
+    }
     println!(
         "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
         r.top1, r.top5, r.head, r.medium, r.tail

@@ -10,7 +10,7 @@
 use super::evaluate::{evaluate, EvalSpec};
 use super::{device_info, resident_memory_bytes, stream_seed, Flow, Link};
 use crate::checkpoint::{self, Checkpoint, Origin, RunPosition};
-use crate::config::{Config, Stage};
+use crate::config::{BadImagePolicy, Config, DatasetName, Stage};
 use crate::data::loader::{epoch_loader, LoaderOptions};
 use crate::data::{self, sampler};
 use crate::events::{BatchStats, EpochReport, Event, StageFinished, StageStarted};
@@ -128,14 +128,6 @@ pub fn check_config(cfg: &Config) -> Result<()> {
             lines.join("; ")
         );
     }
-    if cfg.dataset.is_large_scale() {
-        bail!(
-            "{} cannot start yet: the large-scale list-file data sets (ImageNet-LT, iNaturalist \
-             2018, Places-LT) and their ResNet-50/152 backbones are not implemented in this \
-             build; CIFAR-10/100-LT and Fashion-MNIST-LT are",
-            cfg.dataset.display_name()
-        );
-    }
     Ok(())
 }
 
@@ -176,8 +168,11 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     tch::manual_seed(cfg.seed as i64);
     let data = data::load(cfg)?;
     let train_n = data.train.len();
-    let in_channels = data.train.channels as i64;
-    let mut net = Network::new(&cfg.backbone, in_channels, cfg.num_classes as i64, device)?;
+    let in_channels = data.train.channels() as i64;
+    let mut net = network_for(cfg, in_channels, device)?;
+    if net.has_block() && stage == Stage::Stage1 && resume.is_none() {
+        net.load_pretrained_backbone(Path::new(&cfg.pretrained_weights))?;
+    }
 
     let mut run = match (&resume, continuing) {
         (Some(ck), Some(_)) => {
@@ -203,11 +198,11 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
 
     // Weights.
     if let Some(ck) = &resume {
-        let parts: &[Part] = match (continuing.is_some(), ck.origin) {
-            (true, _) => &[Part::Backbone, Part::Classifier, Part::Lws],
-            (false, _) => &[Part::Backbone, Part::Classifier],
-        };
-        net.load_parts(&ck.tensors, parts)
+        let mut parts = net.weight_parts();
+        if continuing.is_some() {
+            parts.push(Part::Lws);
+        }
+        net.load_parts(&ck.tensors, &parts)
             .with_context(|| format!("checkpoint {}", ck.path.display()))?;
         let what = match (continuing, ck.origin) {
             (Some(p), _) => format!("resuming at epoch {} batch {}", p.epoch, p.batch),
@@ -225,11 +220,11 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     }
 
     let groups: Vec<Vec<(String, Tensor)>> = match stage {
-        Stage::Stage1 => {
-            let mut p = net.part_parameters(Part::Backbone);
-            p.extend(net.part_parameters(Part::Classifier));
-            vec![p]
-        }
+        Stage::Stage1 => vec![net
+            .stage1_parts()
+            .into_iter()
+            .flat_map(|part| net.part_parameters(part))
+            .collect()],
         Stage::Stage2 => vec![
             net.part_parameters(Part::Classifier),
             net.part_parameters(Part::Lws),
@@ -354,7 +349,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         let order = match stage {
             Stage::Stage1 => sampler::instance_balanced_order(train_n, cfg.seed, epoch),
             Stage::Stage2 => sampler::class_aware_order(
-                &data.train.labels,
+                data.train.labels(),
                 cfg.num_classes,
                 4,
                 batches_per_epoch * bs,
@@ -425,7 +420,22 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                     have_best.then(|| best_path.clone()),
                 );
             }
+            for bad in &batch.skipped {
+                let line = format!("=> unusable image {bad}");
+                if cfg.on_bad_image == BadImagePolicy::Fail {
+                    let msg = format!(
+                        "{line} (epoch {epoch} batch {b}); set on_bad_image: skip to leave such \
+                         images out"
+                    );
+                    let _ = run.log(&msg);
+                    bail!(msg);
+                }
+                log(link, &mut run, &format!("{line}: skipped"))?;
+            }
             let n = batch.len;
+            if n == 0 {
+                continue;
+            }
             let x = batch.images.to_device_(device, Kind::Float, true, false);
             let y = batch.labels.to_device_(device, Kind::Int64, true, false);
             let seed = stream_seed(cfg.seed, epoch, b, MIXUP_STREAM);
@@ -482,14 +492,22 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             (seen - if resuming_here { start.epoch_seen } else { 0.0 }) / train_seconds.max(1e-9);
 
         let eval_start = Instant::now();
-        let report = evaluate(
+        let (report, skipped) = evaluate(
             &net,
             &data.test,
             &data.norm,
             cfg.effective_eval_batch_size(),
             cfg.workers,
             &spec,
-        );
+            cfg.on_bad_image,
+        )?;
+        for bad in &skipped {
+            log(
+                link,
+                &mut run,
+                &format!("=> unusable test image {bad}: skipped"),
+            )?;
+        }
         let eval_seconds = eval_start.elapsed().as_secs_f64();
         let is_best = report.top1 > best_top1;
         if is_best {
@@ -610,14 +628,29 @@ fn log(link: &Link, run: &mut RunDir, line: &str) -> Result<()> {
     Ok(())
 }
 
+/// The network of a configuration: `cfg.backbone` with `cfg.num_classes` outputs, plus the
+/// extra block of Places-LT (see [`crate::model`]), freshly initialised on `device`.
+///
+/// # Errors
+/// An unknown backbone.
+pub fn network_for(cfg: &Config, in_channels: i64, device: tch::Device) -> Result<Network> {
+    Network::build(
+        &cfg.backbone,
+        in_channels,
+        cfg.num_classes as i64,
+        cfg.dataset == DatasetName::Places,
+        device,
+    )
+}
+
 /// Loads a checkpoint into a fresh network for evaluation (`mislas eval`).
 ///
 /// # Errors
 /// As [`checkpoint::load`] and [`Network::load_parts`].
 pub fn network_from_checkpoint(cfg: &Config, ck: &Checkpoint, in_channels: i64) -> Result<Network> {
     let device = super::resolve_device(&cfg.device)?;
-    let mut net = Network::new(&cfg.backbone, in_channels, cfg.num_classes as i64, device)?;
-    let mut parts = vec![Part::Backbone, Part::Classifier];
+    let mut net = network_for(cfg, in_channels, device)?;
+    let mut parts = net.weight_parts();
     if ck.tensors.keys().any(|k| k.starts_with(Part::Lws.prefix())) {
         parts.push(Part::Lws);
     }

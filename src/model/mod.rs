@@ -1,30 +1,49 @@
 //! The network of both stages: backbone (feature extractor) → linear classifier → learnable
 //! weight scaling (LWS).
 //!
-//! All variables live in one [`nn::VarStore`] under three prefixes that mirror the reference's
-//! checkpoint dictionaries: `model.` (`state_dict_model`), `classifier.` (`state_dict_classifier`)
-//! and `lws_model.` (`state_dict_lws_model`).
+//! All variables live in one [`nn::VarStore`] under prefixes that mirror the reference's
+//! checkpoint dictionaries: `model.` (`state_dict_model`), `classifier.` (`state_dict_classifier`),
+//! `lws_model.` (`state_dict_lws_model`) and, for Places-LT, `block.` (`state_dict_block`).
+//!
+//! Places-LT (reference `train_stage1.py` with `dataset == 'places'`): the backbone is an
+//! ImageNet-pretrained ResNet-152, frozen and always in eval mode; its last feature map goes
+//! through one extra Bottleneck (2048 → 512 → 2048, no downsampling) that stage 1 trains with
+//! the classifier, then global average pooling; stage 2's shift learning runs that block (not
+//! the backbone) in train mode.
 pub mod pth;
+pub mod resnet;
 pub mod resnet_cifar;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
+use std::path::Path;
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-/// Backbone, classifier and LWS of one experiment.
+/// The feature extractor of a [`Network`].
+#[derive(Debug)]
+enum Backbone {
+    /// ResNet-32 for small images.
+    Cifar(resnet_cifar::ResNetCifar),
+    /// ResNet-50/101/152.
+    ImageNet(resnet::ResNet),
+}
+
+/// Backbone, classifier and LWS of one experiment (and the extra block of Places-LT).
 #[derive(Debug)]
 pub struct Network {
-    /// All variables (`model.*`, `classifier.*`, `lws_model.*`).
+    /// All variables (`model.*`, `classifier.*`, `lws_model.*`, `block.*`).
     pub vs: nn::VarStore,
-    backbone: resnet_cifar::ResNetCifar,
+    backbone: Backbone,
+    /// Places-LT's extra Bottleneck on the frozen backbone's feature map.
+    block: Option<resnet::Bottleneck>,
     classifier: nn::Linear,
     /// LWS scales s ∈ R^K, shape `[1, K]`, initialised to ones (reference
     /// `LearnableWeightScaling.learned_norm`).
     lws: Tensor,
     /// Number of classes K.
     pub num_classes: i64,
-    /// Backbone name (`resnet32_fe`).
+    /// Backbone name (`resnet32_fe`, `resnet50_fe`, …).
     pub backbone_name: String,
 }
 
@@ -37,6 +56,8 @@ pub enum Part {
     Classifier,
     /// `lws_model.`: the LWS scales (`learned_norm` `[1, K]`).
     Lws,
+    /// `block.`: Places-LT's extra Bottleneck (`conv1`, `bn1`, …, `bn3`).
+    Block,
 }
 
 impl Part {
@@ -46,6 +67,7 @@ impl Part {
             Part::Backbone => "model.",
             Part::Classifier => "classifier.",
             Part::Lws => "lws_model.",
+            Part::Block => "block.",
         }
     }
 }
@@ -58,20 +80,49 @@ impl Network {
     /// weight and PyTorch's default bias U(−1/√F, 1/√F).
     ///
     /// # Errors
-    /// An unknown backbone (the large-scale ResNets are not implemented yet).
+    /// An unknown backbone.
     pub fn new(backbone: &str, in_channels: i64, num_classes: i64, device: Device) -> Result<Self> {
+        Self::build(backbone, in_channels, num_classes, false, device)
+    }
+
+    /// As [`Network::new`]; with `extra_block` the network is Places-LT's: frozen backbone,
+    /// extra Bottleneck(2048, 512) under `block.` (see the module documentation).
+    ///
+    /// # Errors
+    /// An unknown backbone, or `extra_block` with `resnet32_fe` (the block needs 2048 input
+    /// channels).
+    pub fn build(
+        backbone: &str,
+        in_channels: i64,
+        num_classes: i64,
+        extra_block: bool,
+        device: Device,
+    ) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let (net, feat) = match backbone {
-            "resnet32_fe" => (
-                resnet_cifar::ResNetCifar::new(&root / "model", in_channels, 5),
+        let (net, feat) = match (backbone, resnet::layers_of(backbone)) {
+            ("resnet32_fe", _) => (
+                Backbone::Cifar(resnet_cifar::ResNetCifar::new(
+                    &root / "model",
+                    in_channels,
+                    5,
+                )),
                 resnet_cifar::FEATURES,
             ),
-            other => bail!(
-                "backbone '{other}' is not available yet: this build trains resnet32_fe \
-                 (the ImageNet-scale ResNets come with the large-scale data sets)"
+            (_, Some(layers)) => (
+                Backbone::ImageNet(resnet::ResNet::new(&root / "model", in_channels, layers)),
+                resnet::FEATURES,
+            ),
+            (other, None) => bail!(
+                "unknown backbone '{other}' (resnet32_fe, resnet50_fe, resnet101_fe, \
+                 resnet152_fe)"
             ),
         };
+        if extra_block && feat != resnet::FEATURES {
+            bail!("the Places-LT block needs a 2048-feature backbone, not {backbone}");
+        }
+        let block = extra_block
+            .then(|| resnet::Bottleneck::new(&root / "block", feat, feat / resnet::EXPANSION, 1));
         let bound = 1.0 / (feat as f64).sqrt();
         let classifier = nn::linear(
             &root / "classifier" / "fc",
@@ -87,20 +138,113 @@ impl Network {
             },
         );
         let lws = (&root / "lws_model").ones("learned_norm", &[1, num_classes]);
-        Ok(Network {
+        let net = Network {
             vs,
             backbone: net,
+            block,
             classifier,
             lws,
             num_classes,
             backbone_name: backbone.to_owned(),
-        })
+        };
+        if net.block.is_some() {
+            net.freeze(Part::Backbone);
+        }
+        Ok(net)
     }
 
-    /// Backbone features `[B, F]` of images `[B, C, H, W]`; `train` selects BatchNorm's batch
+    /// Features `[B, F]` of images `[B, C, H, W]`; `train` selects BatchNorm's batch
     /// statistics (and updates its running statistics) instead of the running ones.
+    ///
+    /// With Places-LT's extra block, the backbone runs in eval mode without gradient whatever
+    /// `train` says (reference: `model.eval()`, `with torch.no_grad(): feat_a = model(images)`)
+    /// and `train` applies to the block.
     pub fn features(&self, images: &Tensor, train: bool) -> Tensor {
-        self.backbone.forward_t(images, train)
+        match (&self.backbone, &self.block) {
+            (Backbone::Cifar(n), _) => n.forward_t(images, train),
+            (Backbone::ImageNet(n), None) => n.forward_t(images, train),
+            (Backbone::ImageNet(n), Some(block)) => {
+                let map = tch::no_grad(|| n.feature_map(images, false));
+                resnet::global_average_pool(&block.forward_t(&map, train))
+            }
+        }
+    }
+
+    /// Whether the network has Places-LT's extra block (and a frozen backbone).
+    pub fn has_block(&self) -> bool {
+        self.block.is_some()
+    }
+
+    /// The parts this network has, without LWS: backbone, block (Places-LT), classifier.
+    pub fn weight_parts(&self) -> Vec<Part> {
+        let mut parts = vec![Part::Backbone];
+        if self.block.is_some() {
+            parts.push(Part::Block);
+        }
+        parts.push(Part::Classifier);
+        parts
+    }
+
+    /// The parts stage 1 trains: backbone and classifier, or, with the extra block, block and
+    /// classifier (reference: SGD over `block.parameters()` and `classifier.parameters()`).
+    pub fn stage1_parts(&self) -> Vec<Part> {
+        if self.block.is_some() {
+            vec![Part::Block, Part::Classifier]
+        } else {
+            vec![Part::Backbone, Part::Classifier]
+        }
+    }
+
+    /// Stops gradients to the variables of a part.
+    pub fn freeze(&self, part: Part) {
+        for (_, t) in self.part_variables(part) {
+            let _ = t.set_requires_grad(false);
+        }
+    }
+
+    /// Loads ImageNet-pretrained backbone weights (Places-LT): a torchvision ResNet state dict
+    /// saved with `torch.save` (`.pth`, read by [`pth::read_pth`]) or as safetensors. Names
+    /// are torchvision's (`conv1.weight`, `layer1.0.downsample.0.weight`, …), optionally with
+    /// DataParallel's `module.` or a `state_dict_model.` prefix; `fc.*` and
+    /// `num_batches_tracked` are ignored.
+    ///
+    /// # Errors
+    /// The file is missing (the message says which file is expected and where to get it),
+    /// unreadable, or its tensors do not fit the backbone (listed).
+    pub fn load_pretrained_backbone(&mut self, path: &Path) -> Result<()> {
+        if !path.is_file() {
+            bail!(
+                "pretrained_weights: no file at '{}'. Places-LT starts from an \
+                 ImageNet-pretrained {}: torchvision's state dict, e.g. \
+                 https://download.pytorch.org/models/resnet152-394f9c45.pth \
+                 (ResNet152_Weights.IMAGENET1K_V1; the reference's resnet152-b121ed2d.pth \
+                 works too), as .pth or .safetensors; set pretrained_weights to its path",
+                path.display(),
+                self.backbone_name
+            );
+        }
+        let raw: Vec<(String, Tensor)> =
+            if path.extension().and_then(|e| e.to_str()) == Some("safetensors") {
+                Tensor::read_safetensors(path).with_context(|| {
+                    format!(
+                        "{}: expected a safetensors file of a torchvision ResNet",
+                        path.display()
+                    )
+                })?
+            } else {
+                pth::read_pth(path)?.tensors
+            };
+        let mut named = BTreeMap::new();
+        for (k, t) in raw {
+            let k = k.strip_prefix("state_dict_model.").unwrap_or(&k);
+            let k = k.strip_prefix("module.").unwrap_or(k);
+            if k.starts_with("fc.") || k.ends_with("num_batches_tracked") {
+                continue;
+            }
+            named.insert(format!("model.{k}"), t.to_kind(Kind::Float));
+        }
+        self.load_parts(&named, &[Part::Backbone])
+            .with_context(|| format!("pretrained weights {}", path.display()))
     }
 
     /// Classifier logits `[B, K]` of features `[B, F]`.
@@ -134,12 +278,11 @@ impl Network {
             .collect()
     }
 
-    /// Stops gradients to the backbone (stage 2). BatchNorm running statistics still move when
-    /// the backbone runs in train mode (shift learning).
+    /// Stops gradients to the backbone and the extra block (stage 2). BatchNorm running
+    /// statistics still move when they run in train mode (shift learning).
     pub fn freeze_backbone(&self) {
-        for (_, t) in self.part_variables(Part::Backbone) {
-            let _ = t.set_requires_grad(false);
-        }
+        self.freeze(Part::Backbone);
+        self.freeze(Part::Block);
     }
 
     /// Number of trainable scalars in a part (for comparison with PyTorch's count).

@@ -30,9 +30,10 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::collections::HashMap;
 use std::io::{self, Stdout, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Shortest time between two frames (15 frames per second at most).
 const FRAME: Duration = Duration::from_millis(66);
@@ -119,6 +120,8 @@ struct Host {
     root: PathBuf,
     saved_root: PathBuf,
     user_dir: Option<PathBuf>,
+    /// Size and modification time of each `metrics.jsonl` when last read.
+    metrics_seen: HashMap<PathBuf, Option<(u64, Option<SystemTime>)>>,
 }
 
 impl Host {
@@ -146,10 +149,17 @@ impl Host {
             })),
             Effect::LoadRuns => Some(Msg::Runs(list_runs(&self.saved_root))),
             Effect::LoadMetrics(dir) => {
-                let epochs = if dir.join("metrics.jsonl").exists() {
-                    read_metrics(&dir).map_err(|e| format!("{e:#}"))
-                } else {
-                    Ok(Vec::new())
+                // Re-read only what changed: a followed run costs a stat per tick otherwise.
+                let stamp = std::fs::metadata(dir.join("metrics.jsonl"))
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()));
+                if self.metrics_seen.get(&dir) == Some(&stamp) {
+                    return None;
+                }
+                self.metrics_seen.insert(dir.clone(), stamp);
+                let epochs = match stamp {
+                    Some(_) => read_metrics(&dir).map_err(|e| format!("{e:#}")),
+                    None => Ok(Vec::new()),
                 };
                 Some(Msg::Metrics(dir, epochs))
             }
@@ -193,6 +203,7 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
         root: project_root.to_path_buf(),
         saved_root: project_root.join("saved"),
         user_dir,
+        metrics_seen: HashMap::new(),
     };
     let signals = spawn_signals()?;
     let mut guard = TerminalGuard::enter()?;

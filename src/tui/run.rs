@@ -73,7 +73,7 @@ const PANELS: [Panel; 6] = [
     Panel::Log,
 ];
 
-/// A curve of bounded size: beyond [`MAX_POINTS`], pairs of points are averaged and each new
+/// A curve of bounded size: beyond 2048 points, pairs of points are averaged and each new
 /// point averages twice as many inputs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
