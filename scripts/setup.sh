@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mislas needs and is missing, then links it into the checkout:
-#   * a Python virtual environment with PyTorch 2.11.0 (libtorch for tch 0.24) and NumPy, kept
+#   * a Python virtual environment with PyTorch 2.11.0 (libtorch for tch 0.24), NumPy and
+#     torchvision 0.26.0 with Pillow (the large-scale tests compare against them), kept
 #     per user in ${MISLAS_VENV:-$XDG_CACHE_HOME/mislas/torch-2.11.0} so that clones share its ~4.7 GB;
 #     `.venv` and `.libtorch` in the checkout are symlinks to it (LIBTORCH in the environment wins);
 #   * Debian's dataset-fashion-mnist (the default data set), when apt-get can be run.
@@ -9,14 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
+# The torchvision release built against that PyTorch.
+TORCHVISION_VERSION=0.26.0
 venv="${MISLAS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/mislas/torch-$TORCH_VERSION}"
 py="$venv/bin/python"
 
-if ! "$py" -c "import torch, numpy, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
+if ! "$py" -c "import torch, numpy, PIL, torchvision, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' and torchvision.__version__.split('+')[0] == '$TORCHVISION_VERSION' else 1)" 2>/dev/null; then
   echo "setup: installing PyTorch $TORCH_VERSION and NumPy into $venv (once; about 4.7 GB)" >&2
   mkdir -p "$(dirname "$venv")"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy \
+    "torchvision==$TORCHVISION_VERSION"
 fi
 ln -sfn "$venv" .venv
 torch_dir=$("$py" -c "import os, torch; print(os.path.dirname(torch.__file__))")

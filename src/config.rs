@@ -456,7 +456,7 @@ impl Config {
     /// # Errors
     /// An odd number of items, an unknown key or a value of the wrong type.
     pub fn apply_overrides(&mut self, pairs: &[String]) -> Result<(), ConfigError> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(ConfigError {
                 source_name: "command line".into(),
                 message: format!(
@@ -876,9 +876,11 @@ mod tests {
 
     #[test]
     fn yaml_round_trip() {
-        let mut c = Config::default();
-        c.name = "x".into();
-        c.alpha = None;
+        let c = Config {
+            name: "x".into(),
+            alpha: None,
+            ..Config::default()
+        };
         let back = Config::from_yaml_str(&c.to_yaml(), "rt").unwrap().config;
         assert_eq!(back, c);
     }
