@@ -41,7 +41,6 @@ pub struct BenchFigures {
 /// An unusable configuration or missing data.
 pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     check_config(cfg)?;
-    crate::engine::use_training_threads();
     let device = resolve_device(&cfg.device)?;
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);

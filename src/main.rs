@@ -85,8 +85,6 @@ enum Command {
 }
 
 fn main() {
-    // Read libtorch's default thread count before any loader thread changes it.
-    engine::training_threads();
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,

@@ -36,12 +36,12 @@ fn write_jpeg(path: &Path, class: usize, k: usize) {
         ((class * 53) % 256) as u32,
     );
     for (x, y, p) in img.enumerate_pixels_mut() {
-        let stripe = if ((x + y * (class as u32 % 3)) / (2 + class as u32)) % 2 == 0 {
+        let stripe = if ((x + y * (class as u32 % 3)) / (2 + class as u32)).is_multiple_of(2) {
             40
         } else {
             0
         };
-        let noise = ((x * 7 + y * 13 + k as u32 * 31) % 17) as u32;
+        let noise = (x * 7 + y * 13 + k as u32 * 31) % 17;
         *p = image::Rgb([
             ((r + stripe + noise) % 256) as u8,
             ((g + noise) % 256) as u8,

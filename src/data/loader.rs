@@ -63,6 +63,30 @@ pub struct LoaderOptions {
     pub first_batch: usize,
 }
 
+/// A CPU tensor of `shape` holding a copy of `data`, made without entering a libtorch parallel
+/// region.
+///
+/// Loader threads must not enter one: libtorch's OpenMP gives every thread that does its own
+/// team of intra-op threads, which spin after each region and take the cores that the training
+/// thread's team computes on (measured on 2 cores: the stage-1 pipeline at 27 % of the bare
+/// loop). `Tensor::from_slice` zero-fills in parallel before copying and pinning copies in
+/// parallel, so a loader thread allocates with `Tensor::empty` and copies itself, and pinning
+/// happens in the consumer.
+fn cpu_tensor<T: tch::kind::Element>(data: &[T], shape: &[i64]) -> Tensor {
+    let t = Tensor::empty(shape, (T::KIND, Device::Cpu));
+    assert_eq!(
+        t.numel(),
+        data.len(),
+        "shape {shape:?} for {} values",
+        data.len()
+    );
+    if !data.is_empty() {
+        // SAFETY: `t` is a fresh, contiguous CPU tensor of exactly `data.len()` elements of T.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), t.data_ptr() as *mut T, data.len()) };
+    }
+    t
+}
+
 /// What every loader thread needs to build any batch of the epoch.
 struct Job {
     set: Arc<ImageSource>,
@@ -78,6 +102,20 @@ struct Job {
 impl Job {
     fn num_batches(&self) -> usize {
         self.order.len().div_ceil(self.batch_size)
+    }
+
+    /// Moves the images of a batch to page-locked memory when asked (in the consumer: see
+    /// [`cpu_tensor`]); if pinning fails, they stay in pageable memory.
+    fn pinned(&self, mut batch: Batch) -> Batch {
+        if self.pin_memory {
+            // `_pin_memory` rather than `pin_memory`: tch can only call the latter with a
+            // device, which libtorch ≥ 2.5 answers with a deprecation warning on stderr at
+            // every call; the former takes CUDA's pinned allocator without one.
+            if let Ok(pinned) = batch.images.f_internal_pin_memory(Device::Cuda(0)) {
+                batch.images = pinned;
+            }
+        }
+        batch
     }
 
     /// Builds batch `index`: images `order[index·B ..]`, augmented with the batch's own stream.
@@ -126,23 +164,18 @@ impl Job {
                 pixels.truncate(labels.len() * image_len);
             }
         }
-        let mut images = Tensor::from_slice(&pixels).view([
-            labels.len() as i64,
-            channels as i64,
-            height as i64,
-            width as i64,
-        ]);
-        if self.pin_memory {
-            // `_pin_memory` rather than `pin_memory`: tch can only call the latter with a
-            // device, which libtorch ≥ 2.5 answers with a deprecation warning on stderr at
-            // every call; the former takes CUDA's pinned allocator without one.
-            if let Ok(pinned) = images.f_internal_pin_memory(Device::Cuda(0)) {
-                images = pinned;
-            }
-        }
+        let images = cpu_tensor(
+            &pixels,
+            &[
+                labels.len() as i64,
+                channels as i64,
+                height as i64,
+                width as i64,
+            ],
+        );
         Batch {
             images,
-            labels: Tensor::from_slice(&labels),
+            labels: cpu_tensor(&labels, &[labels.len() as i64]),
             len: labels.len(),
             index,
             skipped,
@@ -223,12 +256,6 @@ pub fn epoch_loader(
 /// A loader thread of `workers`: builds batches `start`, `start + workers`, … until done,
 /// stopped, or the consumer is gone.
 fn work(job: &Job, stop: &AtomicBool, start: usize, workers: usize, tx: &Sender<Batch>) {
-    // libtorch's OpenMP gives every thread that enters a parallel region (the fill of
-    // `Tensor::from_slice`, the copy of pinning) its own team of intra-op threads, which spin
-    // after each region and steal the cores the training thread's team computes on (measured:
-    // the stage-1 pipeline at 27 % of the bare loop on 2 cores). A loader thread's tensor work
-    // is a copy: one thread.
-    tch::set_num_threads(1);
     for index in (start..job.num_batches()).step_by(workers) {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -267,11 +294,11 @@ impl Iterator for EpochLoader {
         }
         self.next += 1;
         if self.receivers.is_empty() {
-            return Some(self.job.build(index));
+            return Some(self.job.pinned(self.job.build(index)));
         }
         let w = (index - self.first) % self.receivers.len();
         match self.receivers[w].recv() {
-            Ok(batch) => Some(batch),
+            Ok(batch) => Some(self.job.pinned(batch)),
             Err(_) => {
                 // The thread ended without sending its batch: it panicked. Pass the panic on.
                 let handle = self.threads.remove(w);

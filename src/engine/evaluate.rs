@@ -85,7 +85,6 @@ pub fn evaluate(
 pub fn evaluate_checkpoint(cfg: &crate::config::Config) -> anyhow::Result<EvalReport> {
     use anyhow::Context;
     super::stage::check_config(cfg)?;
-    super::use_training_threads();
     if cfg.resume.is_empty() {
         anyhow::bail!("eval needs a checkpoint: add `resume PATH`");
     }

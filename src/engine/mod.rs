@@ -8,7 +8,6 @@ use crate::events::{Control, DeviceInfo, Event};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use tch::Device;
 
@@ -46,32 +45,15 @@ impl RunHandle {
     }
 }
 
-/// libtorch's number of intra-op threads for training: its default (physical cores), read
-/// once, on the first call — before any loader thread has asked for a single thread (call it
-/// early in `main`).
-pub fn training_threads() -> i32 {
-    static THREADS: OnceLock<i32> = OnceLock::new();
-    *THREADS.get_or_init(tch::get_num_threads)
-}
-
-/// Gives the calling thread [`training_threads`] intra-op threads. libtorch applies a thread
-/// count per OpenMP thread, and loader threads set theirs to 1, which a thread starting later
-/// would otherwise inherit.
-pub fn use_training_threads() {
-    tch::set_num_threads(training_threads());
-}
-
 /// Starts the trainer thread on `job`; run folders go under `saved_root`.
 ///
 /// The thread ends with [`Event::Finished`] or [`Event::Error`] as its last event.
 pub fn spawn(job: Job, saved_root: PathBuf) -> RunHandle {
-    training_threads();
     let (etx, erx) = crossbeam_channel::unbounded();
     let (ctx, crx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("mislas-trainer".into())
         .spawn(move || {
-            use_training_threads();
             let mut link = Link {
                 events: etx,
                 controls: crx,

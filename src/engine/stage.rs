@@ -436,6 +436,21 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             if n == 0 {
                 continue;
             }
+            if n == 1 && backbone_train {
+                // BatchNorm in train mode over one image: where a feature map is 1×1 (small
+                // inputs), the batch variance is over one value and libtorch sets the running
+                // variance to NaN (PyTorch's Python layer raises "Expected more than 1 value per
+                // channel when training" instead). A one-image step is skipped in every case.
+                log(
+                    link,
+                    &mut run,
+                    &format!(
+                        "=> epoch {epoch} batch {b} holds one image: skipped (BatchNorm in \
+                         train mode needs at least two)"
+                    ),
+                )?;
+                continue;
+            }
             let x = batch.images.to_device_(device, Kind::Float, true, false);
             let y = batch.labels.to_device_(device, Kind::Int64, true, false);
             let seed = stream_seed(cfg.seed, epoch, b, MIXUP_STREAM);
