@@ -413,7 +413,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                 return finish(
                     link,
                     stage,
-                    &run,
+                    &mut run,
                     true,
                     best_top1,
                     best_ece,
@@ -589,7 +589,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     finish(
         link,
         stage,
-        &run,
+        &mut run,
         false,
         best_top1,
         best_ece,
@@ -600,12 +600,20 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
 fn finish(
     link: &mut Link,
     stage: Stage,
-    run: &RunDir,
+    run: &mut RunDir,
     stopped: bool,
     best_top1: f64,
     best_ece: f64,
     best_checkpoint: Option<PathBuf>,
 ) -> Result<StageOutcome> {
+    log(
+        link,
+        run,
+        &format!(
+            "=> peak resident memory of the process: {:.1} MB",
+            super::peak_memory_bytes() as f64 / 1e6
+        ),
+    )?;
     link.emit(Event::StageFinished(StageFinished {
         stage,
         run_dir: run.root.clone(),
