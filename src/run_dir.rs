@@ -216,6 +216,6 @@ pub fn list_runs(saved_root: &Path) -> Vec<RunSummary> {
             (modified, summary)
         })
         .collect();
-    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.0));
     runs.into_iter().map(|(_, r)| r).collect()
 }

@@ -13,6 +13,8 @@ use tch::Device;
 
 /// What the trainer thread runs.
 #[derive(Debug, Clone)]
+// Made once per run and moved into the trainer thread: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Job {
     /// One stage, as the configuration's `mode` says.
     Single(Config),

@@ -46,10 +46,12 @@ const SHARED_KEYS: &[&str] = &[
 fn field_type(key: &str) -> &'static str {
     match key {
         "name" | "log_dir" | "model_dir" | "device" => "text",
-        "data_path" | "resume" => "path",
-        "dataset" | "backbone" | "mode" | "imb_type" | "las_shape" => "choice",
-        "print_freq" | "workers" | "num_classes" | "batch_size" | "num_epochs" | "seed" => "int",
-        "warmup_epochs" | "eval_batch_size" => "int?",
+        "data_path" | "resume" | "pretrained_weights" => "path",
+        "train_list" | "test_list" => "path?",
+        "dataset" | "backbone" | "mode" | "imb_type" | "las_shape" | "on_bad_image" => "choice",
+        "print_freq" | "workers" | "num_classes" | "batch_size" | "num_epochs" | "seed"
+        | "image_size" => "int",
+        "warmup_epochs" | "eval_batch_size" | "eval_resize" => "int?",
         "lr" | "weight_decay" | "momentum" => "float",
         "imb_factor" | "smooth_head" | "smooth_tail" | "lr_factor" | "alpha" | "las_power" => {
             "float?"
