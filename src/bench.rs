@@ -43,7 +43,8 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     check_config(cfg)?;
     let device = resolve_device(&cfg.device)?;
     if device.is_cuda() {
-        tch::Cuda::cudnn_set_benchmark(true);
+        // As the engine does: cuDNN benchmark mode unless the run asks to be deterministic.
+        tch::Cuda::cudnn_set_benchmark(!cfg.deterministic);
     }
     tch::manual_seed(cfg.seed as i64);
     let data = data::load(cfg)?;
@@ -54,7 +55,7 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
         .flat_map(|part| net.part_parameters(part))
         .collect();
     let method = Method::Mixup {
-        alpha: if cfg.mixup { cfg.alpha } else { None },
+        alpha: cfg.mixup_alpha(),
     };
     let bs = cfg.batch_size;
     let warm = 3;

@@ -72,13 +72,6 @@ pub struct Checkpoint {
     pub position: Option<RunPosition>,
 }
 
-impl Checkpoint {
-    /// Whether the checkpoint holds a trained classifier (all reference and mislas files do).
-    pub fn has_classifier(&self) -> bool {
-        self.tensors.keys().any(|k| k.starts_with("classifier."))
-    }
-}
-
 /// Writes a checkpoint atomically (temporary file, fsync, rename).
 ///
 /// # Errors

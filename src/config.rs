@@ -525,6 +525,11 @@ impl Config {
         self.warmup_epochs.unwrap_or(if self.cos { 0 } else { 5 })
     }
 
+    /// Mixup's α in force: `alpha` when `mixup` is on and α > 0, else `None` (plain loss).
+    pub fn mixup_alpha(&self) -> Option<f64> {
+        self.alpha.filter(|a| self.mixup && *a > 0.0)
+    }
+
     /// Evaluation batch size in force.
     pub fn effective_eval_batch_size(&self) -> usize {
         self.eval_batch_size.unwrap_or(self.batch_size)
@@ -542,6 +547,14 @@ impl Config {
         let mut bad = |key: &'static str, message: String| v.push(FieldIssue { key, message });
         if self.name.trim().is_empty() {
             bad("name", "must not be empty".into());
+        } else if self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            bad(
+                "name",
+                format!(
+                    "'{}' must be a plain folder name (no '/', no leading '.')",
+                    self.name
+                ),
+            );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bad("lr", format!("must be > 0, is {}", self.lr));

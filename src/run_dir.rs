@@ -54,13 +54,24 @@ impl RunDir {
     pub fn create(saved_root: &Path, cfg: &Config) -> Result<RunDir> {
         let stamp = chrono::Local::now().format("%Y%m%d%H%M");
         let base = format!("{}_{stamp}", cfg.name);
-        let mut root = saved_root.join(&base);
-        let mut n = 2;
-        while root.exists() {
-            root = saved_root.join(format!("{base}_{n}"));
-            n += 1;
+        fs::create_dir_all(saved_root)
+            .with_context(|| format!("cannot create {}", saved_root.display()))?;
+        // `create_dir` fails on an existing folder, so two runs started in the same minute, even
+        // by two processes, never share one.
+        let mut n = 1;
+        loop {
+            let root = match n {
+                1 => saved_root.join(&base),
+                _ => saved_root.join(format!("{base}_{n}")),
+            };
+            match fs::create_dir(&root) {
+                Ok(()) => return Self::open(root, cfg),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", root.display()))
+                }
+            }
         }
-        Self::open(root, cfg)
     }
 
     /// Opens (or creates) a run folder and appends to its log and metrics.

@@ -151,6 +151,15 @@ fn two_stages_learn_on_fashion_mnist_lt() {
         moved > 1e-4,
         "LWS scales did not move from ones (max |s − 1| = {moved})"
     );
+    // Stage 2's two groups at its first epoch: η(0) = 0.1·½(1 + cos 0) = 0.1; the classifier at
+    // η·lr_factor = 0.05, LWS at η.
+    let stage2_lr = events.iter().find_map(|e| match e {
+        Event::EpochStarted { stage, lr, .. } if *stage == mislas::config::Stage::Stage2 => {
+            Some(lr.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(stage2_lr, Some(vec![0.05, 0.1]));
     let s2 = reports[2];
     assert!(s2.eval.top1 > 40.0, "stage-2 top-1 {:.2}%", s2.eval.top1);
 
@@ -255,6 +264,28 @@ fn stopped_run_resumes_at_its_batch_with_identical_weights() {
         1,
         "one evaluated epoch in the resumed run's metrics.jsonl"
     );
+
+    // A run's best checkpoint is not its latest: it starts a new run from those weights instead
+    // of rewinding (and overwriting) the finished run.
+    let mut from_best = cfg;
+    from_best.resume = full_dir
+        .join("ckps/model_best.safetensors")
+        .display()
+        .to_string();
+    let h = engine::spawn(Job::Single(from_best), saved.path().to_path_buf());
+    let mut started = None;
+    for e in h.events.iter() {
+        match e {
+            Event::StageStarted(s) => started = Some((s.run_dir.clone(), s.start_epoch)),
+            Event::Batch(_) => h.controls.send(Control::Stop).unwrap(),
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let (dir, start_epoch) = started.unwrap();
+    assert_ne!(dir, full_dir);
+    assert_eq!(start_epoch, 0);
+    assert_eq!(mislas::run_dir::read_metrics(&full_dir).unwrap().len(), 1);
 }
 
 #[test]

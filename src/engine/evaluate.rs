@@ -110,15 +110,34 @@ pub fn evaluate_checkpoint(cfg: &crate::config::Config) -> anyhow::Result<EvalRe
     for bad in &skipped {
         eprintln!("=> unusable test image {bad}: skipped");
     }
-    println!(
-        "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
-        r.top1, r.top5, r.head, r.medium, r.tail
-    );
-    println!("* ECE   {:.3}%.", r.ece);
-    println!("{}", super::stage::shot_line(&r));
+    for line in report_lines(&r) {
+        println!("{line}");
+    }
     println!(
         "{}",
         serde_json::to_string(&r).context("cannot serialise the report")?
     );
     Ok(r)
+}
+
+/// The lines an evaluation adds to a run's log: the reference's `* Acc@1 … HAcc … MAcc … TAcc …`
+/// and `* ECE …` (percent, 3 decimals, as `train_stage1.py` logs them), then mislas's line with
+/// NLL, MCE and the many/medium/few-shot accuracies.
+pub fn report_lines(r: &EvalReport) -> [String; 3] {
+    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}%"));
+    [
+        format!(
+            "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
+            r.top1, r.top5, r.head, r.medium, r.tail
+        ),
+        format!("* ECE   {:.3}%.", r.ece),
+        format!(
+            "* NLL {:.4} MCE {:.3}% Many {} Medium {} Few {}",
+            r.nll,
+            r.mce,
+            pct(r.many_shot),
+            pct(r.medium_shot),
+            pct(r.few_shot)
+        ),
+    ]
 }

@@ -7,7 +7,7 @@
 //!   stream — shift learning), classifier continued from stage 1 and LWS from ones, label-aware
 //!   smoothing on a class-aware sampler, SGD over two groups (classifier at lr·`lr_factor`, LWS
 //!   at lr), cosine schedule; an epoch is ceil(N/B)+1 batches as in the reference.
-use super::evaluate::{evaluate, EvalSpec};
+use super::evaluate::{evaluate, report_lines, EvalSpec};
 use super::{device_info, resident_memory_bytes, stream_seed, Flow, Link};
 use crate::checkpoint::{self, Checkpoint, Origin, RunPosition};
 use crate::config::{BadImagePolicy, Config, DatasetName, Stage};
@@ -18,7 +18,6 @@ use crate::method::las::LabelAwareSmoothing;
 use crate::method::mixup::{mixup_criterion, mixup_data};
 use crate::method::schedule;
 use crate::method::sgd::Sgd;
-use crate::metrics::EvalReport;
 use crate::model::{Network, Part};
 use crate::run_dir::{RunDir, SubsetRecord};
 use anyhow::{bail, Context, Result};
@@ -38,8 +37,14 @@ pub enum Method {
         /// Beta(α, α) parameter.
         alpha: Option<f64>,
     },
-    /// Stage 2: label-aware smoothing on LWS-scaled logits of frozen features.
-    Las(LabelAwareSmoothing),
+    /// Stage 2: label-aware smoothing on LWS-scaled logits of frozen features, on mixup batches
+    /// when `alpha` is set (the reference's stage 2 mixes when `mixup: true`).
+    Las {
+        /// The loss.
+        las: LabelAwareSmoothing,
+        /// Beta(α, α) parameter of mixup; `None` for no mixing (the release's presets).
+        alpha: Option<f64>,
+    },
 }
 
 /// Figures of one training step.
@@ -52,10 +57,10 @@ pub struct StepOutput {
 }
 
 /// One SGD step on a batch already on the network's device: images `[B, C, H, W]` f32, labels
-/// `[B]` i64. Stage 1 mixes the batch with an RNG seeded by `mixup_seed` and trains backbone and
-/// classifier; stage 2 computes features without gradient (BatchNorm in train mode when
-/// `backbone_train`, i.e. shift learning) and trains classifier and LWS. A non-finite loss skips
-/// the update.
+/// `[B]` i64. The batch is mixed (when the method has an α) with an RNG seeded by `mixup_seed`.
+/// Stage 1 trains backbone and classifier; stage 2 computes features without gradient
+/// (BatchNorm in train mode when `backbone_train`, i.e. shift learning) and trains classifier
+/// and LWS. A non-finite loss skips the update.
 pub fn train_step(
     net: &Network,
     sgd: &mut Sgd,
@@ -73,10 +78,12 @@ pub fn train_step(
             let loss = mixup_criterion(&logits, &mixed);
             (logits, loss)
         }
-        Method::Las(las) => {
-            let feats = tch::no_grad(|| net.features(x, backbone_train));
+        Method::Las { las, alpha } => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(mixup_seed);
+            let mixed = mixup_data(x, y, *alpha, &mut rng);
+            let feats = tch::no_grad(|| net.features(&mixed.images, backbone_train));
             let logits = net.scale(&net.classify(&feats));
-            let loss = las.loss(&logits, y);
+            let loss = mixed.loss_with(|target| las.loss(&logits, target));
             (logits, loss)
         }
     };
@@ -151,10 +158,18 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         cfg.check_resume().map_err(anyhow::Error::msg)?;
         Some(checkpoint::load(Path::new(&cfg.resume))?)
     };
-    let continuing = resume
-        .as_ref()
-        .and_then(|c| c.position)
-        .filter(|p| p.stage == stage);
+    // A run continues only from its own latest checkpoint, `<run>/<model_dir>/current.*`: any
+    // other file of the same stage (a `model_best`, a copy) starts a new run from its weights,
+    // so that no run folder is rewound and overwritten.
+    let continue_in = resume.as_ref().and_then(|c| {
+        let pos = c.position.filter(|p| p.stage == stage)?;
+        let root = c.path.parent()?.parent()?;
+        let own = c.path.file_name()? == crate::run_dir::CURRENT
+            && root.join(&cfg.model_dir) == c.path.parent()?
+            && root.join("config.yaml").is_file();
+        own.then(|| (root.to_path_buf(), pos))
+    });
+    let continuing = continue_in.as_ref().map(|(_, p)| *p);
     if stage == Stage::Stage2 && resume.is_none() {
         bail!(
             "stage 2 needs a stage-1 checkpoint: set `resume` to a stage-1 run's \
@@ -174,29 +189,9 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         net.load_pretrained_backbone(Path::new(&cfg.pretrained_weights))?;
     }
 
-    let mut run = match (&resume, continuing) {
-        (Some(ck), Some(_)) => {
-            let root = ck
-                .path
-                .parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."));
-            RunDir::open(root, cfg)?
-        }
-        _ => RunDir::create(saved_root, cfg)?,
-    };
-    if continuing.is_none() {
-        run.write_config(cfg)?;
-        let record = SubsetRecord {
-            class_counts: data.class_counts.clone(),
-            num_images: train_n,
-            sha256: data::subset_sha256(&data.kept_indices),
-        };
-        run.write_subset(&record, &data.kept_indices)?;
-    }
-
-    // Weights.
+    // Weights, optimizer state and loss first: a checkpoint that does not fit creates no run
+    // folder.
+    let mut loaded = None;
     if let Some(ck) = &resume {
         let mut parts = net.weight_parts();
         if continuing.is_some() {
@@ -207,13 +202,12 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         let what = match (continuing, ck.origin) {
             (Some(p), _) => format!("resuming at epoch {} batch {}", p.epoch, p.batch),
             (None, Origin::Reference) => "reference checkpoint".to_owned(),
-            (None, Origin::Mislas) => "stage-1 weights".to_owned(),
+            (None, Origin::Mislas) => "weights of a mislas checkpoint".to_owned(),
         };
-        log(
-            link,
-            &mut run,
-            &format!("=> loaded checkpoint '{}' ({what})", ck.path.display()),
-        )?;
+        loaded = Some(format!(
+            "=> loaded checkpoint '{}' ({what})",
+            ck.path.display()
+        ));
     }
     if stage == Stage::Stage2 {
         net.freeze_backbone();
@@ -236,8 +230,8 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", ck.path.display()))?;
     }
     let method = match stage {
-        Stage::Stage2 => Method::Las(
-            LabelAwareSmoothing::new(
+        Stage::Stage2 => Method::Las {
+            las: LabelAwareSmoothing::new(
                 &data.class_counts,
                 cfg.smooth_head.unwrap_or(0.0),
                 cfg.smooth_tail.unwrap_or(0.0),
@@ -246,11 +240,29 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                 device,
             )
             .map_err(|e| anyhow::anyhow!("label-aware smoothing: {e}"))?,
-        ),
+            alpha: cfg.mixup_alpha(),
+        },
         Stage::Stage1 => Method::Mixup {
-            alpha: if cfg.mixup { cfg.alpha } else { None },
+            alpha: cfg.mixup_alpha(),
         },
     };
+
+    let mut run = match continue_in {
+        Some((root, _)) => RunDir::open(root, cfg)?,
+        None => RunDir::create(saved_root, cfg)?,
+    };
+    if continuing.is_none() {
+        run.write_config(cfg)?;
+        let record = SubsetRecord {
+            class_counts: data.class_counts.clone(),
+            num_images: train_n,
+            sha256: data::subset_sha256(&data.kept_indices),
+        };
+        run.write_subset(&record, &data.kept_indices)?;
+    }
+    if let Some(line) = loaded {
+        log(link, &mut run, &line)?;
+    }
 
     let bs = cfg.batch_size;
     let batches_per_epoch = match stage {
@@ -351,7 +363,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             Stage::Stage2 => sampler::class_aware_order(
                 data.train.labels(),
                 cfg.num_classes,
-                4,
+                sampler::SAMPLES_PER_CLASS,
                 batches_per_epoch * bs,
                 cfg.seed,
                 epoch,
@@ -524,21 +536,24 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             )?;
         }
         let eval_seconds = eval_start.elapsed().as_secs_f64();
+        if !report.nll.is_finite() {
+            let msg = format!(
+                "the network's outputs are not finite after epoch {epoch} (test NLL {}): training \
+                 stopped before saving; the last good checkpoint {} is kept. Lower lr",
+                report.nll,
+                current_path.display()
+            );
+            let _ = run.log(&msg);
+            bail!(msg);
+        }
         let is_best = report.top1 > best_top1;
         if is_best {
             best_top1 = report.top1;
             best_ece = report.ece;
         }
-        log(
-            link,
-            &mut run,
-            &format!(
-                "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
-                report.top1, report.top5, report.head, report.medium, report.tail
-            ),
-        )?;
-        log(link, &mut run, &format!("* ECE   {:.3}%.", report.ece))?;
-        log(link, &mut run, &shot_line(&report))?;
+        for line in report_lines(&report) {
+            log(link, &mut run, &line)?;
+        }
         log(
             link,
             &mut run,
@@ -629,19 +644,6 @@ fn finish(
         best_top1,
         best_ece,
     })
-}
-
-/// mislas's line after the reference's two: NLL, MCE and the many/medium/few-shot split.
-pub(crate) fn shot_line(r: &EvalReport) -> String {
-    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}%"));
-    format!(
-        "* NLL {:.4} MCE {:.3}% Many {} Medium {} Few {}",
-        r.nll,
-        r.mce,
-        pct(r.many_shot),
-        pct(r.medium_shot),
-        pct(r.few_shot)
-    )
 }
 
 /// Writes a line to the run log and publishes it.

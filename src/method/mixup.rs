@@ -26,6 +26,10 @@ impl MixedBatch {
     /// `[B]` target tensor to a scalar loss; stage 1 uses cross-entropy ([`mixup_criterion`]),
     /// stage 2 with mixup would use label-aware smoothing.
     pub fn loss_with(&self, criterion: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        if self.lam == 1.0 {
+            // Not mixed: the plain loss.
+            return criterion(&self.targets_a);
+        }
         criterion(&self.targets_a) * self.lam + criterion(&self.targets_b) * (1.0 - self.lam)
     }
 }
