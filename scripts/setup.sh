@@ -4,10 +4,28 @@
 #     torchvision 0.26.0 with Pillow (the large-scale tests compare against them), kept
 #     per user in ${MISLAS_VENV:-$XDG_CACHE_HOME/mislas/torch-2.11.0} so that clones share its ~4.7 GB;
 #     `.venv` and `.libtorch` in the checkout are symlinks to it (LIBTORCH in the environment wins);
-#   * Debian's dataset-fashion-mnist (the default data set), when apt-get can be run.
+#   * Debian's dataset-fashion-mnist (the default data set) and tmux (the terminal UI's
+#     end-to-end test), when apt-get can be run.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is missing: install Rust with rustup (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+
+# Installs Debian packages when this runs as root with apt-get; otherwise says what to install.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's $*" >&2
+    apt-get install -y -q "$@" >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$@" >/dev/null; }
+  else
+    echo "setup: please install: sudo apt-get install $*" >&2
+    return 1
+  fi
+}
 
 TORCH_VERSION=2.11.0
 # The torchvision release built against that PyTorch.
@@ -18,7 +36,10 @@ py="$venv/bin/python"
 if ! "$py" -c "import torch, numpy, PIL, torchvision, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' and torchvision.__version__.split('+')[0] == '$TORCHVISION_VERSION' else 1)" 2>/dev/null; then
   echo "setup: installing PyTorch $TORCH_VERSION and NumPy into $venv (once; about 4.7 GB)" >&2
   mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv"
+  if ! python3 -m venv "$venv"; then
+    # Debian and Ubuntu ship venv's pip bootstrap separately.
+    apt_install python3-venv && python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy \
     "torchvision==$TORCHVISION_VERSION"
 fi
@@ -28,12 +49,8 @@ ln -sfn "$torch_dir" .libtorch
 
 fmnist=/usr/share/datasets/fashion-mnist
 if [ ! -e "$fmnist/train-images-idx3-ubyte.gz" ] && [ ! -e "$fmnist/train-images-idx3-ubyte" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing Debian's dataset-fashion-mnist" >&2
-    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
-      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null; }) ||
-      echo "setup: could not install dataset-fashion-mnist; the Fashion-MNIST tests will fail" >&2
-  else
-    echo "setup: $fmnist is missing: run 'sudo apt-get install dataset-fashion-mnist'" >&2
-  fi
+  apt_install dataset-fashion-mnist ||
+    echo "setup: without $fmnist the Fashion-MNIST runs and tests cannot start" >&2
 fi
+command -v tmux >/dev/null || apt_install tmux ||
+  echo "setup: without tmux the terminal UI's end-to-end test skips itself" >&2
