@@ -40,6 +40,8 @@ pub struct RunPosition {
     pub best_ece: f64,
     /// The run's seed.
     pub seed: u64,
+    /// The run's training batch size (with the seed, what makes a resumed run identical).
+    pub batch_size: usize,
     /// Sum of batch losses × batch sizes over the partial epoch.
     pub epoch_loss_sum: f64,
     /// Correct top-1 training predictions over the partial epoch.
@@ -109,6 +111,7 @@ pub fn save(
         ("meta.best_top1".to_owned(), float(pos.best_top1)),
         ("meta.best_ece".to_owned(), float(pos.best_ece)),
         ("meta.seed".to_owned(), int(pos.seed as i64)),
+        ("meta.batch_size".to_owned(), int(pos.batch_size as i64)),
         ("meta.epoch_loss_sum".to_owned(), float(pos.epoch_loss_sum)),
         ("meta.epoch_correct".to_owned(), float(pos.epoch_correct)),
         ("meta.epoch_seen".to_owned(), float(pos.epoch_seen)),
@@ -210,6 +213,7 @@ fn load_mislas(path: &Path) -> Result<Checkpoint> {
         best_top1: get("best_top1")?,
         best_ece: get("best_ece")?,
         seed: get("seed")? as u64,
+        batch_size: get("batch_size")? as usize,
         epoch_loss_sum: get("epoch_loss_sum")?,
         epoch_correct: get("epoch_correct")?,
         epoch_seen: get("epoch_seen")?,
@@ -280,6 +284,7 @@ mod tests {
             best_top1: 61.25,
             best_ece: 12.5,
             seed: 42,
+            batch_size: 128,
             epoch_loss_sum: 10.5,
             epoch_correct: 64.0,
             epoch_seen: 128.0,

@@ -326,6 +326,20 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let current = dir.unwrap().join("ckps/current.safetensors");
     let good = std::fs::read(&current).unwrap();
 
+    // Resuming with another batch size would not continue the run: refused, nothing written.
+    let mut other_batch = cfg.clone();
+    other_batch.resume = current.display().to_string();
+    other_batch.batch_size = 64;
+    let h = engine::spawn(Job::Single(other_batch), saved.path().to_path_buf());
+    match h.events.iter().last() {
+        Some(Event::Error(e)) => assert!(
+            e.contains("batch_size 128") && e.contains("current.safetensors"),
+            "{e}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&current).unwrap(), good);
+
     // Resumed with an absurd learning rate, the weights blow up within a few batches.
     let mut bad = cfg;
     bad.resume = current.display().to_string();

@@ -170,6 +170,20 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         own.then(|| (root.to_path_buf(), pos))
     });
     let continuing = continue_in.as_ref().map(|(_, p)| *p);
+    if let (Some(p), Some(ck)) = (continuing, &resume) {
+        if (p.seed, p.batch_size) != (cfg.seed, cfg.batch_size) {
+            bail!(
+                "{}: this run was trained with seed {} and batch_size {}; resuming it with seed {} \
+                 and batch_size {} would not continue it. Set them back, or start a new run from \
+                 its weights with resume …/model_best.safetensors",
+                ck.path.display(),
+                p.seed,
+                p.batch_size,
+                cfg.seed,
+                cfg.batch_size
+            );
+        }
+    }
     if stage == Stage::Stage2 && resume.is_none() {
         bail!(
             "stage 2 needs a stage-1 checkpoint: set `resume` to a stage-1 run's \
@@ -286,6 +300,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         best_top1: 0.0,
         best_ece: 100.0,
         seed: cfg.seed,
+        batch_size: cfg.batch_size,
         epoch_loss_sum: 0.0,
         epoch_correct: 0.0,
         epoch_seen: 0.0,
@@ -405,6 +420,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                     best_top1,
                     best_ece,
                     seed: cfg.seed,
+                    batch_size: cfg.batch_size,
                     epoch_loss_sum: loss_sum,
                     epoch_correct: correct,
                     epoch_seen: seen,
@@ -566,6 +582,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             best_top1,
             best_ece,
             seed: cfg.seed,
+            batch_size: cfg.batch_size,
             epoch_loss_sum: 0.0,
             epoch_correct: 0.0,
             epoch_seen: 0.0,
