@@ -303,12 +303,7 @@ impl FormScreen {
     fn on_browse_key(&mut self, key: KeyEvent, runs: &[RunSummary], root: &Path) -> FormAction {
         let n = self.keys.len();
         match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => self.selected = (self.selected + 1).min(n - 1),
-            KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
-            KeyCode::PageDown => self.selected = (self.selected + 10).min(n - 1),
-            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => self.selected = n - 1,
+            code if super::list_nav::navigate(&mut self.selected, n, code) => {}
             KeyCode::Tab | KeyCode::BackTab => self.tab = (self.tab + 1) % self.tabs.len(),
             KeyCode::Esc => return FormAction::Back,
             KeyCode::Enter => {

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod hyperparameters;
 pub mod line_input;
+pub mod list_nav;
 pub mod presets;
 pub mod run;
 pub mod runs;

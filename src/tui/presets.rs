@@ -147,14 +147,7 @@ impl PresetsScreen {
         }
         let n = self.visible().len();
         match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.selected = (self.selected + 1).min(n.saturating_sub(1))
-            }
-            KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
-            KeyCode::PageDown => self.selected = (self.selected + 10).min(n.saturating_sub(1)),
-            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => self.selected = n.saturating_sub(1),
+            code if super::list_nav::navigate(&mut self.selected, n, code) => {}
             KeyCode::Char('/') => self.filtering = Some(LineInput::new(&self.filter)),
             KeyCode::Esc if !self.filter.is_empty() => {
                 self.filter.clear();

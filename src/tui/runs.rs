@@ -105,14 +105,7 @@ impl RunsScreen {
         }
         let n = self.runs.len();
         match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.selected = (self.selected + 1).min(n.saturating_sub(1))
-            }
-            KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
-            KeyCode::PageDown => self.selected = (self.selected + 10).min(n.saturating_sub(1)),
-            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => self.selected = n.saturating_sub(1),
+            code if super::list_nav::navigate(&mut self.selected, n, code) => {}
             KeyCode::Char('r') => return RunsAction::Refresh,
             KeyCode::Esc => self.marked = None,
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => {
