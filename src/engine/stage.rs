@@ -700,3 +700,54 @@ pub fn network_from_checkpoint(cfg: &Config, ck: &Checkpoint, in_channels: i64) 
         .with_context(|| format!("checkpoint {}", ck.path.display()))?;
     Ok(net)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn setup() -> (Network, Sgd, Tensor, Tensor) {
+        tch::manual_seed(3);
+        let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+        let mut params = net.part_parameters(Part::Backbone);
+        params.extend(net.part_parameters(Part::Classifier));
+        let sgd = Sgd::new(vec![params], 0.1, 0.9, 0.0);
+        let x = Tensor::randn([8, 1, 12, 12], (Kind::Float, Device::Cpu));
+        let y = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1, 2, 3]);
+        (net, sgd, x, y)
+    }
+
+    #[test]
+    fn stage1_step_trains_on_the_mixed_batch_and_counts_unmixed_labels() {
+        let (net, mut sgd, x, y) = setup();
+        let seed = 11;
+        // The loss the step must report: mixup CE on the batch mixed with the same seed.
+        let mixed = mixup_data(
+            &x,
+            &y,
+            Some(1.0),
+            &mut rand::rngs::StdRng::seed_from_u64(seed),
+        );
+        assert!(mixed.lam < 1.0);
+        let (expected, hits) = tch::no_grad(|| {
+            let logits = net.classify(&net.features(&mixed.images, true));
+            let hits = logits
+                .argmax(-1, false)
+                .eq_tensor(&y)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            (mixup_criterion(&logits, &mixed).double_value(&[]), hits)
+        });
+        let method = Method::Mixup { alpha: Some(1.0) };
+        let out = train_step(&net, &mut sgd, &method, &x, &y, seed, true);
+        assert!(
+            (out.loss - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            out.loss
+        );
+        assert_eq!(out.hits, hits);
+        // The step was applied: the same batch now gives another loss.
+        let after = train_step(&net, &mut sgd, &method, &x, &y, seed, true);
+        assert!((after.loss - out.loss).abs() > 1e-6);
+    }
+}
