@@ -4,8 +4,11 @@
 use crate::config::Config;
 use crate::data::loader::{epoch_loader, LoaderOptions};
 use crate::data::{self, sampler};
-use crate::engine::stage::{check_config, network_for, train_step, Method};
+use crate::engine::stage::{
+    check_config, network_for, train_step, Method, StepOptions, TrainBatch,
+};
 use crate::engine::{peak_memory_bytes, resolve_device, stream_seed};
+use crate::method::grad_scaler::GradScaler;
 use crate::method::sgd::Sgd;
 
 use anyhow::Result;
@@ -48,7 +51,14 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     }
     tch::manual_seed(cfg.seed as i64);
     let data = data::load(cfg)?;
-    let net = network_for(cfg, data.train.channels() as i64, device)?;
+    if cfg.amp && !device.is_cuda() {
+        anyhow::bail!("amp: mixed precision needs a CUDA device; set amp false on the CPU");
+    }
+    let mut net = network_for(cfg, data.train.channels() as i64, device)?;
+    if cfg.channels_last {
+        net.to_channels_last();
+    }
+    let step_opts = StepOptions::of(cfg, true);
     let params: Vec<_> = net
         .stage1_parts()
         .into_iter()
@@ -144,6 +154,7 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     for round in 0..ROUNDS {
         restore();
         let mut sgd = new_sgd();
+        let mut scaler = cfg.amp.then(|| GradScaler::new(device));
         let mut seen = 0usize;
         let mut t0 = Instant::now();
         for batch in epoch_loader(
@@ -157,7 +168,18 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
             let x = batch.images.to_device_(device, Kind::Float, true, false);
             let y = batch.labels.to_device_(device, Kind::Int64, true, false);
             let seed = stream_seed(cfg.seed, round, batch.index, 1);
-            train_step(&net, &mut sgd, &method, &x, &y, seed, true);
+            train_step(
+                &net,
+                &mut sgd,
+                scaler.as_mut(),
+                &method,
+                TrainBatch {
+                    images: &x,
+                    labels: &y,
+                    mixup_seed: seed,
+                },
+                step_opts,
+            );
             if batch.index + 1 == warm {
                 sync();
                 t0 = Instant::now();
@@ -170,17 +192,21 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
 
         restore();
         let mut sgd = new_sgd();
+        let mut scaler = cfg.amp.then(|| GradScaler::new(device));
         let mut seen = 0usize;
         let mut t0 = Instant::now();
         for (i, (x, y)) in premade.iter().enumerate() {
             train_step(
                 &net,
                 &mut sgd,
+                scaler.as_mut(),
                 &method,
-                x,
-                y,
-                stream_seed(cfg.seed, round, i, 1),
-                true,
+                TrainBatch {
+                    images: x,
+                    labels: y,
+                    mixup_seed: stream_seed(cfg.seed, round, i, 1),
+                },
+                step_opts,
             );
             if i + 1 == warm {
                 sync();
@@ -200,8 +226,19 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
         loader,
         peak_memory_bytes: peak_memory_bytes(),
     };
+    let precision = if cfg.amp { "amp fp16" } else { "fp32" };
+    let layout = if cfg.channels_last {
+        ", channels-last"
+    } else {
+        ""
+    };
+    let accum = if cfg.accum_steps > 1 {
+        format!(", {} micro-batches", cfg.accum_steps)
+    } else {
+        String::new()
+    };
     println!(
-        "bench: {} {} batch {} on {} ({} loader threads, {} timed batches)",
+        "bench: {} {} batch {} on {} ({} loader threads, {} timed batches; {precision}{layout}{accum})",
         cfg.dataset.display_name(),
         cfg.backbone,
         bs,

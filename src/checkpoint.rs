@@ -296,7 +296,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("current.safetensors");
         tch::manual_seed(1);
-        let net = Network::new("resnet32_fe", 1, 10, tch::Device::Cpu).unwrap();
+        let mut net = Network::new("resnet32_fe", 3, 10, tch::Device::Cpu).unwrap();
+        // A channels-last network is saved in the default layout, values unchanged.
+        net.to_channels_last();
         let buf = Tensor::from_slice(&[1.0f32, 2.0]);
         save(
             &path,
@@ -310,7 +312,7 @@ mod tests {
         assert_eq!(ck.position, Some(position()));
         assert_eq!(ck.optimizer[0].0, "momentum_buffer.x");
         tch::manual_seed(2);
-        let mut other = Network::new("resnet32_fe", 1, 10, tch::Device::Cpu).unwrap();
+        let mut other = Network::new("resnet32_fe", 3, 10, tch::Device::Cpu).unwrap();
         other
             .load_parts(&ck.tensors, &[Part::Backbone, Part::Classifier, Part::Lws])
             .unwrap();

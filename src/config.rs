@@ -232,6 +232,20 @@ pub struct Config {
     /// ResNet-152. Empty for the other data sets.
     #[serde(deserialize_with = "string_or_null")]
     pub pretrained_weights: String,
+    /// CUDA automatic mixed precision: the forward pass and the loss under fp16 autocast
+    /// (PyTorch's `torch.autocast("cuda")`), the backward pass through dynamic loss scaling
+    /// ([`crate::method::grad_scaler`], PyTorch's `GradScaler`). Evaluation stays fp32. Needs a
+    /// CUDA device.
+    pub amp: bool,
+    /// Images and 4-D convolution weights in channels-last (NHWC) memory layout
+    /// (`torch.channels_last`), which Tensor Cores prefer; the values are those of the default
+    /// layout. Checkpoints are written in the default layout.
+    pub channels_last: bool,
+    /// Gradient accumulation: each batch of `batch_size` is split into this many micro-batches
+    /// (sizes differing by at most one), whose gradients add up to the batch's before the one SGD
+    /// step, so that a batch that does not fit in memory trains as one. The loss, mixup pairs,
+    /// sampler and schedule are the batch's; BatchNorm in train mode sees micro-batches. 1: off.
+    pub accum_steps: usize,
 }
 
 impl Default for Config {
@@ -280,6 +294,9 @@ impl Default for Config {
             eval_resize: None,
             on_bad_image: BadImagePolicy::Fail,
             pretrained_weights: String::new(),
+            amp: false,
+            channels_last: false,
+            accum_steps: 1,
         }
     }
 }
@@ -568,6 +585,22 @@ impl Config {
                 "must be a positive integer or null".into(),
             );
         }
+        if self.accum_steps == 0 || self.accum_steps > self.batch_size.max(1) {
+            bad(
+                "accum_steps",
+                format!(
+                    "must be between 1 and batch_size ({}), is {}",
+                    self.batch_size, self.accum_steps
+                ),
+            );
+        }
+        if self.amp && matches!(parse_device_spec(&self.device), Ok(DeviceSpec::Cpu)) {
+            bad(
+                "amp",
+                "mixed precision needs a CUDA device; set device cuda (or auto) or amp false"
+                    .into(),
+            );
+        }
         if self.num_epochs == 0 {
             bad("num_epochs", "must be a positive integer".into());
         }
@@ -819,6 +852,9 @@ pub fn field_help(key: &str) -> &'static str {
         "pretrained_weights" => {
             "Places-LT: ImageNet ResNet-152 weights (torchvision .pth or .safetensors)"
         }
+        "amp" => "CUDA mixed precision: fp16 autocast + dynamic loss scaling (GradScaler)",
+        "channels_last" => "Channels-last (NHWC) images and convolution weights",
+        "accum_steps" => "Gradient accumulation: micro-batches per batch_size batch; 1 is off",
         _ => "",
     }
 }
@@ -906,6 +942,50 @@ mod tests {
         c.imb_factor = Some(1.5);
         let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
         assert_eq!(keys, vec!["lr", "imb_factor", "smooth_head"]);
+    }
+
+    #[test]
+    fn amp_and_accumulation_rules() {
+        let mut c = Config::from_yaml_str(REFERENCE, "r").unwrap().config;
+        c.batch_size = 64;
+        for (accum, ok) in [(0, false), (1, true), (8, true), (64, true), (65, false)] {
+            c.accum_steps = accum;
+            let bad = c.validate().iter().any(|i| i.key == "accum_steps");
+            assert_eq!(bad, !ok, "accum_steps {accum}");
+        }
+        c.accum_steps = 4;
+        c.amp = true;
+        for (device, ok) in [
+            ("cpu", false),
+            ("cuda", true),
+            ("cuda:1", true),
+            ("auto", true),
+        ] {
+            c.device = device.into();
+            let issues = c.validate();
+            let amp = issues.iter().find(|i| i.key == "amp");
+            assert_eq!(amp.is_none(), ok, "amp on {device}");
+            if let Some(i) = amp {
+                assert!(i.message.contains("CUDA"), "{}", i.message);
+            }
+        }
+        // The keys load from YAML and from overrides.
+        let mut c = Config::from_yaml_str(
+            &format!("{REFERENCE}amp: true\nchannels_last: true\naccum_steps: 2\n"),
+            "r",
+        )
+        .unwrap()
+        .config;
+        assert!(c.amp && c.channels_last);
+        assert_eq!(c.accum_steps, 2);
+        c.apply_overrides(&[
+            "accum_steps".into(),
+            "4".into(),
+            "amp".into(),
+            "false".into(),
+        ])
+        .unwrap();
+        assert_eq!((c.accum_steps, c.amp), (4, false));
     }
 
     #[test]

@@ -102,6 +102,37 @@ fn large_scale_presets_name_the_missing_list_file() {
 }
 
 #[test]
+fn amp_without_cuda_is_refused_before_anything_is_written() {
+    if tch::Cuda::is_available() {
+        return; // device auto is CUDA here, where amp runs
+    }
+    let saved = tempfile::tempdir().unwrap();
+    let o = mislas(&[
+        "--saved",
+        saved.path().to_str().unwrap(),
+        "train",
+        "--cfg",
+        STAGE1,
+        "device",
+        "auto",
+        "amp",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("amp") && e.contains("CUDA"), "{e}");
+    assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
+    // With device cpu the configuration itself says so.
+    let o = mislas(&["config", "--cfg", STAGE1, "device", "cpu", "amp", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("amp: mixed precision needs a CUDA device"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn stage2_checkpoint_of_another_kind_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("model_best.pth.tar");

@@ -155,8 +155,14 @@ fn imagenet_layout_resnet50_two_stages_on_cpu() {
     .unwrap();
     let mut s1 = config(DatasetName::Imagenet, data.path(), Stage::Stage1);
     s1.on_bad_image = BadImagePolicy::Skip;
+    // Channels-last and gradient accumulation (batch 16 as 2 micro-batches of 8) run through
+    // both stages; their numerics are checked against the plain step in the engine's unit tests.
+    s1.channels_last = true;
+    s1.accum_steps = 2;
     let mut s2 = config(DatasetName::Imagenet, data.path(), Stage::Stage2);
     s2.on_bad_image = BadImagePolicy::Skip;
+    s2.channels_last = true;
+    s2.accum_steps = 2;
     let events = run(
         Job::Pipeline {
             stage1: s1,
@@ -165,6 +171,13 @@ fn imagenet_layout_resnet50_two_stages_on_cpu() {
         saved.path(),
     );
     assert!(matches!(events.last(), Some(Event::Finished)));
+    let computation =
+        "=> channels-last, gradient accumulation over 2 micro-batches of each batch of 16";
+    let said = events
+        .iter()
+        .filter(|e| matches!(e, Event::Log(l) if l == computation))
+        .count();
+    assert_eq!(said, 2, "each stage logs how it computes");
 
     // Classes re-indexed by descending training count, whatever their written ids: the list's
     // counts by rank, the broken image still counted in its class (the class of rank 11, 3 + 1

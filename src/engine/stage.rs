@@ -14,8 +14,9 @@ use crate::config::{BadImagePolicy, Config, DatasetName, Stage};
 use crate::data::loader::{epoch_loader, LoaderOptions};
 use crate::data::{self, sampler};
 use crate::events::{BatchStats, EpochReport, Event, StageFinished, StageStarted};
+use crate::method::grad_scaler::{self, GradScaler};
 use crate::method::las::LabelAwareSmoothing;
-use crate::method::mixup::{mixup_criterion, mixup_data};
+use crate::method::mixup::{mixup_criterion, mixup_data, MixedBatch};
 use crate::method::schedule;
 use crate::method::sgd::Sgd;
 use crate::model::{Network, Part};
@@ -54,53 +55,158 @@ pub struct StepOutput {
     pub loss: f64,
     /// Correct top-1 predictions against the unmixed labels.
     pub hits: i64,
+    /// The SGD step was taken: false after a non-finite loss, or when the loss scaler found an
+    /// inf or a NaN in the gradients (mixed precision; the scale then halves).
+    pub applied: bool,
 }
 
-/// One SGD step on a batch already on the network's device: images `[B, C, H, W]` f32, labels
-/// `[B]` i64. The batch is mixed (when the method has an α) with an RNG seeded by `mixup_seed`.
+/// How a training step computes, beyond its method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOptions {
+    /// BatchNorm of the backbone (or Places-LT's block) in train mode: stage 1, and stage 2 with
+    /// shift learning.
+    pub backbone_train: bool,
+    /// Micro-batches per batch (`accum_steps`); see [`micro_batches`].
+    pub accum_steps: usize,
+    /// Forward pass and loss under CUDA fp16 autocast (`amp`; a no-op without CUDA).
+    pub autocast: bool,
+}
+
+impl StepOptions {
+    /// The options of a stage of `cfg`; `backbone_train` as in [`StepOptions::backbone_train`].
+    pub fn of(cfg: &Config, backbone_train: bool) -> Self {
+        StepOptions {
+            backbone_train,
+            accum_steps: cfg.accum_steps.max(1),
+            autocast: cfg.amp,
+        }
+    }
+}
+
+/// The micro-batches of a batch of `batch` images split `accum_steps` ways, as
+/// `(start, len)`: sizes differ by at most one, larger first (`numpy.array_split`). With
+/// `bn_train` no micro-batch holds a single image (BatchNorm in train mode needs two), so
+/// fewer micro-batches are made when `batch < 2·accum_steps`.
+pub fn micro_batches(batch: usize, accum_steps: usize, bn_train: bool) -> Vec<(i64, i64)> {
+    let mut k = accum_steps.clamp(1, batch.max(1));
+    if bn_train {
+        k = k.min(batch / 2).max(1);
+    }
+    let (base, extra) = (batch / k, batch % k);
+    let mut start = 0;
+    (0..k)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let chunk = (start as i64, len as i64);
+            start += len;
+            chunk
+        })
+        .collect()
+}
+
+/// Logits `[b, K]` and the method's loss (a scalar) of one (micro-)batch.
+fn forward_loss(
+    net: &Network,
+    method: &Method,
+    batch: &MixedBatch,
+    backbone_train: bool,
+) -> (Tensor, Tensor) {
+    match method {
+        Method::Mixup { .. } => {
+            let logits = net.classify(&net.features(&batch.images, backbone_train));
+            let loss = mixup_criterion(&logits, batch);
+            (logits, loss)
+        }
+        Method::Las { las, .. } => {
+            let feats = tch::no_grad(|| net.features(&batch.images, backbone_train));
+            let logits = net.scale(&net.classify(&feats));
+            let loss = batch.loss_with(|target| las.loss(&logits, target));
+            (logits, loss)
+        }
+    }
+}
+
+/// A training batch on the network's device.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainBatch<'a> {
+    /// Images `[B, C, H, W]` f32.
+    pub images: &'a Tensor,
+    /// Class indices `[B]` i64.
+    pub labels: &'a Tensor,
+    /// Seed of the batch's mixup draw (λ and the pairing).
+    pub mixup_seed: u64,
+}
+
+/// One SGD step on a batch already on the network's device. The batch is mixed (when the
+/// method has an α) with an RNG seeded by `batch.mixup_seed`.
 /// Stage 1 trains backbone and classifier; stage 2 computes features without gradient
-/// (BatchNorm in train mode when `backbone_train`, i.e. shift learning) and trains classifier
-/// and LWS. A non-finite loss skips the update.
+/// (BatchNorm in train mode when `opts.backbone_train`, i.e. shift learning) and trains
+/// classifier and LWS. A non-finite loss skips the update.
+///
+/// With `opts.accum_steps` > 1 the mixed batch is cut into [`micro_batches`], each forward and
+/// backward pass weighted by its share of the batch (len/B), so the summed gradient is the
+/// batch-mean loss's; one SGD step follows. With `scaler` the losses are scaled before
+/// `backward` and the step goes through [`GradScaler::step`]; with `opts.autocast` each
+/// forward pass and loss run under CUDA fp16 autocast (`torch.autocast("cuda")`).
 pub fn train_step(
     net: &Network,
     sgd: &mut Sgd,
+    scaler: Option<&mut GradScaler>,
     method: &Method,
-    x: &Tensor,
-    y: &Tensor,
-    mixup_seed: u64,
-    backbone_train: bool,
+    batch: TrainBatch<'_>,
+    opts: StepOptions,
 ) -> StepOutput {
-    let (logits, loss) = match method {
-        Method::Mixup { alpha } => {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(mixup_seed);
-            let mixed = mixup_data(x, y, *alpha, &mut rng);
-            let logits = net.classify(&net.features(&mixed.images, backbone_train));
-            let loss = mixup_criterion(&logits, &mixed);
-            (logits, loss)
-        }
-        Method::Las { las, alpha } => {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(mixup_seed);
-            let mixed = mixup_data(x, y, *alpha, &mut rng);
-            let feats = tch::no_grad(|| net.features(&mixed.images, backbone_train));
-            let logits = net.scale(&net.classify(&feats));
-            let loss = mixed.loss_with(|target| las.loss(&logits, target));
-            (logits, loss)
-        }
+    let (x, y) = (batch.images, batch.labels);
+    let alpha = match method {
+        Method::Mixup { alpha } | Method::Las { alpha, .. } => *alpha,
     };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(batch.mixup_seed);
+    let mixed = mixup_data(x, y, alpha, &mut rng);
+    let b = x.size()[0];
+    let chunks = micro_batches(b as usize, opts.accum_steps, opts.backbone_train);
     sgd.zero_grad();
-    loss.backward();
-    let loss_v = loss.double_value(&[]);
-    if loss_v.is_finite() {
-        sgd.step();
+    let mut loss_t = Tensor::zeros([], (Kind::Float, x.device()));
+    let mut hits_t = Tensor::zeros([], (Kind::Int64, x.device()));
+    for &(start, len) in &chunks {
+        let part = if chunks.len() == 1 {
+            mixed.narrow(0, b)
+        } else {
+            mixed.narrow(start, len)
+        };
+        let (logits, loss) = tch::autocast(opts.autocast, || {
+            forward_loss(net, method, &part, opts.backbone_train)
+        });
+        let loss = if chunks.len() == 1 {
+            loss
+        } else {
+            loss * (len as f64 / b as f64)
+        };
+        match &scaler {
+            Some(s) => s.scale_loss(&loss).backward(),
+            None => loss.backward(),
+        }
+        tch::no_grad(|| {
+            loss_t += loss.detach().to_kind(Kind::Float);
+            hits_t += logits
+                .argmax(-1, false)
+                .eq_tensor(&y.narrow(0, start, len))
+                .sum(Kind::Int64);
+        });
     }
-    let hits = tch::no_grad(|| {
-        logits
-            .argmax(-1, false)
-            .eq_tensor(y)
-            .sum(Kind::Int64)
-            .int64_value(&[])
-    });
-    StepOutput { loss: loss_v, hits }
+    let loss_v = loss_t.double_value(&[]);
+    let applied = if !loss_v.is_finite() {
+        false
+    } else if let Some(s) = scaler {
+        s.step(sgd)
+    } else {
+        sgd.step();
+        true
+    };
+    StepOutput {
+        loss: loss_v,
+        hits: hits_t.int64_value(&[]),
+        applied,
+    }
 }
 
 /// How a stage ended.
@@ -152,6 +258,13 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     check_config(cfg)?;
     let stage = cfg.stage();
     let device = super::resolve_device(&cfg.device)?;
+    if cfg.amp && !device.is_cuda() {
+        bail!(
+            "amp: mixed precision needs a CUDA device, and device '{}' is the CPU here; set amp \
+             false to train in fp32",
+            cfg.device
+        );
+    }
     let resume = if cfg.resume.is_empty() {
         None
     } else {
@@ -226,6 +339,9 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     if stage == Stage::Stage2 {
         net.freeze_backbone();
     }
+    if cfg.channels_last {
+        net.to_channels_last();
+    }
 
     let groups: Vec<Vec<(String, Tensor)>> = match stage {
         Stage::Stage1 => vec![net
@@ -239,10 +355,29 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         ],
     };
     let mut sgd = Sgd::new(groups, cfg.lr, cfg.momentum, cfg.weight_decay);
+    let mut scaler = cfg.amp.then(|| GradScaler::new(device));
     if let (Some(ck), Some(_)) = (&resume, continuing) {
-        sgd.load_state(&ck.optimizer)
+        // The loss scaler's entries, if any, continue a mixed-precision run; a run resumed
+        // with amp switched off drops them, one switched on starts from the initial scale.
+        let (scaler_state, sgd_state): (Vec<_>, Vec<_>) = ck
+            .optimizer
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .partition(|(k, _)| k.starts_with(grad_scaler::STATE_PREFIX));
+        sgd.load_state(&sgd_state)
             .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", ck.path.display()))?;
+        if let (Some(s), false) = (&mut scaler, scaler_state.is_empty()) {
+            s.load_state(&scaler_state)
+                .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", ck.path.display()))?;
+        }
     }
+    let optimizer_state = |sgd: &Sgd, scaler: &Option<GradScaler>| {
+        let mut state = sgd.state();
+        if let Some(s) = scaler {
+            state.extend(s.state());
+        }
+        state
+    };
     let method = match stage {
         Stage::Stage2 => Method::Las {
             las: LabelAwareSmoothing::new(
@@ -321,6 +456,22 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             data.test.len()
         ),
     )?;
+    let mut computation = Vec::new();
+    if cfg.amp {
+        computation.push("mixed precision (fp16 autocast, dynamic loss scaling)".to_owned());
+    }
+    if cfg.channels_last {
+        computation.push("channels-last".to_owned());
+    }
+    if cfg.accum_steps > 1 {
+        computation.push(format!(
+            "gradient accumulation over {} micro-batches of each batch of {}",
+            cfg.accum_steps, cfg.batch_size
+        ));
+    }
+    if !computation.is_empty() {
+        log(link, &mut run, &format!("=> {}", computation.join(", ")))?;
+    }
     link.emit(Event::StageStarted(StageStarted {
         stage,
         run_dir: run.root.clone(),
@@ -408,6 +559,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             Stage::Stage1 => true,
             Stage::Stage2 => cfg.shift_bn,
         };
+        let mut overflow_skips = 0usize;
         let epoch_start = Instant::now();
         let mut last = Instant::now();
         for batch in loader {
@@ -425,7 +577,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                     epoch_correct: correct,
                     epoch_seen: seen,
                 };
-                checkpoint::save(&current_path, &net, &sgd.state(), &pos)?;
+                checkpoint::save(&current_path, &net, &optimizer_state(&sgd, &scaler), &pos)?;
                 link.emit(Event::Checkpoint {
                     path: current_path.clone(),
                     best: false,
@@ -482,8 +634,25 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             let x = batch.images.to_device_(device, Kind::Float, true, false);
             let y = batch.labels.to_device_(device, Kind::Int64, true, false);
             let seed = stream_seed(cfg.seed, epoch, b, MIXUP_STREAM);
-            let StepOutput { loss: loss_v, hits } =
-                train_step(&net, &mut sgd, &method, &x, &y, seed, backbone_train);
+            let StepOutput {
+                loss: loss_v,
+                hits,
+                applied,
+            } = train_step(
+                &net,
+                &mut sgd,
+                scaler.as_mut(),
+                &method,
+                TrainBatch {
+                    images: &x,
+                    labels: &y,
+                    mixup_seed: seed,
+                },
+                StepOptions::of(cfg, backbone_train),
+            );
+            if !applied && loss_v.is_finite() {
+                overflow_skips += 1;
+            }
             if !loss_v.is_finite() {
                 let kept = if current_path.is_file() {
                     format!(
@@ -531,6 +700,17 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             }
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
+        if let Some(s) = &scaler {
+            log(
+                link,
+                &mut run,
+                &format!(
+                    "=> amp: loss scale {} after epoch {epoch}; {overflow_skips} steps skipped \
+                     after a gradient overflow",
+                    s.scale()
+                ),
+            )?;
+        }
         let images_per_sec =
             (seen - if resuming_here { start.epoch_seen } else { 0.0 }) / train_seconds.max(1e-9);
 
@@ -587,13 +767,13 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             epoch_correct: 0.0,
             epoch_seen: 0.0,
         };
-        checkpoint::save(&current_path, &net, &sgd.state(), &pos)?;
+        checkpoint::save(&current_path, &net, &optimizer_state(&sgd, &scaler), &pos)?;
         link.emit(Event::Checkpoint {
             path: current_path.clone(),
             best: false,
         });
         if is_best {
-            checkpoint::save(&best_path, &net, &sgd.state(), &pos)?;
+            checkpoint::save(&best_path, &net, &optimizer_state(&sgd, &scaler), &pos)?;
             have_best = true;
             link.emit(Event::Checkpoint {
                 path: best_path.clone(),
@@ -706,6 +886,20 @@ mod tests {
     use super::*;
     use tch::Device;
 
+    const TRAIN: StepOptions = StepOptions {
+        backbone_train: true,
+        accum_steps: 1,
+        autocast: false,
+    };
+
+    fn batch<'a>(x: &'a Tensor, y: &'a Tensor, mixup_seed: u64) -> TrainBatch<'a> {
+        TrainBatch {
+            images: x,
+            labels: y,
+            mixup_seed,
+        }
+    }
+
     fn setup() -> (Network, Sgd, Tensor, Tensor) {
         tch::manual_seed(3);
         let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
@@ -739,7 +933,7 @@ mod tests {
             (mixup_criterion(&logits, &mixed).double_value(&[]), hits)
         });
         let method = Method::Mixup { alpha: Some(1.0) };
-        let out = train_step(&net, &mut sgd, &method, &x, &y, seed, true);
+        let out = train_step(&net, &mut sgd, None, &method, batch(&x, &y, seed), TRAIN);
         assert!(
             (out.loss - expected).abs() < 1e-5,
             "{} vs {expected}",
@@ -747,7 +941,183 @@ mod tests {
         );
         assert_eq!(out.hits, hits);
         // The step was applied: the same batch now gives another loss.
-        let after = train_step(&net, &mut sgd, &method, &x, &y, seed, true);
+        let after = train_step(&net, &mut sgd, None, &method, batch(&x, &y, seed), TRAIN);
         assert!((after.loss - out.loss).abs() > 1e-6);
+    }
+
+    #[test]
+    fn micro_batches_split_evenly_and_never_leave_one_image_to_batchnorm() {
+        assert_eq!(micro_batches(8, 1, true), vec![(0, 8)]);
+        assert_eq!(micro_batches(8, 3, true), vec![(0, 3), (3, 3), (6, 2)]);
+        assert_eq!(
+            micro_batches(10, 4, false),
+            vec![(0, 3), (3, 3), (6, 2), (8, 2)]
+        );
+        // Five images in four parts would leave a one-image part: two parts in train mode.
+        assert_eq!(micro_batches(5, 4, true), vec![(0, 3), (3, 2)]);
+        assert_eq!(
+            micro_batches(5, 4, false),
+            vec![(0, 2), (2, 1), (3, 1), (4, 1)]
+        );
+        assert_eq!(micro_batches(3, 8, true), vec![(0, 3)]);
+    }
+
+    /// A second network with `net`'s weights (tests run in parallel and share torch's
+    /// generator, so two seeded constructions need not agree).
+    fn twin(net: &Network) -> (Network, Sgd) {
+        let other = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+        let theirs = other.vs.variables();
+        tch::no_grad(|| {
+            for (k, t) in net.vs.variables() {
+                theirs[&k].shallow_clone().copy_(&t);
+            }
+        });
+        let mut params = other.part_parameters(Part::Backbone);
+        params.extend(other.part_parameters(Part::Classifier));
+        (other, Sgd::new(vec![params], 0.1, 0.9, 0.0))
+    }
+
+    /// Moves BatchNorm's running statistics to those of `x` (30 train-mode passes), so that
+    /// eval-mode activations stay of order one.
+    fn settle_batchnorm(net: &Network, x: &Tensor) {
+        tch::no_grad(|| {
+            for _ in 0..30 {
+                let _ = net.features(x, true);
+            }
+        });
+    }
+
+    fn max_difference(a: &Network, b: &Network) -> f64 {
+        let (va, vb) = (a.vs.variables(), b.vs.variables());
+        va.iter()
+            .map(|(k, t)| (t - &vb[k]).abs().max().double_value(&[]))
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn accumulated_micro_batches_take_the_full_batch_step() {
+        // With BatchNorm on running statistics the loss is a mean over independent images, so
+        // the weighted micro-batch gradients add up to the batch's: the same step, to rounding.
+        let method = Method::Mixup { alpha: Some(1.0) };
+        let eval_bn = |accum_steps| StepOptions {
+            backbone_train: false,
+            accum_steps,
+            autocast: false,
+        };
+        let (net1, mut sgd1, x, y) = setup();
+        settle_batchnorm(&net1, &x);
+        let (net3, mut sgd3) = twin(&net1);
+        sgd1.set_lr(0, 0.01);
+        sgd3.set_lr(0, 0.01);
+        let fresh = twin(&net1).0;
+        assert_eq!(max_difference(&net1, &net3), 0.0);
+        for seed in [11, 12] {
+            let a = train_step(
+                &net1,
+                &mut sgd1,
+                None,
+                &method,
+                batch(&x, &y, seed),
+                eval_bn(1),
+            );
+            let b = train_step(
+                &net3,
+                &mut sgd3,
+                None,
+                &method,
+                batch(&x, &y, seed),
+                eval_bn(3),
+            );
+            assert!((a.loss - b.loss).abs() < 1e-5, "{} vs {}", a.loss, b.loss);
+            assert_eq!(a.hits, b.hits);
+            assert!(a.applied && b.applied);
+        }
+        let d = max_difference(&net1, &net3);
+        assert!(d < 1e-5, "weights differ by {d}");
+        // And the steps did move the weights.
+        assert!(max_difference(&net1, &fresh) > 1e-3);
+    }
+
+    #[test]
+    fn stage2_accumulation_trains_classifier_and_lws_as_one_batch() {
+        let las = LabelAwareSmoothing::new(
+            &[40, 20, 10, 5],
+            0.3,
+            0.0,
+            crate::config::LasShape::Concave,
+            None,
+            Device::Cpu,
+        )
+        .unwrap();
+        let method = Method::Las { las, alpha: None };
+        let stage2 = |net: &Network| {
+            net.freeze_backbone();
+            Sgd::new(
+                vec![
+                    net.part_parameters(Part::Classifier),
+                    net.part_parameters(Part::Lws),
+                ],
+                0.1,
+                0.9,
+                5e-4,
+            )
+        };
+        let opts = |accum_steps| StepOptions {
+            backbone_train: false,
+            accum_steps,
+            autocast: false,
+        };
+        let (net1, _, x, y) = setup();
+        settle_batchnorm(&net1, &x);
+        let (net4, _) = twin(&net1);
+        let (mut sgd1, mut sgd4) = (stage2(&net1), stage2(&net4));
+        for seed in 0..3 {
+            let a = train_step(
+                &net1,
+                &mut sgd1,
+                None,
+                &method,
+                batch(&x, &y, seed),
+                opts(1),
+            );
+            let b = train_step(
+                &net4,
+                &mut sgd4,
+                None,
+                &method,
+                batch(&x, &y, seed),
+                opts(4),
+            );
+            assert!((a.loss - b.loss).abs() < 1e-5, "{} vs {}", a.loss, b.loss);
+        }
+        let d = max_difference(&net1, &net4);
+        assert!(d < 1e-5, "weights differ by {d}");
+        let lws = &net1.vs.variables()["lws_model.learned_norm"];
+        assert!(
+            (lws - 1.0).abs().max().double_value(&[]) > 1e-4,
+            "LWS did not learn"
+        );
+    }
+
+    #[test]
+    fn loss_scaling_in_fp32_gives_the_unscaled_step() {
+        // The scaler multiplies by 2^16 and divides again: exact in binary floating point.
+        let method = Method::Mixup { alpha: Some(1.0) };
+        let (net1, mut sgd1, x, y) = setup();
+        let (net2, mut sgd2) = twin(&net1);
+        let mut scaler = GradScaler::new(Device::Cpu);
+        for seed in [1, 2] {
+            let a = train_step(&net1, &mut sgd1, None, &method, batch(&x, &y, seed), TRAIN);
+            let b = train_step(
+                &net2,
+                &mut sgd2,
+                Some(&mut scaler),
+                &method,
+                batch(&x, &y, seed),
+                TRAIN,
+            );
+            assert_eq!(a, b);
+        }
+        assert_eq!(max_difference(&net1, &net2), 0.0);
     }
 }

@@ -32,6 +32,21 @@ impl MixedBatch {
         }
         criterion(&self.targets_a) * self.lam + criterion(&self.targets_b) * (1.0 - self.lam)
     }
+
+    /// Images and labels `start..start + len` of the batch, with the same λ: a micro-batch for
+    /// gradient accumulation. The pairs were formed over the whole batch, so the micro-batches
+    /// together hold exactly the mixed batch.
+    ///
+    /// # Panics
+    /// If `start + len` exceeds the batch.
+    pub fn narrow(&self, start: i64, len: i64) -> MixedBatch {
+        MixedBatch {
+            images: self.images.narrow(0, start, len),
+            targets_a: self.targets_a.narrow(0, start, len),
+            targets_b: self.targets_b.narrow(0, start, len),
+            lam: self.lam,
+        }
+    }
 }
 
 /// Mixes a batch with a given pairing: `x̃ = λ·x + (1 − λ)·x[perm]`, `y_a = y`,

@@ -4,7 +4,9 @@
 //! * [`las`]: label-aware smoothing (MiSLAS §4.2, Eq. 6) for stage-2 classifier re-learning;
 //! * [`schedule`]: the learning-rate schedules of `train_stage1.py` and `train_stage2.py`;
 //! * [`sgd`]: SGD with momentum and weight decay, as `torch.optim.SGD`, with parameter groups
-//!   and a checkpointable state.
+//!   and a checkpointable state;
+//! * [`grad_scaler`]: dynamic loss scaling for fp16 mixed precision, as `torch.amp.GradScaler`.
+pub mod grad_scaler;
 pub mod las;
 pub mod mixup;
 pub mod schedule;

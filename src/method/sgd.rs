@@ -139,6 +139,18 @@ impl Sgd {
         }
     }
 
+    /// The gradients of the parameters that have one, in group order: tensors that share their
+    /// storage with the live gradients, so in-place changes (unscaling, clipping) reach the
+    /// next [`Sgd::step`].
+    pub fn gradients(&self) -> Vec<Tensor> {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.params)
+            .map(|(_, p)| p.grad())
+            .filter(Tensor::defined)
+            .collect()
+    }
+
     /// The optimizer state as named tensors for a checkpoint: `momentum_buffer.<param name>`
     /// for every parameter that has a buffer (none before the first step, or with μ = 0).
     /// The tensors are shallow clones of the live buffers: save them before the next step.

@@ -45,6 +45,8 @@ pub struct Network {
     pub num_classes: i64,
     /// Backbone name (`resnet32_fe`, `resnet50_fe`, …).
     pub backbone_name: String,
+    /// Convolution weights and inputs in channels-last layout ([`Network::to_channels_last`]).
+    channels_last: bool,
 }
 
 /// The three parts of a [`Network`], as prefixes of its variable names.
@@ -146,6 +148,7 @@ impl Network {
             lws,
             num_classes,
             backbone_name: backbone.to_owned(),
+            channels_last: false,
         };
         if net.block.is_some() {
             net.freeze(Part::Backbone);
@@ -160,6 +163,13 @@ impl Network {
     /// `train` says (reference: `model.eval()`, `with torch.no_grad(): feat_a = model(images)`)
     /// and `train` applies to the block.
     pub fn features(&self, images: &Tensor, train: bool) -> Tensor {
+        let converted;
+        let images = if self.channels_last && images.dim() == 4 {
+            converted = channels_last(images);
+            &converted
+        } else {
+            images
+        };
         match (&self.backbone, &self.block) {
             (Backbone::Cifar(n), _) => n.forward_t(images, train),
             (Backbone::ImageNet(n), None) => n.forward_t(images, train),
@@ -168,6 +178,29 @@ impl Network {
                 resnet::global_average_pool(&block.forward_t(&map, train))
             }
         }
+    }
+
+    /// Moves every 4-D variable (the convolution weights) to channels-last memory layout, in
+    /// place, and makes [`Network::features`] convert its images likewise
+    /// (`model.to(memory_format=torch.channels_last)` and the same on each batch). The values
+    /// are unchanged; convolutions then run in NHWC, which cuDNN's Tensor Core kernels prefer,
+    /// and the gradients and momentum buffers follow the weights' layout. Call it after the
+    /// weights are loaded and before the optimizer takes the parameters.
+    pub fn to_channels_last(&mut self) {
+        tch::no_grad(|| {
+            for (_, mut v) in self.vs.variables() {
+                if v.dim() == 4 {
+                    let nhwc = channels_last(&v);
+                    v.set_data(&nhwc);
+                }
+            }
+        });
+        self.channels_last = true;
+    }
+
+    /// Whether [`Network::to_channels_last`] was applied.
+    pub fn is_channels_last(&self) -> bool {
+        self.channels_last
     }
 
     /// Whether the network has Places-LT's extra block (and a frozen backbone).
@@ -355,6 +388,17 @@ impl Network {
     }
 }
 
+/// The same `[N, C, H, W]` values in channels-last memory layout: strides
+/// `[H·W·C, 1, W·C, C]` (`x.contiguous(memory_format=torch.channels_last)`, built here as a
+/// permute to NHWC, a contiguous copy, and the inverse permute).
+///
+/// # Panics
+/// If `x` is not 4-D.
+pub fn channels_last(x: &Tensor) -> Tensor {
+    assert_eq!(x.dim(), 4, "channels-last needs a 4-D tensor");
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +452,34 @@ mod tests {
         assert!(err.contains("classifier.fc.weight: expected shape [10, 64], found [100, 64]"));
         assert!(err.contains("classifier.fc.bias"));
         assert!(!err.contains("model."), "{err}");
+    }
+
+    #[test]
+    fn channels_last_keeps_the_values_and_changes_the_layout() {
+        tch::manual_seed(5);
+        let mut net = Network::new("resnet32_fe", 3, 4, Device::Cpu).unwrap();
+        let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let before = tch::no_grad(|| net.classify(&net.features(&x, false)));
+        let w_before = net.vs.variables()["model.conv1.weight"].copy();
+        net.to_channels_last();
+        let w = &net.vs.variables()["model.conv1.weight"];
+        // [16, 3, 3, 3] in NHWC order: strides [H·W·C, 1, W·C, C].
+        assert_eq!(w.stride(), vec![27, 1, 9, 3]);
+        assert_eq!(
+            w.f_sub(&w_before).unwrap().abs().max().double_value(&[]),
+            0.0
+        );
+        let after = tch::no_grad(|| net.classify(&net.features(&x, false)));
+        // NHWC convolutions sum in another order: equal to float rounding, relative to the
+        // logits' size.
+        let diff = (&after - &before).abs().max().double_value(&[]);
+        let size = before.abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-5 * size.max(1.0),
+            "logits moved by {diff} (max |logit| {size})"
+        );
+        let y = channels_last(&x);
+        assert_eq!(y.stride(), vec![768, 1, 48, 3]);
+        assert_eq!(y.size(), x.size());
     }
 }

@@ -50,7 +50,7 @@ fn field_type(key: &str) -> &'static str {
         "train_list" | "test_list" => "path?",
         "dataset" | "backbone" | "mode" | "imb_type" | "las_shape" | "on_bad_image" => "choice",
         "print_freq" | "workers" | "num_classes" | "batch_size" | "num_epochs" | "seed"
-        | "image_size" => "int",
+        | "image_size" | "accum_steps" => "int",
         "warmup_epochs" | "eval_batch_size" | "eval_resize" => "int?",
         "lr" | "weight_decay" | "momentum" => "float",
         "imb_factor" | "smooth_head" | "smooth_tail" | "lr_factor" | "alpha" | "las_power" => {
@@ -58,7 +58,7 @@ fn field_type(key: &str) -> &'static str {
         }
         "head_class_idx" | "med_class_idx" | "tail_class_idx" => "[a, b)",
         "lr_milestones" => "[int]",
-        "deterministic" | "shift_bn" | "cos" | "mixup" => "bool",
+        "deterministic" | "shift_bn" | "cos" | "mixup" | "amp" | "channels_last" => "bool",
         _ => "value",
     }
 }
