@@ -4,8 +4,8 @@
 #     torchvision 0.26.0 with Pillow (the large-scale tests compare against them), kept
 #     per user in ${MISLAS_VENV:-$XDG_CACHE_HOME/mislas/torch-2.11.0} so that clones share its ~4.7 GB;
 #     `.venv` and `.libtorch` in the checkout are symlinks to it (LIBTORCH in the environment wins);
-#   * Debian's dataset-fashion-mnist (the default data set) and tmux (the terminal UI's
-#     end-to-end test), when apt-get can be run.
+#   * Debian's dataset-fashion-mnist (the default data set), libjpeg62-turbo-dev (JPEG decoding)
+#     and tmux (the terminal UI's end-to-end test), when apt-get can be run.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,5 +52,8 @@ if [ ! -e "$fmnist/train-images-idx3-ubyte.gz" ] && [ ! -e "$fmnist/train-images
   apt_install dataset-fashion-mnist ||
     echo "setup: without $fmnist the Fashion-MNIST runs and tests cannot start" >&2
 fi
+# libjpeg-turbo's headers and library: mislas decodes JPEGs with it (build.rs stops without it).
+[ -e /usr/include/jpeglib.h ] || [ -n "${MISLAS_JPEG_INCLUDE:-}" ] || apt_install libjpeg62-turbo-dev ||
+  echo "setup: without libjpeg-turbo's development files (libjpeg62-turbo-dev) mislas does not build" >&2
 command -v tmux >/dev/null || apt_install tmux ||
   echo "setup: without tmux the terminal UI's end-to-end test skips itself" >&2

@@ -1,6 +1,7 @@
 //! The binary must name `libtorch_cuda.so` in its dynamic section when the libtorch it was built
 //! against has one: cargo links with `--as-needed`, which would drop it, and CUDA would then
-//! report itself unavailable on a GPU machine (build.rs forces the link).
+//! report itself unavailable on a GPU machine (build.rs forces the link). libjpeg-turbo is
+//! linked statically where its archive exists.
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -47,6 +48,26 @@ fn binary_links_libtorch_cuda_when_libtorch_has_it() {
             "{bin} was built on a libtorch with CUDA but does not name libtorch_cuda.so: {libs:?}"
         );
     }
+}
+
+#[test]
+fn libjpeg_turbo_is_linked_statically_where_its_archive_exists() {
+    // build.rs links libjpeg.a when the compiler finds it, so that a binary copied to another
+    // machine (a GPU server) does not need libjpeg-turbo installed there.
+    let found = Command::new("cc")
+        .arg("-print-file-name=libjpeg.a")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_absolute() && p.is_file());
+    if found.is_none() || std::env::var_os("MISLAS_JPEG_LIB").is_some() {
+        return;
+    }
+    let libs = needed(env!("CARGO_BIN_EXE_mislas"));
+    assert!(
+        !libs.iter().any(|l| l.starts_with("libjpeg")),
+        "libjpeg is linked dynamically: {libs:?}"
+    );
 }
 
 #[test]

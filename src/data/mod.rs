@@ -9,6 +9,7 @@ pub mod augment;
 pub mod cifar;
 pub mod files;
 pub mod idx;
+pub mod jpeg;
 pub mod list_file;
 pub mod loader;
 pub mod long_tail;
