@@ -2,10 +2,12 @@
 //! and evaluation transforms), then the ResNet-50 stage-1 images/s of `mislas::bench::run` on
 //! that tree.
 //!
-//! Usage: `large_scale_bench DIR [device] [batch] [timed_batches]` — writes (once) a tree of 512
-//! JPEGs of 500×375 (quality 90, 12 classes, long-tailed) with `ImageNet_LT_train.txt` and
-//! `ImageNet_LT_test.txt` under `DIR`, then prints the figures. `device` defaults to `cpu`,
-//! `batch` to 32, `timed_batches` to 5; `timed_batches` 0 skips the training figure.
+//! Usage: `large_scale_bench DIR [device] [batch] [timed_batches] [KEY VALUE]…` — writes (once)
+//! a tree of 512 JPEGs of 500×375 (quality 90, 12 classes, long-tailed) with
+//! `ImageNet_LT_train.txt` and `ImageNet_LT_test.txt` under `DIR`, then prints the figures.
+//! `device` defaults to `cpu`, `batch` to 32, `timed_batches` to 5; `timed_batches` 0 skips the
+//! training figure. Trailing `KEY VALUE` pairs override the configuration of the training figure
+//! as on mislas's command line, e.g. `amp true channels_last true` or `accum_steps 2`.
 //! `scripts/bench_loader_torch.py DIR` measures PyTorch's DataLoader on the same files.
 use mislas::config::{Config, DatasetName, Stage};
 use mislas::data::loader::{epoch_loader, LoaderOptions};
@@ -109,7 +111,9 @@ fn main() -> anyhow::Result<()> {
     }
     if timed > 0 {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-        mislas::bench::run(&Config { workers, ..cfg }, timed)?;
+        let mut cfg = Config { workers, ..cfg };
+        cfg.apply_overrides(args.get(5..).unwrap_or_default())?;
+        mislas::bench::run(&cfg, timed)?;
     }
     Ok(())
 }

@@ -83,21 +83,17 @@ impl Bottleneck {
 }
 
 impl ModuleT for Bottleneck {
+    /// torchvision's `Bottleneck.forward`, with its in-place ReLUs and `out += identity` (no
+    /// extra activation tensors; BatchNorm's backward needs its input, not its output).
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .apply(&self.conv2)
-            .apply_t(&self.bn2, train)
-            .relu()
-            .apply(&self.conv3)
-            .apply_t(&self.bn3, train);
-        let identity = match &self.downsample {
-            Some((c, bn)) => x.apply(c).apply_t(bn, train),
-            None => x.shallow_clone(),
-        };
-        (out + identity).relu()
+        let out = relu_(x.apply(&self.conv1).apply_t(&self.bn1, train));
+        let out = relu_(out.apply(&self.conv2).apply_t(&self.bn2, train));
+        let mut out = out.apply(&self.conv3).apply_t(&self.bn3, train);
+        match &self.downsample {
+            Some((c, bn)) => out += x.apply(c).apply_t(bn, train),
+            None => out += x,
+        }
+        relu_(out)
     }
 }
 
@@ -137,11 +133,13 @@ impl ResNet {
     /// The last feature map, `[B, C_in, H, W]` → `[B, 2048, ⌈H/32⌉, ⌈W/32⌉]` (the input of
     /// torchvision's `avgpool`).
     pub fn feature_map(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = x
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut out = relu_(x.apply(&self.conv1).apply_t(&self.bn1, train)).max_pool2d(
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            false,
+        );
         for b in &self.blocks {
             out = b.forward_t(&out, train);
         }
@@ -159,4 +157,10 @@ impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         global_average_pool(&self.feature_map(x, train))
     }
+}
+
+/// ReLU in place (`nn.ReLU(inplace=True)`), returning the tensor.
+fn relu_(mut t: Tensor) -> Tensor {
+    let _ = t.relu_();
+    t
 }
