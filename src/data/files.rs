@@ -224,7 +224,11 @@ mod tests {
         let img = image::RgbImage::from_fn(w, h, |x, y| {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let n = (state >> 27) as u8;
-            image::Rgb([(x * 255 / w) as u8 + n, (y * 255 / h) as u8, n * 4])
+            image::Rgb([
+                ((x * 255 / w) as u8).wrapping_add(n),
+                (y * 255 / h) as u8,
+                n.wrapping_mul(4),
+            ])
         });
         img.save(dir.join(name)).unwrap();
     }

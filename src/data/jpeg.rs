@@ -137,7 +137,7 @@ mod tests {
             image::Rgb([
                 (x * 255 / w) as u8 ^ n,
                 (y * 255 / h) as u8,
-                ((x + y) % 200) as u8 + n,
+                (((x + y) % 200) as u8).wrapping_add(n),
             ])
         });
         let mut out = Vec::new();
