@@ -173,9 +173,12 @@ pub fn train_step(
         } else {
             mixed.narrow(start, len)
         };
-        let (logits, loss) = tch::autocast(opts.autocast, || {
-            forward_loss(net, method, &part, opts.backbone_train)
-        });
+        let forward = || forward_loss(net, method, &part, opts.backbone_train);
+        let (logits, loss) = if opts.autocast {
+            tch::autocast(true, forward)
+        } else {
+            forward()
+        };
         let loss = if chunks.len() == 1 {
             loss
         } else {
