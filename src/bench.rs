@@ -5,9 +5,9 @@ use crate::config::Config;
 use crate::data::loader::{epoch_loader, LoaderOptions};
 use crate::data::{self, sampler};
 use crate::engine::stage::{
-    check_config, network_for, train_step, Method, StepOptions, TrainBatch,
+    check_config, network_for, stage_device, train_step, Method, StepOptions, TrainBatch,
 };
-use crate::engine::{peak_memory_bytes, resolve_device, stream_seed};
+use crate::engine::{peak_memory_bytes, stream_seed};
 use crate::method::grad_scaler::GradScaler;
 use crate::method::sgd::Sgd;
 
@@ -36,6 +36,18 @@ pub struct BenchFigures {
     pub peak_memory_bytes: u64,
 }
 
+/// Unusable images of a batch: an error with `on_bad_image: fail`, as in training; otherwise
+/// reported on stderr.
+fn check_skipped(cfg: &Config, skipped: &[crate::data::files::BadImage]) -> Result<()> {
+    for bad in skipped {
+        if cfg.on_bad_image == crate::config::BadImagePolicy::Fail {
+            anyhow::bail!("unusable image {bad}; set on_bad_image: skip to leave such images out");
+        }
+        eprintln!("bench: unusable image {bad}: skipped");
+    }
+    Ok(())
+}
+
 /// Measures stage-1 throughput of `cfg` over `batches` timed batches (after 3 warm-up batches),
 /// the median of 3 alternating rounds for the pipeline and the bare loop, and prints the
 /// figures.
@@ -44,16 +56,13 @@ pub struct BenchFigures {
 /// An unusable configuration or missing data.
 pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     check_config(cfg)?;
-    let device = resolve_device(&cfg.device)?;
+    let device = stage_device(cfg)?;
     if device.is_cuda() {
         // As the engine does: cuDNN benchmark mode unless the run asks to be deterministic.
         tch::Cuda::cudnn_set_benchmark(!cfg.deterministic);
     }
     tch::manual_seed(cfg.seed as i64);
     let data = data::load(cfg)?;
-    if cfg.amp && !device.is_cuda() {
-        anyhow::bail!("amp: mixed precision needs a CUDA device; set amp false on the CPU");
-    }
     let mut net = network_for(cfg, data.train.channels() as i64, device)?;
     if cfg.channels_last {
         net.to_channels_last();
@@ -109,6 +118,7 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
         cfg.seed,
         0,
     ) {
+        check_skipped(cfg, &b.skipped)?;
         n += b.len;
     }
     let loader = n as f64 / t.elapsed().as_secs_f64();

@@ -585,20 +585,32 @@ impl Config {
                 "must be a positive integer or null".into(),
             );
         }
-        if self.accum_steps == 0 || self.accum_steps > self.batch_size.max(1) {
+        // BatchNorm in train mode (stage 1, and stage 2's shift learning) needs two images per
+        // micro-batch.
+        let bn_train = self.stage() == Stage::Stage1 || self.shift_bn;
+        let most = if bn_train {
+            (self.batch_size / 2).max(1)
+        } else {
+            self.batch_size.max(1)
+        };
+        if self.accum_steps == 0 || self.accum_steps > most {
+            let why = if bn_train {
+                format!(
+                    "batch_size/2 = {most}: BatchNorm in train mode needs two images per \
+                     micro-batch"
+                )
+            } else {
+                format!("batch_size = {most}")
+            };
             bad(
                 "accum_steps",
-                format!(
-                    "must be between 1 and batch_size ({}), is {}",
-                    self.batch_size, self.accum_steps
-                ),
+                format!("must be between 1 and {why}, is {}", self.accum_steps),
             );
         }
         if self.amp && matches!(parse_device_spec(&self.device), Ok(DeviceSpec::Cpu)) {
             bad(
                 "amp",
-                "mixed precision needs a CUDA device; set device cuda (or auto) or amp false"
-                    .into(),
+                "mixed precision needs a CUDA device; set device cuda, or amp false".into(),
             );
         }
         if self.num_epochs == 0 {
@@ -948,11 +960,20 @@ mod tests {
     fn amp_and_accumulation_rules() {
         let mut c = Config::from_yaml_str(REFERENCE, "r").unwrap().config;
         c.batch_size = 64;
+        // REFERENCE is a stage-2 file without shift learning: up to batch_size micro-batches.
         for (accum, ok) in [(0, false), (1, true), (8, true), (64, true), (65, false)] {
             c.accum_steps = accum;
             let bad = c.validate().iter().any(|i| i.key == "accum_steps");
             assert_eq!(bad, !ok, "accum_steps {accum}");
         }
+        // BatchNorm in train mode: at least two images per micro-batch.
+        c.shift_bn = true;
+        for (accum, ok) in [(32, true), (33, false)] {
+            c.accum_steps = accum;
+            let bad = c.validate().iter().any(|i| i.key == "accum_steps");
+            assert_eq!(bad, !ok, "accum_steps {accum} with shift_bn");
+        }
+        c.shift_bn = false;
         c.accum_steps = 4;
         c.amp = true;
         for (device, ok) in [

@@ -122,6 +122,20 @@ fn amp_without_cuda_is_refused_before_anything_is_written() {
     let e = stderr(&o);
     assert!(e.contains("amp") && e.contains("CUDA"), "{e}");
     assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
+    // A pipeline whose stage 2 asks for amp stops before stage 1 trains.
+    let o = mislas(&[
+        "--saved",
+        saved.path().to_str().unwrap(),
+        "pipeline",
+        "device",
+        "auto",
+        "stage2.amp",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("amp") && e.contains("stage2"), "{e}");
+    assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
     // With device cpu the configuration itself says so.
     let o = mislas(&["config", "--cfg", STAGE1, "device", "cpu", "amp", "true"]);
     assert_eq!(o.status.code(), Some(1));

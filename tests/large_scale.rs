@@ -274,13 +274,65 @@ fn corrupt_image_fails_the_run_by_default() {
     let h = engine::spawn(Job::Single(cfg), saved.path().to_path_buf());
     let events: Vec<Event> = h.events.iter().collect();
     h.join().unwrap();
+    let current = match events.last() {
+        Some(Event::Error(e)) => {
+            assert!(
+                e.contains(&bad.display().to_string()) && e.contains("on_bad_image"),
+                "{e}"
+            );
+            // The run was saved at the failing batch and says how to resume it.
+            let current = e.rsplit("resume with: resume ").next().unwrap().trim();
+            PathBuf::from(current)
+        }
+        other => panic!("expected an error naming the image, got {other:?}"),
+    };
+    assert!(current.is_file(), "{}", current.display());
+    let first_dir = stage_dirs(&events)[0].clone();
+
+    // Once the file is fixed, the run resumes in its own folder at that batch and finishes.
+    write_jpeg(&bad, 11, 99);
+    let mut cfg = config(DatasetName::Imagenet, data.path(), Stage::Stage1);
+    cfg.resume = current.display().to_string();
+    let events = run(Job::Single(cfg), saved.path());
+    assert!(matches!(events.last(), Some(Event::Finished)));
+    assert_eq!(stage_dirs(&events), vec![first_dir]);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Log(l) if l.contains("resuming at epoch 0 batch"))));
+}
+
+#[test]
+fn missing_images_are_found_before_training() {
+    let _one = serial();
+    let data = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    write_tree(
+        data.path(),
+        "ImageNet_LT_train.txt",
+        "ImageNet_LT_test.txt",
+        false,
+    );
+    let gone = data.path().join(format!("val/n{:04}_1.jpg", written_id(2)));
+    std::fs::remove_file(&gone).unwrap();
+    let cfg = config(DatasetName::Imagenet, data.path(), Stage::Stage1);
+    let h = engine::spawn(Job::Single(cfg), saved.path().to_path_buf());
+    let events: Vec<Event> = h.events.iter().collect();
+    h.join().unwrap();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Batch(_))),
+        "no training before the check"
+    );
     match events.last() {
         Some(Event::Error(e)) => assert!(
-            e.contains(&bad.display().to_string()) && e.contains("on_bad_image"),
+            e.contains("ImageNet_LT_test.txt")
+                && e.contains("1 of its 24 images are missing")
+                && e.contains(&gone.display().to_string()),
             "{e}"
         ),
-        other => panic!("expected an error naming the image, got {other:?}"),
+        other => panic!("expected an error naming the missing image, got {other:?}"),
     }
+    // Nothing was created for a run that could not start.
+    assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -53,10 +53,16 @@ pub fn is_jpeg(data: &[u8]) -> bool {
     data.len() >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF
 }
 
+/// The most pixels an image may have: Pillow's `DecompressionBombError` threshold,
+/// 2 × `Image.MAX_IMAGE_PIXELS` (2 × 89,478,485). A header claiming more is refused before any
+/// buffer is sized from it.
+pub const MAX_PIXELS: usize = 2 * 89_478_485;
+
 /// Width and height in pixels of the JPEG in `data`, from its header alone.
 ///
 /// # Errors
-/// libjpeg's message when the header cannot be read (not a JPEG, damaged, cut short).
+/// libjpeg's message when the header cannot be read (not a JPEG, damaged, cut short), or an
+/// image of more than [`MAX_PIXELS`] pixels (a decompression bomb, as Pillow calls it).
 pub fn size(data: &[u8]) -> Result<(usize, usize), String> {
     let (mut w, mut h) = (0u32, 0u32);
     let mut err = [0u8; ERR_LEN];
@@ -75,7 +81,15 @@ pub fn size(data: &[u8]) -> Result<(usize, usize), String> {
     if rc != 0 {
         return Err(message(&err));
     }
-    Ok((w as usize, h as usize))
+    let (w, h) = (w as usize, h as usize);
+    if w * h > MAX_PIXELS {
+        return Err(format!(
+            "the header claims {w}×{h} = {} pixels, more than the limit of {MAX_PIXELS} \
+             (Pillow's decompression-bomb limit); not decoded",
+            w * h
+        ));
+    }
+    Ok((w, h))
 }
 
 /// Decodes the pixels of `bx` (in the image's coordinates) of the JPEG in `data` as 8-bit RGB:
@@ -175,6 +189,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_header_claiming_too_many_pixels_is_refused() {
+        let mut data = sample_jpeg(40, 30);
+        // The baseline frame header (SOF0, FF C0): length (2 bytes), precision (1), then height
+        // and width (2 bytes each, big-endian). Claim 60000 × 60000 = 3.6·10⁹ pixels.
+        let sof = data
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline JPEG");
+        data[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let e = size(&data).unwrap_err();
+        assert!(e.contains("60000×60000") && e.contains("limit"), "{e}");
+        assert!(decode(&data).is_err());
     }
 
     #[test]

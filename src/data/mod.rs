@@ -302,8 +302,10 @@ pub fn load(cfg: &Config) -> anyhow::Result<LongTailData> {
 /// [`Normalization::inaturalist`]).
 ///
 /// # Errors
-/// A list file is missing or malformed (the message names the file and line), or
-/// `cfg.image_size` exceeds the evaluation resize.
+/// A list file is missing or malformed (the message names the file and line),
+/// `cfg.image_size` exceeds the evaluation resize, or, with `on_bad_image: fail`, a listed image
+/// file does not exist (every path is checked here, before training; the message names the list,
+/// the count and the first paths). Damaged images are found when the loader decodes them.
 pub fn load_list_files(cfg: &Config) -> anyhow::Result<LongTailData> {
     let (train_path, test_path) = list_file::list_paths(cfg)?;
     let k = cfg.num_classes;
@@ -325,8 +327,32 @@ pub fn load_list_files(cfg: &Config) -> anyhow::Result<LongTailData> {
         image_size: cfg.image_size,
         eval_resize: resize,
     };
-    let train = ImageSource::Files(set(train));
-    let test = ImageSource::Files(set(test));
+    let (train, test) = (set(train), set(test));
+    if cfg.on_bad_image == crate::config::BadImagePolicy::Fail {
+        // A missing file would otherwise stop the run only when it is reached, hours in.
+        for (list, images) in [(&train_path, &train), (&test_path, &test)] {
+            let missing: Vec<PathBuf> = (0..images.paths.len())
+                .map(|i| images.path(i))
+                .filter(|p| !p.is_file())
+                .collect();
+            if let Some(first) = missing.first() {
+                bail!(
+                    "{}: {} of its {} images are missing, e.g. {}{}; fix data_path or the list, \
+                     or set on_bad_image: skip to leave them out",
+                    list.display(),
+                    missing.len(),
+                    images.paths.len(),
+                    first.display(),
+                    missing
+                        .get(1)
+                        .map(|p| format!(" and {}", p.display()))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    let train = ImageSource::Files(train);
+    let test = ImageSource::Files(test);
     let class_counts = train.class_counts();
     let norm = match cfg.dataset {
         DatasetName::Ina2018 => Normalization::inaturalist(),

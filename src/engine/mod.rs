@@ -78,6 +78,8 @@ fn run_job(job: Job, saved_root: &Path, link: &mut Link) -> Result<()> {
     match job {
         Job::Single(cfg) => stage::run_stage(&cfg, saved_root, link).map(|_| ()),
         Job::Pipeline { stage1, mut stage2 } => {
+            // What stage 2 needs of the machine is checked before stage 1 spends its hours.
+            stage::stage_device(&stage2)?;
             let first = stage::run_stage(&stage1, saved_root, link)?;
             if first.stopped {
                 return Ok(());

@@ -30,6 +30,10 @@ use tch::{Kind, Tensor};
 /// Stream tag of the mixup RNG (see [`stream_seed`]).
 const MIXUP_STREAM: u64 = 1;
 
+/// Under `amp`, non-finite losses in a row after which the run stops (the loss scale has then
+/// halved this many times, from 2^16 to below 10^-10: the forward pass itself overflows).
+const MAX_NONFINITE_STEPS: usize = 50;
+
 /// The loss of a stage.
 #[derive(Debug)]
 pub enum Method {
@@ -141,7 +145,8 @@ pub struct TrainBatch<'a> {
 /// method has an α) with an RNG seeded by `batch.mixup_seed`.
 /// Stage 1 trains backbone and classifier; stage 2 computes features without gradient
 /// (BatchNorm in train mode when `opts.backbone_train`, i.e. shift learning) and trains
-/// classifier and LWS. A non-finite loss skips the update.
+/// classifier and LWS. A non-finite loss skips the update (and, with `scaler`, counts as an
+/// overflow: the scale backs off).
 ///
 /// With `opts.accum_steps` > 1 the mixed batch is cut into [`micro_batches`], each forward and
 /// backward pass weighted by its share of the batch (len/B), so the summed gradient is the
@@ -198,6 +203,9 @@ pub fn train_step(
     }
     let loss_v = loss_t.double_value(&[]);
     let applied = if !loss_v.is_finite() {
+        if let Some(s) = scaler {
+            s.record_overflow();
+        }
         false
     } else if let Some(s) = scaler {
         s.step(sgd)
@@ -247,6 +255,24 @@ pub fn check_config(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The device a stage of `cfg` trains on, checked against what it asks of it.
+///
+/// # Errors
+/// The device is not there (see [`super::resolve_device`]), or `amp` is set and the device is
+/// not a CUDA device.
+pub fn stage_device(cfg: &Config) -> Result<tch::Device> {
+    let device = super::resolve_device(&cfg.device)?;
+    if cfg.amp && !device.is_cuda() {
+        bail!(
+            "amp: mixed precision needs a CUDA device, and device '{}' of '{}' is the CPU here; \
+             set amp false to train in fp32",
+            cfg.device,
+            cfg.name
+        );
+    }
+    Ok(device)
+}
+
 /// Runs one stage of `cfg` (its `mode`), writing its run folder under `saved_root`.
 ///
 /// With `resume` naming a mislas checkpoint of the same stage, the run continues in that
@@ -260,14 +286,7 @@ pub fn check_config(cfg: &Config) -> Result<()> {
 pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<StageOutcome> {
     check_config(cfg)?;
     let stage = cfg.stage();
-    let device = super::resolve_device(&cfg.device)?;
-    if cfg.amp && !device.is_cuda() {
-        bail!(
-            "amp: mixed precision needs a CUDA device, and device '{}' is the CPU here; set amp \
-             false to train in fp32",
-            cfg.device
-        );
-    }
+    let device = stage_device(cfg)?;
     let resume = if cfg.resume.is_empty() {
         None
     } else {
@@ -501,6 +520,27 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     };
     let best_path = run.best_checkpoint();
     let current_path = run.current_checkpoint();
+    // The position a checkpoint records: `batch` is the next batch to train.
+    let position =
+        |epoch: usize, batch: usize, sums: (f64, f64, f64), best: (f64, f64)| RunPosition {
+            stage,
+            epoch,
+            batch,
+            best_top1: best.0,
+            best_ece: best.1,
+            seed: cfg.seed,
+            batch_size: cfg.batch_size,
+            epoch_loss_sum: sums.0,
+            epoch_correct: sums.1,
+            epoch_seen: sums.2,
+        };
+    let kept_note = |path: &Path| {
+        if path.is_file() {
+            format!("the last good checkpoint {} is kept", path.display())
+        } else {
+            "no checkpoint had been written yet".to_owned()
+        }
+    };
     let mut have_best = best_path.is_file();
 
     for epoch in start.epoch..cfg.num_epochs {
@@ -563,23 +603,13 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             Stage::Stage2 => cfg.shift_bn,
         };
         let mut overflow_skips = 0usize;
+        let mut nonfinite_run = 0usize;
         let epoch_start = Instant::now();
         let mut last = Instant::now();
         for batch in loader {
             let b = batch.index;
             if link.check() == Flow::Stop {
-                let pos = RunPosition {
-                    stage,
-                    epoch,
-                    batch: b,
-                    best_top1,
-                    best_ece,
-                    seed: cfg.seed,
-                    batch_size: cfg.batch_size,
-                    epoch_loss_sum: loss_sum,
-                    epoch_correct: correct,
-                    epoch_seen: seen,
-                };
+                let pos = position(epoch, b, (loss_sum, correct, seen), (best_top1, best_ece));
                 checkpoint::save(&current_path, &net, &optimizer_state(&sgd, &scaler), &pos)?;
                 link.emit(Event::Checkpoint {
                     path: current_path.clone(),
@@ -604,16 +634,21 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                 );
             }
             for bad in &batch.skipped {
-                let line = format!("=> unusable image {bad}");
                 if cfg.on_bad_image == BadImagePolicy::Fail {
+                    // The run so far is saved at this batch, so that nothing is lost once the
+                    // file is fixed (or the policy changed).
+                    let pos = position(epoch, b, (loss_sum, correct, seen), (best_top1, best_ece));
+                    checkpoint::save(&current_path, &net, &optimizer_state(&sgd, &scaler), &pos)?;
                     let msg = format!(
-                        "{line} (epoch {epoch} batch {b}); set on_bad_image: skip to leave such \
-                         images out"
+                        "unusable image {bad} (epoch {epoch} batch {b}). The run is saved at this \
+                         batch: fix or replace the file, or set on_bad_image: skip to leave such \
+                         images out, then resume with: resume {}",
+                        current_path.display()
                     );
                     let _ = run.log(&msg);
                     bail!(msg);
                 }
-                log(link, &mut run, &format!("{line}: skipped"))?;
+                log(link, &mut run, &format!("=> unusable image {bad}: skipped"))?;
             }
             let n = batch.len;
             if n == 0 {
@@ -653,24 +688,31 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
                 },
                 StepOptions::of(cfg, backbone_train),
             );
-            if !applied && loss_v.is_finite() {
+            if !applied {
                 overflow_skips += 1;
             }
-            if !loss_v.is_finite() {
-                let kept = if current_path.is_file() {
-                    format!(
-                        "the last good checkpoint {} is kept",
-                        current_path.display()
-                    )
-                } else {
-                    "no checkpoint had been written yet".to_owned()
-                };
-                let msg = format!(
-                    "non-finite training loss ({loss_v}) at epoch {epoch} batch {b}: training \
-                     stopped; {kept}. Lower lr or check the data"
-                );
-                let _ = run.log(&msg);
-                bail!(msg);
+            if loss_v.is_finite() {
+                nonfinite_run = 0;
+            } else {
+                // With amp a non-finite loss is an fp16 overflow like any other: the step is
+                // skipped and the loss scale halves, as with PyTorch's GradScaler; the run stops
+                // when it persists. In fp32 it stops at once.
+                nonfinite_run += 1;
+                if scaler.is_none() || nonfinite_run >= MAX_NONFINITE_STEPS {
+                    let in_a_row = if scaler.is_some() {
+                        format!(" ({nonfinite_run} batches in a row under amp)")
+                    } else {
+                        String::new()
+                    };
+                    let msg = format!(
+                        "non-finite training loss ({loss_v}) at epoch {epoch} batch {b}{in_a_row}: \
+                         training stopped; {}. Lower lr or check the data",
+                        kept_note(&current_path)
+                    );
+                    let _ = run.log(&msg);
+                    bail!(msg);
+                }
+                continue;
             }
             loss_sum += loss_v * n as f64;
             correct += hits as f64;
@@ -718,7 +760,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             (seen - if resuming_here { start.epoch_seen } else { 0.0 }) / train_seconds.max(1e-9);
 
         let eval_start = Instant::now();
-        let (report, skipped) = evaluate(
+        let evaluated = evaluate(
             &net,
             &data.test,
             &data.norm,
@@ -726,7 +768,27 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             cfg.workers,
             &spec,
             cfg.on_bad_image,
-        )?;
+        );
+        let (report, skipped) = match evaluated {
+            Ok(r) => r,
+            Err(e) => {
+                // The epoch's training is saved; resuming re-runs only this evaluation.
+                let pos = position(
+                    epoch,
+                    batches_per_epoch,
+                    (loss_sum, correct, seen),
+                    (best_top1, best_ece),
+                );
+                checkpoint::save(&current_path, &net, &optimizer_state(&sgd, &scaler), &pos)?;
+                let msg = format!(
+                    "{e:#}. Epoch {epoch}'s training is saved: once the test set is fixed, \
+                     resume with: resume {}",
+                    current_path.display()
+                );
+                let _ = run.log(&msg);
+                bail!(msg);
+            }
+        };
         for bad in &skipped {
             log(
                 link,
@@ -738,9 +800,9 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         if !report.nll.is_finite() {
             let msg = format!(
                 "the network's outputs are not finite after epoch {epoch} (test NLL {}): training \
-                 stopped before saving; the last good checkpoint {} is kept. Lower lr",
+                 stopped before saving; {}. Lower lr",
                 report.nll,
-                current_path.display()
+                kept_note(&current_path)
             );
             let _ = run.log(&msg);
             bail!(msg);

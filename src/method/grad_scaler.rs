@@ -93,6 +93,21 @@ impl GradScaler {
         clean
     }
 
+    /// Updates the scale as after an overflow (S × `backoff_factor`, the clean-step count reset)
+    /// without looking at gradients: for a step abandoned because its loss was not finite.
+    pub fn record_overflow(&mut self) {
+        let found_inf = Tensor::ones([1], (Kind::Float, self.scale.device()));
+        tch::no_grad(|| {
+            let _ = self.scale.internal_amp_update_scale_(
+                &self.growth_tracker,
+                &found_inf,
+                self.growth_factor,
+                self.backoff_factor,
+                self.growth_interval,
+            );
+        });
+    }
+
     /// The state a checkpoint keeps: `grad_scaler.scale` `[1]` f32 and
     /// `grad_scaler.growth_tracker` `[1]` i32.
     pub fn state(&self) -> Vec<(String, Tensor)> {
@@ -195,6 +210,23 @@ mod tests {
         assert_eq!(scaler.scale(), f32::MAX as f64 * 0.5);
         // No momentum buffer was started by the skipped step.
         assert!(sgd.state().is_empty());
+    }
+
+    #[test]
+    fn an_abandoned_step_backs_off_and_restarts_the_growth_count() {
+        let (mut sgd, w) = model(0.0);
+        let mut scaler = GradScaler::new(Device::Cpu);
+        scaler.growth_interval = 2;
+        sgd.zero_grad();
+        scaler.scale_loss(&w.sum(Kind::Float)).backward();
+        assert!(scaler.step(&mut sgd));
+        scaler.record_overflow();
+        assert_eq!(scaler.scale(), GradScaler::INIT_SCALE / 2.0);
+        // One clean step after the overflow is not yet two in a row.
+        sgd.zero_grad();
+        scaler.scale_loss(&w.sum(Kind::Float)).backward();
+        assert!(scaler.step(&mut sgd));
+        assert_eq!(scaler.scale(), GradScaler::INIT_SCALE / 2.0);
     }
 
     #[test]
