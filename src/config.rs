@@ -527,6 +527,18 @@ impl Config {
         map.get(Value::String(key.to_owned())).map(value_to_text)
     }
 
+    /// The keys whose values differ from `other`'s, as `(key, other's value, this value)` in
+    /// declaration order.
+    pub fn changed_from(&self, other: &Config) -> Vec<(String, String, String)> {
+        Self::keys()
+            .into_iter()
+            .filter_map(|k| {
+                let (was, now) = (other.get(&k)?, self.get(&k)?);
+                (was != now).then_some((k, was, now))
+            })
+            .collect()
+    }
+
     /// The configuration as YAML, loadable by [`Config::from_file`].
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).unwrap_or_default()
@@ -954,6 +966,24 @@ mod tests {
         c.imb_factor = Some(1.5);
         let keys: Vec<_> = c.validate().iter().map(|i| i.key).collect();
         assert_eq!(keys, vec!["lr", "imb_factor", "smooth_head"]);
+    }
+
+    #[test]
+    fn changed_keys_are_listed_in_order() {
+        let a = Config::default();
+        let b = Config {
+            accum_steps: 2,
+            lr: 0.05,
+            ..Config::default()
+        };
+        assert_eq!(
+            b.changed_from(&a),
+            vec![
+                ("lr".to_owned(), "0.1".to_owned(), "0.05".to_owned()),
+                ("accum_steps".to_owned(), "1".to_owned(), "2".to_owned()),
+            ]
+        );
+        assert!(a.changed_from(&a).is_empty());
     }
 
     #[test]

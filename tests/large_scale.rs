@@ -293,8 +293,13 @@ fn corrupt_image_fails_the_run_by_default() {
     write_jpeg(&bad, 11, 99);
     let mut cfg = config(DatasetName::Imagenet, data.path(), Stage::Stage1);
     cfg.resume = current.display().to_string();
+    cfg.workers = 1;
     let events = run(Job::Single(cfg), saved.path());
     assert!(matches!(events.last(), Some(Event::Finished)));
+    // A setting that differs from the run's config.yaml is logged.
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Log(l) if l == "=> resumed with changed settings: workers 2 → 1")
+    ));
     assert_eq!(stage_dirs(&events), vec![first_dir]);
     assert!(events
         .iter()

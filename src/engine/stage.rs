@@ -434,6 +434,25 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     if let Some(line) = loaded {
         log(link, &mut run, &line)?;
     }
+    if continuing.is_some() {
+        // The run's config.yaml records how it started; a resume with other settings says so
+        // in the log (config.yaml is left as it was).
+        if let Ok(first) = Config::from_file(&run.root.join("config.yaml")) {
+            let changed: Vec<String> = cfg
+                .changed_from(&first.config)
+                .into_iter()
+                .filter(|(k, _, _)| k != "resume")
+                .map(|(k, was, now)| format!("{k} {was} → {now}"))
+                .collect();
+            if !changed.is_empty() {
+                log(
+                    link,
+                    &mut run,
+                    &format!("=> resumed with changed settings: {}", changed.join(", ")),
+                )?;
+            }
+        }
+    }
 
     let bs = cfg.batch_size;
     let batches_per_epoch = match stage {
