@@ -220,6 +220,14 @@ impl App {
 
     fn open_preset(&mut self, i: usize) {
         let p = &self.presets.presets[i];
+        // Back to the form that holds this preset: its edits are kept (`u` undoes a field).
+        if let Some(form) = &mut self.form {
+            if let Some(t) = form.tabs.iter().position(|t| t.path == p.path) {
+                form.tab = t;
+                self.screen = Screen::Hyperparameters;
+                return;
+            }
+        }
         let Ok(config) = &p.config else {
             let msg = format!("{}: cannot be opened: fix the file first", p.name());
             self.set_status(msg, true);

@@ -464,7 +464,8 @@ pub fn draw(
     let table = Table::new(
         rows,
         [
-            Constraint::Length(18),
+            // Two columns of marker, then the longest key (`pretrained_weights`, 18).
+            Constraint::Length(20),
             Constraint::Length(7),
             Constraint::Percentage(40),
             Constraint::Percentage(60),

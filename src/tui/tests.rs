@@ -393,6 +393,19 @@ fn editing_a_field_highlights_it_and_revalidates() {
 }
 
 #[test]
+fn leaving_the_form_and_reopening_its_preset_keeps_the_edits() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    edit_field(&mut app, "num_epochs", "1");
+    send(&mut app, [key(KeyCode::Esc)]);
+    assert_eq!(app.screen, Screen::Presets);
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert_eq!(app.screen, Screen::Hyperparameters);
+    let tab = &app.form.as_ref().unwrap().tabs[0];
+    assert_eq!(tab.config.num_epochs, 1, "the edit survived");
+}
+
+#[test]
 fn a_value_of_the_wrong_type_keeps_the_editor_open() {
     let (_d, mut app) = project();
     open_fm_stage1(&mut app);
