@@ -107,8 +107,13 @@ fn run(cli: Cli) -> Result<i32> {
             let loaded = load(&cfg, &opts)?;
             let issues = loaded.config.validate();
             if !issues.is_empty() {
+                let source = if opts.is_empty() {
+                    cfg.display().to_string()
+                } else {
+                    format!("{} with the command line's overrides", cfg.display())
+                };
                 for i in &issues {
-                    eprintln!("error: {}: {}: {}", cfg.display(), i.key, i.message);
+                    eprintln!("error: {source}: {}: {}", i.key, i.message);
                 }
                 return Ok(1);
             }

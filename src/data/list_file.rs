@@ -91,8 +91,9 @@ pub fn parse_list(text: &str, name: &str, num_classes: usize) -> Result<ListEntr
         })?;
         ensure!(
             (0..num_classes as i64).contains(&label),
-            "{name}:{}: label {label} is outside 0..{num_classes} (num_classes is {num_classes})",
-            i + 1
+            "{name}:{}: label {label} is outside 0 to {} (num_classes is {num_classes})",
+            i + 1,
+            num_classes as i64 - 1
         );
         paths.push(fields[0].to_owned());
         labels.push(label);
@@ -163,7 +164,10 @@ mod tests {
         let err = parse_list("a.jpg one\n", "l.txt", 3).unwrap_err();
         assert!(err.to_string().contains("'one' is not an integer"), "{err}");
         let err = parse_list("a.jpg 3\n", "l.txt", 3).unwrap_err();
-        assert!(err.to_string().contains("label 3 is outside 0..3"), "{err}");
+        assert!(
+            err.to_string().contains("label 3 is outside 0 to 2"),
+            "{err}"
+        );
         let err = parse_list("a.jpg -1\n", "l.txt", 3).unwrap_err();
         assert!(err.to_string().contains("label -1"), "{err}");
     }

@@ -173,11 +173,7 @@ pub fn train_step(
     let mut loss_t = Tensor::zeros([], (Kind::Float, x.device()));
     let mut hits_t = Tensor::zeros([], (Kind::Int64, x.device()));
     for &(start, len) in &chunks {
-        let part = if chunks.len() == 1 {
-            mixed.narrow(0, b)
-        } else {
-            mixed.narrow(start, len)
-        };
+        let part = mixed.narrow(start, len);
         let forward = || forward_loss(net, method, &part, opts.backbone_train);
         let (logits, loss) = if opts.autocast {
             tch::autocast(true, forward)
