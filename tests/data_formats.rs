@@ -1,36 +1,17 @@
 //! The data readers on files in each exact on-disk format: IDX (raw and gzip), CIFAR's python
 //! pickles (written by the venv's Python and NumPy, and byte for byte as Python 2 wrote the
 //! release), CIFAR's binary releases; their errors; and the real Fashion-MNIST against NumPy.
+mod common;
+
+use common::python;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use mislas::config::{Config, DatasetName, ImbalanceType};
 use mislas::data::{self, cifar, idx, ImageSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
 const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
-
-/// Runs `script` in the venv's Python with `args`; returns its stdout.
-fn python(script: &str, args: &[&str]) -> String {
-    let mut child = Command::new(PYTHON)
-        .arg("-")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the venv's python runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("script written");
-    let out = child.wait_with_output().expect("python finishes");
-    assert!(out.status.success(), "python failed");
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 /// `n` pseudo-random bytes from a 64-bit LCG keyed by `key` (test data, not under test).
 fn bytes(n: usize, key: u64) -> Vec<u8> {

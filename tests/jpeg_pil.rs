@@ -2,13 +2,13 @@
 //! `Image.open(f).convert("RGB")` on files PIL writes: every chroma subsampling, progressive,
 //! restart markers, grey, CMYK. The pixels must be PIL's exactly, and any box decoded alone
 //! must equal that box of the full decode.
+mod common;
+
+use common::python;
 use mislas::data::files::decode_rgb;
 use mislas::data::jpeg;
 use mislas::data::transforms::{Rect, RgbImage};
 use std::path::Path;
-use std::process::Command;
-
-const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
 
 /// Writes `NAME.jpg` and PIL's decoding `NAME.raw` (`[H, W, 3]` bytes) for each kind of JPEG.
 const WRITE: &str = r#"
@@ -47,15 +47,7 @@ const KINDS: [&str; 7] = [
 ];
 
 fn write_files(dir: &Path) {
-    let out = Command::new(PYTHON)
-        .args(["-c", WRITE, dir.to_str().unwrap()])
-        .output()
-        .expect("the venv's Python runs (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "the Python script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(WRITE, &[dir.to_str().unwrap()]);
 }
 
 #[test]

@@ -121,10 +121,17 @@ fn config(dataset: DatasetName, root: &Path, stage: Stage) -> Config {
     c
 }
 
-fn run(job: Job, saved: &Path) -> Vec<Event> {
+/// Every event of `job`, until the trainer thread ends (with success or an error).
+fn events_of(job: Job, saved: &Path) -> Vec<Event> {
     let h = engine::spawn(job, saved.to_path_buf());
     let events: Vec<Event> = h.events.iter().collect();
     h.join().expect("trainer thread does not panic");
+    events
+}
+
+/// Every event of `job`, which must not end in an error.
+fn run(job: Job, saved: &Path) -> Vec<Event> {
+    let events = events_of(job, saved);
     if let Some(Event::Error(e)) = events.last() {
         panic!("engine error: {e}");
     }
@@ -271,9 +278,7 @@ fn corrupt_image_fails_the_run_by_default() {
     .unwrap();
     let cfg = config(DatasetName::Imagenet, data.path(), Stage::Stage1);
     assert_eq!(cfg.on_bad_image, BadImagePolicy::Fail);
-    let h = engine::spawn(Job::Single(cfg), saved.path().to_path_buf());
-    let events: Vec<Event> = h.events.iter().collect();
-    h.join().unwrap();
+    let events = events_of(Job::Single(cfg), saved.path());
     let current = match events.last() {
         Some(Event::Error(e)) => {
             assert!(
@@ -320,9 +325,7 @@ fn missing_images_are_found_before_training() {
     let gone = data.path().join(format!("val/n{:04}_1.jpg", written_id(2)));
     std::fs::remove_file(&gone).unwrap();
     let cfg = config(DatasetName::Imagenet, data.path(), Stage::Stage1);
-    let h = engine::spawn(Job::Single(cfg), saved.path().to_path_buf());
-    let events: Vec<Event> = h.events.iter().collect();
-    h.join().unwrap();
+    let events = events_of(Job::Single(cfg), saved.path());
     assert!(
         !events.iter().any(|e| matches!(e, Event::Batch(_))),
         "no training before the check"
@@ -365,9 +368,7 @@ fn places_layout_trains_the_block_on_a_frozen_pretrained_backbone() {
     // Missing weights: a clear error.
     let mut s1 = config(DatasetName::Places, data.path(), Stage::Stage1);
     s1.pretrained_weights = data.path().join("nope.pth").display().to_string();
-    let h = engine::spawn(Job::Single(s1.clone()), saved.path().to_path_buf());
-    let events: Vec<Event> = h.events.iter().collect();
-    h.join().unwrap();
+    let events = events_of(Job::Single(s1.clone()), saved.path());
     match events.last() {
         Some(Event::Error(e)) => assert!(e.contains("nope.pth") && e.contains("resnet152"), "{e}"),
         other => panic!("expected a missing-weights error, got {other:?}"),

@@ -5,15 +5,15 @@
 //! Python also writes what it saved, flattened to the same dotted keys, as JSON (each value as
 //! the bits of its float64, so that nothing is lost to decimal); every tensor (key order,
 //! dtype, shape, values) and every number must match it exactly.
+mod common;
+
+use common::python;
 use mislas::model::pth::{read_pth, PthCheckpoint};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
-
-const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
 
 /// Writes the fixtures into the folder given as argv[1].
 const FIXTURES_PY: &str = r#"
@@ -148,18 +148,7 @@ fn fixtures() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference_checkpoint");
         std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("fixtures.py");
-        std::fs::write(&script, FIXTURES_PY).unwrap();
-        let out = Command::new(PYTHON)
-            .arg(&script)
-            .arg(&dir)
-            .output()
-            .expect("run the venv's Python (scripts/setup.sh creates .venv)");
-        assert!(
-            out.status.success(),
-            "fixtures.py failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        python(FIXTURES_PY, &[dir.to_str().unwrap()]);
         dir
     })
 }

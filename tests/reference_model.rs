@@ -3,13 +3,14 @@
 //! does (`torch.save` of DataParallel state dicts in a `.pth.tar`), an input batch and its eval-mode
 //! logits; mislas loads the checkpoint, must count the same parameters and compute the same
 //! logits. `mislas eval` then evaluates that checkpoint end to end.
+mod common;
+
+use common::python;
 use mislas::checkpoint::{self, Origin};
 use mislas::model::{Network, Part};
 use std::path::Path;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
-
-const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
 
 /// The reference's CIFAR ResNet (option-A shortcuts) and classifier, written out in PyTorch.
 const SCRIPT: &str = r#"
@@ -93,16 +94,7 @@ json.dump({'model_params': sum(p.numel() for p in model.parameters()),
 "#;
 
 fn write_reference(dir: &Path, in_channels: usize) {
-    let status = Command::new(PYTHON)
-        .args([
-            "-c",
-            SCRIPT,
-            dir.to_str().unwrap(),
-            &in_channels.to_string(),
-        ])
-        .status()
-        .expect("the venv's Python runs (scripts/setup.sh installs it)");
-    assert!(status.success(), "the PyTorch script failed");
+    python(SCRIPT, &[dir.to_str().unwrap(), &in_channels.to_string()]);
 }
 
 #[test]

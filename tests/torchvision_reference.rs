@@ -6,6 +6,9 @@
 //!   parameters and computes torchvision's features within 1e-4;
 //! * Places-LT's network (frozen ResNet-152 + extra Bottleneck) loads a reference-layout
 //!   checkpoint with `state_dict_block` and computes the reference's logits.
+mod common;
+
+use common::python;
 use mislas::checkpoint;
 use mislas::data::files::decode_rgb;
 use mislas::data::transforms::{
@@ -14,22 +17,7 @@ use mislas::data::transforms::{
 };
 use mislas::model::{Network, Part};
 use std::path::Path;
-use std::process::Command;
 use tch::{Device, Tensor};
-
-const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-
-fn python(script: &str, dir: &Path) {
-    let out = Command::new(PYTHON)
-        .args(["-c", script, dir.to_str().unwrap()])
-        .output()
-        .expect("the venv's Python runs (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "the Python script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Writes a 97×61 RGB image of noise over gradients as PNG and torchvision's outputs on it.
 const TRANSFORMS: &str = r#"
@@ -96,7 +84,7 @@ fn assert_same(ours: &RgbImage, theirs: &RgbImage, what: &str) {
 fn transforms_are_bit_identical_to_torchvision_on_pil() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    python(TRANSFORMS, d);
+    python(TRANSFORMS, &[d.to_str().unwrap()]);
     let src = decode_rgb(&d.join("src.png")).unwrap();
     assert_eq!((src.width, src.height), (97, 61));
     let full = |w, h| Rect { x: 0, y: 0, w, h };
@@ -214,7 +202,7 @@ json.dump({'backbone_params': n}, open(out + '/counts.json', 'w'))
 fn resnet50_matches_torchvision() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    python(RESNET50, d);
+    python(RESNET50, &[d.to_str().unwrap()]);
     let counts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("counts.json")).unwrap()).unwrap();
     let x = Tensor::read_npy(d.join("x.npy")).unwrap();
@@ -277,7 +265,7 @@ np.save(out + '/logits.npy', logits.numpy())
 fn places_network_matches_the_reference_layout() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    python(PLACES, d);
+    python(PLACES, &[d.to_str().unwrap()]);
     let ck = checkpoint::load(&d.join("places.pth.tar")).unwrap();
     assert!(ck.tensors.contains_key("block.conv2.weight"));
     let mut net = Network::build("resnet152_fe", 3, 7, true, Device::Cpu).unwrap();

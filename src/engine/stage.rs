@@ -465,18 +465,21 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
         med: cfg.med_class_idx,
         tail: cfg.tail_class_idx,
     };
-    let start = continuing.unwrap_or(RunPosition {
-        stage,
-        epoch: 0,
-        batch: 0,
-        best_top1: 0.0,
-        best_ece: 100.0,
-        seed: cfg.seed,
-        batch_size: cfg.batch_size,
-        epoch_loss_sum: 0.0,
-        epoch_correct: 0.0,
-        epoch_seen: 0.0,
-    });
+    // The position a checkpoint records: `batch` is the next batch to train.
+    let position =
+        |epoch: usize, batch: usize, sums: (f64, f64, f64), best: (f64, f64)| RunPosition {
+            stage,
+            epoch,
+            batch,
+            best_top1: best.0,
+            best_ece: best.1,
+            seed: cfg.seed,
+            batch_size: cfg.batch_size,
+            epoch_loss_sum: sums.0,
+            epoch_correct: sums.1,
+            epoch_seen: sums.2,
+        };
+    let start = continuing.unwrap_or_else(|| position(0, 0, (0.0, 0.0, 0.0), (0.0, 100.0)));
     let mut best_top1 = start.best_top1;
     let mut best_ece = start.best_ece;
     let info = device_info(device);
@@ -535,20 +538,6 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
     };
     let best_path = run.best_checkpoint();
     let current_path = run.current_checkpoint();
-    // The position a checkpoint records: `batch` is the next batch to train.
-    let position =
-        |epoch: usize, batch: usize, sums: (f64, f64, f64), best: (f64, f64)| RunPosition {
-            stage,
-            epoch,
-            batch,
-            best_top1: best.0,
-            best_ece: best.1,
-            seed: cfg.seed,
-            batch_size: cfg.batch_size,
-            epoch_loss_sum: sums.0,
-            epoch_correct: sums.1,
-            epoch_seen: sums.2,
-        };
     let kept_note = |path: &Path| {
         if path.is_file() {
             format!("the last good checkpoint {} is kept", path.display())
@@ -835,18 +824,7 @@ pub fn run_stage(cfg: &Config, saved_root: &Path, link: &mut Link) -> Result<Sta
             &mut run,
             &format!("Best Prec@1: {best_top1:.3}% ECE: {best_ece:.3}%"),
         )?;
-        let pos = RunPosition {
-            stage,
-            epoch: epoch + 1,
-            batch: 0,
-            best_top1,
-            best_ece,
-            seed: cfg.seed,
-            batch_size: cfg.batch_size,
-            epoch_loss_sum: 0.0,
-            epoch_correct: 0.0,
-            epoch_seen: 0.0,
-        };
+        let pos = position(epoch + 1, 0, (0.0, 0.0, 0.0), (best_top1, best_ece));
         checkpoint::save(&current_path, &net, &optimizer_state(&sgd, &scaler), &pos)?;
         link.emit(Event::Checkpoint {
             path: current_path.clone(),
@@ -1057,6 +1035,16 @@ mod tests {
         (other, Sgd::new(vec![params], 0.1, 0.9, 0.0))
     }
 
+    /// Steps with BatchNorm on its running statistics, so that a loss is a mean over
+    /// independent images and micro-batches add up exactly to the batch.
+    fn frozen_bn(accum_steps: usize) -> StepOptions {
+        StepOptions {
+            backbone_train: false,
+            accum_steps,
+            autocast: false,
+        }
+    }
+
     /// Moves BatchNorm's running statistics to those of `x` (30 train-mode passes), so that
     /// eval-mode activations stay of order one.
     fn settle_batchnorm(net: &Network, x: &Tensor) {
@@ -1079,11 +1067,6 @@ mod tests {
         // With BatchNorm on running statistics the loss is a mean over independent images, so
         // the weighted micro-batch gradients add up to the batch's: the same step, to rounding.
         let method = Method::Mixup { alpha: Some(1.0) };
-        let eval_bn = |accum_steps| StepOptions {
-            backbone_train: false,
-            accum_steps,
-            autocast: false,
-        };
         let (net1, mut sgd1, x, y) = setup();
         settle_batchnorm(&net1, &x);
         let (net3, mut sgd3) = twin(&net1);
@@ -1098,7 +1081,7 @@ mod tests {
                 None,
                 &method,
                 batch(&x, &y, seed),
-                eval_bn(1),
+                frozen_bn(1),
             );
             let b = train_step(
                 &net3,
@@ -1106,7 +1089,7 @@ mod tests {
                 None,
                 &method,
                 batch(&x, &y, seed),
-                eval_bn(3),
+                frozen_bn(3),
             );
             assert!((a.loss - b.loss).abs() < 1e-5, "{} vs {}", a.loss, b.loss);
             assert_eq!(a.hits, b.hits);
@@ -1142,11 +1125,6 @@ mod tests {
                 5e-4,
             )
         };
-        let opts = |accum_steps| StepOptions {
-            backbone_train: false,
-            accum_steps,
-            autocast: false,
-        };
         let (net1, _, x, y) = setup();
         settle_batchnorm(&net1, &x);
         let (net4, _) = twin(&net1);
@@ -1158,7 +1136,7 @@ mod tests {
                 None,
                 &method,
                 batch(&x, &y, seed),
-                opts(1),
+                frozen_bn(1),
             );
             let b = train_step(
                 &net4,
@@ -1166,7 +1144,7 @@ mod tests {
                 None,
                 &method,
                 batch(&x, &y, seed),
-                opts(4),
+                frozen_bn(4),
             );
             assert!((a.loss - b.loss).abs() < 1e-5, "{} vs {}", a.loss, b.loss);
         }
