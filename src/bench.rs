@@ -3,10 +3,11 @@
 //! tensors (same model, same batch), loader images/s alone, and the process's peak memory.
 use crate::config::Config;
 use crate::data::loader::{epoch_loader, LoaderOptions};
-use crate::data::{self, sampler};
-use crate::engine::stage::{
-    check_config, network_for, stage_device, train_step, Method, StepOptions, TrainBatch,
-};
+use crate::data::sampler;
+use crate::engine::recipe::mixup::MixupRecipe;
+use crate::engine::recipe::StageRecipe;
+use crate::engine::setup::{self, Purpose};
+use crate::engine::step::{train_step, StepOptions, TrainBatch, MIXUP_STREAM};
 use crate::engine::{peak_memory_bytes, stream_seed};
 use crate::method::grad_scaler::GradScaler;
 use crate::method::sgd::Sgd;
@@ -55,27 +56,19 @@ fn check_skipped(cfg: &Config, skipped: &[crate::data::files::BadImage]) -> Resu
 /// # Errors
 /// An unusable configuration or missing data.
 pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
-    check_config(cfg)?;
-    let device = stage_device(cfg)?;
-    if device.is_cuda() {
-        // As the engine does: cuDNN benchmark mode unless the run asks to be deterministic.
-        tch::Cuda::cudnn_set_benchmark(!cfg.deterministic);
-    }
-    tch::manual_seed(cfg.seed as i64);
-    let data = data::load(cfg)?;
-    let mut net = network_for(cfg, data.train.channels() as i64, device)?;
+    let setup::Prepared {
+        device,
+        data,
+        mut net,
+        ..
+    } = setup::prepare(cfg, Purpose::Bench)?;
     if cfg.channels_last {
         net.to_channels_last();
     }
-    let step_opts = StepOptions::of(cfg, true);
-    let params: Vec<_> = net
-        .stage1_parts()
-        .into_iter()
-        .flat_map(|part| net.part_parameters(part))
-        .collect();
-    let method = Method::Mixup {
-        alpha: cfg.mixup_alpha(),
-    };
+    let recipe = MixupRecipe::new(cfg);
+    let step_opts = StepOptions::of(cfg, recipe.backbone_train());
+    let params: Vec<_> = recipe.parameter_groups(&net).into_iter().flatten().collect();
+    let method = recipe.objective();
     let bs = cfg.batch_size;
     let warm = 3;
     let total = warm + batches;
@@ -177,12 +170,12 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
         ) {
             let x = batch.images.to_device_(device, Kind::Float, true, false);
             let y = batch.labels.to_device_(device, Kind::Int64, true, false);
-            let seed = stream_seed(cfg.seed, round, batch.index, 1);
+            let seed = stream_seed(cfg.seed, round, batch.index, MIXUP_STREAM);
             train_step(
                 &net,
                 &mut sgd,
                 scaler.as_mut(),
-                &method,
+                method,
                 TrainBatch {
                     images: &x,
                     labels: &y,
@@ -210,11 +203,11 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
                 &net,
                 &mut sgd,
                 scaler.as_mut(),
-                &method,
+                method,
                 TrainBatch {
                     images: x,
                     labels: y,
-                    mixup_seed: stream_seed(cfg.seed, round, i, 1),
+                    mixup_seed: stream_seed(cfg.seed, round, i, MIXUP_STREAM),
                 },
                 step_opts,
             );

@@ -1,13 +1,15 @@
-//! The headless front end: follows a [`RunHandle`]'s events on the terminal (progress bars on a
-//! TTY, plain log lines when piped) and turns SIGINT, SIGTERM and SIGHUP into
-//! [`Control::Stop`], so an interrupted run saves its checkpoint before the process exits.
+//! The headless front end: follows a [`RunHandle`]'s events on the terminal — the run's log
+//! lines on stdout (so `> file` keeps them), progress on stderr (bars on a TTY) — and turns
+//! SIGINT, SIGTERM and SIGHUP into [`Control::Stop`], so an interrupted run saves its checkpoint
+//! before the process exits.
 use crate::engine::RunHandle;
-use crate::events::{Control, Event};
+use crate::events::{Control, EvalProgress, Event};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// How a followed run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,70 +33,98 @@ impl Outcome {
     }
 }
 
-/// Follows `handle` to its end, printing to stderr; returns how it ended.
+/// Follows `handle` to its end: the run's log lines ([`Event::log_lines`], the same lines as
+/// its text log) on stdout, progress bars (on a TTY) or evaluation progress lines on stderr;
+/// returns how it ended. A panic of the trainer thread is left to the engine, which reports it
+/// as [`Event::Failed`].
 pub fn follow(handle: RunHandle) -> Outcome {
-    let signalled = Arc::new(AtomicBool::new(false));
-    let stop_tx = handle.controls.clone();
-    let flag = signalled.clone();
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-        std::thread::spawn(move || {
-            for sig in signals.forever() {
-                if flag.swap(true, Ordering::SeqCst) {
-                    // A second signal: the user insists.
-                    eprintln!("\nsecond signal {sig}: exiting without waiting for the checkpoint");
-                    std::process::exit(130);
-                }
-                eprintln!(
-                    "\nsignal {sig}: stopping after the current batch and saving a checkpoint…"
-                );
-                let _ = stop_tx.send(Control::Stop);
-            }
-        });
-    }
-    let tty = std::io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
-    let mut outcome = Outcome::Finished;
-    let print = |bar: &Option<ProgressBar>, line: &str| match bar {
-        Some(b) => b.println(line),
-        None => eprintln!("{line}"),
+    quiet_trainer_panics();
+    forward_signals(&handle);
+    let mut view = Follower {
+        tty: std::io::stderr().is_terminal(),
+        bar: None,
+        outcome: Outcome::Finished,
+        last_eval_line: None,
     };
     for event in handle.events.iter() {
+        view.on_event(event);
+    }
+    if let Err(p) = handle.join() {
+        let msg = crate::engine::panic_text(p.as_ref());
+        view.outcome = Outcome::Failed(format!("the trainer thread panicked: {msg}"));
+    }
+    view.outcome
+}
+
+/// Leaves panics of the trainer thread to the engine (which sends their message as
+/// [`Event::Failed`]) instead of printing libtorch's C++ stack on stderr.
+fn quiet_trainer_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() != Some(crate::engine::TRAINER_THREAD) {
+            default(info);
+        }
+    }));
+}
+
+/// SIGINT, SIGTERM and SIGHUP ask the trainer to stop after a checkpoint; a second one exits.
+fn forward_signals(handle: &RunHandle) {
+    let signalled = Arc::new(AtomicBool::new(false));
+    let stop_tx = handle.controls.clone();
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if signalled.swap(true, Ordering::SeqCst) {
+                // A second signal: the user insists.
+                eprintln!("\nsecond signal {sig}: exiting without waiting for the checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!("\nsignal {sig}: stopping after the current batch and saving a checkpoint…");
+            let _ = stop_tx.send(Control::Stop);
+        }
+    });
+}
+
+/// The headless view of a run.
+struct Follower {
+    tty: bool,
+    bar: Option<ProgressBar>,
+    outcome: Outcome,
+    last_eval_line: Option<Instant>,
+}
+
+impl Follower {
+    fn on_event(&mut self, event: Event) {
+        for line in event.log_lines() {
+            if !matches!(event, Event::Failed(_)) {
+                self.print(&line);
+            }
+        }
         match event {
             Event::StageStarted(s) => {
-                print(
-                    &bar,
-                    &format!(
-                        "=> {} of {} on {} → {}",
-                        s.stage,
-                        s.dataset,
-                        s.device.name,
-                        s.run_dir.display()
-                    ),
-                );
-                if tty {
-                    let b = ProgressBar::with_draw_target(
-                        Some(s.batches_per_epoch as u64),
-                        ProgressDrawTarget::stderr_with_hz(4),
-                    );
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    bar = Some(b);
+                self.print(&format!(
+                    "=> {} of {} on {} → {}",
+                    s.stage,
+                    s.dataset,
+                    s.device.name,
+                    s.run_dir.display()
+                ));
+                if self.tty {
+                    self.bar = Some(progress_bar(s.batches_per_epoch as u64));
                 }
             }
             Event::EpochStarted { stage, epoch, lr } => {
-                if let Some(b) = &bar {
+                if let Some(b) = &self.bar {
                     b.reset();
-                    b.set_prefix(format!("{stage} epoch {}", epoch + 1));
+                    b.set_prefix(format!("{stage} epoch {epoch}"));
                     b.set_message(format!("lr {:.4}", lr[0]));
                 }
             }
             Event::Batch(s) => {
-                if let Some(b) = &bar {
+                if let Some(b) = &self.bar {
+                    b.set_length(s.batches as u64);
                     b.set_position(s.batch as u64 + 1);
                     b.set_message(format!(
                         "loss {:.3} acc {:.1}% {:.0} img/s",
@@ -102,41 +132,85 @@ pub fn follow(handle: RunHandle) -> Outcome {
                     ));
                 }
             }
-            Event::Log(line) => print(&bar, &line),
+            Event::EvalProgress(p) => self.on_eval_progress(&p),
             Event::StageFinished(f) => {
-                if let Some(b) = bar.take() {
+                if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
                 let how = if f.stopped { "stopped" } else { "finished" };
-                eprintln!(
-                    "=> {} {how}: best top-1 {:.3}% (ECE {:.3}%) in {}",
+                let best = f.best.map_or("no evaluation yet".to_owned(), |b| {
+                    format!("best top-1 {:.3}% (ECE {:.3}%)", b.top1, b.ece)
+                });
+                self.print(&format!(
+                    "=> {} {how}: {best} in {}",
                     f.stage,
-                    f.best_top1,
-                    f.best_ece,
                     f.run_dir.display()
-                );
+                ));
                 if f.stopped {
-                    outcome = Outcome::Stopped;
+                    self.outcome = Outcome::Stopped;
                 }
             }
-            Event::Error(msg) => {
-                if let Some(b) = bar.take() {
+            Event::Failed(f) => {
+                if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
-                outcome = Outcome::Failed(msg);
+                let resume = f
+                    .resume_from
+                    .map(|p| format!(" (resume with: resume {})", p.display()))
+                    .unwrap_or_default();
+                self.outcome = Outcome::Failed(format!("{}{resume}", f.message));
             }
-            Event::Paused => print(&bar, "=> paused"),
-            Event::Resumed => print(&bar, "=> resumed"),
-            Event::Finished | Event::Checkpoint { .. } | Event::Epoch(_) => {}
+            Event::Paused => self.print("=> paused"),
+            Event::Resumed => self.print("=> resumed"),
+            Event::Finished
+            | Event::Checkpoint { .. }
+            | Event::Epoch(_)
+            | Event::Log(_)
+            | Event::Warning(_) => {}
         }
     }
-    if let Err(p) = handle.join() {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
-        outcome = Outcome::Failed(format!("the trainer thread panicked: {msg}"));
+
+    /// On a TTY the bar shows the evaluation; otherwise a line on stderr every 10 s and at the
+    /// end.
+    fn on_eval_progress(&mut self, p: &EvalProgress) {
+        let text = format!(
+            "evaluating: {}/{} test images, {:.0} images/s, ETA {:.0}s",
+            p.images_done,
+            p.images_total,
+            p.images_per_sec,
+            p.eta_seconds()
+        );
+        if let Some(b) = &self.bar {
+            b.set_prefix(format!("{} epoch {} eval", p.stage, p.epoch));
+            b.set_length(p.images_total as u64);
+            b.set_position(p.images_done as u64);
+            b.set_message(format!("{:.0} img/s", p.images_per_sec));
+            return;
+        }
+        let due = self
+            .last_eval_line
+            .is_none_or(|t| t.elapsed().as_secs_f64() >= 10.0);
+        if due || p.images_done == p.images_total {
+            self.last_eval_line = Some(Instant::now());
+            eprintln!("=> epoch {} {text}", p.epoch);
+        }
     }
-    outcome
+
+    /// A log line on stdout, above the progress bar when there is one.
+    fn print(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    let b = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(4));
+    b.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b
 }

@@ -1,5 +1,7 @@
 //! Evaluation on the test set after every epoch (reference `validate`).
-use crate::config::BadImagePolicy;
+use super::setup::{self, Purpose};
+use super::Flow;
+use crate::config::{BadImagePolicy, Config};
 use crate::data::files::BadImage;
 use crate::data::loader::{epoch_loader, LoaderOptions};
 use crate::data::{ImageSource, Normalization};
@@ -20,14 +22,37 @@ pub struct EvalSpec {
     pub tail: [usize; 2],
 }
 
+impl EvalSpec {
+    /// The ranges of `cfg` and the training counts of its long-tailed subset.
+    pub fn of(cfg: &Config, train_class_counts: &[usize]) -> Self {
+        EvalSpec {
+            train_class_counts: train_class_counts.to_vec(),
+            head: cfg.head_class_idx,
+            med: cfg.med_class_idx,
+            tail: cfg.tail_class_idx,
+        }
+    }
+}
+
+/// How an evaluation ended.
+#[derive(Debug)]
+pub enum Evaluated {
+    /// Every image was evaluated: the report and the images left out (`on_bad_image: skip`).
+    Done(EvalReport, Vec<BadImage>),
+    /// The progress callback asked to stop.
+    Stopped,
+}
+
 /// Evaluates `net` in eval mode on every image of `set` (no augmentation): logits are
 /// `scale(classify(features(x)))` — LWS is the identity until stage 2 learns it.
 ///
-/// `batch_size` images per forward pass, `workers` loader threads. Returns the report and the
-/// images left out (file sets with `on_bad: skip`).
+/// `batch_size` images per forward pass, `workers` loader threads. After each batch,
+/// `progress(images_done, images_total)` is called; [`Flow::Stop`] ends the evaluation early
+/// ([`Evaluated::Stopped`]).
 ///
 /// # Errors
 /// With `on_bad: fail`, the first image that cannot be read or decoded (its path and why).
+#[allow(clippy::too_many_arguments)] // The evaluation's inputs, each of another kind.
 pub fn evaluate(
     net: &Network,
     set: &Arc<ImageSource>,
@@ -36,7 +61,8 @@ pub fn evaluate(
     workers: usize,
     spec: &EvalSpec,
     on_bad: BadImagePolicy,
-) -> anyhow::Result<(EvalReport, Vec<BadImage>)> {
+    progress: &mut dyn FnMut(usize, usize) -> Flow,
+) -> anyhow::Result<Evaluated> {
     let device = net.device();
     let opts = LoaderOptions {
         batch_size,
@@ -49,29 +75,37 @@ pub fn evaluate(
     let order: Vec<usize> = (0..set.len()).collect();
     let mut acc = EvalAccumulator::new(net.num_classes as usize);
     let mut skipped = Vec::new();
-    tch::no_grad(|| -> anyhow::Result<()> {
+    let total = set.len();
+    let mut done = 0;
+    let finished = tch::no_grad(|| -> anyhow::Result<bool> {
         for batch in epoch_loader(set.clone(), order, norm, &opts, 0, 0) {
             if let (Some(bad), BadImagePolicy::Fail) = (batch.skipped.first(), on_bad) {
                 anyhow::bail!(
                     "unusable test image {bad}; set on_bad_image: skip to leave such images out"
                 );
             }
+            done += batch.len + batch.skipped.len();
             skipped.extend(batch.skipped);
-            if batch.len == 0 {
-                continue;
+            if batch.len > 0 {
+                let x = batch
+                    .images
+                    .to_device_(device, tch::Kind::Float, true, false);
+                let y = batch
+                    .labels
+                    .to_device_(device, tch::Kind::Int64, true, false);
+                let logits = net.scale(&net.classify(&net.features(&x, false)));
+                acc.add(&logits, &y);
             }
-            let x = batch
-                .images
-                .to_device_(device, tch::Kind::Float, true, false);
-            let y = batch
-                .labels
-                .to_device_(device, tch::Kind::Int64, true, false);
-            let logits = net.scale(&net.classify(&net.features(&x, false)));
-            acc.add(&logits, &y);
+            if progress(done, total) == Flow::Stop {
+                return Ok(false);
+            }
         }
-        Ok(())
+        Ok(true)
     })?;
-    Ok((
+    if !finished {
+        return Ok(Evaluated::Stopped);
+    }
+    Ok(Evaluated::Done(
         acc.finish(&spec.train_class_counts, spec.head, spec.med, spec.tail),
         skipped,
     ))
@@ -82,31 +116,37 @@ pub fn evaluate(
 ///
 /// # Errors
 /// No `resume`, an unusable checkpoint (mismatched tensors are listed), or missing data.
-pub fn evaluate_checkpoint(cfg: &crate::config::Config) -> anyhow::Result<EvalReport> {
+pub fn evaluate_checkpoint(cfg: &Config) -> anyhow::Result<EvalReport> {
     use anyhow::Context;
-    super::stage::check_config(cfg)?;
-    if cfg.resume.is_empty() {
-        anyhow::bail!("eval needs a checkpoint: add `resume PATH`");
+    let mut p = setup::prepare(cfg, Purpose::Eval)?;
+    if let Some(ck) = &p.checkpoint {
+        let parts = setup::evaluated_parts(&p.net, ck);
+        p.restore(&parts, None)?;
     }
-    cfg.check_resume().map_err(anyhow::Error::msg)?;
-    let ck = crate::checkpoint::load(std::path::Path::new(&cfg.resume))?;
-    let data = crate::data::load(cfg)?;
-    let net = super::stage::network_from_checkpoint(cfg, &ck, data.train.channels() as i64)?;
-    let spec = EvalSpec {
-        train_class_counts: data.class_counts.clone(),
-        head: cfg.head_class_idx,
-        med: cfg.med_class_idx,
-        tail: cfg.tail_class_idx,
+    let spec = EvalSpec::of(cfg, &p.data.class_counts);
+    let started = std::time::Instant::now();
+    let mut last = started;
+    let mut progress = |done: usize, total: usize| {
+        if last.elapsed().as_secs_f64() >= 2.0 || done == total {
+            last = std::time::Instant::now();
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!("=> evaluated {done}/{total} test images ({rate:.0} images/s)");
+        }
+        Flow::Continue
     };
-    let (r, skipped) = evaluate(
-        &net,
-        &data.test,
-        &data.norm,
+    let evaluated = evaluate(
+        &p.net,
+        &p.data.test,
+        &p.data.norm,
         cfg.effective_eval_batch_size(),
         cfg.workers,
         &spec,
         cfg.on_bad_image,
+        &mut progress,
     )?;
+    let Evaluated::Done(r, skipped) = evaluated else {
+        anyhow::bail!("the evaluation was stopped");
+    };
     for bad in &skipped {
         eprintln!("=> unusable test image {bad}: skipped");
     }

@@ -1,12 +1,30 @@
-//! The training engine: runs stage 1, stage 2 or both on its own thread and publishes
-//! [`Event`]s; obeys [`Control`]s between batches.
+//! The training engine: runs stage 1, stage 2 or both on its own thread, publishes [`Event`]s
+//! and obeys [`Control`]s between batches. It knows nothing of any front end.
+//!
+//! ```text
+//! spawn(Job) ── trainer thread ──▶ run_job ──▶ trainer::run_stage (per stage)
+//!                                    │  setup::prepare      config, device, checkpoint, data, network
+//!                                    │  recipe::for_config  what the stage trains (mixup | mislas)
+//!                                    │  Trainer::fit        epochs: train_epoch → evaluate_epoch → end_epoch
+//!                                    │                      batches: step::train_step (the recipe's Objective)
+//!   Event  ◀── Link::emit ───────────┘  (log lines written by the same `Event::log_lines`)
+//!   Control ──▶ Link::check (between batches, also during evaluation)
+//! ```
+//!
+//! The last event of a thread is [`Event::Finished`] or [`Event::Failed`]; a panic of the
+//! trainer thread (a libtorch error) becomes an [`Event::Failed`] with its message.
 pub mod evaluate;
-pub mod stage;
+pub mod recipe;
+pub mod setup;
+pub mod step;
+pub mod trainer;
 
 use crate::config::{parse_device_spec, Config, DeviceSpec};
-use crate::events::{Control, DeviceInfo, Event};
-use anyhow::{bail, Context, Result};
+use crate::events::{Control, DeviceInfo, Event, Failure, FailureKind};
+use anyhow::{bail, Result};
 use crossbeam_channel::{Receiver, Sender};
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use tch::Device;
@@ -49,22 +67,33 @@ impl RunHandle {
 
 /// Starts the trainer thread on `job`; run folders go under `saved_root`.
 ///
-/// The thread ends with [`Event::Finished`] or [`Event::Error`] as its last event.
+/// The thread ends with [`Event::Finished`] or [`Event::Failed`] as its last event, a panic
+/// included.
 pub fn spawn(job: Job, saved_root: PathBuf) -> RunHandle {
     let (etx, erx) = crossbeam_channel::unbounded();
     let (ctx, crx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
-        .name("mislas-trainer".into())
+        .name(TRAINER_THREAD.into())
         .spawn(move || {
-            let mut link = Link {
+            let link = Link {
                 events: etx,
                 controls: crx,
             };
-            let last = match run_job(job, &saved_root, &mut link) {
+            let device = job.first_config().device.clone();
+            let result = catch_unwind(AssertUnwindSafe(|| run_job(job, &saved_root, &link)))
+                .unwrap_or_else(|panic| {
+                    Err(Failure::new(
+                        FailureKind::Internal,
+                        format!(
+                            "the trainer stopped on an error on device {device}: {}",
+                            panic_text(panic.as_ref())
+                        ),
+                    ))
+                });
+            link.emit(match result {
                 Ok(()) => Event::Finished,
-                Err(e) => Event::Error(format!("{e:#}")),
-            };
-            link.emit(last);
+                Err(f) => Event::Failed(f),
+            });
         })
         .expect("cannot start the trainer thread");
     RunHandle {
@@ -74,25 +103,109 @@ pub fn spawn(job: Job, saved_root: PathBuf) -> RunHandle {
     }
 }
 
-fn run_job(job: Job, saved_root: &Path, link: &mut Link) -> Result<()> {
+/// Name of the trainer thread (front ends' panic hooks leave its panics to the engine, which
+/// reports them as [`Event::Failed`]).
+pub const TRAINER_THREAD: &str = "mislas-trainer";
+
+impl Job {
+    fn first_config(&self) -> &Config {
+        match self {
+            Job::Single(cfg) => cfg,
+            Job::Pipeline { stage1, .. } => stage1,
+        }
+    }
+}
+
+fn run_job(job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> {
     match job {
-        Job::Single(cfg) => stage::run_stage(&cfg, saved_root, link).map(|_| ()),
+        Job::Single(cfg) => trainer::run_stage(&cfg, saved_root, link).map(|_| ()),
         Job::Pipeline { stage1, mut stage2 } => {
             // What stage 2 needs of the machine is checked before stage 1 spends its hours.
-            stage::stage_device(&stage2)?;
-            let first = stage::run_stage(&stage1, saved_root, link)?;
+            setup::stage_device(&stage2).kind(FailureKind::Config)?;
+            let first = trainer::run_stage(&stage1, saved_root, link)?;
             if first.stopped {
                 return Ok(());
             }
-            let best = first.best_checkpoint.with_context(|| {
-                format!(
-                    "stage 1 in {} wrote no best checkpoint; stage 2 cannot start",
-                    first.run_dir.display()
+            let best = first.best_checkpoint.ok_or_else(|| {
+                Failure::new(
+                    FailureKind::Checkpoint,
+                    format!(
+                        "stage 1 in {} wrote no best checkpoint; stage 2 cannot start",
+                        first.run_dir.display()
+                    ),
                 )
             })?;
             stage2.resume = best.display().to_string();
-            stage::run_stage(&stage2, saved_root, link).map(|_| ())
+            trainer::run_stage(&stage2, saved_root, link).map(|_| ())
         }
+    }
+}
+
+/// Gives an error a [`FailureKind`]: the one way the engine's `anyhow` errors become the
+/// [`Failure`] a front end is sent.
+pub trait Classify<T> {
+    /// The error as a [`Failure`] of `kind`, its message the error's chain (`a: b: c`).
+    ///
+    /// # Errors
+    /// The error, classified.
+    fn kind(self, kind: FailureKind) -> Result<T, Failure>;
+}
+
+impl<T> Classify<T> for Result<T> {
+    fn kind(self, kind: FailureKind) -> Result<T, Failure> {
+        self.map_err(|e| Failure::new(kind, format!("{e:#}")))
+    }
+}
+
+/// The text of a panic payload; a libtorch error is cut to its first line (its message),
+/// without the C++ stack that follows.
+pub fn panic_text(panic: &(dyn Any + Send)) -> String {
+    let raw = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown error".into());
+    // tch panics with `…: Torch("<message>\nException raised from … <C++ frames>")`.
+    let text = match raw.split_once("Torch(\"") {
+        Some((_, rest)) => rest.to_owned(),
+        None => raw,
+    };
+    let first = text
+        .split("\\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default();
+    first.trim_end_matches(['"', ')']).trim().to_owned()
+}
+
+/// Whether a libtorch error message says that memory ran out (CUDA's caching allocator, the
+/// CPU allocator, or the operating system).
+pub fn is_out_of_memory(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("out of memory") || t.contains("can't allocate memory") || t.contains("std::bad_alloc")
+}
+
+/// The failure of a panic during `context` (a libtorch error): out of memory gets the advice
+/// the user needs, anything else says what failed.
+pub fn panic_failure(panic: &(dyn Any + Send), context: &str, cfg: &Config, device: Device) -> Failure {
+    let text = panic_text(panic);
+    let device = device_info(device).id;
+    if is_out_of_memory(&text) {
+        Failure::new(
+            FailureKind::OutOfMemory,
+            format!(
+                "out of memory at batch size {} on {device} while {context}: lower batch_size \
+                 or set accum_steps ({text})",
+                cfg.batch_size
+            ),
+        )
+    } else {
+        Failure::new(
+            FailureKind::Internal,
+            format!("libtorch failed while {context} on {device}: {text}"),
+        )
     }
 }
 

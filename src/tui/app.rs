@@ -8,7 +8,7 @@ use super::runs::{RunsAction, RunsScreen};
 use super::theme::Theme;
 use crate::config::{Config, Stage};
 use crate::engine::Job;
-use crate::events::{Control, EpochReport, Event};
+use crate::events::{Control, EpochReport, Event, Failure, FailureKind};
 use crate::presets::{partner, Preset};
 use crate::run_dir::RunSummary;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -365,14 +365,14 @@ impl App {
         };
         let ended = match &event {
             Event::StageFinished(f) => f.stopped,
-            Event::Finished | Event::Error(_) => true,
+            Event::Finished | Event::Failed(_) => true,
             _ => false,
         };
         let mut effects = Vec::new();
         match &event {
-            Event::Error(msg) => {
+            Event::Failed(f) => {
                 self.status = Some(Status {
-                    text: format!("run failed: {msg}"),
+                    text: format!("run failed: {}", f.message),
                     error: true,
                 })
             }
@@ -403,9 +403,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::EngineClosed => {
             if let Some(r) = &mut app.run {
                 if r.is_active() {
-                    r.on_event(Event::Error(
-                        "the trainer thread ended without a last event".into(),
-                    ));
+                    r.on_event(Event::Failed(Failure::new(
+                        FailureKind::Internal,
+                        "the trainer thread ended without a last event",
+                    )));
                 }
             }
             if app.quit == Quit::AfterStop {

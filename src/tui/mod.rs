@@ -302,13 +302,9 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
                 "finished"
             },
             f.run_dir.display(),
-            if evaluated {
-                format!(
-                    " (best top-1 {:.2} %, ECE {:.2} %)",
-                    f.best_top1, f.best_ece
-                )
-            } else {
-                String::new()
+            match (evaluated, f.best) {
+                (true, Some(b)) => format!(" (best top-1 {:.2} %, ECE {:.2} %)", b.top1, b.ece),
+                _ => " (no evaluation yet)".to_owned(),
             }
         );
     }

@@ -5,7 +5,7 @@
 use super::theme::Theme;
 use super::view::{format_duration, panel, KeyHelp};
 use super::widgets::{Band, ClassBar, ClassBars, Curve, LineChart, Reliability};
-use crate::events::{BatchStats, Event, StageFinished, StageStarted};
+use crate::events::{BatchStats, EvalProgress, Event, StageFinished, StageStarted};
 use crate::metrics::EvalReport;
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -136,6 +136,8 @@ pub struct RunScreen {
     pub lr: Vec<f64>,
     /// The latest batch.
     pub batch: Option<BatchStats>,
+    /// Progress of the evaluation under way (cleared when its epoch's figures arrive).
+    pub eval: Option<EvalProgress>,
     /// Smoothed images/s.
     pub images_per_sec: Option<f64>,
     /// Smoothed training loss.
@@ -183,6 +185,7 @@ impl RunScreen {
             epoch: 0,
             lr: Vec::new(),
             batch: None,
+            eval: None,
             images_per_sec: None,
             loss_ema: None,
             batches_seen: 0,
@@ -269,6 +272,7 @@ impl RunScreen {
                 self.batch = Some(b);
             }
             Event::Epoch(r) => {
+                self.eval = None;
                 self.push_log(format!(
                     "{} epoch {}/{}: top-1 {:.2} %, ECE {:.2} %, NLL {:.3}, loss {:.4}, {:.0} img/s{}",
                     r.stage,
@@ -283,7 +287,12 @@ impl RunScreen {
                 ));
                 self.epochs.push(*r);
             }
-            Event::Log(line) => self.push_log(line),
+            Event::Log(_) | Event::Warning(_) => {
+                for line in event.log_lines() {
+                    self.push_log(line);
+                }
+            }
+            Event::EvalProgress(p) => self.eval = Some(p),
             Event::Checkpoint { path, best } => self.push_log(format!(
                 "checkpoint{} → {}",
                 if best { " (best)" } else { "" },
@@ -303,11 +312,13 @@ impl RunScreen {
             }
             Event::StageFinished(f) => {
                 self.push_log(format!(
-                    "■ {} {}: best top-1 {:.2} %, ECE at best {:.2} %{}",
+                    "■ {} {}: {}{}",
                     f.stage,
                     if f.stopped { "stopped" } else { "finished" },
-                    f.best_top1,
-                    f.best_ece,
+                    f.best.map_or("no evaluation yet".to_owned(), |b| format!(
+                        "best top-1 {:.2} %, ECE at best {:.2} %",
+                        b.top1, b.ece
+                    )),
                     f.best_checkpoint
                         .as_ref()
                         .map(|p| format!(", best checkpoint {}", p.display()))
@@ -319,9 +330,9 @@ impl RunScreen {
                 self.state = RunState::Finished;
                 self.push_log("✓ run ended".into());
             }
-            Event::Error(msg) => {
-                self.push_log(format!("✗ {msg}"));
-                self.state = RunState::Failed(msg);
+            Event::Failed(f) => {
+                self.push_log(format!("✗ {}: {}", f.kind, f.message));
+                self.state = RunState::Failed(f.message);
             }
         }
     }

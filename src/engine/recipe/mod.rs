@@ -1,0 +1,76 @@
+//! Stage recipes: everything that differs between the stages of a long-tailed recipe, behind
+//! one trait. The trainer ([`super::trainer`]) runs any of them.
+//!
+//! * [`mixup`]: stage 1 of MiSLAS (reference `train_stage1.py`) — representation learning;
+//! * [`mislas`]: stage 2 of MiSLAS (reference `train_stage2.py`) — classifier re-learning with
+//!   shift learning, LWS and label-aware smoothing.
+//!
+//! Adding a recipe is a new file here plus its line in [`for_config`].
+pub mod mislas;
+pub mod mixup;
+
+use super::step::Objective;
+use crate::config::{Config, Stage};
+use crate::model::{Network, Part};
+use anyhow::Result;
+use tch::{Device, Tensor};
+
+/// What a stage of training is: its parameters and their learning rates, its sampler, the
+/// backbone's mode, its loss and what a checkpoint restores.
+pub trait StageRecipe: Send {
+    /// The stage a checkpoint of this recipe records.
+    fn stage(&self) -> Stage;
+
+    /// The loss of a training step.
+    fn objective(&self) -> &dyn Objective;
+
+    /// The parts of the network a checkpoint restores: of a stage-1 checkpoint at the start of
+    /// this recipe, or of this recipe's own checkpoint when `continuing` a run.
+    fn restored_parts(&self, net: &Network, continuing: bool) -> Vec<Part>;
+
+    /// Readies the network after the checkpoint was restored (`restored`: one was): loads
+    /// pretrained weights, freezes what this recipe does not train.
+    ///
+    /// # Errors
+    /// Pretrained weights that cannot be read.
+    fn prepare_network(&self, net: &mut Network, restored: bool) -> Result<()>;
+
+    /// The SGD parameter groups, in the order [`StageRecipe::learning_rates`] gives their rates.
+    fn parameter_groups(&self, net: &Network) -> Vec<Vec<(String, Tensor)>>;
+
+    /// Learning rate of each parameter group during `epoch` (0-based).
+    fn learning_rates(&self, epoch: usize) -> Vec<f64>;
+
+    /// Training batches in an epoch over `train_images` images.
+    fn batches_per_epoch(&self, train_images: usize) -> usize;
+
+    /// Training images drawn in an epoch over `train_images` images.
+    fn images_per_epoch(&self, train_images: usize) -> usize;
+
+    /// The epoch's order of training indices (its sampler), from the run's seed and `epoch`.
+    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize>;
+
+    /// Whether the backbone's BatchNorm runs in train mode while training.
+    fn backbone_train(&self) -> bool;
+
+    /// A failure message when this recipe cannot start without a checkpoint and has none.
+    fn missing_checkpoint(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The recipe of `cfg`'s stage (`mode`): stage 1 is [`mixup::MixupRecipe`], stage 2
+/// [`mislas::MislasRecipe`]. `class_counts` are the training counts of each class.
+///
+/// # Errors
+/// A recipe's settings that cannot be used (e.g. LAS's ε outside [0, 1]).
+pub fn for_config(
+    cfg: &Config,
+    class_counts: &[usize],
+    device: Device,
+) -> Result<Box<dyn StageRecipe>> {
+    Ok(match cfg.stage() {
+        Stage::Stage1 => Box::new(mixup::MixupRecipe::new(cfg)),
+        Stage::Stage2 => Box::new(mislas::MislasRecipe::new(cfg, class_counts, device)?),
+    })
+}

@@ -1,0 +1,785 @@
+//! The trainer: one stage of any [`StageRecipe`], from set-up (or resume) to its last epoch.
+//!
+//! ```text
+//! Trainer::new   set-up: config, device, checkpoint, data, network, recipe, SGD, run folder
+//! fit            for each epoch:  train_epoch → evaluate_epoch → end_epoch
+//!   train_epoch    for each batch: controls, bad images, train_batch (one SGD step)
+//!   end_epoch      metrics line and events, then checkpoints (save_checkpoint)
+//! stop / fail    the two early exits: save what can be saved, log, end
+//! ```
+use super::evaluate::{evaluate, EvalSpec, Evaluated};
+use super::recipe::{self, StageRecipe};
+use super::setup::{self, Purpose};
+use super::step::{train_step, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM};
+use super::{device_info, panic_failure, resident_memory_bytes, stream_seed, Classify, Flow, Link};
+use crate::checkpoint::{self, Checkpoint, RunPosition};
+use crate::config::{BadImagePolicy, Config};
+use crate::data::loader::{epoch_loader, Batch, LoaderOptions};
+use crate::data::{self, LongTailData};
+use crate::events::{
+    BatchStats, BestFigures, EpochReport, EvalProgress, Event, Failure, FailureKind,
+    StageFinished, StageStarted, Warning,
+};
+use crate::method::grad_scaler::{self, GradScaler};
+use crate::method::sgd::Sgd;
+use crate::metrics::EvalReport;
+use crate::model::Network;
+use crate::run_dir::{RunDir, SubsetRecord};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind};
+
+/// Under `amp`, non-finite losses in a row after which the run stops (the loss scale has then
+/// halved this many times, from 2^16 to below 10^-10: the forward pass itself overflows).
+pub const MAX_NONFINITE_STEPS: usize = 50;
+
+/// How a stage ended.
+#[derive(Debug, Clone)]
+pub struct StageOutcome {
+    /// Its run folder.
+    pub run_dir: PathBuf,
+    /// `model_best.safetensors`, when an epoch set a best top-1.
+    pub best_checkpoint: Option<PathBuf>,
+    /// Stopped by a control before the last epoch.
+    pub stopped: bool,
+    /// Best top-1 and its ECE; `None` before the first evaluation.
+    pub best: Option<BestFigures>,
+}
+
+/// Runs one stage of `cfg` (its `mode`), writing its run folder under `saved_root`.
+///
+/// With `resume` naming a mislas checkpoint of the same stage, the run continues in that
+/// checkpoint's run folder at the batch where it stopped. Stage 2 needs `resume` to name a
+/// stage-1 checkpoint (mislas `.safetensors` or the reference's `.pth.tar`).
+///
+/// # Errors
+/// A [`Failure`]: an unusable configuration, missing or damaged data, an unusable checkpoint,
+/// a non-finite loss (the last good checkpoint is kept), memory run out, or a failed write;
+/// each message names the file and what was expected.
+pub fn run_stage(cfg: &Config, saved_root: &Path, link: &Link) -> Result<StageOutcome, Failure> {
+    Trainer::new(cfg, saved_root, link)?.fit()
+}
+
+/// Sums over the trained batches of an epoch (what a mid-epoch checkpoint records).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct EpochSums {
+    loss_sum: f64,
+    correct: f64,
+    seen: f64,
+}
+
+/// An epoch's training, as it goes.
+#[derive(Debug)]
+struct EpochTraining {
+    lrs: Vec<f64>,
+    sums: EpochSums,
+    /// Images seen before this session of the epoch (a resumed epoch).
+    seen_before: f64,
+    overflow_skips: usize,
+    nonfinite_in_a_row: usize,
+    started: Instant,
+    last_batch: Instant,
+    /// Wall-clock seconds of the epoch's training, once it ended.
+    train_seconds: f64,
+}
+
+/// Why the epoch loop left early.
+#[derive(Debug)]
+enum Halt {
+    /// A [`crate::events::Control::Stop`]: save at this position and end.
+    Stopped(RunPosition),
+    /// A failure; the run is saved at `save_at` first when set.
+    Failed {
+        failure: Failure,
+        save_at: Option<RunPosition>,
+    },
+}
+
+impl From<Failure> for Halt {
+    fn from(failure: Failure) -> Self {
+        Halt::Failed {
+            failure,
+            save_at: None,
+        }
+    }
+}
+
+/// One stage's training state.
+struct Trainer<'a> {
+    cfg: &'a Config,
+    link: &'a Link,
+    recipe: Box<dyn StageRecipe>,
+    device: Device,
+    data: LongTailData,
+    net: Network,
+    sgd: Sgd,
+    scaler: Option<GradScaler>,
+    run: RunDir,
+    spec: EvalSpec,
+    /// Where this session starts (a resumed run's checkpoint, else epoch 0 batch 0).
+    start: RunPosition,
+    best: Option<BestFigures>,
+    /// Log lines that wait for the run folder (the loaded checkpoint, changed settings).
+    opening: Vec<Event>,
+}
+
+impl<'a> Trainer<'a> {
+    /// Set-up: everything before the first batch. A checkpoint that does not fit creates no
+    /// run folder.
+    fn new(cfg: &'a Config, saved_root: &Path, link: &'a Link) -> Result<Self, Failure> {
+        let mut p = setup::prepare(cfg, Purpose::Train)?;
+        let continue_in = setup::continued_run(cfg, p.checkpoint.as_ref())?;
+        let recipe = recipe::for_config(cfg, &p.data.class_counts, p.device)
+            .kind(FailureKind::Config)?;
+        if let (None, Some(msg)) = (&p.checkpoint, recipe.missing_checkpoint()) {
+            return Err(Failure::new(FailureKind::Config, msg));
+        }
+        let position = continue_in.as_ref().map(|(_, pos)| *pos);
+        let parts = recipe.restored_parts(&p.net, position.is_some());
+        let loaded = p.restore(&parts, position.as_ref())?;
+        recipe
+            .prepare_network(&mut p.net, p.checkpoint.is_some())
+            .kind(FailureKind::Checkpoint)?;
+        if cfg.channels_last {
+            p.net.to_channels_last();
+        }
+        let mut sgd = Sgd::new(
+            recipe.parameter_groups(&p.net),
+            cfg.lr,
+            cfg.momentum,
+            cfg.weight_decay,
+        );
+        let mut scaler = cfg.amp.then(|| GradScaler::new(p.device));
+        if let (Some(ck), Some(_)) = (&p.checkpoint, position) {
+            restore_optimizer(ck, &mut sgd, scaler.as_mut())?;
+        }
+        let run = open_run_dir(cfg, saved_root, continue_in.map(|(root, _)| root), &p.data)?;
+        let mut opening: Vec<Event> = loaded.into_iter().map(Event::Log).collect();
+        if position.is_some() {
+            opening.extend(changed_settings(cfg, &run.root));
+        }
+        let best = position
+            .filter(|_| run.best_checkpoint().is_file())
+            .map(|p| BestFigures {
+                top1: p.best_top1,
+                ece: p.best_ece,
+            });
+        let spec = EvalSpec::of(cfg, &p.data.class_counts);
+        Ok(Trainer {
+            start: position.unwrap_or_else(|| fresh_position(cfg, recipe.as_ref())),
+            cfg,
+            link,
+            recipe,
+            device: p.device,
+            data: p.data,
+            net: p.net,
+            sgd,
+            scaler,
+            run,
+            spec,
+            best,
+            opening,
+        })
+    }
+
+    /// The fit loop: announce the stage, then train, evaluate and end each epoch.
+    fn fit(mut self) -> Result<StageOutcome, Failure> {
+        let epochs = |t: &mut Self| -> Result<(), Halt> {
+            t.announce()?;
+            for epoch in t.start.epoch..t.cfg.num_epochs {
+                let training = t.train_epoch(epoch)?;
+                let (report, eval_seconds) = t.evaluate_epoch(epoch, &training)?;
+                t.end_epoch(epoch, training, report, eval_seconds)?;
+            }
+            Ok(())
+        };
+        match epochs(&mut self) {
+            Ok(()) => self.finish(false),
+            Err(Halt::Stopped(at)) => self.stop(at),
+            Err(Halt::Failed { failure, save_at }) => Err(self.fail(failure, save_at)),
+        }
+    }
+
+    /// Logs what was loaded and how the stage runs, then publishes [`Event::StageStarted`].
+    fn announce(&mut self) -> Result<(), Failure> {
+        for event in std::mem::take(&mut self.opening) {
+            self.emit(event)?;
+        }
+        let info = device_info(self.device);
+        let (train_n, cfg) = (self.data.train.len(), self.cfg);
+        self.emit(Event::Log(format!(
+            "=> {} of '{}' on {} ({}): {} training images {:?}, {} test images",
+            self.recipe.stage(),
+            cfg.name,
+            info.name,
+            info.id,
+            train_n,
+            self.data.class_counts,
+            self.data.test.len()
+        )))?;
+        if let Some(line) = computation_line(cfg) {
+            self.emit(Event::Log(line))?;
+        }
+        self.emit(Event::StageStarted(StageStarted {
+            stage: self.recipe.stage(),
+            run_dir: self.run.root.clone(),
+            name: cfg.name.clone(),
+            dataset: cfg.dataset.display_name().to_owned(),
+            device: info,
+            num_epochs: cfg.num_epochs,
+            start_epoch: self.start.epoch,
+            batches_per_epoch: self.recipe.batches_per_epoch(train_n),
+            images_per_epoch: self.recipe.images_per_epoch(train_n),
+            class_counts: self.data.class_counts.clone(),
+            head_class_idx: cfg.head_class_idx,
+            med_class_idx: cfg.med_class_idx,
+            tail_class_idx: cfg.tail_class_idx,
+        }))
+    }
+
+    /// Trains one epoch (from the resumed batch in the first epoch of a resumed run).
+    fn train_epoch(&mut self, epoch: usize) -> Result<EpochTraining, Halt> {
+        let lrs = self.recipe.learning_rates(epoch);
+        for (g, lr) in lrs.iter().enumerate() {
+            self.sgd.set_lr(g, *lr);
+        }
+        let stage = self.recipe.stage();
+        self.emit(Event::EpochStarted {
+            stage,
+            epoch,
+            lr: lrs.clone(),
+        })?;
+        let resuming_here = epoch == self.start.epoch && self.start.batch > 0;
+        let (first_batch, sums) = match resuming_here {
+            true => (self.start.batch, sums_of(&self.start)),
+            false => (0, EpochSums::default()),
+        };
+        let mut t = EpochTraining {
+            lrs,
+            sums,
+            seen_before: sums.seen,
+            overflow_skips: 0,
+            nonfinite_in_a_row: 0,
+            started: Instant::now(),
+            last_batch: Instant::now(),
+            train_seconds: 0.0,
+        };
+        let order = self.recipe.epoch_order(self.data.train.labels(), epoch);
+        let opts = LoaderOptions {
+            first_batch,
+            ..self.loader_options()
+        };
+        let loader = epoch_loader(
+            self.data.train.clone(),
+            order,
+            &self.data.norm,
+            &opts,
+            self.cfg.seed,
+            epoch,
+        );
+        for batch in loader {
+            if self.link.check() == Flow::Stop {
+                return Err(Halt::Stopped(self.position(epoch, batch.index, t.sums)));
+            }
+            self.train_batch(epoch, &batch, &mut t)?;
+        }
+        t.train_seconds = t.started.elapsed().as_secs_f64();
+        if let Some(s) = &self.scaler {
+            let scale = s.scale();
+            self.emit(Event::Warning(Warning::LossScale {
+                epoch,
+                scale,
+                skipped_steps: t.overflow_skips,
+            }))?;
+        }
+        Ok(t)
+    }
+
+    /// One batch: its bad images, then one SGD step and its figures.
+    fn train_batch(&mut self, epoch: usize, batch: &Batch, t: &mut EpochTraining) -> Result<(), Halt> {
+        let b = batch.index;
+        self.check_bad_images(epoch, batch, t.sums)?;
+        let n = batch.len;
+        if n == 0 {
+            return Ok(());
+        }
+        if n == 1 && self.recipe.backbone_train() {
+            // BatchNorm in train mode over one image: where a feature map is 1×1 (small
+            // inputs), the batch variance is over one value and libtorch sets the running
+            // variance to NaN (PyTorch's Python layer raises "Expected more than 1 value per
+            // channel when training" instead). A one-image step is skipped in every case.
+            let skipped = Warning::OneImageBatchSkipped { epoch, batch: b };
+            return Ok(self.emit(Event::Warning(skipped))?);
+        }
+        let out = self.step(epoch, batch)?;
+        if !out.applied {
+            t.overflow_skips += 1;
+        }
+        if !out.loss.is_finite() {
+            return self.on_nonfinite_loss(epoch, b, out.loss, t);
+        }
+        t.nonfinite_in_a_row = 0;
+        t.sums.loss_sum += out.loss * n as f64;
+        t.sums.correct += out.hits as f64;
+        t.sums.seen += n as f64;
+        let now = Instant::now();
+        let dt = now.duration_since(t.last_batch).as_secs_f64().max(1e-9);
+        t.last_batch = now;
+        let batches = self.recipe.batches_per_epoch(self.data.train.len());
+        let top1 = 100.0 * out.hits as f64 / n as f64;
+        self.emit(Event::Batch(BatchStats {
+            stage: self.recipe.stage(),
+            epoch,
+            batch: b,
+            batches,
+            loss: out.loss,
+            top1,
+            lr: t.lrs[0],
+            images_per_sec: n as f64 / dt,
+            memory_bytes: resident_memory_bytes(),
+        }))?;
+        if self.cfg.print_freq > 0 && b % self.cfg.print_freq == 0 {
+            let s = t.sums;
+            self.emit(Event::Log(format!(
+                "Epoch: [{epoch}][{b:>3}/{batches}]\tLoss {:.3} ({:.3})\tAcc@1 {top1:.3} ({:.3})",
+                out.loss,
+                s.loss_sum / s.seen,
+                100.0 * s.correct / s.seen
+            )))?;
+        }
+        Ok(())
+    }
+
+    /// One SGD step on `batch`; a libtorch error (memory run out, most often) is a failure.
+    fn step(&mut self, epoch: usize, batch: &Batch) -> Result<StepOutput, Halt> {
+        let (device, cfg) = (self.device, self.cfg);
+        let opts = StepOptions::of(cfg, self.recipe.backbone_train());
+        let seed = stream_seed(cfg.seed, epoch, batch.index, MIXUP_STREAM);
+        let (net, sgd, scaler) = (&self.net, &mut self.sgd, self.scaler.as_mut());
+        let objective = self.recipe.objective();
+        catch_unwind(AssertUnwindSafe(|| {
+            let x = batch.images.to_device_(device, Kind::Float, true, false);
+            let y = batch.labels.to_device_(device, Kind::Int64, true, false);
+            let b = TrainBatch {
+                images: &x,
+                labels: &y,
+                mixup_seed: seed,
+            };
+            train_step(net, sgd, scaler, objective, b, opts)
+        }))
+        .map_err(|panic| {
+            let context = format!("training epoch {epoch} batch {}", batch.index);
+            Halt::from(panic_failure(panic.as_ref(), &context, cfg, device))
+        })
+    }
+
+    /// A non-finite loss: under `amp` an fp16 overflow like any other (the step is skipped and
+    /// the loss scale halves, as with PyTorch's `GradScaler`) until it persists for
+    /// [`MAX_NONFINITE_STEPS`] batches; in fp32 the run stops at once.
+    fn on_nonfinite_loss(
+        &mut self,
+        epoch: usize,
+        batch: usize,
+        loss: f64,
+        t: &mut EpochTraining,
+    ) -> Result<(), Halt> {
+        t.nonfinite_in_a_row += 1;
+        let in_a_row = t.nonfinite_in_a_row;
+        if self.scaler.is_some() && in_a_row < MAX_NONFINITE_STEPS {
+            let w = Warning::NonFiniteLossSkipped {
+                epoch,
+                batch,
+                loss,
+                in_a_row,
+            };
+            return Ok(self.emit(Event::Warning(w))?);
+        }
+        let under_amp = match self.scaler {
+            Some(_) => format!(" ({in_a_row} batches in a row under amp)"),
+            None => String::new(),
+        };
+        let message = format!(
+            "non-finite training loss ({loss}) at epoch {epoch} batch {batch}{under_amp}: \
+             training stopped; {}. Lower lr or check the data",
+            self.kept_note()
+        );
+        Err(Failure::new(FailureKind::NonFinite, message).into())
+    }
+
+    /// Unusable images of a batch: with `on_bad_image: fail` the run is saved at this batch
+    /// (nothing is lost once the file is fixed) and stops; with `skip` each is a warning.
+    fn check_bad_images(&mut self, epoch: usize, batch: &Batch, sums: EpochSums) -> Result<(), Halt> {
+        for bad in &batch.skipped {
+            if self.cfg.on_bad_image == BadImagePolicy::Fail {
+                let message = format!(
+                    "unusable image {bad} (epoch {epoch} batch {}). The run is saved at this \
+                     batch: fix or replace the file, or set on_bad_image: skip to leave such \
+                     images out, then resume with: resume {}",
+                    batch.index,
+                    self.run.current_checkpoint().display()
+                );
+                return Err(Halt::Failed {
+                    failure: Failure::new(FailureKind::Data, message),
+                    save_at: Some(self.position(epoch, batch.index, sums)),
+                });
+            }
+            let w = Warning::ImageSkipped {
+                image: bad.to_string(),
+                test: false,
+            };
+            self.emit(Event::Warning(w))?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates the network on the test set after `epoch`'s training, publishing progress;
+    /// returns the report and the seconds it took. A stop during the evaluation saves the
+    /// epoch's training, so that a resume re-runs only the evaluation.
+    fn evaluate_epoch(&mut self, epoch: usize, t: &EpochTraining) -> Result<(EvalReport, f64), Halt> {
+        let batches = self.recipe.batches_per_epoch(self.data.train.len());
+        let trained = self.position(epoch, batches, t.sums);
+        let started = Instant::now();
+        let evaluated = self.run_evaluation(epoch, started);
+        let (report, skipped) = match evaluated {
+            Ok(Evaluated::Done(report, skipped)) => (report, skipped),
+            Ok(Evaluated::Stopped) => return Err(Halt::Stopped(trained)),
+            Err(mut failure) => {
+                if failure.kind == FailureKind::Data {
+                    failure.message = format!(
+                        "{}. Epoch {epoch}'s training is saved: once the test set is fixed, \
+                         resume with: resume {}",
+                        failure.message,
+                        self.run.current_checkpoint().display()
+                    );
+                }
+                let save_at = Some(trained);
+                return Err(Halt::Failed { failure, save_at });
+            }
+        };
+        for bad in &skipped {
+            let w = Warning::ImageSkipped {
+                image: bad.to_string(),
+                test: true,
+            };
+            self.emit(Event::Warning(w))?;
+        }
+        if !report.nll.is_finite() {
+            let message = format!(
+                "the network's outputs are not finite after epoch {epoch} (test NLL {}): training \
+                 stopped before saving; {}. Lower lr",
+                report.nll,
+                self.kept_note()
+            );
+            return Err(Failure::new(FailureKind::NonFinite, message).into());
+        }
+        Ok((report, started.elapsed().as_secs_f64()))
+    }
+
+    /// The evaluation itself, with [`Event::EvalProgress`] about twice a second and the
+    /// controls read between batches.
+    fn run_evaluation(&self, epoch: usize, started: Instant) -> Result<Evaluated, Failure> {
+        let (stage, link, cfg) = (self.recipe.stage(), self.link, self.cfg);
+        let mut last_sent: Option<Instant> = None;
+        let mut progress = |images_done: usize, images_total: usize| {
+            let due = last_sent.is_none_or(|t| t.elapsed().as_secs_f64() >= 0.5);
+            if due || images_done == images_total {
+                last_sent = Some(Instant::now());
+                link.emit(Event::EvalProgress(EvalProgress {
+                    stage,
+                    epoch,
+                    images_done,
+                    images_total,
+                    images_per_sec: images_done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                }));
+            }
+            link.check()
+        };
+        catch_unwind(AssertUnwindSafe(|| {
+            evaluate(
+                &self.net,
+                &self.data.test,
+                &self.data.norm,
+                cfg.effective_eval_batch_size(),
+                cfg.workers,
+                &self.spec,
+                cfg.on_bad_image,
+                &mut progress,
+            )
+        }))
+        .map_err(|panic| {
+            let context = format!("evaluating epoch {epoch}");
+            panic_failure(panic.as_ref(), &context, cfg, self.device)
+        })?
+        .kind(FailureKind::Data)
+    }
+
+    /// Ends an epoch: best figures, the metrics line and the epoch's events first, then the
+    /// checkpoints (so that a failed write loses no figures).
+    fn end_epoch(
+        &mut self,
+        epoch: usize,
+        t: EpochTraining,
+        report: EvalReport,
+        eval_seconds: f64,
+    ) -> Result<(), Halt> {
+        let is_best = report.top1 > self.best.map_or(0.0, |b| b.top1);
+        if is_best {
+            self.best = Some(BestFigures {
+                top1: report.top1,
+                ece: report.ece,
+            });
+        }
+        let (best_top1, best_ece) = self.best_or_none();
+        let train_seconds = t.train_seconds;
+        let seen = t.sums.seen.max(1.0);
+        let epoch_report = EpochReport {
+            stage: self.recipe.stage(),
+            epoch,
+            num_epochs: self.cfg.num_epochs,
+            lr: t.lrs,
+            train_loss: t.sums.loss_sum / seen,
+            train_top1: 100.0 * t.sums.correct / seen,
+            eval: report,
+            best_top1,
+            best_ece,
+            is_best,
+            train_seconds,
+            eval_seconds,
+            images_per_sec: (t.sums.seen - t.seen_before) / train_seconds.max(1e-9),
+        };
+        self.run.append_metrics(&epoch_report).kind(FailureKind::Io)?;
+        self.emit(Event::Epoch(Box::new(epoch_report)))?;
+        let next = self.position(epoch + 1, 0, EpochSums::default());
+        self.save_checkpoint(false, &next)?;
+        if is_best {
+            self.save_checkpoint(true, &next)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `ckps/current.safetensors` (or `model_best` with `best`) and publishes
+    /// [`Event::Checkpoint`]: the one place a checkpoint is written.
+    fn save_checkpoint(&mut self, best: bool, at: &RunPosition) -> Result<(), Failure> {
+        let path = match best {
+            true => self.run.best_checkpoint(),
+            false => self.run.current_checkpoint(),
+        };
+        let mut state = self.sgd.state();
+        if let Some(s) = &self.scaler {
+            state.extend(s.state());
+        }
+        checkpoint::save(&path, &self.net, &state, at).kind(FailureKind::Io)?;
+        self.emit(Event::Checkpoint { path, best })
+    }
+
+    /// The stop exit: saves the run where it stopped, says how to resume, ends the stage.
+    fn stop(mut self, at: RunPosition) -> Result<StageOutcome, Failure> {
+        let saved = self.save_checkpoint(false, &at).and_then(|()| {
+            let during = match at.batch >= self.recipe.batches_per_epoch(self.data.train.len()) {
+                true => format!("before the evaluation of epoch {}", at.epoch),
+                false => format!("at epoch {} batch {}", at.epoch, at.batch),
+            };
+            let path = self.run.current_checkpoint();
+            let line = format!("=> stopped {during}; resume with: resume {}", path.display());
+            self.emit(Event::Log(line))
+        });
+        match saved {
+            Ok(()) => self.finish(true),
+            Err(failure) => Err(self.fail(failure, None)),
+        }
+    }
+
+    /// The failure exit: saves the run at `save_at` when set, logs the failure in one line and
+    /// returns it with the checkpoint a resume continues from.
+    fn fail(&mut self, mut failure: Failure, save_at: Option<RunPosition>) -> Failure {
+        if let Some(at) = save_at {
+            if let Err(e) = self.save_checkpoint(false, &at) {
+                failure.message = format!("{} (and the run could not be saved: {e})", failure.message);
+            }
+        }
+        let current = self.run.current_checkpoint();
+        failure.resume_from = current.is_file().then_some(current);
+        for line in Event::Failed(failure.clone()).log_lines() {
+            let _ = self.run.log(&line);
+        }
+        failure
+    }
+
+    /// Ends the stage: peak memory, [`Event::StageFinished`].
+    fn finish(mut self, stopped: bool) -> Result<StageOutcome, Failure> {
+        let peak = super::peak_memory_bytes() as f64 / 1e6;
+        let line = format!("=> peak resident memory of the process: {peak:.1} MB");
+        if let Err(f) = self.emit(Event::Log(line)) {
+            return Err(self.fail(f, None));
+        }
+        let best_path = self.run.best_checkpoint();
+        let best_checkpoint = best_path.is_file().then_some(best_path);
+        self.link.emit(Event::StageFinished(StageFinished {
+            stage: self.recipe.stage(),
+            run_dir: self.run.root.clone(),
+            best: self.best,
+            best_checkpoint: best_checkpoint.clone(),
+            stopped,
+        }));
+        Ok(StageOutcome {
+            run_dir: self.run.root.clone(),
+            best_checkpoint,
+            stopped,
+            best: self.best,
+        })
+    }
+
+    /// Writes the event's log lines to the run's text log, then publishes it.
+    fn emit(&mut self, event: Event) -> Result<(), Failure> {
+        for line in event.log_lines() {
+            self.run.log(&line).kind(FailureKind::Io)?;
+        }
+        self.link.emit(event);
+        Ok(())
+    }
+
+    /// The position a checkpoint records: `batch` is the next batch to train.
+    fn position(&self, epoch: usize, batch: usize, sums: EpochSums) -> RunPosition {
+        let (best_top1, best_ece) = self.best_or_none();
+        RunPosition {
+            stage: self.recipe.stage(),
+            epoch,
+            batch,
+            best_top1,
+            best_ece,
+            seed: self.cfg.seed,
+            batch_size: self.cfg.batch_size,
+            epoch_loss_sum: sums.loss_sum,
+            epoch_correct: sums.correct,
+            epoch_seen: sums.seen,
+        }
+    }
+
+    /// Best top-1 and ECE as checkpoints and metrics lines record them: 0 % and 100 % before
+    /// any evaluation (the reference's initial `best_acc1`).
+    fn best_or_none(&self) -> (f64, f64) {
+        self.best.map_or((0.0, 100.0), |b| (b.top1, b.ece))
+    }
+
+    fn kept_note(&self) -> String {
+        let path = self.run.current_checkpoint();
+        match path.is_file() {
+            true => format!("the last good checkpoint {} is kept", path.display()),
+            false => "no checkpoint had been written yet".to_owned(),
+        }
+    }
+
+    fn loader_options(&self) -> LoaderOptions {
+        LoaderOptions {
+            batch_size: self.cfg.batch_size,
+            workers: self.cfg.workers,
+            prefetch: 4,
+            augment: true,
+            pin_memory: self.device.is_cuda(),
+            first_batch: 0,
+        }
+    }
+}
+
+fn sums_of(p: &RunPosition) -> EpochSums {
+    EpochSums {
+        loss_sum: p.epoch_loss_sum,
+        correct: p.epoch_correct,
+        seen: p.epoch_seen,
+    }
+}
+
+fn fresh_position(cfg: &Config, recipe: &dyn StageRecipe) -> RunPosition {
+    RunPosition {
+        stage: recipe.stage(),
+        epoch: 0,
+        batch: 0,
+        best_top1: 0.0,
+        best_ece: 100.0,
+        seed: cfg.seed,
+        batch_size: cfg.batch_size,
+        epoch_loss_sum: 0.0,
+        epoch_correct: 0.0,
+        epoch_seen: 0.0,
+    }
+}
+
+/// Loads SGD's momentum buffers and, when both sides have one, the loss scaler's state. A run
+/// resumed with `amp` switched off drops the scaler's entries; one switched on starts from the
+/// initial scale.
+fn restore_optimizer(
+    ck: &Checkpoint,
+    sgd: &mut Sgd,
+    scaler: Option<&mut GradScaler>,
+) -> Result<(), Failure> {
+    let (scaler_state, sgd_state): (Vec<_>, Vec<_>) = ck
+        .optimizer
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .partition(|(k, _)| k.starts_with(grad_scaler::STATE_PREFIX));
+    let bad = |e: String| {
+        Failure::new(
+            FailureKind::Checkpoint,
+            format!("checkpoint {}: {e}", ck.path.display()),
+        )
+    };
+    sgd.load_state(&sgd_state).map_err(bad)?;
+    if let (Some(s), false) = (scaler, scaler_state.is_empty()) {
+        s.load_state(&scaler_state).map_err(bad)?;
+    }
+    Ok(())
+}
+
+/// Opens the run folder a resume continues, or creates a new one with its `config.yaml` and
+/// training-subset record.
+fn open_run_dir(
+    cfg: &Config,
+    saved_root: &Path,
+    continue_in: Option<PathBuf>,
+    data: &LongTailData,
+) -> Result<RunDir, Failure> {
+    if let Some(root) = continue_in {
+        return RunDir::open(root, cfg).kind(FailureKind::Io);
+    }
+    let run = RunDir::create(saved_root, cfg).kind(FailureKind::Io)?;
+    run.write_config(cfg).kind(FailureKind::Io)?;
+    let record = SubsetRecord {
+        class_counts: data.class_counts.clone(),
+        num_images: data.train.len(),
+        sha256: data::subset_sha256(&data.kept_indices),
+    };
+    run.write_subset(&record, &data.kept_indices)
+        .kind(FailureKind::Io)?;
+    Ok(run)
+}
+
+/// A resume with settings other than those in the run's `config.yaml` (which keeps how the run
+/// started), as a warning; `resume` itself does not count.
+fn changed_settings(cfg: &Config, run_root: &Path) -> Option<Event> {
+    let first = Config::from_file(&run_root.join("config.yaml")).ok()?;
+    let changes: Vec<(String, String, String)> = cfg
+        .changed_from(&first.config)
+        .into_iter()
+        .filter(|(k, _, _)| k != "resume")
+        .collect();
+    (!changes.is_empty()).then_some(Event::Warning(Warning::SettingsChanged { changes }))
+}
+
+/// The log line that says how a step computes, when it differs from plain fp32.
+fn computation_line(cfg: &Config) -> Option<String> {
+    let mut parts = Vec::new();
+    if cfg.amp {
+        parts.push("mixed precision (fp16 autocast, dynamic loss scaling)".to_owned());
+    }
+    if cfg.channels_last {
+        parts.push("channels-last".to_owned());
+    }
+    if cfg.accum_steps > 1 {
+        parts.push(format!(
+            "gradient accumulation over {} micro-batches of each batch of {}",
+            cfg.accum_steps, cfg.batch_size
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("=> {}", parts.join(", ")))
+}
