@@ -67,7 +67,11 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
     }
     let recipe = MixupRecipe::new(cfg);
     let step_opts = StepOptions::of(cfg, recipe.backbone_train());
-    let params: Vec<_> = recipe.parameter_groups(&net).into_iter().flatten().collect();
+    let params: Vec<_> = recipe
+        .parameter_groups(&net)
+        .into_iter()
+        .flatten()
+        .collect();
     let method = recipe.objective();
     let bs = cfg.batch_size;
     let warm = 3;

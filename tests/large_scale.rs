@@ -5,7 +5,7 @@
 use mislas::checkpoint;
 use mislas::config::{BadImagePolicy, Config, DatasetName, Stage};
 use mislas::engine::{self, Job};
-use mislas::events::Event;
+use mislas::events::{Event, Failure};
 use mislas::model::{Network, Part};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ fn events_of(job: Job, saved: &Path) -> Vec<Event> {
 /// Every event of `job`, which must not end in an error.
 fn run(job: Job, saved: &Path) -> Vec<Event> {
     let events = events_of(job, saved);
-    if let Some(Event::Error(e)) = events.last() {
+    if let Some(Event::Failed(Failure { message: e, .. })) = events.last() {
         panic!("engine error: {e}");
     }
     events
@@ -210,7 +210,11 @@ fn imagenet_layout_resnet50_two_stages_on_cpu() {
     let bad_text = bad.display().to_string();
     let skips = events
         .iter()
-        .filter(|e| matches!(e, Event::Log(l) if l.contains(&bad_text) && l.ends_with("skipped")))
+        .filter(|e| {
+            e.log_lines()
+                .iter()
+                .any(|l| l.contains(&bad_text) && l.ends_with("skipped"))
+        })
         .count();
     assert!(skips >= 1, "no log line names {bad_text}");
 
@@ -280,7 +284,7 @@ fn corrupt_image_fails_the_run_by_default() {
     assert_eq!(cfg.on_bad_image, BadImagePolicy::Fail);
     let events = events_of(Job::Single(cfg), saved.path());
     let current = match events.last() {
-        Some(Event::Error(e)) => {
+        Some(Event::Failed(Failure { message: e, .. })) => {
             assert!(
                 e.contains(&bad.display().to_string()) && e.contains("on_bad_image"),
                 "{e}"
@@ -302,9 +306,10 @@ fn corrupt_image_fails_the_run_by_default() {
     let events = run(Job::Single(cfg), saved.path());
     assert!(matches!(events.last(), Some(Event::Finished)));
     // A setting that differs from the run's config.yaml is logged.
-    assert!(events.iter().any(
-        |e| matches!(e, Event::Log(l) if l == "=> resumed with changed settings: workers 2 → 1")
-    ));
+    assert!(events.iter().any(|e| e
+        .log_lines()
+        .iter()
+        .any(|l| l == "=> resumed with changed settings: workers 2 → 1")));
     assert_eq!(stage_dirs(&events), vec![first_dir]);
     assert!(events
         .iter()
@@ -331,7 +336,7 @@ fn missing_images_are_found_before_training() {
         "no training before the check"
     );
     match events.last() {
-        Some(Event::Error(e)) => assert!(
+        Some(Event::Failed(Failure { message: e, .. })) => assert!(
             e.contains("ImageNet_LT_test.txt")
                 && e.contains("1 of its 24 images are missing")
                 && e.contains(&gone.display().to_string()),
@@ -370,7 +375,9 @@ fn places_layout_trains_the_block_on_a_frozen_pretrained_backbone() {
     s1.pretrained_weights = data.path().join("nope.pth").display().to_string();
     let events = events_of(Job::Single(s1.clone()), saved.path());
     match events.last() {
-        Some(Event::Error(e)) => assert!(e.contains("nope.pth") && e.contains("resnet152"), "{e}"),
+        Some(Event::Failed(Failure { message: e, .. })) => {
+            assert!(e.contains("nope.pth") && e.contains("resnet152"), "{e}")
+        }
         other => panic!("expected a missing-weights error, got {other:?}"),
     }
 

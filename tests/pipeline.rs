@@ -5,7 +5,7 @@
 use mislas::checkpoint;
 use mislas::config::Config;
 use mislas::engine::{self, Job};
-use mislas::events::{Control, Event};
+use mislas::events::{Control, Event, Failure};
 use mislas::model::Part;
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,7 @@ fn run(job: Job, saved: &Path) -> Vec<Event> {
     let h = engine::spawn(job, saved.to_path_buf());
     let events: Vec<Event> = h.events.iter().collect();
     h.join().expect("trainer thread does not panic");
-    if let Some(Event::Error(e)) = events.last() {
+    if let Some(Event::Failed(Failure { message: e, .. })) = events.last() {
         panic!("engine error: {e}");
     }
     events
@@ -222,7 +222,7 @@ fn stopped_run_resumes_at_its_batch_with_identical_weights() {
             Event::StageStarted(s) => stopped_dir = Some(s.run_dir.clone()),
             Event::Batch(b) if b.batch == 30 => h.controls.send(Control::Stop).unwrap(),
             Event::StageFinished(f) => assert!(f.stopped),
-            Event::Error(e) => panic!("{e}"),
+            Event::Failed(Failure { message: e, .. }) => panic!("{e}"),
             _ => {}
         }
     }
@@ -278,7 +278,7 @@ fn stopped_run_resumes_at_its_batch_with_identical_weights() {
         match e {
             Event::StageStarted(s) => started = Some((s.run_dir.clone(), s.start_epoch)),
             Event::Batch(_) => h.controls.send(Control::Stop).unwrap(),
-            Event::Error(e) => panic!("{e}"),
+            Event::Failed(Failure { message: e, .. }) => panic!("{e}"),
             _ => {}
         }
     }
@@ -296,13 +296,17 @@ fn stage2_without_checkpoint_is_a_clear_error() {
     let h = engine::spawn(Job::Single(s2.clone()), saved.path().to_path_buf());
     let last = h.events.iter().last();
     match last {
-        Some(Event::Error(e)) => assert!(e.contains("stage-1 checkpoint"), "{e}"),
+        Some(Event::Failed(Failure { message: e, .. })) => {
+            assert!(e.contains("stage-1 checkpoint"), "{e}")
+        }
         other => panic!("expected an error, got {other:?}"),
     }
     s2.resume = saved.path().join("nope.safetensors").display().to_string();
     let h = engine::spawn(Job::Single(s2), saved.path().to_path_buf());
     match h.events.iter().last() {
-        Some(Event::Error(e)) => assert!(e.contains("nope.safetensors"), "{e}"),
+        Some(Event::Failed(Failure { message: e, .. })) => {
+            assert!(e.contains("nope.safetensors"), "{e}")
+        }
         other => panic!("expected an error, got {other:?}"),
     }
 }
@@ -319,7 +323,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
         match e {
             Event::StageStarted(s) => dir = Some(s.run_dir.clone()),
             Event::Batch(b) if b.batch == 1 => h.controls.send(Control::Stop).unwrap(),
-            Event::Error(e) => panic!("{e}"),
+            Event::Failed(Failure { message: e, .. }) => panic!("{e}"),
             _ => {}
         }
     }
@@ -332,7 +336,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     other_batch.batch_size = 64;
     let h = engine::spawn(Job::Single(other_batch), saved.path().to_path_buf());
     match h.events.iter().last() {
-        Some(Event::Error(e)) => assert!(
+        Some(Event::Failed(Failure { message: e, .. })) => assert!(
             e.contains("batch_size 128") && e.contains("current.safetensors"),
             "{e}"
         ),
@@ -347,7 +351,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let h = engine::spawn(Job::Single(bad), saved.path().to_path_buf());
     let last = h.events.iter().last();
     match last {
-        Some(Event::Error(e)) => {
+        Some(Event::Failed(Failure { message: e, .. })) => {
             assert!(e.contains("non-finite training loss"), "{e}");
             assert!(e.contains("the last good checkpoint"), "{e}");
             assert!(e.contains("current.safetensors"), "{e}");

@@ -184,12 +184,19 @@ pub fn panic_text(panic: &(dyn Any + Send)) -> String {
 /// CPU allocator, or the operating system).
 pub fn is_out_of_memory(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    t.contains("out of memory") || t.contains("can't allocate memory") || t.contains("std::bad_alloc")
+    t.contains("out of memory")
+        || t.contains("can't allocate memory")
+        || t.contains("std::bad_alloc")
 }
 
 /// The failure of a panic during `context` (a libtorch error): out of memory gets the advice
 /// the user needs, anything else says what failed.
-pub fn panic_failure(panic: &(dyn Any + Send), context: &str, cfg: &Config, device: Device) -> Failure {
+pub fn panic_failure(
+    panic: &(dyn Any + Send),
+    context: &str,
+    cfg: &Config,
+    device: Device,
+) -> Failure {
     let text = panic_text(panic);
     let device = device_info(device).id;
     if is_out_of_memory(&text) {

@@ -18,7 +18,12 @@ pub trait Objective {
 
     /// Logits `[b, K]` and the loss (a scalar, nats) of one (micro-)batch of `batch.images`
     /// `[b, C, H, W]`; `backbone_train` puts the backbone's BatchNorm in train mode.
-    fn forward_loss(&self, net: &Network, batch: &MixedBatch, backbone_train: bool) -> (Tensor, Tensor);
+    fn forward_loss(
+        &self,
+        net: &Network,
+        batch: &MixedBatch,
+        backbone_train: bool,
+    ) -> (Tensor, Tensor);
 }
 
 /// Figures of one training step.

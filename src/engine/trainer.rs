@@ -17,8 +17,8 @@ use crate::config::{BadImagePolicy, Config};
 use crate::data::loader::{epoch_loader, Batch, LoaderOptions};
 use crate::data::{self, LongTailData};
 use crate::events::{
-    BatchStats, BestFigures, EpochReport, EvalProgress, Event, Failure, FailureKind,
-    StageFinished, StageStarted, Warning,
+    BatchStats, BestFigures, EpochReport, EvalProgress, Event, Failure, FailureKind, StageFinished,
+    StageStarted, Warning,
 };
 use crate::method::grad_scaler::{self, GradScaler};
 use crate::method::sgd::Sgd;
@@ -33,6 +33,50 @@ use tch::{Device, Kind};
 /// Under `amp`, non-finite losses in a row after which the run stops (the loss scale has then
 /// halved this many times, from 2^16 to below 10^-10: the forward pass itself overflows).
 pub const MAX_NONFINITE_STEPS: usize = 50;
+
+/// What to do after a step's loss (see [`NonFiniteRule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonFinite {
+    /// The loss is finite.
+    Finite,
+    /// Non-finite: the step was skipped, go on (this many in a row).
+    Skip(usize),
+    /// Non-finite: stop the run (this many in a row).
+    Stop(usize),
+}
+
+/// The rule for non-finite training losses. Under `amp` a non-finite loss is an fp16 overflow
+/// like any other: the step is skipped and the loss scale halves, as with PyTorch's
+/// `GradScaler`, until it persists for [`MAX_NONFINITE_STEPS`] batches in a row. In fp32 the
+/// run stops at the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonFiniteRule {
+    under_amp: bool,
+    in_a_row: usize,
+}
+
+impl NonFiniteRule {
+    /// The rule of a run with (`under_amp`) or without loss scaling.
+    pub fn new(under_amp: bool) -> Self {
+        NonFiniteRule {
+            under_amp,
+            in_a_row: 0,
+        }
+    }
+
+    /// Counts one step's loss (nats); a finite loss ends a streak.
+    pub fn observe(&mut self, loss: f64) -> NonFinite {
+        if loss.is_finite() {
+            self.in_a_row = 0;
+            return NonFinite::Finite;
+        }
+        self.in_a_row += 1;
+        match self.under_amp && self.in_a_row < MAX_NONFINITE_STEPS {
+            true => NonFinite::Skip(self.in_a_row),
+            false => NonFinite::Stop(self.in_a_row),
+        }
+    }
+}
 
 /// How a stage ended.
 #[derive(Debug, Clone)]
@@ -77,31 +121,35 @@ struct EpochTraining {
     /// Images seen before this session of the epoch (a resumed epoch).
     seen_before: f64,
     overflow_skips: usize,
-    nonfinite_in_a_row: usize,
+    nonfinite: NonFiniteRule,
     started: Instant,
     last_batch: Instant,
     /// Wall-clock seconds of the epoch's training, once it ended.
     train_seconds: f64,
 }
 
-/// Why the epoch loop left early.
+/// Why the epoch loop left early (boxed: the loop's `Ok` values are small).
 #[derive(Debug)]
 enum Halt {
     /// A [`crate::events::Control::Stop`]: save at this position and end.
-    Stopped(RunPosition),
-    /// A failure; the run is saved at `save_at` first when set.
-    Failed {
-        failure: Failure,
-        save_at: Option<RunPosition>,
-    },
+    Stopped(Box<RunPosition>),
+    /// A failure; the run is saved at the position first when there is one.
+    Failed(Box<(Failure, Option<RunPosition>)>),
+}
+
+impl Halt {
+    fn stopped(at: RunPosition) -> Self {
+        Halt::Stopped(Box::new(at))
+    }
+
+    fn failed(failure: Failure, save_at: Option<RunPosition>) -> Self {
+        Halt::Failed(Box::new((failure, save_at)))
+    }
 }
 
 impl From<Failure> for Halt {
     fn from(failure: Failure) -> Self {
-        Halt::Failed {
-            failure,
-            save_at: None,
-        }
+        Halt::failed(failure, None)
     }
 }
 
@@ -130,8 +178,8 @@ impl<'a> Trainer<'a> {
     fn new(cfg: &'a Config, saved_root: &Path, link: &'a Link) -> Result<Self, Failure> {
         let mut p = setup::prepare(cfg, Purpose::Train)?;
         let continue_in = setup::continued_run(cfg, p.checkpoint.as_ref())?;
-        let recipe = recipe::for_config(cfg, &p.data.class_counts, p.device)
-            .kind(FailureKind::Config)?;
+        let recipe =
+            recipe::for_config(cfg, &p.data.class_counts, p.device).kind(FailureKind::Config)?;
         if let (None, Some(msg)) = (&p.checkpoint, recipe.missing_checkpoint()) {
             return Err(Failure::new(FailureKind::Config, msg));
         }
@@ -196,8 +244,11 @@ impl<'a> Trainer<'a> {
         };
         match epochs(&mut self) {
             Ok(()) => self.finish(false),
-            Err(Halt::Stopped(at)) => self.stop(at),
-            Err(Halt::Failed { failure, save_at }) => Err(self.fail(failure, save_at)),
+            Err(Halt::Stopped(at)) => self.stop(*at),
+            Err(Halt::Failed(f)) => {
+                let (failure, save_at) = *f;
+                Err(self.fail(failure, save_at))
+            }
         }
     }
 
@@ -260,7 +311,7 @@ impl<'a> Trainer<'a> {
             sums,
             seen_before: sums.seen,
             overflow_skips: 0,
-            nonfinite_in_a_row: 0,
+            nonfinite: NonFiniteRule::new(self.scaler.is_some()),
             started: Instant::now(),
             last_batch: Instant::now(),
             train_seconds: 0.0,
@@ -280,7 +331,7 @@ impl<'a> Trainer<'a> {
         );
         for batch in loader {
             if self.link.check() == Flow::Stop {
-                return Err(Halt::Stopped(self.position(epoch, batch.index, t.sums)));
+                return Err(Halt::stopped(self.position(epoch, batch.index, t.sums)));
             }
             self.train_batch(epoch, &batch, &mut t)?;
         }
@@ -297,7 +348,12 @@ impl<'a> Trainer<'a> {
     }
 
     /// One batch: its bad images, then one SGD step and its figures.
-    fn train_batch(&mut self, epoch: usize, batch: &Batch, t: &mut EpochTraining) -> Result<(), Halt> {
+    fn train_batch(
+        &mut self,
+        epoch: usize,
+        batch: &Batch,
+        t: &mut EpochTraining,
+    ) -> Result<(), Halt> {
         let b = batch.index;
         self.check_bad_images(epoch, batch, t.sums)?;
         let n = batch.len;
@@ -319,7 +375,7 @@ impl<'a> Trainer<'a> {
         if !out.loss.is_finite() {
             return self.on_nonfinite_loss(epoch, b, out.loss, t);
         }
-        t.nonfinite_in_a_row = 0;
+        t.nonfinite.observe(out.loss);
         t.sums.loss_sum += out.loss * n as f64;
         t.sums.correct += out.hits as f64;
         t.sums.seen += n as f64;
@@ -339,7 +395,7 @@ impl<'a> Trainer<'a> {
             images_per_sec: n as f64 / dt,
             memory_bytes: resident_memory_bytes(),
         }))?;
-        if self.cfg.print_freq > 0 && b % self.cfg.print_freq == 0 {
+        if self.cfg.print_freq > 0 && b.is_multiple_of(self.cfg.print_freq) {
             let s = t.sums;
             self.emit(Event::Log(format!(
                 "Epoch: [{epoch}][{b:>3}/{batches}]\tLoss {:.3} ({:.3})\tAcc@1 {top1:.3} ({:.3})",
@@ -374,9 +430,7 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// A non-finite loss: under `amp` an fp16 overflow like any other (the step is skipped and
-    /// the loss scale halves, as with PyTorch's `GradScaler`) until it persists for
-    /// [`MAX_NONFINITE_STEPS`] batches; in fp32 the run stops at once.
+    /// A non-finite loss: a warning while [`NonFiniteRule`] skips it, else the failure.
     fn on_nonfinite_loss(
         &mut self,
         epoch: usize,
@@ -384,32 +438,40 @@ impl<'a> Trainer<'a> {
         loss: f64,
         t: &mut EpochTraining,
     ) -> Result<(), Halt> {
-        t.nonfinite_in_a_row += 1;
-        let in_a_row = t.nonfinite_in_a_row;
-        if self.scaler.is_some() && in_a_row < MAX_NONFINITE_STEPS {
-            let w = Warning::NonFiniteLossSkipped {
-                epoch,
-                batch,
-                loss,
-                in_a_row,
-            };
-            return Ok(self.emit(Event::Warning(w))?);
+        match t.nonfinite.observe(loss) {
+            NonFinite::Skip(in_a_row) => {
+                let w = Warning::NonFiniteLossSkipped {
+                    epoch,
+                    batch,
+                    loss,
+                    in_a_row,
+                };
+                Ok(self.emit(Event::Warning(w))?)
+            }
+            NonFinite::Stop(in_a_row) => {
+                let under_amp = match self.scaler {
+                    Some(_) => format!(" ({in_a_row} batches in a row under amp)"),
+                    None => String::new(),
+                };
+                let message = format!(
+                    "non-finite training loss ({loss}) at epoch {epoch} batch {batch}{under_amp}: \
+                     training stopped; {}. Lower lr or check the data",
+                    self.kept_note()
+                );
+                Err(Failure::new(FailureKind::NonFinite, message).into())
+            }
+            NonFinite::Finite => Ok(()),
         }
-        let under_amp = match self.scaler {
-            Some(_) => format!(" ({in_a_row} batches in a row under amp)"),
-            None => String::new(),
-        };
-        let message = format!(
-            "non-finite training loss ({loss}) at epoch {epoch} batch {batch}{under_amp}: \
-             training stopped; {}. Lower lr or check the data",
-            self.kept_note()
-        );
-        Err(Failure::new(FailureKind::NonFinite, message).into())
     }
 
     /// Unusable images of a batch: with `on_bad_image: fail` the run is saved at this batch
     /// (nothing is lost once the file is fixed) and stops; with `skip` each is a warning.
-    fn check_bad_images(&mut self, epoch: usize, batch: &Batch, sums: EpochSums) -> Result<(), Halt> {
+    fn check_bad_images(
+        &mut self,
+        epoch: usize,
+        batch: &Batch,
+        sums: EpochSums,
+    ) -> Result<(), Halt> {
         for bad in &batch.skipped {
             if self.cfg.on_bad_image == BadImagePolicy::Fail {
                 let message = format!(
@@ -419,10 +481,11 @@ impl<'a> Trainer<'a> {
                     batch.index,
                     self.run.current_checkpoint().display()
                 );
-                return Err(Halt::Failed {
-                    failure: Failure::new(FailureKind::Data, message),
-                    save_at: Some(self.position(epoch, batch.index, sums)),
-                });
+                let at = self.position(epoch, batch.index, sums);
+                return Err(Halt::failed(
+                    Failure::new(FailureKind::Data, message),
+                    Some(at),
+                ));
             }
             let w = Warning::ImageSkipped {
                 image: bad.to_string(),
@@ -436,14 +499,18 @@ impl<'a> Trainer<'a> {
     /// Evaluates the network on the test set after `epoch`'s training, publishing progress;
     /// returns the report and the seconds it took. A stop during the evaluation saves the
     /// epoch's training, so that a resume re-runs only the evaluation.
-    fn evaluate_epoch(&mut self, epoch: usize, t: &EpochTraining) -> Result<(EvalReport, f64), Halt> {
+    fn evaluate_epoch(
+        &mut self,
+        epoch: usize,
+        t: &EpochTraining,
+    ) -> Result<(EvalReport, f64), Halt> {
         let batches = self.recipe.batches_per_epoch(self.data.train.len());
         let trained = self.position(epoch, batches, t.sums);
         let started = Instant::now();
         let evaluated = self.run_evaluation(epoch, started);
         let (report, skipped) = match evaluated {
             Ok(Evaluated::Done(report, skipped)) => (report, skipped),
-            Ok(Evaluated::Stopped) => return Err(Halt::Stopped(trained)),
+            Ok(Evaluated::Stopped) => return Err(Halt::stopped(trained)),
             Err(mut failure) => {
                 if failure.kind == FailureKind::Data {
                     failure.message = format!(
@@ -453,8 +520,7 @@ impl<'a> Trainer<'a> {
                         self.run.current_checkpoint().display()
                     );
                 }
-                let save_at = Some(trained);
-                return Err(Halt::Failed { failure, save_at });
+                return Err(Halt::failed(failure, Some(trained)));
             }
         };
         for bad in &skipped {
@@ -548,7 +614,9 @@ impl<'a> Trainer<'a> {
             eval_seconds,
             images_per_sec: (t.sums.seen - t.seen_before) / train_seconds.max(1e-9),
         };
-        self.run.append_metrics(&epoch_report).kind(FailureKind::Io)?;
+        self.run
+            .append_metrics(&epoch_report)
+            .kind(FailureKind::Io)?;
         self.emit(Event::Epoch(Box::new(epoch_report)))?;
         let next = self.position(epoch + 1, 0, EpochSums::default());
         self.save_checkpoint(false, &next)?;
@@ -581,7 +649,10 @@ impl<'a> Trainer<'a> {
                 false => format!("at epoch {} batch {}", at.epoch, at.batch),
             };
             let path = self.run.current_checkpoint();
-            let line = format!("=> stopped {during}; resume with: resume {}", path.display());
+            let line = format!(
+                "=> stopped {during}; resume with: resume {}",
+                path.display()
+            );
             self.emit(Event::Log(line))
         });
         match saved {
@@ -595,7 +666,8 @@ impl<'a> Trainer<'a> {
     fn fail(&mut self, mut failure: Failure, save_at: Option<RunPosition>) -> Failure {
         if let Some(at) = save_at {
             if let Err(e) = self.save_checkpoint(false, &at) {
-                failure.message = format!("{} (and the run could not be saved: {e})", failure.message);
+                failure.message =
+                    format!("{} (and the run could not be saved: {e})", failure.message);
             }
         }
         let current = self.run.current_checkpoint();
@@ -782,4 +854,108 @@ fn computation_line(cfg: &Config) -> Option<String> {
         ));
     }
     (!parts.is_empty()).then(|| format!("=> {}", parts.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::recipe::mixup::MixupCrossEntropy;
+    use crate::engine::step::{train_step, StepOptions, TrainBatch};
+    use crate::model::{Network, Part};
+    use tch::{Device, Tensor};
+
+    /// Under amp on the CPU (the scaler works on any device): a batch whose every loss is NaN
+    /// is skipped 49 times in a row, each halving the loss scale and leaving the weights
+    /// untouched, and the 50th stops the run. A finite loss in between starts the count anew.
+    #[test]
+    fn amp_stops_after_fifty_nonfinite_losses_in_a_row() {
+        tch::manual_seed(5);
+        let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+        let mut params = net.part_parameters(Part::Backbone);
+        params.extend(net.part_parameters(Part::Classifier));
+        let mut sgd = Sgd::new(vec![params], 0.1, 0.9, 0.0);
+        let mut scaler = GradScaler::new(Device::Cpu);
+        let before: Vec<(String, Tensor)> = net
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| (k, t.copy()))
+            .collect();
+        let x = Tensor::full([4, 1, 8, 8], f64::NAN, (Kind::Float, Device::Cpu));
+        let y = Tensor::from_slice(&[0i64, 1, 2, 3]);
+        let opts = StepOptions {
+            backbone_train: false,
+            accum_steps: 1,
+            autocast: false,
+        };
+        let objective = MixupCrossEntropy { alpha: None };
+        let mut rule = NonFiniteRule::new(true);
+        let mut verdicts = Vec::new();
+        for seed in 0..MAX_NONFINITE_STEPS as u64 {
+            let b = TrainBatch {
+                images: &x,
+                labels: &y,
+                mixup_seed: seed,
+            };
+            let out = train_step(&net, &mut sgd, Some(&mut scaler), &objective, b, opts);
+            assert!(!out.applied);
+            verdicts.push(rule.observe(out.loss));
+        }
+        let expected: Vec<NonFinite> = (1..MAX_NONFINITE_STEPS)
+            .map(NonFinite::Skip)
+            .chain([NonFinite::Stop(MAX_NONFINITE_STEPS)])
+            .collect();
+        assert_eq!(verdicts, expected);
+        assert_eq!(
+            scaler.scale(),
+            65536.0 * 0.5f64.powi(MAX_NONFINITE_STEPS as i32)
+        );
+        let after = net.vs.variables();
+        for (k, b) in &before {
+            assert!(after[k].equal(b), "a skipped step changed {k}");
+        }
+        let mut rule = NonFiniteRule::new(true);
+        for _ in 0..MAX_NONFINITE_STEPS - 1 {
+            rule.observe(f64::INFINITY);
+        }
+        assert_eq!(rule.observe(1.0), NonFinite::Finite);
+        assert_eq!(rule.observe(f64::NAN), NonFinite::Skip(1));
+        // In fp32 the first non-finite loss stops the run.
+        assert_eq!(
+            NonFiniteRule::new(false).observe(f64::NAN),
+            NonFinite::Stop(1)
+        );
+    }
+
+    /// A libtorch allocation failure inside a step becomes an out-of-memory failure that says
+    /// what to do, without libtorch's C++ stack.
+    #[test]
+    fn a_failed_allocation_is_an_out_of_memory_failure() {
+        let panic = std::panic::catch_unwind(|| {
+            Tensor::zeros([1 << 20, 1 << 20, 1 << 8], (Kind::Float, Device::Cpu))
+        })
+        .unwrap_err();
+        let cfg = Config {
+            batch_size: 256,
+            ..Config::default()
+        };
+        let f = panic_failure(
+            panic.as_ref(),
+            "training epoch 0 batch 3",
+            &cfg,
+            Device::Cpu,
+        );
+        assert_eq!(f.kind, FailureKind::OutOfMemory, "{}", f.message);
+        assert!(
+            f.message.starts_with("out of memory at batch size 256 on cpu while training epoch 0 batch 3: lower batch_size or set accum_steps"),
+            "{}",
+            f.message
+        );
+        assert!(
+            !f.message.contains("Exception raised from"),
+            "{}",
+            f.message
+        );
+        assert!(!f.message.contains('\n'), "{}", f.message);
+    }
 }

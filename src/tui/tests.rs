@@ -9,7 +9,8 @@ use super::view::view;
 use crate::config::{Config, Stage};
 use crate::engine::Job;
 use crate::events::{
-    BatchStats, Control, DeviceInfo, EpochReport, Event, StageFinished, StageStarted,
+    BatchStats, BestFigures, Control, DeviceInfo, EpochReport, Event, Failure, FailureKind,
+    StageFinished, StageStarted,
 };
 use crate::metrics::{EvalReport, ReliabilityBin};
 use crate::presets::discover;
@@ -179,8 +180,10 @@ fn finished(stage: Stage, stopped: bool) -> Event {
     Event::StageFinished(StageFinished {
         stage,
         run_dir: PathBuf::from("saved/x"),
-        best_top1: 71.2,
-        best_ece: 4.5,
+        best: Some(BestFigures {
+            top1: 71.2,
+            ece: 4.5,
+        }),
         best_checkpoint: Some(PathBuf::from("saved/x/ckps/model_best.safetensors")),
         stopped,
     })
@@ -734,7 +737,13 @@ fn ctrl_c_and_signals_stop_then_quit() {
     assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
     assert_eq!(app.quit, Quit::AfterStop);
     // A natural end of stage 1 would not do; an error or the end does.
-    send(&mut app, [Msg::Engine(Event::Error("disk full".into()))]);
+    send(
+        &mut app,
+        [Msg::Engine(Event::Failed(Failure::new(
+            FailureKind::Io,
+            "disk full",
+        )))],
+    );
     assert_eq!(app.quit, Quit::Now);
 
     // A second Ctrl-C quits without waiting.
@@ -770,9 +779,10 @@ fn failed_run_is_reported() {
     let (_d, mut app) = app_with_run();
     send(
         &mut app,
-        [Msg::Engine(Event::Error(
-            "data_path: no train-images-idx3-ubyte in /x".into(),
-        ))],
+        [Msg::Engine(Event::Failed(Failure::new(
+            FailureKind::Data,
+            "data_path: no train-images-idx3-ubyte in /x",
+        )))],
     );
     let s = render(&app, 80, 24);
     assert!(s.contains("run failed"), "{s}");
