@@ -534,3 +534,62 @@ fn draw_picker(runs: &[RunSummary], sel: usize, theme: Theme, f: &mut Frame<'_>,
     let mut state = TableState::default().with_selected(Some(sel));
     f.render_stateful_widget(table, area, &mut state);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tab(overrides: &[&str]) -> FormTab {
+        let mut c = Config {
+            name: "t".into(),
+            dataset: crate::config::DatasetName::FashionMnist,
+            num_classes: 10,
+            ..Config::default()
+        };
+        let pairs: Vec<String> = overrides.iter().map(|s| (*s).to_owned()).collect();
+        c.apply_overrides(&pairs).unwrap();
+        FormTab::new(
+            "t".into(),
+            PathBuf::from("t.yaml"),
+            c,
+            Path::new("/nonexistent"),
+        )
+    }
+
+    #[test]
+    fn machine_and_training_set_issues_show_inline() {
+        // No machine here has a hundred GPUs.
+        let t = tab(&["device", "cuda:99"]);
+        assert!(
+            t.issue("device").unwrap().contains("cuda:99"),
+            "{:?}",
+            t.issues
+        );
+        let t = tab(&["batch_size", "1000000000"]);
+        assert!(
+            t.issue("batch_size")
+                .unwrap()
+                .contains("larger than the training set (14886 images of Fashion-MNIST-LT"),
+            "{:?}",
+            t.issues
+        );
+        let t = tab(&["amp", "true"]);
+        assert_eq!(
+            t.issue("amp").is_some(),
+            crate::config::machine_cuda_devices() == 0,
+            "{:?}",
+            t.issues
+        );
+    }
+
+    #[test]
+    fn types_and_help_come_from_the_key_table() {
+        for k in crate::config::KEYS {
+            assert_eq!(field_type(k.name), k.kind.label());
+            assert!(help_line(k.name).starts_with(k.help));
+        }
+        assert!(help_line("smooth_head").ends_with("(stage 2 only)"));
+        assert_eq!(help_line("lr"), "Base learning rate of SGD");
+        assert_eq!(field_type("no_such_key"), "value");
+    }
+}
