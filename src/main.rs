@@ -1,7 +1,7 @@
 //! `mislas`: no arguments opens the terminal UI; subcommands run the same engine headless.
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use mislas::config::{Config, LoadedConfig};
+use mislas::config::{machine_cuda_devices, Config, LoadedConfig};
 use mislas::engine::{self, Job};
 use mislas::headless::{self, Outcome};
 use std::path::{Path, PathBuf};
@@ -105,7 +105,8 @@ fn run(cli: Cli) -> Result<i32> {
     match command {
         Command::Config { cfg, opts } => {
             let loaded = load(&cfg, &opts)?;
-            let issues = loaded.config.validate();
+            let mut issues = loaded.config.validate();
+            issues.extend(loaded.config.check_machine(machine_cuda_devices()));
             if !issues.is_empty() {
                 let source = if opts.is_empty() {
                     cfg.display().to_string()
@@ -118,7 +119,7 @@ fn run(cli: Cli) -> Result<i32> {
                 return Ok(1);
             }
             report_ignored(&loaded);
-            print!("{}", loaded.config.to_yaml());
+            print!("{}", loaded.config.to_commented_yaml());
             Ok(0)
         }
         Command::Train { cfg, opts } => {
@@ -154,7 +155,8 @@ fn run(cli: Cli) -> Result<i32> {
             // Fail before stage 1 runs for hours when stage 2's configuration is unusable.
             let mut probe = c2.config.clone();
             probe.resume.clear();
-            let issues = probe.validate();
+            let mut issues = probe.validate();
+            issues.extend(probe.check_machine(machine_cuda_devices()));
             if let Some(i) = issues.first() {
                 bail!("{}: {}: {}", stage2.display(), i.key, i.message);
             }

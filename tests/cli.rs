@@ -55,7 +55,10 @@ fn config_errors_name_the_key_and_file() {
     let o = mislas(&["config", "--cfg", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("bad.yaml") && e.contains("'batch_size'"), "{e}");
+    assert!(
+        e.contains("bad.yaml: batch_size: expected a whole number ≥ 1, got 'lots'"),
+        "{e}"
+    );
 
     let o = mislas(&["config", "--cfg", STAGE1, "lr", "-1"]);
     assert_eq!(o.status.code(), Some(1));
@@ -160,4 +163,88 @@ fn stage2_checkpoint_of_another_kind_is_refused() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("model_best.pth.tar"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_prints_each_key_with_its_help_and_loads_back() {
+    let o = mislas(&["config", "--cfg", STAGE1]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("batch_size: 128 ") && l.ends_with("# Training batch size")),
+        "{text}"
+    );
+    assert!(
+        text.contains("# (stage 2 only) LAS: label smoothing"),
+        "{text}"
+    );
+    // The output is a configuration file itself.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("printed.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let o = mislas(&["config", "--cfg", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), text);
+}
+
+#[test]
+fn config_errors_say_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, "").unwrap();
+    let o = mislas(&["config", "--cfg", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("empty.yaml: the file is empty: expected a yacs YAML configuration"),
+        "{e}"
+    );
+    assert!(!e.contains("name: must not be empty"), "{e}");
+
+    let o = mislas(&["config", "--cfg", STAGE1, "batch_size", "abc"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("command line: batch_size: expected a whole number ≥ 1, got 'abc'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_refuses_a_batch_larger_than_the_training_set() {
+    let o = mislas(&["config", "--cfg", STAGE1, "batch_size", "1000000000"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(
+            "batch_size: batch_size 1000000000 is larger than the training set (14886 images \
+             of Fashion-MNIST-LT at imbalance factor 0.01)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_checks_the_device_against_this_machine() {
+    let gpus = if tch::Cuda::is_available() {
+        usize::try_from(tch::Cuda::device_count()).unwrap()
+    } else {
+        0
+    };
+    if gpus < 8 {
+        let o = mislas(&["config", "--cfg", STAGE1, "device", "cuda:7"]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert!(e.contains("device: 'cuda:7'"), "{e}");
+    }
+    if gpus == 0 {
+        let o = mislas(&["config", "--cfg", STAGE1, "device", "auto", "amp", "true"]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert!(
+            e.contains("amp: mixed precision needs a CUDA device"),
+            "{e}"
+        );
+    }
 }

@@ -27,39 +27,18 @@ pub const KEYS: &[KeyHelp] = &[
     ("Esc", "back"),
 ];
 
-/// Keys that describe the data and the model: kept equal in the two stages of a plan.
-const SHARED_KEYS: &[&str] = &[
-    "dataset",
-    "data_path",
-    "num_classes",
-    "imb_factor",
-    "imb_type",
-    "backbone",
-    "head_class_idx",
-    "med_class_idx",
-    "tail_class_idx",
-    "seed",
-    "device",
-];
-
-/// The value type of a key, for the form's Type column.
+/// The value type of a key, for the form's Type column: the [`crate::config::KEYS`] row's.
 fn field_type(key: &str) -> &'static str {
-    match key {
-        "name" | "log_dir" | "model_dir" | "device" => "text",
-        "data_path" | "resume" | "pretrained_weights" => "path",
-        "train_list" | "test_list" => "path?",
-        "dataset" | "backbone" | "mode" | "imb_type" | "las_shape" | "on_bad_image" => "choice",
-        "print_freq" | "workers" | "num_classes" | "batch_size" | "num_epochs" | "seed"
-        | "image_size" | "accum_steps" => "int",
-        "warmup_epochs" | "eval_batch_size" | "eval_resize" => "int?",
-        "lr" | "weight_decay" | "momentum" => "float",
-        "imb_factor" | "smooth_head" | "smooth_tail" | "lr_factor" | "alpha" | "las_power" => {
-            "float?"
-        }
-        "head_class_idx" | "med_class_idx" | "tail_class_idx" => "[a, b)",
-        "lr_milestones" => "[int]",
-        "deterministic" | "shift_bn" | "cos" | "mixup" | "amp" | "channels_last" => "bool",
-        _ => "value",
+    crate::config::key_spec(key).map_or("value", |k| k.kind.label())
+}
+
+/// The help line of a key: the [`crate::config::KEYS`] row's help, and which stage uses it when
+/// only one does.
+fn help_line(key: &str) -> String {
+    let help = field_help(key);
+    match crate::config::key_spec(key).and_then(|k| k.stages.note()) {
+        Some(note) => format!("{help} ({note})"),
+        None => help.to_owned(),
     }
 }
 
@@ -92,13 +71,16 @@ impl FormTab {
         t
     }
 
-    /// Recomputes the issues: [`Config::validate`], the `resume` file, the data set's files,
-    /// and a stage-2 configuration without a stage-1 checkpoint.
+    /// Recomputes the issues: [`Config::validate`], [`Config::check_machine`] on this machine,
+    /// the `resume` file, the data set's files, and a stage-2 configuration without a stage-1
+    /// checkpoint.
     pub fn revalidate(&mut self, root: &Path) {
         let c = &self.config;
+        let machine = c.check_machine(crate::config::machine_cuda_devices());
         let mut v: Vec<(String, String)> = c
             .validate()
             .into_iter()
+            .chain(machine)
             .map(|i| (i.key.to_owned(), i.message))
             .collect();
         if let Err(e) = c.check_resume() {
@@ -210,7 +192,7 @@ impl FormScreen {
     /// The value does not parse for the key.
     fn set(&mut self, key: &str, text: &str, root: &Path) -> Result<(), String> {
         self.tabs[self.tab].config.set(key, text)?;
-        if SHARED_KEYS.contains(&key) {
+        if crate::config::is_shared_key(key) {
             for (i, t) in self.tabs.iter_mut().enumerate() {
                 if i != self.tab {
                     // The same value parsed for the same key: cannot fail where it just passed.
@@ -480,7 +462,7 @@ pub fn draw(
     let key = form.key();
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("{key}: "), theme.key()),
-        Span::raw(field_help(key)),
+        Span::raw(help_line(key)),
     ])];
     if let Some(m) = tab.issue(key) {
         lines.push(Line::styled(format!("✗ {m}"), theme.bad()));
@@ -551,4 +533,63 @@ fn draw_picker(runs: &[RunSummary], sel: usize, theme: Theme, f: &mut Frame<'_>,
     .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(sel));
     f.render_stateful_widget(table, area, &mut state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tab(overrides: &[&str]) -> FormTab {
+        let mut c = Config {
+            name: "t".into(),
+            dataset: crate::config::DatasetName::FashionMnist,
+            num_classes: 10,
+            ..Config::default()
+        };
+        let pairs: Vec<String> = overrides.iter().map(|s| (*s).to_owned()).collect();
+        c.apply_overrides(&pairs).unwrap();
+        FormTab::new(
+            "t".into(),
+            PathBuf::from("t.yaml"),
+            c,
+            Path::new("/nonexistent"),
+        )
+    }
+
+    #[test]
+    fn machine_and_training_set_issues_show_inline() {
+        // No machine here has a hundred GPUs.
+        let t = tab(&["device", "cuda:99"]);
+        assert!(
+            t.issue("device").unwrap().contains("cuda:99"),
+            "{:?}",
+            t.issues
+        );
+        let t = tab(&["batch_size", "1000000000"]);
+        assert!(
+            t.issue("batch_size")
+                .unwrap()
+                .contains("larger than the training set (14886 images of Fashion-MNIST-LT"),
+            "{:?}",
+            t.issues
+        );
+        let t = tab(&["amp", "true"]);
+        assert_eq!(
+            t.issue("amp").is_some(),
+            crate::config::machine_cuda_devices() == 0,
+            "{:?}",
+            t.issues
+        );
+    }
+
+    #[test]
+    fn types_and_help_come_from_the_key_table() {
+        for k in crate::config::KEYS {
+            assert_eq!(field_type(k.name), k.kind.label());
+            assert!(help_line(k.name).starts_with(k.help));
+        }
+        assert!(help_line("smooth_head").ends_with("(stage 2 only)"));
+        assert_eq!(help_line("lr"), "Base learning rate of SGD");
+        assert_eq!(field_type("no_such_key"), "value");
+    }
 }

@@ -1,0 +1,304 @@
+//! Validation: the rules of [`KEYS`] ([`Config::validate`]), the checks against this machine
+//! ([`Config::check_machine`]) and the `resume` file ([`Config::check_resume`]).
+//!
+//! Each rule is a [`Check`](super::keys::Check) of one key's row; [`Config::validate`] also
+//! checks every integer key against its row's lower bound ([`ValueKind::min`]).
+use super::keys::{ValueKind, BACKBONES, KEYS};
+use super::{parse_device_spec, Config, DatasetName, DeviceSpec, FieldIssue, LasShape, Stage};
+use crate::data::long_tail::img_num_per_cls;
+use serde_yaml::{Mapping, Value};
+use std::path::Path;
+use std::sync::OnceLock;
+
+impl DatasetName {
+    /// The full training set of the data sets whose files have a fixed size: `(images,
+    /// classes)`, 60,000 and 10 for Fashion-MNIST, 50,000 and 10 for CIFAR-10, 50,000 and 100
+    /// for CIFAR-100. `None` for the list-file sets, whose size is their training list's.
+    pub fn full_train_set(self) -> Option<(usize, usize)> {
+        match self {
+            DatasetName::FashionMnist => Some((60_000, 10)),
+            DatasetName::Cifar10 => Some((50_000, 10)),
+            DatasetName::Cifar100 => Some((50_000, 100)),
+            DatasetName::Imagenet | DatasetName::Ina2018 | DatasetName::Places => None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every rule that needs neither the file system nor the machine, key by key in
+    /// [`KEYS`] order; empty when the configuration is usable.
+    pub fn validate(&self) -> Vec<FieldIssue> {
+        let values = match serde_yaml::to_value(self) {
+            Ok(Value::Mapping(m)) => m,
+            _ => Mapping::new(),
+        };
+        KEYS.iter()
+            .filter_map(|k| {
+                let message = below_min(k.name, k.kind, &values).or_else(|| (k.check?)(self))?;
+                Some(FieldIssue {
+                    key: k.name,
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the configuration against a machine with `cuda_device_count` CUDA devices (pass
+    /// [`machine_cuda_devices`] for this one): a `device cuda:N` the machine does not have, and
+    /// `amp` where `device auto` means the CPU.
+    pub fn check_machine(&self, cuda_device_count: usize) -> Vec<FieldIssue> {
+        let mut v = Vec::new();
+        match parse_device_spec(&self.device) {
+            Ok(DeviceSpec::Cuda(n)) if n >= cuda_device_count => {
+                let message = if cuda_device_count == 0 {
+                    format!(
+                        "'{}' asks for CUDA, but this machine has no CUDA device: use auto or cpu",
+                        self.device
+                    )
+                } else {
+                    format!(
+                        "'{}' is not on this machine: it has {cuda_device_count} CUDA device{}, \
+                         cuda:0 to cuda:{}",
+                        self.device,
+                        if cuda_device_count == 1 { "" } else { "s" },
+                        cuda_device_count - 1
+                    )
+                };
+                v.push(FieldIssue {
+                    key: "device",
+                    message,
+                });
+            }
+            Ok(DeviceSpec::Auto) if self.amp && cuda_device_count == 0 => v.push(FieldIssue {
+                key: "amp",
+                message: "mixed precision needs a CUDA device, and this machine has none \
+                          (device auto is the CPU here): set amp false"
+                    .into(),
+            }),
+            _ => {}
+        }
+        v
+    }
+
+    /// Checks that `resume` names an existing file (when set).
+    ///
+    /// # Errors
+    /// The message names the missing file.
+    pub fn check_resume(&self) -> Result<(), String> {
+        if !self.resume.is_empty() && !Path::new(&self.resume).is_file() {
+            return Err(format!("resume: no checkpoint file at '{}'", self.resume));
+        }
+        Ok(())
+    }
+
+    /// Images in the long-tailed training subset, when the configuration alone determines it:
+    /// Fashion-MNIST-LT and CIFAR-10/100-LT with a valid `imb_factor` and the data set's
+    /// `num_classes`, counted with the loader's own [`img_num_per_cls`] (n_max = N/K). `None` for
+    /// the list-file sets (their size is their list's) and for settings the loader refuses.
+    pub fn train_set_size(&self) -> Option<usize> {
+        let (images, classes) = self.dataset.full_train_set()?;
+        let f = self.imb_factor.filter(|f| *f > 0.0 && *f <= 1.0)?;
+        if self.num_classes != classes {
+            return None;
+        }
+        let n_max = images as f64 / classes as f64;
+        Some(
+            img_num_per_cls(n_max, classes, self.imb_type, f)
+                .iter()
+                .sum(),
+        )
+    }
+}
+
+/// The CUDA devices of this machine: libtorch's count when CUDA is available, else 0 (asked
+/// once).
+pub fn machine_cuda_devices() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        if tch::Cuda::is_available() {
+            usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
+        } else {
+            0
+        }
+    })
+}
+
+/// The lower-bound rule of an integer key: its value in `values` below [`ValueKind::min`].
+fn below_min(key: &str, kind: ValueKind, values: &Mapping) -> Option<String> {
+    let min = kind.min()?;
+    let value = values.get(key)?;
+    let n = value.as_u64()?;
+    if n >= min {
+        return None;
+    }
+    let or_null = if matches!(kind, ValueKind::OptInt { .. }) {
+        " or null"
+    } else {
+        ""
+    };
+    Some(format!("must be a whole number ≥ {min}{or_null}, is {n}"))
+}
+
+pub(super) fn name(c: &Config) -> Option<String> {
+    if c.name.trim().is_empty() {
+        Some("must not be empty".into())
+    } else if c.name.contains(['/', '\\']) || c.name.starts_with('.') {
+        Some(format!(
+            "'{}' must be a plain folder name (no '/', no leading '.')",
+            c.name
+        ))
+    } else {
+        None
+    }
+}
+
+pub(super) fn lr(c: &Config) -> Option<String> {
+    (!(c.lr > 0.0 && c.lr.is_finite())).then(|| format!("must be > 0, is {}", c.lr))
+}
+
+pub(super) fn batch_size(c: &Config) -> Option<String> {
+    let size = c.train_set_size()?;
+    (c.batch_size > size).then(|| {
+        format!(
+            "batch_size {} is larger than the training set ({size} images of {} at imbalance \
+             factor {})",
+            c.batch_size,
+            c.dataset.display_name(),
+            c.imb_factor.unwrap_or(1.0)
+        )
+    })
+}
+
+pub(super) fn accum_steps(c: &Config) -> Option<String> {
+    // BatchNorm in train mode (stage 1, and stage 2's shift learning) needs two images per
+    // micro-batch.
+    let bn_train = c.stage() == Stage::Stage1 || c.shift_bn;
+    let most = if bn_train {
+        (c.batch_size / 2).max(1)
+    } else {
+        c.batch_size.max(1)
+    };
+    if (1..=most).contains(&c.accum_steps) {
+        return None;
+    }
+    let why = if bn_train {
+        format!("batch_size/2 = {most}: BatchNorm in train mode needs two images per micro-batch")
+    } else {
+        format!("batch_size = {most}")
+    };
+    Some(format!("must be between 1 and {why}, is {}", c.accum_steps))
+}
+
+pub(super) fn momentum(c: &Config) -> Option<String> {
+    (!(0.0..1.0).contains(&c.momentum)).then(|| format!("must be in [0, 1), is {}", c.momentum))
+}
+
+pub(super) fn weight_decay(c: &Config) -> Option<String> {
+    (!(c.weight_decay >= 0.0 && c.weight_decay.is_finite()))
+        .then(|| format!("must be ≥ 0, is {}", c.weight_decay))
+}
+
+pub(super) fn lr_milestones(c: &Config) -> Option<String> {
+    c.lr_milestones
+        .windows(2)
+        .any(|w| w[0] >= w[1])
+        .then(|| "must be increasing".into())
+}
+
+pub(super) fn amp(c: &Config) -> Option<String> {
+    (c.amp && matches!(parse_device_spec(&c.device), Ok(DeviceSpec::Cpu)))
+        .then(|| "mixed precision needs a CUDA device; set device cuda, or amp false".into())
+}
+
+pub(super) fn device(c: &Config) -> Option<String> {
+    parse_device_spec(&c.device).err()
+}
+
+pub(super) fn imb_factor(c: &Config) -> Option<String> {
+    match c.imb_factor {
+        Some(f) if !(f > 0.0 && f <= 1.0) => Some(format!("must be in (0, 1], is {f}")),
+        None if !c.dataset.is_large_scale() => Some(format!(
+            "{} needs an imbalance factor in (0, 1]",
+            c.dataset.display_name()
+        )),
+        _ => None,
+    }
+}
+
+fn class_range(c: &Config, r: [usize; 2]) -> Option<String> {
+    (r[0] > r[1] || r[1] > c.num_classes).then(|| {
+        format!(
+            "must be [start, end] with start ≤ end ≤ num_classes ({}), is [{}, {}]",
+            c.num_classes, r[0], r[1]
+        )
+    })
+}
+
+pub(super) fn head_class_idx(c: &Config) -> Option<String> {
+    class_range(c, c.head_class_idx)
+}
+
+pub(super) fn med_class_idx(c: &Config) -> Option<String> {
+    class_range(c, c.med_class_idx)
+}
+
+pub(super) fn tail_class_idx(c: &Config) -> Option<String> {
+    class_range(c, c.tail_class_idx)
+}
+
+pub(super) fn image_size(c: &Config) -> Option<String> {
+    (c.dataset.is_large_scale() && c.image_size < 8)
+        .then(|| format!("must be at least 8 pixels, is {}", c.image_size))
+}
+
+pub(super) fn eval_resize(c: &Config) -> Option<String> {
+    let resize = c.effective_eval_resize();
+    (c.dataset.is_large_scale() && resize < c.image_size).then(|| {
+        format!(
+            "the evaluation resize ({resize}) must be at least image_size ({})",
+            c.image_size
+        )
+    })
+}
+
+pub(super) fn backbone(c: &Config) -> Option<String> {
+    (!BACKBONES.contains(&c.backbone.as_str())).then(|| {
+        format!(
+            "unknown backbone '{}' ({})",
+            c.backbone,
+            BACKBONES.join(", ")
+        )
+    })
+}
+
+pub(super) fn alpha(c: &Config) -> Option<String> {
+    c.alpha
+        .is_some_and(|a| !a.is_finite())
+        .then(|| "must be a finite number or null".into())
+}
+
+pub(super) fn las_power(c: &Config) -> Option<String> {
+    (c.las_shape == LasShape::Exp && c.las_power.is_none())
+        .then(|| "las_shape 'exp' needs a power".into())
+}
+
+pub(super) fn smooth_head(c: &Config) -> Option<String> {
+    if c.stage() != Stage::Stage2 {
+        return None;
+    }
+    match (c.smooth_head, c.smooth_tail) {
+        (Some(h), Some(t)) => (!(0.0 <= t && t <= h && h < 1.0))
+            .then(|| format!("need 0 ≤ smooth_tail ≤ smooth_head < 1, have {t} and {h}")),
+        _ => Some("stage 2 needs smooth_head and smooth_tail (label-aware smoothing)".into()),
+    }
+}
+
+pub(super) fn lr_factor(c: &Config) -> Option<String> {
+    if c.stage() != Stage::Stage2 {
+        return None;
+    }
+    match c.lr_factor {
+        Some(f) if f > 0.0 && f.is_finite() => None,
+        _ => Some("stage 2 needs lr_factor > 0".into()),
+    }
+}
