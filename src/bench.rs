@@ -2,8 +2,8 @@
 //! (loader threads + augmentation + mixup + SGD step) against a bare tch loop on pre-made
 //! tensors (same model, same batch), loader images/s alone, and the process's peak memory.
 use crate::config::Config;
-use crate::data::loader::{epoch_loader, LoaderOptions};
-use crate::data::sampler;
+use crate::data::loader::{epoch_loader, EpochLoader, LoaderOptions};
+use crate::data::{sampler, LongTailData};
 use crate::engine::recipe::mixup::MixupRecipe;
 use crate::engine::recipe::StageRecipe;
 use crate::engine::setup::{self, Purpose};
@@ -11,10 +11,11 @@ use crate::engine::step::{train_step, StepOptions, TrainBatch, MIXUP_STREAM};
 use crate::engine::{peak_memory_bytes, stream_seed};
 use crate::method::grad_scaler::GradScaler;
 use crate::method::sgd::Sgd;
+use crate::model::Network;
 
 use anyhow::Result;
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Alternating rounds of pipeline and bare-loop measurement.
 const ROUNDS: usize = 3;
@@ -53,186 +54,194 @@ fn check_skipped(cfg: &Config, skipped: &[crate::data::files::BadImage]) -> Resu
 /// the median of 3 alternating rounds for the pipeline and the bare loop, and prints the
 /// figures.
 ///
+/// The full pipeline and the bare loop run in alternating rounds that each start from the same
+/// weights and a fresh optimizer, so that a change of the machine's load or of the weights
+/// affects both alike. The bare loop trains on the pipeline's own batches, made beforehand and
+/// already on the device.
+///
 /// # Errors
 /// An unusable configuration or missing data.
 pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
-    let setup::Prepared {
-        device,
-        data,
-        mut net,
-        ..
-    } = setup::prepare(cfg, Purpose::Bench)?;
-    if cfg.channels_last {
-        net.to_channels_last();
-    }
-    let recipe = MixupRecipe::new(cfg);
-    let step_opts = StepOptions::of(cfg, recipe.backbone_train());
-    let params: Vec<_> = recipe
-        .parameter_groups(&net)
-        .into_iter()
-        .flatten()
+    let bench = Bench::new(cfg, batches)?;
+    let loader = bench.loader_alone()?;
+    let snapshot = bench.snapshot();
+    let premade: Vec<(Tensor, Tensor)> = bench
+        .loader(2)
+        .map(|b| {
+            (
+                b.images.to_device(bench.device),
+                b.labels.to_device(bench.device),
+            )
+        })
         .collect();
-    let method = recipe.objective();
-    let bs = cfg.batch_size;
-    let warm = 3;
-    let total = warm + batches;
-    let opts = LoaderOptions {
-        batch_size: bs,
-        workers: cfg.workers,
-        prefetch: 4,
-        augment: true,
-        pin_memory: device.is_cuda(),
-        first_batch: 0,
+    let (mut pipeline_runs, mut bare_runs) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        bench.restore(&snapshot);
+        pipeline_runs.push(bench.time(
+            round,
+            bench.loader(2).map(|b| {
+                let x = b.images.to_device_(bench.device, Kind::Float, true, false);
+                let y = b.labels.to_device_(bench.device, Kind::Int64, true, false);
+                (x, y)
+            }),
+        ));
+        bench.restore(&snapshot);
+        let made = premade
+            .iter()
+            .map(|(x, y)| (x.shallow_clone(), y.shallow_clone()));
+        bare_runs.push(bench.time(round, made));
+    }
+    bench.restore(&snapshot);
+    let figures = BenchFigures {
+        pipeline: median(pipeline_runs),
+        bare: median(bare_runs),
+        loader,
+        peak_memory_bytes: peak_memory_bytes(),
     };
-    let order_for = |epoch: usize| {
-        let mut o = Vec::with_capacity(total * bs);
+    print_figures(cfg, bench.device, batches, &figures);
+    Ok(figures)
+}
+
+/// A prepared stage-1 set-up and the batches it is timed on.
+struct Bench<'a> {
+    cfg: &'a Config,
+    device: Device,
+    data: LongTailData,
+    net: Network,
+    recipe: MixupRecipe,
+    /// Warm-up plus timed batches per measurement.
+    total: usize,
+}
+
+/// Untimed batches before each measurement.
+const WARM_UP: usize = 3;
+
+impl<'a> Bench<'a> {
+    fn new(cfg: &'a Config, batches: usize) -> Result<Self> {
+        let setup::Prepared {
+            device,
+            data,
+            mut net,
+            ..
+        } = setup::prepare(cfg, Purpose::Bench)?;
+        if cfg.channels_last {
+            net.to_channels_last();
+        }
+        Ok(Bench {
+            recipe: MixupRecipe::new(cfg),
+            cfg,
+            device,
+            data,
+            net,
+            total: WARM_UP + batches,
+        })
+    }
+
+    /// The batches of a measurement: instance-balanced orders from `epoch` on, as training
+    /// draws them, cut to [`Bench::total`] batches.
+    fn loader(&self, epoch: usize) -> EpochLoader {
+        let (cfg, n) = (self.cfg, self.total * self.cfg.batch_size);
+        let mut order = Vec::with_capacity(n);
         let mut e = epoch;
-        while o.len() < total * bs {
-            o.extend(sampler::instance_balanced_order(
-                data.train.len(),
+        while order.len() < n {
+            order.extend(sampler::instance_balanced_order(
+                self.data.train.len(),
                 cfg.seed,
                 e,
             ));
             e += 1;
         }
-        o.truncate(total * bs);
-        o
-    };
-    let sync = || {
-        if let tch::Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
-    };
-
-    // Loader alone.
-    let t = Instant::now();
-    let mut n = 0usize;
-    for b in epoch_loader(
-        data.train.clone(),
-        order_for(0),
-        &data.norm,
-        &opts,
-        cfg.seed,
-        0,
-    ) {
-        check_skipped(cfg, &b.skipped)?;
-        n += b.len;
-    }
-    let loader = n as f64 / t.elapsed().as_secs_f64();
-
-    // The full pipeline against the bare loop, in alternating rounds that each start from the
-    // same weights and a fresh optimizer, so that a change of the machine's load or of the
-    // weights affects both alike; the medians of the rounds are reported. The bare loop trains
-    // on the pipeline's own batches, made beforehand and already on the device.
-    let snapshot: Vec<(Tensor, Tensor)> = net
-        .vs
-        .variables()
-        .into_values()
-        .map(|v| {
-            let saved = v.copy();
-            (v, saved)
-        })
-        .collect();
-    let restore = || {
-        tch::no_grad(|| {
-            for (v, saved) in &snapshot {
-                v.shallow_clone().copy_(saved);
-            }
-        })
-    };
-    let new_sgd = || {
-        let p: Vec<(String, Tensor)> = params
-            .iter()
-            .map(|(k, t)| (k.clone(), t.shallow_clone()))
-            .collect();
-        Sgd::new(vec![p], cfg.lr, cfg.momentum, cfg.weight_decay)
-    };
-    let premade: Vec<(Tensor, Tensor)> = epoch_loader(
-        data.train.clone(),
-        order_for(2),
-        &data.norm,
-        &opts,
-        cfg.seed,
-        2,
-    )
-    .map(|b| (b.images.to_device(device), b.labels.to_device(device)))
-    .collect();
-    let (mut pipeline_runs, mut bare_runs) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        restore();
-        let mut sgd = new_sgd();
-        let mut scaler = cfg.amp.then(|| GradScaler::new(device));
-        let mut seen = 0usize;
-        let mut t0 = Instant::now();
-        for batch in epoch_loader(
-            data.train.clone(),
-            order_for(2),
-            &data.norm,
+        order.truncate(n);
+        let opts = LoaderOptions {
+            batch_size: cfg.batch_size,
+            workers: cfg.workers,
+            prefetch: 4,
+            augment: true,
+            pin_memory: self.device.is_cuda(),
+            first_batch: 0,
+        };
+        epoch_loader(
+            self.data.train.clone(),
+            order,
+            &self.data.norm,
             &opts,
             cfg.seed,
-            2,
-        ) {
-            let x = batch.images.to_device_(device, Kind::Float, true, false);
-            let y = batch.labels.to_device_(device, Kind::Int64, true, false);
-            let seed = stream_seed(cfg.seed, round, batch.index, MIXUP_STREAM);
-            train_step(
-                &net,
-                &mut sgd,
-                scaler.as_mut(),
-                method,
-                TrainBatch {
-                    images: &x,
-                    labels: &y,
-                    mixup_seed: seed,
-                },
-                step_opts,
-            );
-            if batch.index + 1 == warm {
-                sync();
-                t0 = Instant::now();
-            } else if batch.index >= warm {
-                seen += batch.len;
-            }
-        }
-        sync();
-        pipeline_runs.push(seen as f64 / t0.elapsed().as_secs_f64());
+            epoch,
+        )
+    }
 
-        restore();
-        let mut sgd = new_sgd();
-        let mut scaler = cfg.amp.then(|| GradScaler::new(device));
-        let mut seen = 0usize;
-        let mut t0 = Instant::now();
-        for (i, (x, y)) in premade.iter().enumerate() {
-            train_step(
-                &net,
-                &mut sgd,
-                scaler.as_mut(),
-                method,
-                TrainBatch {
-                    images: x,
-                    labels: y,
-                    mixup_seed: stream_seed(cfg.seed, round, i, MIXUP_STREAM),
-                },
-                step_opts,
-            );
-            if i + 1 == warm {
-                sync();
+    /// Images per second of the loader alone (no training).
+    fn loader_alone(&self) -> Result<f64> {
+        let t = Instant::now();
+        let mut n = 0usize;
+        for b in self.loader(0) {
+            check_skipped(self.cfg, &b.skipped)?;
+            n += b.len;
+        }
+        Ok(n as f64 / t.elapsed().as_secs_f64())
+    }
+
+    /// Trains on `batches` with a fresh optimizer (and loss scaler) as training does; returns
+    /// images per second over the batches after the warm-up.
+    fn time(&self, round: usize, batches: impl Iterator<Item = (Tensor, Tensor)>) -> f64 {
+        let params = self
+            .recipe
+            .parameter_groups(&self.net)
+            .into_iter()
+            .flatten()
+            .collect();
+        let cfg = self.cfg;
+        let mut sgd = Sgd::new(vec![params], cfg.lr, cfg.momentum, cfg.weight_decay);
+        let mut scaler = cfg.amp.then(|| GradScaler::new(self.device));
+        let opts = StepOptions::of(cfg, self.recipe.backbone_train());
+        let (mut seen, mut t0) = (0usize, Instant::now());
+        for (i, (x, y)) in batches.enumerate() {
+            let batch = TrainBatch {
+                images: &x,
+                labels: &y,
+                mixup_seed: stream_seed(cfg.seed, round, i, MIXUP_STREAM),
+            };
+            let objective = self.recipe.objective();
+            train_step(&self.net, &mut sgd, scaler.as_mut(), objective, batch, opts);
+            if i + 1 == WARM_UP {
+                self.sync();
                 t0 = Instant::now();
-            } else if i >= warm {
+            } else if i >= WARM_UP {
                 seen += x.size()[0] as usize;
             }
         }
-        sync();
-        bare_runs.push(seen as f64 / t0.elapsed().as_secs_f64());
+        self.sync();
+        seen as f64 / t0.elapsed().as_secs_f64()
     }
-    restore();
-    let (pipeline, bare) = (median(pipeline_runs), median(bare_runs));
-    let figures = BenchFigures {
-        pipeline,
-        bare,
-        loader,
-        peak_memory_bytes: peak_memory_bytes(),
-    };
+
+    fn snapshot(&self) -> Vec<(Tensor, Tensor)> {
+        self.net
+            .vs
+            .variables()
+            .into_values()
+            .map(|v| {
+                let saved = v.copy();
+                (v, saved)
+            })
+            .collect()
+    }
+
+    fn restore(&self, snapshot: &[(Tensor, Tensor)]) {
+        tch::no_grad(|| {
+            for (v, saved) in snapshot {
+                v.shallow_clone().copy_(saved);
+            }
+        })
+    }
+
+    fn sync(&self) {
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    }
+}
+
+fn print_figures(cfg: &Config, device: Device, batches: usize, figures: &BenchFigures) {
     let precision = if cfg.amp { "amp fp16" } else { "fp32" };
     let layout = if cfg.channels_last {
         ", channels-last"
@@ -248,7 +257,7 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
         "bench: {} {} batch {} on {} ({} loader threads, {} timed batches; {precision}{layout}{accum})",
         cfg.dataset.display_name(),
         cfg.backbone,
-        bs,
+        cfg.batch_size,
         crate::engine::device_info(device).name,
         cfg.workers,
         batches
@@ -264,5 +273,4 @@ pub fn run(cfg: &Config, batches: usize) -> Result<BenchFigures> {
         "  peak memory        {:>9.1} MB",
         figures.peak_memory_bytes as f64 / 1e6
     );
-    Ok(figures)
 }

@@ -135,6 +135,9 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
         .unwrap_or(Path::new("."))
         .join(format!(".{}.tmp", file_name.to_string_lossy()));
     let result = (|| -> Result<()> {
+        // Created here first so that a folder that cannot be written to says why in the
+        // operating system's words ("Permission denied", "No space left on device").
+        fs::File::create(&tmp)?;
         write(&tmp)?;
         fs::File::open(&tmp)?.sync_all()?;
         fs::rename(&tmp, path)?;

@@ -153,7 +153,8 @@ impl RunDir {
 }
 
 /// Reads `metrics.jsonl` of a run folder; a partly written last line (a run still writing) is
-/// skipped.
+/// skipped. An epoch recorded twice (a run resumed from a checkpoint older than its last metrics
+/// line, after a failed checkpoint write) counts once, with its later record.
 ///
 /// # Errors
 /// The file cannot be read, or a complete line is not an epoch record (named with its line
@@ -171,7 +172,11 @@ pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochReport>> {
             continue;
         }
         match serde_json::from_str(line) {
-            Ok(r) => out.push(r),
+            Ok(r) => {
+                let r: EpochReport = r;
+                out.retain(|o: &EpochReport| (o.stage, o.epoch) != (r.stage, r.epoch));
+                out.push(r);
+            }
             Err(_) if i + 1 == lines.len() => break,
             Err(e) => anyhow::bail!("{} line {}: not an epoch record: {e}", p.display(), i + 1),
         }

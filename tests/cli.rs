@@ -248,3 +248,27 @@ fn config_checks_the_device_against_this_machine() {
         );
     }
 }
+
+#[test]
+fn train_refuses_a_batch_larger_than_the_training_set_and_writes_nothing() {
+    let saved = tempfile::tempdir().unwrap();
+    let o = mislas(&[
+        "train",
+        "--saved",
+        saved.path().to_str().unwrap(),
+        "--cfg",
+        STAGE1,
+        "batch_size",
+        "1000000000",
+        "device",
+        "cpu",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("batch_size 1000000000 is larger than the training set (14886 images"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 3, "{err}");
+    assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
+}

@@ -97,14 +97,6 @@ impl StageRecipe for MislasRecipe {
         &self.loss
     }
 
-    fn restored_parts(&self, net: &Network, continuing: bool) -> Vec<Part> {
-        let mut parts = net.weight_parts();
-        if continuing {
-            parts.push(Part::Lws);
-        }
-        parts
-    }
-
     fn prepare_network(&self, net: &mut Network, _restored: bool) -> Result<()> {
         net.freeze_backbone();
         Ok(())

@@ -7,7 +7,7 @@ use crate::data::sampler;
 use crate::engine::step::Objective;
 use crate::method::mixup::{mixup_criterion, MixedBatch};
 use crate::method::schedule;
-use crate::model::{Network, Part};
+use crate::model::Network;
 use anyhow::Result;
 use std::path::PathBuf;
 use tch::Tensor;
@@ -77,14 +77,6 @@ impl StageRecipe for MixupRecipe {
 
     fn objective(&self) -> &dyn Objective {
         &self.loss
-    }
-
-    fn restored_parts(&self, net: &Network, continuing: bool) -> Vec<Part> {
-        let mut parts = net.weight_parts();
-        if continuing {
-            parts.push(Part::Lws);
-        }
-        parts
     }
 
     fn prepare_network(&self, net: &mut Network, restored: bool) -> Result<()> {

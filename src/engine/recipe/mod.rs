@@ -24,9 +24,16 @@ pub trait StageRecipe: Send {
     /// The loss of a training step.
     fn objective(&self) -> &dyn Objective;
 
-    /// The parts of the network a checkpoint restores: of a stage-1 checkpoint at the start of
-    /// this recipe, or of this recipe's own checkpoint when `continuing` a run.
-    fn restored_parts(&self, net: &Network, continuing: bool) -> Vec<Part>;
+    /// The parts of the network a checkpoint restores: the network's weights (of a stage-1
+    /// checkpoint at the start of this recipe), and LWS too when `continuing` this recipe's own
+    /// run.
+    fn restored_parts(&self, net: &Network, continuing: bool) -> Vec<Part> {
+        let mut parts = net.weight_parts();
+        if continuing {
+            parts.push(Part::Lws);
+        }
+        parts
+    }
 
     /// Readies the network after the checkpoint was restored (`restored`: one was): loads
     /// pretrained weights, freezes what this recipe does not train.
