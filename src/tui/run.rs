@@ -727,44 +727,7 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
                 .map(|l| Line::styled(l, theme.bad())),
         );
     } else if let (Some(s), Some(b)) = (&run.stage, &run.batch) {
-        let epoch_label = format!("Epoch [{}] of {}", run.epoch, s.num_epochs);
-        let label_w = epoch_label.chars().count().max(13) + 1;
-        let tail_w = 34usize;
-        let bar_w = w.saturating_sub(label_w + tail_w + 2).max(4);
-        // Between an epoch's start and its first batch, the new epoch is at batch 0.
-        let (done_batches, batches) = if b.epoch == run.epoch {
-            (b.batch + 1, b.batches.max(1))
-        } else {
-            (0, s.batches_per_epoch.max(1))
-        };
-        let ep_frac =
-            (run.epoch as f64 + done_batches as f64 / batches as f64) / s.num_epochs.max(1) as f64;
-        let (done, todo) = bar(ep_frac, bar_w);
-        let eta = run
-            .eta_seconds()
-            .map(format_duration)
-            .unwrap_or_else(|| "–".into());
-        lines.push(Line::from(vec![
-            Span::raw(format!("{:<label_w$}", epoch_label)),
-            Span::styled(done, theme.fg(Color::Cyan)),
-            Span::styled(todo, dim),
-            Span::raw(format!(" {:>3.0}%  ETA {eta}", ep_frac * 100.0)),
-        ]));
-        let (done, todo) = bar(done_batches as f64 / batches as f64, bar_w);
-        let lr = run.lr.first().copied().unwrap_or(b.lr);
-        lines.push(Line::from(vec![
-            Span::raw(format!(
-                "{:<label_w$}",
-                format!("Batch {done_batches}/{batches}")
-            )),
-            Span::styled(done, theme.fg(Color::Cyan)),
-            Span::styled(todo, dim),
-            Span::raw(format!(
-                " {:.0} img/s · lr {lr:.4} · loss {:.3}",
-                run.images_per_sec.unwrap_or(0.0),
-                run.loss_ema.unwrap_or(b.loss)
-            )),
-        ]));
+        lines.extend(progress_bars(run, (s, b), w, theme));
     } else if let Some(s) = &run.stage {
         lines.push(Line::from(Span::styled(
             format!(
@@ -775,6 +738,55 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         )));
     }
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The epoch and batch bars of a run at batch `b` of stage `s`, for `w` columns.
+fn progress_bars(
+    run: &RunScreen,
+    (s, b): (&StageStarted, &BatchStats),
+    w: usize,
+    theme: Theme,
+) -> [Line<'static>; 2] {
+    let dim = theme.dim();
+    let epoch_label = format!("Epoch [{}] of {}", run.epoch, s.num_epochs);
+    let label_w = epoch_label.chars().count().max(13) + 1;
+    let tail_w = 34usize;
+    let bar_w = w.saturating_sub(label_w + tail_w + 2).max(4);
+    // Between an epoch's start and its first batch, the new epoch is at batch 0.
+    let (done_batches, batches) = if b.epoch == run.epoch {
+        (b.batch + 1, b.batches.max(1))
+    } else {
+        (0, s.batches_per_epoch.max(1))
+    };
+    let ep_frac =
+        (run.epoch as f64 + done_batches as f64 / batches as f64) / s.num_epochs.max(1) as f64;
+    let (done, todo) = bar(ep_frac, bar_w);
+    let eta = run
+        .eta_seconds()
+        .map(format_duration)
+        .unwrap_or_else(|| "–".into());
+    let epoch_line = Line::from(vec![
+        Span::raw(format!("{:<label_w$}", epoch_label)),
+        Span::styled(done, theme.fg(Color::Cyan)),
+        Span::styled(todo, dim),
+        Span::raw(format!(" {:>3.0}%  ETA {eta}", ep_frac * 100.0)),
+    ]);
+    let (done, todo) = bar(done_batches as f64 / batches as f64, bar_w);
+    let lr = run.lr.first().copied().unwrap_or(b.lr);
+    let batch_line = Line::from(vec![
+        Span::raw(format!(
+            "{:<label_w$}",
+            format!("Batch {done_batches}/{batches}")
+        )),
+        Span::styled(done, theme.fg(Color::Cyan)),
+        Span::styled(todo, dim),
+        Span::raw(format!(
+            " {:.0} img/s · lr {lr:.4} · loss {:.3}",
+            run.images_per_sec.unwrap_or(0.0),
+            run.loss_ema.unwrap_or(b.loss)
+        )),
+    ]);
+    [epoch_line, batch_line]
 }
 
 fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: Rect) {
