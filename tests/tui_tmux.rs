@@ -131,7 +131,10 @@ fn footer(screen: &str) -> &str {
 /// The footer ends with `? help  q quit` (the other keys are in the `?` overlay).
 fn assert_footer(screen: &str) {
     let f = footer(screen);
-    assert!(f.trim_end().ends_with("? help  q quit"), "footer {f:?}:\n{screen}");
+    assert!(
+        f.trim_end().ends_with("? help  q quit"),
+        "footer {f:?}:\n{screen}"
+    );
 }
 
 fn run_dirs(saved: &Path) -> Vec<PathBuf> {
