@@ -2,16 +2,20 @@
 //! tick, an engine event, the result of an effect), [`update`] the only place state changes,
 //! and [`Effect`]s what the loop does for it (launch, send a control, read or write files).
 use super::hyperparameters::{FormAction, FormScreen, FormTab};
+use super::keys::{lookup, Binding};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
+use super::run_status::FolderFacts;
 use super::runs::{RunsAction, RunsScreen};
 use super::theme::Theme;
+use super::view::{HelpKey, HELP_KEYS};
 use crate::config::{Config, Stage};
 use crate::engine::Job;
 use crate::events::{Control, EpochReport, Event, Failure, FailureKind};
 use crate::presets::{partner, Preset};
 use crate::run_dir::RunSummary;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The four screens.
@@ -38,12 +42,15 @@ pub enum Msg {
     Tick,
     /// An event of the trainer.
     Engine(Event),
-    /// The trainer's channel closed without a last event (its thread died).
-    EngineClosed,
+    /// The trainer's channel closed without a last event (its thread died), with the message of
+    /// its panic when one was caught.
+    EngineClosed(Option<String>),
     /// SIGINT, SIGTERM or SIGHUP, or the end of terminal input (a hang-up).
     Signal,
-    /// The runs in `saved/` were listed.
-    Runs(Vec<RunSummary>),
+    /// The runs in `saved/` were listed, with what their folders say.
+    Runs(Vec<RunSummary>, HashMap<PathBuf, FolderFacts>),
+    /// A run folder was read again.
+    Facts(PathBuf, FolderFacts),
     /// A run's `metrics.jsonl` was read.
     Metrics(PathBuf, Result<Vec<EpochReport>, String>),
     /// The presets were scanned.
@@ -69,17 +76,81 @@ pub enum Effect {
     LoadPresets,
 }
 
+/// What happens once the form's unsaved edits are discarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterDiscard {
+    /// Quit.
+    Quit,
+    /// Open preset `i` (index into the presets) in the form.
+    Open(usize),
+    /// Open the form to resume the run in this folder.
+    Resume(PathBuf),
+}
+
 /// A question over the current screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirm {
     /// Stop the run (after its checkpoint)?
     Stop,
-    /// Stop the run and quit?
-    Quit,
+    /// Stop the run and quit (discarding this many unsaved edits of the form)?
+    Quit(usize),
+    /// Discard this many unsaved edits of the form, then do this?
+    Discard(usize, AfterDiscard),
 }
 
-/// What covers the current screen.
+/// What a key does everywhere (unless a text input has the keyboard; Ctrl-C even then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalKey {
+    /// Go to screen 1–4.
+    Screen,
+    /// Open the help.
+    Help,
+    /// Quit (asks first during a run or with unsaved edits).
+    Quit,
+    /// Stop a run after its checkpoint and quit; a second one quits at once.
+    Interrupt,
+}
+
+/// Keys of every screen.
+pub const GLOBAL_KEYS: &[Binding<GlobalKey>] = &[
+    Binding::new(
+        &[
+            KeyCode::Char('1'),
+            KeyCode::Char('2'),
+            KeyCode::Char('3'),
+            KeyCode::Char('4'),
+        ],
+        "1-4",
+        GlobalKey::Screen,
+        "screens",
+        "presets, hyperparameters, run, runs",
+    ),
+    Binding::new(
+        &[KeyCode::Char('?')],
+        "?",
+        GlobalKey::Help,
+        "help",
+        "every key of every screen",
+    ),
+    Binding::new(
+        &[KeyCode::Char('q')],
+        "q",
+        GlobalKey::Quit,
+        "quit",
+        "quit (asks first during a run or with unsaved edits)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('c')],
+        "Ctrl-C",
+        GlobalKey::Interrupt,
+        "stop and quit",
+        "stop a run after its checkpoint and quit; twice: at once",
+    )
+    .with_ctrl(),
+];
+
+/// What covers the current screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
     /// Every key of every screen.
     Help,
@@ -126,6 +197,8 @@ pub struct App {
     pub runs: RunsScreen,
     /// What covers the screen.
     pub overlay: Option<Overlay>,
+    /// Lines the help overlay is scrolled by.
+    pub help_scroll: usize,
     /// Status bar message, until the next key.
     pub status: Option<Status>,
     /// Whether the app is ending.
@@ -144,6 +217,7 @@ impl App {
             run: None,
             runs: RunsScreen::default(),
             overlay: None,
+            help_scroll: 0,
             status: None,
             quit: Quit::No,
         }
@@ -218,16 +292,63 @@ impl App {
         }
     }
 
-    fn open_preset(&mut self, i: usize) {
+    /// Unsaved edits of the form.
+    pub fn unsaved_edits(&self) -> usize {
+        self.form.as_ref().map_or(0, FormScreen::unsaved_edits)
+    }
+
+    /// Run folders the trainer of this process is writing.
+    pub fn live_dirs(&self) -> Vec<PathBuf> {
+        match &self.run {
+            Some(r) if r.is_active() => r.stage.iter().map(|s| s.run_dir.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Does `then` now, or first asks whether to discard the form's unsaved edits.
+    fn discard_then(&mut self, then: AfterDiscard) -> Vec<Effect> {
+        match self.unsaved_edits() {
+            0 => self.after_discard(then),
+            n => {
+                self.overlay = Some(Overlay::Confirm(Confirm::Discard(n, then)));
+                Vec::new()
+            }
+        }
+    }
+
+    fn after_discard(&mut self, then: AfterDiscard) -> Vec<Effect> {
+        match then {
+            AfterDiscard::Quit => self.quit = Quit::Now,
+            AfterDiscard::Open(i) => self.open_preset_now(i),
+            AfterDiscard::Resume(dir) => self.open_resume(&dir),
+        }
+        Vec::new()
+    }
+
+    fn ask_quit(&mut self) -> Vec<Effect> {
+        if self.run_active() {
+            self.overlay = Some(Overlay::Confirm(Confirm::Quit(self.unsaved_edits())));
+            return Vec::new();
+        }
+        self.discard_then(AfterDiscard::Quit)
+    }
+
+    /// Back to the form that holds preset `i` (its edits kept: `u` undoes a field), or a new form
+    /// for it after asking to discard the open form's unsaved edits.
+    fn open_preset(&mut self, i: usize) -> Vec<Effect> {
         let p = &self.presets.presets[i];
-        // Back to the form that holds this preset: its edits are kept (`u` undoes a field).
         if let Some(form) = &mut self.form {
             if let Some(t) = form.tabs.iter().position(|t| t.path == p.path) {
                 form.tab = t;
                 self.screen = Screen::Hyperparameters;
-                return;
+                return Vec::new();
             }
         }
+        self.discard_then(AfterDiscard::Open(i))
+    }
+
+    fn open_preset_now(&mut self, i: usize) {
+        let p = &self.presets.presets[i];
         let Ok(config) = &p.config else {
             let msg = format!("{}: cannot be opened: fix the file first", p.name());
             self.set_status(msg, true);
@@ -252,109 +373,166 @@ impl App {
         self.screen = Screen::Hyperparameters;
     }
 
+    /// The form of the run in `dir`'s configuration with `resume` set to its current checkpoint.
+    fn open_resume(&mut self, dir: &std::path::Path) {
+        let ckpt = self.runs.facts(dir).current_checkpoint;
+        let run = self.runs.runs.iter().find(|r| r.dir == dir);
+        let (Some(r), Some(ckpt)) = (run, ckpt) else {
+            return self.set_status("the run folder or its checkpoint is gone", true);
+        };
+        let Some(mut config) = r.config.clone() else {
+            return self.set_status("the run's config.yaml cannot be read", true);
+        };
+        let (name, path) = (r.name.clone(), r.dir.join("config.yaml"));
+        if let Err(e) = config.set("resume", &ckpt.display().to_string()) {
+            return self.set_status(e, true);
+        }
+        let mut form = FormScreen::new(vec![FormTab::new(name, path, config, &self.root)], 0);
+        form.select("resume");
+        self.form = Some(form);
+        self.screen = Screen::Hyperparameters;
+        self.set_status(
+            "resume: r continues the run in its folder where it stopped",
+            false,
+        );
+    }
+
     fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         if key.kind == KeyEventKind::Release {
             return Vec::new();
         }
-        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+        let global = lookup(GLOBAL_KEYS, &key);
+        if global == Some(GlobalKey::Interrupt) {
             return self.interrupt(true);
         }
         self.status = None;
-        match self.overlay {
-            Some(Overlay::Help) => {
-                self.overlay = None;
-                return Vec::new();
-            }
-            Some(Overlay::Confirm(c)) => {
-                return match key.code {
-                    KeyCode::Char('y' | 'Y') | KeyCode::Enter => {
-                        self.overlay = None;
-                        if c == Confirm::Quit {
-                            self.quit = Quit::AfterStop;
-                        }
-                        self.stop()
-                    }
-                    KeyCode::Char('n' | 'N') | KeyCode::Esc | KeyCode::Char('q') => {
-                        self.overlay = None;
-                        Vec::new()
-                    }
-                    _ => Vec::new(),
-                };
-            }
-            None => {}
+        if let Some(overlay) = self.overlay.take() {
+            return self.on_overlay_key(overlay, key);
         }
         if !self.typing() {
-            match key.code {
-                KeyCode::Char('?') => {
+            match global {
+                Some(GlobalKey::Help) => {
                     self.overlay = Some(Overlay::Help);
+                    self.help_scroll = 0;
                     return Vec::new();
                 }
-                KeyCode::Char('q') => {
-                    if self.run_active() {
-                        self.overlay = Some(Overlay::Confirm(Confirm::Quit));
-                    } else {
-                        self.quit = Quit::Now;
+                Some(GlobalKey::Quit) => return self.ask_quit(),
+                Some(GlobalKey::Screen) => {
+                    return match key.code {
+                        KeyCode::Char('1') => self.goto(Screen::Presets),
+                        KeyCode::Char('2') => self.goto(Screen::Hyperparameters),
+                        KeyCode::Char('3') => self.goto(Screen::Run),
+                        _ => self.goto(Screen::Runs),
                     }
-                    return Vec::new();
                 }
-                KeyCode::Char('1') => return self.goto(Screen::Presets),
-                KeyCode::Char('2') => return self.goto(Screen::Hyperparameters),
-                KeyCode::Char('3') => return self.goto(Screen::Run),
-                KeyCode::Char('4') => return self.goto(Screen::Runs),
-                _ => {}
+                Some(GlobalKey::Interrupt) | None => {}
             }
         }
+        self.on_screen_key(key)
+    }
+
+    /// A key while `overlay` covers the screen (taken off; put back when it stays).
+    fn on_overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {
+        match overlay {
+            Overlay::Help => {
+                if lookup(HELP_KEYS, &key) == Some(HelpKey::Scroll) {
+                    let total = super::view::help_lines(self.screen, self.theme).len();
+                    self.help_scroll = match key.code {
+                        KeyCode::Up | KeyCode::Char('k') => self.help_scroll.saturating_sub(1),
+                        KeyCode::PageUp => self.help_scroll.saturating_sub(10),
+                        KeyCode::PageDown => self.help_scroll + 10,
+                        _ => self.help_scroll + 1,
+                    }
+                    .min(total.saturating_sub(1));
+                    self.overlay = Some(Overlay::Help);
+                }
+                Vec::new()
+            }
+            Overlay::Confirm(c) => match key.code {
+                KeyCode::Char('y' | 'Y') | KeyCode::Enter => match c {
+                    Confirm::Stop => self.stop(),
+                    Confirm::Quit(_) => {
+                        self.quit = Quit::AfterStop;
+                        self.stop()
+                    }
+                    Confirm::Discard(_, then) => self.after_discard(then),
+                },
+                KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
+                _ => {
+                    self.overlay = Some(Overlay::Confirm(c));
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    fn on_screen_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         match self.screen {
             Screen::Presets => match self.presets.on_key(key) {
-                PresetsAction::None => {}
+                PresetsAction::None => Vec::new(),
                 PresetsAction::Open(i) => self.open_preset(i),
-                PresetsAction::Rescan => return vec![Effect::LoadPresets],
+                PresetsAction::Rescan => vec![Effect::LoadPresets],
             },
-            Screen::Hyperparameters => {
-                let Some(form) = &mut self.form else {
+            Screen::Hyperparameters => self.on_form_key(key),
+            Screen::Run => {
+                let Some(run) = &mut self.run else {
                     return Vec::new();
                 };
-                match form.on_key(key, &self.runs.runs, &self.root) {
-                    FormAction::None => {}
-                    FormAction::Back => self.screen = Screen::Presets,
-                    FormAction::Status(s, error) => self.set_status(s, error),
-                    FormAction::Save(name, config) => {
-                        return vec![Effect::SavePreset(name, config)]
-                    }
-                    FormAction::Launch(job, label) => {
-                        if self.run_active() {
-                            self.set_status("a run is in progress: stop it first (3, s)", true);
-                            return Vec::new();
-                        }
-                        let stages = match *job {
-                            Job::Pipeline { .. } => 2,
-                            Job::Single(_) => 1,
-                        };
-                        self.run = Some(RunScreen::new(label, stages));
-                        self.screen = Screen::Run;
-                        return vec![Effect::Launch(job)];
-                    }
-                }
-            }
-            Screen::Run => {
-                if let Some(run) = &mut self.run {
-                    match run.on_key(key) {
-                        RunAction::None => {}
-                        RunAction::Pause(true) => return vec![Effect::Control(Control::Pause)],
-                        RunAction::Pause(false) => return vec![Effect::Control(Control::Resume)],
-                        RunAction::ConfirmStop => {
-                            self.overlay = Some(Overlay::Confirm(Confirm::Stop))
-                        }
+                match run.on_key(key) {
+                    RunAction::None => Vec::new(),
+                    RunAction::Pause(true) => vec![Effect::Control(Control::Pause)],
+                    RunAction::Pause(false) => vec![Effect::Control(Control::Resume)],
+                    RunAction::ConfirmStop => {
+                        self.overlay = Some(Overlay::Confirm(Confirm::Stop));
+                        Vec::new()
                     }
                 }
             }
             Screen::Runs => match self.runs.on_key(key) {
-                RunsAction::None => {}
-                RunsAction::Refresh => return vec![Effect::LoadRuns],
-                RunsAction::Load(dirs) => {
-                    return dirs.into_iter().map(Effect::LoadMetrics).collect()
-                }
+                RunsAction::None => Vec::new(),
+                RunsAction::Refresh => vec![Effect::LoadRuns],
+                RunsAction::Load(dirs) => dirs.into_iter().map(Effect::LoadMetrics).collect(),
+                RunsAction::Resume(dir) => self.resume(dir),
             },
+        }
+    }
+
+    /// `R` on a run: the form to resume it, when it stopped or failed with a current checkpoint.
+    fn resume(&mut self, dir: PathBuf) -> Vec<Effect> {
+        let live = self.live_dirs();
+        let status = self.runs.status(&dir, &live);
+        if !status.is_some_and(|s| s.resumable()) {
+            self.set_status(
+                "only a stopped or failed run with ckps/current.safetensors can be resumed",
+                true,
+            );
+            return Vec::new();
+        }
+        self.discard_then(AfterDiscard::Resume(dir))
+    }
+
+    fn on_form_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(form) = &mut self.form else {
+            return Vec::new();
+        };
+        match form.on_key(key, &self.runs.runs, &self.root) {
+            FormAction::None => {}
+            FormAction::Back => self.screen = Screen::Presets,
+            FormAction::Status(s, error) => self.set_status(s, error),
+            FormAction::Save(name, config) => return vec![Effect::SavePreset(name, config)],
+            FormAction::Launch(job, label) => {
+                if self.run_active() {
+                    self.set_status("a run is in progress: stop it first (3, s)", true);
+                    return Vec::new();
+                }
+                let stages = match *job {
+                    Job::Pipeline { .. } => 2,
+                    Job::Single(_) => 1,
+                };
+                self.run = Some(RunScreen::new(label, stages));
+                self.screen = Screen::Run;
+                return vec![Effect::Launch(job)];
+            }
         }
         Vec::new()
     }
@@ -374,7 +552,8 @@ impl App {
                 self.status = Some(Status {
                     text: format!("run failed: {}", f.message),
                     error: true,
-                })
+                });
+                effects.push(Effect::LoadRuns);
             }
             Event::StageFinished(_) | Event::Finished => effects.push(Effect::LoadRuns),
             _ => {}
@@ -400,12 +579,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             .map(Effect::LoadMetrics)
             .collect(),
         Msg::Engine(e) => app.on_engine(e),
-        Msg::EngineClosed => {
+        Msg::EngineClosed(panic) => {
             if let Some(r) = &mut app.run {
                 if r.is_active() {
+                    let why = panic.map_or_else(String::new, |p| format!(": {p}"));
                     r.on_event(Event::Failed(Failure::new(
                         FailureKind::Internal,
-                        "the trainer thread ended without a last event",
+                        format!("the trainer thread ended without a last event{why}"),
                     )));
                 }
             }
@@ -415,8 +595,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Signal => app.interrupt(false),
-        Msg::Runs(runs) => {
+        Msg::Runs(runs, facts) => {
             app.runs.set_runs(runs);
+            app.runs.set_facts(facts);
+            Vec::new()
+        }
+        Msg::Facts(dir, facts) => {
+            app.runs.set_facts(HashMap::from([(dir, facts)]));
             Vec::new()
         }
         Msg::Metrics(dir, Ok(epochs)) => {

@@ -1,9 +1,10 @@
 //! The hyperparameter form: every configuration key with its type, the preset's value and the
 //! edited value, inline validation and a help line in the paper's terms. A preset with a partner
 //! of the other stage gets a tab for each stage, so that "both stages" launches both.
+use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
 use super::line_input::LineInput;
 use super::theme::Theme;
-use super::view::{panel, KeyHelp};
+use super::view::panel;
 use crate::config::{field_help, Config, Stage};
 use crate::engine::Job;
 use crate::presets::{dataset_status, DataStatus};
@@ -15,16 +16,85 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 use std::path::{Path, PathBuf};
 
-/// Keys of the form.
-pub const KEYS: &[KeyHelp] = &[
-    ("↑↓/jk", "move"),
-    ("Enter", "edit"),
-    ("u", "undo field"),
-    ("Tab", "stage"),
-    ("w", "save as preset"),
-    ("r", "run this stage"),
-    ("b", "both stages"),
-    ("Esc", "back"),
+/// What a key of the form does (while no field is being edited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKey {
+    /// Edit the selected field (toggle a bool, pick a stage-1 run for stage 2's `resume`).
+    Edit,
+    /// Launch this tab's stage.
+    Run,
+    /// Launch both stages.
+    Both,
+    /// Show the other stage's tab.
+    Stage,
+    /// Restore the selected field's preset value.
+    Undo,
+    /// Save the tab as a user preset.
+    Save,
+    /// Move the selection.
+    Move,
+    /// Back to the presets (the edits are kept).
+    Back,
+}
+
+/// Keys of the form, most used first.
+pub const KEYS: &[Binding<FormKey>] = &[
+    Binding::new(
+        &[KeyCode::Enter],
+        "Enter",
+        FormKey::Edit,
+        "edit",
+        "edit the field (a bool toggles; stage 2's resume picks a run)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('r')],
+        "r",
+        FormKey::Run,
+        "run",
+        "run this stage",
+    ),
+    Binding::new(
+        &[KeyCode::Char('b')],
+        "b",
+        FormKey::Both,
+        "both",
+        "run both stages, stage 2 from stage 1's best",
+    ),
+    Binding::new(
+        &[KeyCode::Tab, KeyCode::BackTab],
+        "Tab",
+        FormKey::Stage,
+        "stage",
+        "the other stage's tab",
+    ),
+    Binding::new(
+        &[KeyCode::Char('u')],
+        "u",
+        FormKey::Undo,
+        "undo",
+        "the field back to the preset's value",
+    ),
+    Binding::new(
+        &[KeyCode::Char('w')],
+        "w",
+        FormKey::Save,
+        "save",
+        "save as a user preset (named as its file)",
+    ),
+    Binding::new(
+        NAV_CODES,
+        NAV_KEYS,
+        FormKey::Move,
+        "move",
+        "move between fields",
+    ),
+    Binding::new(
+        &[KeyCode::Esc],
+        "Esc",
+        FormKey::Back,
+        "back",
+        "back to the presets (edits kept)",
+    ),
 ];
 
 /// The value type of a key, for the form's Type column: the [`crate::config::KEYS`] row's.
@@ -55,6 +125,8 @@ pub struct FormTab {
     pub config: Config,
     /// Validation issues of `config`: key and message.
     pub issues: Vec<(String, String)>,
+    /// Whether `config` was saved as a user preset since its last edit.
+    pub saved: bool,
 }
 
 impl FormTab {
@@ -66,6 +138,7 @@ impl FormTab {
             preset: config.clone(),
             config,
             issues: Vec::new(),
+            saved: false,
         };
         t.revalidate(root);
         t
@@ -98,6 +171,17 @@ impl FormTab {
             ));
         }
         self.issues = v;
+    }
+
+    /// Keys whose value differs from the preset's, unless saved since.
+    pub fn unsaved_edits(&self) -> usize {
+        if self.saved {
+            return 0;
+        }
+        Config::keys()
+            .iter()
+            .filter(|k| self.preset.get(k) != self.config.get(k))
+            .count()
     }
 
     /// The first issue of a key.
@@ -180,6 +264,18 @@ impl FormScreen {
         &self.keys[self.selected]
     }
 
+    /// Selects `key` (no change when there is no such key).
+    pub fn select(&mut self, key: &str) {
+        if let Some(i) = self.keys.iter().position(|k| k == key) {
+            self.selected = i;
+        }
+    }
+
+    /// Unsaved edits over every tab.
+    pub fn unsaved_edits(&self) -> usize {
+        self.tabs.iter().map(FormTab::unsaved_edits).sum()
+    }
+
     /// Whether a text input has the keyboard.
     pub fn is_typing(&self) -> bool {
         matches!(self.mode, FormMode::Edit(..) | FormMode::SaveAs(..))
@@ -190,13 +286,15 @@ impl FormScreen {
     ///
     /// # Errors
     /// The value does not parse for the key.
-    fn set(&mut self, key: &str, text: &str, root: &Path) -> Result<(), String> {
+    pub fn set(&mut self, key: &str, text: &str, root: &Path) -> Result<(), String> {
         self.tabs[self.tab].config.set(key, text)?;
+        self.tabs[self.tab].saved = false;
         if crate::config::is_shared_key(key) {
             for (i, t) in self.tabs.iter_mut().enumerate() {
                 if i != self.tab {
                     // The same value parsed for the same key: cannot fail where it just passed.
                     let _ = t.config.set(key, text);
+                    t.saved = false;
                 }
             }
         }
@@ -206,12 +304,15 @@ impl FormScreen {
         Ok(())
     }
 
-    /// Records the outcome of saving a preset: the prompt closes on success and shows the error
-    /// otherwise.
+    /// Records the outcome of saving a preset: the prompt closes on success (the tab's edits
+    /// are saved) and shows the error otherwise.
     pub fn saved(&mut self, result: &Result<PathBuf, String>) {
         if let FormMode::SaveAs(_, err) = &mut self.mode {
             match result {
-                Ok(_) => self.mode = FormMode::Browse,
+                Ok(_) => {
+                    self.mode = FormMode::Browse;
+                    self.tabs[self.tab].saved = true;
+                }
                 Err(e) => *err = Some(e.clone()),
             }
         }
@@ -242,7 +343,10 @@ impl FormScreen {
                 KeyCode::Enter => {
                     let name = input.text().to_owned();
                     self.mode = FormMode::SaveAs(input, None);
-                    FormAction::Save(name, Box::new(self.current().config.clone()))
+                    // The preset gets its own `name`, so that its runs get their own folders.
+                    let mut config = self.current().config.clone();
+                    config.name = preset_file_stem(&name).to_owned();
+                    FormAction::Save(name, Box::new(config))
                 }
                 _ => {
                     let err = if input.handle(key) { None } else { err };
@@ -283,47 +387,54 @@ impl FormScreen {
     }
 
     fn on_browse_key(&mut self, key: KeyEvent, runs: &[RunSummary], root: &Path) -> FormAction {
-        let n = self.keys.len();
-        match key.code {
-            code if super::list_nav::navigate(&mut self.selected, n, code) => {}
-            KeyCode::Tab | KeyCode::BackTab => self.tab = (self.tab + 1) % self.tabs.len(),
-            KeyCode::Esc => return FormAction::Back,
-            KeyCode::Enter => {
-                let key = self.key().to_owned();
-                let tab = self.current();
-                if key == "resume" && tab.config.stage() == Stage::Stage2 {
-                    if stage1_candidates(runs).is_empty() {
-                        self.mode = FormMode::Edit(LineInput::new(&tab.config.resume), None);
-                        return FormAction::Status(
-                            "no stage-1 run with a best checkpoint in saved/: type a path".into(),
-                            false,
-                        );
-                    }
-                    self.mode = FormMode::Pick(0);
-                } else if field_type(&key) == "bool" {
-                    let flipped = tab.config.get(&key).is_some_and(|v| v != "true");
-                    if let Err(e) = self.set(&key, if flipped { "true" } else { "false" }, root) {
-                        return FormAction::Status(e, true);
-                    }
-                } else {
-                    let text = tab.config.get(&key).unwrap_or_default();
-                    self.mode = FormMode::Edit(LineInput::new(&text), None);
-                }
+        let Some(action) = lookup(KEYS, &key) else {
+            return FormAction::None;
+        };
+        match action {
+            FormKey::Move => {
+                super::list_nav::navigate(&mut self.selected, self.keys.len(), key.code);
             }
-            KeyCode::Char('u') => {
+            FormKey::Stage => self.tab = (self.tab + 1) % self.tabs.len(),
+            FormKey::Back => return FormAction::Back,
+            FormKey::Edit => return self.edit(runs, root),
+            FormKey::Undo => {
                 let key = self.key().to_owned();
                 let preset = self.current().preset.get(&key).unwrap_or_default();
                 if let Err(e) = self.set(&key, &preset, root) {
                     return FormAction::Status(e, true);
                 }
             }
-            KeyCode::Char('w') => {
+            FormKey::Save => {
                 let name = format!("{}_custom", self.current().config.name);
                 self.mode = FormMode::SaveAs(LineInput::new(&name), None);
             }
-            KeyCode::Char('r') => return self.launch(false),
-            KeyCode::Char('b') => return self.launch(true),
-            _ => {}
+            FormKey::Run => return self.launch(false),
+            FormKey::Both => return self.launch(true),
+        }
+        FormAction::None
+    }
+
+    /// Enter on the selected field: the `resume` picker of stage 2, a bool toggled, or the editor.
+    fn edit(&mut self, runs: &[RunSummary], root: &Path) -> FormAction {
+        let key = self.key().to_owned();
+        let tab = self.current();
+        if key == "resume" && tab.config.stage() == Stage::Stage2 {
+            if stage1_candidates(runs).is_empty() {
+                self.mode = FormMode::Edit(LineInput::new(&tab.config.resume), None);
+                return FormAction::Status(
+                    "no stage-1 run with a best checkpoint in saved/: type a path".into(),
+                    false,
+                );
+            }
+            self.mode = FormMode::Pick(0);
+        } else if field_type(&key) == "bool" {
+            let flipped = tab.config.get(&key).is_some_and(|v| v != "true");
+            if let Err(e) = self.set(&key, if flipped { "true" } else { "false" }, root) {
+                return FormAction::Status(e, true);
+            }
+        } else {
+            let text = tab.config.get(&key).unwrap_or_default();
+            self.mode = FormMode::Edit(LineInput::new(&text), None);
         }
         FormAction::None
     }
@@ -365,6 +476,14 @@ impl FormScreen {
             FormAction::Launch(Box::new(Job::Single(c)), label)
         }
     }
+}
+
+/// The file stem a user preset is saved under (`quick.yaml` → `quick`), which is also its `name`.
+pub fn preset_file_stem(name: &str) -> &str {
+    let name = name.trim();
+    name.strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))
+        .unwrap_or(name)
 }
 
 /// Draws the form in `area`; `runs` feed the `resume` picker.

@@ -8,10 +8,12 @@
 //! second. The trainer never waits for the UI: its channel is unbounded.
 pub mod app;
 pub mod hyperparameters;
+pub mod keys;
 pub mod line_input;
 pub mod list_nav;
 pub mod presets;
 pub mod run;
+pub mod run_status;
 pub mod runs;
 pub mod theme;
 pub mod view;
@@ -20,6 +22,7 @@ pub mod widgets;
 #[cfg(test)]
 mod tests;
 
+use crate::config::Config;
 use crate::engine::{self, RunHandle};
 use crate::presets::{discover, save_user_preset, user_presets_dir};
 use crate::run_dir::{list_runs, read_metrics};
@@ -29,11 +32,15 @@ use crossterm::event::{self as ct, Event as TermEvent};
 use crossterm::{cursor, execute, terminal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
+use run_status::read_facts;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::collections::HashMap;
 use std::io::{self, Stdout, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Shortest time between two frames (15 frames per second at most).
@@ -41,31 +48,81 @@ const FRAME: Duration = Duration::from_millis(66);
 /// Period of [`Msg::Tick`]: runs on screen are re-read from disk.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Puts the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
+/// Whether the UI holds the terminal (raw mode, alternate screen).
+static TERMINAL_HELD: AtomicBool = AtomicBool::new(false);
+/// The message of the last panic of another thread while the UI held the terminal.
+static OTHER_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// Puts the terminal back: raw mode off, main screen, cursor shown.
 fn restore_terminal() {
     let _ = terminal::disable_raw_mode();
     let _ = execute!(io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
 }
 
+/// Calls `restore` if the terminal is still held: it is restored once, by whichever of the UI's
+/// end and its panic comes first.
+fn release_terminal(restore: fn()) {
+    if TERMINAL_HELD.swap(false, Ordering::SeqCst) {
+        restore();
+    }
+}
+
+/// The message of a panic.
+fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    match info.location() {
+        Some(l) => format!("panicked at {l}: {text}"),
+        None => format!("panicked: {text}"),
+    }
+}
+
+/// The message of a panic of another thread while the UI held the terminal, once.
+pub fn take_other_panic() -> Option<String> {
+    OTHER_PANIC.lock().ok()?.take()
+}
+
+/// Installs the panic hook of the UI running on `ui`: a panic of the UI thread restores the
+/// terminal (with `restore`) and then prints as usual; a panic of another thread while the UI
+/// holds the terminal touches neither the terminal nor stderr (the trainer reports its panic as
+/// an error event, which the UI shows) and is kept for [`take_other_panic`]; once the UI has
+/// let go of the terminal, panics print as usual.
+fn install_panic_hook(ui: ThreadId, restore: fn()) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui {
+            release_terminal(restore);
+        } else if TERMINAL_HELD.load(Ordering::SeqCst) {
+            if let Ok(mut p) = OTHER_PANIC.lock() {
+                *p = Some(panic_message(info));
+            }
+            return;
+        }
+        previous(info);
+    }));
+}
+
 /// Owns the terminal in raw mode on the alternate screen; restores it when dropped, and on a
-/// panic before the panic message is printed.
+/// panic of the UI thread before the panic message is printed.
 struct TerminalGuard {
     terminal: Terminal<CrosstermBackend<Stdout>>,
 }
 
 impl TerminalGuard {
     fn enter() -> anyhow::Result<Self> {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            previous(info);
-        }));
+        install_panic_hook(std::thread::current().id(), restore_terminal);
         terminal::enable_raw_mode()?;
-        execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
-        match Terminal::new(CrosstermBackend::new(io::stdout())) {
+        TERMINAL_HELD.store(true, Ordering::SeqCst);
+        let entered = execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)
+            .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
+        match entered {
             Ok(terminal) => Ok(TerminalGuard { terminal }),
             Err(e) => {
-                restore_terminal();
+                release_terminal(restore_terminal);
                 Err(e.into())
             }
         }
@@ -74,7 +131,7 @@ impl TerminalGuard {
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        restore_terminal();
+        release_terminal(restore_terminal);
     }
 }
 
@@ -126,8 +183,8 @@ struct Host {
 }
 
 impl Host {
-    /// Performs an effect; returns the message that answers it, if any.
-    fn perform(&mut self, effect: Effect) -> Option<Msg> {
+    /// Performs an effect; returns the messages that answer it.
+    fn perform(&mut self, effect: Effect) -> Vec<Msg> {
         match effect {
             Effect::Launch(job) => {
                 let handle = engine::spawn(*job, self.saved_root.clone());
@@ -136,38 +193,53 @@ impl Host {
                 if let Some(old) = self.handle.replace(handle) {
                     let _ = old.join();
                 }
-                None
+                Vec::new()
             }
             Effect::Control(c) => {
                 if let Some(h) = &self.handle {
                     let _ = h.controls.send(c);
                 }
-                None
+                Vec::new()
             }
-            Effect::SavePreset(name, config) => Some(Msg::Saved(match &self.user_dir {
+            Effect::SavePreset(name, config) => vec![Msg::Saved(match &self.user_dir {
                 Some(dir) => save_user_preset(dir, &name, &config).map_err(|e| format!("{e:#}")),
                 None => Err("no user configuration folder on this system".into()),
-            })),
-            Effect::LoadRuns => Some(Msg::Runs(list_runs(&self.saved_root))),
-            Effect::LoadMetrics(dir) => {
-                // Re-read only what changed: a followed run costs a stat per tick otherwise.
-                let stamp = std::fs::metadata(dir.join("metrics.jsonl"))
-                    .ok()
-                    .map(|m| (m.len(), m.modified().ok()));
-                if self.metrics_seen.get(&dir) == Some(&stamp) {
-                    return None;
-                }
-                self.metrics_seen.insert(dir.clone(), stamp);
-                let epochs = match stamp {
-                    Some(_) => read_metrics(&dir).map_err(|e| format!("{e:#}")),
-                    None => Ok(Vec::new()),
-                };
-                Some(Msg::Metrics(dir, epochs))
+            })],
+            Effect::LoadRuns => {
+                let runs = list_runs(&self.saved_root);
+                let facts = runs
+                    .iter()
+                    .map(|r| (r.dir.clone(), read_facts(&r.dir, r.config.as_ref())))
+                    .collect();
+                vec![Msg::Runs(runs, facts)]
             }
+            Effect::LoadMetrics(dir) => self.load_metrics(dir),
             Effect::LoadPresets => {
-                Some(Msg::Presets(discover(&self.root, self.user_dir.as_deref())))
+                vec![Msg::Presets(discover(&self.root, self.user_dir.as_deref()))]
             }
         }
+    }
+
+    /// A run's folder facts, and its metrics when `metrics.jsonl` changed since last read (a
+    /// followed run costs a stat per tick otherwise).
+    fn load_metrics(&mut self, dir: PathBuf) -> Vec<Msg> {
+        let config = Config::from_file(&dir.join("config.yaml")).ok();
+        let facts = Msg::Facts(
+            dir.clone(),
+            read_facts(&dir, config.as_ref().map(|l| &l.config)),
+        );
+        let stamp = std::fs::metadata(dir.join("metrics.jsonl"))
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        if self.metrics_seen.get(&dir) == Some(&stamp) {
+            return vec![facts];
+        }
+        self.metrics_seen.insert(dir.clone(), stamp);
+        let epochs = match stamp {
+            Some(_) => read_metrics(&dir).map_err(|e| format!("{e:#}")),
+            None => Ok(Vec::new()),
+        };
+        vec![facts, Msg::Metrics(dir, epochs)]
     }
 
     /// Applies `msg` and every effect it leads to; returns how many messages that was.
@@ -210,7 +282,7 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
     let mut guard = TerminalGuard::enter()?;
     let mut input = spawn_input();
     for e in app.init() {
-        if let Some(m) = host.perform(e) {
+        for m in host.perform(e) {
             host.dispatch(&mut app, m);
         }
     }
@@ -239,7 +311,7 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
                 }
                 Err(_) => {
                     host.events = never();
-                    host.dispatch(&mut app, Msg::EngineClosed);
+                    host.dispatch(&mut app, Msg::EngineClosed(take_other_panic()));
                     dirty = true;
                 }
             },

@@ -1,9 +1,10 @@
 //! The presets screen: presets grouped by data set with architecture, stage, imbalance factor
 //! and epochs; whether each data set is found (and where it was looked for when not); user
 //! presets alongside the project's.
+use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
 use super::line_input::LineInput;
 use super::theme::Theme;
-use super::view::{panel, KeyHelp};
+use super::view::panel;
 use crate::config::{Config, DatasetName};
 use crate::presets::{DataStatus, Preset, PresetOrigin};
 use crossterm::event::{KeyCode, KeyEvent};
@@ -12,12 +13,58 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-/// Keys of the presets screen.
-pub const KEYS: &[KeyHelp] = &[
-    ("↑↓/jk", "move"),
-    ("Enter", "open"),
-    ("/", "filter"),
-    ("r", "rescan"),
+/// What a key of the presets screen does (while no filter is being typed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetsKey {
+    /// Open the selected preset in the form.
+    Open,
+    /// Type a filter.
+    Filter,
+    /// Clear the filter.
+    Clear,
+    /// Scan the preset folders again.
+    Rescan,
+    /// Move the selection.
+    Move,
+}
+
+/// Keys of the presets screen, most used first.
+pub const KEYS: &[Binding<PresetsKey>] = &[
+    Binding::new(
+        &[KeyCode::Enter],
+        "Enter",
+        PresetsKey::Open,
+        "open",
+        "open the preset (and its other stage) in the form",
+    ),
+    Binding::new(
+        &[KeyCode::Char('/')],
+        "/",
+        PresetsKey::Filter,
+        "filter",
+        "filter by name, data set or backbone",
+    ),
+    Binding::new(
+        &[KeyCode::Esc],
+        "Esc",
+        PresetsKey::Clear,
+        "clear",
+        "clear the filter",
+    ),
+    Binding::new(
+        &[KeyCode::Char('r')],
+        "r",
+        PresetsKey::Rescan,
+        "rescan",
+        "scan the preset folders again",
+    ),
+    Binding::new(
+        NAV_CODES,
+        NAV_KEYS,
+        PresetsKey::Move,
+        "move",
+        "move between presets",
+    ),
 ];
 
 /// Data sets in the order the screen groups them.
@@ -146,20 +193,22 @@ impl PresetsScreen {
             return PresetsAction::None;
         }
         let n = self.visible().len();
-        match key.code {
-            code if super::list_nav::navigate(&mut self.selected, n, code) => {}
-            KeyCode::Char('/') => self.filtering = Some(LineInput::new(&self.filter)),
-            KeyCode::Esc if !self.filter.is_empty() => {
+        match lookup(KEYS, &key) {
+            Some(PresetsKey::Move) => {
+                super::list_nav::navigate(&mut self.selected, n, key.code);
+            }
+            Some(PresetsKey::Filter) => self.filtering = Some(LineInput::new(&self.filter)),
+            Some(PresetsKey::Clear) if !self.filter.is_empty() => {
                 self.filter.clear();
                 self.selected = 0;
             }
-            KeyCode::Char('r') => return PresetsAction::Rescan,
-            KeyCode::Enter => {
+            Some(PresetsKey::Rescan) => return PresetsAction::Rescan,
+            Some(PresetsKey::Open) => {
                 if let Some(&i) = self.visible().get(self.selected) {
                     return PresetsAction::Open(i);
                 }
             }
-            _ => {}
+            Some(PresetsKey::Clear) | None => {}
         }
         PresetsAction::None
     }

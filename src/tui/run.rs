@@ -2,8 +2,9 @@
 //! the smoothed training loss per batch; validation top-1 and ECE per epoch across both stages
 //! with the stage boundary marked; the latest reliability diagram; per-class accuracy by
 //! training frequency; the run's log.
+use super::keys::{lookup, Binding};
 use super::theme::Theme;
-use super::view::{format_duration, panel, KeyHelp};
+use super::view::{format_duration, panel};
 use super::widgets::{Band, ClassBar, ClassBars, Curve, LineChart, Reliability};
 use crate::events::{BatchStats, EvalProgress, Event, StageFinished, StageStarted};
 use crate::metrics::EvalReport;
@@ -14,13 +15,88 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-/// Keys of the run screen.
-pub const KEYS: &[KeyHelp] = &[
-    ("p", "pause/resume"),
-    ("s", "stop after a checkpoint"),
-    ("Tab", "focus"),
-    ("Enter", "zoom"),
-    ("↑↓ PgUp PgDn", "scroll the log"),
+/// What a key of the run screen does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKey {
+    /// Pause, or resume a paused run.
+    Pause,
+    /// Ask to stop after a checkpoint.
+    Stop,
+    /// Focus the next (Tab) or previous (Shift-Tab) panel.
+    Focus,
+    /// Zoom the focused panel in or out.
+    Zoom,
+    /// Back to all panels.
+    Unzoom,
+    /// Scroll the log by a line or a page.
+    Scroll,
+    /// The log's oldest line, or follow its newest.
+    Ends,
+}
+
+/// Keys of the run screen, most used first.
+pub const KEYS: &[Binding<RunKey>] = &[
+    Binding::new(
+        &[KeyCode::Char('p')],
+        "p",
+        RunKey::Pause,
+        "pause",
+        "pause between batches, or resume",
+    ),
+    Binding::new(
+        &[KeyCode::Char('s')],
+        "s",
+        RunKey::Stop,
+        "stop",
+        "stop after saving a checkpoint (asks first)",
+    ),
+    Binding::new(
+        &[KeyCode::Tab, KeyCode::BackTab],
+        "Tab/S-Tab",
+        RunKey::Focus,
+        "focus",
+        "focus the next / previous panel",
+    ),
+    Binding::new(
+        &[KeyCode::Enter, KeyCode::Char('z')],
+        "Enter/z",
+        RunKey::Zoom,
+        "zoom",
+        "zoom the focused panel in or out",
+    ),
+    Binding::new(
+        &[KeyCode::Esc],
+        "Esc",
+        RunKey::Unzoom,
+        "unzoom",
+        "back to all panels",
+    ),
+    Binding::new(
+        &[
+            KeyCode::Up,
+            KeyCode::Char('k'),
+            KeyCode::Down,
+            KeyCode::Char('j'),
+            KeyCode::PageUp,
+            KeyCode::PageDown,
+        ],
+        "↑↓ jk PgUp/Dn",
+        RunKey::Scroll,
+        "log",
+        "scroll the log a line / a page",
+    ),
+    Binding::new(
+        &[
+            KeyCode::Home,
+            KeyCode::Char('g'),
+            KeyCode::End,
+            KeyCode::Char('G'),
+        ],
+        "g/G Home/End",
+        RunKey::Ends,
+        "log ends",
+        "the log's oldest line / follow the newest",
+    ),
 ];
 
 /// Points kept per curve; older points are merged pairwise beyond this.
@@ -238,13 +314,13 @@ impl RunScreen {
                     self.state = RunState::Running;
                 }
                 self.push_log(format!(
-                    "▶ {} of {} on {} ({}): {} epochs from epoch {}, {} images, run folder {}",
+                    "▶ {} of {} on {} ({}): {} epochs from epoch [{}], {} images, run folder {}",
                     s.stage,
                     s.name,
                     s.dataset,
                     s.device.name,
                     s.num_epochs,
-                    s.start_epoch + 1,
+                    s.start_epoch,
                     s.images_per_epoch,
                     s.run_dir.display()
                 ));
@@ -274,9 +350,9 @@ impl RunScreen {
             Event::Epoch(r) => {
                 self.eval = None;
                 self.push_log(format!(
-                    "{} epoch {}/{}: top-1 {:.2} %, ECE {:.2} %, NLL {:.3}, loss {:.4}, {:.0} img/s{}",
+                    "{} epoch [{}] of {}: top-1 {:.2} %, ECE {:.2} %, NLL {:.3}, loss {:.4}, {:.0} img/s{}",
                     r.stage,
-                    r.epoch + 1,
+                    r.epoch,
                     r.num_epochs,
                     r.eval.top1,
                     r.eval.ece,
@@ -337,30 +413,45 @@ impl RunScreen {
         }
     }
 
-    /// Handles a key of the run screen.
+    /// Handles a key of the run screen: dispatches through [`KEYS`].
     pub fn on_key(&mut self, key: KeyEvent) -> RunAction {
+        let Some(action) = lookup(KEYS, &key) else {
+            return RunAction::None;
+        };
         let idx = PANELS.iter().position(|p| *p == self.focus).unwrap_or(0);
-        match key.code {
-            KeyCode::Char('p') if matches!(self.state, RunState::Running | RunState::Starting) => {
-                return RunAction::Pause(true)
-            }
-            KeyCode::Char('p') if self.state == RunState::Paused => return RunAction::Pause(false),
-            KeyCode::Char('s') if self.is_active() && self.state != RunState::Stopping => {
+        let n = PANELS.len();
+        match action {
+            RunKey::Pause => match self.state {
+                RunState::Running | RunState::Starting => return RunAction::Pause(true),
+                RunState::Paused => return RunAction::Pause(false),
+                _ => {}
+            },
+            RunKey::Stop if self.is_active() && self.state != RunState::Stopping => {
                 return RunAction::ConfirmStop
             }
-            KeyCode::Tab => self.focus = PANELS[(idx + 1) % PANELS.len()],
-            KeyCode::BackTab => self.focus = PANELS[(idx + PANELS.len() - 1) % PANELS.len()],
-            KeyCode::Enter | KeyCode::Char('z') => self.zoom = !self.zoom,
-            KeyCode::Esc => self.zoom = false,
-            KeyCode::Up | KeyCode::Char('k') if self.focus == Panel::Log => self.scroll(1),
-            KeyCode::Down | KeyCode::Char('j') if self.focus == Panel::Log => self.scroll(-1),
-            KeyCode::PageUp if self.focus == Panel::Log => self.scroll(10),
-            KeyCode::PageDown if self.focus == Panel::Log => self.scroll(-10),
-            KeyCode::Home | KeyCode::Char('g') if self.focus == Panel::Log => {
-                self.log_scroll = self.log.len().saturating_sub(1)
+            RunKey::Stop => {}
+            RunKey::Focus => {
+                let step = if key.code == KeyCode::BackTab {
+                    n - 1
+                } else {
+                    1
+                };
+                self.focus = PANELS[(idx + step) % n];
             }
-            KeyCode::End | KeyCode::Char('G') if self.focus == Panel::Log => self.log_scroll = 0,
-            _ => {}
+            RunKey::Zoom => self.zoom = !self.zoom,
+            RunKey::Unzoom => self.zoom = false,
+            RunKey::Scroll => self.scroll(match key.code {
+                KeyCode::Up | KeyCode::Char('k') => 1,
+                KeyCode::Down | KeyCode::Char('j') => -1,
+                KeyCode::PageUp => 10,
+                _ => -10,
+            }),
+            RunKey::Ends => {
+                self.log_scroll = match key.code {
+                    KeyCode::Home | KeyCode::Char('g') => self.log.len().saturating_sub(1),
+                    _ => 0,
+                }
+            }
         }
         RunAction::None
     }
@@ -398,7 +489,7 @@ impl RunScreen {
 /// Validation curves over the epochs of one or two stages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochCurves {
-    /// Top-1 per epoch, x = epoch number across the plan (1-based).
+    /// Top-1 per epoch, x = epoch index across the plan (0-based, as the log counts).
     pub top1: Vec<(f64, f64)>,
     /// ECE per epoch.
     pub ece: Vec<(f64, f64)>,
@@ -411,17 +502,17 @@ pub fn epoch_curves(epochs: &[crate::events::EpochReport]) -> EpochCurves {
     let top1 = epochs
         .iter()
         .enumerate()
-        .map(|(i, e)| ((i + 1) as f64, e.eval.top1))
+        .map(|(i, e)| (i as f64, e.eval.top1))
         .collect();
     let ece = epochs
         .iter()
         .enumerate()
-        .map(|(i, e)| ((i + 1) as f64, e.eval.ece))
+        .map(|(i, e)| (i as f64, e.eval.ece))
         .collect();
     let boundary = epochs
         .windows(2)
         .position(|w| w[0].stage != w[1].stage)
-        .map(|i| i as f64 + 1.5);
+        .map(|i| i as f64 + 0.5);
     EpochCurves {
         top1,
         ece,
@@ -430,7 +521,7 @@ pub fn epoch_curves(epochs: &[crate::events::EpochReport]) -> EpochCurves {
 }
 
 /// Per-class bars of an evaluation, classes ordered by descending training count (index order
-/// when the counts are unknown), banded by the many/medium/few index ranges.
+/// when the counts are unknown), banded by the head/medium/tail class-index ranges.
 pub fn class_bars(eval: &EvalReport, counts: &[usize], bands: [[usize; 2]; 3]) -> Vec<ClassBar> {
     let mut order: Vec<usize> = (0..eval.per_class.len()).collect();
     if counts.len() == order.len() {
@@ -439,11 +530,11 @@ pub fn class_bars(eval: &EvalReport, counts: &[usize], bands: [[usize; 2]; 3]) -
     let band = |c: usize| {
         let within = |r: [usize; 2]| r[0] <= c && c < r[1];
         if within(bands[2]) {
-            Band::Few
+            Band::Tail
         } else if within(bands[1]) {
             Band::Medium
         } else {
-            Band::Many
+            Band::Head
         }
     };
     order
@@ -455,15 +546,50 @@ pub fn class_bars(eval: &EvalReport, counts: &[usize], bands: [[usize; 2]; 3]) -
         .collect()
 }
 
-/// Title of the per-class panel: the band means.
-pub fn class_title(eval: Option<&EvalReport>) -> String {
-    match eval {
-        Some(e) => format!(
-            "Per-class top-1 · many {:.0} med {:.0} few {:.0}",
-            e.head, e.medium, e.tail
-        ),
-        None => "Per-class top-1".into(),
+/// Title of the per-class panel.
+pub const CLASS_TITLE: &str = "Per-class top-1";
+
+/// The two splits of an evaluation's per-class accuracy, each under its own name: many/medium/
+/// few-shot by training count (> 100, 20–100, < 20 images, as the paper's tables) and
+/// head/medium/tail by the preset's class-index ranges. Short forms when `width` is narrow.
+pub fn split_lines(e: &EvalReport, width: usize) -> [String; 2] {
+    let f = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"));
+    let (many, med, few) = (f(e.many_shot), f(e.medium_shot), f(e.few_shot));
+    let (h, m, t) = (f(Some(e.head)), f(Some(e.medium)), f(Some(e.tail)));
+    let long = [
+        format!("many-shot {many} · medium-shot {med} · few-shot {few}"),
+        format!("head {h} · medium {m} · tail {t} (index ranges)"),
+    ];
+    let mid = [
+        format!("many/med/few-shot {many}/{med}/{few}"),
+        format!("head/med/tail {h}/{m}/{t}"),
+    ];
+    let fits = |l: &[String; 2]| l.iter().all(|l| l.chars().count() <= width);
+    if fits(&long) {
+        long
+    } else if fits(&mid) {
+        mid
+    } else {
+        [format!("many/med/few {many}/{med}/{few}"), mid[1].clone()]
     }
+}
+
+/// Draws the per-class panel's inside: the two splits, then the bars.
+pub fn draw_classes(
+    eval: Option<&EvalReport>,
+    bars: &[ClassBar],
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    let Some(e) = eval else {
+        f.render_widget(ClassBars::new(bars, theme), area);
+        return;
+    };
+    let [text, plot] = Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(area);
+    let lines = split_lines(e, usize::from(text.width)).map(|l| Line::styled(l, theme.dim()));
+    f.render_widget(Paragraph::new(lines.to_vec()), text);
+    f.render_widget(ClassBars::new(bars, theme), plot);
 }
 
 /// `text` cut into pieces of at most `width` chars.
@@ -473,6 +599,23 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         return vec![String::new()];
     }
     chars.chunks(width).map(|c| c.iter().collect()).collect()
+}
+
+/// Rows of the progress panel below its first line: the error of a failed run wrapped (at most
+/// 6 rows), else 2.
+fn progress_rows(run: &RunScreen, width: u16) -> u16 {
+    match &run.state {
+        RunState::Failed(msg) => failure_lines(msg, usize::from(width)).len().clamp(2, 6) as u16,
+        _ => 2,
+    }
+}
+
+/// An error message wrapped to `width`, line breaks kept.
+fn failure_lines(msg: &str, width: usize) -> Vec<String> {
+    msg.lines()
+        .map(|l| l.replace('\t', "  ").replace(char::is_control, ""))
+        .flat_map(|l| wrap(&l, width))
+        .collect()
 }
 
 /// A text progress bar of `width` cells.
@@ -518,7 +661,8 @@ pub fn draw(run: Option<&RunScreen>, theme: Theme, f: &mut Frame<'_>, area: Rect
         );
         return;
     };
-    let [top, rest] = Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
+    let top_h = 2 + 1 + progress_rows(run, area.width.saturating_sub(2));
+    let [top, rest] = Layout::vertical([Constraint::Length(top_h), Constraint::Min(0)]).areas(area);
     draw_progress(run, theme, f, top);
     if run.zoom {
         draw_panel(run, run.focus, theme, f, rest);
@@ -561,9 +705,12 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     if let Some(b) = &run.batch {
         device.push_str(&format!(" · RAM {}", gib(b.memory_bytes)));
     }
-    device.push(' ');
-    let block = panel(&format!("Run · {}", run.label), false, theme)
-        .title(Line::from(device).right_aligned());
+    let mut block = panel(&format!("Run · {}", run.label), false, theme);
+    if !device.is_empty() {
+        // No title at all when empty: a lone space would leave a gap in the border.
+        device.push(' ');
+        block = block.title(Line::from(device).right_aligned());
+    }
     let inner = block.inner(area);
     f.render_widget(block, area);
     let w = usize::from(inner.width);
@@ -577,66 +724,80 @@ fn draw_progress(run: &RunScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
             ),
             theme.title(),
         ));
-    } else if let RunState::Failed(msg) = &run.state {
-        head.push(Span::styled(msg.clone(), theme.bad()));
+    } else if let RunState::Failed(_) = &run.state {
+        head.push(Span::styled("before the first stage started", dim));
     } else {
         head.push(Span::styled("loading the data set…", dim));
     }
     let mut lines = vec![Line::from(head)];
-    if let (Some(s), Some(b)) = (&run.stage, &run.batch) {
-        let label_w = 14;
-        let tail_w = 34usize;
-        let bar_w = w.saturating_sub(label_w + tail_w + 2).max(4);
-        // Between an epoch's start and its first batch, the new epoch is at batch 0.
-        let (done_batches, batches) = if b.epoch == run.epoch {
-            (b.batch + 1, b.batches.max(1))
-        } else {
-            (0, s.batches_per_epoch.max(1))
-        };
-        let ep_frac =
-            (run.epoch as f64 + done_batches as f64 / batches as f64) / s.num_epochs.max(1) as f64;
-        let (done, todo) = bar(ep_frac, bar_w);
-        let eta = run
-            .eta_seconds()
-            .map(format_duration)
-            .unwrap_or_else(|| "–".into());
-        lines.push(Line::from(vec![
-            Span::raw(format!(
-                "{:<label_w$}",
-                format!("Epoch {}/{}", run.epoch + 1, s.num_epochs)
-            )),
-            Span::styled(done, theme.fg(Color::Cyan)),
-            Span::styled(todo, dim),
-            Span::raw(format!(" {:>3.0}%  ETA {eta}", ep_frac * 100.0)),
-        ]));
-        let (done, todo) = bar(done_batches as f64 / batches as f64, bar_w);
-        let lr = run.lr.first().copied().unwrap_or(b.lr);
-        lines.push(Line::from(vec![
-            Span::raw(format!(
-                "{:<label_w$}",
-                format!("Batch {done_batches}/{batches}")
-            )),
-            Span::styled(done, theme.fg(Color::Cyan)),
-            Span::styled(todo, dim),
-            Span::raw(format!(
-                " {:.0} img/s · lr {lr:.4} · loss {:.3}",
-                run.images_per_sec.unwrap_or(0.0),
-                run.loss_ema.unwrap_or(b.loss)
-            )),
-        ]));
+    if let RunState::Failed(msg) = &run.state {
+        // The error in full, in place of the progress bars it ended.
+        lines.extend(
+            failure_lines(msg, w)
+                .into_iter()
+                .map(|l| Line::styled(l, theme.bad())),
+        );
+    } else if let (Some(s), Some(b)) = (&run.stage, &run.batch) {
+        lines.extend(progress_bars(run, (s, b), w, theme));
     } else if let Some(s) = &run.stage {
         lines.push(Line::from(Span::styled(
             format!(
-                "Epoch {}/{} · {} batches of {} images per epoch",
-                run.epoch + 1,
-                s.num_epochs,
-                s.batches_per_epoch,
-                s.images_per_epoch
+                "Epoch [{}] of {} · {} batches of {} images per epoch",
+                run.epoch, s.num_epochs, s.batches_per_epoch, s.images_per_epoch
             ),
             dim,
         )));
     }
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The epoch and batch bars of a run at batch `b` of stage `s`, for `w` columns.
+fn progress_bars(
+    run: &RunScreen,
+    (s, b): (&StageStarted, &BatchStats),
+    w: usize,
+    theme: Theme,
+) -> [Line<'static>; 2] {
+    let dim = theme.dim();
+    let epoch_label = format!("Epoch [{}] of {}", run.epoch, s.num_epochs);
+    let label_w = epoch_label.chars().count().max(13) + 1;
+    let tail_w = 34usize;
+    let bar_w = w.saturating_sub(label_w + tail_w + 2).max(4);
+    // Between an epoch's start and its first batch, the new epoch is at batch 0.
+    let (done_batches, batches) = if b.epoch == run.epoch {
+        (b.batch + 1, b.batches.max(1))
+    } else {
+        (0, s.batches_per_epoch.max(1))
+    };
+    let ep_frac =
+        (run.epoch as f64 + done_batches as f64 / batches as f64) / s.num_epochs.max(1) as f64;
+    let (done, todo) = bar(ep_frac, bar_w);
+    let eta = run
+        .eta_seconds()
+        .map(format_duration)
+        .unwrap_or_else(|| "–".into());
+    let epoch_line = Line::from(vec![
+        Span::raw(format!("{:<label_w$}", epoch_label)),
+        Span::styled(done, theme.fg(Color::Cyan)),
+        Span::styled(todo, dim),
+        Span::raw(format!(" {:>3.0}%  ETA {eta}", ep_frac * 100.0)),
+    ]);
+    let (done, todo) = bar(done_batches as f64 / batches as f64, bar_w);
+    let lr = run.lr.first().copied().unwrap_or(b.lr);
+    let batch_line = Line::from(vec![
+        Span::raw(format!(
+            "{:<label_w$}",
+            format!("Batch {done_batches}/{batches}")
+        )),
+        Span::styled(done, theme.fg(Color::Cyan)),
+        Span::styled(todo, dim),
+        Span::raw(format!(
+            " {:.0} img/s · lr {lr:.4} · loss {:.3}",
+            run.images_per_sec.unwrap_or(0.0),
+            run.loss_ema.unwrap_or(b.loss)
+        )),
+    ]);
+    [epoch_line, batch_line]
 }
 
 fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: Rect) {
@@ -708,7 +869,7 @@ fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: 
             f.render_widget(Reliability::new(bins, theme), inner);
         }
         Panel::Classes => {
-            let block = panel(&class_title(last.map(|e| &e.eval)), focused, theme);
+            let block = panel(CLASS_TITLE, focused, theme);
             let inner = block.inner(area);
             f.render_widget(block, area);
             let bars = match (last, &run.stage) {
@@ -719,7 +880,7 @@ fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: 
                 ),
                 _ => Vec::new(),
             };
-            f.render_widget(ClassBars::new(&bars, theme), inner);
+            draw_classes(last.map(|e| &e.eval), &bars, theme, f, inner);
         }
         Panel::Log => {
             let title = if run.log_scroll > 0 {

@@ -1,11 +1,14 @@
 //! The runs screen: the run folders in `saved/` with their final and best figures; one opened
 //! shows its curves, last reliability diagram and per-class accuracy from `metrics.jsonl`,
 //! re-read every second so that a run a headless `mislas train` is writing is followed live;
-//! two can be compared side by side.
-use super::run::{class_bars, class_title, epoch_curves, EpochCurves};
+//! two can be compared side by side. Each run shows its state (live, finished, stopped, failed);
+//! a stopped or failed one with a current checkpoint can be resumed from here.
+use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
+use super::run::{class_bars, draw_classes, epoch_curves, EpochCurves, CLASS_TITLE};
+use super::run_status::{status, FolderFacts, RunStatus};
 use super::theme::Theme;
-use super::view::{panel, KeyHelp};
-use super::widgets::{ClassBars, Curve, LineChart, Reliability};
+use super::view::panel;
+use super::widgets::{Curve, LineChart, Reliability};
 use crate::events::EpochReport;
 use crate::run_dir::RunSummary;
 use crossterm::event::{KeyCode, KeyEvent};
@@ -14,15 +17,76 @@ use ratatui::style::Color;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 use ratatui::Frame;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-/// Keys of the runs screen.
-pub const KEYS: &[KeyHelp] = &[
-    ("↑↓/jk", "move"),
-    ("Enter", "open"),
-    ("c", "mark, then compare"),
-    ("r", "refresh"),
-    ("Esc", "back to the list"),
+/// What a key of the runs screen does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunsKey {
+    /// Open the selected run.
+    Open,
+    /// Resume a stopped or failed run from its current checkpoint (opens the form).
+    Resume,
+    /// Mark the run; on a second run, compare the two.
+    Compare,
+    /// Read the runs (or the open ones) again.
+    Refresh,
+    /// Move the selection.
+    Move,
+    /// Back to the list; in the list, unmark.
+    Back,
+}
+
+/// Keys of the runs screen, most used first.
+pub const KEYS: &[Binding<RunsKey>] = &[
+    Binding::new(
+        &[KeyCode::Enter, KeyCode::Right, KeyCode::Char('l')],
+        "Enter/→",
+        RunsKey::Open,
+        "open",
+        "open the run: curves, reliability, per-class",
+    ),
+    Binding::new(
+        &[KeyCode::Char('R')],
+        "R",
+        RunsKey::Resume,
+        "resume",
+        "resume a stopped or failed run (opens its form)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('c')],
+        "c",
+        RunsKey::Compare,
+        "compare",
+        "mark a run, then c on another compares them",
+    ),
+    Binding::new(
+        &[KeyCode::Char('r')],
+        "r",
+        RunsKey::Refresh,
+        "refresh",
+        "read the runs again",
+    ),
+    Binding::new(
+        NAV_CODES,
+        NAV_KEYS,
+        RunsKey::Move,
+        "move",
+        "move between runs",
+    ),
+    Binding::new(
+        &[
+            KeyCode::Esc,
+            KeyCode::Backspace,
+            KeyCode::Left,
+            KeyCode::Char('h'),
+        ],
+        "Esc/←",
+        RunsKey::Back,
+        "back",
+        "back to the list; in the list, unmark",
+    ),
 ];
 
 /// What the runs screen shows.
@@ -48,6 +112,8 @@ pub struct RunsScreen {
     pub marked: Option<PathBuf>,
     /// What is shown.
     pub view: RunsView,
+    /// What each run's folder says beyond its metrics.
+    pub facts: HashMap<PathBuf, FolderFacts>,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -59,6 +125,8 @@ pub enum RunsAction {
     Refresh,
     /// Read these runs' `metrics.jsonl` again.
     Load(Vec<PathBuf>),
+    /// Resume the run in this folder.
+    Resume(PathBuf),
 }
 
 impl RunsScreen {
@@ -69,6 +137,23 @@ impl RunsScreen {
         self.selected = current
             .and_then(|d| self.runs.iter().position(|r| r.dir == d))
             .unwrap_or(0);
+    }
+
+    /// Records what the folders of the runs say.
+    pub fn set_facts(&mut self, facts: HashMap<PathBuf, FolderFacts>) {
+        self.facts.extend(facts);
+    }
+
+    /// What a run's folder says (nothing when it was not read).
+    pub fn facts(&self, dir: &Path) -> FolderFacts {
+        self.facts.get(dir).cloned().unwrap_or_default()
+    }
+
+    /// The state of the run in `dir`, given the folders this process is writing.
+    pub fn status(&self, dir: &Path, live: &[PathBuf]) -> Option<RunStatus> {
+        let r = self.find(dir)?;
+        let live = live.iter().any(|d| d == dir);
+        Some(status(r, &self.facts(dir), live, SystemTime::now()))
     }
 
     /// Updates one run's epochs.
@@ -91,32 +176,40 @@ impl RunsScreen {
         self.runs.iter().find(|r| r.dir == dir)
     }
 
-    /// Handles a key.
+    /// Handles a key: dispatches through [`KEYS`].
     pub fn on_key(&mut self, key: KeyEvent) -> RunsAction {
-        if self.view != RunsView::List {
-            return match key.code {
-                KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h') => {
-                    self.view = RunsView::List;
-                    RunsAction::None
+        let Some(action) = lookup(KEYS, &key) else {
+            return RunsAction::None;
+        };
+        let selected = self.runs.get(self.selected).map(|r| r.dir.clone());
+        let open = self.view != RunsView::List;
+        match action {
+            RunsKey::Back if open => self.view = RunsView::List,
+            RunsKey::Back => self.marked = None,
+            RunsKey::Refresh if open => return RunsAction::Load(self.open_dirs()),
+            RunsKey::Refresh => return RunsAction::Refresh,
+            RunsKey::Resume => {
+                let dir = match &self.view {
+                    RunsView::Detail(d) => Some(d.clone()),
+                    RunsView::List => selected,
+                    RunsView::Compare(..) => None,
+                };
+                if let Some(d) = dir {
+                    return RunsAction::Resume(d);
                 }
-                KeyCode::Char('r') => RunsAction::Load(self.open_dirs()),
-                _ => RunsAction::None,
-            };
-        }
-        let n = self.runs.len();
-        match key.code {
-            code if super::list_nav::navigate(&mut self.selected, n, code) => {}
-            KeyCode::Char('r') => return RunsAction::Refresh,
-            KeyCode::Esc => self.marked = None,
-            KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => {
-                if let Some(r) = self.runs.get(self.selected) {
-                    self.view = RunsView::Detail(r.dir.clone());
+            }
+            _ if open => {}
+            RunsKey::Move => {
+                super::list_nav::navigate(&mut self.selected, self.runs.len(), key.code);
+            }
+            RunsKey::Open => {
+                if let Some(dir) = selected {
+                    self.view = RunsView::Detail(dir);
                     return RunsAction::Load(self.open_dirs());
                 }
             }
-            KeyCode::Char('c') => {
-                if let Some(r) = self.runs.get(self.selected) {
-                    let dir = r.dir.clone();
+            RunsKey::Compare => {
+                if let Some(dir) = selected {
                     match self.marked.take() {
                         None => self.marked = Some(dir),
                         Some(m) if m == dir => {}
@@ -127,7 +220,6 @@ impl RunsScreen {
                     }
                 }
             }
-            _ => {}
         }
         RunsAction::None
     }
@@ -141,29 +233,35 @@ fn total_epochs(r: &RunSummary) -> Option<usize> {
         .or(r.config.as_ref().map(|c| c.num_epochs))
 }
 
-/// Draws the runs screen in `area`.
-pub fn draw(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+/// Evaluated epochs: one past the last record's epoch (a resumed run's records continue).
+fn epochs_done(r: &RunSummary) -> usize {
+    r.epochs.last().map_or(0, |e| e.epoch + 1)
+}
+
+/// Draws the runs screen in `area`; `live` are the run folders this process is writing.
+pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let detail = |d: &Path, f: &mut Frame<'_>, a: Rect, compact: bool| match (
+        s.find(d),
+        s.status(d, live),
+    ) {
+        (Some(r), Some(st)) => draw_detail(r, (st, &s.facts(d)), theme, f, a, compact),
+        _ => f.render_widget(Paragraph::new("The run folder is gone."), a),
+    };
     match &s.view {
-        RunsView::List => draw_list(s, theme, f, area),
-        RunsView::Detail(d) => match s.find(d) {
-            Some(r) => draw_detail(r, theme, f, area, false),
-            None => f.render_widget(Paragraph::new("The run folder is gone."), area),
-        },
+        RunsView::List => draw_list(s, live, theme, f, area),
+        RunsView::Detail(d) => detail(d, f, area, false),
         RunsView::Compare(a, b) => {
             let [left, right] =
                 Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
                     .areas(area);
             for (d, a) in [(a, left), (b, right)] {
-                match s.find(d) {
-                    Some(r) => draw_detail(r, theme, f, a, true),
-                    None => f.render_widget(Paragraph::new("The run folder is gone."), a),
-                }
+                detail(d, f, a, true);
             }
         }
     }
 }
 
-fn draw_list(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = match &s.marked {
         Some(m) => format!(
             "Runs in saved/ · {} marked: c on another compares",
@@ -192,36 +290,37 @@ fn draw_list(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
             } else {
                 "  "
             };
+            let state = s.status(&r.dir, live).map_or("", RunStatus::label);
             Row::new(vec![
                 format!("{mark}{}", r.name),
+                state.to_owned(),
                 r.stage.map_or("?".into(), |st| st.to_string()),
                 format!(
                     "{}/{}",
-                    r.epochs.len(),
+                    epochs_done(r),
                     total_epochs(r).map_or("?".into(), |n| n.to_string())
                 ),
                 fig(last.map(|e| e.eval.top1)),
                 fig(last.map(|e| e.best_top1)),
                 fig(last.map(|e| e.best_ece)),
-                fig(last.map(|e| e.eval.ece)),
             ])
         })
         .collect();
     let table = Table::new(
         rows,
         [
-            Constraint::Min(24),
+            Constraint::Min(20),
+            Constraint::Length(12),
+            Constraint::Length(6),
             Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(6),
             Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(8),
-            Constraint::Length(7),
         ],
     )
     .header(
         Row::new([
-            "  Run", "Stage", "Epochs", "Top-1", "Best", "ECE@best", "ECE",
+            "  Run", "State", "Stage", "Epochs", "Top-1", "Best", "ECE@best",
         ])
         .style(theme.dim()),
     )
@@ -231,21 +330,75 @@ fn draw_list(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     f.render_stateful_widget(table, area, &mut state);
 }
 
-fn draw_detail(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rect, compact: bool) {
+/// The detail's line on where the run stands; "following" only when something writes it.
+fn progress_line(
+    r: &RunSummary,
+    (st, facts): (RunStatus, &FolderFacts),
+    theme: Theme,
+) -> Line<'static> {
+    let stage = r.stage.map_or("?".into(), |s| s.to_string());
+    let done = format!(
+        "{}/{} epochs",
+        epochs_done(r),
+        total_epochs(r).map_or("?".into(), |n| n.to_string())
+    );
+    let age = facts
+        .modified
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .map_or_else(String::new, |a| {
+            format!(" {} ago", super::view::format_duration(a.as_secs_f64()))
+        });
+    let resume = if facts.current_checkpoint.is_some() {
+        " · R resumes"
+    } else {
+        ""
+    };
+    let (text, style) = match st {
+        RunStatus::Live => (
+            format!("{stage} · {done} · live · following metrics.jsonl"),
+            theme.good(),
+        ),
+        RunStatus::Writing => (
+            format!("{stage} · {done} · written{age} · following metrics.jsonl"),
+            theme.warn(),
+        ),
+        RunStatus::Finished => (
+            format!("{stage} · {done} · finished · {}", r.dir.display()),
+            theme.dim(),
+        ),
+        RunStatus::Stopped => (format!("{stage} · {done} · stopped{resume}"), theme.warn()),
+        RunStatus::Failed => {
+            let why = facts.last_log_line.as_deref().unwrap_or("");
+            (
+                format!("{stage} · {done} · failed{resume}: {why}"),
+                theme.bad(),
+            )
+        }
+        RunStatus::Unfinished => (
+            format!("{stage} · {done} · ended{age}, no stop or error logged"),
+            theme.dim(),
+        ),
+    };
+    Line::styled(text, style)
+}
+
+fn draw_detail(
+    r: &RunSummary,
+    state: (RunStatus, &FolderFacts),
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+    compact: bool,
+) {
     let block = panel(&r.name, !compact, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let dim = theme.dim();
     let last = r.epochs.last();
-    let total = total_epochs(r);
     let mut lines = vec![];
     match last {
         Some(e) => {
-            let best_epoch = r
-                .epochs
-                .iter()
-                .rfind(|e| e.is_best)
-                .map_or(0, |e| e.epoch + 1);
+            let best_epoch = r.epochs.iter().rfind(|e| e.is_best).map_or(0, |e| e.epoch);
             lines.push(Line::from(vec![
                 Span::styled("final ", dim),
                 Span::styled(format!("top-1 {:.2}%", e.eval.top1), theme.title()),
@@ -254,29 +407,12 @@ fn draw_detail(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rect, comp
             lines.push(Line::from(vec![
                 Span::styled("best  ", dim),
                 Span::styled(format!("top-1 {:.2}%", e.best_top1), theme.good()),
-                Span::raw(format!(" (epoch {best_epoch}) ECE {:.2}%", e.best_ece)),
+                Span::raw(format!(" (epoch [{best_epoch}]) ECE {:.2}%", e.best_ece)),
             ]));
         }
         None => lines.push(Line::styled("no evaluated epoch yet", dim)),
     }
-    let progress = match (r.epochs.len(), total) {
-        (n, Some(t)) if n < t => Span::styled(
-            format!(
-                "{} · epoch {n}/{t} · following metrics.jsonl",
-                r.stage.map_or("?".into(), |s| s.to_string())
-            ),
-            theme.warn(),
-        ),
-        (n, _) => Span::styled(
-            format!(
-                "{} · {n} epochs · {}",
-                r.stage.map_or("?".into(), |s| s.to_string()),
-                r.dir.display()
-            ),
-            dim,
-        ),
-    };
-    lines.push(Line::from(progress));
+    lines.push(progress_line(r, state, theme));
     let [summary, charts, bottom] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Percentage(50),
@@ -317,7 +453,7 @@ fn draw_detail(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rect, comp
     }
     let bins = last.map_or(&[][..], |e| &e.eval.bins[..]);
     let rel_title = last.map_or("Reliability".into(), |e| {
-        format!("Reliability · epoch {}", e.epoch + 1)
+        format!("Reliability · epoch [{}]", e.epoch)
     });
     if compact {
         let block = panel(&rel_title, false, theme);
@@ -332,7 +468,7 @@ fn draw_detail(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rect, comp
     let ri = block.inner(rel);
     f.render_widget(block, rel);
     f.render_widget(Reliability::new(bins, theme), ri);
-    let block = panel(&class_title(last.map(|e| &e.eval)), false, theme);
+    let block = panel(CLASS_TITLE, false, theme);
     let ci = block.inner(classes);
     f.render_widget(block, classes);
     let bars = match (last, &r.config) {
@@ -343,5 +479,5 @@ fn draw_detail(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rect, comp
         ),
         _ => Vec::new(),
     };
-    f.render_widget(ClassBars::new(&bars, theme), ci);
+    draw_classes(last.map(|e| &e.eval), &bars, theme, f, ci);
 }

@@ -1,7 +1,10 @@
 //! Rendering tests (ratatui's `TestBackend`, at 80×24 and 160×48) and `update` tests (key
 //! sequences and engine events → state) of the terminal UI.
-use super::app::{update, App, Confirm, Effect, Msg, Overlay, Quit, Screen};
+use super::app::{
+    update, AfterDiscard, App, Confirm, Effect, Msg, Overlay, Quit, Screen, GLOBAL_KEYS,
+};
 use super::hyperparameters::FormMode;
+use super::keys::help_rows;
 use super::run::RunState;
 use super::runs::RunsView;
 use super::theme::Theme;
@@ -19,6 +22,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use ratatui::Terminal;
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -497,7 +501,7 @@ fn launching_both_stages_and_one_stage() {
 #[test]
 fn resume_picker_lists_stage1_runs() {
     let (d, mut app) = project();
-    send(&mut app, [Msg::Runs(fake_runs(d.path()))]);
+    send(&mut app, [Msg::Runs(fake_runs(d.path()), HashMap::new())]);
     open_fm_stage1(&mut app);
     send(&mut app, [key(KeyCode::Tab)]);
     select_field(&mut app, "resume");
@@ -528,7 +532,8 @@ fn saving_a_preset() {
     match fx.as_slice() {
         [Effect::SavePreset(name, config)] => {
             assert_eq!(name, "quick");
-            assert_eq!(config.name, "fm_s1");
+            // Its own name: its runs get their own folders, not the built-in's.
+            assert_eq!(config.name, "quick");
         }
         other => panic!("{other:?}"),
     }
@@ -579,7 +584,7 @@ fn dashboard_renders_progress_charts_and_diagrams() {
     for (w, h) in [(80, 24), (160, 48)] {
         let s = render(&app, w, h);
         assert!(s.contains("3 Run"), "{s}");
-        assert!(s.contains("Epoch 2/2"), "{s}");
+        assert!(s.contains("Epoch [1] of 2"), "{s}");
         assert!(s.contains("Batch 40/100"), "{s}");
         assert!(s.contains("1234 img/s"), "{s}");
         assert!(s.contains("NVIDIA H200"), "{s}");
@@ -587,14 +592,18 @@ fn dashboard_renders_progress_charts_and_diagrams() {
         assert!(s.contains("ECE 4.50%"), "{s}");
         assert!(s.contains("Reliability"), "{s}");
         assert!(s.contains("s2"), "stage boundary: {s}");
-        assert!(s.contains("p pause/resume"), "footer: {s}");
+        assert!(s.contains("p pause"), "footer: {s}");
     }
     let s = render(&app, 160, 48);
     assert!(s.contains("stage 2 of 2 (stage2)"), "{s}");
     assert!(s.contains("150.0 GiB · RAM 3.0 GiB"), "{s}");
     assert!(s.contains("ETA"), "{s}");
-    assert!(s.contains("Per-class top-1 · many 91 med 68 few 28"), "{s}");
-    for band in ["many", "med", "few"] {
+    assert!(
+        s.contains("many-shot 91 · medium-shot 68 · few-shot 28"),
+        "{s}"
+    );
+    assert!(s.contains("head 91 · medium 68 · tail 28"), "{s}");
+    for band in ["head", "med", "tail"] {
         assert!(s.contains(band), "{band}: {s}");
     }
     assert!(s.contains("confidence"), "{s}");
@@ -616,7 +625,10 @@ fn class_bar_at_its_place_on_the_dashboard() {
         .iter()
         .position(|l| l.contains("Per-class top-1"))
         .unwrap();
-    let top = lines[title + 1];
+    let top = lines[title + 1..]
+        .iter()
+        .find(|l| l.contains("100┤"))
+        .unwrap();
     let axis = top.find("100┤").expect("y axis") + "100┤".len();
     let first_bar = top[axis..].chars().next().unwrap();
     assert_eq!(first_bar, '█', "{top}");
@@ -645,7 +657,7 @@ fn a_new_epoch_shows_before_its_first_batch() {
         .map(Msg::Engine),
     );
     let s = render(&app, 100, 30);
-    assert!(s.contains("Epoch 2/3"), "{s}");
+    assert!(s.contains("Epoch [1] of 3"), "{s}");
     assert!(s.contains("Batch 0/100"), "{s}");
     assert!(s.contains("lr 0.0100"), "{s}");
     assert!(s.contains("stage 1 of 1 (stage1)"), "{s}");
@@ -718,7 +730,7 @@ fn stop_asks_first_and_sends_one_stop() {
 fn quit_during_a_run_confirms_then_waits_for_the_checkpoint() {
     let (_d, mut app) = app_with_run();
     send(&mut app, [ch('q')]);
-    assert_eq!(app.overlay, Some(Overlay::Confirm(Confirm::Quit)));
+    assert_eq!(app.overlay, Some(Overlay::Confirm(Confirm::Quit(0))));
     assert!(render(&app, 80, 24).contains("Stop it (after its checkpoint) and quit?"));
     let fx = send(&mut app, [ch('y')]);
     assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
@@ -766,7 +778,7 @@ fn ctrl_c_and_signals_stop_then_quit() {
     send(&mut app, [ctrl('c')]);
     assert_eq!(app.quit, Quit::Now);
     let (_d, mut app) = app_with_run();
-    send(&mut app, [Msg::Signal, Msg::EngineClosed]);
+    send(&mut app, [Msg::Signal, Msg::EngineClosed(None)]);
     assert_eq!(app.quit, Quit::Now);
     assert!(matches!(
         app.run.as_ref().unwrap().state,
@@ -805,7 +817,7 @@ fn runs_list_detail_follow_and_compare() {
     let (d, mut app) = project();
     let fx = send(&mut app, [ch('4')]);
     assert!(matches!(fx.as_slice(), [Effect::LoadRuns]));
-    send(&mut app, [Msg::Runs(fake_runs(d.path()))]);
+    send(&mut app, [Msg::Runs(fake_runs(d.path()), HashMap::new())]);
     for (w, h) in [(80, 24), (160, 48)] {
         let s = render(&app, w, h);
         assert!(s.contains("Runs in saved/"), "{s}");
@@ -829,8 +841,8 @@ fn runs_list_detail_follow_and_compare() {
     for (w, h) in [(80, 24), (160, 48)] {
         let s = render(&app, w, h);
         assert!(s.contains("top-1 64.00%"), "{s}");
-        assert!(s.contains("epoch 5/30 · following metrics.jsonl"), "{s}");
-        assert!(s.contains("Reliability · epoch 5"), "{s}");
+        assert!(s.contains("5/30 epochs"), "{s}");
+        assert!(s.contains("Reliability · epoch [4]"), "{s}");
     }
     // Back, mark, compare.
     send(&mut app, [key(KeyCode::Esc), ch('c'), ch('j')]);
@@ -887,7 +899,7 @@ fn too_small_terminal_says_so() {
 #[test]
 fn every_screen_draws_at_odd_sizes() {
     let (d, mut app) = app_with_run();
-    send(&mut app, [Msg::Runs(fake_runs(d.path()))]);
+    send(&mut app, [Msg::Runs(fake_runs(d.path()), HashMap::new())]);
     for screen in ['1', '2', '3', '4'] {
         send(&mut app, [ch(screen)]);
         for (w, h) in [(80, 24), (81, 25), (100, 30), (120, 40), (250, 70)] {
@@ -915,4 +927,411 @@ fn no_color_draws_without_colours() {
         .content()
         .iter()
         .any(|c| c.fg != Color::Reset));
+}
+
+// ---- issue 13 / 8 ----
+
+/// The panic hook acts for the UI thread only: a trainer thread's panic neither restores the
+/// terminal nor writes to stderr (its message is kept); the UI thread's panic restores the
+/// terminal once, then prints. Checked in a child process: the hook is process-wide.
+#[test]
+fn panic_hook_acts_only_for_the_ui_thread() {
+    const CHILD: &str = "MISLAS_PANIC_HOOK_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        fn restore() {
+            println!("restored");
+        }
+        super::install_panic_hook(std::thread::current().id(), restore);
+        super::TERMINAL_HELD.store(true, std::sync::atomic::Ordering::SeqCst);
+        let joined = std::thread::spawn(|| panic!("trainer boom")).join();
+        assert!(joined.is_err());
+        let kept = super::take_other_panic().unwrap_or_default();
+        println!("after the trainer; kept: {kept}");
+        panic!("ui boom");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tui::tests::panic_hook_acts_only_for_the_ui_thread",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("trainer boom"), "stderr: {stderr}");
+    assert!(stderr.contains("ui boom"), "stderr: {stderr}");
+    let after = stdout
+        .find("after the trainer; kept: panicked at")
+        .expect(&stdout);
+    assert!(stdout[after..].contains("trainer boom"), "{stdout}");
+    let restored: Vec<usize> = stdout.match_indices("restored").map(|m| m.0).collect();
+    assert_eq!(restored.len(), 1, "{stdout}");
+    assert!(
+        restored[0] > after,
+        "restored only by the UI's panic: {stdout}"
+    );
+}
+
+#[test]
+fn a_trainer_error_shows_in_the_run_panel() {
+    let (_d, mut app) = app_with_run();
+    let msg = "the trainer thread panicked at src/engine/stage.rs:12:5: index out of bounds";
+    send(
+        &mut app,
+        [
+            Msg::Engine(Event::Failed(Failure::new(FailureKind::Data, msg))),
+            ch('x'),
+        ],
+    );
+    assert!(app.status.is_none(), "a key clears the status line");
+    let s = render(&app, 80, 24);
+    let panel: String = s.lines().skip(1).take(6).collect();
+    assert!(panel.contains("✗ failed"), "{s}");
+    assert!(panel.contains("index out of bounds"), "{s}");
+    assert!(panel.contains("src/engine/stage.rs:12:5"), "{s}");
+}
+
+#[test]
+fn class_panel_names_both_splits() {
+    let (_d, mut app) = app_with_run();
+    let run = app.run.as_mut().unwrap();
+    let e = &mut run.epochs.last_mut().unwrap().eval;
+    (e.many_shot, e.medium_shot, e.few_shot) = (Some(95.0), Some(55.0), None);
+    let s = render(&app, 160, 48);
+    assert!(
+        s.contains("many-shot 95 · medium-shot 55 · few-shot –"),
+        "{s}"
+    );
+    assert!(s.contains("head 91 · medium 68 · tail 28"), "{s}");
+    assert!(
+        !s.contains("many 91"),
+        "head figures are not many-shot: {s}"
+    );
+    let s = render(&app, 80, 24);
+    assert!(s.contains("many/med/few"), "{s}");
+    assert!(s.contains("head/med/tail 91/68/28"), "{s}");
+}
+
+/// Every key that does something on a screen is in that screen's table or the global one.
+#[test]
+fn every_bound_key_is_in_its_screens_help() {
+    let (d, form) = project();
+    let mut form = form;
+    open_fm_stage1(&mut form);
+    let (_d2, run) = app_with_run();
+    let (_d3, mut runs) = project();
+    send(
+        &mut runs,
+        [Msg::Runs(fake_runs(d.path()), HashMap::new()), ch('4')],
+    );
+    let (_d4, presets) = project();
+    let mut codes: Vec<KeyCode> = (' '..='~').map(KeyCode::Char).collect();
+    codes.extend([
+        KeyCode::Enter,
+        KeyCode::Esc,
+        KeyCode::Tab,
+        KeyCode::BackTab,
+        KeyCode::Backspace,
+        KeyCode::Delete,
+        KeyCode::Insert,
+        KeyCode::Left,
+        KeyCode::Right,
+        KeyCode::Up,
+        KeyCode::Down,
+        KeyCode::Home,
+        KeyCode::End,
+        KeyCode::PageUp,
+        KeyCode::PageDown,
+        KeyCode::F(1),
+        KeyCode::F(5),
+    ]);
+    let global: Vec<KeyCode> = GLOBAL_KEYS.iter().flat_map(|b| b.codes).copied().collect();
+    for (app, table) in [
+        (presets, help_codes(super::presets::KEYS)),
+        (form, help_codes(super::hyperparameters::KEYS)),
+        (run, help_codes(super::run::KEYS)),
+        (runs, help_codes(super::runs::KEYS)),
+    ] {
+        let before = render(&app, 160, 48);
+        for &code in &codes {
+            let mut a = app.clone();
+            let fx = send(&mut a, [key(code)]);
+            let acted = !fx.is_empty()
+                || a.quit != app.quit
+                || a.overlay != app.overlay
+                || a.screen != app.screen
+                || render(&a, 160, 48) != before;
+            if acted {
+                assert!(
+                    table.contains(&code) || global.contains(&code),
+                    "{code:?} acts on {:?} but its help does not list it",
+                    app.screen
+                );
+            }
+        }
+    }
+}
+
+fn help_codes<A: Copy>(table: &[super::keys::Binding<A>]) -> Vec<KeyCode> {
+    table.iter().flat_map(|b| b.codes).copied().collect()
+}
+
+/// Every row of every table is in the help overlay, and in the footer when it is wide enough.
+#[test]
+fn help_and_footer_list_every_table_row() {
+    let (_d, mut app) = project();
+    send(&mut app, [ch('?')]);
+    let s = render(&app, 160, 48);
+    let mut rows = help_rows(GLOBAL_KEYS);
+    rows.extend(help_rows(super::view::HELP_KEYS));
+    for (screen, _, table) in super::view::screen_tables() {
+        let (footer, _) = super::view::footer_hints(screen, 1000);
+        assert_eq!(footer.len(), table.len(), "{screen:?}");
+        rows.extend(table);
+    }
+    for (keys, _, help) in rows {
+        assert!(
+            s.lines().any(|l| l.contains(keys) && l.contains(help)),
+            "{keys} {help}: {s}"
+        );
+    }
+    // At 80×24 the help scrolls to its end.
+    send(&mut app, (0..60).map(|_| key(KeyCode::Down)));
+    assert_eq!(app.overlay, Some(Overlay::Help));
+    assert!(render(&app, 80, 24).contains("any other key"));
+}
+
+#[test]
+fn footer_fits_80_columns_with_help_and_quit() {
+    let (d, mut app) = app_with_run();
+    send(&mut app, [Msg::Runs(fake_runs(d.path()), HashMap::new())]);
+    for (screen, first) in [
+        ('1', "Enter open"),
+        ('2', "Enter edit"),
+        ('3', "p pause"),
+        ('4', "Enter/→ open"),
+    ] {
+        send(&mut app, [ch(screen)]);
+        let s = render(&app, 80, 24);
+        let footer = s.lines().last().unwrap();
+        assert!(footer.trim_end().ends_with("? help  q quit"), "{footer}");
+        assert!(footer.contains(first), "{footer}");
+    }
+    let footer = render(&app, 80, 24).lines().nth(23).unwrap().to_owned();
+    assert!(footer.contains("R resume"), "{footer}");
+}
+
+#[test]
+fn quit_with_unsaved_edits_asks_first() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    edit_field(&mut app, "num_epochs", "1");
+    send(&mut app, [ch('q')]);
+    assert_eq!(app.quit, Quit::No);
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Confirm(Confirm::Discard(1, AfterDiscard::Quit)))
+    );
+    assert!(render(&app, 80, 24).contains("discard 1 unsaved edit"));
+    send(&mut app, [ch('n')]);
+    assert_eq!(app.quit, Quit::No);
+    assert_eq!(app.form.as_ref().unwrap().tabs[0].config.num_epochs, 1);
+    // Opening another preset over the edits asks too.
+    send(&mut app, [ch('1'), ch('/'), ctrl('u')]);
+    send(&mut app, typed("cifar10"));
+    send(&mut app, [key(KeyCode::Enter), key(KeyCode::Enter)]);
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Confirm(Confirm::Discard(1, AfterDiscard::Open(_))))
+    ));
+    send(&mut app, [key(KeyCode::Esc), ch('2'), ch('q'), ch('y')]);
+    assert_eq!(app.quit, Quit::Now);
+    // Saved edits are not lost by a quit: no question.
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    edit_field(&mut app, "num_epochs", "1");
+    send(&mut app, [ch('w'), key(KeyCode::Enter)]);
+    send(
+        &mut app,
+        [Msg::Saved(Ok(PathBuf::from("/u/x.yaml"))), ch('q')],
+    );
+    assert_eq!(app.quit, Quit::Now);
+}
+
+/// A run folder under `root/saved` with `done` of `total` epochs, a log ending with `last`, and
+/// a current checkpoint when `ckpt`.
+fn run_folder(
+    root: &Path,
+    name: &str,
+    (done, total): (usize, usize),
+    last: &str,
+    ckpt: bool,
+) -> PathBuf {
+    let dir = root.join("saved").join(name);
+    fs::create_dir_all(dir.join("logs")).unwrap();
+    fs::create_dir_all(dir.join("ckps")).unwrap();
+    let yaml = preset_yaml("fm_s1", "stage1", "./data/fmnist", total);
+    let config = Config::from_yaml_str(&yaml, "t").unwrap().config;
+    fs::write(dir.join("config.yaml"), config.to_yaml()).unwrap();
+    let metrics: String = (0..done)
+        .map(|e| serde_json::to_string(&epoch(Stage::Stage1, e, total, 60.0, 5.0)).unwrap() + "\n")
+        .collect();
+    fs::write(dir.join("metrics.jsonl"), metrics).unwrap();
+    let log = format!("2026-12-06 04:30:46,110 * ECE   24.836%.\n2026-12-06 04:30:46,110 {last}\n");
+    fs::write(dir.join("logs/fm_s1.txt"), log).unwrap();
+    if ckpt {
+        fs::write(dir.join("ckps/current.safetensors"), "").unwrap();
+    }
+    // Written long ago: nothing is writing it now.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for f in ["metrics.jsonl", "logs/fm_s1.txt"] {
+        fs::File::options()
+            .write(true)
+            .open(dir.join(f))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    dir
+}
+
+fn load_runs(app: &mut App, root: &Path) {
+    let runs = crate::run_dir::list_runs(&root.join("saved"));
+    let facts = runs
+        .iter()
+        .map(|r| {
+            (
+                r.dir.clone(),
+                super::run_status::read_facts(&r.dir, r.config.as_ref()),
+            )
+        })
+        .collect();
+    send(app, [Msg::Runs(runs, facts)]);
+}
+
+#[test]
+fn runs_show_their_state_and_a_stopped_one_resumes() {
+    let (d, mut app) = project();
+    let root = d.path();
+    run_folder(
+        root,
+        "a_done",
+        (3, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    let stopped = run_folder(
+        root,
+        "b_stopped",
+        (1, 3),
+        "=> stopped at epoch 1 batch 7; resume with: resume x",
+        true,
+    );
+    run_folder(
+        root,
+        "c_failed",
+        (1, 3),
+        "unusable image /x.jpg (epoch 1 batch 3)",
+        true,
+    );
+    run_folder(
+        root,
+        "d_killed",
+        (1, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        false,
+    );
+    let live = run_folder(
+        root,
+        "e_live",
+        (1, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    // This process trains e_live.
+    open_fm_stage1(&mut app);
+    send(&mut app, [ch('r')]);
+    let Event::StageStarted(mut s) = started(Stage::Stage1, 3) else {
+        unreachable!()
+    };
+    s.run_dir = live.clone();
+    send(&mut app, [Msg::Engine(Event::StageStarted(s)), ch('4')]);
+    load_runs(&mut app, root);
+    let s = render(&app, 80, 24);
+    for (run, state) in [
+        ("a_done", "✓ done"),
+        ("b_stopped", "■ stopped"),
+        ("c_failed", "✗ failed"),
+        ("d_killed", "? unfinished"),
+        ("e_live", "● live"),
+    ] {
+        let row = s.lines().find(|l| l.contains(run)).expect(run);
+        assert!(row.contains(state), "{run}: {row}");
+    }
+    // "following" only for what something writes.
+    let open = |app: &mut App, name: &str| {
+        let i = app.runs.runs.iter().position(|r| r.name == name).unwrap();
+        app.runs.selected = i;
+        send(app, [key(KeyCode::Enter)]);
+        let s = render(app, 100, 30);
+        send(app, [key(KeyCode::Esc)]);
+        s
+    };
+    assert!(open(&mut app, "e_live").contains("following metrics.jsonl"));
+    let s = open(&mut app, "b_stopped");
+    assert!(!s.contains("following"), "{s}");
+    assert!(s.contains("stopped · R resumes"), "{s}");
+    assert!(open(&mut app, "c_failed").contains("failed · R resumes: unusable image"));
+    // R on a finished run is refused; on the stopped one it opens the form to resume it.
+    app.runs.selected = app
+        .runs
+        .runs
+        .iter()
+        .position(|r| r.name == "a_done")
+        .unwrap();
+    send(&mut app, [ch('R')]);
+    assert_eq!(app.screen, Screen::Runs);
+    assert!(app.status.as_ref().unwrap().error);
+    app.runs.selected = app.runs.runs.iter().position(|r| r.dir == stopped).unwrap();
+    send(&mut app, [ch('R')]);
+    assert_eq!(app.screen, Screen::Hyperparameters);
+    let form = app.form.as_ref().unwrap();
+    let ckpt = stopped.join("ckps/current.safetensors");
+    assert_eq!(form.tabs.len(), 1);
+    assert_eq!(form.tabs[0].config.resume, ckpt.display().to_string());
+    assert_eq!(form.keys[form.selected], "resume");
+    assert!(form.tabs[0].issues.is_empty(), "{:?}", form.tabs[0].issues);
+}
+
+#[test]
+fn help_overlay_has_single_corners() {
+    let (_d, mut app) = app_with_run();
+    send(&mut app, [ch('?')]);
+    let s = render(&app, 80, 24);
+    let top = s.lines().nth(1).unwrap();
+    assert!(top.starts_with('┏') && top.ends_with('┓'), "{top}");
+    let bottom = s.lines().nth(22).unwrap();
+    assert!(bottom.starts_with('┗') && bottom.ends_with('┛'), "{bottom}");
+}
+
+#[test]
+fn failed_launch_leaves_the_run_border_whole() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    send(&mut app, [ch('r')]);
+    send(
+        &mut app,
+        [
+            Msg::Engine(Event::Failed(Failure::new(FailureKind::Data, "no data"))),
+            ch('x'),
+        ],
+    );
+    let s = render(&app, 80, 24);
+    let top = s.lines().find(|l| l.contains(" Run · ")).unwrap();
+    assert!(top.ends_with("─╮"), "{top}");
+    assert!(!top.contains("─ ─"), "{top}");
+    assert!(s.contains("no data"), "{s}");
 }

@@ -1,29 +1,57 @@
 //! Drawing the app: the header with the screens and the run's state, the current screen, the
 //! footer with its keys (or the status message), the help and confirmation overlays, and the
 //! "terminal too small" notice below 80×24. Nothing here changes state.
-use super::app::{App, Confirm, Overlay, Screen};
+use super::app::{AfterDiscard, App, Confirm, Overlay, Screen, GLOBAL_KEYS};
+use super::keys::{help_rows, Binding, KeyHelp};
 use super::run::RunState;
 use super::theme::Theme;
 use super::{hyperparameters, presets, run, runs};
+use crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-/// A key and what it does, for footers and help.
-pub type KeyHelp = (&'static str, &'static str);
-
 /// The smallest terminal the UI draws in.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
 
-/// Keys every screen has.
-const GLOBAL_KEYS: &[KeyHelp] = &[
-    ("1-4", "screens"),
-    ("?", "help"),
-    ("q", "quit"),
-    ("Ctrl-C", "stop and quit"),
+/// What a key does while the help overlay is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelpKey {
+    /// Scroll a line or a page.
+    Scroll,
+    /// Close the help (any other key).
+    Close,
+}
+
+/// Keys of the help overlay; a key of no row closes it.
+pub const HELP_KEYS: &[Binding<HelpKey>] = &[
+    Binding::new(
+        &[
+            KeyCode::Up,
+            KeyCode::Char('k'),
+            KeyCode::Down,
+            KeyCode::Char('j'),
+            KeyCode::PageUp,
+            KeyCode::PageDown,
+        ],
+        "↑↓ jk PgUp/Dn",
+        HelpKey::Scroll,
+        "scroll",
+        "scroll this help",
+    ),
+    Binding::new(
+        &[],
+        "any other key",
+        HelpKey::Close,
+        "close",
+        "close this help",
+    ),
 ];
+
+/// The footer's keys that are always shown, at its right end.
+const FOOTER_FIXED: &[Hint] = &[("?", "help"), ("q", "quit")];
 
 /// A bordered panel with a title; the focused one has a bold, coloured border.
 pub fn panel<'a>(title: &str, focused: bool, theme: Theme) -> Block<'a> {
@@ -66,13 +94,18 @@ pub fn format_duration(seconds: f64) -> String {
     }
 }
 
-fn screen_keys(app: &App) -> &'static [KeyHelp] {
-    match app.screen {
-        Screen::Presets => presets::KEYS,
-        Screen::Hyperparameters => hyperparameters::KEYS,
-        Screen::Run => run::KEYS,
-        Screen::Runs => runs::KEYS,
-    }
+/// The screens' names and key tables, in screen order.
+pub fn screen_tables() -> [(Screen, &'static str, Vec<KeyHelp>); 4] {
+    [
+        (Screen::Presets, "1 Presets", help_rows(presets::KEYS)),
+        (
+            Screen::Hyperparameters,
+            "2 Hyperparameters",
+            help_rows(hyperparameters::KEYS),
+        ),
+        (Screen::Run, "3 Run", help_rows(run::KEYS)),
+        (Screen::Runs, "4 Runs", help_rows(runs::KEYS)),
+    ]
 }
 
 /// Draws the whole UI.
@@ -105,10 +138,10 @@ pub fn view(app: &App, f: &mut Frame<'_>) {
             hyperparameters::draw(app.form.as_ref(), &app.runs.runs, theme, f, body)
         }
         Screen::Run => run::draw(app.run.as_ref(), theme, f, body),
-        Screen::Runs => runs::draw(&app.runs, theme, f, body),
+        Screen::Runs => runs::draw(&app.runs, &app.live_dirs(), theme, f, body),
     }
     draw_footer(app, f, footer);
-    match app.overlay {
+    match &app.overlay {
         Some(Overlay::Help) => draw_help(app, f, body),
         Some(Overlay::Confirm(c)) => draw_confirm(c, theme, f, body),
         None => {}
@@ -142,7 +175,7 @@ fn draw_header(app: &App, f: &mut Frame<'_>, area: Rect) {
             (RunState::Paused, _, _) => Span::styled("⏸ paused ", theme.warn()),
             (RunState::Stopping, _, _) => Span::styled("■ stopping… ", theme.warn()),
             (_, Some(b), Some(s)) => Span::styled(
-                format!("● {} epoch {}/{} ", s.stage, b.epoch + 1, s.num_epochs),
+                format!("● {} epoch [{}] of {} ", s.stage, b.epoch, s.num_epochs),
                 theme.good(),
             ),
             _ => Span::styled("◌ starting ", theme.warn()),
@@ -151,7 +184,10 @@ fn draw_header(app: &App, f: &mut Frame<'_>, area: Rect) {
     }
 }
 
-fn key_spans(keys: &[KeyHelp], theme: Theme) -> Vec<Span<'static>> {
+fn key_spans<'a>(
+    keys: impl IntoIterator<Item = (&'a str, &'a str)>,
+    theme: Theme,
+) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
     for (k, what) in keys {
         spans.push(Span::styled(format!(" {k}"), theme.key()));
@@ -160,61 +196,106 @@ fn key_spans(keys: &[KeyHelp], theme: Theme) -> Vec<Span<'static>> {
     spans
 }
 
-fn draw_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
-    let theme = app.theme;
-    let line = match &app.status {
-        Some(s) => Line::styled(
-            format!(" {}", s.text),
-            if s.error { theme.bad() } else { theme.warn() },
-        ),
-        None => {
-            let mut spans = key_spans(screen_keys(app), theme);
-            spans.extend(key_spans(&GLOBAL_KEYS[1..3], theme));
-            Line::from(spans)
+/// A footer hint: keys and a word or two.
+pub type Hint = (&'static str, &'static str);
+
+/// The footer's key hints for `width` columns: the screen's keys in table order (most important
+/// first) as many as fit whole, then `? help` and `q quit`, always.
+pub fn footer_hints(screen: Screen, width: usize) -> (Vec<Hint>, Vec<Hint>) {
+    let len = |k: &str, w: &str| k.chars().count() + w.chars().count() + 3;
+    let fixed: usize = FOOTER_FIXED.iter().map(|(k, w)| len(k, w)).sum();
+    let mut room = width.saturating_sub(fixed);
+    let rows = screen_tables()
+        .into_iter()
+        .find(|(s, ..)| *s == screen)
+        .map(|(.., rows)| rows)
+        .unwrap_or_default();
+    let mut shown = Vec::new();
+    for (k, short, _) in rows {
+        let l = len(k, short);
+        if l > room {
+            break;
         }
-    };
-    f.render_widget(Paragraph::new(line), area);
+        room -= l;
+        shown.push((k, short));
+    }
+    (shown, FOOTER_FIXED.to_vec())
 }
 
-fn help_lines(sections: &[(&'static str, &'static [KeyHelp])], theme: Theme) -> Vec<Line<'static>> {
+fn draw_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
+    let theme = app.theme;
+    if let Some(s) = &app.status {
+        let style = if s.error { theme.bad() } else { theme.warn() };
+        f.render_widget(
+            Paragraph::new(Line::styled(format!(" {}", s.text), style)),
+            area,
+        );
+        return;
+    }
+    let (left, right) = footer_hints(app.screen, usize::from(area.width));
+    f.render_widget(Paragraph::new(Line::from(key_spans(left, theme))), area);
+    f.render_widget(
+        Paragraph::new(Line::from(key_spans(right, theme)).right_aligned()),
+        area,
+    );
+}
+
+/// Every key, the current screen's first, then the global ones, then the other screens'.
+pub fn help_lines(current: Screen, theme: Theme) -> Vec<Line<'static>> {
+    let tables = screen_tables();
+    let mut sections: Vec<(String, Vec<KeyHelp>)> = Vec::new();
+    for (s, title, rows) in &tables {
+        if *s == current {
+            sections.push((format!("{title} (this screen)"), rows.clone()));
+        }
+    }
+    sections.push(("Everywhere".into(), help_rows(GLOBAL_KEYS)));
+    for (s, title, rows) in tables {
+        if s != current {
+            sections.push((title.to_owned(), rows));
+        }
+    }
+    sections.push(("This help".into(), help_rows(HELP_KEYS)));
     let mut lines = Vec::new();
-    for (title, keys) in sections {
-        lines.push(Line::styled(*title, theme.title()));
-        for (k, what) in *keys {
+    for (title, rows) in sections {
+        lines.push(Line::styled(title, theme.title()));
+        for (k, _, what) in rows {
             lines.push(Line::from(vec![
-                Span::styled(format!("  {k:<14}"), theme.key()),
-                Span::raw(*what),
+                Span::styled(format!("  {k:<17} "), theme.key()),
+                Span::raw(what),
             ]));
         }
     }
     lines
 }
 
+/// The first line shown for a help scrolled by `scroll` in `columns` columns of `rows` rows.
+pub fn help_offset(total: usize, scroll: usize, columns: usize, rows: usize) -> usize {
+    scroll.min(total.saturating_sub(columns * rows))
+}
+
 fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     let theme = app.theme;
-    let area = Rect {
-        x: body.x + 1,
-        width: body.width.saturating_sub(2),
-        ..body
-    };
-    f.render_widget(Clear, area);
-    let block = panel("Keys · any key closes", true, theme);
-    let inner = block.inner(area);
-    f.render_widget(block, area);
+    // The whole body: an overlay inset by a column would show the screen's corners beside its own.
+    f.render_widget(Clear, body);
+    let block = panel("Keys · ↑↓ scroll · any other key closes", true, theme);
+    let inner = block.inner(body);
+    f.render_widget(block, body);
     let [cols, note] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(cols);
-    let left_sections = [
-        ("Everywhere", GLOBAL_KEYS),
-        ("1 Presets", presets::KEYS),
-        ("3 Run", run::KEYS),
-    ];
-    let right_sections = [
-        ("2 Hyperparameters", hyperparameters::KEYS),
-        ("4 Runs", runs::KEYS),
-    ];
-    f.render_widget(Paragraph::new(help_lines(&left_sections, theme)), left);
-    f.render_widget(Paragraph::new(help_lines(&right_sections, theme)), right);
+    let lines = help_lines(app.screen, theme);
+    let rows = usize::from(cols.height);
+    let columns: usize = if cols.width >= 100 && lines.len() > rows {
+        2
+    } else {
+        1
+    };
+    let first = help_offset(lines.len(), app.help_scroll, columns, rows);
+    let areas = Layout::horizontal(vec![Constraint::Ratio(1, columns as u32); columns]).split(cols);
+    for (c, a) in areas.iter().enumerate() {
+        let start = (first + c * rows).min(lines.len());
+        let end = (start + rows).min(lines.len());
+        f.render_widget(Paragraph::new(lines[start..end].to_vec()), *a);
+    }
     f.render_widget(
         Paragraph::new(Line::styled(
             "Quitting during a run stops it after its checkpoint: nothing is lost.",
@@ -224,10 +305,24 @@ fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     );
 }
 
-fn draw_confirm(c: Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
+fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
+    let edits = |n: usize| format!("{n} unsaved edit{}", if n == 1 { "" } else { "s" });
     let question = match c {
-        Confirm::Stop => "Stop the run? It finishes the batch and saves a checkpoint first.",
-        Confirm::Quit => "A run is in progress. Stop it (after its checkpoint) and quit?",
+        Confirm::Stop => {
+            "Stop the run? It finishes the batch and saves a checkpoint first.".to_owned()
+        }
+        Confirm::Quit(0) => "A run is in progress. Stop it (after its checkpoint) and quit?".into(),
+        &Confirm::Quit(n) => format!(
+            "A run is in progress. Stop it (after its checkpoint) and quit, discarding the form's {}?",
+            edits(n)
+        ),
+        &Confirm::Discard(n, AfterDiscard::Quit) => {
+            format!("Quit and discard {} in the form?", edits(n))
+        }
+        &Confirm::Discard(n, _) => format!(
+            "Open another configuration and discard {} in the form?",
+            edits(n)
+        ),
     };
     let w = 70.min(body.width);
     let area = Rect::new(

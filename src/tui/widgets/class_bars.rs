@@ -1,5 +1,5 @@
 //! Per-class accuracy as vertical bars, classes ordered by training frequency (head on the
-//! left), coloured and labelled by their many/medium/few band. When there are more classes than
+//! left), coloured and labelled by their head/medium/tail band (the preset's class-index ranges). When there are more classes than
 //! columns, consecutive classes share a column showing their mean.
 use super::{centered_note, EIGHTHS};
 use crate::tui::theme::Theme;
@@ -8,32 +8,32 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::widgets::Widget;
 
-/// The many/medium/few-shot band of a class.
+/// The band of a class by the preset's class-index ranges (`head_class_idx`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Band {
-    /// Many-shot (head) classes.
-    Many,
-    /// Medium-shot classes.
+    /// Head classes.
+    Head,
+    /// Medium classes.
     Medium,
-    /// Few-shot (tail) classes.
-    Few,
+    /// Tail classes.
+    Tail,
 }
 
 impl Band {
     /// Short label under the bars.
     pub fn label(self) -> &'static str {
         match self {
-            Band::Many => "many",
+            Band::Head => "head",
             Band::Medium => "med",
-            Band::Few => "few",
+            Band::Tail => "tail",
         }
     }
 
     fn color(self) -> Color {
         match self {
-            Band::Many => Color::Green,
+            Band::Head => Color::Green,
             Band::Medium => Color::Yellow,
-            Band::Few => Color::Magenta,
+            Band::Tail => Color::Magenta,
         }
     }
 }
@@ -168,9 +168,9 @@ mod tests {
             .map(|i| ClassBar {
                 accuracy: 100.0 - 10.0 * i as f64,
                 band: match i {
-                    0..=2 => Band::Many,
+                    0..=2 => Band::Head,
                     3..=6 => Band::Medium,
-                    _ => Band::Few,
+                    _ => Band::Tail,
                 },
             })
             .collect()
@@ -192,7 +192,7 @@ mod tests {
         let labels: String = (0..34).map(|x| buf[(x, 8)].symbol()).collect();
         assert_eq!(
             labels.split_whitespace().collect::<Vec<_>>(),
-            ["└", "many", "med", "few"]
+            ["└", "head", "med", "tail"]
         );
     }
 
@@ -201,7 +201,7 @@ mod tests {
         let bars: Vec<ClassBar> = (0..100)
             .map(|i| ClassBar {
                 accuracy: if i < 50 { 100.0 } else { 0.0 },
-                band: if i < 50 { Band::Many } else { Band::Few },
+                band: if i < 50 { Band::Head } else { Band::Tail },
             })
             .collect();
         let buf = render(&bars, 24, 6);

@@ -152,9 +152,12 @@ impl Widget for LineChart<'_> {
         buf.set_string(axis_x, bottom, "└", dim);
         let (left, right) = (fmt_count(xb[0]), fmt_count(xb[1]));
         buf.set_stringn(plot.x, bottom, &left, usize::from(plot.width), dim);
-        let rx = plot.right().saturating_sub(right.len() as u16);
-        if rx > plot.x + left.len() as u16 {
+        let left_end = plot.x + left.len() as u16;
+        let mut rx = plot.right().saturating_sub(right.len() as u16);
+        if rx > left_end {
             buf.set_string(rx, bottom, &right, dim);
+        } else {
+            rx = plot.right();
         }
 
         let theme = self.theme;
@@ -195,8 +198,12 @@ impl Widget for LineChart<'_> {
                     cell.set_symbol("┊").set_style(style);
                 }
             }
-            let lx = col.min(area.right().saturating_sub(label.len() as u16));
-            buf.set_string(lx, bottom, label, style);
+            // Under the mark, moved aside so as not to cover the range's ends (`1s2` for `132`).
+            let w = label.len() as u16;
+            if left_end + 1 + w < rx {
+                let lx = col.clamp(left_end + 1, rx - 1 - w);
+                buf.set_string(lx, bottom, label, style);
+            }
         }
     }
 }
@@ -252,6 +259,28 @@ mod tests {
             .filter(|&(x, y)| is_braille(buf[(x, y)].symbol()))
             .count();
         assert!(braille > 10, "{braille}");
+    }
+
+    #[test]
+    fn boundary_label_leaves_the_range_ends_whole() {
+        let pts: Vec<(f64, f64)> = (1..=132).map(|x| (f64::from(x), 1.0)).collect();
+        for b in [131.0, 1.5, 60.0] {
+            let chart = LineChart::new(
+                vec![Curve {
+                    points: &pts,
+                    color: Color::Cyan,
+                }],
+                "",
+                Theme { color: false },
+            )
+            .boundary(Some(b), "s2");
+            let buf = render(chart, 30, 6);
+            let bottom = row(&buf, 5);
+            let words: Vec<&str> = bottom.split_whitespace().collect();
+            assert_eq!(words.first(), Some(&"└1"), "{bottom:?}");
+            assert_eq!(words.last(), Some(&"132"), "{bottom:?}");
+            assert!(words.contains(&"s2"), "{bottom:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! How a run in `saved/` stands, from its folder: live (this process trains it), finished (all
+//! epochs in `metrics.jsonl`), failed (its log ends with an error), stopped (its log ends with
+//! the `=> stopped at …` line, or its current checkpoint is short of the last epoch), or written
+//! by another process a moment ago.
+use crate::config::Config;
+use crate::run_dir::{RunSummary, CURRENT};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Bytes read from the end of a log for its last line.
+const LOG_TAIL: u64 = 8192;
+/// A run whose files changed this recently, and more recently than its last epoch took, is taken
+/// as being written by another process.
+const WRITING_WINDOW: Duration = Duration::from_secs(300);
+
+/// What a run folder's files say beyond its metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderFacts {
+    /// The log's last non-empty line, without its time stamp.
+    pub last_log_line: Option<String>,
+    /// `<model_dir>/current.safetensors`, when present.
+    pub current_checkpoint: Option<PathBuf>,
+    /// When `metrics.jsonl` or the log last changed.
+    pub modified: Option<SystemTime>,
+}
+
+/// The state of a run in `saved/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// This process is training it.
+    Live,
+    /// Another process wrote to it a moment ago.
+    Writing,
+    /// Every epoch is in `metrics.jsonl`.
+    Finished,
+    /// Stopped by a stop (or ended short of its last epoch with a checkpoint).
+    Stopped,
+    /// Its log ends with an error.
+    Failed,
+    /// None of the above: nothing says how it ended.
+    Unfinished,
+}
+
+impl RunStatus {
+    /// A word for the runs list.
+    pub fn label(self) -> &'static str {
+        match self {
+            RunStatus::Live => "● live",
+            RunStatus::Writing => "● writing",
+            RunStatus::Finished => "✓ done",
+            RunStatus::Stopped => "■ stopped",
+            RunStatus::Failed => "✗ failed",
+            RunStatus::Unfinished => "? unfinished",
+        }
+    }
+
+    /// Whether `R` may offer to resume it (given a current checkpoint).
+    pub fn resumable(self) -> bool {
+        matches!(self, RunStatus::Stopped | RunStatus::Failed)
+    }
+}
+
+/// The last line of the newest `*.txt` in `log_dir`, read from its end.
+fn last_log_line(log_dir: &Path) -> Option<(String, SystemTime)> {
+    let newest = fs::read_dir(log_dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "txt"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()?;
+    let mut f = fs::File::open(&newest.1).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL))).ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some((strip_stamp(line).to_owned(), newest.0))
+}
+
+/// `2026-12-06 04:31:24,819 * NLL …` → `* NLL …` (the stamp of Python's logging).
+fn strip_stamp(line: &str) -> &str {
+    let stamped = line.len() > 24
+        && line.as_bytes()[4] == b'-'
+        && line.as_bytes()[19] == b','
+        && line.as_bytes()[23] == b' ';
+    if stamped {
+        &line[24..]
+    } else {
+        line
+    }
+}
+
+/// Reads the facts of the run folder `dir` (sub-folders as `config` names them).
+pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
+    let (log_dir, model_dir) = config.map_or(("logs", "ckps"), |c| (&c.log_dir, &c.model_dir));
+    let current = dir.join(model_dir).join(CURRENT);
+    let log = last_log_line(&dir.join(log_dir));
+    let metrics = fs::metadata(dir.join("metrics.jsonl"))
+        .and_then(|m| m.modified())
+        .ok();
+    FolderFacts {
+        modified: metrics.max(log.as_ref().map(|l| l.1)),
+        last_log_line: log.map(|l| l.0),
+        current_checkpoint: current.is_file().then_some(current),
+    }
+}
+
+/// Whether a log line is one the trainer writes as it goes (not an error).
+fn is_progress_line(line: &str) -> bool {
+    ["=> ", "Epoch: [", "* ", "Best Prec@1"]
+        .iter()
+        .any(|p| line.starts_with(p))
+}
+
+/// The state of `r` given its folder's facts, whether this process trains it, and the time.
+pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) -> RunStatus {
+    let total = r
+        .epochs
+        .last()
+        .map(|e| e.num_epochs)
+        .or(r.config.as_ref().map(|c| c.num_epochs));
+    let done = r.epochs.last().map_or(0, |e| e.epoch + 1);
+    let line = facts.last_log_line.as_deref().unwrap_or("");
+    let epoch_time = r
+        .epochs
+        .last()
+        .map_or(0.0, |e| 1.5 * (e.train_seconds + e.eval_seconds));
+    let window = WRITING_WINDOW.max(Duration::from_secs_f64(epoch_time));
+    let recent = facts
+        .modified
+        .and_then(|m| now.duration_since(m).ok())
+        .is_some_and(|age| age < window);
+    if live {
+        RunStatus::Live
+    } else if total.is_some_and(|t| done >= t) {
+        RunStatus::Finished
+    } else if !line.is_empty() && !is_progress_line(line) {
+        RunStatus::Failed
+    } else if line.starts_with("=> stopped at") {
+        RunStatus::Stopped
+    } else if recent {
+        RunStatus::Writing
+    } else if facts.current_checkpoint.is_some() {
+        RunStatus::Stopped
+    } else {
+        RunStatus::Unfinished
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_stripped() {
+        assert_eq!(
+            strip_stamp("2026-12-06 04:31:24,819 * ECE 1%."),
+            "* ECE 1%."
+        );
+        assert_eq!(strip_stamp("no stamp"), "no stamp");
+    }
+}
