@@ -327,6 +327,7 @@ impl RunScreen {
                 self.stage = Some(s);
             }
             Event::EpochStarted { epoch, lr, .. } => {
+                self.eval = None;
                 self.epoch = epoch;
                 self.lr = lr;
             }
@@ -387,6 +388,7 @@ impl RunScreen {
                 self.push_log("▶ resumed".into());
             }
             Event::StageFinished(f) => {
+                self.eval = None;
                 self.push_log(format!(
                     "■ {} {}: {}{}",
                     f.stage,
@@ -782,6 +784,9 @@ fn progress_bars(
         Span::styled(todo, dim),
         Span::raw(format!(" {:>3.0}%  ETA {eta}", ep_frac * 100.0)),
     ]);
+    if let Some(p) = &run.eval {
+        return [epoch_line, eval_line(p, label_w, bar_w, theme)];
+    }
     let (done, todo) = bar(done_batches as f64 / batches as f64, bar_w);
     let lr = run.lr.first().copied().unwrap_or(b.lr);
     let batch_line = Line::from(vec![
@@ -798,6 +803,24 @@ fn progress_bars(
         )),
     ]);
     [epoch_line, batch_line]
+}
+
+/// The evaluation's progress in place of the batch bar: test images done, images/s, ETA.
+fn eval_line(p: &EvalProgress, label_w: usize, bar_w: usize, theme: Theme) -> Line<'static> {
+    let frac = p.images_done as f64 / p.images_total.max(1) as f64;
+    let (done, todo) = bar(frac, bar_w);
+    Line::from(vec![
+        Span::raw(format!("{:<label_w$}", "Evaluating")),
+        Span::styled(done, theme.fg(Color::Yellow)),
+        Span::styled(todo, theme.dim()),
+        Span::raw(format!(
+            " {}/{} · {:.0} img/s · ETA {}",
+            p.images_done,
+            p.images_total,
+            p.images_per_sec,
+            format_duration(p.eta_seconds())
+        )),
+    ])
 }
 
 fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: Rect) {

@@ -108,6 +108,9 @@ pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
     }
 }
 
+/// How the log line of a failure starts (see [`crate::events::Event::log_lines`]).
+const FAILED_PREFIX: &str = "=> failed (";
+
 /// Whether a log line is one the trainer writes as it goes (not an error).
 fn is_progress_line(line: &str) -> bool {
     ["=> ", "Epoch: [", "* ", "Best Prec@1"]
@@ -133,13 +136,16 @@ pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) 
         .modified
         .and_then(|m| now.duration_since(m).ok())
         .is_some_and(|age| age < window);
+    // The trainer ends a failed run's log with `=> failed (<kind>): …`; runs of older versions
+    // ended it with the bare message.
+    let failed = line.starts_with(FAILED_PREFIX) || (!line.is_empty() && !is_progress_line(line));
     if live {
         RunStatus::Live
+    } else if failed {
+        RunStatus::Failed
     } else if total.is_some_and(|t| done >= t) {
         RunStatus::Finished
-    } else if !line.is_empty() && !is_progress_line(line) {
-        RunStatus::Failed
-    } else if line.starts_with("=> stopped at") {
+    } else if line.starts_with("=> stopped ") {
         RunStatus::Stopped
     } else if recent {
         RunStatus::Writing
@@ -153,6 +159,48 @@ pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{Event, Failure, FailureKind};
+
+    fn summary(num_epochs: usize) -> RunSummary {
+        RunSummary {
+            dir: "saved/x".into(),
+            name: "x".into(),
+            stage: None,
+            epochs: Vec::new(),
+            config: Some(Config {
+                num_epochs,
+                ..Config::default()
+            }),
+            best_checkpoint: None,
+        }
+    }
+
+    fn facts(line: &str) -> FolderFacts {
+        FolderFacts {
+            modified: None,
+            last_log_line: Some(line.to_owned()),
+            current_checkpoint: Some("saved/x/ckps/current.safetensors".into()),
+        }
+    }
+
+    #[test]
+    fn the_trainers_last_lines_give_the_state() {
+        let failure = Event::Failed(Failure::new(FailureKind::Io, "cannot write checkpoint x"));
+        let failed_line = failure.log_lines().remove(0);
+        let now = SystemTime::now();
+        let r = summary(3);
+        assert_eq!(
+            status(&r, &facts(&failed_line), false, now),
+            RunStatus::Failed
+        );
+        for stopped in [
+            "=> stopped at epoch 0 batch 31; resume with: resume x",
+            "=> stopped before the evaluation of epoch 0; resume with: resume x",
+        ] {
+            assert_eq!(status(&r, &facts(stopped), false, now), RunStatus::Stopped);
+        }
+        assert_eq!(status(&r, &facts(&failed_line), true, now), RunStatus::Live);
+    }
 
     #[test]
     fn stamps_are_stripped() {

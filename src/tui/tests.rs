@@ -12,8 +12,8 @@ use super::view::view;
 use crate::config::{Config, Stage};
 use crate::engine::Job;
 use crate::events::{
-    BatchStats, BestFigures, Control, DeviceInfo, EpochReport, Event, Failure, FailureKind,
-    StageFinished, StageStarted,
+    BatchStats, BestFigures, Control, DeviceInfo, EpochReport, EvalProgress, Event, Failure,
+    FailureKind, StageFinished, StageStarted,
 };
 use crate::metrics::{EvalReport, ReliabilityBin};
 use crate::presets::discover;
@@ -1334,4 +1334,64 @@ fn failed_launch_leaves_the_run_border_whole() {
     assert!(top.ends_with("─╮"), "{top}");
     assert!(!top.contains("─ ─"), "{top}");
     assert!(s.contains("no data"), "{s}");
+}
+
+#[test]
+fn evaluation_progress_shows_on_the_run_screen() {
+    let (_d, mut app) = app_with_run();
+    send(
+        &mut app,
+        [Msg::Engine(Event::EvalProgress(EvalProgress {
+            stage: Stage::Stage2,
+            epoch: 1,
+            images_done: 2_500,
+            images_total: 10_000,
+            images_per_sec: 1_250.0,
+        }))],
+    );
+    let s = render(&app, 80, 24);
+    assert!(s.contains("Evaluating"), "{s}");
+    assert!(s.contains("2500/10000 · 1250 img/s · ETA 6s"), "{s}");
+    // The epoch's figures end the evaluation line.
+    send(
+        &mut app,
+        [Msg::Engine(Event::Epoch(Box::new(epoch(
+            Stage::Stage2,
+            1,
+            2,
+            72.0,
+            4.0,
+        ))))],
+    );
+    assert!(!render(&app, 80, 24).contains("Evaluating"));
+}
+
+#[test]
+fn a_stop_before_the_first_evaluation_shows_no_figures() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    send(&mut app, [ch('r')]);
+    let stopped = Event::StageFinished(StageFinished {
+        stage: Stage::Stage1,
+        run_dir: PathBuf::from("saved/x"),
+        best: None,
+        best_checkpoint: None,
+        stopped: true,
+    });
+    send(
+        &mut app,
+        [
+            Msg::Engine(started(Stage::Stage1, 3)),
+            Msg::Engine(batch(Stage::Stage1, 0, 0, 2.0)),
+            Msg::Engine(stopped),
+        ],
+    );
+    let run = app.run.as_ref().unwrap();
+    let line = run.log.iter().find(|l| l.contains("stopped")).unwrap();
+    assert!(line.contains("no evaluation yet"), "{line}");
+    assert!(
+        !run.log.iter().any(|l| l.contains("0.00 %")),
+        "{:?}",
+        run.log
+    );
 }
