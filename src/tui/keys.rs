@@ -81,6 +81,19 @@ pub const NAV_CODES: &[KeyCode] = &[
 /// How the help shows [`NAV_CODES`].
 pub const NAV_KEYS: &str = "↑↓ jk PgUp/Dn g/G";
 
+/// The keys that scroll a text (the run screen's log, the help overlay).
+pub const SCROLL_CODES: &[KeyCode] = &[
+    KeyCode::Up,
+    KeyCode::Char('k'),
+    KeyCode::Down,
+    KeyCode::Char('j'),
+    KeyCode::PageUp,
+    KeyCode::PageDown,
+];
+
+/// How the help shows [`SCROLL_CODES`].
+pub const SCROLL_KEYS: &str = "↑↓ jk PgUp/Dn";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! the smoothed training loss per batch; validation top-1 and ECE per epoch across both stages
 //! with the stage boundary marked; the latest reliability diagram; per-class accuracy by
 //! training frequency; the run's log.
-use super::keys::{lookup, Binding};
+use super::keys::{lookup, Binding, SCROLL_CODES, SCROLL_KEYS};
 use super::theme::Theme;
 use super::view::{format_duration, panel};
 use super::widgets::{Band, ClassBar, ClassBars, Curve, LineChart, Reliability};
@@ -72,15 +72,8 @@ pub const KEYS: &[Binding<RunKey>] = &[
         "back to all panels",
     ),
     Binding::new(
-        &[
-            KeyCode::Up,
-            KeyCode::Char('k'),
-            KeyCode::Down,
-            KeyCode::Char('j'),
-            KeyCode::PageUp,
-            KeyCode::PageDown,
-        ],
-        "↑↓ jk PgUp/Dn",
+        SCROLL_CODES,
+        SCROLL_KEYS,
         RunKey::Scroll,
         "log",
         "scroll the log a line / a page",

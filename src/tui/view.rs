@@ -2,7 +2,7 @@
 //! footer with its keys (or the status message), the help and confirmation overlays, and the
 //! "terminal too small" notice below 80×24. Nothing here changes state.
 use super::app::{AfterDiscard, App, Confirm, Overlay, Screen, GLOBAL_KEYS};
-use super::keys::{help_rows, Binding, KeyHelp};
+use super::keys::{help_rows, Binding, KeyHelp, SCROLL_CODES, SCROLL_KEYS};
 use super::run::RunState;
 use super::theme::Theme;
 use super::{hyperparameters, presets, run, runs};
@@ -28,15 +28,8 @@ pub enum HelpKey {
 /// Keys of the help overlay; a key of no row closes it.
 pub const HELP_KEYS: &[Binding<HelpKey>] = &[
     Binding::new(
-        &[
-            KeyCode::Up,
-            KeyCode::Char('k'),
-            KeyCode::Down,
-            KeyCode::Char('j'),
-            KeyCode::PageUp,
-            KeyCode::PageDown,
-        ],
-        "↑↓ jk PgUp/Dn",
+        SCROLL_CODES,
+        SCROLL_KEYS,
         HelpKey::Scroll,
         "scroll",
         "scroll this help",
