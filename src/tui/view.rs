@@ -6,7 +6,6 @@ use super::keys::{help_rows, Binding, KeyHelp, SCROLL_CODES, SCROLL_KEYS};
 use super::run::RunState;
 use super::theme::Theme;
 use super::{hyperparameters, presets, run, runs};
-use crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
