@@ -509,6 +509,13 @@ pub fn draw(
         Constraint::Length(5),
     ])
     .areas(area);
+    draw_tabs(form, theme, f, tabs_area);
+    draw_table(form, theme, f, table_area);
+    draw_help(form, runs, theme, f, table_area, help_area);
+}
+
+/// The tab bar: one tab per stage, the visible one selected.
+fn draw_tabs(form: &FormScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let dim = theme.dim();
     let mut tabs = vec![Span::styled(" Stage: ", dim)];
     for (i, t) in form.tabs.iter().enumerate() {
@@ -523,11 +530,13 @@ pub fn draw(
     if form.tabs.len() > 1 {
         tabs.push(Span::styled("(Tab switches)", dim));
     }
-    f.render_widget(Paragraph::new(Line::from(tabs)), tabs_area);
+    f.render_widget(Paragraph::new(Line::from(tabs)), area);
+}
 
-    let tab = form.current();
+/// The title of the table: the preset file and the number of issues, if any.
+fn table_title(tab: &FormTab) -> String {
     let n_issues = tab.issues.len();
-    let title = if n_issues == 0 {
+    if n_issues == 0 {
         format!("Hyperparameters · {}", tab.path.display())
     } else {
         format!(
@@ -535,33 +544,39 @@ pub fn draw(
             tab.path.display(),
             if n_issues == 1 { "" } else { "s" }
         )
+    }
+}
+
+/// The table's row of a key: marked when it has an issue, its value marked when edited.
+fn field_row<'a>(tab: &FormTab, k: &'a str, theme: Theme) -> Row<'a> {
+    let dim = theme.dim();
+    let preset = tab.preset.get(k).unwrap_or_default();
+    let value = tab.config.get(k).unwrap_or_default();
+    let edited = preset != value;
+    let issue = tab.issue(k).is_some();
+    let key_cell = if issue {
+        Cell::from(Span::styled(format!("✗ {k}"), theme.bad()))
+    } else {
+        Cell::from(format!("  {k}"))
     };
-    let rows: Vec<Row<'_>> = form
-        .keys
-        .iter()
-        .map(|k| {
-            let preset = tab.preset.get(k).unwrap_or_default();
-            let value = tab.config.get(k).unwrap_or_default();
-            let edited = preset != value;
-            let issue = tab.issue(k).is_some();
-            let key_cell = if issue {
-                Cell::from(Span::styled(format!("✗ {k}"), theme.bad()))
-            } else {
-                Cell::from(format!("  {k}"))
-            };
-            let value_cell = if edited {
-                Cell::from(Span::styled(format!("{value} *"), theme.edited()))
-            } else {
-                Cell::from(value)
-            };
-            Row::new(vec![
-                key_cell,
-                Cell::from(Span::styled(field_type(k), dim)),
-                Cell::from(Span::styled(preset, dim)),
-                value_cell,
-            ])
-        })
-        .collect();
+    let value_cell = if edited {
+        Cell::from(Span::styled(format!("{value} *"), theme.edited()))
+    } else {
+        Cell::from(value)
+    };
+    Row::new(vec![
+        key_cell,
+        Cell::from(Span::styled(field_type(k), dim)),
+        Cell::from(Span::styled(preset, dim)),
+        value_cell,
+    ])
+}
+
+/// The table of every key of the visible tab, the selected one highlighted.
+fn draw_table(form: &FormScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let tab = form.current();
+    let title = table_title(tab);
+    let rows: Vec<Row<'_>> = form.keys.iter().map(|k| field_row(tab, k, theme)).collect();
     let table = Table::new(
         rows,
         [
@@ -572,12 +587,34 @@ pub fn draw(
             Constraint::Percentage(60),
         ],
     )
-    .header(Row::new(["  Key", "Type", "Preset", "Value"]).style(dim))
+    .header(Row::new(["  Key", "Type", "Preset", "Value"]).style(theme.dim()))
     .block(panel(&title, true, theme))
     .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(form.selected));
-    f.render_stateful_widget(table, table_area, &mut state);
+    f.render_stateful_widget(table, area, &mut state);
+}
 
+/// The title of the help panel, by what the form is doing.
+fn help_title(mode: &FormMode) -> &'static str {
+    match mode {
+        FormMode::Browse => "Field",
+        FormMode::Edit(..) => "Edit · Enter applies · Esc cancels",
+        FormMode::SaveAs(..) => "Save as a new user preset · Enter saves · Esc cancels",
+        FormMode::Pick(_) => "Stage-1 run for resume · Enter picks · e types a path · Esc cancels",
+    }
+}
+
+/// The help panel of the selected field in `help_area`, with the input line while typing; the
+/// `resume` picker, when open, covers `table_area`.
+fn draw_help(
+    form: &FormScreen,
+    runs: &[RunSummary],
+    theme: Theme,
+    f: &mut Frame<'_>,
+    table_area: Rect,
+    help_area: Rect,
+) {
+    let tab = form.current();
     let key = form.key();
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("{key}: "), theme.key()),
@@ -586,12 +623,6 @@ pub fn draw(
     if let Some(m) = tab.issue(key) {
         lines.push(Line::styled(format!("✗ {m}"), theme.bad()));
     }
-    let help_title = match &form.mode {
-        FormMode::Browse => "Field",
-        FormMode::Edit(..) => "Edit · Enter applies · Esc cancels",
-        FormMode::SaveAs(..) => "Save as a new user preset · Enter saves · Esc cancels",
-        FormMode::Pick(_) => "Stage-1 run for resume · Enter picks · e types a path · Esc cancels",
-    };
     match &form.mode {
         FormMode::Edit(input, err) | FormMode::SaveAs(input, err) => {
             let mut l = Line::from(Span::styled("> ", theme.key()));
@@ -610,7 +641,7 @@ pub fn draw(
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(panel(help_title, false, theme)),
+            .block(panel(help_title(&form.mode), false, theme)),
         help_area,
     );
 }

@@ -183,6 +183,18 @@ struct Host {
 }
 
 impl Host {
+    /// A host over the project at `project_root`, with no trainer yet.
+    fn new(project_root: &Path, user_dir: Option<PathBuf>) -> Self {
+        Host {
+            handle: None,
+            events: never(),
+            root: project_root.to_path_buf(),
+            saved_root: project_root.join("saved"),
+            user_dir,
+            metrics_seen: HashMap::new(),
+        }
+    }
+
     /// Performs an effect; returns the messages that answer it.
     fn perform(&mut self, effect: Effect) -> Vec<Msg> {
         match effect {
@@ -270,14 +282,7 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
         presets,
         theme::Theme::from_env(),
     );
-    let mut host = Host {
-        handle: None,
-        events: never(),
-        root: project_root.to_path_buf(),
-        saved_root: project_root.join("saved"),
-        user_dir,
-        metrics_seen: HashMap::new(),
-    };
+    let mut host = Host::new(project_root, user_dir);
     let signals = spawn_signals()?;
     let mut guard = TerminalGuard::enter()?;
     let mut input = spawn_input();
@@ -286,71 +291,7 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
             host.dispatch(&mut app, m);
         }
     }
-    let mut dirty = true;
-    let mut can_draw = true;
-    let mut last_draw = Instant::now() - FRAME;
-    let mut next_tick = Instant::now() + TICK;
-    while app.quit != Quit::Now {
-        let now = Instant::now();
-        let wake = if dirty && can_draw {
-            (last_draw + FRAME).min(next_tick)
-        } else {
-            next_tick
-        };
-        let timeout = wake.saturating_duration_since(now);
-        let events = host.events.clone();
-        select! {
-            recv(events) -> ev => match ev {
-                Ok(ev) => {
-                    host.dispatch(&mut app, Msg::Engine(ev));
-                    // Drain what else is pending: many batches can arrive per frame.
-                    while let Ok(ev) = events.try_recv() {
-                        host.dispatch(&mut app, Msg::Engine(ev));
-                    }
-                    dirty = true;
-                }
-                Err(_) => {
-                    host.events = never();
-                    host.dispatch(&mut app, Msg::EngineClosed(take_other_panic()));
-                    dirty = true;
-                }
-            },
-            recv(input) -> msg => match msg {
-                Ok(m) => {
-                    host.dispatch(&mut app, m);
-                    dirty = true;
-                }
-                // The terminal is gone (hang-up): keep going until a run has stopped.
-                Err(_) => {
-                    input = never();
-                    can_draw = false;
-                    host.dispatch(&mut app, Msg::Signal);
-                }
-            },
-            recv(signals) -> _ => {
-                host.dispatch(&mut app, Msg::Signal);
-                dirty = true;
-            },
-            default(timeout) => {},
-        }
-        let now = Instant::now();
-        if now >= next_tick {
-            // A tick changes the screen only through what it re-reads.
-            if host.dispatch(&mut app, Msg::Tick) > 1 {
-                dirty = true;
-            }
-            next_tick = now + TICK;
-        }
-        if dirty && can_draw && now >= last_draw + FRAME {
-            // A terminal that fails to draw (hung up) stops being drawn on, but the loop goes on
-            // until a run in progress has saved its checkpoint.
-            if guard.terminal.draw(|f| view::view(&app, f)).is_err() {
-                can_draw = false;
-            }
-            last_draw = now;
-            dirty = false;
-        }
-    }
+    event_loop(&mut app, &mut host, &mut guard, &signals, &mut input);
     drop(guard);
     if let Some(h) = host.handle {
         // After a completed stop (or the end of the plan) the trainer thread ends promptly.
@@ -358,6 +299,119 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
             let _ = h.join();
         }
     }
+    print_outcome(&app);
+    Ok(())
+}
+
+/// When the loop draws: whether the screen changed since the last frame, whether the terminal
+/// can still be drawn on, and when the last frame was and the next tick is.
+struct Pacing {
+    dirty: bool,
+    can_draw: bool,
+    last_draw: Instant,
+    next_tick: Instant,
+}
+
+impl Pacing {
+    /// A first frame due at once, the first tick one [`TICK`] away.
+    fn new() -> Self {
+        let last_draw = Instant::now() - FRAME;
+        let next_tick = Instant::now() + TICK;
+        Pacing {
+            dirty: true,
+            can_draw: true,
+            last_draw,
+            next_tick,
+        }
+    }
+
+    /// How long the loop may wait from `now`: until the next frame when one is pending, else
+    /// until the next tick.
+    fn timeout(&self, now: Instant) -> Duration {
+        let wake = if self.dirty && self.can_draw {
+            (self.last_draw + FRAME).min(self.next_tick)
+        } else {
+            self.next_tick
+        };
+        wake.saturating_duration_since(now)
+    }
+}
+
+/// Runs the loop until the app quits: selects over the trainer's events, the terminal's
+/// `input` and the `signals`, then ticks and draws when due.
+fn event_loop(
+    app: &mut App,
+    host: &mut Host,
+    guard: &mut TerminalGuard,
+    signals: &Receiver<Msg>,
+    input: &mut Receiver<Msg>,
+) {
+    let mut pacing = Pacing::new();
+    while app.quit != Quit::Now {
+        let timeout = pacing.timeout(Instant::now());
+        let events = host.events.clone();
+        select! {
+            recv(events) -> ev => match ev {
+                Ok(ev) => {
+                    host.dispatch(app, Msg::Engine(ev));
+                    // Drain what else is pending: many batches can arrive per frame.
+                    while let Ok(ev) = events.try_recv() {
+                        host.dispatch(app, Msg::Engine(ev));
+                    }
+                    pacing.dirty = true;
+                }
+                Err(_) => {
+                    host.events = never();
+                    host.dispatch(app, Msg::EngineClosed(take_other_panic()));
+                    pacing.dirty = true;
+                }
+            },
+            recv(input) -> msg => match msg {
+                Ok(m) => {
+                    host.dispatch(app, m);
+                    pacing.dirty = true;
+                }
+                // The terminal is gone (hang-up): keep going until a run has stopped.
+                Err(_) => {
+                    *input = never();
+                    pacing.can_draw = false;
+                    host.dispatch(app, Msg::Signal);
+                }
+            },
+            recv(signals) -> _ => {
+                host.dispatch(app, Msg::Signal);
+                pacing.dirty = true;
+            },
+            default(timeout) => {},
+        }
+        tick_and_draw(app, host, guard, &mut pacing);
+    }
+}
+
+/// After a wake-up: the tick when it is due, then a frame when the screen changed and one is
+/// due.
+fn tick_and_draw(app: &mut App, host: &mut Host, guard: &mut TerminalGuard, pacing: &mut Pacing) {
+    let now = Instant::now();
+    if now >= pacing.next_tick {
+        // A tick changes the screen only through what it re-reads.
+        if host.dispatch(app, Msg::Tick) > 1 {
+            pacing.dirty = true;
+        }
+        pacing.next_tick = now + TICK;
+    }
+    if pacing.dirty && pacing.can_draw && now >= pacing.last_draw + FRAME {
+        // A terminal that fails to draw (hung up) stops being drawn on, but the loop goes on
+        // until a run in progress has saved its checkpoint.
+        if guard.terminal.draw(|f| view::view(app, f)).is_err() {
+            pacing.can_draw = false;
+        }
+        pacing.last_draw = now;
+        pacing.dirty = false;
+    }
+}
+
+/// Prints how the last stage of the run ended, once the terminal is back, if one did.
+fn print_outcome(app: &App) {
     if let Some(f) = app.run.as_ref().and_then(|r| r.finished.last()) {
         let evaluated = app
             .run
@@ -380,5 +434,4 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
             }
         );
     }
-    Ok(())
 }

@@ -297,66 +297,14 @@ impl RunScreen {
     /// Applies an engine event.
     pub fn on_event(&mut self, event: Event) {
         match event {
-            Event::StageStarted(s) => {
-                if self.stage.is_some() {
-                    self.loss_boundary = Some(self.batches_seen as f64);
-                }
-                self.stage_number += 1;
-                self.epoch = s.start_epoch;
-                if self.state == RunState::Starting {
-                    self.state = RunState::Running;
-                }
-                self.push_log(format!(
-                    "▶ {} of {} on {} ({}): {} epochs from epoch [{}], {} images, run folder {}",
-                    s.stage,
-                    s.name,
-                    s.dataset,
-                    s.device.name,
-                    s.num_epochs,
-                    s.start_epoch,
-                    s.images_per_epoch,
-                    s.run_dir.display()
-                ));
-                self.stage = Some(s);
-            }
+            Event::StageStarted(s) => self.on_stage_started(s),
             Event::EpochStarted { epoch, lr, .. } => {
                 self.eval = None;
                 self.epoch = epoch;
                 self.lr = lr;
             }
-            Event::Batch(b) => {
-                self.batches_seen += 1;
-                let ema = |old: Option<f64>, v: f64| {
-                    if v.is_finite() {
-                        Some(old.map_or(v, |o| SMOOTHING * o + (1.0 - SMOOTHING) * v))
-                    } else {
-                        old
-                    }
-                };
-                self.loss_ema = ema(self.loss_ema, b.loss);
-                self.images_per_sec = ema(self.images_per_sec, b.images_per_sec);
-                if let Some(l) = self.loss_ema {
-                    self.loss.push(self.batches_seen as f64, l);
-                }
-                self.epoch = b.epoch;
-                self.batch = Some(b);
-            }
-            Event::Epoch(r) => {
-                self.eval = None;
-                self.push_log(format!(
-                    "{} epoch [{}] of {}: top-1 {:.2} %, ECE {:.2} %, NLL {:.3}, loss {:.4}, {:.0} img/s{}",
-                    r.stage,
-                    r.epoch,
-                    r.num_epochs,
-                    r.eval.top1,
-                    r.eval.ece,
-                    r.eval.nll,
-                    r.train_loss,
-                    r.images_per_sec,
-                    if r.is_best { " (best)" } else { "" }
-                ));
-                self.epochs.push(*r);
-            }
+            Event::Batch(b) => self.on_batch(b),
+            Event::Epoch(r) => self.on_epoch(*r),
             Event::Log(_) | Event::Warning(_) => {
                 for line in event.log_lines() {
                     self.push_log(line);
@@ -380,23 +328,7 @@ impl RunScreen {
                 }
                 self.push_log("▶ resumed".into());
             }
-            Event::StageFinished(f) => {
-                self.eval = None;
-                self.push_log(format!(
-                    "■ {} {}: {}{}",
-                    f.stage,
-                    if f.stopped { "stopped" } else { "finished" },
-                    f.best.map_or("no evaluation yet".to_owned(), |b| format!(
-                        "best top-1 {:.2} %, ECE at best {:.2} %",
-                        b.top1, b.ece
-                    )),
-                    f.best_checkpoint
-                        .as_ref()
-                        .map(|p| format!(", best checkpoint {}", p.display()))
-                        .unwrap_or_default()
-                ));
-                self.finished.push(f);
-            }
+            Event::StageFinished(f) => self.on_stage_finished(f),
             Event::Finished => {
                 self.state = RunState::Finished;
                 self.push_log("✓ run ended".into());
@@ -406,6 +338,86 @@ impl RunScreen {
                 self.state = RunState::Failed(f.message);
             }
         }
+    }
+
+    /// A stage began: the loss chart marks where, and the log says what it trains.
+    fn on_stage_started(&mut self, s: StageStarted) {
+        if self.stage.is_some() {
+            self.loss_boundary = Some(self.batches_seen as f64);
+        }
+        self.stage_number += 1;
+        self.epoch = s.start_epoch;
+        if self.state == RunState::Starting {
+            self.state = RunState::Running;
+        }
+        self.push_log(format!(
+            "▶ {} of {} on {} ({}): {} epochs from epoch [{}], {} images, run folder {}",
+            s.stage,
+            s.name,
+            s.dataset,
+            s.device.name,
+            s.num_epochs,
+            s.start_epoch,
+            s.images_per_epoch,
+            s.run_dir.display()
+        ));
+        self.stage = Some(s);
+    }
+
+    /// A training batch: the smoothed loss and images/s, and a point of the loss chart.
+    fn on_batch(&mut self, b: BatchStats) {
+        self.batches_seen += 1;
+        let ema = |old: Option<f64>, v: f64| {
+            if v.is_finite() {
+                Some(old.map_or(v, |o| SMOOTHING * o + (1.0 - SMOOTHING) * v))
+            } else {
+                old
+            }
+        };
+        self.loss_ema = ema(self.loss_ema, b.loss);
+        self.images_per_sec = ema(self.images_per_sec, b.images_per_sec);
+        if let Some(l) = self.loss_ema {
+            self.loss.push(self.batches_seen as f64, l);
+        }
+        self.epoch = b.epoch;
+        self.batch = Some(b);
+    }
+
+    /// An evaluated epoch: its figures, logged and kept for the charts.
+    fn on_epoch(&mut self, r: crate::events::EpochReport) {
+        self.eval = None;
+        self.push_log(format!(
+            "{} epoch [{}] of {}: top-1 {:.2} %, ECE {:.2} %, NLL {:.3}, loss {:.4}, {:.0} img/s{}",
+            r.stage,
+            r.epoch,
+            r.num_epochs,
+            r.eval.top1,
+            r.eval.ece,
+            r.eval.nll,
+            r.train_loss,
+            r.images_per_sec,
+            if r.is_best { " (best)" } else { "" }
+        ));
+        self.epochs.push(r);
+    }
+
+    /// A stage ended: how, and its best figures and checkpoint, logged.
+    fn on_stage_finished(&mut self, f: StageFinished) {
+        self.eval = None;
+        self.push_log(format!(
+            "■ {} {}: {}{}",
+            f.stage,
+            if f.stopped { "stopped" } else { "finished" },
+            f.best.map_or("no evaluation yet".to_owned(), |b| format!(
+                "best top-1 {:.2} %, ECE at best {:.2} %",
+                b.top1, b.ece
+            )),
+            f.best_checkpoint
+                .as_ref()
+                .map(|p| format!(", best checkpoint {}", p.display()))
+                .unwrap_or_default()
+        ));
+        self.finished.push(f);
     }
 
     /// Handles a key of the run screen: dispatches through [`KEYS`].
@@ -816,118 +828,141 @@ fn eval_line(p: &EvalProgress, label_w: usize, bar_w: usize, theme: Theme) -> Li
     ])
 }
 
+/// Draws panel `p` of the dashboard in `area`.
 fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let focused = run.focus == p;
-    let last = run.epochs.last();
     match p {
-        Panel::Loss => {
-            let title = match run.loss_ema {
-                Some(l) => format!("Train loss {l:.3}"),
-                None => "Train loss".into(),
-            };
-            let block = panel(&title, focused, theme);
-            let inner = block.inner(area);
-            f.render_widget(block, area);
-            let chart = LineChart::new(
-                vec![Curve {
-                    points: run.loss.points(),
-                    color: Color::Cyan,
-                }],
-                "waiting for the first batch",
-                theme,
-            )
-            .boundary(run.loss_boundary, "s2");
-            f.render_widget(chart, inner);
+        Panel::Loss => draw_loss(run, focused, theme, f, area),
+        Panel::Top1 | Panel::Ece => draw_epoch_chart(run, p, focused, theme, f, area),
+        Panel::Reliability => draw_reliability(run, focused, theme, f, area),
+        Panel::Classes => draw_class_panel(run, focused, theme, f, area),
+        Panel::Log => draw_log(run, focused, theme, f, area),
+    }
+}
+
+/// Draws a panel's frame titled `title` in `area`; returns the area inside it.
+fn draw_frame(title: &str, focused: bool, theme: Theme, f: &mut Frame<'_>, area: Rect) -> Rect {
+    let block = panel(title, focused, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    inner
+}
+
+/// The loss panel: the smoothed training loss per batch over the whole plan.
+fn draw_loss(run: &RunScreen, focused: bool, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let title = match run.loss_ema {
+        Some(l) => format!("Train loss {l:.3}"),
+        None => "Train loss".into(),
+    };
+    let inner = draw_frame(&title, focused, theme, f, area);
+    let chart = LineChart::new(
+        vec![Curve {
+            points: run.loss.points(),
+            color: Color::Cyan,
+        }],
+        "waiting for the first batch",
+        theme,
+    )
+    .boundary(run.loss_boundary, "s2");
+    f.render_widget(chart, inner);
+}
+
+/// The top-1 or the ECE panel (`p`): the figure of every evaluated epoch.
+fn draw_epoch_chart(
+    run: &RunScreen,
+    p: Panel,
+    focused: bool,
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    let last = run.epochs.last();
+    let EpochCurves {
+        top1,
+        ece,
+        boundary,
+    } = epoch_curves(&run.epochs);
+    let (title, points, color) = if p == Panel::Top1 {
+        let t = match last {
+            Some(e) => format!("Top-1 {:.2}% · best {:.2}", e.eval.top1, e.best_top1),
+            None => "Top-1 %".into(),
+        };
+        (t, top1, Color::Green)
+    } else {
+        let t = match last {
+            Some(e) => format!("ECE {:.2}% · at best {:.2}", e.eval.ece, e.best_ece),
+            None => "ECE %".into(),
+        };
+        (t, ece, Color::Red)
+    };
+    let inner = draw_frame(&title, focused, theme, f, area);
+    let chart = LineChart::new(
+        vec![Curve {
+            points: &points,
+            color,
+        }],
+        "after the first epoch",
+        theme,
+    )
+    .boundary(boundary, "s2")
+    .y_floor(0.0);
+    f.render_widget(chart, inner);
+}
+
+/// The reliability panel: the last evaluation's confidence bins.
+fn draw_reliability(run: &RunScreen, focused: bool, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let last = run.epochs.last();
+    let title = match last {
+        Some(e) => format!("Reliability · ECE {:.2}%", e.eval.ece),
+        None => "Reliability".into(),
+    };
+    let inner = draw_frame(&title, focused, theme, f, area);
+    let bins = last.map_or(&[][..], |e| &e.eval.bins[..]);
+    f.render_widget(Reliability::new(bins, theme), inner);
+}
+
+/// The classes panel: the last evaluation's accuracy per class.
+fn draw_class_panel(run: &RunScreen, focused: bool, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let last = run.epochs.last();
+    let inner = draw_frame(CLASS_TITLE, focused, theme, f, area);
+    let bars = match (last, &run.stage) {
+        (Some(e), Some(s)) => class_bars(
+            &e.eval,
+            &s.class_counts,
+            [s.head_class_idx, s.med_class_idx, s.tail_class_idx],
+        ),
+        _ => Vec::new(),
+    };
+    draw_classes(last.map(|e| &e.eval), &bars, theme, f, inner);
+}
+
+/// The log panel: the newest lines that fit, or the lines scrolled back to.
+fn draw_log(run: &RunScreen, focused: bool, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let title = if run.log_scroll > 0 {
+        format!("Log · {} lines up (End follows)", run.log_scroll)
+    } else {
+        "Log".into()
+    };
+    let inner = draw_frame(&title, focused, theme, f, area);
+    let h = usize::from(inner.height);
+    let end = run.log.len().saturating_sub(run.log_scroll);
+    // Long lines wrap; gather rows from the newest line back until the panel is full.
+    let mut rows: Vec<Line<'_>> = Vec::new();
+    for l in run.log[..end].iter().rev() {
+        let style = if l.starts_with('✗') {
+            theme.bad()
+        } else {
+            ratatui::style::Style::new()
+        };
+        let mut wrapped = wrap(l, usize::from(inner.width));
+        while let Some(piece) = wrapped.pop() {
+            rows.push(Line::styled(piece, style));
         }
-        Panel::Top1 | Panel::Ece => {
-            let EpochCurves {
-                top1,
-                ece,
-                boundary,
-            } = epoch_curves(&run.epochs);
-            let (title, points, color) = if p == Panel::Top1 {
-                let t = match last {
-                    Some(e) => format!("Top-1 {:.2}% · best {:.2}", e.eval.top1, e.best_top1),
-                    None => "Top-1 %".into(),
-                };
-                (t, top1, Color::Green)
-            } else {
-                let t = match last {
-                    Some(e) => format!("ECE {:.2}% · at best {:.2}", e.eval.ece, e.best_ece),
-                    None => "ECE %".into(),
-                };
-                (t, ece, Color::Red)
-            };
-            let block = panel(&title, focused, theme);
-            let inner = block.inner(area);
-            f.render_widget(block, area);
-            let chart = LineChart::new(
-                vec![Curve {
-                    points: &points,
-                    color,
-                }],
-                "after the first epoch",
-                theme,
-            )
-            .boundary(boundary, "s2")
-            .y_floor(0.0);
-            f.render_widget(chart, inner);
-        }
-        Panel::Reliability => {
-            let title = match last {
-                Some(e) => format!("Reliability · ECE {:.2}%", e.eval.ece),
-                None => "Reliability".into(),
-            };
-            let block = panel(&title, focused, theme);
-            let inner = block.inner(area);
-            f.render_widget(block, area);
-            let bins = last.map_or(&[][..], |e| &e.eval.bins[..]);
-            f.render_widget(Reliability::new(bins, theme), inner);
-        }
-        Panel::Classes => {
-            let block = panel(CLASS_TITLE, focused, theme);
-            let inner = block.inner(area);
-            f.render_widget(block, area);
-            let bars = match (last, &run.stage) {
-                (Some(e), Some(s)) => class_bars(
-                    &e.eval,
-                    &s.class_counts,
-                    [s.head_class_idx, s.med_class_idx, s.tail_class_idx],
-                ),
-                _ => Vec::new(),
-            };
-            draw_classes(last.map(|e| &e.eval), &bars, theme, f, inner);
-        }
-        Panel::Log => {
-            let title = if run.log_scroll > 0 {
-                format!("Log · {} lines up (End follows)", run.log_scroll)
-            } else {
-                "Log".into()
-            };
-            let block = panel(&title, focused, theme);
-            let inner = block.inner(area);
-            f.render_widget(block, area);
-            let h = usize::from(inner.height);
-            let end = run.log.len().saturating_sub(run.log_scroll);
-            // Long lines wrap; gather rows from the newest line back until the panel is full.
-            let mut rows: Vec<Line<'_>> = Vec::new();
-            for l in run.log[..end].iter().rev() {
-                let style = if l.starts_with('✗') {
-                    theme.bad()
-                } else {
-                    ratatui::style::Style::new()
-                };
-                let mut wrapped = wrap(l, usize::from(inner.width));
-                while let Some(piece) = wrapped.pop() {
-                    rows.push(Line::styled(piece, style));
-                }
-                if rows.len() >= h {
-                    break;
-                }
-            }
-            rows.truncate(h);
-            rows.reverse();
-            f.render_widget(Paragraph::new(rows), inner);
+        if rows.len() >= h {
+            break;
         }
     }
+    rows.truncate(h);
+    rows.reverse();
+    f.render_widget(Paragraph::new(rows), inner);
 }

@@ -382,6 +382,8 @@ fn progress_line(
     Line::styled(text, style)
 }
 
+/// Draws one run in `area`: its summary, its curves, and its last evaluation (the
+/// reliability diagram only when `compact`).
 fn draw_detail(
     r: &RunSummary,
     state: (RunStatus, &FolderFacts),
@@ -393,10 +395,27 @@ fn draw_detail(
     let block = panel(&r.name, !compact, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
+    let lines = detail_summary(r, state, theme);
+    let [summary, charts, bottom] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Percentage(50),
+        Constraint::Percentage(50),
+    ])
+    .areas(inner);
+    f.render_widget(Paragraph::new(lines), summary);
+    draw_detail_charts(r, theme, f, charts);
+    draw_detail_bottom(r, theme, f, bottom, compact);
+}
+
+/// The summary lines of a run: its final and best figures, then its progress.
+fn detail_summary(
+    r: &RunSummary,
+    state: (RunStatus, &FolderFacts),
+    theme: Theme,
+) -> Vec<Line<'static>> {
     let dim = theme.dim();
-    let last = r.epochs.last();
     let mut lines = vec![];
-    match last {
+    match r.epochs.last() {
         Some(e) => {
             let best_epoch = r.epochs.iter().rfind(|e| e.is_best).map_or(0, |e| e.epoch);
             lines.push(Line::from(vec![
@@ -413,20 +432,18 @@ fn draw_detail(
         None => lines.push(Line::styled("no evaluated epoch yet", dim)),
     }
     lines.push(progress_line(r, state, theme));
-    let [summary, charts, bottom] = Layout::vertical([
-        Constraint::Length(3),
-        Constraint::Percentage(50),
-        Constraint::Percentage(50),
-    ])
-    .areas(inner);
-    f.render_widget(Paragraph::new(lines), summary);
+    lines
+}
+
+/// The top-1 and ECE charts of a run's epochs, side by side in `area`.
+fn draw_detail_charts(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let EpochCurves {
         top1,
         ece,
         boundary,
     } = epoch_curves(&r.epochs);
     let chart_areas: [Rect; 2] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(charts);
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
     for ((title, points, color), a) in [
         ("Top-1 %", &top1, Color::Green),
         ("ECE %", &ece, Color::Red),
@@ -451,19 +468,24 @@ fn draw_detail(
             ci,
         );
     }
+}
+
+/// The last evaluation's reliability diagram in `area`, and beside it (unless `compact`) its
+/// accuracy per class.
+fn draw_detail_bottom(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rect, compact: bool) {
+    let last = r.epochs.last();
     let bins = last.map_or(&[][..], |e| &e.eval.bins[..]);
     let rel_title = last.map_or("Reliability".into(), |e| {
         format!("Reliability · epoch [{}]", e.epoch)
     });
     if compact {
         let block = panel(&rel_title, false, theme);
-        let ri = block.inner(bottom);
-        f.render_widget(block, bottom);
+        let ri = block.inner(area);
+        f.render_widget(block, area);
         f.render_widget(Reliability::new(bins, theme), ri);
         return;
     }
-    let [rel, classes] =
-        Layout::horizontal([Constraint::Max(40), Constraint::Min(20)]).areas(bottom);
+    let [rel, classes] = Layout::horizontal([Constraint::Max(40), Constraint::Min(20)]).areas(area);
     let block = panel(&rel_title, false, theme);
     let ri = block.inner(rel);
     f.render_widget(block, rel);
