@@ -223,13 +223,57 @@ fn fmt_if(c: &Config) -> String {
 pub fn draw(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let [list_area, detail_area] =
         Layout::vertical([Constraint::Min(5), Constraint::Length(6)]).areas(area);
-    let visible = s.visible();
-    let title = match (&s.filtering, s.filter.is_empty()) {
+    draw_list(s, theme, f, list_area);
+    draw_detail(s, theme, f, detail_area);
+}
+
+/// The title of the list: the filter being typed or applied, if any.
+fn list_title(s: &PresetsScreen) -> String {
+    match (&s.filtering, s.filter.is_empty()) {
         (Some(_), _) => "Presets · filter".to_owned(),
         (None, false) => format!("Presets · filter '{}' (Esc clears)", s.filter),
         (None, true) => "Presets".to_owned(),
-    };
+    }
+}
+
+/// Draws the table of the visible presets, grouped by data set, in `area`.
+fn draw_list(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let visible = s.visible();
+    let title = list_title(s);
     let block = panel(&title, true, theme);
+    let (rows, selected_row) = list_rows(s, &visible, theme);
+    let name_w = visible
+        .iter()
+        .map(|&i| s.presets[i].name().chars().count() + 9)
+        .max()
+        .unwrap_or(0)
+        .clamp(30, 60) as u16;
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(name_w),
+            Constraint::Length(9),
+            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(10),
+        ],
+    )
+    .header(Row::new(["Preset", "Arch", "Stage", "IF", "Epochs", "Data"]).style(theme.dim()))
+    .block(block)
+    .flex(Flex::Start)
+    .row_highlight_style(theme.selected());
+    let mut state = TableState::default().with_selected(selected_row);
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+/// The rows of the list: a header per group (the unreadable presets' only when there are
+/// some) and the group's `visible` presets under it; and the row of the selected preset.
+fn list_rows(
+    s: &PresetsScreen,
+    visible: &[usize],
+    theme: Theme,
+) -> (Vec<Row<'static>>, Option<usize>) {
     let mut rows = Vec::new();
     let mut selected_row = None;
     for (g, group) in GROUPS.iter().map(|g| Some(*g)).chain([None]).enumerate() {
@@ -256,63 +300,44 @@ pub fn draw(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         }
         rows.push(Row::new(vec![Cell::from(Line::from(header))]));
         for (pos, i) in members {
-            let p = &s.presets[i];
             if pos == s.selected {
                 selected_row = Some(rows.len());
             }
-            let user = if p.origin == PresetOrigin::User {
-                " (user)"
-            } else {
-                ""
-            };
-            let name = format!("  {}{user}", p.name());
-            let row = match &p.config {
-                Ok(c) => {
-                    let data = match &p.data {
-                        Some(DataStatus::Found(_)) => Span::styled("✓ found", theme.good()),
-                        _ => Span::styled("✗ missing", theme.bad()),
-                    };
-                    Row::new(vec![
-                        Cell::from(name),
-                        Cell::from(c.backbone.trim_end_matches("_fe").to_owned()),
-                        Cell::from(c.stage().to_string()),
-                        Cell::from(fmt_if(c)),
-                        Cell::from(c.num_epochs.to_string()),
-                        Cell::from(data),
-                    ])
-                }
-                Err(_) => Row::new(vec![
-                    Cell::from(name),
-                    Cell::from(Span::styled("✗ error", theme.bad())),
-                ]),
-            };
-            rows.push(row);
+            rows.push(preset_row(&s.presets[i], theme));
         }
     }
-    let name_w = visible
-        .iter()
-        .map(|&i| s.presets[i].name().chars().count() + 9)
-        .max()
-        .unwrap_or(0)
-        .clamp(30, 60) as u16;
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(name_w),
-            Constraint::Length(9),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(10),
-        ],
-    )
-    .header(Row::new(["Preset", "Arch", "Stage", "IF", "Epochs", "Data"]).style(theme.dim()))
-    .block(block)
-    .flex(Flex::Start)
-    .row_highlight_style(theme.selected());
-    let mut state = TableState::default().with_selected(selected_row);
-    f.render_stateful_widget(table, list_area, &mut state);
-    draw_detail(s, theme, f, detail_area);
+    (rows, selected_row)
+}
+
+/// The row of a preset: its name, architecture, stage, imbalance factor, epochs and whether
+/// its data set's files are here; only its name and an error when it does not load.
+fn preset_row(p: &Preset, theme: Theme) -> Row<'static> {
+    let user = if p.origin == PresetOrigin::User {
+        " (user)"
+    } else {
+        ""
+    };
+    let name = format!("  {}{user}", p.name());
+    match &p.config {
+        Ok(c) => {
+            let data = match &p.data {
+                Some(DataStatus::Found(_)) => Span::styled("✓ found", theme.good()),
+                _ => Span::styled("✗ missing", theme.bad()),
+            };
+            Row::new(vec![
+                Cell::from(name),
+                Cell::from(c.backbone.trim_end_matches("_fe").to_owned()),
+                Cell::from(c.stage().to_string()),
+                Cell::from(fmt_if(c)),
+                Cell::from(c.num_epochs.to_string()),
+                Cell::from(data),
+            ])
+        }
+        Err(_) => Row::new(vec![
+            Cell::from(name),
+            Cell::from(Span::styled("✗ error", theme.bad())),
+        ]),
+    }
 }
 
 fn draw_detail(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {

@@ -111,15 +111,10 @@ fn fmt_count(v: f64) -> String {
     }
 }
 
-impl Widget for LineChart<'_> {
-    fn render(self, area: Rect, buf: &mut Buffer) {
-        let Some((xb, yb)) = self.bounds() else {
-            centered_note(area, buf, self.empty, self.theme.dim());
-            return;
-        };
-        if area.height < 3 || area.width < 10 {
-            return;
-        }
+impl LineChart<'_> {
+    /// Draws the y axis and its ticks for the range `yb` along the left of `area`, leaving the
+    /// bottom row to the x axis; returns the plot area right of it.
+    fn draw_y_axis(&self, area: Rect, yb: [f64; 2], buf: &mut Buffer) -> Rect {
         let span = yb[1] - yb[0];
         let mut ticks = vec![(0u16, fmt_tick(yb[1], span))];
         let plot_h = area.height - 1;
@@ -138,18 +133,21 @@ impl Widget for LineChart<'_> {
             buf.set_string(x, area.y + row, t, dim);
             buf.set_string(axis_x, area.y + row, "┤", dim);
         }
-        let plot = Rect {
+        Rect {
             x: axis_x + 1,
             y: area.y,
             width: area.width.saturating_sub(label_w + 1),
             height: plot_h,
-        };
-        if plot.width < 2 {
-            return;
         }
-        // x axis: the range at both ends.
-        let bottom = area.y + plot_h;
-        buf.set_string(axis_x, bottom, "└", dim);
+    }
+
+    /// Draws the x axis under `plot`: the range `xb` at both ends. Returns the column after the
+    /// left end's label and the column where the right end's starts (`plot`'s right edge when it
+    /// did not fit).
+    fn draw_x_axis(&self, plot: Rect, xb: [f64; 2], buf: &mut Buffer) -> (u16, u16) {
+        let dim = self.theme.dim();
+        let bottom = plot.bottom();
+        buf.set_string(plot.x - 1, bottom, "└", dim);
         let (left, right) = (fmt_count(xb[0]), fmt_count(xb[1]));
         buf.set_stringn(plot.x, bottom, &left, usize::from(plot.width), dim);
         let left_end = plot.x + left.len() as u16;
@@ -159,7 +157,11 @@ impl Widget for LineChart<'_> {
         } else {
             rx = plot.right();
         }
+        (left_end, rx)
+    }
 
+    /// Draws the curves in Braille over `plot`, scaled to the bounds `xb` and `yb`.
+    fn draw_curves(&self, plot: Rect, xb: [f64; 2], yb: [f64; 2], buf: &mut Buffer) {
         let theme = self.theme;
         let curves = &self.curves;
         Canvas::default()
@@ -187,7 +189,17 @@ impl Widget for LineChart<'_> {
                 }
             })
             .render(plot, buf);
+    }
 
+    /// Draws the boundary, if any, as a dotted column over the free cells of `plot`, its label
+    /// on the x axis between `left_end` and `rx` when it fits there.
+    fn draw_boundary(
+        &self,
+        plot: Rect,
+        xb: [f64; 2],
+        (left_end, rx): (u16, u16),
+        buf: &mut Buffer,
+    ) {
         if let Some((bx, label)) = self.boundary {
             let frac = (bx - xb[0]) / (xb[1] - xb[0]);
             let col = plot.x + (frac * f64::from(plot.width - 1)).round() as u16;
@@ -202,9 +214,28 @@ impl Widget for LineChart<'_> {
             let w = label.len() as u16;
             if left_end + 1 + w < rx {
                 let lx = col.clamp(left_end + 1, rx - 1 - w);
-                buf.set_string(lx, bottom, label, style);
+                buf.set_string(lx, plot.bottom(), label, style);
             }
         }
+    }
+}
+
+impl Widget for LineChart<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let Some((xb, yb)) = self.bounds() else {
+            centered_note(area, buf, self.empty, self.theme.dim());
+            return;
+        };
+        if area.height < 3 || area.width < 10 {
+            return;
+        }
+        let plot = self.draw_y_axis(area, yb, buf);
+        if plot.width < 2 {
+            return;
+        }
+        let x_labels = self.draw_x_axis(plot, xb, buf);
+        self.draw_curves(plot, xb, yb, buf);
+        self.draw_boundary(plot, xb, x_labels, buf);
     }
 }
 

@@ -29,22 +29,12 @@ impl<'a> Reliability<'a> {
     }
 }
 
-impl Widget for Reliability<'_> {
-    fn render(self, area: Rect, buf: &mut Buffer) {
+impl Reliability<'_> {
+    /// Draws the y axis with its labels and the x axis with its; returns the plot area (a
+    /// column group per bin) and the width of a bin's columns.
+    fn draw_axes(&self, area: Rect, plot_h: u16, buf: &mut Buffer) -> (Rect, u16) {
         let n = self.bins.len() as u16;
-        if n == 0 {
-            centered_note(area, buf, "no evaluation yet", self.theme.dim());
-            return;
-        }
-        // y labels (4 columns with the axis), x axis row, legend row when there is room.
-        let legend = area.height >= 8;
-        let rows_below = 1 + u16::from(legend);
-        if area.width < 4 + n || area.height < rows_below + 3 {
-            centered_note(area, buf, "too small", self.theme.dim());
-            return;
-        }
         let dim = self.theme.dim();
-        let plot_h = area.height - rows_below;
         let axis_x = area.x + 3;
         for row in 0..plot_h {
             buf.set_string(axis_x, area.y + row, "│", dim);
@@ -73,24 +63,33 @@ impl Widget for Reliability<'_> {
                 dim,
             );
         }
-        if legend {
-            let y = bottom + 1;
-            let bar = self.theme.fg(Color::Cyan);
-            let mut x = area.x;
-            for (sym, text, style) in [
-                ("█", " accuracy  ", bar),
-                (GAP, " gap  ", self.theme.fg(Color::Red)),
-                (DIAGONAL, " ideal", dim),
-            ] {
-                if x + 1 + text.len() as u16 > area.right() {
-                    break;
-                }
-                buf.set_string(x, y, sym, style);
-                buf.set_string(x + 1, y, text, dim);
-                x += 1 + text.len() as u16;
-            }
-        }
+        (plot, cw)
+    }
 
+    /// Draws the legend on row `y` of `area`, as many of its entries as fit.
+    fn draw_legend(&self, area: Rect, y: u16, buf: &mut Buffer) {
+        let dim = self.theme.dim();
+        let bar = self.theme.fg(Color::Cyan);
+        let mut x = area.x;
+        for (sym, text, style) in [
+            ("█", " accuracy  ", bar),
+            (GAP, " gap  ", self.theme.fg(Color::Red)),
+            (DIAGONAL, " ideal", dim),
+        ] {
+            if x + 1 + text.len() as u16 > area.right() {
+                break;
+            }
+            buf.set_string(x, y, sym, style);
+            buf.set_string(x + 1, y, text, dim);
+            x += 1 + text.len() as u16;
+        }
+    }
+
+    /// Draws each bin's bar in `cw` columns of `plot`, its calibration gap hatched and the
+    /// diagonal where neither covers it.
+    fn draw_bars(&self, plot: Rect, cw: u16, buf: &mut Buffer) {
+        let plot_h = plot.height;
+        let dim = self.theme.dim();
         let eighths = |v: f64| (v.clamp(0.0, 1.0) * f64::from(plot_h) * 8.0).round() as u16;
         let bar_style = self.theme.fg(Color::Cyan);
         let gap_style = self.theme.fg(Color::Red);
@@ -123,6 +122,29 @@ impl Widget for Reliability<'_> {
                 }
             }
         }
+    }
+}
+
+impl Widget for Reliability<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let n = self.bins.len() as u16;
+        if n == 0 {
+            centered_note(area, buf, "no evaluation yet", self.theme.dim());
+            return;
+        }
+        // y labels (4 columns with the axis), x axis row, legend row when there is room.
+        let legend = area.height >= 8;
+        let rows_below = 1 + u16::from(legend);
+        if area.width < 4 + n || area.height < rows_below + 3 {
+            centered_note(area, buf, "too small", self.theme.dim());
+            return;
+        }
+        let plot_h = area.height - rows_below;
+        let (plot, cw) = self.draw_axes(area, plot_h, buf);
+        if legend {
+            self.draw_legend(area, area.y + plot_h + 1, buf);
+        }
+        self.draw_bars(plot, cw, buf);
     }
 }
 
