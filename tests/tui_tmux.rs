@@ -248,7 +248,8 @@ fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
     let s = t.wait_for("mislas to exit", Duration::from_secs(300), |s| {
         // The status line, not the typed command (which holds `mislas-exit=$?`, unwrapped or
         // wrapped depending on the binary's path length).
-        s.lines().any(|l| l.starts_with("mislas-exit=") && !l.contains('$'))
+        s.lines()
+            .any(|l| l.starts_with("mislas-exit=") && !l.contains('$'))
     });
     assert!(s.contains("mislas-exit=0"), "{s}");
     assert!(s.contains("stopped after saving its checkpoint"), "{s}");

@@ -304,7 +304,14 @@ impl RunScreen {
                 self.lr = lr;
             }
             Event::Batch(b) => self.on_batch(b),
-            Event::Epoch(r) => self.on_epoch(*r),
+            Event::Epoch(r) => {
+                // The reference's `* Acc@1 …`, `* ECE …` and `Best Prec@1 …` lines, as in the
+                // run's text log, then the dashboard's summary of the epoch.
+                for line in Event::Epoch(r.clone()).log_lines() {
+                    self.push_log(line);
+                }
+                self.on_epoch(*r)
+            }
             Event::Log(_) | Event::Warning(_) => {
                 for line in event.log_lines() {
                     self.push_log(line);
