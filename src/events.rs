@@ -114,6 +114,23 @@ pub struct BestFigures {
     pub ece: f64,
 }
 
+impl EpochReport {
+    /// The reference's lines for an evaluated epoch: `* Acc@1 …`, `* ECE …` (see
+    /// [`crate::engine::evaluate::report_lines`]) and `Best Prec@1: …% ECE: …%`.
+    pub fn log_lines(&self) -> Vec<String> {
+        let mut lines = crate::engine::evaluate::report_lines(&self.eval).to_vec();
+        lines.push(format!(
+            "Best Prec@1: {:.3}% ECE: {:.3}%",
+            self.best_top1, self.best_ece
+        ));
+        lines
+    }
+}
+
+/// How the log line of a failure begins (`=> failed (<kind>): <message>`), so that a reader of
+/// a run's log can tell a failed run.
+pub const FAILED_LOG_PREFIX: &str = "=> failed (";
+
 /// How a stage ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageFinished {
@@ -330,15 +347,8 @@ impl Event {
         match self {
             Event::Log(line) => vec![line.clone()],
             Event::Warning(w) => vec![w.to_string()],
-            Event::Epoch(e) => {
-                let mut lines = crate::engine::evaluate::report_lines(&e.eval).to_vec();
-                lines.push(format!(
-                    "Best Prec@1: {:.3}% ECE: {:.3}%",
-                    e.best_top1, e.best_ece
-                ));
-                lines
-            }
-            Event::Failed(f) => vec![format!("=> failed ({}): {}", f.kind, f.message)],
+            Event::Epoch(e) => e.log_lines(),
+            Event::Failed(f) => vec![format!("{FAILED_LOG_PREFIX}{}): {}", f.kind, f.message)],
             _ => Vec::new(),
         }
     }

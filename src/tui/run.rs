@@ -307,7 +307,7 @@ impl RunScreen {
             Event::Epoch(r) => {
                 // The reference's `* Acc@1 …`, `* ECE …` and `Best Prec@1 …` lines, as in the
                 // run's text log, then the dashboard's summary of the epoch.
-                for line in Event::Epoch(r.clone()).log_lines() {
+                for line in r.log_lines() {
                     self.push_log(line);
                 }
                 self.on_epoch(*r)

@@ -108,9 +108,6 @@ pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
     }
 }
 
-/// How the log line of a failure starts (see [`crate::events::Event::log_lines`]).
-const FAILED_PREFIX: &str = "=> failed (";
-
 /// Whether a log line is one the trainer writes as it goes (not an error).
 fn is_progress_line(line: &str) -> bool {
     ["=> ", "Epoch: [", "* ", "Best Prec@1"]
@@ -138,7 +135,8 @@ pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) 
         .is_some_and(|age| age < window);
     // The trainer ends a failed run's log with `=> failed (<kind>): …`; runs of older versions
     // ended it with the bare message.
-    let failed = line.starts_with(FAILED_PREFIX) || (!line.is_empty() && !is_progress_line(line));
+    let failed = line.starts_with(crate::events::FAILED_LOG_PREFIX)
+        || (!line.is_empty() && !is_progress_line(line));
     if live {
         RunStatus::Live
     } else if failed {
