@@ -247,6 +247,8 @@ pub enum FailureKind {
     OutOfMemory,
     /// A file could not be written (disk full, permissions).
     Io,
+    /// A rank of a data-parallel run was lost, or the ranks could not meet (see the message).
+    LostRank,
     /// An error inside mislas or libtorch that none of the above explains.
     Internal,
 }
@@ -260,6 +262,7 @@ impl std::fmt::Display for FailureKind {
             FailureKind::NonFinite => "non-finite values",
             FailureKind::OutOfMemory => "out of memory",
             FailureKind::Io => "write error",
+            FailureKind::LostRank => "data-parallel error",
             FailureKind::Internal => "internal error",
         })
     }

@@ -69,6 +69,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         opts: Vec<String>,
     },
+    /// One rank of a data-parallel run, started by mislas itself with its rank in the
+    /// environment (not for direct use).
+    #[command(name = "rank-worker", hide = true)]
+    RankWorker {
+        /// The job (YAML) every rank runs.
+        #[arg(long)]
+        job: PathBuf,
+    },
     /// Throughput: stage-1 images/s of the full pipeline and of a bare loop, loader images/s,
     /// peak memory.
     Bench {
@@ -172,6 +180,13 @@ fn run(cli: Cli) -> Result<i32> {
             let loaded = load(&cfg, &opts)?;
             mislas::engine::evaluate::evaluate_checkpoint(&loaded.config)?;
             Ok(0)
+        }
+        Command::RankWorker { job } => {
+            let text = std::fs::read_to_string(&job)
+                .with_context(|| format!("cannot read the job file {}", job.display()))?;
+            let job: Job = serde_yaml::from_str(&text)
+                .with_context(|| format!("{} is not a mislas job", job.display()))?;
+            Ok(follow(job, cli.saved))
         }
         Command::Bench { cfg, batches, opts } => {
             let loaded = load(&cfg, &opts)?;

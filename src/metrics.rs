@@ -236,6 +236,41 @@ impl EvalAccumulator {
         self.labels.extend(cpu_labels);
     }
 
+    /// The per-sample figures as rows `[n, 5]` f64 on the CPU, in the order added: confidence,
+    /// prediction, label, top-5 hit (0 or 1), NLL. [`EvalAccumulator::add_rows`] takes them
+    /// back: data-parallel evaluation gathers them from every rank.
+    pub fn to_rows(&self) -> Tensor {
+        let n = self.len();
+        let mut flat = Vec::with_capacity(n * 5);
+        for i in 0..n {
+            flat.extend([
+                self.confidences[i],
+                self.predictions[i] as f64,
+                self.labels[i] as f64,
+                f64::from(u8::from(self.top5_hits[i])),
+                self.nlls[i],
+            ]);
+        }
+        Tensor::from_slice(&flat).view([n as i64, 5])
+    }
+
+    /// Appends rows made by [`EvalAccumulator::to_rows`] (`[m, 5]` f64, CPU).
+    ///
+    /// # Panics
+    /// When `rows` is not `[m, 5]`.
+    pub fn add_rows(&mut self, rows: &Tensor) {
+        let shape = rows.size();
+        assert!(shape.len() == 2 && shape[1] == 5, "expected rows [m, 5], got {shape:?}");
+        let flat = to_vec::<f64>(&rows.to_kind(Kind::Double));
+        for r in flat.chunks_exact(5) {
+            self.confidences.push(r[0]);
+            self.predictions.push(r[1] as i64);
+            self.labels.push(r[2] as i64);
+            self.top5_hits.push(r[3] != 0.0);
+            self.nlls.push(r[4]);
+        }
+    }
+
     /// The report over every sample added.
     ///
     /// * `train_class_counts`: training images of each class (length K), for the many (> 100),

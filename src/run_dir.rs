@@ -41,8 +41,9 @@ pub struct RunDir {
     pub root: PathBuf,
     /// Checkpoint folder (`<root>/<model_dir>`).
     pub ckpt_dir: PathBuf,
-    log: File,
-    metrics: File,
+    /// The text log and `metrics.jsonl`; `None` on a rank other than 0 of a data-parallel
+    /// run, which writes nothing ([`RunDir::replica`]).
+    files: Option<(File, File)>,
 }
 
 impl RunDir {
@@ -92,11 +93,28 @@ impl RunDir {
                 .with_context(|| format!("cannot open {}", p.display()))
         };
         Ok(RunDir {
-            log: append(log_dir.join(format!("{}.txt", cfg.name)))?,
-            metrics: append(root.join("metrics.jsonl"))?,
+            files: Some((
+                append(log_dir.join(format!("{}.txt", cfg.name)))?,
+                append(root.join("metrics.jsonl"))?,
+            )),
             root,
             ckpt_dir,
         })
+    }
+
+    /// The run folder `root` that rank 0 of a data-parallel run writes, seen from another rank:
+    /// the same paths, and [`RunDir::log`] and [`RunDir::append_metrics`] write nothing.
+    pub fn replica(root: PathBuf, cfg: &Config) -> RunDir {
+        RunDir {
+            ckpt_dir: root.join(&cfg.model_dir),
+            root,
+            files: None,
+        }
+    }
+
+    /// Whether this process writes the folder (not a [`RunDir::replica`]).
+    pub fn writes(&self) -> bool {
+        self.files.is_some()
     }
 
     /// Path of the latest checkpoint.
@@ -136,9 +154,12 @@ impl RunDir {
     /// # Errors
     /// The log cannot be written.
     pub fn log(&mut self, line: &str) -> Result<()> {
+        let Some((log, _)) = &mut self.files else {
+            return Ok(());
+        };
         let ts = chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f");
-        writeln!(self.log, "{ts} {line}").context("cannot write the run log")?;
-        self.log.flush().context("cannot write the run log")
+        writeln!(log, "{ts} {line}").context("cannot write the run log")?;
+        log.flush().context("cannot write the run log")
     }
 
     /// Appends one epoch to `metrics.jsonl` (flushed, so a follower sees it at once).
@@ -146,9 +167,12 @@ impl RunDir {
     /// # Errors
     /// The file cannot be written.
     pub fn append_metrics(&mut self, report: &EpochReport) -> Result<()> {
+        let Some((_, metrics)) = &mut self.files else {
+            return Ok(());
+        };
         let line = serde_json::to_string(report)?;
-        writeln!(self.metrics, "{line}").context("cannot write metrics.jsonl")?;
-        self.metrics.flush().context("cannot write metrics.jsonl")
+        writeln!(metrics, "{line}").context("cannot write metrics.jsonl")?;
+        metrics.flush().context("cannot write metrics.jsonl")
     }
 }
 

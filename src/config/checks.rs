@@ -127,7 +127,7 @@ pub fn machine_cuda_devices() -> usize {
 fn below_min(key: &str, kind: ValueKind, values: &Mapping) -> Option<String> {
     let min = kind.min()?;
     let value = values.get(key)?;
-    let n = value.as_u64()?;
+    let n = value.as_i64()?;
     if n >= min {
         return None;
     }
@@ -187,6 +187,35 @@ pub(super) fn accum_steps(c: &Config) -> Option<String> {
         format!("batch_size = {most}")
     };
     Some(format!("must be between 1 and {why}, is {}", c.accum_steps))
+}
+
+pub(super) fn gpus(c: &Config) -> Option<String> {
+    let world = c.gpus * usize::try_from(c.world_size.max(1)).unwrap_or(1);
+    if world > 1 && !c.batch_size.is_multiple_of(world) {
+        return Some(format!(
+            "batch_size {} is the global batch and must split evenly over the {world} ranks \
+             ({} process{} per machine × {} machine{})",
+            c.batch_size,
+            c.gpus,
+            if c.gpus == 1 { "" } else { "es" },
+            c.world_size.max(1),
+            if c.world_size > 1 { "s" } else { "" }
+        ));
+    }
+    let bn_train = c.stage() == Stage::Stage1 || c.shift_bn;
+    let per_rank = c.batch_size / world.max(1);
+    (world > 1 && bn_train && per_rank < 2 * c.accum_steps).then(|| {
+        format!(
+            "each of the {world} ranks trains on batch_size/{world} = {per_rank} images, and \
+             BatchNorm in train mode needs two per micro-batch (accum_steps {}): raise batch_size",
+            c.accum_steps
+        )
+    })
+}
+
+pub(super) fn dist_timeout(c: &Config) -> Option<String> {
+    (!(c.dist_timeout > 0.0 && c.dist_timeout.is_finite()))
+        .then(|| format!("must be a number of seconds > 0, is {}", c.dist_timeout))
 }
 
 pub(super) fn momentum(c: &Config) -> Option<String> {

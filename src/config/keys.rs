@@ -31,12 +31,12 @@ pub enum ValueKind {
     /// A whole number ≥ `min` (checked by [`Config::validate`]).
     Int {
         /// The smallest value allowed.
-        min: u64,
+        min: i64,
     },
     /// A whole number ≥ `min`, or `null` for the key's fallback.
     OptInt {
         /// The smallest value allowed.
-        min: u64,
+        min: i64,
     },
     /// A number (`2e-4` and `'2e-4'` both read).
     Float,
@@ -88,7 +88,7 @@ impl ValueKind {
     }
 
     /// The smallest whole number allowed, for the integer kinds.
-    pub fn min(self) -> Option<u64> {
+    pub fn min(self) -> Option<i64> {
         match self {
             ValueKind::Int { min } | ValueKind::OptInt { min } => Some(min),
             _ => None,
@@ -224,6 +224,20 @@ pub static KEYS: &[KeySpec] = &[
         "Channels-last (NHWC) images and convolution weights", None),
     key("device", Device, "auto", Shared, "auto (CUDA when present), cpu, cuda or cuda:N",
         Some(checks::device)),
+    key("gpus", Int { min: 1 }, "1", Shared,
+        "Data parallel: processes (one per device) on this machine; batch_size is split over them",
+        Some(checks::gpus)),
+    key("multiprocessing_distributed", Bool, "false", Shared,
+        "Reference: one process per CUDA device of this machine when gpus is 1", None),
+    key("world_size", Int { min: -1 }, "-1", Shared,
+        "Data parallel: machines (nodes) of the run; -1 or 1 is this machine alone", None),
+    key("rank", Int { min: -1 }, "-1", Shared,
+        "Data parallel: this machine's node rank, 0..world_size; -1 is 0", None),
+    key("dist_url", Text, "''", Shared,
+        "Rendezvous tcp://HOST:PORT of rank 0 (several nodes); empty: a free port here", None),
+    key("dist_timeout", Float, "300", Shared,
+        "Seconds a rank waits for the others before the run ends naming the lost rank",
+        Some(checks::dist_timeout)),
     // ---- the data ----
     key("dataset", Choice(DATASETS), "cifar10", Shared,
         "cifar10, cifar100, fashion_mnist, imagenet, ina2018 or places", None),

@@ -259,6 +259,27 @@ pub struct Config {
     /// step, so that a batch that does not fit in memory trains as one. The loss, mixup pairs,
     /// sampler and schedule are the batch's; BatchNorm in train mode sees micro-batches. 1: off.
     pub accum_steps: usize,
+    /// Data parallel: processes on this machine, one per device (`cuda:0` … `cuda:gpus−1`, or
+    /// CPU processes with `device cpu`), as the reference's `torch.multiprocessing.spawn` of one
+    /// process per GPU; `batch_size` stays the global batch, split evenly over all ranks. 1: one
+    /// process. See [`crate::dist`].
+    pub gpus: usize,
+    /// The reference's switch for one process per GPU: with `gpus` 1 on CUDA, every CUDA device
+    /// of the machine gets a process.
+    pub multiprocessing_distributed: bool,
+    /// Machines (nodes) of a data-parallel run, as the reference counts them before multiplying
+    /// by the GPUs per node; -1 and 1 are one machine.
+    pub world_size: i64,
+    /// This machine's node rank in `0..world_size` (the reference's `rank` before it becomes
+    /// `rank · ngpus_per_node + gpu`); -1 is 0.
+    pub rank: i64,
+    /// `tcp://HOST:PORT` of the rendezvous served by global rank 0 (the reference's `dist_url`).
+    /// Needed with several nodes; on one machine its port is used on 127.0.0.1, and an empty
+    /// value picks a free port.
+    pub dist_url: String,
+    /// Seconds a rank waits for the others (at the rendezvous and at every collective) before
+    /// the run ends with a message naming the rank that was lost.
+    pub dist_timeout: f64,
 }
 
 impl Default for Config {
@@ -278,11 +299,7 @@ impl Default for Config {
 pub const IGNORED_KEYS: &[&str] = &[
     "distributed",
     "gpu",
-    "world_size",
-    "rank",
-    "dist_url",
     "dist_backend",
-    "multiprocessing_distributed",
 ];
 
 /// A configuration error: which file (or the command line) and what was expected.

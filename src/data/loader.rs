@@ -32,6 +32,8 @@ pub struct Batch {
     /// B, the number of images (the last batch of an epoch may be short, and a batch loses
     /// the images in `skipped`; B may be 0).
     pub len: usize,
+    /// Indices into the set of the `len` images of the batch, in their order.
+    pub indices: Vec<usize>,
     /// Position of the batch in the epoch, from 0.
     pub index: usize,
     /// Images of this batch that could not be read or decoded (file sets only), left out of
@@ -130,6 +132,7 @@ impl Job {
         let mut mt = rng::stream(self.seed, Purpose::Augment, self.epoch, index);
         let mut labels: Vec<i64> = Vec::with_capacity(ids.len());
         let mut skipped = Vec::new();
+        let mut kept = Vec::with_capacity(ids.len());
         match source {
             ImageSource::Memory(set) => {
                 let shape = Shape {
@@ -146,6 +149,7 @@ impl Job {
                     }
                     labels.push(set.labels[i]);
                 }
+                kept.extend_from_slice(ids);
             }
             ImageSource::Files(files) => {
                 for &i in ids {
@@ -157,7 +161,10 @@ impl Job {
                         files.eval_sample(i, &self.norm, out)
                     };
                     match done {
-                        Ok(()) => labels.push(files.labels[i]),
+                        Ok(()) => {
+                            labels.push(files.labels[i]);
+                            kept.push(i);
+                        }
                         Err(bad) => skipped.push(bad),
                     }
                 }
@@ -177,6 +184,7 @@ impl Job {
             images,
             labels: cpu_tensor(&labels, &[labels.len() as i64]),
             len: labels.len(),
+            indices: kept,
             index,
             skipped,
         }

@@ -34,6 +34,17 @@ impl EvalSpec {
     }
 }
 
+/// The per-sample results of evaluating some images of a set ([`evaluate_samples`]).
+#[derive(Debug)]
+pub struct Samples {
+    /// Per-sample figures, in the order evaluated.
+    pub acc: EvalAccumulator,
+    /// Index in the set of each sample of `acc`.
+    pub indices: Vec<usize>,
+    /// Images left out (`on_bad_image: skip`).
+    pub skipped: Vec<BadImage>,
+}
+
 /// How an evaluation ended.
 #[derive(Debug)]
 pub enum Evaluated {
@@ -63,29 +74,71 @@ pub fn evaluate(
     on_bad: BadImagePolicy,
     progress: &mut dyn FnMut(usize, usize) -> Flow,
 ) -> anyhow::Result<Evaluated> {
-    let device = net.device();
-    let opts = LoaderOptions {
+    let order: Vec<usize> = (0..set.len()).collect();
+    let loader = LoaderOptions {
         batch_size,
         workers,
+        ..eval_loader_options(net)
+    };
+    Ok(
+        match evaluate_samples(net, set, order, norm, &loader, on_bad, progress)? {
+            None => Evaluated::Stopped,
+            Some(s) => Evaluated::Done(spec.report(&s.acc), s.skipped),
+        },
+    )
+}
+
+/// The loader settings of an evaluation (no augmentation; pinned memory on CUDA).
+pub fn eval_loader_options(net: &Network) -> LoaderOptions {
+    LoaderOptions {
+        batch_size: 1,
+        workers: 0,
         prefetch: 2,
         augment: false,
-        pin_memory: device.is_cuda(),
+        pin_memory: net.device().is_cuda(),
         first_batch: 0,
+    }
+}
+
+impl EvalSpec {
+    /// The report of the samples in `acc`.
+    pub fn report(&self, acc: &EvalAccumulator) -> EvalReport {
+        acc.finish(&self.train_class_counts, self.head, self.med, self.tail)
+    }
+}
+
+/// Evaluates `net` in eval mode on the images of `set` at `order` (a data-parallel rank's
+/// shard, or all of them), keeping the per-sample results; `None` when `progress` (called
+/// after each batch with the images done and the order's length) asked to stop.
+///
+/// # Errors
+/// With `on_bad: fail`, the first image that cannot be read or decoded (its path and why).
+pub fn evaluate_samples(
+    net: &Network,
+    set: &Arc<ImageSource>,
+    order: Vec<usize>,
+    norm: &Normalization,
+    opts: &LoaderOptions,
+    on_bad: BadImagePolicy,
+    progress: &mut dyn FnMut(usize, usize) -> Flow,
+) -> anyhow::Result<Option<Samples>> {
+    let device = net.device();
+    let mut s = Samples {
+        acc: EvalAccumulator::new(net.num_classes as usize),
+        indices: Vec::new(),
+        skipped: Vec::new(),
     };
-    let order: Vec<usize> = (0..set.len()).collect();
-    let mut acc = EvalAccumulator::new(net.num_classes as usize);
-    let mut skipped = Vec::new();
-    let total = set.len();
+    let total = order.len();
     let mut done = 0;
     let finished = tch::no_grad(|| -> anyhow::Result<bool> {
-        for batch in epoch_loader(set.clone(), order, norm, &opts, 0, 0) {
+        for batch in epoch_loader(set.clone(), order, norm, opts, 0, 0) {
             if let (Some(bad), BadImagePolicy::Fail) = (batch.skipped.first(), on_bad) {
                 anyhow::bail!(
                     "unusable test image {bad}; set on_bad_image: skip to leave such images out"
                 );
             }
             done += batch.len + batch.skipped.len();
-            skipped.extend(batch.skipped);
+            s.skipped.extend(batch.skipped);
             if batch.len > 0 {
                 let x = batch
                     .images
@@ -94,7 +147,8 @@ pub fn evaluate(
                     .labels
                     .to_device_(device, tch::Kind::Int64, true, false);
                 let logits = net.scale(&net.classify(&net.features(&x, false)));
-                acc.add(&logits, &y);
+                s.acc.add(&logits, &y);
+                s.indices.extend(batch.indices);
             }
             if progress(done, total) == Flow::Stop {
                 return Ok(false);
@@ -102,13 +156,7 @@ pub fn evaluate(
         }
         Ok(true)
     })?;
-    if !finished {
-        return Ok(Evaluated::Stopped);
-    }
-    Ok(Evaluated::Done(
-        acc.finish(&spec.train_class_counts, spec.head, spec.med, spec.tail),
-        skipped,
-    ))
+    Ok(finished.then_some(s))
 }
 
 /// `mislas eval`: evaluates the checkpoint named by `resume` on the configuration's test set and

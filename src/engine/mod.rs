@@ -20,6 +20,7 @@ pub mod step;
 pub mod trainer;
 
 use crate::config::{parse_device_spec, Config, DeviceSpec};
+use crate::dist::Replicas;
 use crate::events::{Control, DeviceInfo, Event, Failure, FailureKind};
 use anyhow::{bail, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -29,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use tch::Device;
 
-/// What the trainer thread runs.
-#[derive(Debug, Clone)]
+/// What the trainer thread runs (every rank of a data-parallel run runs the same job).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 // Made once per run and moved into the trainer thread: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Job {
@@ -108,21 +109,50 @@ pub fn spawn(job: Job, saved_root: PathBuf) -> RunHandle {
 pub const TRAINER_THREAD: &str = "mislas-trainer";
 
 impl Job {
-    fn first_config(&self) -> &Config {
+    /// The configuration of its first stage.
+    pub fn first_config(&self) -> &Config {
         match self {
             Job::Single(cfg) => cfg,
             Job::Pipeline { stage1, .. } => stage1,
         }
     }
+
+    /// Sets `device` in every stage (a data-parallel rank's own device).
+    pub fn set_device(&mut self, device: &str) {
+        match self {
+            Job::Single(cfg) => cfg.device = device.to_owned(),
+            Job::Pipeline { stage1, stage2 } => {
+                stage1.device = device.to_owned();
+                stage2.device = device.to_owned();
+            }
+        }
+    }
 }
 
-fn run_job(job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> {
+/// Runs the job's stages on this process's rank: [`crate::dist::launch::start`] starts and
+/// joins the other ranks when the configuration asks for several (`gpus`, `world_size`).
+fn run_job(mut job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> {
+    let mut replicas =
+        crate::dist::launch::start(&mut job, saved_root).kind(FailureKind::LostRank)?;
+    let result = run_stages(job, saved_root, link, &replicas);
+    let failed_workers = replicas.wait_for_workers();
+    match (result, failed_workers.is_empty()) {
+        (Err(mut f), false) => {
+            f.message = format!("{} ({})", f.message, failed_workers.join("; "));
+            Err(f)
+        }
+        (Ok(()), false) => Err(Failure::new(FailureKind::LostRank, failed_workers.join("; "))),
+        (result, true) => result,
+    }
+}
+
+fn run_stages(job: Job, saved_root: &Path, link: &Link, replicas: &Replicas) -> Result<(), Failure> {
     match job {
-        Job::Single(cfg) => trainer::run_stage(&cfg, saved_root, link).map(|_| ()),
+        Job::Single(cfg) => trainer::run_stage(&cfg, saved_root, link, replicas).map(|_| ()),
         Job::Pipeline { stage1, mut stage2 } => {
             // What stage 2 needs of the machine is checked before stage 1 spends its hours.
             setup::stage_device(&stage2).kind(FailureKind::Config)?;
-            let first = trainer::run_stage(&stage1, saved_root, link)?;
+            let first = trainer::run_stage(&stage1, saved_root, link, replicas)?;
             if first.stopped {
                 return Ok(());
             }
@@ -136,7 +166,7 @@ fn run_job(job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> {
                 )
             })?;
             stage2.resume = best.display().to_string();
-            trainer::run_stage(&stage2, saved_root, link).map(|_| ())
+            trainer::run_stage(&stage2, saved_root, link, replicas).map(|_| ())
         }
     }
 }
@@ -225,6 +255,18 @@ pub struct Link {
     pub controls: Receiver<Control>,
 }
 
+/// The controls' state, read without blocking ([`Link::poll`]); the numbers travel between
+/// ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// Go on.
+    Continue = 0,
+    /// Save a checkpoint and end the run.
+    Stop = 1,
+    /// Wait (paused).
+    Paused = 2,
+}
+
 /// What the trainer does after a control check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -238,6 +280,32 @@ impl Link {
     /// Sends an event; a front end that has gone away is not an error.
     pub fn emit(&self, e: Event) {
         let _ = self.events.send(e);
+    }
+
+    /// Reads pending controls without blocking: what the run should do now. `paused` carries
+    /// the pause between calls ([`Event::Paused`] and [`Event::Resumed`] are sent as it
+    /// changes). Every front end gone while paused is a stop: nobody could resume.
+    pub fn poll(&self, paused: &mut bool) -> Poll {
+        loop {
+            match self.controls.try_recv() {
+                Ok(Control::Stop) => return Poll::Stop,
+                Ok(Control::Pause) if !*paused => {
+                    *paused = true;
+                    self.emit(Event::Paused);
+                }
+                Ok(Control::Resume) if *paused => {
+                    *paused = false;
+                    self.emit(Event::Resumed);
+                }
+                Ok(_) => {}
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    return if *paused { Poll::Paused } else { Poll::Continue };
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return if *paused { Poll::Stop } else { Poll::Continue };
+                }
+            }
+        }
     }
 
     /// Reads pending controls; on [`Control::Pause`] blocks until resumed or stopped.

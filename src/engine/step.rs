@@ -26,6 +26,17 @@ pub trait Objective {
     ) -> (Tensor, Tensor);
 }
 
+/// What a data-parallel step adds between the backward pass and the SGD step
+/// ([`crate::dist::Replicas`]: DDP's gradient all-reduce).
+pub trait GradientSync {
+    /// Averages `grads` (the live gradients, changed in place) over the ranks, and sums
+    /// `figures` (`[3]` f64: loss · images, top-1 hits, images) over them.
+    ///
+    /// # Errors
+    /// A lost rank.
+    fn average(&self, grads: &[Tensor], figures: &mut Tensor) -> anyhow::Result<()>;
+}
+
 /// Figures of one training step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepOutput {
@@ -33,6 +44,8 @@ pub struct StepOutput {
     pub loss: f64,
     /// Correct top-1 predictions against the unmixed labels.
     pub hits: i64,
+    /// Images of the step (over every rank in data-parallel training).
+    pub images: i64,
     /// The SGD step was taken: false after a non-finite loss, or when the loss scaler found an
     /// inf or a NaN in the gradients (mixed precision; the scale then halves).
     pub applied: bool,
@@ -113,6 +126,25 @@ pub fn train_step(
     batch: TrainBatch<'_>,
     opts: StepOptions,
 ) -> StepOutput {
+    train_step_synced(net, sgd, scaler, objective, batch, opts, None)
+        .expect("a step without gradient synchronisation cannot fail")
+}
+
+/// [`train_step`] on one rank of a data-parallel run: after the backward pass `sync` averages
+/// the gradients over the ranks (and sums the loss, hits and images), so the non-finite check
+/// and the SGD step see the same values on every rank, and the figures are the global batch's.
+///
+/// # Errors
+/// A lost rank (from `sync`).
+pub fn train_step_synced(
+    net: &Network,
+    sgd: &mut Sgd,
+    scaler: Option<&mut GradScaler>,
+    objective: &dyn Objective,
+    batch: TrainBatch<'_>,
+    opts: StepOptions,
+    sync: Option<&dyn GradientSync>,
+) -> anyhow::Result<StepOutput> {
     let (x, y) = (batch.images, batch.labels);
     let alpha = objective.mixup_alpha();
     let mut rng = rand::rngs::StdRng::seed_from_u64(batch.mixup_seed);
@@ -147,7 +179,14 @@ pub fn train_step(
                 .sum(Kind::Int64);
         });
     }
-    let loss_v = loss_t.double_value(&[]);
+    let mut loss_v = loss_t.double_value(&[]);
+    let (mut hits, mut images) = (hits_t.int64_value(&[]), b);
+    if let Some(sync) = sync {
+        let mut figures = Tensor::from_slice(&[loss_v * b as f64, hits as f64, b as f64]);
+        sync.average(&sgd.gradients(), &mut figures)?;
+        let f = Vec::<f64>::try_from(&figures)?;
+        (loss_v, hits, images) = (f[0] / f[2].max(1.0), f[1] as i64, f[2] as i64);
+    }
     let applied = if !loss_v.is_finite() {
         if let Some(s) = scaler {
             s.record_overflow();
@@ -159,11 +198,12 @@ pub fn train_step(
         sgd.step();
         true
     };
-    StepOutput {
+    Ok(StepOutput {
         loss: loss_v,
-        hits: hits_t.int64_value(&[]),
+        hits,
+        images,
         applied,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -7,15 +7,21 @@
 //!   end_epoch      metrics line and events, then checkpoints (save_checkpoint)
 //! stop / fail    the two early exits: save what can be saved, log, end
 //! ```
-use super::evaluate::{evaluate, EvalSpec, Evaluated};
+//!
+//! Data parallel ([`Replicas`], DDP's semantics): every rank runs this same loop on its shard
+//! of each epoch's order with `batch_size / world size` images per batch; the step averages
+//! gradients over the ranks; controls are agreed at every batch; evaluations are gathered;
+//! only rank 0 writes the run folder and publishes events.
+use super::evaluate::{eval_loader_options, evaluate_samples, EvalSpec, Evaluated};
 use super::recipe::{self, StageRecipe};
 use super::setup::{self, Purpose};
-use super::step::{train_step, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM};
+use super::step::{train_step_synced, GradientSync, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM};
 use super::{device_info, panic_failure, resident_memory_bytes, stream_seed, Classify, Flow, Link};
 use crate::checkpoint::{self, Checkpoint, RunPosition};
 use crate::config::{BadImagePolicy, Config};
 use crate::data::loader::{epoch_loader, Batch, LoaderOptions};
 use crate::data::{self, LongTailData};
+use crate::dist::Replicas;
 use crate::events::{
     BatchStats, BestFigures, EpochReport, EvalProgress, Event, Failure, FailureKind, StageFinished,
     StageStarted, Warning,
@@ -91,7 +97,8 @@ pub struct StageOutcome {
     pub best: Option<BestFigures>,
 }
 
-/// Runs one stage of `cfg` (its `mode`), writing its run folder under `saved_root`.
+/// Runs one stage of `cfg` (its `mode`) on this process's rank of `replicas`
+/// ([`Replicas::single`] alone), writing its run folder under `saved_root` (rank 0).
 ///
 /// With `resume` naming a mislas checkpoint of the same stage, the run continues in that
 /// checkpoint's run folder at the batch where it stopped. Stage 2 needs `resume` to name a
@@ -101,8 +108,13 @@ pub struct StageOutcome {
 /// A [`Failure`]: an unusable configuration, missing or damaged data, an unusable checkpoint,
 /// a non-finite loss (the last good checkpoint is kept), memory run out, or a failed write;
 /// each message names the file and what was expected.
-pub fn run_stage(cfg: &Config, saved_root: &Path, link: &Link) -> Result<StageOutcome, Failure> {
-    Trainer::new(cfg, saved_root, link)?.fit()
+pub fn run_stage(
+    cfg: &Config,
+    saved_root: &Path,
+    link: &Link,
+    replicas: &Replicas,
+) -> Result<StageOutcome, Failure> {
+    Trainer::new(cfg, saved_root, link, replicas)?.fit()
 }
 
 /// Sums over the trained batches of an epoch (what a mid-epoch checkpoint records).
@@ -157,6 +169,7 @@ impl From<Failure> for Halt {
 struct Trainer<'a> {
     cfg: &'a Config,
     link: &'a Link,
+    replicas: &'a Replicas,
     recipe: Box<dyn StageRecipe>,
     device: Device,
     data: LongTailData,
@@ -175,7 +188,12 @@ struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     /// Set-up: everything before the first batch. A checkpoint that does not fit creates no
     /// run folder.
-    fn new(cfg: &'a Config, saved_root: &Path, link: &'a Link) -> Result<Self, Failure> {
+    fn new(
+        cfg: &'a Config,
+        saved_root: &Path,
+        link: &'a Link,
+        replicas: &'a Replicas,
+    ) -> Result<Self, Failure> {
         let mut p = setup::prepare(cfg, Purpose::Train)?;
         let continue_in = setup::continued_run(cfg, p.checkpoint.as_ref())?;
         let recipe =
@@ -202,7 +220,20 @@ impl<'a> Trainer<'a> {
         if let (Some(ck), Some(_)) = (&p.checkpoint, position) {
             restore_optimizer(ck, &mut sgd, scaler.as_mut())?;
         }
-        let run = open_run_dir(cfg, saved_root, continue_in.map(|(root, _)| root), &p.data)?;
+        replicas
+            .broadcast_state(&p.net)
+            .kind(FailureKind::LostRank)?;
+        let run = match replicas.is_primary() {
+            true => open_run_dir(cfg, saved_root, continue_in.map(|(root, _)| root), &p.data)?,
+            false => RunDir::replica(PathBuf::new(), cfg),
+        };
+        let root = replicas
+            .share_text(&format!("run_dir/{}", recipe.stage()), &run.root.display().to_string())
+            .kind(FailureKind::LostRank)?;
+        let run = match replicas.is_primary() {
+            true => run,
+            false => RunDir::replica(PathBuf::from(root), cfg),
+        };
         let mut opening: Vec<Event> = loaded.into_iter().map(Event::Log).collect();
         if position.is_some() {
             opening.extend(changed_settings(cfg, &run.root));
@@ -218,6 +249,7 @@ impl<'a> Trainer<'a> {
             start: position.unwrap_or_else(|| fresh_position(cfg, recipe.as_ref())),
             cfg,
             link,
+            replicas,
             recipe,
             device: p.device,
             data: p.data,
@@ -257,7 +289,10 @@ impl<'a> Trainer<'a> {
         for event in std::mem::take(&mut self.opening) {
             self.emit(event)?;
         }
-        let info = device_info(self.device);
+        let mut info = device_info(self.device);
+        if self.replicas.world_size() > 1 {
+            info.name = format!("{} × {} ranks", info.name, self.replicas.world_size());
+        }
         let (train_n, cfg) = (self.data.train.len(), self.cfg);
         self.emit(Event::Log(format!(
             "=> {} of '{}' on {} ({}): {} training images {:?}, {} test images",
@@ -269,7 +304,7 @@ impl<'a> Trainer<'a> {
             self.data.class_counts,
             self.data.test.len()
         )))?;
-        if let Some(line) = computation_line(cfg) {
+        if let Some(line) = computation_line(cfg, self.replicas.world_size()) {
             self.emit(Event::Log(line))?;
         }
         self.emit(Event::StageStarted(StageStarted {
@@ -316,7 +351,9 @@ impl<'a> Trainer<'a> {
             last_batch: Instant::now(),
             train_seconds: 0.0,
         };
-        let order = self.recipe.epoch_order(self.data.train.labels(), epoch);
+        let order = self
+            .replicas
+            .shard(self.recipe.epoch_order(self.data.train.labels(), epoch));
         let opts = LoaderOptions {
             first_batch,
             ..self.loader_options()
@@ -330,7 +367,7 @@ impl<'a> Trainer<'a> {
             epoch,
         );
         for batch in loader {
-            if self.link.check() == Flow::Stop {
+            if self.agree()? == Flow::Stop {
                 return Err(Halt::stopped(self.position(epoch, batch.index, t.sums)));
             }
             self.train_batch(epoch, &batch, &mut t)?;
@@ -369,6 +406,7 @@ impl<'a> Trainer<'a> {
             return Ok(self.emit(Event::Warning(skipped))?);
         }
         let out = self.step(epoch, batch)?;
+        let n = out.images as usize;
         if !out.applied {
             t.overflow_skips += 1;
         }
@@ -412,9 +450,15 @@ impl<'a> Trainer<'a> {
         let (device, cfg) = (self.device, self.cfg);
         let opts = StepOptions::of(cfg, self.recipe.backbone_train());
         let seed = stream_seed(cfg.seed, epoch, batch.index, MIXUP_STREAM);
+        if opts.backbone_train {
+            self.replicas
+                .broadcast_buffers(&self.net)
+                .kind(FailureKind::LostRank)?;
+        }
         let (net, sgd, scaler) = (&self.net, &mut self.sgd, self.scaler.as_mut());
         let objective = self.recipe.objective();
-        catch_unwind(AssertUnwindSafe(|| {
+        let sync = (self.replicas.world_size() > 1).then_some(self.replicas as &dyn GradientSync);
+        let out = catch_unwind(AssertUnwindSafe(|| {
             let x = batch.images.to_device_(device, Kind::Float, true, false);
             let y = batch.labels.to_device_(device, Kind::Int64, true, false);
             let b = TrainBatch {
@@ -422,12 +466,18 @@ impl<'a> Trainer<'a> {
                 labels: &y,
                 mixup_seed: seed,
             };
-            train_step(net, sgd, scaler, objective, b, opts)
+            train_step_synced(net, sgd, scaler, objective, b, opts, sync)
         }))
         .map_err(|panic| {
             let context = format!("training epoch {epoch} batch {}", batch.index);
             Halt::from(panic_failure(panic.as_ref(), &context, cfg, device))
-        })
+        })?;
+        Ok(out.kind(FailureKind::LostRank)?)
+    }
+
+    /// Whether to go on: the controls, agreed by every rank ([`Replicas::agree`]).
+    fn agree(&self) -> Result<Flow, Failure> {
+        self.replicas.agree(self.link).kind(FailureKind::LostRank)
     }
 
     /// A non-finite loss: a warning while [`NonFiniteRule`] skips it, else the failure.
@@ -542,42 +592,62 @@ impl<'a> Trainer<'a> {
         Ok((report, started.elapsed().as_secs_f64()))
     }
 
-    /// The evaluation itself, with [`Event::EvalProgress`] about twice a second and the
-    /// controls read between batches.
+    /// The evaluation itself, on this rank's shard of the test set, gathered from every rank,
+    /// with [`Event::EvalProgress`] about twice a second and the controls agreed between
+    /// batches.
     fn run_evaluation(&self, epoch: usize, started: Instant) -> Result<Evaluated, Failure> {
-        let (stage, link, cfg) = (self.recipe.stage(), self.link, self.cfg);
+        let (stage, cfg, replicas) = (self.recipe.stage(), self.cfg, self.replicas);
+        let set_len = self.data.test.len();
+        let world = replicas.world_size();
         let mut last_sent: Option<Instant> = None;
-        let mut progress = |images_done: usize, images_total: usize| {
+        let mut lost = None;
+        let mut progress = |done: usize, total: usize| {
             let due = last_sent.is_none_or(|t| t.elapsed().as_secs_f64() >= 0.5);
-            if due || images_done == images_total {
+            if due || done == total {
                 last_sent = Some(Instant::now());
-                link.emit(Event::EvalProgress(EvalProgress {
+                let images_done = if done == total { set_len } else { (done * world).min(set_len) };
+                self.publish(Event::EvalProgress(EvalProgress {
                     stage,
                     epoch,
                     images_done,
-                    images_total,
+                    images_total: set_len,
                     images_per_sec: images_done as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 }));
             }
-            link.check()
+            self.agree().unwrap_or_else(|failure| {
+                lost = Some(failure);
+                Flow::Stop
+            })
         };
-        catch_unwind(AssertUnwindSafe(|| {
-            evaluate(
-                &self.net,
-                &self.data.test,
-                &self.data.norm,
-                cfg.effective_eval_batch_size(),
-                cfg.workers,
-                &self.spec,
-                cfg.on_bad_image,
-                &mut progress,
-            )
+        // Every rank evaluates rank 0's network (its BatchNorm statistics are the checkpoint's).
+        replicas
+            .broadcast_buffers(&self.net)
+            .kind(FailureKind::LostRank)?;
+        let order = replicas.shard((0..set_len).collect());
+        let opts = LoaderOptions {
+            batch_size: cfg.effective_eval_batch_size(),
+            workers: cfg.workers,
+            ..eval_loader_options(&self.net)
+        };
+        let (net, test, norm) = (&self.net, &self.data.test, &self.data.norm);
+        let samples = catch_unwind(AssertUnwindSafe(|| {
+            evaluate_samples(net, test, order, norm, &opts, cfg.on_bad_image, &mut progress)
         }))
         .map_err(|panic| {
             let context = format!("evaluating epoch {epoch}");
             panic_failure(panic.as_ref(), &context, cfg, self.device)
         })?
-        .kind(FailureKind::Data)
+        .kind(FailureKind::Data)?;
+        if let Some(failure) = lost {
+            return Err(failure);
+        }
+        let Some(s) = samples else {
+            return Ok(Evaluated::Stopped);
+        };
+        let acc = replicas
+            .gather_evaluation(s.acc, &s.indices, set_len, self.net.num_classes as usize)
+            .kind(FailureKind::LostRank)?;
+        Ok(Evaluated::Done(self.spec.report(&acc), s.skipped))
     }
 
     /// Ends an epoch: best figures, the metrics line and the epoch's events first, then the
@@ -633,6 +703,9 @@ impl<'a> Trainer<'a> {
             true => self.run.best_checkpoint(),
             false => self.run.current_checkpoint(),
         };
+        if !self.run.writes() {
+            return Ok(());
+        }
         let mut state = self.sgd.state();
         if let Some(s) = &self.scaler {
             state.extend(s.state());
@@ -687,7 +760,12 @@ impl<'a> Trainer<'a> {
         }
         let best_path = self.run.best_checkpoint();
         let best_checkpoint = best_path.is_file().then_some(best_path);
-        self.link.emit(Event::StageFinished(StageFinished {
+        // Rank 0's last checkpoint is written before any rank goes on (stage 2 reads it).
+        if let Err(e) = self.replicas.barrier("ending the stage") {
+            let failure = Failure::new(FailureKind::LostRank, format!("{e:#}"));
+            return Err(self.fail(failure, None));
+        }
+        self.publish(Event::StageFinished(StageFinished {
             stage: self.recipe.stage(),
             run_dir: self.run.root.clone(),
             best: self.best,
@@ -707,8 +785,15 @@ impl<'a> Trainer<'a> {
         for line in event.log_lines() {
             self.run.log(&line).kind(FailureKind::Io)?;
         }
-        self.link.emit(event);
+        self.publish(event);
         Ok(())
+    }
+
+    /// Sends an event to the front end: rank 0 speaks for every rank.
+    fn publish(&self, event: Event) {
+        if self.replicas.is_primary() {
+            self.link.emit(event);
+        }
     }
 
     /// The position a checkpoint records: `batch` is the next batch to train.
@@ -744,7 +829,8 @@ impl<'a> Trainer<'a> {
 
     fn loader_options(&self) -> LoaderOptions {
         LoaderOptions {
-            batch_size: self.cfg.batch_size,
+            // Each rank's share of the global batch (the configuration checks it divides).
+            batch_size: self.cfg.batch_size / self.replicas.world_size(),
             workers: self.cfg.workers,
             prefetch: 4,
             augment: true,
@@ -839,8 +925,16 @@ fn changed_settings(cfg: &Config, run_root: &Path) -> Option<Event> {
 }
 
 /// The log line that says how a step computes, when it differs from plain fp32.
-fn computation_line(cfg: &Config) -> Option<String> {
+fn computation_line(cfg: &Config, world_size: usize) -> Option<String> {
     let mut parts = Vec::new();
+    if world_size > 1 {
+        parts.push(format!(
+            "data parallel over {world_size} ranks ({} images each of every batch of {}, \
+             gradients averaged)",
+            cfg.batch_size / world_size,
+            cfg.batch_size
+        ));
+    }
     if cfg.amp {
         parts.push("mixed precision (fp16 autocast, dynamic loss scaling)".to_owned());
     }

@@ -1,0 +1,176 @@
+//! Starting the other ranks of this machine: the reference's `torch.multiprocessing.spawn` of
+//! one process per device, here as processes of this same binary (`mislas rank-worker`) with a
+//! `torchrun`-style environment, then joining the process group.
+use super::c10d::ProcessGroup;
+use super::{Replicas, Topology};
+use super::{ENV_LOCAL_RANK, ENV_MASTER_ADDR, ENV_MASTER_PORT, ENV_RANK, ENV_WORLD_SIZE};
+use crate::config::machine_cuda_devices;
+use crate::engine::Job;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The hidden subcommand a local rank runs: `mislas --saved DIR rank-worker --job FILE`.
+pub const WORKER_COMMAND: &str = "rank-worker";
+
+/// The binary that runs the other local ranks, when it is not this process's own (a program
+/// that embeds the engine, or a test).
+pub const ENV_BIN: &str = "MISLAS_BIN";
+
+/// A local rank this process started.
+#[derive(Debug)]
+pub struct Worker {
+    rank: usize,
+    child: Child,
+    /// Its standard error (what it says when it fails).
+    pub log: PathBuf,
+}
+
+impl Worker {
+    /// Waits for the process; `Some` text when it failed (its exit and last log lines).
+    pub fn wait(&mut self) -> Option<String> {
+        let status = self.child.wait().ok()?;
+        if status.success() {
+            return None;
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let last: Vec<&str> = text.lines().rev().take(3).collect();
+        let last: Vec<&str> = last.into_iter().rev().collect();
+        Some(format!(
+            "rank {} ended with {status}; its output is in {}{}",
+            self.rank,
+            self.log.display(),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", last.join(" / "))
+            }
+        ))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // A worker outliving a failed start would wait for its timeout: end it.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The ranks of `job` seen from this process: [`Replicas::single`] for one process; else,
+/// when this process launches its machine's ranks, the other local ranks are started (each
+/// told the job through a YAML file and its rank through the environment), then every rank
+/// joins the process group and checks that all ranks run the same job. Every configuration of
+/// `job` gets this rank's device (`cuda:LOCAL_RANK`, or `cpu`).
+///
+/// # Errors
+/// The build has no c10d, more processes than CUDA devices, a worker that cannot start, the
+/// rendezvous (port in use, a rank that did not arrive within `dist_timeout`), ranks whose jobs
+/// differ.
+pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cuda = machine_cuda_devices();
+    let Some(mut topo) = Topology::of(job.first_config(), &env, cuda)? else {
+        return Ok(Replicas::single());
+    };
+    super::c10d::support().map_err(anyhow::Error::msg)?;
+    if topo.backend == super::c10d::Backend::Nccl && topo.local_size > cuda {
+        bail!(
+            "gpus: {} processes need as many CUDA devices, and this machine has {cuda}",
+            topo.local_size
+        );
+    }
+    let text = serde_yaml::to_string(&*job).context("cannot write the job for the other ranks")?;
+    let mut workers = Vec::new();
+    if topo.launches_local_ranks {
+        if topo.master_port == 0 {
+            topo.master_port = free_port()?;
+        }
+        for local in 1..topo.local_size {
+            workers.push(spawn_worker(&topo, local, &text, saved_root)?);
+        }
+    }
+    let group = ProcessGroup::join(
+        &topo.master_addr,
+        topo.master_port,
+        topo.rank,
+        topo.world_size,
+        topo.backend,
+        topo.timeout,
+    )
+    .with_context(|| {
+        format!(
+            "rank {} of {} could not join the rendezvous at {}:{} ({})",
+            topo.rank, topo.world_size, topo.master_addr, topo.master_port, topo.backend
+        )
+    })?;
+    let replicas = Replicas::new(group, workers);
+    let first = replicas.share_text("job", &text)?;
+    if first != text {
+        bail!(
+            "rank {} runs another job than rank 0: {}. Every rank must be started with the same \
+             configuration",
+            topo.rank,
+            job_difference(&first, job)
+        );
+    }
+    job.set_device(&topo.device_spec());
+    Ok(replicas)
+}
+
+/// Which keys differ between rank 0's job (YAML) and this one, in words.
+fn job_difference(first: &str, mine: &Job) -> String {
+    let Ok(theirs) = serde_yaml::from_str::<Job>(first) else {
+        return "rank 0's job could not be read".to_owned();
+    };
+    let changes = theirs.first_config().changed_from(mine.first_config());
+    if changes.is_empty() {
+        return "their stages differ".to_owned();
+    }
+    changes
+        .iter()
+        .map(|(k, a, b)| format!("{k} is {a} on rank 0 and {b} here"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A port on 127.0.0.1 that is free now (the OS picks it; rank 0 binds it again at once).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn spawn_worker(topo: &Topology, local: usize, job: &str, saved_root: &Path) -> Result<Worker> {
+    let rank = topo.rank + local;
+    let dir = std::env::temp_dir();
+    let stamp = format!("{}-{}", std::process::id(), topo.master_port);
+    let job_file = dir.join(format!("mislas-job-{stamp}.yaml"));
+    std::fs::write(&job_file, job)
+        .with_context(|| format!("cannot write {}", job_file.display()))?;
+    let log = dir.join(format!("mislas-rank{rank}-{stamp}.log"));
+    let err = std::fs::File::create(&log)
+        .with_context(|| format!("cannot create {}", log.display()))?;
+    let exe = match std::env::var_os(ENV_BIN) {
+        Some(bin) => PathBuf::from(bin),
+        None => std::env::current_exe().context("cannot find the mislas binary to start ranks")?,
+    };
+    let child = Command::new(&exe)
+        .arg("--saved")
+        .arg(saved_root)
+        .arg(WORKER_COMMAND)
+        .arg("--job")
+        .arg(&job_file)
+        .env(ENV_RANK, rank.to_string())
+        .env(ENV_WORLD_SIZE, topo.world_size.to_string())
+        .env(ENV_LOCAL_RANK, local.to_string())
+        .env(ENV_MASTER_ADDR, &topo.master_addr)
+        .env(ENV_MASTER_PORT, topo.master_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start rank {rank} ({})", exe.display()))?;
+    Ok(Worker { rank, child, log })
+}

@@ -1,0 +1,426 @@
+//! What `DistributedDataParallel` does to training and evaluation, on a [`ProcessGroup`].
+//!
+//! | | PyTorch (reference) | here |
+//! |---|---|---|
+//! | start | DDP's constructor broadcasts parameters and buffers from rank 0 | [`Replicas::broadcast_state`] |
+//! | forward | buffers (BatchNorm statistics) broadcast from rank 0 (`broadcast_buffers=True`); no SyncBN | [`Replicas::broadcast_buffers`] |
+//! | backward | gradients summed in 25 MB buckets, divided by the world size | [`Replicas::average_gradients`], after the backward pass (not overlapped with it) |
+//! | sampler | `DistributedSampler`: the epoch's order padded to a multiple of N, rank r takes r, r+N, … | [`Replicas::shard`] |
+//!
+//! Every collective failure becomes one message naming the rank that was lost
+//! ([`Replicas::lost_rank`]).
+use super::c10d::ProcessGroup;
+use super::launch::Worker;
+use crate::engine::step::GradientSync;
+use crate::engine::{Flow, Link, Poll};
+use crate::metrics::EvalAccumulator;
+use crate::model::Network;
+use anyhow::{anyhow, Result};
+use std::cell::Cell;
+use std::time::Duration;
+use tch::{Device, Tensor};
+
+/// DDP's default bucket size (`bucket_cap_mb=25`), bytes.
+pub const BUCKET_BYTES: usize = 25 * 1024 * 1024;
+
+/// The ranks of a data-parallel run, seen from one of them; or one process alone
+/// ([`Replicas::single`]), for which every method is the identity.
+#[derive(Debug)]
+pub struct Replicas {
+    group: Option<ProcessGroup>,
+    rank: usize,
+    world_size: usize,
+    /// Processes of the other local ranks, started by this one.
+    workers: Vec<Worker>,
+    /// Rank 0: the controls say "paused".
+    paused: Cell<bool>,
+    /// Collective failures so far (a key of the lost-rank roll call).
+    failures: Cell<u32>,
+}
+
+impl Replicas {
+    /// One process: no collective.
+    pub fn single() -> Self {
+        Replicas {
+            group: None,
+            rank: 0,
+            world_size: 1,
+            workers: Vec::new(),
+            paused: Cell::new(false),
+            failures: Cell::new(0),
+        }
+    }
+
+    /// Rank `group.rank()` of `group`, with the local `workers` it started.
+    pub fn new(group: ProcessGroup, workers: Vec<Worker>) -> Self {
+        Replicas {
+            rank: group.rank(),
+            world_size: group.world_size(),
+            group: Some(group),
+            workers,
+            paused: Cell::new(false),
+            failures: Cell::new(0),
+        }
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of ranks (1 alone).
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// Rank 0: the one that writes the run folder and reads the controls.
+    pub fn is_primary(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// The process group, when there is more than one rank.
+    pub fn group(&self) -> Option<&ProcessGroup> {
+        self.group.as_ref()
+    }
+
+    /// Copies rank 0's parameters and buffers (every variable of `net`) to every rank, as
+    /// DDP's constructor does.
+    ///
+    /// # Errors
+    /// A lost rank.
+    pub fn broadcast_state(&self, net: &Network) -> Result<()> {
+        let vars: Vec<Tensor> = sorted_variables(net).into_iter().map(|(_, t)| t).collect();
+        self.broadcast_bucketed(&vars, "broadcasting the weights from rank 0")
+    }
+
+    /// Copies rank 0's BatchNorm statistics (running mean and variance, batches tracked) to
+    /// every rank: DDP's `broadcast_buffers=True` before each forward pass in train mode.
+    ///
+    /// # Errors
+    /// A lost rank.
+    pub fn broadcast_buffers(&self, net: &Network) -> Result<()> {
+        if self.group.is_none() {
+            return Ok(());
+        }
+        let buffers: Vec<Tensor> = sorted_variables(net)
+            .into_iter()
+            .filter(|(name, _)| is_batchnorm_buffer(name))
+            .map(|(_, t)| t)
+            .collect();
+        self.broadcast_bucketed(&buffers, "broadcasting BatchNorm statistics")
+    }
+
+    fn broadcast_bucketed(&self, tensors: &[Tensor], during: &str) -> Result<()> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        tch::no_grad(|| {
+            for bucket in buckets(tensors, BUCKET_BYTES) {
+                let parts: Vec<&Tensor> = bucket.iter().map(|&i| &tensors[i]).collect();
+                let mut flat = [flatten(&parts)];
+                group
+                    .broadcast(&mut flat, 0)
+                    .map_err(|e| self.lost_rank(during, e))?;
+                unflatten(&flat[0], &parts);
+            }
+            Ok(())
+        })
+    }
+
+    /// The share of an epoch's `order` this rank trains on or evaluates: `DistributedSampler`
+    /// (`drop_last=False`) — the order padded with its own first indices to a multiple of the
+    /// world size, then every world-size-th index from position `rank`. So global batch `j` of
+    /// B indices is split into the ranks' batches `j` of B/N, rank r taking the positions
+    /// ≡ r (mod N) of it. Alone: the order itself.
+    pub fn shard(&self, order: Vec<usize>) -> Vec<usize> {
+        shard(order, self.rank, self.world_size)
+    }
+
+    /// Whether every rank goes on, stops, or waits: rank 0 reads the controls ([`Link::poll`])
+    /// and broadcasts them, so that all ranks stop at the same batch. While paused every rank
+    /// waits here, meeting again every 200 ms (so that a long pause is no lost rank). Alone:
+    /// [`Link::check`].
+    ///
+    /// # Errors
+    /// A lost rank.
+    pub fn agree(&self, link: &Link) -> Result<Flow> {
+        let Some(group) = &self.group else {
+            return Ok(link.check());
+        };
+        loop {
+            let code = match self.is_primary() {
+                true => {
+                    let mut paused = self.paused.get();
+                    let poll = link.poll(&mut paused);
+                    self.paused.set(paused);
+                    poll as i64
+                }
+                false => 0,
+            };
+            let mut t = [Tensor::from_slice(&[code])];
+            group
+                .broadcast(&mut t, 0)
+                .map_err(|e| self.lost_rank("agreeing on the controls", e))?;
+            match t[0].int64_value(&[0]) {
+                c if c == Poll::Stop as i64 => return Ok(Flow::Stop),
+                c if c == Poll::Paused as i64 => std::thread::sleep(Duration::from_millis(200)),
+                _ => return Ok(Flow::Continue),
+            }
+        }
+    }
+
+    /// Gathers an evaluation made on shards: `acc` holds this rank's samples, `indices` their
+    /// indices in the set (of `set_len` images). Returns every sample once, in index order (the
+    /// order of a one-process evaluation), padded duplicates removed, on every rank. Alone:
+    /// `acc`.
+    ///
+    /// # Errors
+    /// A lost rank.
+    pub fn gather_evaluation(
+        &self,
+        acc: EvalAccumulator,
+        indices: &[usize],
+        set_len: usize,
+        num_classes: usize,
+    ) -> Result<EvalAccumulator> {
+        let Some(group) = &self.group else {
+            return Ok(acc);
+        };
+        let during = "gathering the evaluation";
+        let lost = |e| self.lost_rank(during, e);
+        let rows = acc.to_rows();
+        let idx = Tensor::from_slice(&indices.iter().map(|&i| i as f64).collect::<Vec<_>>());
+        let mine = Tensor::cat(&[idx.unsqueeze(1), rows], 1);
+        let counts = group
+            .all_gather(&Tensor::from_slice(&[indices.len() as i64]))
+            .map_err(lost)?;
+        let most = counts.iter().map(|c| c.int64_value(&[0])).max().unwrap_or(0);
+        let padded = mine.constant_pad_nd([0, 0, 0, most - indices.len() as i64]);
+        let _ = padded.narrow(0, indices.len() as i64, most - indices.len() as i64).fill_(-1.0);
+        let all = group.all_gather(&padded).map_err(lost)?;
+        let all = Tensor::cat(&all, 0).contiguous().view(-1);
+        let flat = Vec::<f64>::try_from(&all)?;
+        let mut by_index: Vec<Option<&[f64]>> = vec![None; set_len];
+        for row in flat.chunks_exact(6) {
+            let i = row[0];
+            if i >= 0.0 && (i as usize) < set_len && by_index[i as usize].is_none() {
+                by_index[i as usize] = Some(&row[1..]);
+            }
+        }
+        let values: Vec<f64> = by_index.into_iter().flatten().flatten().copied().collect();
+        let mut out = EvalAccumulator::new(num_classes);
+        out.add_rows(&Tensor::from_slice(&values).view([-1, 5]));
+        Ok(out)
+    }
+
+    /// Rank 0's `value` on every rank (through the rendezvous store, under `key`).
+    ///
+    /// # Errors
+    /// A lost rank, or rank 0 did not publish within the timeout.
+    pub fn share_text(&self, key: &str, value: &str) -> Result<String> {
+        let Some(group) = &self.group else {
+            return Ok(value.to_owned());
+        };
+        let key = format!("mislas/{key}");
+        if self.is_primary() {
+            group.store_set(&key, value.as_bytes())?;
+            return Ok(value.to_owned());
+        }
+        let bytes = group
+            .store_get(&key, group.timeout())
+            .map_err(|e| self.lost_rank(&format!("waiting for rank 0's {key}"), e))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Waits until every rank arrived here.
+    ///
+    /// # Errors
+    /// A lost rank.
+    pub fn barrier(&self, during: &str) -> Result<()> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        let mut t = [Tensor::from_slice(&[1i64])];
+        group
+            .all_reduce_sum(&mut t)
+            .map_err(|e| self.lost_rank(during, e))
+    }
+
+    /// The error of a failed collective, naming the lost ranks: every surviving rank writes a
+    /// roll-call key for this failure into the rendezvous store and waits (at most 10 s, within
+    /// the timeout) for the others'; those missing are named. When the store itself is gone,
+    /// rank 0 (which serves it) was lost.
+    pub fn lost_rank(&self, during: &str, cause: anyhow::Error) -> anyhow::Error {
+        let Some(group) = &self.group else {
+            return cause;
+        };
+        let n = self.failures.get();
+        self.failures.set(n + 1);
+        let key = |r: usize| format!("mislas/alive/{n}/{r}");
+        if group.store_set(&key(self.rank), b"1").is_err() {
+            return anyhow!(
+                "lost rank 0 of {} while {during}: its rendezvous store is gone (the process \
+                 ended or its machine is unreachable); rank {} stops. ({cause:#})",
+                self.world_size,
+                self.rank
+            );
+        }
+        let wait = group.timeout().min(Duration::from_secs(10));
+        let missing: Vec<String> = (0..self.world_size)
+            .filter(|&r| r != self.rank && group.store_get(&key(r), wait).is_err())
+            .map(|r| r.to_string())
+            .collect();
+        let who = match missing.len() {
+            0 => "no rank answered as lost".to_owned(),
+            1 => format!("lost rank {}", missing[0]),
+            _ => format!("lost ranks {}", missing.join(", ")),
+        };
+        anyhow!(
+            "{who} of {} while {during}; rank {} stops. ({cause:#})",
+            self.world_size,
+            self.rank
+        )
+    }
+
+    /// Waits for the local ranks this process started; their failures, as text.
+    pub fn wait_for_workers(&mut self) -> Vec<String> {
+        self.workers.iter_mut().filter_map(Worker::wait).collect()
+    }
+}
+
+impl GradientSync for Replicas {
+    /// Sums the gradients over the ranks in [`BUCKET_BYTES`] buckets and divides them by the
+    /// world size (DDP's averaging), and sums the step's `figures`.
+    fn average(&self, grads: &[Tensor], figures: &mut Tensor) -> Result<()> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        let lost = |e| self.lost_rank("averaging gradients", e);
+        let n = self.world_size as f64;
+        tch::no_grad(|| {
+            for bucket in buckets(grads, BUCKET_BYTES) {
+                let parts: Vec<&Tensor> = bucket.iter().map(|&i| &grads[i]).collect();
+                let mut flat = [flatten(&parts)];
+                group.all_reduce_sum(&mut flat).map_err(lost)?;
+                let _ = flat[0].divide_scalar_(n);
+                unflatten(&flat[0], &parts);
+            }
+            let mut f = [figures.to_device(Device::Cpu).contiguous()];
+            group.all_reduce_sum(&mut f).map_err(lost)?;
+            *figures = f[0].shallow_clone();
+            Ok(())
+        })
+    }
+}
+
+/// Every variable of `net` by name: the same order on every rank (a `HashMap`'s is not).
+fn sorted_variables(net: &Network) -> Vec<(String, Tensor)> {
+    let mut v: Vec<_> = net.vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// BatchNorm's buffers among a network's variables (`running_mean`, `running_var`,
+/// `num_batches_tracked`).
+fn is_batchnorm_buffer(name: &str) -> bool {
+    name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name.ends_with("num_batches_tracked")
+}
+
+/// Groups `tensors` (in order) into buckets of one dtype and device holding at most
+/// `cap_bytes` each (a larger tensor is a bucket alone), as DDP's `bucket_cap_mb`.
+pub fn buckets(tensors: &[Tensor], cap_bytes: usize) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, t) in tensors.iter().enumerate() {
+        let size = t.numel() * t.kind().elt_size_in_bytes();
+        let fits = out.last().is_some_and(|b| {
+            let first = &tensors[b[0]];
+            first.kind() == t.kind() && first.device() == t.device() && bytes + size <= cap_bytes
+        });
+        if fits {
+            out.last_mut().expect("checked").push(i);
+            bytes += size;
+        } else {
+            out.push(vec![i]);
+            bytes = size;
+        }
+    }
+    out
+}
+
+fn flatten(parts: &[&Tensor]) -> Tensor {
+    let views: Vec<Tensor> = parts.iter().map(|t| t.reshape(-1)).collect();
+    Tensor::cat(&views, 0)
+}
+
+fn unflatten(flat: &Tensor, parts: &[&Tensor]) {
+    let mut at = 0;
+    for t in parts {
+        let n = t.numel() as i64;
+        let mut dst = t.shallow_clone();
+        dst.copy_(&flat.narrow(0, at, n).view_as(t));
+        at += n;
+    }
+}
+
+/// `DistributedSampler`'s split of `order` (see [`Replicas::shard`]).
+pub fn shard(mut order: Vec<usize>, rank: usize, world_size: usize) -> Vec<usize> {
+    if world_size <= 1 || order.is_empty() {
+        return order;
+    }
+    let padded = order.len().div_ceil(world_size) * world_size;
+    let mut k = 0;
+    while order.len() < padded {
+        order.push(order[k]);
+        k += 1;
+    }
+    order.into_iter().skip(rank).step_by(world_size).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    #[test]
+    fn shard_is_distributed_samplers() {
+        // torch.utils.data.DistributedSampler(range(10), num_replicas=4, shuffle=False):
+        // padded with 0, 1 to 12; rank r takes r, r+4, r+8.
+        let order: Vec<usize> = (0..10).collect();
+        assert_eq!(shard(order.clone(), 0, 4), vec![0, 4, 8]);
+        assert_eq!(shard(order.clone(), 1, 4), vec![1, 5, 9]);
+        assert_eq!(shard(order.clone(), 2, 4), vec![2, 6, 0]);
+        assert_eq!(shard(order.clone(), 3, 4), vec![3, 7, 1]);
+        assert_eq!(shard(order.clone(), 0, 1), order);
+        // Global batch j of B = 4 on 2 ranks: rank r's batch j of 2 holds positions ≡ r mod 2.
+        let order = vec![9, 8, 7, 6, 5, 4, 3, 2];
+        assert_eq!(shard(order.clone(), 0, 2), vec![9, 7, 5, 3]);
+        assert_eq!(shard(order, 1, 2), vec![8, 6, 4, 2]);
+    }
+
+    #[test]
+    fn buckets_split_by_size_and_dtype() {
+        let f = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
+        let l = |n: i64| Tensor::zeros([n], (Kind::Int64, Device::Cpu));
+        let ts = [f(10), f(10), f(30), l(2), l(2), f(1)];
+        // 80 bytes cap: 40 + 40 fit, 120 alone, the int64 pair, then the float again.
+        assert_eq!(
+            buckets(&ts, 80),
+            vec![vec![0, 1], vec![2], vec![3, 4], vec![5]]
+        );
+    }
+
+    #[test]
+    fn flatten_and_back() {
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let b = Tensor::from_slice(&[5.0f32]);
+        let flat = flatten(&[&a, &b]);
+        assert_eq!(Vec::<f32>::try_from(&flat).unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0]);
+        let flat = flat * 2.0;
+        unflatten(&flat, &[&a, &b]);
+        assert_eq!(Vec::<f32>::try_from(&a.view(-1)).unwrap(), [2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(b.double_value(&[0]), 10.0);
+    }
+}
