@@ -141,3 +141,250 @@ fn two_ranks_take_the_step_of_one_process_accumulating_their_halves() {
     assert!(moved > 1e-3, "the steps moved the weights ({moved})");
     assert_eq!(single.len(), rank0.len());
 }
+
+// ---- whole runs: two ranks started by the engine itself (`gpus 2`), Gloo on CPU ----
+
+use mislas::checkpoint;
+use mislas::config::Config;
+use mislas::engine::{self, Job};
+use mislas::events::{Control, Event, Failure};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const BIN: &str = env!("CARGO_BIN_EXE_mislas");
+
+/// The runs share two cores and the free-port draw: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A small CIFAR-10 in the binary release's format (`cifar-10-batches-bin`): 5 × 100 training
+/// and 100 test images, 10 per class per file, each class a different mean brightness.
+fn tiny_cifar10(root: &Path) {
+    let dir = root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut file = |name: &str| {
+        let mut v = Vec::new();
+        for i in 0..100u8 {
+            let label = i % 10;
+            v.push(label);
+            v.extend((0..3072).map(|_| (label * 20 + rng.random_range(0..60u8)).min(255)));
+        }
+        std::fs::write(dir.join(name), v).unwrap();
+    };
+    for k in 1..=5 {
+        file(&format!("data_batch_{k}.bin"));
+    }
+    file("test_batch.bin");
+}
+
+/// Stage 1 on the tiny CIFAR-10-LT (IF 0.1: 197 images, 7 batches of 32) on two CPU ranks.
+fn two_ranks(data: &Path, name: &str, epochs: usize) -> Config {
+    let p = Path::new(ROOT).join("presets/cifar10/cifar10_imb001_stage1_mixup.yaml");
+    let mut c = Config::from_file(&p).expect("preset loads").config;
+    c.name = name.into();
+    c.data_path = data.display().to_string();
+    c.imb_factor = Some(0.1);
+    c.batch_size = 32;
+    c.num_epochs = epochs;
+    c.warmup_epochs = Some(1);
+    c.device = "cpu".into();
+    c.workers = 0;
+    c.print_freq = 0;
+    c.gpus = 2;
+    c.dist_timeout = 20.0;
+    c
+}
+
+fn with_worker_binary() {
+    // SAFETY: set before any run starts, to the same value in every test.
+    unsafe { std::env::set_var(mislas::dist::launch::ENV_BIN, BIN) };
+}
+
+/// Runs a job to its end, sending Stop after the batch `stop_after` (epoch, batch) is reported.
+fn run(cfg: Config, saved: &Path, stop_after: Option<(usize, usize)>) -> (PathBuf, Vec<Event>) {
+    with_worker_binary();
+    let h = engine::spawn(Job::Single(cfg), saved.to_path_buf());
+    let mut dir = None;
+    let mut events = Vec::new();
+    for e in h.events.iter() {
+        match &e {
+            Event::StageStarted(s) => dir = Some(s.run_dir.clone()),
+            Event::Batch(b) if Some((b.epoch, b.batch)) == stop_after => {
+                h.controls.send(Control::Stop).unwrap()
+            }
+            Event::Failed(Failure { message, .. }) => panic!("engine error: {message}"),
+            _ => {}
+        }
+        events.push(e);
+    }
+    h.join().unwrap();
+    (dir.expect("the stage started"), events)
+}
+
+fn current(dir: &Path) -> PathBuf {
+    dir.join("ckps/current.safetensors")
+}
+
+#[test]
+fn two_ranks_stopped_and_resumed_end_with_the_uninterrupted_weights_and_evaluate_as_one() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let saved = tmp.path().join("saved");
+    let cfg = two_ranks(tmp.path(), "dp_resume", 2);
+    let (full, full_events) = run(cfg.clone(), &saved, None);
+
+    let (stopped, events) = run(cfg.clone(), &saved, Some((1, 2)));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::StageFinished(f) if f.stopped)));
+    let at = checkpoint::load(&current(&stopped)).unwrap().position.unwrap();
+    assert_eq!(at.epoch, 1);
+    assert!((3..7).contains(&at.batch), "stopped at batch {}", at.batch);
+    let mut resumed = cfg.clone();
+    resumed.resume = current(&stopped).display().to_string();
+    let (again, _) = run(resumed, &saved, None);
+    assert_eq!(again, stopped, "the resume continues the stopped run's folder");
+
+    let a = checkpoint::load(&current(&full)).unwrap();
+    let b = checkpoint::load(&current(&stopped)).unwrap();
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (k, t) in &a.tensors {
+        assert!(t.equal(&b.tensors[k]), "{k} differs from the uninterrupted run");
+    }
+    let (ma, mb) = (
+        mislas::run_dir::read_metrics(&full).unwrap(),
+        mislas::run_dir::read_metrics(&stopped).unwrap(),
+    );
+    assert_eq!(ma.len(), 2);
+    assert_eq!(ma[1].eval, mb[1].eval, "the same figures after the resume");
+    assert_eq!(ma[1].train_loss, mb[1].train_loss);
+
+    // The two ranks' evaluation, gathered, is a one-process evaluation of the checkpoint.
+    let mut one = cfg;
+    one.gpus = 1;
+    one.resume = current(&full).display().to_string();
+    let report = mislas::engine::evaluate::evaluate_checkpoint(&one).unwrap();
+    // (The epoch's report as the run sent it: metrics.jsonl's JSON may round a last digit.)
+    let last = full_events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Epoch(r) => Some(r.eval.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(report, last, "2-rank and 1-process evaluations differ");
+    assert_eq!(report.samples, 100);
+}
+
+/// Starts the mislas binary; its stdout and stderr go to files in `dir`.
+fn start_binary(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn write_config(cfg: &Config, path: &Path) {
+    std::fs::write(path, cfg.to_yaml()).unwrap();
+}
+
+#[test]
+fn a_killed_rank_ends_every_rank_with_its_name_and_the_checkpoint_resumes() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let saved = tmp.path().join("saved");
+    let mut cfg = two_ranks(tmp.path(), "dp_kill", 1000);
+    cfg.dist_timeout = 15.0;
+    let yaml = tmp.path().join("cfg.yaml");
+    write_config(&cfg, &yaml);
+    let saved_arg = saved.display().to_string();
+    let yaml_arg = yaml.display().to_string();
+    let mut rank0 = start_binary(tmp.path(), &["--saved", &saved_arg, "train", "--cfg", &yaml_arg]);
+    // Wait for the first checkpoint (end of epoch 0), then a little training of epoch 1.
+    let started = Instant::now();
+    let ckpt = loop {
+        let found = std::fs::read_dir(&saved)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| current(&e.unwrap().path()));
+        if let Some(p) = found.filter(|p| p.is_file()) {
+            break p;
+        }
+        assert!(started.elapsed().as_secs() < 300, "no checkpoint after 300 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let children = Command::new("pgrep")
+        .args(["-P", &rank0.id().to_string()])
+        .output()
+        .unwrap();
+    let worker = String::from_utf8(children.stdout).unwrap();
+    let worker = worker.lines().next().expect("rank 1 runs as a child process").trim().to_owned();
+    let killed = Instant::now();
+    Command::new("kill").args(["-9", &worker]).status().unwrap();
+    let status = rank0.wait().unwrap();
+    let waited = killed.elapsed().as_secs_f64();
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr.txt")).unwrap();
+    assert!(!status.success());
+    assert!(waited < 15.0 + 20.0, "rank 0 ended {waited:.0} s after the kill");
+    assert!(stderr.contains("lost rank 1 of 2"), "{stderr}");
+    assert_eq!(
+        stderr.matches("error:").count(),
+        1,
+        "one message: {stderr}"
+    );
+    // The last checkpoint is whole, and a resume on two ranks goes on from it.
+    let at = checkpoint::load(&ckpt).unwrap().position.unwrap();
+    let mut resumed = cfg;
+    resumed.resume = ckpt.display().to_string();
+    resumed.num_epochs = at.epoch + 1;
+    let (dir, _) = run(resumed, &saved, None);
+    assert_eq!(current(&dir), ckpt);
+    assert_eq!(
+        checkpoint::load(&ckpt).unwrap().position.unwrap().epoch,
+        at.epoch + 1
+    );
+}
+
+#[test]
+fn bad_data_parallel_settings_are_clear_errors_without_a_hang() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    with_worker_binary();
+    let fails = |cfg: Config| -> String {
+        let h = engine::spawn(Job::Single(cfg), tmp.path().join("saved"));
+        let last = h.events.iter().last();
+        h.join().unwrap();
+        match last {
+            Some(Event::Failed(f)) => f.message,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    };
+    // A global batch that does not split over the ranks.
+    let mut c = two_ranks(tmp.path(), "dp_bad", 1);
+    c.gpus = 3;
+    let e = fails(c);
+    assert!(e.contains("batch_size 32") && e.contains("3 ranks"), "{e}");
+    // The rendezvous port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = two_ranks(tmp.path(), "dp_port", 1);
+    c.dist_url = format!("tcp://127.0.0.1:{}", taken.local_addr().unwrap().port());
+    let started = Instant::now();
+    let e = fails(c);
+    assert!(e.contains("could not join the rendezvous"), "{e}");
+    assert!(e.to_lowercase().contains("address already in use"), "{e}");
+    assert!(started.elapsed().as_secs() < 30);
+}

@@ -117,6 +117,11 @@ pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas> {
         );
     }
     job.set_device(&topo.device_spec());
+    if topo.backend == super::c10d::Backend::Gloo {
+        // CPU ranks share this machine's cores: split libtorch's threads between them.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tch::set_num_threads((cores / topo.local_size).max(1) as i32);
+    }
     Ok(replicas)
 }
 
@@ -165,6 +170,7 @@ fn spawn_worker(topo: &Topology, local: usize, job: &str, saved_root: &Path) -> 
         .env(ENV_RANK, rank.to_string())
         .env(ENV_WORLD_SIZE, topo.world_size.to_string())
         .env(ENV_LOCAL_RANK, local.to_string())
+        .env(super::ENV_LOCAL_WORLD_SIZE, topo.local_size.to_string())
         .env(ENV_MASTER_ADDR, &topo.master_addr)
         .env(ENV_MASTER_PORT, topo.master_port.to_string())
         .stdin(Stdio::null())

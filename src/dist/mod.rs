@@ -25,6 +25,8 @@ pub const ENV_RANK: &str = "RANK";
 pub const ENV_WORLD_SIZE: &str = "WORLD_SIZE";
 /// Rank on this machine (the CUDA device index).
 pub const ENV_LOCAL_RANK: &str = "LOCAL_RANK";
+/// Ranks on this machine.
+pub const ENV_LOCAL_WORLD_SIZE: &str = "LOCAL_WORLD_SIZE";
 /// Host of rank 0's rendezvous store.
 pub const ENV_MASTER_ADDR: &str = "MASTER_ADDR";
 /// Port of rank 0's rendezvous store.
@@ -154,11 +156,15 @@ fn from_env(
         .ok()
         .filter(|p| *p > 0)
         .with_context(|| format!("{ENV_MASTER_PORT} must be a port 1–65535, is {master_port}"))?;
+    let local_size = match env(ENV_LOCAL_WORLD_SIZE) {
+        Some(v) => number(ENV_LOCAL_WORLD_SIZE, Some(v))?.max(1),
+        None => world_size,
+    };
     Ok(Topology {
         rank,
         world_size,
         local_rank,
-        local_size: world_size,
+        local_size,
         master_addr: env(ENV_MASTER_ADDR).unwrap_or_else(|| "127.0.0.1".to_owned()),
         master_port,
         backend,
