@@ -42,7 +42,8 @@ fn c10d(lib: &Path) {
     println!("cargo:rerun-if-env-changed=MISLAS_GLOO_INCLUDE");
     println!("cargo:rerun-if-env-changed=MISLAS_CUDA_INCLUDE");
     let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
-    let gloo = std::env::var("MISLAS_GLOO_INCLUDE").map_or_else(|_| PathBuf::from("/usr/include"), PathBuf::from);
+    let gloo = std::env::var("MISLAS_GLOO_INCLUDE")
+        .map_or_else(|_| PathBuf::from("/usr/include"), PathBuf::from);
     if !gloo.join("gloo/algorithm.h").is_file() {
         println!(
             "cargo:warning=gloo's headers are not in {} (Debian: apt-get install libgloo-dev, or \
@@ -63,16 +64,22 @@ fn c10d(lib: &Path) {
         .define("USE_C10D_GLOO", None)
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .flag_if_supported("-Wno-unused-parameter")
-        .flag_if_supported("-Wno-deprecated-declarations");
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .flag_if_supported("-Wno-interference-size");
     let nccl = nccl_includes(lib);
     if let Some(dirs) = &nccl {
-        build.define("USE_C10D_NCCL", None).define("MISLAS_NCCL", None);
+        build
+            .define("USE_C10D_NCCL", None)
+            .define("MISLAS_NCCL", None);
         for d in dirs {
             build.include(d);
         }
     }
     if let Err(e) = build.try_compile("mislas_c10d") {
-        panic!("\n\ncompiling src/dist/c10d.cc against {} failed: {e}\n", include.display());
+        panic!(
+            "\n\ncompiling src/dist/c10d.cc against {} failed: {e}\n",
+            include.display()
+        );
     }
     println!("cargo:rustc-cfg=mislas_c10d");
     if nccl.is_some() {
@@ -94,7 +101,8 @@ fn nccl_includes(lib: &Path) -> Option<Vec<PathBuf>> {
     }
     dirs.push(nvidia.join("cu13/include/cccl"));
     let has = |file: &str| dirs.iter().any(|d| d.join(file).is_file());
-    let found = has("cuda_runtime.h") && has("nccl.h") && has("nv/target") && has("crt/host_config.h");
+    let found =
+        has("cuda_runtime.h") && has("nccl.h") && has("nv/target") && has("crt/host_config.h");
     if !found {
         println!(
             "cargo:warning=CUDA's headers for NCCL (cuda_runtime.h, crt/host_config.h, CCCL's \

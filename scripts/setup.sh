@@ -57,3 +57,16 @@ fi
   echo "setup: without libjpeg-turbo's development files (libjpeg62-turbo-dev) mislas does not build" >&2
 command -v tmux >/dev/null || apt_install tmux ||
   echo "setup: without tmux the terminal UI's end-to-end test skips itself" >&2
+# Data parallel (src/dist): gloo's headers for ProcessGroupGloo (libtorch already contains gloo
+# itself; only its headers are needed), and for ProcessGroupNCCL the CUDA headers the torch
+# wheels leave out (CCCL's nv/target, crt/host_config.h), from the wheels of torch's CUDA 13.0.
+# Without them mislas still builds: one process, or no NCCL, said at run time.
+[ -e /usr/include/gloo/algorithm.h ] || [ -n "${MISLAS_GLOO_INCLUDE:-}" ] || apt_install libgloo-dev ||
+  echo "setup: without libgloo-dev's headers mislas trains on one process only" >&2
+cuda_inc="$torch_dir/../nvidia/cu13/include"
+if [ -d "$cuda_inc" ] && { [ ! -e "$cuda_inc/cccl/nv/target" ] || [ ! -e "$cuda_inc/crt/host_config.h" ]; }; then
+  echo "setup: installing CUDA 13.0's CCCL and CRT headers into $venv (for NCCL)" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+    "nvidia-cuda-cccl==13.0.*" "nvidia-cuda-crt==13.0.*" ||
+    echo "setup: without them mislas is built without NCCL (multi-GPU training)" >&2
+fi

@@ -260,7 +260,10 @@ impl EvalAccumulator {
     /// When `rows` is not `[m, 5]`.
     pub fn add_rows(&mut self, rows: &Tensor) {
         let shape = rows.size();
-        assert!(shape.len() == 2 && shape[1] == 5, "expected rows [m, 5], got {shape:?}");
+        assert!(
+            shape.len() == 2 && shape[1] == 5,
+            "expected rows [m, 5], got {shape:?}"
+        );
         let flat = to_vec::<f64>(&rows.to_kind(Kind::Double).reshape([-1]));
         for r in flat.chunks_exact(5) {
             self.confidences.push(r[0]);

@@ -77,7 +77,39 @@ impl Config {
             }),
             _ => {}
         }
+        v.extend(self.check_data_parallel(cuda_device_count));
         v
+    }
+
+    /// `gpus` against this machine and this build: processes on CUDA need as many devices,
+    /// and more than one process needs c10d built in.
+    fn check_data_parallel(&self, cuda_device_count: usize) -> Option<FieldIssue> {
+        if self.gpus <= 1 {
+            return None;
+        }
+        let on_cuda = match parse_device_spec(&self.device) {
+            Ok(DeviceSpec::Cpu) | Err(_) => false,
+            Ok(DeviceSpec::Auto) => cuda_device_count > 0,
+            Ok(DeviceSpec::Cuda(_)) => true,
+        };
+        let message = if let Err(why) = crate::dist::c10d::support() {
+            why.to_owned()
+        } else if on_cuda && self.gpus > cuda_device_count {
+            format!(
+                "{} processes need as many CUDA devices, and this machine has {cuda_device_count}",
+                self.gpus
+            )
+        } else if on_cuda && !crate::dist::c10d::has_nccl() {
+            "this mislas was built without NCCL (CUDA's headers were missing at build time: run \
+             scripts/setup.sh, then rebuild), so it runs one process per CUDA machine"
+                .to_owned()
+        } else {
+            return None;
+        };
+        Some(FieldIssue {
+            key: "gpus",
+            message,
+        })
     }
 
     /// Checks that `resume` names an existing file (when set).

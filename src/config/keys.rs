@@ -235,7 +235,7 @@ pub static KEYS: &[KeySpec] = &[
         "Data parallel: this machine's node rank, 0..world_size; -1 is 0", None),
     key("dist_url", Text, "''", Shared,
         "Rendezvous tcp://HOST:PORT of rank 0 (several nodes); empty: a free port here", None),
-    key("dist_timeout", Float, "300", Shared,
+    key("dist_timeout", Float, "300.0", Shared,
         "Seconds a rank waits for the others before the run ends naming the lost rank",
         Some(checks::dist_timeout)),
     // ---- the data ----

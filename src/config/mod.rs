@@ -296,11 +296,7 @@ impl Default for Config {
 
 /// Keys of the reference configuration that only matter to distributed PyTorch (or to methods
 /// of the release that mislas does not implement): accepted, reported, not used.
-pub const IGNORED_KEYS: &[&str] = &[
-    "distributed",
-    "gpu",
-    "dist_backend",
-];
+pub const IGNORED_KEYS: &[&str] = &["distributed", "gpu", "dist_backend"];
 
 /// A configuration error: which file (or the command line) and what was expected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

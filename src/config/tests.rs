@@ -13,7 +13,8 @@ fn reference_yaml_loads_unchanged() {
     assert_eq!(c.alpha, None);
     assert_eq!(c.tail_class_idx, [7, 10]);
     assert!(!c.deterministic);
-    assert_eq!(l.ignored.len(), 7);
+    // distributed, gpu, dist_backend; the other data-parallel keys are used (crate::dist).
+    assert_eq!(l.ignored.len(), 3);
     assert!(c.validate().is_empty(), "{:?}", c.validate());
 }
 
@@ -164,8 +165,9 @@ fn device_specs() {
     assert!(parse_device_spec("gpu").is_err());
 }
 
-/// `Config::default()` serialised, captured before the defaults moved into the key table.
-const DEFAULTS_YAML: &str = "name: ''\nprint_freq: 40\nworkers: 2\nlog_dir: logs\nmodel_dir: ckps\ndataset: cifar10\ndata_path: ./data/cifar10\nnum_classes: 100\nimb_factor: 0.01\nbackbone: resnet32_fe\nresume: ''\nhead_class_idx:\n- 0\n- 1\nmed_class_idx:\n- 0\n- 1\ntail_class_idx:\n- 0\n- 1\ndeterministic: true\nmode: null\nsmooth_head: null\nsmooth_tail: null\nshift_bn: false\nlr_factor: null\nlr: 0.1\nbatch_size: 128\nweight_decay: 0.002\nnum_epochs: 200\nmomentum: 0.9\ncos: false\nmixup: true\nalpha: 1.0\nseed: 0\ndevice: auto\nwarmup_epochs: null\nlr_milestones:\n- 160\n- 180\nimb_type: exp\nlas_shape: concave\nlas_power: null\neval_batch_size: null\ntrain_list: null\ntest_list: null\nimage_size: 224\neval_resize: null\non_bad_image: fail\npretrained_weights: ''\namp: false\nchannels_last: false\naccum_steps: 1\n";
+/// `Config::default()` serialised, captured before the defaults moved into the key table, with
+/// the data-parallel keys added since (one process, the reference's -1s).
+const DEFAULTS_YAML: &str = "name: ''\nprint_freq: 40\nworkers: 2\nlog_dir: logs\nmodel_dir: ckps\ndataset: cifar10\ndata_path: ./data/cifar10\nnum_classes: 100\nimb_factor: 0.01\nbackbone: resnet32_fe\nresume: ''\nhead_class_idx:\n- 0\n- 1\nmed_class_idx:\n- 0\n- 1\ntail_class_idx:\n- 0\n- 1\ndeterministic: true\nmode: null\nsmooth_head: null\nsmooth_tail: null\nshift_bn: false\nlr_factor: null\nlr: 0.1\nbatch_size: 128\nweight_decay: 0.002\nnum_epochs: 200\nmomentum: 0.9\ncos: false\nmixup: true\nalpha: 1.0\nseed: 0\ndevice: auto\nwarmup_epochs: null\nlr_milestones:\n- 160\n- 180\nimb_type: exp\nlas_shape: concave\nlas_power: null\neval_batch_size: null\ntrain_list: null\ntest_list: null\nimage_size: 224\neval_resize: null\non_bad_image: fail\npretrained_weights: ''\namp: false\nchannels_last: false\naccum_steps: 1\ngpus: 1\nmultiprocessing_distributed: false\nworld_size: -1\nrank: -1\ndist_url: ''\ndist_timeout: 300.0\n";
 
 #[test]
 fn defaults_are_unchanged() {
@@ -252,12 +254,18 @@ fn shared_keys_and_form_types_come_from_the_table() {
         "tail_class_idx",
         "seed",
         "device",
+        "gpus",
+        "multiprocessing_distributed",
+        "world_size",
+        "rank",
+        "dist_url",
+        "dist_timeout",
     ];
     before.sort_unstable();
     assert_eq!(shared_sorted, before);
     // The form's Type column as it was before the table.
     for (label, keys) in [
-        ("text", "name log_dir model_dir device"),
+        ("text", "name log_dir model_dir device dist_url"),
         ("path", "data_path resume pretrained_weights"),
         ("path?", "train_list test_list"),
         (
@@ -266,17 +274,21 @@ fn shared_keys_and_form_types_come_from_the_table() {
         ),
         (
             "int",
-            "print_freq workers num_classes batch_size num_epochs seed image_size accum_steps",
+            "print_freq workers num_classes batch_size num_epochs seed image_size accum_steps gpus \
+             world_size rank",
         ),
         ("int?", "warmup_epochs eval_batch_size eval_resize"),
-        ("float", "lr weight_decay momentum"),
+        ("float", "lr weight_decay momentum dist_timeout"),
         (
             "float?",
             "imb_factor smooth_head smooth_tail lr_factor alpha las_power",
         ),
         ("[a, b)", "head_class_idx med_class_idx tail_class_idx"),
         ("[int]", "lr_milestones"),
-        ("bool", "deterministic shift_bn cos mixup amp channels_last"),
+        (
+            "bool",
+            "deterministic shift_bn cos mixup amp channels_last multiprocessing_distributed",
+        ),
     ] {
         for key in keys.split(' ') {
             assert_eq!(key_spec(key).unwrap().kind.label(), label, "{key}");

@@ -1,8 +1,8 @@
 // The C boundary between mislas and PyTorch's c10d (the engine behind torch.distributed):
 // a TCPStore rendezvous and a ProcessGroupGloo (CPU) or ProcessGroupNCCL (CUDA) on it.
 //
-// Every function catches every C++ exception and returns it as text (`*err`, freed with
-// mislas_c10d_free_string); 0 is success. Gloo and NCCL objects are built by libtorch itself
+// Every function catches every C++ exception and returns it as text (`*err`, malloc'ed: the
+// caller frees it); 0 is success. Gloo and NCCL objects are built by libtorch itself
 // (ProcessGroupGloo::createDeviceForHostname, the ProcessGroup constructors): the gloo
 // headers found at build time may be older than the gloo inside libtorch_cpu, so no gloo type
 // is constructed, subclassed or inspected here.
@@ -71,12 +71,10 @@ int mislas_c10d_has_nccl() {
 #endif
 }
 
-void mislas_c10d_free_string(char* s) { std::free(s); }
-
-// Joins the group: rank 0 serves the TCPStore at host:port, every rank connects to it, then the
-// backend (0: Gloo, 1: NCCL) connects the ranks. `timeout_ms` bounds the rendezvous and every
+// Meets at the rendezvous: rank 0 serves the TCPStore at host:port, every rank connects to it.
+// `timeout_ms` bounds the rendezvous, every store wait and, after mislas_c10d_connect, every
 // collective.
-void* mislas_c10d_new(const char* host, uint16_t port, int rank, int world_size, int backend,
+void* mislas_c10d_new(const char* host, uint16_t port, int rank, int world_size,
                       int64_t timeout_ms, char** err) {
   Group* group = nullptr;
   guarded(err, [&] {
@@ -85,26 +83,35 @@ void* mislas_c10d_new(const char* host, uint16_t port, int rank, int world_size,
     opts.port = port;
     opts.isServer = rank == 0;
     opts.numWorkers = static_cast<size_t>(world_size);
-    opts.waitWorkers = true;
+    opts.waitWorkers = false;
     opts.timeout = timeout;
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
-    c10::intrusive_ptr<c10d::Backend> pg;
+    group = new Group{store, c10::intrusive_ptr<c10d::Backend>(), timeout};
+  });
+  return group;
+}
+
+// Connects the ranks' backend (0: Gloo on `host`'s interface, 1: NCCL) through the store.
+int mislas_c10d_connect(void* g, const char* host, int rank, int world_size, int backend,
+                        char** err) {
+  auto group = static_cast<Group*>(g);
+  return guarded(err, [&] {
     if (backend == 0) {
-      auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+      auto options = c10d::ProcessGroupGloo::Options::create(group->timeout);
       options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
-      pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+      group->backend =
+          c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, rank, world_size, options);
     } else {
 #ifdef MISLAS_NCCL
       auto options = c10d::ProcessGroupNCCL::Options::create();
-      options->timeout = timeout;
-      pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
+      options->timeout = group->timeout;
+      group->backend =
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(group->store, rank, world_size, options);
 #else
       throw std::runtime_error("this mislas was built without NCCL");
 #endif
     }
-    group = new Group{store, pg, timeout};
   });
-  return group;
 }
 
 void mislas_c10d_free(void* g) { delete static_cast<Group*>(g); }

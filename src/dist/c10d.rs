@@ -33,8 +33,10 @@ pub fn support() -> Result<(), &'static str> {
     if cfg!(mislas_c10d) {
         Ok(())
     } else {
-        Err("this mislas was built without PyTorch's c10d (gloo's headers were missing: install \
-             Debian's libgloo-dev, e.g. with scripts/setup.sh, then rebuild)")
+        Err(
+            "this mislas was built without PyTorch's c10d (gloo's headers were missing: install \
+             Debian's libgloo-dev, e.g. with scripts/setup.sh, then rebuild)",
+        )
     }
 }
 
@@ -72,13 +74,14 @@ impl Drop for ProcessGroup {
 
 impl ProcessGroup {
     /// Joins a group of `world_size` ranks as `rank`: rank 0 serves the rendezvous store on
-    /// `host:port` (and binds the port: a port in use is an error), the others connect to it,
-    /// then `backend` connects every pair of ranks. Blocks until all ranks arrived, at most
-    /// `timeout`, which also bounds every later collective.
+    /// `host:port` (and binds the port: a port in use is an error), the others connect to it;
+    /// `check` then runs with the store alone (the ranks can compare what they were asked to
+    /// run before anything else), then `backend` connects every pair of ranks. Blocks until
+    /// all ranks arrived, at most `timeout`, which also bounds every later collective.
     ///
     /// # Errors
     /// c10d's error text: the port is in use, a rank did not arrive within `timeout`, NCCL is
-    /// not built in, this build has no c10d.
+    /// not built in, this build has no c10d; or `check`'s error.
     pub fn join(
         host: &str,
         port: u16,
@@ -86,6 +89,7 @@ impl ProcessGroup {
         world_size: usize,
         backend: Backend,
         timeout: Duration,
+        check: impl FnOnce(&ProcessGroup) -> Result<()>,
     ) -> Result<Self> {
         support().map_err(anyhow::Error::msg)?;
         if backend == Backend::Nccl && !has_nccl() {
@@ -109,7 +113,6 @@ impl ProcessGroup {
                 port,
                 rank as i32,
                 world_size as i32,
-                backend_id,
                 timeout.as_millis() as i64,
                 &mut err,
             )
@@ -119,13 +122,31 @@ impl ProcessGroup {
             let _ = (c_host, backend_id);
             std::ptr::null_mut()
         };
-        check(if handle.is_null() { 1 } else { 0 }, err)?;
-        Ok(ProcessGroup {
+        check_rc(if handle.is_null() { 1 } else { 0 }, err)?;
+        let group = ProcessGroup {
             handle,
             rank,
             world_size,
             timeout,
-        })
+        };
+        check(&group)?;
+        let mut err = std::ptr::null_mut();
+        #[cfg(mislas_c10d)]
+        // SAFETY: `handle` is open; valid C string.
+        let rc = unsafe {
+            ffi::mislas_c10d_connect(
+                group.handle,
+                c_host.as_ptr(),
+                rank as i32,
+                world_size as i32,
+                backend_id,
+                &mut err,
+            )
+        };
+        #[cfg(not(mislas_c10d))]
+        let rc = unreachable_without_c10d(&mut Vec::new());
+        check_rc(rc, err)?;
+        Ok(group)
     }
 
     /// This process's rank, `0..world_size`.
@@ -158,7 +179,7 @@ impl ProcessGroup {
         };
         #[cfg(not(mislas_c10d))]
         let rc = unreachable_without_c10d(&mut ptrs);
-        check(rc, err)
+        check_rc(rc, err)
     }
 
     /// Copies each tensor of `root` into the same tensor of every rank (`dist.broadcast`).
@@ -184,7 +205,7 @@ impl ProcessGroup {
             let _ = root;
             unreachable_without_c10d(&mut ptrs)
         };
-        check(rc, err)
+        check_rc(rc, err)
     }
 
     /// `input` of every rank, in rank order (`dist.all_gather`); `input` must have the same
@@ -194,9 +215,7 @@ impl ProcessGroup {
     /// A lost rank or a timeout.
     pub fn all_gather(&self, input: &Tensor) -> Result<Vec<Tensor>> {
         let mut input = input.contiguous();
-        let mut outputs: Vec<Tensor> = (0..self.world_size)
-            .map(|_| input.empty_like())
-            .collect();
+        let mut outputs: Vec<Tensor> = (0..self.world_size).map(|_| input.empty_like()).collect();
         let mut ptrs = pointers(&mut outputs);
         let mut err = std::ptr::null_mut();
         #[cfg(mislas_c10d)]
@@ -212,7 +231,7 @@ impl ProcessGroup {
         };
         #[cfg(not(mislas_c10d))]
         let rc = unreachable_without_c10d(&mut ptrs);
-        check(rc, err)?;
+        check_rc(rc, err)?;
         Ok(outputs)
     }
 
@@ -239,7 +258,7 @@ impl ProcessGroup {
             let _ = (c_key, value);
             unreachable_without_c10d(&mut Vec::new())
         };
-        check(rc, err)
+        check_rc(rc, err)
     }
 
     /// Waits at most `wait` for `key` in the rendezvous store and returns its value.
@@ -268,7 +287,7 @@ impl ProcessGroup {
             let _ = (c_key, wait);
             unreachable_without_c10d(&mut Vec::new())
         };
-        check(rc, err)?;
+        check_rc(rc, err)?;
         // SAFETY: on success `value` holds `len` bytes allocated with malloc.
         let bytes = unsafe { std::slice::from_raw_parts(value, len).to_vec() };
         // SAFETY: allocated by malloc in the C++ side.
@@ -282,7 +301,7 @@ fn pointers(tensors: &mut [Tensor]) -> Vec<*mut c_void> {
 }
 
 /// Turns a C return code and error text into a `Result`, freeing the text.
-fn check(rc: i32, err: *mut c_char) -> Result<()> {
+fn check_rc(rc: i32, err: *mut c_char) -> Result<()> {
     if rc == 0 {
         return Ok(());
     }
@@ -327,10 +346,17 @@ mod ffi {
             port: u16,
             rank: i32,
             world_size: i32,
-            backend: i32,
             timeout_ms: i64,
             err: *mut *mut c_char,
         ) -> *mut c_void;
+        pub fn mislas_c10d_connect(
+            g: *mut c_void,
+            host: *const c_char,
+            rank: i32,
+            world_size: i32,
+            backend: i32,
+            err: *mut *mut c_char,
+        ) -> i32;
         pub fn mislas_c10d_free(g: *mut c_void);
         pub fn mislas_c10d_all_reduce_sum(
             g: *mut c_void,

@@ -30,7 +30,8 @@ impl Worker {
     /// Waits for the process; `Some` text when it failed (its exit and last log lines).
     pub fn wait(&mut self) -> Option<String> {
         let status = self.child.wait().ok()?;
-        if status.success() {
+        // 130: the terminal's SIGINT reached the worker too, and the run stopped as agreed.
+        if status.success() || status.code() == Some(130) {
             return None;
         }
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -92,30 +93,22 @@ pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas> {
             workers.push(spawn_worker(&topo, local, &text, saved_root)?);
         }
     }
-    let group = ProcessGroup::join(
+    let joined = ProcessGroup::join(
         &topo.master_addr,
         topo.master_port,
         topo.rank,
         topo.world_size,
         topo.backend,
         topo.timeout,
-    )
-    .with_context(|| {
+        |group| same_job_everywhere(group, &text),
+    );
+    let group = joined.with_context(|| {
         format!(
             "rank {} of {} could not join the rendezvous at {}:{} ({})",
             topo.rank, topo.world_size, topo.master_addr, topo.master_port, topo.backend
         )
     })?;
     let replicas = Replicas::new(group, workers);
-    let first = replicas.share_text("job", &text)?;
-    if first != text {
-        bail!(
-            "rank {} runs another job than rank 0: {}. Every rank must be started with the same \
-             configuration",
-            topo.rank,
-            job_difference(&first, job)
-        );
-    }
     job.set_device(&topo.device_spec());
     if topo.backend == super::c10d::Backend::Gloo {
         // CPU ranks share this machine's cores: split libtorch's threads between them.
@@ -125,18 +118,90 @@ pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas> {
     Ok(replicas)
 }
 
+/// Every rank publishes its world size and job in the store before the backend connects; rank
+/// 0 checks every other rank's against its own, the others check rank 0's. Rank 0 serves the
+/// store, so it waits (10 s at most) until the others have read its entry before it returns,
+/// a mismatch included: each rank then says what differs.
+fn same_job_everywhere(group: &ProcessGroup, job: &str) -> Result<()> {
+    let (rank, world) = (group.rank(), group.world_size());
+    let key = |r: usize| format!("mislas/job/{r}");
+    let read = |r: usize| format!("mislas/job-read/{r}");
+    group.store_set(&key(rank), format!("{world}\n{job}").as_bytes())?;
+    if rank != 0 {
+        let first = group.store_get(&key(0), group.timeout()).with_context(|| {
+            format!(
+                "rank 0 did not arrive within dist_timeout ({} s)",
+                group.timeout().as_secs_f64()
+            )
+        })?;
+        group.store_set(&read(rank), b"1")?;
+        return compare_jobs(&String::from_utf8_lossy(&first), 0, world, job, rank);
+    }
+    let mut verdict = Ok(());
+    for r in 1..world {
+        let theirs = group.store_get(&key(r), group.timeout()).with_context(|| {
+            format!(
+                "rank {r} did not arrive within dist_timeout ({} s)",
+                group.timeout().as_secs_f64()
+            )
+        })?;
+        verdict = verdict.and(compare_jobs(
+            &String::from_utf8_lossy(&theirs),
+            r,
+            world,
+            job,
+            0,
+        ));
+    }
+    let wait = group.timeout().min(std::time::Duration::from_secs(10));
+    for r in 1..world {
+        let _ = group.store_get(&read(r), wait);
+    }
+    verdict
+}
+
+/// Compares rank `r`'s published `theirs` (`world\njob`) with this rank's (`me`).
+fn compare_jobs(theirs: &str, r: usize, world: usize, job: &str, me: usize) -> Result<()> {
+    let (their_world, their_job) = theirs.split_once('\n').unwrap_or(("?", ""));
+    if their_world != world.to_string() {
+        let (w0, w1, other) = match r {
+            0 => (their_world.to_owned(), world.to_string(), me),
+            _ => (world.to_string(), their_world.to_owned(), r),
+        };
+        bail!(
+            "rank 0 was started for a world of {w0} ranks and rank {other} for {w1}: start every \
+             rank with the same WORLD_SIZE (or gpus × world_size)"
+        );
+    }
+    if their_job != job {
+        let (first, other, other_rank) = match r {
+            0 => (their_job, job, me),
+            _ => (job, their_job, r),
+        };
+        bail!(
+            "rank {other_rank} runs another job than rank 0: {}. Every rank must be started \
+             with the same configuration",
+            job_difference(first, other, other_rank)
+        );
+    }
+    Ok(())
+}
+
 /// Which keys differ between rank 0's job (YAML) and this one, in words.
-fn job_difference(first: &str, mine: &Job) -> String {
-    let Ok(theirs) = serde_yaml::from_str::<Job>(first) else {
-        return "rank 0's job could not be read".to_owned();
+fn job_difference(first: &str, other: &str, other_rank: usize) -> String {
+    let (Ok(first), Ok(other)) = (
+        serde_yaml::from_str::<Job>(first),
+        serde_yaml::from_str::<Job>(other),
+    ) else {
+        return "a job could not be read".to_owned();
     };
-    let changes = theirs.first_config().changed_from(mine.first_config());
+    let changes = other.first_config().changed_from(first.first_config());
     if changes.is_empty() {
         return "their stages differ".to_owned();
     }
     changes
         .iter()
-        .map(|(k, a, b)| format!("{k} is {a} on rank 0 and {b} here"))
+        .map(|(k, a, b)| format!("{k} is {a} on rank 0 and {b} on rank {other_rank}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -155,8 +220,8 @@ fn spawn_worker(topo: &Topology, local: usize, job: &str, saved_root: &Path) -> 
     std::fs::write(&job_file, job)
         .with_context(|| format!("cannot write {}", job_file.display()))?;
     let log = dir.join(format!("mislas-rank{rank}-{stamp}.log"));
-    let err = std::fs::File::create(&log)
-        .with_context(|| format!("cannot create {}", log.display()))?;
+    let err =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let exe = match std::env::var_os(ENV_BIN) {
         Some(bin) => PathBuf::from(bin),
         None => std::env::current_exe().context("cannot find the mislas binary to start ranks")?,

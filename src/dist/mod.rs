@@ -269,10 +269,14 @@ mod tests {
         assert!(!t.launches_local_ranks);
         assert_eq!(t.device_spec(), "cuda:1");
         let bad = env_of(&[("RANK", "4"), ("WORLD_SIZE", "4"), ("MASTER_PORT", "1")]);
-        let e = Topology::of(&cfg("cpu", 1), &bad, 0).unwrap_err().to_string();
+        let e = Topology::of(&cfg("cpu", 1), &bad, 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("WORLD_SIZE is 4"), "{e}");
         let bad = env_of(&[("RANK", "0"), ("WORLD_SIZE", "2")]);
-        let e = Topology::of(&cfg("cpu", 1), &bad, 0).unwrap_err().to_string();
+        let e = Topology::of(&cfg("cpu", 1), &bad, 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("MASTER_PORT must be too"), "{e}");
     }
 
@@ -282,8 +286,17 @@ mod tests {
             parse_dist_url("tcp://224.66.41.62:23456").unwrap(),
             ("224.66.41.62".into(), 23456)
         );
-        assert_eq!(parse_dist_url("tcp://[::1]:80").unwrap(), ("::1".into(), 80));
-        for bad in ["224.66.41.62:23456", "tcp://host", "tcp://:80", "tcp://h:0", "env://"] {
+        assert_eq!(
+            parse_dist_url("tcp://[::1]:80").unwrap(),
+            ("::1".into(), 80)
+        );
+        for bad in [
+            "224.66.41.62:23456",
+            "tcp://host",
+            "tcp://:80",
+            "tcp://h:0",
+            "env://",
+        ] {
             assert!(parse_dist_url(bad).is_err(), "{bad}");
         }
     }

@@ -36,6 +36,8 @@ pub struct Replicas {
     paused: Cell<bool>,
     /// Collective failures so far (a key of the lost-rank roll call).
     failures: Cell<u32>,
+    /// Wall-clock seconds spent averaging gradients since [`Replicas::take_sync_seconds`].
+    sync_seconds: Cell<f64>,
 }
 
 impl Replicas {
@@ -48,6 +50,7 @@ impl Replicas {
             workers: Vec::new(),
             paused: Cell::new(false),
             failures: Cell::new(0),
+            sync_seconds: Cell::new(0.0),
         }
     }
 
@@ -60,6 +63,7 @@ impl Replicas {
             workers,
             paused: Cell::new(false),
             failures: Cell::new(0),
+            sync_seconds: Cell::new(0.0),
         }
     }
 
@@ -194,9 +198,15 @@ impl Replicas {
         let counts = group
             .all_gather(&Tensor::from_slice(&[indices.len() as i64]))
             .map_err(lost)?;
-        let most = counts.iter().map(|c| c.int64_value(&[0])).max().unwrap_or(0);
+        let most = counts
+            .iter()
+            .map(|c| c.int64_value(&[0]))
+            .max()
+            .unwrap_or(0);
         let padded = mine.constant_pad_nd([0, 0, 0, most - indices.len() as i64]);
-        let _ = padded.narrow(0, indices.len() as i64, most - indices.len() as i64).fill_(-1.0);
+        let _ = padded
+            .narrow(0, indices.len() as i64, most - indices.len() as i64)
+            .fill_(-1.0);
         let all = group.all_gather(&padded).map_err(lost)?;
         let all = Tensor::cat(&all, 0).contiguous().view(-1);
         let flat = Vec::<f64>::try_from(&all)?;
@@ -282,6 +292,19 @@ impl Replicas {
         )
     }
 
+    /// Leaves the process group (rank 0: closes the rendezvous store), so that the other ranks'
+    /// next collective fails at once rather than after the timeout. Collectives after this
+    /// are the identity.
+    pub fn leave(&mut self) {
+        self.group = None;
+    }
+
+    /// Seconds spent in the gradient all-reduce ([`GradientSync::average`]) since the last
+    /// call, and resets the count: the all-reduce's share of the training time.
+    pub fn take_sync_seconds(&self) -> f64 {
+        self.sync_seconds.replace(0.0)
+    }
+
     /// Waits for the local ranks this process started; their failures, as text.
     pub fn wait_for_workers(&mut self) -> Vec<String> {
         self.workers.iter_mut().filter_map(Worker::wait).collect()
@@ -297,7 +320,8 @@ impl GradientSync for Replicas {
         };
         let lost = |e| self.lost_rank("averaging gradients", e);
         let n = self.world_size as f64;
-        tch::no_grad(|| {
+        let started = std::time::Instant::now();
+        let result = tch::no_grad(|| {
             for bucket in buckets(grads, BUCKET_BYTES) {
                 let parts: Vec<&Tensor> = bucket.iter().map(|&i| &grads[i]).collect();
                 let mut flat = [flatten(&parts)];
@@ -309,7 +333,10 @@ impl GradientSync for Replicas {
             group.all_reduce_sum(&mut f).map_err(lost)?;
             *figures = f[0].shallow_clone();
             Ok(())
-        })
+        });
+        let spent = started.elapsed().as_secs_f64();
+        self.sync_seconds.set(self.sync_seconds.get() + spent);
+        result
     }
 }
 
@@ -417,10 +444,16 @@ mod tests {
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
         let b = Tensor::from_slice(&[5.0f32]);
         let flat = flatten(&[&a, &b]);
-        assert_eq!(Vec::<f32>::try_from(&flat).unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(&flat).unwrap(),
+            [1.0, 2.0, 3.0, 4.0, 5.0]
+        );
         let flat = flat * 2.0;
         unflatten(&flat, &[&a, &b]);
-        assert_eq!(Vec::<f32>::try_from(&a.view(-1)).unwrap(), [2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(&a.view(-1)).unwrap(),
+            [2.0, 4.0, 6.0, 8.0]
+        );
         assert_eq!(b.double_value(&[0]), 10.0);
     }
 }

@@ -135,18 +135,30 @@ fn run_job(mut job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> 
     let mut replicas =
         crate::dist::launch::start(&mut job, saved_root).kind(FailureKind::LostRank)?;
     let result = run_stages(job, saved_root, link, &replicas);
+    if result.is_err() {
+        // The other ranks see this rank leave at once, instead of after their timeout.
+        replicas.leave();
+    }
     let failed_workers = replicas.wait_for_workers();
     match (result, failed_workers.is_empty()) {
         (Err(mut f), false) => {
             f.message = format!("{} ({})", f.message, failed_workers.join("; "));
             Err(f)
         }
-        (Ok(()), false) => Err(Failure::new(FailureKind::LostRank, failed_workers.join("; "))),
+        (Ok(()), false) => Err(Failure::new(
+            FailureKind::LostRank,
+            failed_workers.join("; "),
+        )),
         (result, true) => result,
     }
 }
 
-fn run_stages(job: Job, saved_root: &Path, link: &Link, replicas: &Replicas) -> Result<(), Failure> {
+fn run_stages(
+    job: Job,
+    saved_root: &Path,
+    link: &Link,
+    replicas: &Replicas,
+) -> Result<(), Failure> {
     match job {
         Job::Single(cfg) => trainer::run_stage(&cfg, saved_root, link, replicas).map(|_| ()),
         Job::Pipeline { stage1, mut stage2 } => {
@@ -299,7 +311,11 @@ impl Link {
                 }
                 Ok(_) => {}
                 Err(crossbeam_channel::TryRecvError::Empty) => {
-                    return if *paused { Poll::Paused } else { Poll::Continue };
+                    return if *paused {
+                        Poll::Paused
+                    } else {
+                        Poll::Continue
+                    };
                 }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     return if *paused { Poll::Stop } else { Poll::Continue };

@@ -15,7 +15,9 @@
 use super::evaluate::{eval_loader_options, evaluate_samples, EvalSpec, Evaluated};
 use super::recipe::{self, StageRecipe};
 use super::setup::{self, Purpose};
-use super::step::{train_step_synced, GradientSync, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM};
+use super::step::{
+    train_step_synced, GradientSync, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM,
+};
 use super::{device_info, panic_failure, resident_memory_bytes, stream_seed, Classify, Flow, Link};
 use crate::checkpoint::{self, Checkpoint, RunPosition};
 use crate::config::{BadImagePolicy, Config};
@@ -223,17 +225,15 @@ impl<'a> Trainer<'a> {
         replicas
             .broadcast_state(&p.net)
             .kind(FailureKind::LostRank)?;
-        let run = match replicas.is_primary() {
-            true => open_run_dir(cfg, saved_root, continue_in.map(|(root, _)| root), &p.data)?,
-            false => RunDir::replica(PathBuf::new(), cfg),
-        };
-        let root = replicas
-            .share_text(&format!("run_dir/{}", recipe.stage()), &run.root.display().to_string())
-            .kind(FailureKind::LostRank)?;
-        let run = match replicas.is_primary() {
-            true => run,
-            false => RunDir::replica(PathBuf::from(root), cfg),
-        };
+        let continue_in = continue_in.map(|(root, _)| root);
+        let run = rank_run_dir(
+            replicas,
+            recipe.stage(),
+            cfg,
+            saved_root,
+            continue_in,
+            &p.data,
+        )?;
         let mut opening: Vec<Event> = loaded.into_iter().map(Event::Log).collect();
         if position.is_some() {
             opening.extend(changed_settings(cfg, &run.root));
@@ -373,6 +373,14 @@ impl<'a> Trainer<'a> {
             self.train_batch(epoch, &batch, &mut t)?;
         }
         t.train_seconds = t.started.elapsed().as_secs_f64();
+        if self.replicas.world_size() > 1 {
+            let sync = self.replicas.take_sync_seconds();
+            self.emit(Event::Log(format!(
+                "=> epoch {epoch}: gradient all-reduce {sync:.1} s of {:.1} s training ({:.1} %)",
+                t.train_seconds,
+                100.0 * sync / t.train_seconds.max(1e-9)
+            )))?;
+        }
         if let Some(s) = &self.scaler {
             let scale = s.scale();
             self.emit(Event::Warning(Warning::LossScale {
@@ -605,7 +613,11 @@ impl<'a> Trainer<'a> {
             let due = last_sent.is_none_or(|t| t.elapsed().as_secs_f64() >= 0.5);
             if due || done == total {
                 last_sent = Some(Instant::now());
-                let images_done = if done == total { set_len } else { (done * world).min(set_len) };
+                let images_done = if done == total {
+                    set_len
+                } else {
+                    (done * world).min(set_len)
+                };
                 self.publish(Event::EvalProgress(EvalProgress {
                     stage,
                     epoch,
@@ -631,7 +643,15 @@ impl<'a> Trainer<'a> {
         };
         let (net, test, norm) = (&self.net, &self.data.test, &self.data.norm);
         let samples = catch_unwind(AssertUnwindSafe(|| {
-            evaluate_samples(net, test, order, norm, &opts, cfg.on_bad_image, &mut progress)
+            evaluate_samples(
+                net,
+                test,
+                order,
+                norm,
+                &opts,
+                cfg.on_bad_image,
+                &mut progress,
+            )
         }))
         .map_err(|panic| {
             let context = format!("evaluating epoch {epoch}");
@@ -909,6 +929,29 @@ fn open_run_dir(
     };
     run.write_subset(&record, &data.kept_indices)
         .kind(FailureKind::Io)?;
+    Ok(run)
+}
+
+/// The run folder on this rank: rank 0 opens or creates it ([`open_run_dir`]) and tells the
+/// other ranks its path; they get a [`RunDir::replica`] of it, which writes nothing.
+fn rank_run_dir(
+    replicas: &Replicas,
+    stage: crate::config::Stage,
+    cfg: &Config,
+    saved_root: &Path,
+    continue_in: Option<PathBuf>,
+    data: &LongTailData,
+) -> Result<RunDir, Failure> {
+    if !replicas.is_primary() {
+        let root = replicas
+            .share_text(&format!("run_dir/{stage}"), "")
+            .kind(FailureKind::LostRank)?;
+        return Ok(RunDir::replica(PathBuf::from(root), cfg));
+    }
+    let run = open_run_dir(cfg, saved_root, continue_in, data)?;
+    replicas
+        .share_text(&format!("run_dir/{stage}"), &run.root.display().to_string())
+        .kind(FailureKind::LostRank)?;
     Ok(run)
 }
 
