@@ -2,13 +2,16 @@
 //! and obeys [`Control`]s between batches. It knows nothing of any front end.
 //!
 //! ```text
-//! spawn(Job) ── trainer thread ──▶ run_job ──▶ trainer::run_stage (per stage)
+//! spawn(Job) ── trainer thread ──▶ run_job ──▶ dist::launch::start  other ranks, process group
+//!                                    │                                (none for one process)
+//!                                    ├──────▶ trainer::run_stage      per stage, on this rank
 //!                                    │  setup::prepare      config, device, checkpoint, data, network
 //!                                    │  recipe::for_config  what the stage trains (mixup | mislas)
 //!                                    │  Trainer::fit        epochs: train_epoch → evaluate_epoch → end_epoch
 //!                                    │                      batches: step::train_step (the recipe's Objective)
 //!   Event  ◀── Link::emit ───────────┘  (log lines written by the same `Event::log_lines`)
-//!   Control ──▶ Link::check (between batches, also during evaluation)
+//!   Control ──▶ Link::check (between batches, also during evaluation; with several ranks,
+//!               rank 0 reads them and every rank agrees: dist::Replicas::agree)
 //! ```
 //!
 //! The last event of a thread is [`Event::Finished`] or [`Event::Failed`]; a panic of the

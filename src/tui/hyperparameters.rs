@@ -106,10 +106,37 @@ fn field_type(key: &str) -> &'static str {
 /// only one does.
 fn help_line(key: &str) -> String {
     let help = field_help(key);
-    match crate::config::key_spec(key).and_then(|k| k.stages.note()) {
+    let line = match crate::config::key_spec(key).and_then(|k| k.stages.note()) {
         Some(note) => format!("{help} ({note})"),
         None => help.to_owned(),
+    };
+    match key {
+        "gpus" | "device" => format!("{line}. This machine: {}", machine_devices()),
+        _ => line,
     }
+}
+
+/// The CUDA devices of this machine with name and memory (read once), for the help of `gpus`
+/// and `device`.
+fn machine_devices() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        let n = crate::config::machine_cuda_devices();
+        if n == 0 {
+            return "no CUDA device; gpus N runs N CPU processes (Gloo)".to_owned();
+        }
+        (0..n)
+            .map(|i| {
+                let info = crate::engine::device_info(tch::Device::Cuda(i));
+                let memory = info
+                    .memory_total_bytes
+                    .map(|b| format!(" {:.0} GB", b as f64 / 1e9))
+                    .unwrap_or_default();
+                format!("{} {}{memory}", info.id, info.name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// One stage's configuration in the form.
