@@ -22,16 +22,20 @@ pub const ENV_BIN: &str = "MISLAS_BIN";
 pub struct Worker {
     rank: usize,
     child: Child,
-    /// Its standard error (what it says when it fails).
+    /// Its standard error (what it says when it fails); removed when it succeeds.
     pub log: PathBuf,
+    /// The job file it was started with; removed when it ends.
+    job: PathBuf,
 }
 
 impl Worker {
     /// Waits for the process; `Some` text when it failed (its exit and last log lines).
     pub fn wait(&mut self) -> Option<String> {
         let status = self.child.wait().ok()?;
+        let _ = std::fs::remove_file(&self.job);
         // 130: the terminal's SIGINT reached the worker too, and the run stopped as agreed.
         if status.success() || status.code() == Some(130) {
+            let _ = std::fs::remove_file(&self.log);
             return None;
         }
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -57,6 +61,7 @@ impl Drop for Worker {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_file(&self.job);
     }
 }
 
@@ -216,7 +221,7 @@ fn spawn_worker(topo: &Topology, local: usize, job: &str, saved_root: &Path) -> 
     let rank = topo.rank + local;
     let dir = std::env::temp_dir();
     let stamp = format!("{}-{}", std::process::id(), topo.master_port);
-    let job_file = dir.join(format!("mislas-job-{stamp}.yaml"));
+    let job_file = dir.join(format!("mislas-job-{stamp}-rank{rank}.yaml"));
     std::fs::write(&job_file, job)
         .with_context(|| format!("cannot write {}", job_file.display()))?;
     let log = dir.join(format!("mislas-rank{rank}-{stamp}.log"));
@@ -243,5 +248,10 @@ fn spawn_worker(topo: &Topology, local: usize, job: &str, saved_root: &Path) -> 
         .stderr(err)
         .spawn()
         .with_context(|| format!("cannot start rank {rank} ({})", exe.display()))?;
-    Ok(Worker { rank, child, log })
+    Ok(Worker {
+        rank,
+        child,
+        log,
+        job: job_file,
+    })
 }

@@ -64,8 +64,9 @@ impl Topology {
     /// From the configuration, as the reference: `gpus` processes per machine (with
     /// `multiprocessing_distributed` and `gpus` 1 on CUDA, one per CUDA device:
     /// `cuda_devices`), `world_size` machines, this one of node rank `rank`; global rank =
-    /// node rank · processes per machine + local rank. One machine meets on 127.0.0.1 (the port
-    /// of `dist_url`, or a free one); several need `dist_url tcp://HOST:PORT`.
+    /// node rank · processes per machine + local rank. One machine meets on 127.0.0.1: on the
+    /// port of `dist_url` when it names a loopback address, else on a free port; several
+    /// machines need `dist_url tcp://HOST:PORT`.
     ///
     /// # Errors
     /// A malformed environment variable or `dist_url`, several machines without `dist_url`, a
@@ -102,7 +103,12 @@ impl Topology {
                 "dist_url: a run over {nodes} machines needs the rendezvous of rank 0 as \
                  tcp://HOST:PORT"
             ),
-            (url, 1) => ("127.0.0.1".to_owned(), parse_dist_url(url)?.1),
+            (url, 1) => match parse_dist_url(url)? {
+                (host, port) if is_loopback(&host) => ("127.0.0.1".to_owned(), port),
+                // The reference's presets carry `tcp://224.66.41.62:23456`: on one machine a
+                // fixed port would make two runs collide, so only a loopback URL is kept.
+                _ => ("127.0.0.1".to_owned(), 0),
+            },
             (url, _) => parse_dist_url(url)?,
         };
         Ok(Some(Topology {
@@ -173,6 +179,14 @@ fn from_env(
     })
 }
 
+/// Whether `host` is this machine's loopback (`localhost`, `127.x.y.z`, `::1`).
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `tcp://HOST:PORT` as (host, port).
 ///
 /// # Errors
@@ -227,6 +241,14 @@ mod tests {
         assert_eq!((t.rank, t.world_size, t.local_size), (0, 2, 2));
         assert_eq!((t.master_addr.as_str(), t.master_port), ("127.0.0.1", 0));
         assert_eq!(t.backend, Backend::Gloo);
+        // A loopback dist_url keeps its port; the reference's preset URL does not.
+        let mut c = cfg("cpu", 2);
+        c.dist_url = "tcp://localhost:23456".into();
+        let t = Topology::of(&c, &env_of(&[]), 0).unwrap().unwrap();
+        assert_eq!(t.master_port, 23456);
+        c.dist_url = "tcp://224.66.41.62:23456".into();
+        let t = Topology::of(&c, &env_of(&[]), 0).unwrap().unwrap();
+        assert_eq!((t.master_addr.as_str(), t.master_port), ("127.0.0.1", 0));
         assert!(t.launches_local_ranks);
         // The reference's multiprocessing_distributed: one process per CUDA device.
         let mut c = cfg("cuda", 1);
