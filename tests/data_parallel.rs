@@ -284,6 +284,32 @@ fn two_ranks_stopped_and_resumed_end_with_the_uninterrupted_weights_and_evaluate
     assert_eq!(ma[1].eval, mb[1].eval, "the same figures after the resume");
     assert_eq!(ma[1].train_loss, mb[1].train_loss);
 
+    // Paused for longer than a collective takes, then resumed: the same run.
+    with_worker_binary();
+    let h = engine::spawn(Job::Single(cfg.clone()), saved.to_path_buf());
+    let (mut paused_dir, mut pauses) = (None, 0);
+    for e in h.events.iter() {
+        match &e {
+            Event::StageStarted(s) => paused_dir = Some(s.run_dir.clone()),
+            Event::Batch(b) if (b.epoch, b.batch) == (0, 1) => {
+                h.controls.send(Control::Pause).unwrap()
+            }
+            Event::Paused => {
+                pauses += 1;
+                std::thread::sleep(Duration::from_secs(2));
+                h.controls.send(Control::Resume).unwrap();
+            }
+            Event::Failed(Failure { message, .. }) => panic!("engine error: {message}"),
+            _ => {}
+        }
+    }
+    h.join().unwrap();
+    assert_eq!(pauses, 1);
+    let c = checkpoint::load(&current(&paused_dir.unwrap())).unwrap();
+    for (k, t) in &a.tensors {
+        assert!(t.equal(&c.tensors[k]), "{k} differs after a pause");
+    }
+
     // The two ranks' evaluation, gathered, is a one-process evaluation of the checkpoint.
     let mut one = cfg;
     one.gpus = 1;
