@@ -20,6 +20,15 @@ use std::cell::Cell;
 use std::time::Duration;
 use tch::{Device, Tensor};
 
+/// What the ranks agreed before a batch ([`Replicas::agree`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreed {
+    /// Go on or stop (rank 0's controls).
+    pub flow: Flow,
+    /// Some rank cannot train its share of the batch: every rank skips the step.
+    pub skip_step: bool,
+}
+
 /// DDP's default bucket size (`bucket_cap_mb=25`), bytes.
 pub const BUCKET_BYTES: usize = 25 * 1024 * 1024;
 
@@ -140,16 +149,22 @@ impl Replicas {
         shard(order, self.rank, self.world_size)
     }
 
-    /// Whether every rank goes on, stops, or waits: rank 0 reads the controls ([`Link::poll`])
-    /// and broadcasts them, so that all ranks stop at the same batch. While paused every rank
-    /// waits here, meeting again every 200 ms (so that a long pause is no lost rank). Alone:
-    /// [`Link::check`].
+    /// Whether every rank goes on, stops, or waits, and whether every rank trains the coming
+    /// batch: rank 0 reads the controls ([`Link::poll`]) and every rank says whether it cannot
+    /// train its share (`skip_here`: no image, or one under BatchNorm in train mode, after
+    /// unreadable images were left out); one all-reduce, so that all ranks stop at the same
+    /// batch and skip the same steps (a rank alone in a collective would wait for the others
+    /// until the timeout). While paused every rank waits here, meeting again every 200 ms (so
+    /// that a long pause is no lost rank). Alone: [`Link::check`] and `skip_here`.
     ///
     /// # Errors
     /// A lost rank.
-    pub fn agree(&self, link: &Link) -> Result<Flow> {
+    pub fn agree(&self, link: &Link, skip_here: bool) -> Result<Agreed> {
         let Some(group) = &self.group else {
-            return Ok(link.check());
+            return Ok(Agreed {
+                flow: link.check(),
+                skip_step: skip_here,
+            });
         };
         loop {
             let code = match self.is_primary() {
@@ -161,15 +176,20 @@ impl Replicas {
                 }
                 false => 0,
             };
-            let mut t = [Tensor::from_slice(&[code])];
+            let mut t = [Tensor::from_slice(&[code, i64::from(skip_here)])];
             group
-                .broadcast(&mut t, 0)
+                .all_reduce_sum(&mut t)
                 .map_err(|e| self.lost_rank("agreeing on the controls", e))?;
-            match t[0].int64_value(&[0]) {
-                c if c == Poll::Stop as i64 => return Ok(Flow::Stop),
-                c if c == Poll::Paused as i64 => std::thread::sleep(Duration::from_millis(200)),
-                _ => return Ok(Flow::Continue),
-            }
+            let skip_step = t[0].int64_value(&[1]) > 0;
+            let flow = match t[0].int64_value(&[0]) {
+                c if c == Poll::Stop as i64 => Flow::Stop,
+                c if c == Poll::Paused as i64 => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                _ => Flow::Continue,
+            };
+            return Ok(Agreed { flow, skip_step });
         }
     }
 

@@ -23,6 +23,7 @@ use crate::checkpoint::{self, Checkpoint, RunPosition};
 use crate::config::{BadImagePolicy, Config};
 use crate::data::loader::{epoch_loader, Batch, LoaderOptions};
 use crate::data::{self, LongTailData};
+use crate::dist::replicas::Agreed;
 use crate::dist::Replicas;
 use crate::events::{
     BatchStats, BestFigures, EpochReport, EvalProgress, Event, Failure, FailureKind, StageFinished,
@@ -367,10 +368,11 @@ impl<'a> Trainer<'a> {
             epoch,
         );
         for batch in loader {
-            if self.agree()? == Flow::Stop {
+            let agreed = self.agree(self.cannot_train(&batch))?;
+            if agreed.flow == Flow::Stop {
                 return Err(Halt::stopped(self.position(epoch, batch.index, t.sums)));
             }
-            self.train_batch(epoch, &batch, &mut t)?;
+            self.train_batch(epoch, &batch, agreed.skip_step, &mut t)?;
         }
         t.train_seconds = t.started.elapsed().as_secs_f64();
         if self.replicas.world_size() > 1 {
@@ -392,28 +394,35 @@ impl<'a> Trainer<'a> {
         Ok(t)
     }
 
-    /// One batch: its bad images, then one SGD step and its figures.
+    /// Whether this rank cannot train its batch: no image left, or one under BatchNorm in train
+    /// mode. Over one image, where a feature map is 1×1 (small inputs), the batch variance is
+    /// over one value and libtorch sets the running variance to NaN (PyTorch's Python layer
+    /// raises "Expected more than 1 value per channel when training" instead), so a one-image
+    /// step is skipped in every case.
+    fn cannot_train(&self, batch: &Batch) -> bool {
+        batch.len == 0 || (batch.len == 1 && self.recipe.backbone_train())
+    }
+
+    /// One batch: its bad images, then one SGD step and its figures; `skip_step` when some
+    /// rank cannot train its share ([`Trainer::cannot_train`]).
     fn train_batch(
         &mut self,
         epoch: usize,
         batch: &Batch,
+        skip_step: bool,
         t: &mut EpochTraining,
     ) -> Result<(), Halt> {
         let b = batch.index;
         self.check_bad_images(epoch, batch, t.sums)?;
-        let n = batch.len;
-        if n == 0 {
+        if batch.len == 0 {
             return Ok(());
         }
-        if n == 1 && self.recipe.backbone_train() {
-            // BatchNorm in train mode over one image: where a feature map is 1×1 (small
-            // inputs), the batch variance is over one value and libtorch sets the running
-            // variance to NaN (PyTorch's Python layer raises "Expected more than 1 value per
-            // channel when training" instead). A one-image step is skipped in every case.
+        if skip_step {
             let skipped = Warning::OneImageBatchSkipped { epoch, batch: b };
             return Ok(self.emit(Event::Warning(skipped))?);
         }
         let out = self.step(epoch, batch)?;
+        // The step's images over every rank.
         let n = out.images as usize;
         if !out.applied {
             t.overflow_skips += 1;
@@ -483,9 +492,12 @@ impl<'a> Trainer<'a> {
         Ok(out.kind(FailureKind::LostRank)?)
     }
 
-    /// Whether to go on: the controls, agreed by every rank ([`Replicas::agree`]).
-    fn agree(&self) -> Result<Flow, Failure> {
-        self.replicas.agree(self.link).kind(FailureKind::LostRank)
+    /// Whether to go on, and whether every rank trains the batch: agreed by every rank
+    /// ([`Replicas::agree`]).
+    fn agree(&self, skip_here: bool) -> Result<Agreed, Failure> {
+        self.replicas
+            .agree(self.link, skip_here)
+            .kind(FailureKind::LostRank)
     }
 
     /// A non-finite loss: a warning while [`NonFiniteRule`] skips it, else the failure.
@@ -626,10 +638,13 @@ impl<'a> Trainer<'a> {
                     images_per_sec: images_done as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 }));
             }
-            self.agree().unwrap_or_else(|failure| {
-                lost = Some(failure);
-                Flow::Stop
-            })
+            self.agree(false).map_or_else(
+                |failure| {
+                    lost = Some(failure);
+                    Flow::Stop
+                },
+                |agreed| agreed.flow,
+            )
         };
         // Every rank evaluates rank 0's network (its BatchNorm statistics are the checkpoint's).
         replicas
