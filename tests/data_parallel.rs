@@ -69,7 +69,7 @@ fn rank(rank: usize, port: u16) -> (BTreeMap<String, Tensor>, BTreeMap<String, T
         |_| Ok(()),
     )
     .expect("joins the group");
-    let replicas = Replicas::new(group, Vec::new());
+    let replicas = Replicas::new(group, Vec::new(), Device::Cpu);
     // Different initial weights on each rank: the broadcast must make them rank 0's.
     tch::manual_seed(rank as i64 + 10);
     let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();

@@ -113,7 +113,11 @@ pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas> {
             topo.rank, topo.world_size, topo.master_addr, topo.master_port, topo.backend
         )
     })?;
-    let replicas = Replicas::new(group, workers);
+    let scratch = match topo.backend {
+        super::c10d::Backend::Gloo => tch::Device::Cpu,
+        super::c10d::Backend::Nccl => tch::Device::Cuda(topo.local_rank),
+    };
+    let replicas = Replicas::new(group, workers, scratch);
     job.set_device(&topo.device_spec());
     if topo.backend == super::c10d::Backend::Gloo {
         // CPU ranks share this machine's cores: split libtorch's threads between them.

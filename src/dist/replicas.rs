@@ -47,6 +47,9 @@ pub struct Replicas {
     failures: Cell<u32>,
     /// Wall-clock seconds spent averaging gradients since [`Replicas::take_sync_seconds`].
     sync_seconds: Cell<f64>,
+    /// Where the small tensors of a collective live: the CPU for Gloo, the rank's GPU for NCCL
+    /// (which reduces CUDA tensors only).
+    scratch: Device,
 }
 
 impl Replicas {
@@ -60,11 +63,13 @@ impl Replicas {
             paused: Cell::new(false),
             failures: Cell::new(0),
             sync_seconds: Cell::new(0.0),
+            scratch: Device::Cpu,
         }
     }
 
-    /// Rank `group.rank()` of `group`, with the local `workers` it started.
-    pub fn new(group: ProcessGroup, workers: Vec<Worker>) -> Self {
+    /// Rank `group.rank()` of `group`, with the local `workers` it started; `scratch` is the
+    /// device of the backend's tensors (the CPU for Gloo, this rank's GPU for NCCL).
+    pub fn new(group: ProcessGroup, workers: Vec<Worker>, scratch: Device) -> Self {
         Replicas {
             rank: group.rank(),
             world_size: group.world_size(),
@@ -73,6 +78,7 @@ impl Replicas {
             paused: Cell::new(false),
             failures: Cell::new(0),
             sync_seconds: Cell::new(0.0),
+            scratch,
         }
     }
 
@@ -176,7 +182,7 @@ impl Replicas {
                 }
                 false => 0,
             };
-            let mut t = [Tensor::from_slice(&[code, i64::from(skip_here)])];
+            let mut t = [self.on_scratch(Tensor::from_slice(&[code, i64::from(skip_here)]))];
             group
                 .all_reduce_sum(&mut t)
                 .map_err(|e| self.lost_rank("agreeing on the controls", e))?;
@@ -214,9 +220,9 @@ impl Replicas {
         let lost = |e| self.lost_rank(during, e);
         let rows = acc.to_rows();
         let idx = Tensor::from_slice(&indices.iter().map(|&i| i as f64).collect::<Vec<_>>());
-        let mine = Tensor::cat(&[idx.unsqueeze(1), rows], 1);
+        let mine = self.on_scratch(Tensor::cat(&[idx.unsqueeze(1), rows], 1));
         let counts = group
-            .all_gather(&Tensor::from_slice(&[indices.len() as i64]))
+            .all_gather(&self.on_scratch(Tensor::from_slice(&[indices.len() as i64])))
             .map_err(lost)?;
         let most = counts
             .iter()
@@ -228,7 +234,10 @@ impl Replicas {
             .narrow(0, indices.len() as i64, most - indices.len() as i64)
             .fill_(-1.0);
         let all = group.all_gather(&padded).map_err(lost)?;
-        let all = Tensor::cat(&all, 0).contiguous().view(-1);
+        let all = Tensor::cat(&all, 0)
+            .to_device(Device::Cpu)
+            .contiguous()
+            .view(-1);
         let flat = Vec::<f64>::try_from(&all)?;
         let mut by_index: Vec<Option<&[f64]>> = vec![None; set_len];
         for row in flat.chunks_exact(6) {
@@ -270,7 +279,7 @@ impl Replicas {
         let Some(group) = &self.group else {
             return Ok(());
         };
-        let mut t = [Tensor::from_slice(&[1i64])];
+        let mut t = [self.on_scratch(Tensor::from_slice(&[1i64]))];
         group
             .all_reduce_sum(&mut t)
             .map_err(|e| self.lost_rank(during, e))
@@ -312,6 +321,11 @@ impl Replicas {
         )
     }
 
+    /// `t` on the backend's device, contiguous.
+    fn on_scratch(&self, t: Tensor) -> Tensor {
+        t.to_device(self.scratch).contiguous()
+    }
+
     /// Leaves the process group (rank 0: closes the rendezvous store), so that the other ranks'
     /// next collective fails at once rather than after the timeout. Collectives after this
     /// are the identity.
@@ -349,9 +363,9 @@ impl GradientSync for Replicas {
                 let _ = flat[0].divide_scalar_(n);
                 unflatten(&flat[0], &parts);
             }
-            let mut f = [figures.to_device(Device::Cpu).contiguous()];
+            let mut f = [self.on_scratch(figures.shallow_clone())];
             group.all_reduce_sum(&mut f).map_err(lost)?;
-            *figures = f[0].shallow_clone();
+            *figures = f[0].to_device(Device::Cpu);
             Ok(())
         });
         let spent = started.elapsed().as_secs_f64();
