@@ -79,7 +79,13 @@ fn forward_signals(handle: &RunHandle) {
             if signalled.swap(true, Ordering::SeqCst) {
                 // A second signal: the user insists.
                 eprintln!("\nsecond signal {sig}: exiting without waiting for the checkpoint");
-                std::process::exit(130);
+                // `_exit`, not `exit`: the trainer thread is still inside libtorch, and
+                // `exit` would run libtorch's static destructors under it (a segfault).
+                extern "C" {
+                    fn _exit(status: i32) -> !;
+                }
+                // SAFETY: ends the process at once; nothing after it runs.
+                unsafe { _exit(130) }
             }
             eprintln!("\nsignal {sig}: stopping after the current batch and saving a checkpoint…");
             let _ = stop_tx.send(Control::Stop);

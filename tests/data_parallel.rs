@@ -504,3 +504,136 @@ fn ranks_started_with_other_settings_say_which_and_end() {
     }
     assert!(!tmp.path().join("saved").exists(), "no run folder was made");
 }
+
+#[test]
+fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let stage1 = two_ranks(tmp.path(), "dp_pipe1", 1);
+    let p = Path::new(ROOT).join("presets/cifar10/cifar10_imb001_stage2_mislas.yaml");
+    let mut stage2 = Config::from_file(&p).expect("preset loads").config;
+    for (k, v) in [("data_path", stage1.data_path.clone())] {
+        stage2.apply_overrides(&[k.to_owned(), v]).unwrap();
+    }
+    stage2.name = "dp_pipe2".into();
+    stage2.imb_factor = Some(0.1);
+    stage2.batch_size = 32;
+    stage2.num_epochs = 1;
+    // After one stage-1 epoch on 197 images BatchNorm's running statistics are far from the
+    // features' (the test NLL is in the thousands) and a frozen eval-mode backbone makes stage 2
+    // diverge, on one rank as on two; shift learning normalises with the batch's statistics
+    // (and puts the broadcast of BatchNorm buffers into stage 2).
+    stage2.shift_bn = true;
+    stage2.device = "cpu".into();
+    stage2.workers = 0;
+    stage2.gpus = 2;
+    stage2.dist_timeout = 20.0;
+    with_worker_binary();
+    let h = engine::spawn(Job::Pipeline { stage1, stage2 }, tmp.path().join("saved"));
+    let events: Vec<Event> = h.events.iter().collect();
+    h.join().unwrap();
+    if let Some(Event::Failed(f)) = events.last() {
+        panic!("{}", f.message);
+    }
+    let finished: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageFinished(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 2, "both stages ran");
+    assert!(finished[1].best_checkpoint.is_some());
+}
+
+#[test]
+fn a_frozen_rank_ends_the_run_within_its_timeout() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let saved = tmp.path().join("saved");
+    let mut cfg = two_ranks(tmp.path(), "dp_frozen", 1000);
+    cfg.dist_timeout = 8.0;
+    let yaml = tmp.path().join("cfg.yaml");
+    write_config(&cfg, &yaml);
+    let (saved_arg, yaml_arg) = (saved.display().to_string(), yaml.display().to_string());
+    let mut rank0 = start_binary(
+        tmp.path(),
+        &["--saved", &saved_arg, "train", "--cfg", &yaml_arg],
+    );
+    let started = Instant::now();
+    while !std::fs::read_dir(&saved)
+        .ok()
+        .and_then(|mut d| d.next())
+        .is_some_and(|e| current(&e.unwrap().path()).is_file())
+    {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no checkpoint after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let children = Command::new("pgrep")
+        .args(["-P", &rank0.id().to_string()])
+        .output()
+        .unwrap();
+    let worker = String::from_utf8(children.stdout).unwrap();
+    let worker = worker
+        .lines()
+        .next()
+        .expect("rank 1 runs")
+        .trim()
+        .to_owned();
+    let frozen = Instant::now();
+    Command::new("kill")
+        .args(["-STOP", &worker])
+        .status()
+        .unwrap();
+    let status = rank0.wait().unwrap();
+    let waited = frozen.elapsed().as_secs_f64();
+    // dist_timeout, the roll call (at most 10 s), the frozen worker's grace (10 s).
+    assert!(
+        waited < 8.0 + 10.0 + 10.0 + 5.0,
+        "rank 0 ended {waited:.0} s after the freeze"
+    );
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr.txt")).unwrap();
+    assert!(stderr.contains("lost rank 1 of 2"), "{stderr}");
+    assert!(!stderr.contains("frame #"), "no C++ backtrace: {stderr}");
+    let gone = Command::new("kill").args(["-0", &worker]).status().unwrap();
+    assert!(!gone.success(), "the frozen worker was killed");
+}
+
+#[test]
+fn two_machines_with_a_node_rank_each_train_together() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let mut cfg = two_ranks(tmp.path(), "dp_nodes", 1);
+    cfg.gpus = 1;
+    cfg.world_size = 2;
+    cfg.dist_url = format!("tcp://127.0.0.1:{}", free_port());
+    let mut nodes = Vec::new();
+    for node in 0..2 {
+        cfg.rank = node;
+        let dir = tmp.path().join(format!("node{node}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = dir.join("cfg.yaml");
+        write_config(&cfg, &yaml);
+        let saved = dir.join("saved").display().to_string();
+        let yaml = yaml.display().to_string();
+        nodes.push((
+            start_binary(&dir, &["--saved", &saved, "train", "--cfg", &yaml]),
+            dir,
+        ));
+    }
+    for (mut p, dir) in nodes {
+        let ok = p.wait().unwrap().success();
+        let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap();
+        assert!(ok, "{}: {stderr}", dir.display());
+    }
+    // Only node rank 0 (global rank 0) wrote a run folder.
+    assert!(tmp.path().join("node0/saved").is_dir());
+    assert!(!tmp.path().join("node1/saved").exists());
+}

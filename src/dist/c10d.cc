@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef MISLAS_NCCL
@@ -61,6 +62,10 @@ void wait(Group* g, const c10::intrusive_ptr<c10d::Work>& work) {
 }  // namespace
 
 extern "C" {
+
+// Keeps c10d's own log lines (warnings of its sockets, errors it also throws) off stderr,
+// where they would paint over the terminal UI: every failure comes back as an exception.
+void mislas_c10d_quiet() { FLAGS_caffe2_log_level = 3; }
 
 // Whether this build has ProcessGroupNCCL.
 int mislas_c10d_has_nccl() {
@@ -157,6 +162,15 @@ int mislas_c10d_store_set(void* g, const char* key, const uint8_t* value, size_t
   auto group = static_cast<Group*>(g);
   return guarded(err, [&] {
     group->store->set(std::string(key), std::vector<uint8_t>(value, value + len));
+  });
+}
+
+// Whether `key` is in the store now (no waiting): *present is 1 or 0.
+int mislas_c10d_store_check(void* g, const char* key, int* present, char** err) {
+  auto group = static_cast<Group*>(g);
+  return guarded(err, [&] {
+    std::vector<std::string> keys{std::string(key)};
+    *present = group->store->check(keys) ? 1 : 0;
   });
 }
 

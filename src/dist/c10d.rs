@@ -100,6 +100,11 @@ impl ProcessGroup {
             );
         }
         let c_host = CString::new(host)?;
+        #[cfg(mislas_c10d)]
+        // SAFETY: sets libc10's log level, a plain int.
+        unsafe {
+            ffi::mislas_c10d_quiet()
+        };
         let backend_id = match backend {
             Backend::Gloo => 0,
             Backend::Nccl => 1,
@@ -261,6 +266,28 @@ impl ProcessGroup {
         check_rc(rc, err)
     }
 
+    /// Whether `key` is in the rendezvous store now.
+    ///
+    /// # Errors
+    /// The store (rank 0's process) cannot be reached.
+    pub fn store_has(&self, key: &str) -> Result<bool> {
+        let c_key = CString::new(key)?;
+        let mut err = std::ptr::null_mut();
+        let mut present = 0i32;
+        #[cfg(mislas_c10d)]
+        // SAFETY: valid key and out-pointers, `handle` is open.
+        let rc = unsafe {
+            ffi::mislas_c10d_store_check(self.handle, c_key.as_ptr(), &mut present, &mut err)
+        };
+        #[cfg(not(mislas_c10d))]
+        let rc = {
+            let _ = (c_key, &mut present);
+            unreachable_without_c10d(&mut Vec::new())
+        };
+        check_rc(rc, err)?;
+        Ok(present != 0)
+    }
+
     /// Waits at most `wait` for `key` in the rendezvous store and returns its value.
     ///
     /// # Errors
@@ -341,6 +368,7 @@ mod ffi {
     use std::ffi::{c_char, c_void};
     extern "C" {
         pub fn mislas_c10d_has_nccl() -> i32;
+        pub fn mislas_c10d_quiet();
         pub fn mislas_c10d_new(
             host: *const c_char,
             port: u16,
@@ -383,6 +411,12 @@ mod ffi {
             key: *const c_char,
             value: *const u8,
             len: usize,
+            err: *mut *mut c_char,
+        ) -> i32;
+        pub fn mislas_c10d_store_check(
+            g: *mut c_void,
+            key: *const c_char,
+            present: *mut i32,
             err: *mut *mut c_char,
         ) -> i32;
         pub fn mislas_c10d_store_get(

@@ -1,14 +1,16 @@
 //! Starting the other ranks of this machine: the reference's `torch.multiprocessing.spawn` of
 //! one process per device, here as processes of this same binary (`mislas rank-worker`) with a
 //! `torchrun`-style environment, then joining the process group.
-use super::c10d::ProcessGroup;
+use super::c10d::{Backend, ProcessGroup};
 use super::{Replicas, Topology};
 use super::{ENV_LOCAL_RANK, ENV_MASTER_ADDR, ENV_MASTER_PORT, ENV_RANK, ENV_WORLD_SIZE};
 use crate::config::machine_cuda_devices;
-use crate::engine::Job;
+use crate::engine::{Classify, Job};
+use crate::events::{Failure, FailureKind};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The hidden subcommand a local rank runs: `mislas --saved DIR rank-worker --job FILE`.
 pub const WORKER_COMMAND: &str = "rank-worker";
@@ -29,19 +31,54 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Waits for the process; `Some` text when it failed (its exit and last log lines).
-    pub fn wait(&mut self) -> Option<String> {
-        let status = self.child.wait().ok()?;
+    /// Waits for the process, at most `grace` (then it is killed); `Some` text when it failed
+    /// or had to be killed (its exit and last log lines).
+    pub fn wait(&mut self, grace: Duration) -> Option<String> {
+        let started = Instant::now();
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() < grace => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Ok(None) | Err(_) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    let _ = std::fs::remove_file(&self.job);
+                    return Some(format!(
+                        "rank {} had not ended {:.0} s after this rank, and was killed; its \
+                         output is in {}",
+                        self.rank,
+                        grace.as_secs_f64(),
+                        self.log.display()
+                    ));
+                }
+            }
+        };
         let _ = std::fs::remove_file(&self.job);
         // 130: the terminal's SIGINT reached the worker too, and the run stopped as agreed.
         if status.success() || status.code() == Some(130) {
             let _ = std::fs::remove_file(&self.log);
             return None;
         }
+        Some(self.ended(status))
+    }
+
+    /// `Some` text when the process has already ended (before it should have).
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        Some(format!(
+            "rank {} exited early: {}",
+            self.rank,
+            self.ended(status)
+        ))
+    }
+
+    fn ended(&self, status: std::process::ExitStatus) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let last: Vec<&str> = text.lines().rev().take(3).collect();
         let last: Vec<&str> = last.into_iter().rev().collect();
-        Some(format!(
+        format!(
             "rank {} ended with {status}; its output is in {}{}",
             self.rank,
             self.log.display(),
@@ -50,7 +87,7 @@ impl Worker {
             } else {
                 format!(": {}", last.join(" / "))
             }
-        ))
+        )
     }
 }
 
@@ -72,30 +109,28 @@ impl Drop for Worker {
 /// `job` gets this rank's device (`cuda:LOCAL_RANK`, or `cpu`).
 ///
 /// # Errors
-/// The build has no c10d, more processes than CUDA devices, a worker that cannot start, the
-/// rendezvous (port in use, a rank that did not arrive within `dist_timeout`), ranks whose jobs
-/// differ.
-pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas> {
+/// [`FailureKind::Config`]: an unusable configuration (checked once, before any process
+/// starts), the build has no c10d, more processes than CUDA devices.
+/// [`FailureKind::LostRank`]: a worker that cannot start or exits before the rendezvous, the
+/// rendezvous itself (port in use, a rank that did not arrive within `dist_timeout`), ranks
+/// whose jobs or world sizes differ.
+pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas, Failure> {
     let env = |k: &str| std::env::var(k).ok();
     let cuda = machine_cuda_devices();
-    let Some(mut topo) = Topology::of(job.first_config(), &env, cuda)? else {
+    let topology = Topology::of(job.first_config(), &env, cuda).kind(FailureKind::Config)?;
+    let Some(mut topo) = topology else {
         return Ok(Replicas::single());
     };
-    super::c10d::support().map_err(anyhow::Error::msg)?;
-    if topo.backend == super::c10d::Backend::Nccl && topo.local_size > cuda {
-        bail!(
-            "gpus: {} processes need as many CUDA devices, and this machine has {cuda}",
-            topo.local_size
-        );
-    }
-    let text = serde_yaml::to_string(&*job).context("cannot write the job for the other ranks")?;
+    check_before_launch(job, &topo, cuda).kind(FailureKind::Config)?;
+    let text = comparable_job(job).kind(FailureKind::Internal)?;
     let mut workers = Vec::new();
     if topo.launches_local_ranks {
         if topo.master_port == 0 {
-            topo.master_port = free_port()?;
+            topo.master_port = free_port().kind(FailureKind::LostRank)?;
         }
         for local in 1..topo.local_size {
-            workers.push(spawn_worker(&topo, local, &text, saved_root)?);
+            let worker = spawn_worker(&topo, local, &text, saved_root);
+            workers.push(worker.kind(FailureKind::LostRank)?);
         }
     }
     let joined = ProcessGroup::join(
@@ -105,55 +140,75 @@ pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas> {
         topo.world_size,
         topo.backend,
         topo.timeout,
-        |group| same_job_everywhere(group, &text),
+        |group| same_job_everywhere(group, &text, &mut workers),
     );
-    let group = joined.with_context(|| {
-        format!(
-            "rank {} of {} could not join the rendezvous at {}:{} ({})",
-            topo.rank, topo.world_size, topo.master_addr, topo.master_port, topo.backend
-        )
-    })?;
+    let group = joined
+        .with_context(|| {
+            format!(
+                "rank {} of {} could not join the rendezvous at {}:{} ({})",
+                topo.rank, topo.world_size, topo.master_addr, topo.master_port, topo.backend
+            )
+        })
+        .kind(FailureKind::LostRank)?;
     let scratch = match topo.backend {
-        super::c10d::Backend::Gloo => tch::Device::Cpu,
-        super::c10d::Backend::Nccl => tch::Device::Cuda(topo.local_rank),
+        Backend::Gloo => tch::Device::Cpu,
+        Backend::Nccl => tch::Device::Cuda(topo.local_rank),
     };
-    let replicas = Replicas::new(group, workers, scratch);
     job.set_device(&topo.device_spec());
-    if topo.backend == super::c10d::Backend::Gloo {
+    if topo.backend == Backend::Gloo {
         // CPU ranks share this machine's cores: split libtorch's threads between them.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         tch::set_num_threads((cores / topo.local_size).max(1) as i32);
     }
-    Ok(replicas)
+    Ok(Replicas::new(group, workers, scratch))
+}
+
+/// What can be known before any process starts: each stage's configuration is usable (as
+/// `mislas config` checks it), c10d is built in, and CUDA ranks have their devices.
+fn check_before_launch(job: &Job, topo: &Topology, cuda: usize) -> Result<()> {
+    super::c10d::support().map_err(anyhow::Error::msg)?;
+    if topo.backend == Backend::Nccl && topo.local_size > cuda {
+        bail!(
+            "gpus: {} processes need as many CUDA devices, and this machine has {cuda}",
+            topo.local_size
+        );
+    }
+    for cfg in job.configs() {
+        let mut probe = cfg.clone();
+        // Stage 2's checkpoint is stage 1's, not written yet.
+        probe.resume.clear();
+        crate::engine::setup::check_config(&probe)?;
+    }
+    Ok(())
+}
+
+/// The job as every rank must agree on it: its YAML, with the node rank (`rank`, which
+/// differs between machines by design) left out.
+fn comparable_job(job: &Job) -> Result<String> {
+    let mut same = job.clone();
+    same.for_each_config(|c| c.rank = -1);
+    serde_yaml::to_string(&same).context("cannot write the job for the other ranks")
 }
 
 /// Every rank publishes its world size and job in the store before the backend connects; rank
 /// 0 checks every other rank's against its own, the others check rank 0's. Rank 0 serves the
 /// store, so it waits (10 s at most) until the others have read its entry before it returns,
 /// a mismatch included: each rank then says what differs.
-fn same_job_everywhere(group: &ProcessGroup, job: &str) -> Result<()> {
+fn same_job_everywhere(group: &ProcessGroup, job: &str, workers: &mut [Worker]) -> Result<()> {
     let (rank, world) = (group.rank(), group.world_size());
     let key = |r: usize| format!("mislas/job/{r}");
     let read = |r: usize| format!("mislas/job-read/{r}");
     group.store_set(&key(rank), format!("{world}\n{job}").as_bytes())?;
     if rank != 0 {
-        let first = group.store_get(&key(0), group.timeout()).with_context(|| {
-            format!(
-                "rank 0 did not arrive within dist_timeout ({} s)",
-                group.timeout().as_secs_f64()
-            )
-        })?;
+        let first =
+            await_key(group, &key(0), group.timeout(), workers).context("rank 0 did not arrive")?;
         group.store_set(&read(rank), b"1")?;
         return compare_jobs(&String::from_utf8_lossy(&first), 0, world, job, rank);
     }
     let mut verdict = Ok(());
     for r in 1..world {
-        let theirs = group.store_get(&key(r), group.timeout()).with_context(|| {
-            format!(
-                "rank {r} did not arrive within dist_timeout ({} s)",
-                group.timeout().as_secs_f64()
-            )
-        })?;
+        let theirs = await_key(group, &key(r), group.timeout(), workers)
+            .with_context(|| format!("rank {r} did not arrive"))?;
         verdict = verdict.and(compare_jobs(
             &String::from_utf8_lossy(&theirs),
             r,
@@ -162,11 +217,32 @@ fn same_job_everywhere(group: &ProcessGroup, job: &str) -> Result<()> {
             0,
         ));
     }
-    let wait = group.timeout().min(std::time::Duration::from_secs(10));
+    let wait = group.timeout().min(Duration::from_secs(10));
     for r in 1..world {
-        let _ = group.store_get(&read(r), wait);
+        let _ = await_key(group, &read(r), wait, workers);
     }
     verdict
+}
+
+/// Waits at most `wait` for `key` in the store, looking every 100 ms whether a local worker
+/// exited meanwhile (it would never arrive).
+fn await_key(
+    group: &ProcessGroup,
+    key: &str,
+    wait: Duration,
+    workers: &mut [Worker],
+) -> Result<Vec<u8>> {
+    let started = Instant::now();
+    while !group.store_has(key)? {
+        if let Some(gone) = workers.iter_mut().find_map(Worker::exited) {
+            bail!("{gone}");
+        }
+        if started.elapsed() >= wait {
+            bail!("nothing within dist_timeout ({} s)", wait.as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    group.store_get(key, wait)
 }
 
 /// Compares rank `r`'s published `theirs` (`world\njob`) with this rank's (`me`).

@@ -85,6 +85,9 @@ impl Topology {
         if let Some(rank) = env(ENV_RANK) {
             return from_env(&rank, env, backend, timeout).map(Some);
         }
+        if env(ENV_WORLD_SIZE).is_some() {
+            bail!("{ENV_WORLD_SIZE} is set but {ENV_RANK} is not: a torchrun-style launch sets both (and {ENV_MASTER_ADDR}, {ENV_MASTER_PORT})");
+        }
         let local_size = match (cfg.multiprocessing_distributed, cfg.gpus, backend) {
             (true, 1, Backend::Nccl) => cuda_devices.max(1),
             (_, n, _) => n.max(1),
@@ -154,6 +157,9 @@ fn from_env(
         Some(v) => number(ENV_LOCAL_RANK, Some(v))?,
         None => rank,
     };
+    if world_size == 0 {
+        bail!("{ENV_WORLD_SIZE} must be at least 1, is 0");
+    }
     if rank >= world_size {
         bail!("{ENV_RANK} is {rank}, but {ENV_WORLD_SIZE} is {world_size}: a rank is 0 to {ENV_WORLD_SIZE}−1");
     }

@@ -339,9 +339,18 @@ impl Replicas {
         self.sync_seconds.replace(0.0)
     }
 
-    /// Waits for the local ranks this process started; their failures, as text.
-    pub fn wait_for_workers(&mut self) -> Vec<String> {
-        self.workers.iter_mut().filter_map(Worker::wait).collect()
+    /// Waits for the local ranks this process started, each at most `grace` (then it is
+    /// killed: a frozen process must not hold this one); their failures, as text.
+    pub fn wait_for_workers(&mut self, grace: Duration) -> Vec<String> {
+        self.workers
+            .iter_mut()
+            .filter_map(|w| w.wait(grace))
+            .collect()
+    }
+
+    /// The bound of every collective (`dist_timeout`); `None` alone.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.group.as_ref().map(ProcessGroup::timeout)
     }
 }
 

@@ -31,6 +31,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tch::Device;
 
 /// What the trainer thread runs (every rank of a data-parallel run runs the same job).
@@ -122,11 +123,24 @@ impl Job {
 
     /// Sets `device` in every stage (a data-parallel rank's own device).
     pub fn set_device(&mut self, device: &str) {
+        self.for_each_config(|c| c.device = device.to_owned());
+    }
+
+    /// Its stages' configurations, in order.
+    pub fn configs(&self) -> Vec<&Config> {
         match self {
-            Job::Single(cfg) => cfg.device = device.to_owned(),
+            Job::Single(cfg) => vec![cfg],
+            Job::Pipeline { stage1, stage2 } => vec![stage1, stage2],
+        }
+    }
+
+    /// Changes every stage's configuration.
+    pub fn for_each_config(&mut self, mut change: impl FnMut(&mut Config)) {
+        match self {
+            Job::Single(cfg) => change(cfg),
             Job::Pipeline { stage1, stage2 } => {
-                stage1.device = device.to_owned();
-                stage2.device = device.to_owned();
+                change(stage1);
+                change(stage2);
             }
         }
     }
@@ -135,14 +149,18 @@ impl Job {
 /// Runs the job's stages on this process's rank: [`crate::dist::launch::start`] starts and
 /// joins the other ranks when the configuration asks for several (`gpus`, `world_size`).
 fn run_job(mut job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> {
-    let mut replicas =
-        crate::dist::launch::start(&mut job, saved_root).kind(FailureKind::LostRank)?;
+    let mut replicas = crate::dist::launch::start(&mut job, saved_root)?;
     let result = run_stages(job, saved_root, link, &replicas);
+    // After a success the other ranks end with this one; after a failure they learn it at once
+    // (this rank leaves the group) and get a few seconds.
+    let grace = match result {
+        Ok(()) => replicas.timeout().unwrap_or_default(),
+        Err(_) => Duration::from_secs(10),
+    };
     if result.is_err() {
-        // The other ranks see this rank leave at once, instead of after their timeout.
         replicas.leave();
     }
-    let failed_workers = replicas.wait_for_workers();
+    let failed_workers = replicas.wait_for_workers(grace);
     match (result, failed_workers.is_empty()) {
         (Err(mut f), false) => {
             f.message = format!("{} ({})", f.message, failed_workers.join("; "));

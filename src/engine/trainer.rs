@@ -375,7 +375,7 @@ impl<'a> Trainer<'a> {
             self.train_batch(epoch, &batch, agreed.skip_step, &mut t)?;
         }
         t.train_seconds = t.started.elapsed().as_secs_f64();
-        if self.replicas.world_size() > 1 {
+        if self.replicas.world_size() > 1 && t.sums.seen > t.seen_before {
             let sync = self.replicas.take_sync_seconds();
             self.emit(Event::Log(format!(
                 "=> epoch {epoch}: gradient all-reduce {sync:.1} s of {:.1} s training ({:.1} %)",
@@ -793,13 +793,13 @@ impl<'a> Trainer<'a> {
         if let Err(f) = self.emit(Event::Log(line)) {
             return Err(self.fail(f, None));
         }
-        let best_path = self.run.best_checkpoint();
-        let best_checkpoint = best_path.is_file().then_some(best_path);
-        // Rank 0's last checkpoint is written before any rank goes on (stage 2 reads it).
+        // Rank 0's last checkpoint is written before any rank looks for it (stage 2 reads it).
         if let Err(e) = self.replicas.barrier("ending the stage") {
             let failure = Failure::new(FailureKind::LostRank, format!("{e:#}"));
             return Err(self.fail(failure, None));
         }
+        let best_path = self.run.best_checkpoint();
+        let best_checkpoint = best_path.is_file().then_some(best_path);
         self.publish(Event::StageFinished(StageFinished {
             stage: self.recipe.stage(),
             run_dir: self.run.root.clone(),
