@@ -513,9 +513,7 @@ fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
     let stage1 = two_ranks(tmp.path(), "dp_pipe1", 1);
     let p = Path::new(ROOT).join("presets/cifar10/cifar10_imb001_stage2_mislas.yaml");
     let mut stage2 = Config::from_file(&p).expect("preset loads").config;
-    for (k, v) in [("data_path", stage1.data_path.clone())] {
-        stage2.apply_overrides(&[k.to_owned(), v]).unwrap();
-    }
+    stage2.data_path = stage1.data_path.clone();
     stage2.name = "dp_pipe2".into();
     stage2.imb_factor = Some(0.1);
     stage2.batch_size = 32;
