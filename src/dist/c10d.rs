@@ -99,20 +99,27 @@ impl ProcessGroup {
                  nvidia-cuda-cccl and nvidia-cuda-crt wheels, then rebuild)"
             );
         }
+        let group = Self::rendezvous(host, port, rank, world_size, timeout)?;
+        check(&group)?;
+        group.connect(host, backend)?;
+        Ok(group)
+    }
+
+    /// The TCPStore half of [`ProcessGroup::join`]: rank 0 serves it, the others connect.
+    fn rendezvous(
+        host: &str,
+        port: u16,
+        rank: usize,
+        world_size: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
         let c_host = CString::new(host)?;
-        #[cfg(mislas_c10d)]
-        // SAFETY: sets libc10's log level, a plain int.
-        unsafe {
-            ffi::mislas_c10d_quiet()
-        };
-        let backend_id = match backend {
-            Backend::Gloo => 0,
-            Backend::Nccl => 1,
-        };
         let mut err: *mut c_char = std::ptr::null_mut();
         #[cfg(mislas_c10d)]
-        // SAFETY: valid C strings and out-pointer; the returned handle is owned by `Self`.
+        // SAFETY: sets libc10's log level (a plain int), then valid C strings and out-pointer;
+        // the returned handle is owned by `Self`.
         let handle = unsafe {
+            ffi::mislas_c10d_quiet();
             ffi::mislas_c10d_new(
                 c_host.as_ptr(),
                 port,
@@ -124,34 +131,44 @@ impl ProcessGroup {
         };
         #[cfg(not(mislas_c10d))]
         let handle: *mut c_void = {
-            let _ = (c_host, backend_id);
+            let _ = (c_host, port);
             std::ptr::null_mut()
         };
-        check_rc(if handle.is_null() { 1 } else { 0 }, err)?;
-        let group = ProcessGroup {
+        check_rc(i32::from(handle.is_null()), err)?;
+        Ok(ProcessGroup {
             handle,
             rank,
             world_size,
             timeout,
+        })
+    }
+
+    /// The backend half of [`ProcessGroup::join`]: Gloo (on `host`'s interface) or NCCL.
+    fn connect(&self, host: &str, backend: Backend) -> Result<()> {
+        let c_host = CString::new(host)?;
+        let backend_id = match backend {
+            Backend::Gloo => 0,
+            Backend::Nccl => 1,
         };
-        check(&group)?;
         let mut err = std::ptr::null_mut();
         #[cfg(mislas_c10d)]
         // SAFETY: `handle` is open; valid C string.
         let rc = unsafe {
             ffi::mislas_c10d_connect(
-                group.handle,
+                self.handle,
                 c_host.as_ptr(),
-                rank as i32,
-                world_size as i32,
+                self.rank as i32,
+                self.world_size as i32,
                 backend_id,
                 &mut err,
             )
         };
         #[cfg(not(mislas_c10d))]
-        let rc = unreachable_without_c10d(&mut Vec::new());
-        check_rc(rc, err)?;
-        Ok(group)
+        let rc = {
+            let _ = (c_host, backend_id);
+            unreachable_without_c10d(&mut Vec::new())
+        };
+        check_rc(rc, err)
     }
 
     /// This process's rank, `0..world_size`.

@@ -375,14 +375,7 @@ impl<'a> Trainer<'a> {
             self.train_batch(epoch, &batch, agreed.skip_step, &mut t)?;
         }
         t.train_seconds = t.started.elapsed().as_secs_f64();
-        if self.replicas.world_size() > 1 && t.sums.seen > t.seen_before {
-            let sync = self.replicas.take_sync_seconds();
-            self.emit(Event::Log(format!(
-                "=> epoch {epoch}: gradient all-reduce {sync:.1} s of {:.1} s training ({:.1} %)",
-                t.train_seconds,
-                100.0 * sync / t.train_seconds.max(1e-9)
-            )))?;
-        }
+        self.report_all_reduce(epoch, &t)?;
         if let Some(s) = &self.scaler {
             let scale = s.scale();
             self.emit(Event::Warning(Warning::LossScale {
@@ -392,6 +385,19 @@ impl<'a> Trainer<'a> {
             }))?;
         }
         Ok(t)
+    }
+
+    /// Data parallel: the gradient all-reduce's share of the epoch's training time, in the log.
+    fn report_all_reduce(&mut self, epoch: usize, t: &EpochTraining) -> Result<(), Failure> {
+        if self.replicas.world_size() == 1 || t.sums.seen <= t.seen_before {
+            return Ok(());
+        }
+        let sync = self.replicas.take_sync_seconds();
+        self.emit(Event::Log(format!(
+            "=> epoch {epoch}: gradient all-reduce {sync:.1} s of {:.1} s training ({:.1} %)",
+            t.train_seconds,
+            100.0 * sync / t.train_seconds.max(1e-9)
+        )))
     }
 
     /// Whether this rank cannot train its batch: no image left, or one under BatchNorm in train
@@ -616,36 +622,10 @@ impl<'a> Trainer<'a> {
     /// with [`Event::EvalProgress`] about twice a second and the controls agreed between
     /// batches.
     fn run_evaluation(&self, epoch: usize, started: Instant) -> Result<Evaluated, Failure> {
-        let (stage, cfg, replicas) = (self.recipe.stage(), self.cfg, self.replicas);
+        let (cfg, replicas) = (self.cfg, self.replicas);
         let set_len = self.data.test.len();
-        let world = replicas.world_size();
-        let mut last_sent: Option<Instant> = None;
-        let mut lost = None;
-        let mut progress = |done: usize, total: usize| {
-            let due = last_sent.is_none_or(|t| t.elapsed().as_secs_f64() >= 0.5);
-            if due || done == total {
-                last_sent = Some(Instant::now());
-                let images_done = if done == total {
-                    set_len
-                } else {
-                    (done * world).min(set_len)
-                };
-                self.publish(Event::EvalProgress(EvalProgress {
-                    stage,
-                    epoch,
-                    images_done,
-                    images_total: set_len,
-                    images_per_sec: images_done as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                }));
-            }
-            self.agree(false).map_or_else(
-                |failure| {
-                    lost = Some(failure);
-                    Flow::Stop
-                },
-                |agreed| agreed.flow,
-            )
-        };
+        let lost = std::cell::Cell::new(None);
+        let mut progress = self.evaluation_progress(epoch, started, &lost);
         // Every rank evaluates rank 0's network (its BatchNorm statistics are the checkpoint's).
         replicas
             .broadcast_buffers(&self.net)
@@ -673,7 +653,7 @@ impl<'a> Trainer<'a> {
             panic_failure(panic.as_ref(), &context, cfg, self.device)
         })?
         .kind(FailureKind::Data)?;
-        if let Some(failure) = lost {
+        if let Some(failure) = lost.take() {
             return Err(failure);
         }
         let Some(s) = samples else {
@@ -683,6 +663,44 @@ impl<'a> Trainer<'a> {
             .gather_evaluation(s.acc, &s.indices, set_len, self.net.num_classes as usize)
             .kind(FailureKind::LostRank)?;
         Ok(Evaluated::Done(self.spec.report(&acc), s.skipped))
+    }
+
+    /// The progress callback of an evaluation: [`Event::EvalProgress`] about twice a second
+    /// (images over every rank), then the controls agreed by every rank; a lost rank is kept
+    /// in `lost` and stops the evaluation.
+    fn evaluation_progress<'s>(
+        &'s self,
+        epoch: usize,
+        started: Instant,
+        lost: &'s std::cell::Cell<Option<Failure>>,
+    ) -> impl FnMut(usize, usize) -> Flow + 's {
+        let (stage, set_len) = (self.recipe.stage(), self.data.test.len());
+        let world = self.replicas.world_size();
+        let mut last_sent: Option<Instant> = None;
+        move |done: usize, total: usize| {
+            let due = last_sent.is_none_or(|t| t.elapsed().as_secs_f64() >= 0.5);
+            if due || done == total {
+                last_sent = Some(Instant::now());
+                let images_done = match done == total {
+                    true => set_len,
+                    false => (done * world).min(set_len),
+                };
+                self.publish(Event::EvalProgress(EvalProgress {
+                    stage,
+                    epoch,
+                    images_done,
+                    images_total: set_len,
+                    images_per_sec: images_done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                }));
+            }
+            match self.agree(false) {
+                Ok(agreed) => agreed.flow,
+                Err(failure) => {
+                    lost.set(Some(failure));
+                    Flow::Stop
+                }
+            }
+        }
     }
 
     /// Ends an epoch: best figures, the metrics line and the epoch's events first, then the
