@@ -42,11 +42,8 @@ pub fn support() -> Result<(), &'static str> {
 
 /// Whether this build has NCCL (CUDA's headers were found when it was built).
 pub fn has_nccl() -> bool {
-    #[cfg(mislas_c10d)]
     // SAFETY: a pure function of the build.
-    return unsafe { ffi::mislas_c10d_has_nccl() } != 0;
-    #[cfg(not(mislas_c10d))]
-    false
+    unsafe { ffi::mislas_c10d_has_nccl() != 0 }
 }
 
 /// One rank's membership of a process group.
@@ -64,11 +61,8 @@ unsafe impl Send for ProcessGroup {}
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        #[cfg(mislas_c10d)]
         // SAFETY: `handle` came from `mislas_c10d_new` and is freed once.
-        unsafe {
-            ffi::mislas_c10d_free(self.handle)
-        };
+        unsafe { ffi::mislas_c10d_free(self.handle) };
     }
 }
 
@@ -115,7 +109,6 @@ impl ProcessGroup {
     ) -> Result<Self> {
         let c_host = CString::new(host)?;
         let mut err: *mut c_char = std::ptr::null_mut();
-        #[cfg(mislas_c10d)]
         // SAFETY: sets libc10's log level (a plain int), then valid C strings and out-pointer;
         // the returned handle is owned by `Self`.
         let handle = unsafe {
@@ -128,11 +121,6 @@ impl ProcessGroup {
                 timeout.as_millis() as i64,
                 &mut err,
             )
-        };
-        #[cfg(not(mislas_c10d))]
-        let handle: *mut c_void = {
-            let _ = (c_host, port);
-            std::ptr::null_mut()
         };
         check_rc(i32::from(handle.is_null()), err)?;
         Ok(ProcessGroup {
@@ -151,7 +139,6 @@ impl ProcessGroup {
             Backend::Nccl => 1,
         };
         let mut err = std::ptr::null_mut();
-        #[cfg(mislas_c10d)]
         // SAFETY: `handle` is open; valid C string.
         let rc = unsafe {
             ffi::mislas_c10d_connect(
@@ -162,11 +149,6 @@ impl ProcessGroup {
                 backend_id,
                 &mut err,
             )
-        };
-        #[cfg(not(mislas_c10d))]
-        let rc = {
-            let _ = (c_host, backend_id);
-            unreachable_without_c10d(&mut Vec::new())
         };
         check_rc(rc, err)
     }
@@ -194,13 +176,10 @@ impl ProcessGroup {
     pub fn all_reduce_sum(&self, tensors: &mut [Tensor]) -> Result<()> {
         let mut ptrs = pointers(tensors);
         let mut err = std::ptr::null_mut();
-        #[cfg(mislas_c10d)]
         // SAFETY: live tensors, `handle` is open.
         let rc = unsafe {
             ffi::mislas_c10d_all_reduce_sum(self.handle, ptrs.as_mut_ptr(), ptrs.len(), &mut err)
         };
-        #[cfg(not(mislas_c10d))]
-        let rc = unreachable_without_c10d(&mut ptrs);
         check_rc(rc, err)
     }
 
@@ -211,7 +190,6 @@ impl ProcessGroup {
     pub fn broadcast(&self, tensors: &mut [Tensor], root: usize) -> Result<()> {
         let mut ptrs = pointers(tensors);
         let mut err = std::ptr::null_mut();
-        #[cfg(mislas_c10d)]
         // SAFETY: live tensors, `handle` is open.
         let rc = unsafe {
             ffi::mislas_c10d_broadcast(
@@ -221,11 +199,6 @@ impl ProcessGroup {
                 root as i32,
                 &mut err,
             )
-        };
-        #[cfg(not(mislas_c10d))]
-        let rc = {
-            let _ = root;
-            unreachable_without_c10d(&mut ptrs)
         };
         check_rc(rc, err)
     }
@@ -240,7 +213,6 @@ impl ProcessGroup {
         let mut outputs: Vec<Tensor> = (0..self.world_size).map(|_| input.empty_like()).collect();
         let mut ptrs = pointers(&mut outputs);
         let mut err = std::ptr::null_mut();
-        #[cfg(mislas_c10d)]
         // SAFETY: live tensors, `handle` is open, `ptrs` holds world-size outputs.
         let rc = unsafe {
             ffi::mislas_c10d_all_gather(
@@ -251,8 +223,6 @@ impl ProcessGroup {
                 &mut err,
             )
         };
-        #[cfg(not(mislas_c10d))]
-        let rc = unreachable_without_c10d(&mut ptrs);
         check_rc(rc, err)?;
         Ok(outputs)
     }
@@ -264,7 +234,6 @@ impl ProcessGroup {
     pub fn store_set(&self, key: &str, value: &[u8]) -> Result<()> {
         let c_key = CString::new(key)?;
         let mut err = std::ptr::null_mut();
-        #[cfg(mislas_c10d)]
         // SAFETY: valid key and value buffer, `handle` is open.
         let rc = unsafe {
             ffi::mislas_c10d_store_set(
@@ -274,11 +243,6 @@ impl ProcessGroup {
                 value.len(),
                 &mut err,
             )
-        };
-        #[cfg(not(mislas_c10d))]
-        let rc = {
-            let _ = (c_key, value);
-            unreachable_without_c10d(&mut Vec::new())
         };
         check_rc(rc, err)
     }
@@ -291,15 +255,9 @@ impl ProcessGroup {
         let c_key = CString::new(key)?;
         let mut err = std::ptr::null_mut();
         let mut present = 0i32;
-        #[cfg(mislas_c10d)]
         // SAFETY: valid key and out-pointers, `handle` is open.
         let rc = unsafe {
             ffi::mislas_c10d_store_check(self.handle, c_key.as_ptr(), &mut present, &mut err)
-        };
-        #[cfg(not(mislas_c10d))]
-        let rc = {
-            let _ = (c_key, &mut present);
-            unreachable_without_c10d(&mut Vec::new())
         };
         check_rc(rc, err)?;
         Ok(present != 0)
@@ -314,7 +272,6 @@ impl ProcessGroup {
         let mut err = std::ptr::null_mut();
         let mut value: *mut u8 = std::ptr::null_mut();
         let mut len = 0usize;
-        #[cfg(mislas_c10d)]
         // SAFETY: valid key and out-pointers; the value buffer is malloc'ed by the callee.
         let rc = unsafe {
             ffi::mislas_c10d_store_get(
@@ -325,11 +282,6 @@ impl ProcessGroup {
                 &mut len,
                 &mut err,
             )
-        };
-        #[cfg(not(mislas_c10d))]
-        let rc = {
-            let _ = (c_key, wait);
-            unreachable_without_c10d(&mut Vec::new())
         };
         check_rc(rc, err)?;
         // SAFETY: on success `value` holds `len` bytes allocated with malloc.
@@ -368,11 +320,6 @@ fn first_lines(text: &str) -> String {
         .or_else(|| text.find("\nframe #"))
         .unwrap_or(text.len());
     text[..cut].trim().to_owned()
-}
-
-#[cfg(not(mislas_c10d))]
-fn unreachable_without_c10d(_: &mut Vec<*mut c_void>) -> i32 {
-    unreachable!("a ProcessGroup exists only in builds with c10d")
 }
 
 extern "C" {
@@ -444,5 +391,91 @@ mod ffi {
             len: *mut usize,
             err: *mut *mut c_char,
         ) -> i32;
+    }
+}
+
+/// A build without c10d: the same functions, each failing (never reached: [`ProcessGroup::join`]
+/// asks [`support`] first).
+#[cfg(not(mislas_c10d))]
+#[allow(clippy::missing_safety_doc)]
+mod ffi {
+    use std::ffi::{c_char, c_void};
+    pub unsafe fn mislas_c10d_has_nccl() -> i32 {
+        0
+    }
+    pub unsafe fn mislas_c10d_quiet() {}
+    pub unsafe fn mislas_c10d_new(
+        _: *const c_char,
+        _: u16,
+        _: i32,
+        _: i32,
+        _: i64,
+        _: *mut *mut c_char,
+    ) -> *mut c_void {
+        std::ptr::null_mut()
+    }
+    pub unsafe fn mislas_c10d_connect(
+        _: *mut c_void,
+        _: *const c_char,
+        _: i32,
+        _: i32,
+        _: i32,
+        _: *mut *mut c_char,
+    ) -> i32 {
+        1
+    }
+    pub unsafe fn mislas_c10d_free(_: *mut c_void) {}
+    pub unsafe fn mislas_c10d_all_reduce_sum(
+        _: *mut c_void,
+        _: *mut *mut c_void,
+        _: usize,
+        _: *mut *mut c_char,
+    ) -> i32 {
+        1
+    }
+    pub unsafe fn mislas_c10d_broadcast(
+        _: *mut c_void,
+        _: *mut *mut c_void,
+        _: usize,
+        _: i32,
+        _: *mut *mut c_char,
+    ) -> i32 {
+        1
+    }
+    pub unsafe fn mislas_c10d_all_gather(
+        _: *mut c_void,
+        _: *mut c_void,
+        _: *mut *mut c_void,
+        _: usize,
+        _: *mut *mut c_char,
+    ) -> i32 {
+        1
+    }
+    pub unsafe fn mislas_c10d_store_set(
+        _: *mut c_void,
+        _: *const c_char,
+        _: *const u8,
+        _: usize,
+        _: *mut *mut c_char,
+    ) -> i32 {
+        1
+    }
+    pub unsafe fn mislas_c10d_store_check(
+        _: *mut c_void,
+        _: *const c_char,
+        _: *mut i32,
+        _: *mut *mut c_char,
+    ) -> i32 {
+        1
+    }
+    pub unsafe fn mislas_c10d_store_get(
+        _: *mut c_void,
+        _: *const c_char,
+        _: i64,
+        _: *mut *mut u8,
+        _: *mut usize,
+        _: *mut *mut c_char,
+    ) -> i32 {
+        1
     }
 }
