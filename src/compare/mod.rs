@@ -5,4 +5,7 @@
 //!   ECE, MCE, NLL, Brier, per-class over-confidence, overall and per group of classes;
 //! * [`bootstrap`]: 95 % percentile intervals of top-1 and ECE, paired across methods.
 pub mod bootstrap;
+pub mod cache;
 pub mod estimators;
+pub mod posthoc;
+pub mod split;
