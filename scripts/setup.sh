@@ -57,3 +57,7 @@ fi
   echo "setup: without libjpeg-turbo's development files (libjpeg62-turbo-dev) mislas does not build" >&2
 command -v tmux >/dev/null || apt_install tmux ||
   echo "setup: without tmux the terminal UI's end-to-end test skips itself" >&2
+# DejaVu Sans: the text of `mislas compare`'s figures (plotters draws it with ab_glyph).
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ -n "${MISLAS_FONT:-}" ] ||
+  apt_install fonts-dejavu-core ||
+  echo "setup: without fonts-dejavu-core (or MISLAS_FONT) mislas compare writes no figures" >&2

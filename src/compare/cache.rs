@@ -21,6 +21,8 @@ use tch::{Device, Kind, Tensor};
 pub enum Source {
     /// The test set (`test_list` of the list-file sets).
     Test,
+    /// The long-tailed training set, without augmentation (NCM's class means).
+    Train,
     /// A list file under `data_path` (e.g. `ImageNet_LT_val.txt`).
     List(String),
 }
@@ -30,6 +32,7 @@ impl Source {
     pub fn tag(&self) -> String {
         match self {
             Source::Test => "test".into(),
+            Source::Train => "train".into(),
             Source::List(f) => Path::new(f)
                 .file_stem()
                 .map_or_else(|| "list".into(), |s| s.to_string_lossy().into_owned()),
@@ -146,6 +149,7 @@ pub fn load_or_compute(
         sha256: sha,
         source: match source {
             Source::Test => "test set".into(),
+            Source::Train => "long-tailed training set (no augmentation)".into(),
             Source::List(f) => f.clone(),
         },
         samples: cached.labels.len(),
@@ -172,7 +176,10 @@ fn compute(cfg: &Config, source: &Source) -> Result<Cached> {
         p.restore(&parts, None)?;
     }
     let net = &p.net;
-    let set = p.data.test.clone();
+    let set = match source {
+        Source::Train => p.data.train.clone(),
+        _ => p.data.test.clone(),
+    };
     let opts = LoaderOptions {
         batch_size: cfg.effective_eval_batch_size(),
         workers: cfg.workers,

@@ -6,6 +6,10 @@
 //! * [`bootstrap`]: 95 % percentile intervals of top-1 and ECE, paired across methods.
 pub mod bootstrap;
 pub mod cache;
+pub mod cli;
 pub mod estimators;
+pub mod methods;
+pub mod plots;
 pub mod posthoc;
+pub mod report;
 pub mod split;

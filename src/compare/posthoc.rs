@@ -86,20 +86,19 @@ pub fn tau_norm_logits(features: &Tensor, weight: &Tensor, tau: f64) -> Tensor {
 }
 
 /// The τ of `grid` with the highest validation top-1 (the smallest on ties), and the sweep.
+///
+/// Since ‖W_j‖^τ scales column j, the product f·Wᵀ is computed once and each τ rescales it.
 pub fn fit_tau_norm(
     val_features: &Tensor,
     val_labels: &Tensor,
     weight: &Tensor,
     grid: &[f64],
 ) -> Fitted {
+    let raw = val_features.matmul(&weight.tr());
+    let norms = weight.norm_scalaropt_dim(2, [1i64].as_slice(), false);
     let sweep: Vec<(f64, f64)> = grid
         .iter()
-        .map(|&t| {
-            (
-                t,
-                top1(&tau_norm_logits(val_features, weight, t), val_labels),
-            )
-        })
+        .map(|&t| (t, top1(&(&raw / norms.pow_tensor_scalar(t)), val_labels)))
         .collect();
     Fitted::TauNorm {
         tau: best(&sweep),
