@@ -71,6 +71,7 @@ impl Comparison {
                 fitted.join("; ")
             );
         }
+        s.push_str(&self.sweeps());
         for what in ["Top-1 %", "ECE %"] {
             let _ = writeln!(s, "\n| {what} [95 % CI] |{}", self.group_header());
             let _ = writeln!(s, "|---|{}", "---|".repeat(self.groups.len() - 1));
@@ -86,6 +87,41 @@ impl Comparison {
                     })
                     .collect();
                 let _ = writeln!(s, "| {} | {} |", r.name, cells.join(" | "));
+            }
+        }
+        s
+    }
+
+    /// The validation sweeps of τ-norm and logit adjustment (each τ tried, validation top-1),
+    /// once per distinct sweep.
+    fn sweeps(&self) -> String {
+        use super::posthoc::Fitted;
+        let mut s = String::new();
+        let mut seen = Vec::new();
+        for r in &self.rows {
+            for f in &r.fitted {
+                let (what, tau, sweep) = match f {
+                    Fitted::TauNorm { tau, sweep } => ("τ-norm", tau, sweep),
+                    Fitted::LogitAdjustment { tau, sweep } => ("logit adjustment", tau, sweep),
+                    _ => continue,
+                };
+                let key = format!("{what}{sweep:?}");
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
+                let pts: Vec<String> = sweep
+                    .iter()
+                    .step_by(2)
+                    .map(|(t, a)| format!("{t:.2}: {a:.2}"))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "\n{what} sweep of {} (τ: validation top-1 %, every other τ; chosen τ = \
+                     {tau:.2}): {}",
+                    r.name.split(" + ").next().unwrap_or_default(),
+                    pts.join(", ")
+                );
             }
         }
         s
