@@ -260,3 +260,48 @@ pub fn read(file: &Path) -> Result<Cached> {
         lws: get("lws")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trip_and_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cached {
+            features: Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]),
+            logits: Tensor::from_slice(&[0.5f32, -0.5, 1.0, 2.0, 3.0, 4.0]).view([2, 3]),
+            labels: vec![2, 0],
+            weight: Tensor::ones([3, 2], (Kind::Float, Device::Cpu)),
+            bias: Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+            lws: Tensor::ones([3], (Kind::Float, Device::Cpu)),
+        };
+        let file = dir.path().join("x_test.safetensors");
+        write(&c, &file).unwrap();
+        let r = read(&file).unwrap();
+        assert_eq!(r.labels, [2, 0]);
+        assert!(r.logits.equal(&c.logits) && r.features.equal(&c.features));
+        // A checkpoint in <run>/ckps/ next to config.yaml caches in <run>/cache.
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(run.join("ckps")).unwrap();
+        std::fs::write(run.join("config.yaml"), "name: x\n").unwrap();
+        let ck = run.join("ckps/model_best.safetensors");
+        assert_eq!(cache_dir_for(&ck, Path::new("/out")), run.join("cache"));
+        assert_eq!(
+            cache_dir_for(Path::new("/tmp/a.pth.tar"), Path::new("/out")),
+            PathBuf::from("/out/cache")
+        );
+        // printf 'abc' | sha256sum
+        std::fs::write(&ck, "abc").unwrap();
+        assert_eq!(
+            sha256_file(&ck).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let e = sha256_file(Path::new("/nonexistent/ck")).unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent/ck"), "{e:#}");
+        assert_eq!(
+            Source::List("ImageNet_LT_val.txt".into()).tag(),
+            "ImageNet_LT_val"
+        );
+    }
+}
