@@ -70,3 +70,7 @@ if [ -d "$cuda_inc" ] && { [ ! -e "$cuda_inc/cccl/nv/target" ] || [ ! -e "$cuda_
     "nvidia-cuda-cccl==13.0.*" "nvidia-cuda-crt==13.0.*" ||
     echo "setup: without them mislas is built without NCCL (multi-GPU training)" >&2
 fi
+# DejaVu Sans: the text of `mislas compare`'s figures (plotters draws it with ab_glyph).
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ -n "${MISLAS_FONT:-}" ] ||
+  apt_install fonts-dejavu-core ||
+  echo "setup: without fonts-dejavu-core (or MISLAS_FONT) mislas compare writes no figures" >&2

@@ -6,6 +6,7 @@
 //! [`events::Control`]s over crossbeam channels.
 pub mod bench;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod dist;

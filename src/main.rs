@@ -48,6 +48,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         opts: Vec<String>,
     },
+    /// Classifier-stage methods and calibration fixes side by side on one stage-1 checkpoint:
+    /// table with bootstrap intervals, CSV, Markdown, JSON and figures.
+    Compare(CompareArgs),
     /// Stage 1, then stage 2 on stage 1's best checkpoint (default: Fashion-MNIST-LT, IF 0.01).
     Pipeline {
         /// Stage-1 configuration.
@@ -90,6 +93,71 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         opts: Vec<String>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    /// Stage-1 configuration (data set, backbone, class ranges).
+    #[arg(long, default_value = DEFAULT_STAGE1)]
+    cfg: PathBuf,
+    /// Stage-1 checkpoint (mislas .safetensors or the reference's .pth.tar).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// A trained classifier-stage checkpoint of the same backbone, NAME=PATH (repeatable):
+    /// crt=…, lws=…, mislas=…, mislas-no-las=…, mislas-no-shift=….
+    #[arg(long = "trained", value_name = "NAME=PATH")]
+    trained: Vec<String>,
+    /// Methods, comma-separated, BASE[+STEP…] with BASE `ce` (the stage-1 checkpoint) or a
+    /// --trained NAME and STEP tau-norm, ncm, la (logit adjustment), ts (temperature scaling).
+    /// Default: every post-hoc method on ce, alone and +ts, and each trained base, alone and +ts.
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+    /// Output folder [default: <run>/compare of the checkpoint's run].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Bootstrap draws.
+    #[arg(long, default_value_t = mislas::compare::bootstrap::DEFAULT_DRAWS)]
+    draws: usize,
+    /// Seed of the bootstrap and of the validation half.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fit on the whole test set and score it too: the reference's protocol (optimistic).
+    #[arg(long)]
+    reference_protocol: bool,
+    /// KEY VALUE overrides of the configuration (e.g. `device cpu`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    opts: Vec<String>,
+}
+
+fn compare(args: CompareArgs) -> Result<i32> {
+    use mislas::compare::{cli, methods::MethodSpec, split::Protocol};
+    let mut loaded = load(&args.cfg, &args.opts)?;
+    report_ignored(&loaded);
+    loaded.config.resume = args.checkpoint.display().to_string();
+    let mut opts = cli::CompareOptions::new(loaded.config);
+    for t in &args.trained {
+        let Some((name, path)) = t.split_once('=') else {
+            bail!(
+                "--trained '{t}': expected NAME=PATH, e.g. crt=saved/…/ckps/model_best.safetensors"
+            );
+        };
+        opts.trained.push((name.to_owned(), PathBuf::from(path)));
+    }
+    opts.methods = args
+        .methods
+        .iter()
+        .map(|m| MethodSpec::parse(m))
+        .collect::<Result<_>>()?;
+    opts.out = args.out;
+    opts.draws = args.draws;
+    opts.seed = args.seed;
+    if args.reference_protocol {
+        opts.protocol = Protocol::Reference;
+    }
+    let (c, out) = cli::run(&opts, &mut |line| eprintln!("{line}"))?;
+    print!("{}", c.text_table());
+    println!("written to {}", out.display());
+    Ok(0)
 }
 
 fn main() {
@@ -176,6 +244,7 @@ fn run(cli: Cli) -> Result<i32> {
                 cli.saved,
             ))
         }
+        Command::Compare(args) => compare(args),
         Command::Eval { cfg, opts } => {
             let loaded = load(&cfg, &opts)?;
             mislas::engine::evaluate::evaluate_checkpoint(&loaded.config)?;

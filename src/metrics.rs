@@ -69,11 +69,34 @@ pub struct EvalReport {
 /// Bin edges as NumPy's `linspace(0, 1, num_bins + 1)` computes them: `i · (1/num_bins)`, the
 /// last edge exactly 1. (`i / num_bins` differs in the last bit for some `i`, e.g. 5/7, which
 /// moves a confidence lying on an edge into the neighbouring bin.)
-fn linspace_edges(num_bins: usize) -> Vec<f64> {
+pub fn linspace_edges(num_bins: usize) -> Vec<f64> {
     let step = 1.0 / num_bins as f64;
     let mut edges: Vec<f64> = (0..=num_bins).map(|i| i as f64 * step).collect();
     edges[num_bins] = 1.0;
     edges
+}
+
+/// The 0-based bin of confidence `c` among `edges` (from [`linspace_edges`]): `b` when
+/// `edges[b] < c ≤ edges[b + 1]` (`np.digitize(c, edges, right=True) − 1`), `None` for a
+/// confidence of exactly 0, outside [0, 1] or NaN (the reference counts those in no bin).
+///
+/// A first guess from `⌈c·n⌉` is corrected against the edges, so the result is the binary
+/// search's bit for bit at a constant cost.
+#[inline]
+pub fn reliability_bin(edges: &[f64], c: f64) -> Option<usize> {
+    let n = edges.len() - 1;
+    if !(c > 0.0 && c <= 1.0) {
+        return None;
+    }
+    // idx = number of edges < c, in 1..=n for c in (0, 1].
+    let mut idx = ((c * n as f64).ceil() as usize).clamp(1, n);
+    while idx > 1 && edges[idx - 1] >= c {
+        idx -= 1;
+    }
+    while idx < n && edges[idx] < c {
+        idx += 1;
+    }
+    Some(idx - 1)
 }
 
 /// Reliability bins, expected and maximum calibration error (Guo et al., 2017), as the
@@ -109,10 +132,7 @@ pub fn calibration(
     let mut hits = vec![0usize; num_bins];
     let mut counts = vec![0usize; num_bins];
     for (&c, &ok) in confidences.iter().zip(correct) {
-        // np.digitize(right=True) is searchsorted(edges, c, side='left'): the number of edges < c.
-        let idx = edges.partition_point(|&e| e < c);
-        if (1..=num_bins).contains(&idx) {
-            let b = idx - 1;
+        if let Some(b) = reliability_bin(&edges, c) {
             conf_sum[b] += c;
             hits[b] += usize::from(ok);
             counts[b] += 1;
@@ -473,6 +493,25 @@ mod tests {
         assert_eq!(bins[5].hi, 0.6000000000000001);
         assert!(close(ece, 0.36250000000000004, 1e-12), "{ece}");
         assert!(close(mce, 0.95, 1e-12), "{mce}");
+    }
+
+    /// The constant-cost bin equals NumPy's `digitize(right=True) − 1` (a binary search over
+    /// the edges) on edges, their neighbours and a dense grid.
+    #[test]
+    fn reliability_bin_is_the_binary_search() {
+        for n in [1, 7, 10, 15, 16] {
+            let edges = linspace_edges(n);
+            let mut cs: Vec<f64> = (0..=10_000).map(|i| i as f64 / 10_000.0).collect();
+            for &e in &edges {
+                cs.extend([e, e.next_up(), e.next_down()]);
+            }
+            cs.extend([-0.5, 1.5, f64::NAN]);
+            for c in cs {
+                let idx = edges.partition_point(|&e| e < c);
+                let want = (c > 0.0 && (1..=n).contains(&idx)).then(|| idx - 1);
+                assert_eq!(reliability_bin(&edges, c), want, "n {n} c {c}");
+            }
+        }
     }
 
     #[test]

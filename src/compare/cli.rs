@@ -1,0 +1,277 @@
+//! `mislas compare`: the chosen methods on one stage-1 checkpoint (and the trained
+//! classifier-stage checkpoints made from it), fitted on the validation split, scored on
+//! unseen images, written as a table, arrays and figures.
+use super::bootstrap::DEFAULT_DRAWS;
+use super::cache::{self, Cached, Source};
+use super::estimators::Group;
+use super::methods::{run_method, Base, MethodSpec, Scoring, View};
+use super::posthoc;
+use super::report::Comparison;
+use super::split::{self, Protocol, Validation};
+use crate::config::Config;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// What `mislas compare` was asked.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// The stage-1 configuration (data set, backbone, class ranges); `resume` is the stage-1
+    /// checkpoint.
+    pub cfg: Config,
+    /// Trained classifier-stage checkpoints of the same backbone: `(base name, file)`, e.g.
+    /// `("crt", …/model_best.safetensors)`.
+    pub trained: Vec<(String, PathBuf)>,
+    /// Methods; empty: [`default_methods`].
+    pub methods: Vec<MethodSpec>,
+    /// Output folder; `None`: `<run>/compare` of the stage-1 checkpoint's run, else
+    /// `saved/compare`.
+    pub out: Option<PathBuf>,
+    /// Bootstrap draws.
+    pub draws: usize,
+    /// Seed of the bootstrap and of the stratified halves.
+    pub seed: u64,
+    /// Fit/score protocol.
+    pub protocol: Protocol,
+}
+
+impl CompareOptions {
+    /// Options with the defaults: every method, 1,000 draws, seed 0, held-out protocol.
+    pub fn new(cfg: Config) -> Self {
+        CompareOptions {
+            cfg,
+            trained: Vec::new(),
+            methods: Vec::new(),
+            out: None,
+            draws: DEFAULT_DRAWS,
+            seed: 0,
+            protocol: Protocol::Holdout,
+        }
+    }
+}
+
+/// Every post-hoc method on the stage-1 checkpoint (`ce`), alone and with temperature
+/// scaling, and each trained base alone and with temperature scaling.
+pub fn default_methods(trained: &[(String, PathBuf)]) -> Vec<MethodSpec> {
+    let mut words: Vec<String> = [
+        "ce",
+        "ce+ts",
+        "ce+tau-norm",
+        "ce+tau-norm+ts",
+        "ce+ncm",
+        "ce+ncm+ts",
+        "ce+la",
+        "ce+la+ts",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (name, _) in trained {
+        words.push(name.clone());
+        words.push(format!("{name}+ts"));
+    }
+    words
+        .iter()
+        .map(|w| MethodSpec::parse(w).expect("default methods parse"))
+        .collect()
+}
+
+/// The table name of a base: `CE (stage 1)`, `cRT`, `LWS`, `MiSLAS`, or the name as given.
+pub fn base_label(name: &str) -> String {
+    match name {
+        "ce" => "CE (stage 1)".into(),
+        "crt" => "cRT".into(),
+        "lws" => "LWS".into(),
+        "mislas" => "MiSLAS".into(),
+        "mislas-no-las" => "MiSLAS w/o LAS".into(),
+        "mislas-no-shift" => "MiSLAS w/o shift".into(),
+        other => other.into(),
+    }
+}
+
+/// Runs the comparison: caches, fits, scores, writes `results.csv`, `results.md`,
+/// `comparison.json` and the figures into the output folder; `log` gets progress lines.
+/// Returns the comparison and the output folder.
+///
+/// # Errors
+/// A method names a base with no checkpoint, a checkpoint or data set that cannot be used,
+/// or an output that cannot be written.
+pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparison, PathBuf)> {
+    let cfg = &opts.cfg;
+    if cfg.resume.is_empty() {
+        bail!("compare needs the stage-1 checkpoint: --checkpoint PATH");
+    }
+    let methods = if opts.methods.is_empty() {
+        default_methods(&opts.trained)
+    } else {
+        opts.methods.clone()
+    };
+    for m in &methods {
+        if m.base != "ce" && !opts.trained.iter().any(|(n, _)| *n == m.base) {
+            bail!(
+                "method '{}' needs the checkpoint of '{}': add --trained {}=PATH",
+                m.base,
+                m.base,
+                m.base
+            );
+        }
+    }
+    let ckpt = PathBuf::from(&cfg.resume);
+    let cache_dir = cache::cache_dir_for(&ckpt, Path::new("saved"));
+    let out = opts.out.clone().unwrap_or_else(|| {
+        cache_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("saved/compare"), |p| p.join("compare"))
+    });
+    let counts = crate::data::load(cfg)
+        .with_context(|| format!("data of '{}'", cfg.name))?
+        .class_counts;
+    let groups = Group::standard(
+        &counts,
+        cfg.head_class_idx,
+        cfg.med_class_idx,
+        cfg.tail_class_idx,
+    );
+    let validation = split::validation_for(cfg.dataset, opts.seed);
+    let need_ncm = methods
+        .iter()
+        .any(|m| m.steps.contains(&super::methods::Step::Ncm));
+    let mut bases = Vec::new();
+    let mut names = Vec::new();
+    let mut describe = (String::new(), String::new());
+    let all_bases: Vec<(String, PathBuf)> = std::iter::once(("ce".to_owned(), ckpt.clone()))
+        .chain(opts.trained.iter().cloned())
+        .filter(|(n, _)| methods.iter().any(|m| m.base == *n))
+        .collect();
+    for (name, path) in &all_bases {
+        let mut c = cfg.clone();
+        c.resume = path.display().to_string();
+        let dir = cache::cache_dir_for(path, &out);
+        let test = cache::load_or_compute(&c, &Source::Test, &dir, log)?;
+        let (val, scored, d) = views(&c, &test, &validation, opts.protocol, &dir, log)?;
+        describe = d;
+        let class_means = if need_ncm {
+            let train = cache::load_or_compute(&c, &Source::Train, &dir, log)?;
+            let labels = Tensor::from_slice(&train.labels);
+            Some(posthoc::class_means(
+                &train.features,
+                &labels,
+                cfg.num_classes as i64,
+            ))
+        } else {
+            None
+        };
+        bases.push(Base {
+            val,
+            scored,
+            weight: test.weight.shallow_clone(),
+            class_means,
+        });
+        names.push(name.clone());
+    }
+    let scoring = Scoring {
+        groups: groups.clone(),
+        train_class_counts: counts.clone(),
+        draws: opts.draws,
+        seed: opts.seed,
+    };
+    let mut rows = Vec::new();
+    for m in &methods {
+        let b = names
+            .iter()
+            .position(|n| *n == m.base)
+            .expect("base checked");
+        let started = std::time::Instant::now();
+        let r = run_method(m, &base_label(&m.base), &bases[b], &scoring)?;
+        log(&format!(
+            "=> {}: top-1 {:.2}% ECE {:.2}% ({:.2}s)",
+            r.name,
+            r.figures[0].top1,
+            r.figures[0].ece,
+            started.elapsed().as_secs_f64()
+        ));
+        rows.push(r);
+    }
+    let comparison = Comparison {
+        protocol: opts.protocol,
+        checkpoint: cfg.resume.clone(),
+        validation: describe.0,
+        scored: describe.1,
+        groups,
+        train_class_counts: counts,
+        draws: opts.draws,
+        seed: opts.seed,
+        rows,
+    };
+    comparison.write(&out)?;
+    let figures = super::plots::write_all(&comparison, &out.join("figures"))?;
+    log(&format!(
+        "=> wrote results.csv, results.md, comparison.json and {} figures to {}",
+        figures.len(),
+        out.display()
+    ));
+    Ok((comparison, out))
+}
+
+/// The validation and scored views of a checkpoint's test outputs, and their descriptions;
+/// the stratified halves' indices are written next to the cache (`split_<seed>.json`).
+fn views(
+    cfg: &Config,
+    test: &Cached,
+    validation: &Validation,
+    protocol: Protocol,
+    dir: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<(View, View, (String, String))> {
+    let n = test.labels.len();
+    let all: Vec<usize> = (0..n).collect();
+    let whole = || View::select(&test.features, &test.logits, &test.labels, &all);
+    if protocol == Protocol::Reference {
+        let d = format!("the whole test set ({n} images; reference protocol)");
+        return Ok((whole(), whole(), (d.clone(), d)));
+    }
+    match validation {
+        Validation::List(file) => {
+            let val = cache::load_or_compute(cfg, &Source::List(file.clone()), dir, log)?;
+            let vi: Vec<usize> = (0..val.labels.len()).collect();
+            Ok((
+                View::select(&val.features, &val.logits, &val.labels, &vi),
+                whole(),
+                (
+                    format!("{file} ({} images)", val.labels.len()),
+                    format!("the whole test set ({n} images)"),
+                ),
+            ))
+        }
+        Validation::TestHalf { seed } => {
+            let (a, b) = split::stratified_halves(&test.labels, cfg.num_classes, *seed);
+            let record = serde_json::json!({
+                "validation": {"sha256": split::indices_digest(&a), "indices": a},
+                "scored": {"sha256": split::indices_digest(&b), "indices": b},
+                "seed": seed,
+            });
+            let file = dir.join(format!("split_seed{seed}.json"));
+            std::fs::create_dir_all(dir).ok();
+            std::fs::write(&file, record.to_string())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            Ok((
+                View::select(&test.features, &test.logits, &test.labels, &a),
+                View::select(&test.features, &test.logits, &test.labels, &b),
+                (
+                    format!(
+                        "test half A: {} images, class-stratified, seed {seed}, indices sha256 {}… \
+                         ({})",
+                        a.len(),
+                        &split::indices_digest(&a)[..12],
+                        file.display()
+                    ),
+                    format!(
+                        "test half B: the other {} images, indices sha256 {}…",
+                        b.len(),
+                        &split::indices_digest(&b)[..12]
+                    ),
+                ),
+            ))
+        }
+    }
+}

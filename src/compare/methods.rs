@@ -1,0 +1,276 @@
+//! A method of the comparison: a base (the outputs of one checkpoint: stage 1, or a trained
+//! classifier stage such as cRT, LWS or MiSLAS) followed by post-hoc steps, each fitted on the
+//! validation split; and the scoring of it on the scored split.
+use super::bootstrap::{bootstrap, GroupIntervals};
+use super::estimators::{
+    accuracy_per_class, classwise_ece, figures, overconfidence_per_class, Figures, Group, Outputs,
+};
+use super::posthoc::{self, Fitted};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// A post-hoc step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    /// τ-norm of the classifier weights (replaces the logits; first step only).
+    TauNorm,
+    /// Nearest class mean, cosine (replaces the logits; first step only).
+    Ncm,
+    /// Post-hoc logit adjustment.
+    LogitAdjustment,
+    /// Temperature scaling.
+    Temperature,
+}
+
+impl Step {
+    /// The name a method list uses: `tau-norm`, `ncm`, `la`, `ts`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Step::TauNorm => "tau-norm",
+            Step::Ncm => "ncm",
+            Step::LogitAdjustment => "la",
+            Step::Temperature => "ts",
+        }
+    }
+
+    /// The name in tables: `τ-norm`, `NCM`, `LA`, `TS`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::TauNorm => "τ-norm",
+            Step::Ncm => "NCM",
+            Step::LogitAdjustment => "LA",
+            Step::Temperature => "TS",
+        }
+    }
+}
+
+/// A method: a base and its post-hoc steps, written `BASE[+STEP…]`, e.g. `ce`, `ce+tau-norm`,
+/// `mislas+ts` (BASE `ce` is the stage-1 checkpoint; other bases name trained checkpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodSpec {
+    /// The base's name.
+    pub base: String,
+    /// The post-hoc steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl MethodSpec {
+    /// Parses `BASE[+STEP…]`.
+    ///
+    /// # Errors
+    /// An unknown step, an empty base, or τ-norm/NCM after another step (they replace the
+    /// logits, so whatever came before would be lost).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut parts = text.split('+').map(str::trim);
+        let base = parts.next().unwrap_or_default().to_owned();
+        if base.is_empty() {
+            bail!("method '{text}': expected BASE[+STEP…], e.g. ce+ts");
+        }
+        let mut steps = Vec::new();
+        for w in parts {
+            let step = match w {
+                "tau-norm" | "taunorm" | "τ-norm" => Step::TauNorm,
+                "ncm" => Step::Ncm,
+                "la" => Step::LogitAdjustment,
+                "ts" => Step::Temperature,
+                other => bail!(
+                    "method '{text}': unknown post-hoc step '{other}' (expected tau-norm, ncm, \
+                     la or ts)"
+                ),
+            };
+            if matches!(step, Step::TauNorm | Step::Ncm) && !steps.is_empty() {
+                bail!(
+                    "method '{text}': {} replaces the logits, so it must come first",
+                    w
+                );
+            }
+            steps.push(step);
+        }
+        Ok(MethodSpec { base, steps })
+    }
+
+    /// The name in tables: `CE + τ-norm + TS`.
+    pub fn label(&self, base_label: &str) -> String {
+        std::iter::once(base_label)
+            .chain(self.steps.iter().map(|s| s.label()))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+/// One split's cached outputs: features `[N, F]`, logits `[N, K]`, labels `[N]` (int64), CPU.
+#[derive(Debug)]
+pub struct View {
+    /// `[N, F]`.
+    pub features: Tensor,
+    /// `[N, K]`.
+    pub logits: Tensor,
+    /// `[N]` int64.
+    pub labels: Tensor,
+}
+
+impl View {
+    /// Rows `idx` of a cache's tensors.
+    pub fn select(features: &Tensor, logits: &Tensor, labels: &[i64], idx: &[usize]) -> View {
+        let i = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        View {
+            features: features.index_select(0, &i),
+            logits: logits.index_select(0, &i),
+            labels: Tensor::from_slice(labels).index_select(0, &i),
+        }
+    }
+}
+
+/// A base's outputs on the validation and scored splits, its classifier weight `[K, F]` and
+/// NCM's class means `[K, F]` (from the training features; `None` when not computed).
+#[derive(Debug)]
+pub struct Base {
+    /// Validation split.
+    pub val: View,
+    /// Scored split.
+    pub scored: View,
+    /// Classifier weight `[K, F]`.
+    pub weight: Tensor,
+    /// NCM class means `[K, F]`.
+    pub class_means: Option<Tensor>,
+}
+
+/// The figures of one method on the scored split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodResult {
+    /// The table's name, e.g. `CE + τ-norm`.
+    pub name: String,
+    /// The method as written (`ce+tau-norm`).
+    pub spec: String,
+    /// What each post-hoc step was fitted to.
+    pub fitted: Vec<Fitted>,
+    /// Figures of each group, in the order of the comparison's groups.
+    pub figures: Vec<Figures>,
+    /// 95 % bootstrap intervals of each group.
+    pub intervals: Vec<GroupIntervals>,
+    /// Accuracy of each class, %.
+    pub per_class_accuracy: Vec<f64>,
+    /// Mean confidence minus accuracy of each class, percentage points.
+    pub per_class_overconfidence: Vec<f64>,
+}
+
+/// Everything scoring needs besides the method.
+#[derive(Debug, Clone)]
+pub struct Scoring {
+    /// Groups the figures are reported for.
+    pub groups: Vec<Group>,
+    /// Training images per class (logit adjustment's prior).
+    pub train_class_counts: Vec<usize>,
+    /// Bootstrap draws.
+    pub draws: usize,
+    /// Bootstrap seed (the same for every method: paired intervals).
+    pub seed: u64,
+}
+
+/// Fits `spec`'s steps on `base.val` and scores the result on `base.scored`.
+///
+/// # Errors
+/// NCM without class means.
+pub fn run_method(
+    spec: &MethodSpec,
+    base_label: &str,
+    base: &Base,
+    s: &Scoring,
+) -> Result<MethodResult> {
+    let mut val = base.val.logits.shallow_clone();
+    let mut scored = base.scored.logits.shallow_clone();
+    let mut fitted = Vec::new();
+    let prior = posthoc::log_prior(&s.train_class_counts);
+    for step in &spec.steps {
+        let f = match step {
+            Step::TauNorm => {
+                let f = posthoc::fit_tau_norm(
+                    &base.val.features,
+                    &base.val.labels,
+                    &base.weight,
+                    &posthoc::tau_norm_grid(),
+                );
+                let Fitted::TauNorm { tau, .. } = f else {
+                    unreachable!()
+                };
+                val = posthoc::tau_norm_logits(&base.val.features, &base.weight, tau);
+                scored = posthoc::tau_norm_logits(&base.scored.features, &base.weight, tau);
+                f
+            }
+            Step::Ncm => {
+                let Some(means) = &base.class_means else {
+                    bail!("NCM needs the training features' class means");
+                };
+                val = posthoc::ncm_logits(&base.val.features, means);
+                scored = posthoc::ncm_logits(&base.scored.features, means);
+                Fitted::Ncm
+            }
+            Step::LogitAdjustment => {
+                let f = posthoc::fit_logit_adjustment(
+                    &val,
+                    &base.val.labels,
+                    &prior,
+                    &posthoc::logit_adjustment_grid(),
+                );
+                let Fitted::LogitAdjustment { tau, .. } = f else {
+                    unreachable!()
+                };
+                val = posthoc::adjust_logits(&val, &prior, tau);
+                scored = posthoc::adjust_logits(&scored, &prior, tau);
+                f
+            }
+            Step::Temperature => {
+                let f = posthoc::fit_temperature(&val, &base.val.labels);
+                let Fitted::Temperature { t, .. } = f else {
+                    unreachable!()
+                };
+                val = &val / t;
+                scored = &scored / t;
+                f
+            }
+        };
+        fitted.push(f);
+    }
+    let labels = Vec::<i64>::try_from(&base.scored.labels)?;
+    let out = Outputs::from_logits(&scored, labels);
+    let cw = classwise_ece(&out);
+    let brier = out.brier_per_sample();
+    Ok(MethodResult {
+        name: spec.label(base_label),
+        spec: std::iter::once(spec.base.as_str())
+            .chain(spec.steps.iter().map(|st| st.word()))
+            .collect::<Vec<_>>()
+            .join("+"),
+        fitted,
+        figures: figures(&out, &s.groups, &cw, &brier),
+        intervals: bootstrap(&out, &s.groups, s.draws, s.seed),
+        per_class_accuracy: accuracy_per_class(&out),
+        per_class_overconfidence: overconfidence_per_class(&out),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_methods() {
+        assert_eq!(
+            MethodSpec::parse("ce+tau-norm+ts").unwrap(),
+            MethodSpec {
+                base: "ce".into(),
+                steps: vec![Step::TauNorm, Step::Temperature]
+            }
+        );
+        assert_eq!(
+            MethodSpec::parse("mislas+ts").unwrap().label("MiSLAS"),
+            "MiSLAS + TS"
+        );
+        let e = MethodSpec::parse("ce+ts+ncm").unwrap_err().to_string();
+        assert!(e.contains("must come first"), "{e}");
+        let e = MethodSpec::parse("ce+foo").unwrap_err().to_string();
+        assert!(e.contains("unknown post-hoc step 'foo'"), "{e}");
+        assert!(MethodSpec::parse("+ts").is_err());
+    }
+}

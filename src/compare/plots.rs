@@ -1,0 +1,350 @@
+//! The comparison's figures, drawn with `plotters` as PNG and SVG: per method a reliability
+//! diagram (accuracy per 15-bin confidence bin against the diagonal, the gap shaded) over its
+//! confidence histogram; one overlay of every method's reliability curve; and per class
+//! accuracy and over-confidence against the training frequency (log scale).
+//!
+//! Text layout needs a TrueType font (plotters' pure-Rust `ab_glyph` text): DejaVu Sans
+//! (Debian's `fonts-dejavu-core`, installed by `scripts/setup.sh`), or the file `MISLAS_FONT`
+//! names. Without one no figure is drawn and the error says what to install; the tables are
+//! written before the figures.
+use super::report::Comparison;
+use anyhow::{anyhow, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Font files tried for PNG text, after `MISLAS_FONT`.
+const FONT_FILES: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Registers the PNG font once.
+fn ensure_font() -> Result<()> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let candidates: Vec<PathBuf> = std::env::var_os("MISLAS_FONT")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(FONT_FILES.iter().map(PathBuf::from))
+            .collect();
+        let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+            "no TrueType font for the figures: install fonts-dejavu-core or set MISLAS_FONT \
+             to a .ttf file (the tables are written)"
+                .to_owned()
+        })?;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into()))
+            .map_err(|_| format!("{}: not a TrueType font", path.display()))
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+/// A figure that draws on any backend.
+trait Figure {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()>;
+}
+
+/// Draws `fig` into `<stem>.svg` and `<stem>.png` of `size` pixels; returns the files.
+fn both(dir: &Path, stem: &str, size: (u32, u32), fig: &impl Figure) -> Result<Vec<PathBuf>> {
+    ensure_font()?;
+    let svg = dir.join(format!("{stem}.svg"));
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        fig.draw(&root)?;
+        root.present()
+            .map_err(err)
+            .with_context(|| format!("cannot write {}", svg.display()))?;
+    }
+    let mut files = vec![svg];
+    let png = dir.join(format!("{stem}.png"));
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        fig.draw(&root)?;
+        root.present()
+            .map_err(err)
+            .with_context(|| format!("cannot write {}", png.display()))?;
+    }
+    files.push(png);
+    Ok(files)
+}
+
+struct Reliability<'a> {
+    c: &'a Comparison,
+    row: usize,
+}
+
+impl Figure for Reliability<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let r = &self.c.rows[self.row];
+        let f = &r.figures[0];
+        let i = &r.intervals[0];
+        let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 68 / 100);
+        let title = format!(
+            "{}: top-1 {:.2}%, ECE {:.2}% [{:.2}, {:.2}]",
+            r.name, f.top1, f.ece, i.ece.lo, i.ece.hi
+        );
+        let mut ch = ChartBuilder::on(&top)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(err)?;
+        ch.configure_mesh()
+            .y_desc("accuracy")
+            .x_desc("confidence")
+            .draw()
+            .map_err(err)?;
+        let blue = RGBColor(31, 119, 180);
+        let red = RGBColor(214, 39, 40);
+        for b in f.bins.iter().filter(|b| b.count > 0) {
+            let (lo, hi) = (b.lo + 0.004, b.hi - 0.004);
+            ch.draw_series(std::iter::once(Rectangle::new(
+                [(lo, 0.0), (hi, b.accuracy)],
+                blue.mix(0.8).filled(),
+            )))
+            .map_err(err)?;
+            // The gap between accuracy and mean confidence.
+            let (a, c) = (b.accuracy.min(b.confidence), b.accuracy.max(b.confidence));
+            ch.draw_series(std::iter::once(Rectangle::new(
+                [(lo, a), (hi, c)],
+                red.mix(0.35).filled(),
+            )))
+            .map_err(err)?;
+        }
+        ch.draw_series(LineSeries::new(
+            [(0.0, 0.0), (1.0, 1.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(err)?;
+        let total: usize = f.bins.iter().map(|b| b.count).sum::<usize>().max(1);
+        let ymax = f
+            .bins
+            .iter()
+            .map(|b| b.count as f64 / total as f64)
+            .fold(0.0, f64::max)
+            .max(0.01)
+            * 1.1;
+        let mut h = ChartBuilder::on(&bottom)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0f64..1f64, 0f64..ymax)
+            .map_err(err)?;
+        h.configure_mesh()
+            .y_desc("fraction")
+            .x_desc("confidence (15 bins)")
+            .draw()
+            .map_err(err)?;
+        h.draw_series(f.bins.iter().map(|b| {
+            Rectangle::new(
+                [
+                    (b.lo + 0.004, 0.0),
+                    (b.hi - 0.004, b.count as f64 / total as f64),
+                ],
+                RGBColor(127, 127, 127).filled(),
+            )
+        }))
+        .map_err(err)?;
+        Ok(())
+    }
+}
+
+struct Overlay<'a> {
+    c: &'a Comparison,
+}
+
+impl Figure for Overlay<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let mut ch = ChartBuilder::on(area)
+            .caption(
+                "Reliability: accuracy per confidence bin (15 bins)",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(err)?;
+        ch.configure_mesh()
+            .y_desc("accuracy")
+            .x_desc("mean confidence in bin")
+            .draw()
+            .map_err(err)?;
+        ch.draw_series(LineSeries::new(
+            [(0.0, 0.0), (1.0, 1.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(err)?;
+        for (k, r) in self.c.rows.iter().enumerate() {
+            let col = color(k);
+            let pts: Vec<(f64, f64)> = r.figures[0]
+                .bins
+                .iter()
+                .filter(|b| b.count > 0)
+                .map(|b| (b.confidence, b.accuracy))
+                .collect();
+            ch.draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("{} (ECE {:.2}%)", r.name, r.figures[0].ece))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
+                });
+            ch.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, col.filled())))
+                .map_err(err)?;
+        }
+        ch.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+struct PerClass<'a> {
+    c: &'a Comparison,
+}
+
+impl Figure for PerClass<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        let counts: Vec<f64> = self
+            .c
+            .train_class_counts
+            .iter()
+            .map(|&n| n.max(1) as f64)
+            .collect();
+        let (xmin, xmax) = counts
+            .iter()
+            .fold((f64::MAX, 0f64), |(a, b), &c| (a.min(c), b.max(c)));
+        let x = (xmin / 1.5)..(xmax * 1.5);
+        let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
+        let over: Vec<f64> = self
+            .c
+            .rows
+            .iter()
+            .flat_map(|r| r.per_class_overconfidence.iter().copied())
+            .collect();
+        let lim = over.iter().fold(5f64, |m, v| m.max(v.abs())) * 1.1;
+        for (panel, (title, ylo, yhi, acc)) in [left, right].iter().zip([
+            ("Accuracy per class, %", 0.0, 100.0, true),
+            (
+                "Mean confidence − accuracy per class, points",
+                -lim,
+                lim,
+                false,
+            ),
+        ]) {
+            let mut ch = ChartBuilder::on(panel)
+                .caption(title, ("sans-serif", 16))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(45)
+                .build_cartesian_2d(x.clone().log_scale(), ylo..yhi)
+                .map_err(err)?;
+            ch.configure_mesh()
+                .x_desc("training images of the class (log)")
+                .draw()
+                .map_err(err)?;
+            if !acc {
+                ch.draw_series(LineSeries::new(
+                    [(x.start, 0.0), (x.end, 0.0)],
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(err)?;
+            }
+            for (k, r) in self.c.rows.iter().enumerate() {
+                let col = color(k);
+                let ys = if acc {
+                    &r.per_class_accuracy
+                } else {
+                    &r.per_class_overconfidence
+                };
+                let mut pts: Vec<(f64, f64)> =
+                    counts.iter().copied().zip(ys.iter().copied()).collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                ch.draw_series(LineSeries::new(pts.clone(), col.stroke_width(1)))
+                    .map_err(err)?
+                    .label(r.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
+                    });
+                ch.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, col.filled())))
+                    .map_err(err)?;
+            }
+            if acc {
+                ch.configure_series_labels()
+                    .position(SeriesLabelPosition::LowerRight)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 12))
+                    .draw()
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file-name-safe stem of a method spec: `ce+tau-norm` → `ce_tau-norm`.
+pub fn stem(spec: &str) -> String {
+    spec.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes every figure of `c` into `dir`: `reliability_<method>.{png,svg}` per method,
+/// `reliability_overlay.*` and `per_class.*`. Returns the files written.
+///
+/// # Errors
+/// A file cannot be written, or no font is found for the PNGs (the SVGs are written first).
+pub fn write_all(c: &Comparison, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut files = Vec::new();
+    for (row, r) in c.rows.iter().enumerate() {
+        let name = format!("reliability_{}", stem(&r.spec));
+        files.extend(both(dir, &name, (640, 640), &Reliability { c, row })?);
+    }
+    files.extend(both(
+        dir,
+        "reliability_overlay",
+        (760, 680),
+        &Overlay { c },
+    )?);
+    files.extend(both(dir, "per_class", (1200, 520), &PerClass { c })?);
+    Ok(files)
+}

@@ -1,0 +1,319 @@
+//! Post-hoc classifier-stage methods on cached outputs, each fitted on a validation split and
+//! applied to the scored one: τ-norm and NCM (Kang et al., "Decoupling Representation and
+//! Classifier for Long-Tailed Recognition", ICLR 2020), post-hoc logit adjustment (Menon et
+//! al., "Long-tail learning via logit adjustment", ICLR 2021) and temperature scaling (Guo et
+//! al., "On Calibration of Modern Neural Networks", ICML 2017).
+//!
+//! All tensors are float32 on the CPU: features `[N, F]`, logits `[N, K]`, classifier weight
+//! `[K, F]`.
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// One post-hoc step, with what it was fitted to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Fitted {
+    /// τ-norm with the chosen τ and the validation sweep `(τ, top-1 %)`.
+    TauNorm {
+        /// The chosen τ.
+        tau: f64,
+        /// Validation top-1 (%) at each τ tried.
+        sweep: Vec<(f64, f64)>,
+    },
+    /// Nearest class mean (cosine), class means of the training features.
+    Ncm,
+    /// Post-hoc logit adjustment with the chosen τ and its validation sweep `(τ, top-1 %)`.
+    LogitAdjustment {
+        /// The chosen τ.
+        tau: f64,
+        /// Validation top-1 (%) at each τ tried.
+        sweep: Vec<(f64, f64)>,
+    },
+    /// Temperature scaling with the fitted T and its validation NLL (nats) before and after.
+    Temperature {
+        /// The fitted temperature.
+        t: f64,
+        /// Validation NLL at T = 1.
+        nll_before: f64,
+        /// Validation NLL at T.
+        nll_after: f64,
+    },
+}
+
+impl Fitted {
+    /// One line: `τ-norm τ=0.75`, `TS T=1.42 (val NLL 0.61 → 0.52)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Fitted::TauNorm { tau, .. } => format!("τ-norm τ={tau:.2}"),
+            Fitted::Ncm => "NCM (cosine)".into(),
+            Fitted::LogitAdjustment { tau, .. } => format!("logit adjustment τ={tau:.2}"),
+            Fitted::Temperature {
+                t,
+                nll_before,
+                nll_after,
+            } => format!("TS T={t:.3} (val NLL {nll_before:.4} → {nll_after:.4})"),
+        }
+    }
+}
+
+/// τ values tried for τ-norm: 0, 0.05, …, 2 (Decoupling's notebook sweeps [0, 2]).
+pub fn tau_norm_grid() -> Vec<f64> {
+    (0..=40).map(|i| i as f64 * 0.05).collect()
+}
+
+/// τ values tried for logit adjustment: 0, 0.1, …, 3 (Menon et al. use τ = 1 and tune it).
+pub fn logit_adjustment_grid() -> Vec<f64> {
+    (0..=30).map(|i| i as f64 * 0.1).collect()
+}
+
+/// Top-1 (%) of logits `[N, K]` against labels `[N]` (int64).
+pub fn top1(logits: &Tensor, labels: &Tensor) -> f64 {
+    100.0
+        * logits
+            .argmax(1, false)
+            .eq_tensor(labels)
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[])
+}
+
+/// τ-normalised logits: `f · (W_j / ‖W_j‖₂^τ)ᵀ`, without the bias (Decoupling, Eq. in §4,
+/// as its `tau_norm`); τ = 0 is the classifier without bias, τ = 1 cosine-like weights.
+pub fn tau_norm_logits(features: &Tensor, weight: &Tensor, tau: f64) -> Tensor {
+    let norms = weight
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .pow_tensor_scalar(tau);
+    features.matmul(&(weight / norms).tr())
+}
+
+/// The τ of `grid` with the highest validation top-1 (the smallest on ties), and the sweep.
+///
+/// Since ‖W_j‖^τ scales column j, the product f·Wᵀ is computed once and each τ rescales it.
+pub fn fit_tau_norm(
+    val_features: &Tensor,
+    val_labels: &Tensor,
+    weight: &Tensor,
+    grid: &[f64],
+) -> Fitted {
+    let raw = val_features.matmul(&weight.tr());
+    let norms = weight.norm_scalaropt_dim(2, [1i64].as_slice(), false);
+    let sweep: Vec<(f64, f64)> = grid
+        .iter()
+        .map(|&t| (t, top1(&(&raw / norms.pow_tensor_scalar(t)), val_labels)))
+        .collect();
+    Fitted::TauNorm {
+        tau: best(&sweep),
+        sweep,
+    }
+}
+
+fn best(sweep: &[(f64, f64)]) -> f64 {
+    sweep
+        .iter()
+        .fold((f64::NAN, f64::NEG_INFINITY), |(bt, ba), &(t, a)| {
+            if a > ba {
+                (t, a)
+            } else {
+                (bt, ba)
+            }
+        })
+        .0
+}
+
+/// Class means `[K, F]` of L2-normalised training features, each re-normalised (a class with
+/// no image gets a zero mean, so its cosine is 0).
+pub fn class_means(train_features: &Tensor, train_labels: &Tensor, num_classes: i64) -> Tensor {
+    let f = l2_normalise(train_features);
+    let onehot = train_labels.one_hot(num_classes).to_kind(Kind::Float);
+    let sums = onehot.tr().matmul(&f);
+    l2_normalise(&sums)
+}
+
+fn l2_normalise(x: &Tensor) -> Tensor {
+    let n = x
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(1e-12);
+    x / n
+}
+
+/// NCM scores `[N, K]`: cosine similarity of the L2-normalised features with the class means
+/// (Decoupling §4, "NCM ... cosine similarity"). Used as logits: its softmax is close to
+/// uniform, so NCM's calibration figures mean little without temperature scaling after it.
+pub fn ncm_logits(features: &Tensor, means: &Tensor) -> Tensor {
+    l2_normalise(features).matmul(&means.tr())
+}
+
+/// `log π` `[K]` of the training class counts (π_k = n_k / Σ n).
+pub fn log_prior(train_class_counts: &[usize]) -> Tensor {
+    let total: usize = train_class_counts.iter().sum();
+    let p: Vec<f32> = train_class_counts
+        .iter()
+        .map(|&n| ((n.max(1)) as f64 / total as f64).ln() as f32)
+        .collect();
+    Tensor::from_slice(&p)
+}
+
+/// Post-hoc logit adjustment: `logits − τ·log π` (Menon et al. 2021, Eq. 7 of §4).
+pub fn adjust_logits(logits: &Tensor, log_prior: &Tensor, tau: f64) -> Tensor {
+    logits - log_prior * tau
+}
+
+/// The τ of `grid` with the highest validation top-1, and the sweep.
+pub fn fit_logit_adjustment(
+    val_logits: &Tensor,
+    val_labels: &Tensor,
+    log_prior: &Tensor,
+    grid: &[f64],
+) -> Fitted {
+    let sweep: Vec<(f64, f64)> = grid
+        .iter()
+        .map(|&t| {
+            (
+                t,
+                top1(&adjust_logits(val_logits, log_prior, t), val_labels),
+            )
+        })
+        .collect();
+    Fitted::LogitAdjustment {
+        tau: best(&sweep),
+        sweep,
+    }
+}
+
+/// Mean NLL (nats) of `logits / t`: float32 log-softmax, mean in float64.
+pub fn nll_at(logits: &Tensor, labels: &Tensor, t: f64) -> f64 {
+    -(logits / t)
+        .log_softmax(1, Kind::Float)
+        .gather(1, &labels.unsqueeze(1), false)
+        .mean(Kind::Double)
+        .double_value(&[])
+}
+
+/// Temperature scaling: the T > 0 minimising validation NLL of `logits / T` (Guo et al. 2017,
+/// §4.2). With β = 1/T the NLL, mean(logsumexp(β·z) − β·z_y), is convex in β with derivative
+/// mean(E_p[z] − z_y) and second derivative mean(Var_p[z]); Newton's method on β from β = 1
+/// (a step that would leave β > 0 is halved) stops when the step is below 1e-7·β, at most 50
+/// steps. Each step is one softmax over the `[N, K]` logits in float32, sums in float64.
+pub fn fit_temperature(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
+    let z = val_logits.to_kind(Kind::Float);
+    let zy = z.gather(1, &val_labels.unsqueeze(1), false).squeeze_dim(1);
+    let mut beta = 1.0f64;
+    for _ in 0..50 {
+        let p = (&z * beta).softmax(1, Kind::Float);
+        let ez = (&p * &z).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let ez2 = (&p * &z * &z).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let grad = (&ez - &zy).mean(Kind::Double).double_value(&[]);
+        let hess = (&ez2 - &ez * &ez)
+            .mean(Kind::Double)
+            .double_value(&[])
+            .max(1e-12);
+        let mut step = grad / hess;
+        while beta - step <= 0.0 {
+            step /= 2.0;
+        }
+        beta -= step;
+        if step.abs() < 1e-7 * beta {
+            break;
+        }
+    }
+    let t = 1.0 / beta;
+    Fitted::Temperature {
+        t,
+        nll_before: nll_at(&z, val_labels, 1.0),
+        nll_after: nll_at(&z, val_labels, t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expected values from PyTorch 2.11:
+    /// ```python
+    /// f = torch.tensor([[1., 2.], [0., 1.], [3., -1.]]); W = torch.tensor([[2., 0.], [0., 4.], [1., 1.]])
+    /// Wn = W / W.norm(dim=1, keepdim=True) ** 0.5
+    /// (f @ Wn.T).flatten()   # [1.41421, 4.0, 2.52269, 0.0, 2.0, 0.84090, 4.24264, -2.0, 1.68179]
+    /// ```
+    #[test]
+    fn tau_norm_matches_pytorch() {
+        let f = Tensor::from_slice(&[1.0f32, 2.0, 0.0, 1.0, 3.0, -1.0]).view([3, 2]);
+        let w = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 4.0, 1.0, 1.0]).view([3, 2]);
+        let got = Vec::<f32>::try_from(tau_norm_logits(&f, &w, 0.5).view([-1])).unwrap();
+        let want = [
+            std::f32::consts::SQRT_2,
+            4.0,
+            2.522_689_3,
+            0.0,
+            2.0,
+            0.840_896_4,
+            4.242_640_5,
+            -2.0,
+            1.681_793,
+        ];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-4, "{got:?}");
+        }
+        // τ = 0: plain product.
+        let plain = tau_norm_logits(&f, &w, 0.0);
+        assert!(plain.allclose(&f.matmul(&w.tr()), 1e-6, 1e-6, false));
+    }
+
+    #[test]
+    fn ncm_is_cosine_to_normalised_means() {
+        // Class 0 features along x, class 1 along y: means are the axes.
+        let tf = Tensor::from_slice(&[2.0f32, 0.0, 5.0, 0.0, 0.0, 3.0]).view([3, 2]);
+        let tl = Tensor::from_slice(&[0i64, 0, 1]);
+        let means = class_means(&tf, &tl, 2);
+        let s = ncm_logits(&Tensor::from_slice(&[1.0f32, 1.0]).view([1, 2]), &means);
+        let v = Vec::<f32>::try_from(s.view([-1])).unwrap();
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((v[0] - r).abs() < 1e-6 && (v[1] - r).abs() < 1e-6, "{v:?}");
+    }
+
+    /// Logits generated at temperature 1 from a known model and scaled by 3: TS finds T ≈ 3.
+    #[test]
+    fn temperature_recovers_the_scale() {
+        tch::manual_seed(0);
+        let n = 4000;
+        let logits = Tensor::randn([n, 5], (Kind::Float, tch::Device::Cpu)) * 2.0;
+        let labels = logits
+            .softmax(1, Kind::Float)
+            .multinomial(1, true)
+            .squeeze_dim(1);
+        let Fitted::Temperature {
+            t,
+            nll_before,
+            nll_after,
+        } = fit_temperature(&(&logits * 3.0), &labels)
+        else {
+            unreachable!()
+        };
+        assert!((t - 3.0).abs() < 0.25, "T {t}");
+        assert!(nll_after < nll_before);
+        // The minimum: NLL at T is below NLL at T ± 5 %.
+        let l3 = &logits * 3.0;
+        assert!(nll_after <= nll_at(&l3, &labels, t * 1.05));
+        assert!(nll_after <= nll_at(&l3, &labels, t * 0.95));
+    }
+
+    /// Labels drawn from a balanced distribution but logits biased by log π: the logit
+    /// adjustment sweep peaks near τ = 1.
+    #[test]
+    fn logit_adjustment_removes_a_prior_bias() {
+        tch::manual_seed(1);
+        let n = 6000;
+        let clean = Tensor::randn([n, 4], (Kind::Float, tch::Device::Cpu)) * 1.5;
+        let labels = clean
+            .softmax(1, Kind::Float)
+            .multinomial(1, true)
+            .squeeze_dim(1);
+        let lp = log_prior(&[1000, 300, 100, 10]);
+        let biased = &clean + &lp;
+        let Fitted::LogitAdjustment { tau, sweep } =
+            fit_logit_adjustment(&biased, &labels, &lp, &logit_adjustment_grid())
+        else {
+            unreachable!()
+        };
+        assert!((0.6..=1.4).contains(&tau), "τ {tau}, sweep {sweep:?}");
+        assert!(sweep[0].1 < sweep.iter().map(|s| s.1).fold(0.0, f64::max));
+    }
+}
