@@ -11,6 +11,7 @@ pub mod data;
 pub mod engine;
 pub mod events;
 pub mod headless;
+pub mod live;
 pub mod method;
 pub mod metrics;
 pub mod model;

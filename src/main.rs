@@ -202,7 +202,14 @@ fn report_ignored(loaded: &LoadedConfig) {
 }
 
 fn follow(job: Job, saved: PathBuf) -> i32 {
-    match headless::follow(engine::spawn(job, saved)) {
+    let stages = match &job {
+        Job::Single(_) => 1,
+        Job::Pipeline { .. } => 2,
+    };
+    let mut handle = engine::spawn(job, saved);
+    // Every run can be attached to: its events go to its run folder on the way to stdout.
+    handle.events = mislas::live::publish(handle.events.clone(), handle.controls.clone(), stages);
+    match headless::follow(handle) {
         Outcome::Failed(msg) => {
             eprintln!("error: {msg}");
             1
