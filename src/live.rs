@@ -122,7 +122,7 @@ impl EventLog {
     ///
     /// # Errors
     /// The file's metadata cannot be read.
-    pub fn len(&self) -> Result<u64> {
+    pub fn bytes(&self) -> Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
@@ -384,7 +384,7 @@ impl Publisher {
         let info = LiveInfo {
             pid: std::process::id(),
             job_dir: dir.to_path_buf(),
-            events_offset: log.len()?,
+            events_offset: log.bytes()?,
             stages: self.stages,
         };
         let mut holder = Holder::take(dir, &info)?;
@@ -530,6 +530,117 @@ pub fn live_runs(saved_root: &Path) -> Vec<PathBuf> {
     dirs.into_iter().map(|(_, d)| d).collect()
 }
 
+/// Starts `job` as a `mislas train` or `mislas pipeline` process of its own, in a session of
+/// its own (`setsid`), so that it outlives this process and its terminal, and returns it as a
+/// [`Remote`]. Its configurations are written as YAML, and its output goes to `output.log`, in
+/// `saved_root/.launch/<time>/`. Events flow once the process has its run folder; a process
+/// that ends before (an unusable configuration) is reported as an [`Event::Failed`] with its
+/// error lines. Controls sent before then wait.
+///
+/// # Errors
+/// The files cannot be written or the process cannot be started.
+pub fn launch(job: &crate::engine::Job, saved_root: &Path, project_root: &Path) -> Result<Remote> {
+    use crate::engine::Job;
+    use std::os::unix::process::CommandExt;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let launch_dir = saved_root.join(".launch").join(stamp.to_string());
+    fs::create_dir_all(&launch_dir)
+        .with_context(|| format!("cannot create {}", launch_dir.display()))?;
+    let write = |name: &str, cfg: &crate::config::Config| -> Result<PathBuf> {
+        let p = launch_dir.join(name);
+        fs::write(&p, cfg.to_yaml()).with_context(|| format!("cannot write {}", p.display()))?;
+        Ok(p)
+    };
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().context("cannot find the mislas executable")?,
+    );
+    cmd.arg("--saved").arg(saved_root);
+    match job {
+        Job::Single(cfg) => cmd.arg("train").arg("--cfg").arg(write("stage.yaml", cfg)?),
+        Job::Pipeline { stage1, stage2 } => cmd
+            .arg("pipeline")
+            .arg("--stage1")
+            .arg(write("stage1.yaml", stage1)?)
+            .arg("--stage2")
+            .arg(write("stage2.yaml", stage2)?),
+    };
+    let output = launch_dir.join("output.log");
+    let out =
+        File::create(&output).with_context(|| format!("cannot create {}", output.display()))?;
+    let announce = launch_dir.join("run_dir");
+    cmd.current_dir(project_root)
+        .env(ANNOUNCE_ENV, &announce)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // SAFETY: setsid is async-signal-safe and touches nothing of the parent's memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .context("cannot start the run's mislas process")?;
+    let (etx, erx) = crossbeam_channel::unbounded();
+    let (ctx, crx) = crossbeam_channel::unbounded::<Control>();
+    std::thread::Builder::new()
+        .name("mislas-launch".into())
+        .spawn(move || {
+            let dir = loop {
+                if let Ok(text) = fs::read_to_string(&announce) {
+                    break PathBuf::from(text);
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    let text = fs::read_to_string(&output).unwrap_or_default();
+                    let errors: Vec<&str> =
+                        text.lines().filter(|l| l.starts_with("error")).collect();
+                    let msg = match errors.is_empty() {
+                        true => format!(
+                            "the run's process ended ({status}) before it started: {}",
+                            output.display()
+                        ),
+                        false => errors.join("; "),
+                    };
+                    let _ = etx.send(Event::Failed(Failure::new(FailureKind::Config, msg)));
+                    return;
+                }
+                std::thread::sleep(POLL);
+            };
+            let remote = match attach(&dir) {
+                Ok(r) => r,
+                Err(e) => {
+                    let msg = format!("cannot follow the run in {}: {e:#}", dir.display());
+                    let _ = etx.send(Event::Failed(Failure::new(FailureKind::Io, msg)));
+                    return;
+                }
+            };
+            let controls = remote.controls;
+            std::thread::spawn(move || {
+                for c in crx.iter() {
+                    let _ = controls.send(c);
+                }
+            });
+            for e in remote.events.iter() {
+                if etx.send(e).is_err() {
+                    break;
+                }
+            }
+            // Reaps the process once it ends (it does soon after its last event).
+            let _ = child.wait();
+        })?;
+    Ok(Remote {
+        events: erx,
+        controls: ctx,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,7 +654,7 @@ mod tests {
             take_events(&mut buf),
             vec![Event::Paused, Event::Log("x".into())]
         );
-        assert_eq!(buf, a[..3].as_bytes());
+        assert_eq!(buf, &a.as_bytes()[..3]);
         // The cut line closed by a later session is skipped, the next one read.
         buf.extend(format!("\n{a}\n").bytes());
         assert_eq!(take_events(&mut buf), vec![Event::Paused]);

@@ -24,6 +24,9 @@ pub struct FolderFacts {
     pub current_checkpoint: Option<PathBuf>,
     /// When `metrics.jsonl` or the log last changed.
     pub modified: Option<SystemTime>,
+    /// Whether the process writing it lives (its `run.lock` is held); `None` for a folder no
+    /// process of this version wrote (see [`crate::live::is_alive`]).
+    pub alive: Option<bool>,
 }
 
 /// The state of a run in `saved/`.
@@ -33,6 +36,8 @@ pub enum RunStatus {
     Live,
     /// Another process wrote to it a moment ago.
     Writing,
+    /// Its process died (kill -9, a restart) without ending it.
+    Died,
     /// Every epoch is in `metrics.jsonl`.
     Finished,
     /// Stopped by a stop (or ended short of its last epoch with a checkpoint).
@@ -49,6 +54,7 @@ impl RunStatus {
         match self {
             RunStatus::Live => "● live",
             RunStatus::Writing => "● writing",
+            RunStatus::Died => "✗ dead",
             RunStatus::Finished => "✓ done",
             RunStatus::Stopped => "■ stopped",
             RunStatus::Failed => "✗ failed",
@@ -58,7 +64,10 @@ impl RunStatus {
 
     /// Whether `R` may offer to resume it (given a current checkpoint).
     pub fn resumable(self) -> bool {
-        matches!(self, RunStatus::Stopped | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Stopped | RunStatus::Failed | RunStatus::Died
+        )
     }
 }
 
@@ -105,6 +114,7 @@ pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
         modified: metrics.max(log.as_ref().map(|l| l.1)),
         last_log_line: log.map(|l| l.0),
         current_checkpoint: current.is_file().then_some(current),
+        alive: crate::live::is_alive(dir),
     }
 }
 
@@ -137,7 +147,7 @@ pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) 
     // ended it with the bare message.
     let failed = line.starts_with(crate::events::FAILED_LOG_PREFIX)
         || (!line.is_empty() && !is_progress_line(line));
-    if live {
+    if live || facts.alive == Some(true) {
         RunStatus::Live
     } else if failed {
         RunStatus::Failed
@@ -145,6 +155,8 @@ pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) 
         RunStatus::Finished
     } else if line.starts_with("=> stopped ") {
         RunStatus::Stopped
+    } else if facts.alive == Some(false) {
+        RunStatus::Died
     } else if recent {
         RunStatus::Writing
     } else if facts.current_checkpoint.is_some() {
@@ -178,6 +190,7 @@ mod tests {
             modified: None,
             last_log_line: Some(line.to_owned()),
             current_checkpoint: Some("saved/x/ckps/current.safetensors".into()),
+            alive: None,
         }
     }
 

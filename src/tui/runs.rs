@@ -26,8 +26,10 @@ use std::time::SystemTime;
 pub enum RunsKey {
     /// Open the selected run.
     Open,
-    /// Resume a stopped or failed run from its current checkpoint (opens the form).
+    /// Resume a stopped, failed or dead run from its current checkpoint (opens the form).
     Resume,
+    /// Attach to a live run (its own process): the run screen, replayed from its beginning.
+    Attach,
     /// Mark the run; on a second run, compare the two.
     Compare,
     /// Read the runs (or the open ones) again.
@@ -52,7 +54,14 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "R",
         RunsKey::Resume,
         "resume",
-        "resume a stopped or failed run (opens its form)",
+        "resume a stopped, failed or dead run (opens its form)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('a')],
+        "a",
+        RunsKey::Attach,
+        "attach",
+        "follow and control a live run on the run screen",
     ),
     Binding::new(
         &[KeyCode::Char('c')],
@@ -127,6 +136,8 @@ pub enum RunsAction {
     Load(Vec<PathBuf>),
     /// Resume the run in this folder.
     Resume(PathBuf),
+    /// Attach to the live run in this folder.
+    Attach(PathBuf),
 }
 
 impl RunsScreen {
@@ -196,6 +207,16 @@ impl RunsScreen {
                 };
                 if let Some(d) = dir {
                     return RunsAction::Resume(d);
+                }
+            }
+            RunsKey::Attach => {
+                let dir = match &self.view {
+                    RunsView::Detail(d) => Some(d.clone()),
+                    RunsView::List => selected,
+                    RunsView::Compare(..) => None,
+                };
+                if let Some(d) = dir {
+                    return RunsAction::Attach(d);
                 }
             }
             _ if open => {}
@@ -355,8 +376,12 @@ fn progress_line(
     };
     let (text, style) = match st {
         RunStatus::Live => (
-            format!("{stage} · {done} · live · following metrics.jsonl"),
+            format!("{stage} · {done} · live · a attaches"),
             theme.good(),
+        ),
+        RunStatus::Died => (
+            format!("{stage} · {done} · dead: its process was killed{resume}"),
+            theme.bad(),
         ),
         RunStatus::Writing => (
             format!("{stage} · {done} · written{age} · following metrics.jsonl"),

@@ -6,6 +6,7 @@ use super::app::{
 use super::hyperparameters::FormMode;
 use super::keys::help_rows;
 use super::run::RunState;
+use super::run_status::{FolderFacts, RunStatus};
 use super::runs::RunsView;
 use super::theme::Theme;
 use super::view::view;
@@ -727,12 +728,15 @@ fn stop_asks_first_and_sends_one_stop() {
 }
 
 #[test]
-fn quit_during_a_run_confirms_then_waits_for_the_checkpoint() {
+fn quit_during_a_run_asks_leave_or_stop() {
     let (_d, mut app) = app_with_run();
     send(&mut app, [ch('q')]);
     assert_eq!(app.overlay, Some(Overlay::Confirm(Confirm::Quit(0))));
-    assert!(render(&app, 80, 24).contains("Stop it (after its checkpoint) and quit?"));
-    let fx = send(&mut app, [ch('y')]);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("leave it running"), "{screen}");
+    assert!(screen.contains("stop it (checkpoint)"), "{screen}");
+    // s: stop, then quit once the stop is confirmed.
+    let fx = send(&mut app, [ch('s')]);
     assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
     assert_eq!(app.quit, Quit::AfterStop);
     // Batches still in flight do not end it; the stopped stage does.
@@ -740,10 +744,22 @@ fn quit_during_a_run_confirms_then_waits_for_the_checkpoint() {
     assert_eq!(app.quit, Quit::AfterStop);
     send(&mut app, [Msg::Engine(finished(Stage::Stage2, true))]);
     assert_eq!(app.quit, Quit::Now);
+
+    // l: quit now and send nothing: the run goes on in its own process.
+    let (_d, mut app) = app_with_run();
+    let fx = send(&mut app, [ch('q'), ch('l')]);
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(app.quit, Quit::Now);
+    assert!(app.run_active());
+    // n: neither.
+    let (_d, mut app) = app_with_run();
+    let fx = send(&mut app, [ch('q'), ch('n')]);
+    assert!(fx.is_empty());
+    assert_eq!(app.quit, Quit::No);
 }
 
 #[test]
-fn ctrl_c_and_signals_stop_then_quit() {
+fn ctrl_c_stops_and_signals_leave_the_run_running() {
     let (_d, mut app) = app_with_run();
     let fx = send(&mut app, [ctrl('c')]);
     assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
@@ -765,25 +781,105 @@ fn ctrl_c_and_signals_stop_then_quit() {
     send(&mut app, [ctrl('c')]);
     assert_eq!(app.quit, Quit::Now);
 
-    // A hang-up (SIGHUP and the end of input) waits for the checkpoint: one stop, no escalation.
+    // A hang-up (SIGHUP, SIGTERM, the end of input) sends no stop: the run outlives the UI.
     let (_d, mut app) = app_with_run();
     let fx = send(&mut app, [Msg::Signal, Msg::Signal]);
-    assert_eq!(fx.len(), 1);
-    assert_eq!(app.quit, Quit::AfterStop);
-    send(&mut app, [Msg::Engine(finished(Stage::Stage2, true))]);
+    assert!(fx.is_empty(), "{fx:?}");
     assert_eq!(app.quit, Quit::Now);
+    assert!(app.run_active());
 
     // Without a run, Ctrl-C quits at once; so does a dead trainer while waiting.
     let (_d, mut app) = project();
     send(&mut app, [ctrl('c')]);
     assert_eq!(app.quit, Quit::Now);
     let (_d, mut app) = app_with_run();
-    send(&mut app, [Msg::Signal, Msg::EngineClosed(None)]);
+    send(&mut app, [ctrl('c'), Msg::EngineClosed(None)]);
     assert_eq!(app.quit, Quit::Now);
     assert!(matches!(
         app.run.as_ref().unwrap().state,
         RunState::Failed(_)
     ));
+}
+
+#[test]
+fn live_runs_are_listed_at_start_and_attached_with_a() {
+    let (d, mut app) = project();
+    let runs_dir = d.path().join("saved/live_run");
+    fs::create_dir_all(&runs_dir).unwrap();
+    let summary = RunSummary {
+        dir: runs_dir.clone(),
+        name: "live_run".into(),
+        stage: None,
+        epochs: Vec::new(),
+        config: None,
+        best_checkpoint: None,
+    };
+    let facts = FolderFacts {
+        alive: Some(true),
+        ..FolderFacts::default()
+    };
+    send(
+        &mut app,
+        [Msg::Runs(
+            vec![summary],
+            HashMap::from([(runs_dir.clone(), facts)]),
+        )],
+    );
+    assert_eq!(app.screen, Screen::Runs);
+    assert!(app.status.as_ref().unwrap().text.contains("1 live run"));
+    let fx = send(&mut app, [ch('a')]);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Attach(p)] if *p == runs_dir),
+        "{fx:?}"
+    );
+    send(&mut app, [Msg::Attached(runs_dir.clone(), Ok(2))]);
+    assert_eq!(app.screen, Screen::Run);
+    assert!(app.run_active());
+    // The attached screen controls the run as a launched one does.
+    let fx = send(&mut app, [ch('p')]);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Control(Control::Pause)]),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn a_dead_run_shows_as_dead_and_resumable() {
+    let (d, mut app) = project();
+    let dir = d.path().join("saved/dead_run");
+    let summary = RunSummary {
+        dir: dir.clone(),
+        name: "dead_run".into(),
+        stage: None,
+        epochs: Vec::new(),
+        config: Some(Config::default()),
+        best_checkpoint: None,
+    };
+    let facts = FolderFacts {
+        alive: Some(false),
+        last_log_line: Some("Epoch: [0][10/20]".into()),
+        current_checkpoint: Some(dir.join("ckps/current.safetensors")),
+        modified: Some(std::time::SystemTime::now()),
+    };
+    send(
+        &mut app,
+        [Msg::Runs(
+            vec![summary],
+            HashMap::from([(dir.clone(), facts)]),
+        )],
+    );
+    assert_eq!(
+        app.screen,
+        Screen::Presets,
+        "a dead run is not offered as live"
+    );
+    assert_eq!(app.runs.status(&dir, &[]), Some(RunStatus::Died));
+    assert!(RunStatus::Died.resumable());
+    send(&mut app, [ch('4')]);
+    assert!(render(&app, 80, 24).contains("dead"));
+    let fx = send(&mut app, [ch('a')]);
+    assert!(fx.is_empty());
+    assert!(app.status.as_ref().unwrap().error);
 }
 
 #[test]
@@ -1280,7 +1376,7 @@ fn runs_show_their_state_and_a_stopped_one_resumes() {
         send(app, [key(KeyCode::Esc)]);
         s
     };
-    assert!(open(&mut app, "e_live").contains("following metrics.jsonl"));
+    assert!(open(&mut app, "e_live").contains("live · a attaches"));
     let s = open(&mut app, "b_stopped");
     assert!(!s.contains("following"), "{s}");
     assert!(s.contains("stopped · R resumes"), "{s}");
