@@ -16,5 +16,6 @@ pub mod method;
 pub mod metrics;
 pub mod model;
 pub mod presets;
+pub mod queue;
 pub mod run_dir;
 pub mod tui;

@@ -1,0 +1,564 @@
+//! The queue of runs: a SQLite database (bundled SQLite, WAL journal) in the per-user data
+//! folder, as MLflow and Optuna keep theirs, that `mislas queue add|ls|rm|hold|release|run`
+//! read and write, several at once. A queued run is a `mislas train …` or `mislas pipeline …`
+//! command line; the scheduler (`mislas queue run`) starts them in queue order as processes of
+//! their own (attachable like any run, see [`crate::live`]): one at a time on a CPU-only
+//! machine, else one per CUDA device (`device cuda:N` appended). Only one scheduler runs at a
+//! time: it holds `scheduler.lock` (flock); a second one is refused with the first one's pid.
+//!
+//! A sweep is a grid over keys ([`expand_grid`]): `--grid smooth_head 0.1,0.2 --grid seed 0,1`
+//! queues one run per point, named by its values.
+use anyhow::{bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable that moves the data folder (tests, several users of one account).
+pub const DATA_DIR_ENV: &str = "MISLAS_DATA_DIR";
+/// More runs than this in one sweep need `--yes`.
+pub const MAX_SWEEP_WITHOUT_YES: usize = 100;
+
+/// The per-user data folder: `$MISLAS_DATA_DIR`, else `directories`' data folder of mislas
+/// (`~/.local/share/mislas` on Linux).
+///
+/// # Errors
+/// Neither is known (no home folder).
+pub fn data_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV) {
+        return Ok(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("", "", "mislas")
+        .map(|d| d.data_dir().to_path_buf())
+        .context("no per-user data folder on this system (set MISLAS_DATA_DIR)")
+}
+
+/// A state of a queued run.
+pub mod state {
+    /// Waits its turn.
+    pub const QUEUED: &str = "queued";
+    /// Waits, but is not started until released.
+    pub const HELD: &str = "held";
+    /// Its process runs.
+    pub const RUNNING: &str = "running";
+    /// Ended with status 0.
+    pub const DONE: &str = "done";
+    /// Stopped (status 130: a stop from a front end or a signal), with its checkpoint.
+    pub const STOPPED: &str = "stopped";
+    /// Ended with an error.
+    pub const FAILED: &str = "failed";
+}
+
+/// One row of the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Id, shown by `queue ls`.
+    pub id: i64,
+    /// Name (a sweep point's values).
+    pub name: String,
+    /// The command line after `mislas` (`train --cfg … KEY VALUE …` or `pipeline …`).
+    pub args: Vec<String>,
+    /// Folder the run starts in (relative paths of the command resolve against it).
+    pub project: PathBuf,
+    /// Folder of run folders (`--saved`).
+    pub saved: PathBuf,
+    /// One of [`state`].
+    pub state: String,
+    /// Device it runs on, once started.
+    pub device: Option<String>,
+    /// Its job folder, once known.
+    pub run_dir: Option<PathBuf>,
+    /// Its process, while running.
+    pub pid: Option<i64>,
+}
+
+/// The queue database.
+pub struct Queue {
+    db: Connection,
+    dir: PathBuf,
+}
+
+impl Queue {
+    /// Opens (creating) `dir/queue.sqlite`.
+    ///
+    /// # Errors
+    /// The folder or database cannot be created or read.
+    pub fn open(dir: &Path) -> Result<Queue> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("queue.sqlite");
+        let db = Connection::open(&path)
+            .with_context(|| format!("cannot open the queue {}", path.display()))?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS jobs (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 position INTEGER NOT NULL,
+                 name TEXT NOT NULL,
+                 args TEXT NOT NULL,
+                 project TEXT NOT NULL,
+                 saved TEXT NOT NULL,
+                 state TEXT NOT NULL,
+                 device TEXT,
+                 run_dir TEXT,
+                 pid INTEGER,
+                 exit_code INTEGER,
+                 added TEXT NOT NULL DEFAULT (datetime('now')),
+                 started TEXT,
+                 ended TEXT
+             );",
+        )
+        .with_context(|| format!("{}: not a mislas queue", path.display()))?;
+        Ok(Queue {
+            db,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Appends a run; returns its id.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn add(&self, name: &str, args: &[String], project: &Path, saved: &Path) -> Result<i64> {
+        self.db.execute(
+            "INSERT INTO jobs (position, name, args, project, saved, state)
+             VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM jobs), ?1, ?2, ?3, ?4, ?5)",
+            params![
+                name,
+                serde_json::to_string(args)?,
+                project.display().to_string(),
+                saved.display().to_string(),
+                state::QUEUED
+            ],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Every run, in queue order.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn list(&self) -> Result<Vec<Job>> {
+        let mut st = self.db.prepare(
+            "SELECT id, name, args, project, saved, state, device, run_dir, pid
+             FROM jobs ORDER BY position, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, name, args, project, saved, state, device, run_dir, pid) = r?;
+            Ok(Job {
+                id,
+                name,
+                args: serde_json::from_str(&args)?,
+                project: project.into(),
+                saved: saved.into(),
+                state,
+                device,
+                run_dir: run_dir.map(PathBuf::from),
+                pid,
+            })
+        })
+        .collect()
+    }
+
+    fn set_state(&self, id: i64, from: &[&str], to: &str) -> Result<()> {
+        let now: Option<String> = self
+            .db
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        match now {
+            None => bail!("no queued run {id} (mislas queue ls lists them)"),
+            Some(s) if !from.contains(&s.as_str()) => {
+                bail!(
+                    "run {id} is {s}: only a {} run can be {to}",
+                    from.join(" or ")
+                )
+            }
+            Some(_) => {
+                self.db
+                    .execute("UPDATE jobs SET state = ?2 WHERE id = ?1", params![id, to])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a run that has not started, or the record of one that ended.
+    ///
+    /// # Errors
+    /// No such run, or it is running (stop it first: its run screen's `s`).
+    pub fn remove(&self, id: i64) -> Result<()> {
+        let running: Option<String> = self
+            .db
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        match running.as_deref() {
+            None => bail!("no queued run {id} (mislas queue ls lists them)"),
+            Some(state::RUNNING) => {
+                bail!("run {id} is running: stop it first (s on its run screen)")
+            }
+            Some(_) => {
+                self.db.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Holds a queued run: the scheduler passes it by.
+    ///
+    /// # Errors
+    /// No such run, or it is not queued.
+    pub fn hold(&self, id: i64) -> Result<()> {
+        self.set_state(id, &[state::QUEUED], state::HELD)
+    }
+
+    /// Puts a held run back in the queue.
+    ///
+    /// # Errors
+    /// No such run, or it is not held.
+    pub fn release(&self, id: i64) -> Result<()> {
+        self.set_state(id, &[state::HELD], state::QUEUED)
+    }
+
+    /// Moves a run to the front of the queue.
+    ///
+    /// # Errors
+    /// No such run.
+    pub fn to_front(&self, id: i64) -> Result<()> {
+        let n = self.db.execute(
+            "UPDATE jobs SET position = (SELECT MIN(position) FROM jobs) - 1 WHERE id = ?1",
+            [id],
+        )?;
+        if n == 0 {
+            bail!("no queued run {id} (mislas queue ls lists them)");
+        }
+        Ok(())
+    }
+
+    /// Takes the next queued run for `device`: marks it running there, atomically (two
+    /// schedulers, were the lock gone, never take the same run).
+    fn take_next(&mut self, device: &str) -> Result<Option<Job>> {
+        let tx = self
+            .db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE state = ?1 ORDER BY position, id LIMIT 1",
+                [state::QUEUED],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = id {
+            tx.execute(
+                "UPDATE jobs SET state = ?2, device = ?3, started = datetime('now') WHERE id = ?1",
+                params![id, state::RUNNING, device],
+            )?;
+        }
+        tx.commit()?;
+        Ok(match id {
+            Some(id) => self.list()?.into_iter().find(|j| j.id == id),
+            None => None,
+        })
+    }
+
+    fn started(&self, id: i64, pid: u32) -> Result<()> {
+        self.db
+            .execute("UPDATE jobs SET pid = ?2 WHERE id = ?1", params![id, pid])?;
+        Ok(())
+    }
+
+    fn ended(&self, id: i64, code: Option<i32>, run_dir: Option<&Path>) -> Result<()> {
+        let st = match code {
+            Some(0) => state::DONE,
+            Some(130) => state::STOPPED,
+            _ => state::FAILED,
+        };
+        self.db.execute(
+            "UPDATE jobs SET state = ?2, exit_code = ?3, run_dir = COALESCE(?4, run_dir),
+                             pid = NULL, ended = datetime('now') WHERE id = ?1",
+            params![id, st, code, run_dir.map(|p| p.display().to_string())],
+        )?;
+        Ok(())
+    }
+}
+
+/// A grid over keys: `[(key, [v1, v2, …]), …]` → every combination, the first key varying
+/// slowest, each as `KEY VALUE` pairs.
+///
+/// # Errors
+/// A key has no values (the grid would be empty), or a key appears twice.
+pub fn expand_grid(grid: &[(String, Vec<String>)]) -> Result<Vec<Vec<(String, String)>>> {
+    for (i, (k, vs)) in grid.iter().enumerate() {
+        if vs.is_empty() {
+            bail!("sweep: {k} has no values, so the sweep has no runs");
+        }
+        if grid[..i].iter().any(|(k2, _)| k2 == k) {
+            bail!("sweep: {k} appears twice");
+        }
+    }
+    let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (k, vs) in grid {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                vs.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((k.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    Ok(points)
+}
+
+/// Parses `--grid KEY VALUES` pairs (`VALUES` comma-separated) into a grid.
+///
+/// # Errors
+/// A value list is empty.
+pub fn parse_grid(pairs: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    pairs
+        .chunks(2)
+        .map(|kv| {
+            let [k, vs] = kv else {
+                bail!("--grid takes a key and its values: KEY V1,V2,…");
+            };
+            let values: Vec<String> = vs
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Ok((k.clone(), values))
+        })
+        .collect()
+}
+
+/// The name of a sweep point: `base_key1value1_key2value2`.
+pub fn point_name(base: &str, point: &[(String, String)]) -> String {
+    let mut name = base.to_owned();
+    for (k, v) in point {
+        name.push('_');
+        name.push_str(k);
+        name.push_str(v);
+    }
+    name
+}
+
+/// Holds `scheduler.lock` in the data folder while a scheduler runs.
+#[derive(Debug)]
+struct SchedulerLock {
+    _file: File,
+}
+
+impl SchedulerLock {
+    fn take(dir: &Path) -> Result<SchedulerLock> {
+        let p = dir.join("scheduler.lock");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .with_context(|| format!("cannot open {}", p.display()))?;
+        match f.try_lock() {
+            Ok(()) => {
+                use std::io::Write;
+                f.set_len(0)?;
+                write!(f, "{}", std::process::id())?;
+                Ok(SchedulerLock { _file: f })
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&p).unwrap_or_default();
+                bail!(
+                    "another scheduler (pid {}) is running this queue ({}); it starts the runs \
+                     added here",
+                    pid.trim(),
+                    p.display()
+                )
+            }
+            Err(fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// A run the scheduler started.
+struct Running {
+    id: i64,
+    device: String,
+    child: std::process::Child,
+    announce: PathBuf,
+}
+
+/// Runs the queue until no run is queued or running: `devices` (`cpu`, or `cuda:0`, `cuda:1`,
+/// …) each run one at a time; `exe` is the `mislas` executable. Prints each start and end.
+///
+/// # Errors
+/// Another scheduler runs (its pid is named), or the database cannot be used.
+pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Result<()> {
+    let _lock = SchedulerLock::take(&queue.dir)?;
+    let logs = queue.dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    let mut running: Vec<Running> = Vec::new();
+    loop {
+        running.retain_mut(|r| match r.child.try_wait() {
+            Ok(Some(status)) => {
+                let dir = fs::read_to_string(&r.announce).ok().map(PathBuf::from);
+                if let Err(e) = queue.ended(r.id, status.code(), dir.as_deref()) {
+                    eprintln!("queue: run {}: {e:#}", r.id);
+                }
+                println!("queue: run {} on {} ended ({status})", r.id, r.device);
+                false
+            }
+            _ => true,
+        });
+        for device in devices {
+            if running.iter().any(|r| &r.device == device) {
+                continue;
+            }
+            let Some(job) = queue.take_next(device)? else {
+                break;
+            };
+            match start(&job, device, exe, &logs) {
+                Ok(r) => {
+                    queue.started(job.id, r.child.id())?;
+                    println!("queue: run {} ({}) started on {device}", job.id, job.name);
+                    running.push(r);
+                }
+                Err(e) => {
+                    eprintln!("queue: run {} could not start: {e:#}", job.id);
+                    queue.ended(job.id, None, None)?;
+                }
+            }
+        }
+        if running.is_empty() && queue.list()?.iter().all(|j| j.state != state::QUEUED) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Starts one queued run on `device` as a process of its own (its own session, so that it
+/// outlives the scheduler's terminal); its output goes to `logs/<id>.log`.
+fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
+    use std::os::unix::process::CommandExt;
+    let log = logs.join(format!("{}.log", job.id));
+    let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let announce = logs.join(format!("{}.run_dir", job.id));
+    let _ = fs::remove_file(&announce);
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--saved")
+        .arg(&job.saved)
+        .args(&job.args)
+        .args(["device", device])
+        .current_dir(&job.project)
+        .env(crate::live::ANNOUNCE_ENV, &announce)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // SAFETY: setsid is async-signal-safe and touches nothing of the parent's memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    Ok(Running {
+        id: job.id,
+        device: device.to_owned(),
+        child,
+        announce,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_two_by_two_grid_has_four_points_first_key_slowest() {
+        let grid = parse_grid(&s(&["smooth_head", "0.1,0.2", "seed", "0, 1"])).unwrap();
+        let points = expand_grid(&grid).unwrap();
+        let names: Vec<String> = points.iter().map(|p| point_name("r", p)).collect();
+        assert_eq!(
+            names,
+            [
+                "r_smooth_head0.1_seed0",
+                "r_smooth_head0.1_seed1",
+                "r_smooth_head0.2_seed0",
+                "r_smooth_head0.2_seed1"
+            ]
+        );
+        assert_eq!(
+            points[3],
+            vec![
+                ("smooth_head".into(), "0.2".into()),
+                ("seed".into(), "1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_or_repeated_grids_are_refused() {
+        let e = expand_grid(&parse_grid(&s(&["seed", ","])).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("no values"), "{e}");
+        let e = expand_grid(&parse_grid(&s(&["seed", "1", "seed", "2"])).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        // No grid at all: one run, the command as given.
+        assert_eq!(expand_grid(&[]).unwrap(), vec![Vec::new()]);
+    }
+
+    #[test]
+    fn queue_order_hold_release_front_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let p = Path::new("/p");
+        let a = q.add("a", &s(&["train"]), p, p).unwrap();
+        let b = q.add("b", &s(&["train"]), p, p).unwrap();
+        let c = q.add("c", &s(&["train"]), p, p).unwrap();
+        q.hold(b).unwrap();
+        assert!(q.hold(b).is_err(), "only a queued run can be held");
+        q.to_front(c).unwrap();
+        let names: Vec<String> = q.list().unwrap().into_iter().map(|j| j.name).collect();
+        assert_eq!(names, ["c", "a", "b"]);
+        // A second handle (another front end) sees the same queue.
+        let mut q2 = Queue::open(dir.path()).unwrap();
+        assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, c);
+        assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, a);
+        assert!(q2.take_next("cpu").unwrap().is_none(), "b is held");
+        q.release(b).unwrap();
+        assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, b);
+        assert!(q.remove(a).unwrap_err().to_string().contains("running"));
+        q.ended(a, Some(0), None).unwrap();
+        q.remove(a).unwrap();
+        assert_eq!(q.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_second_scheduler_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SchedulerLock::take(dir.path()).unwrap();
+        let e = SchedulerLock::take(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+    }
+}
