@@ -109,6 +109,11 @@ fn a_run_outlives_its_terminal_is_attached_stopped_and_a_killed_one_resumes() {
         socket: format!("mislas-detach-{}", std::process::id()),
     };
     t.start_mislas(root, bin, &config_home);
+    // The reference is live: the UI opens on the runs screen, offering to attach.
+    t.wait_for("the live reference listed", Duration::from_secs(30), |s| {
+        s.contains("1 live run")
+    });
+    t.keys(&["1"]);
     t.wait_for("the presets screen", Duration::from_secs(30), |s| {
         s.contains("Presets") && s.contains("Fashion-MNIST-LT")
     });
