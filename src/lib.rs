@@ -18,4 +18,5 @@ pub mod model;
 pub mod presets;
 pub mod queue;
 pub mod run_dir;
+pub mod seeds;
 pub mod tui;
