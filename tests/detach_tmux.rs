@@ -54,6 +54,20 @@ fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
     }
 }
 
+/// What the UI's run processes printed (`saved/.launch/*/output.log`).
+fn launch_output(saved: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(saved.join(".launch"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let log = std::fs::read_to_string(e.path().join("output.log")).unwrap_or_default();
+        out.push_str(&format!("{}:\n{log}\n", e.path().display()));
+    }
+    out
+}
+
 /// An epoch's metrics line without its timings (which differ between any two runs).
 fn figures(run: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -218,11 +232,18 @@ fn a_run_outlives_its_terminal_is_attached_stopped_and_a_killed_one_resumes() {
         s.contains("resume") && s.contains("Hyperparameters")
     });
     t.keys(&["r"]);
+    let start = Instant::now();
+    while mislas::live::is_alive(&reference_dir) != Some(true) {
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the resumed run's process did not start; screen:\n{}\nlaunch output:\n{}",
+            t.screen(),
+            launch_output(&saved)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     t.wait_for("the resumed run training", Duration::from_secs(240), |s| {
-        s.contains("Batch ") && s.contains("img/s")
-    });
-    wait_until("the resumed run's process", Duration::from_secs(60), || {
-        mislas::live::is_alive(&reference_dir) == Some(true)
+        s.contains("Epoch [1]")
     });
     let log =
         std::fs::read_to_string(reference_dir.join("logs/fashion_mnist_imb001_stage1_mixup.txt"))

@@ -246,7 +246,8 @@ impl App {
         match self.screen {
             Screen::Presets => self.presets.filtering.is_some(),
             Screen::Hyperparameters => self.form.as_ref().is_some_and(FormScreen::is_typing),
-            Screen::Run | Screen::Runs => false,
+            Screen::Runs => self.runs.is_typing(),
+            Screen::Run => false,
         }
     }
 
@@ -518,6 +519,10 @@ impl App {
                 RunsAction::Load(dirs) => dirs.into_iter().map(Effect::LoadMetrics).collect(),
                 RunsAction::Resume(dir) => self.resume(dir),
                 RunsAction::Attach(dir) => self.attach(dir),
+                RunsAction::Status(text) => {
+                    self.set_status(text, true);
+                    Vec::new()
+                }
             },
         }
     }

@@ -1491,3 +1491,61 @@ fn a_stop_before_the_first_evaluation_shows_no_figures() {
         run.log
     );
 }
+
+#[test]
+fn runs_screen_groups_seeds_filters_and_compares_differing_keys() {
+    let (d, mut app) = project();
+    let root = d.path();
+    for (name, seed, top1) in [("s0", 0, 70.0), ("s1", 1, 72.0), ("s2", 2, 77.0)] {
+        let dir = run_folder(root, name, (1, 1), "Best Prec@1: 1.000% ECE: 1.000%", false);
+        let mut c = Config::from_file(&dir.join("config.yaml")).unwrap().config;
+        c.seed = seed;
+        fs::write(dir.join("config.yaml"), c.to_yaml()).unwrap();
+        let line = serde_json::to_string(&epoch(Stage::Stage1, 0, 1, top1, 5.0)).unwrap();
+        fs::write(dir.join("metrics.jsonl"), line + "\n").unwrap();
+    }
+    let other = run_folder(root, "lr", (1, 1), "Best Prec@1: 1.000% ECE: 1.000%", false);
+    let mut c = Config::from_file(&other.join("config.yaml"))
+        .unwrap()
+        .config;
+    c.lr = 0.5;
+    fs::write(other.join("config.yaml"), c.to_yaml()).unwrap();
+    load_runs(&mut app, root);
+    send(&mut app, [ch('4'), ch('g')]);
+    let screen = render(&app, 80, 24);
+    // 70, 72, 77: mean 73.00, sample std sqrt(13) = 3.61 (numpy.std(ddof=1)).
+    assert!(screen.contains("73.00±3.61"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.contains(" 3 ")),
+        "three seeds: {screen}"
+    );
+    // The filter: only lr=0.5; a bad term is refused with a message.
+    send(&mut app, [ch('g'), ch('/')]);
+    send(&mut app, typed("lr"));
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert!(app.status.as_ref().unwrap().text.contains("key=value"));
+    send(&mut app, typed("=0.5"));
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert_eq!(app.runs.runs.len(), 1);
+    assert_eq!(app.runs.runs[0].dir, other);
+    assert!(render(&app, 80, 24).contains("filter lr=0.5"));
+    send(&mut app, [ch('/'), key(KeyCode::Esc)]);
+    assert_eq!(app.runs.runs.len(), 4);
+    // Compare lr against a seed run: only lr (and the seed) differ.
+    let idx = |app: &App, name: &str| app.runs.runs.iter().position(|r| r.name == name).unwrap();
+    app.runs.selected = idx(&app, "lr");
+    send(&mut app, [ch('c')]);
+    app.runs.selected = idx(&app, "s1");
+    send(&mut app, [ch('c')]);
+    let screen = render(&app, 80, 24);
+    let line = screen.lines().find(|l| l.contains("differs:")).unwrap();
+    assert!(
+        line.contains("seed 0 → 1") && line.contains("lr 0.5 → 0.1"),
+        "{line}"
+    );
+    assert_eq!(
+        line.matches('→').count(),
+        2,
+        "only the differing keys: {line}"
+    );
+}
