@@ -47,6 +47,9 @@ pub mod state {
     pub const STOPPED: &str = "stopped";
     /// Ended with an error.
     pub const FAILED: &str = "failed";
+    /// Ended while no scheduler watched it (the one that started it had ended): its run
+    /// folder says how.
+    pub const ENDED: &str = "ended";
 }
 
 /// One row of the queue.
@@ -272,6 +275,14 @@ impl Queue {
         })
     }
 
+    fn set_ended_unwatched(&self, id: i64) -> Result<()> {
+        self.db.execute(
+            "UPDATE jobs SET state = ?2, pid = NULL, ended = datetime('now') WHERE id = ?1",
+            params![id, state::ENDED],
+        )?;
+        Ok(())
+    }
+
     fn started(&self, id: i64, pid: u32) -> Result<()> {
         self.db
             .execute("UPDATE jobs SET pid = ?2 WHERE id = ?1", params![id, pid])?;
@@ -411,7 +422,28 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
     let logs = queue.dir.join("logs");
     fs::create_dir_all(&logs)?;
     let mut running: Vec<Running> = Vec::new();
+    // Runs a scheduler that ended (killed, a restart) had started: those still alive keep
+    // their device until they end.
+    let mut adopted: Vec<(i64, String, i64)> = queue
+        .list()?
+        .into_iter()
+        .filter(|j| j.state == state::RUNNING)
+        .map(|j| (j.id, j.device.unwrap_or_default(), j.pid.unwrap_or(0)))
+        .collect();
     loop {
+        let mut gone = Vec::new();
+        adopted.retain(|(id, _, pid)| {
+            // SAFETY: kill with signal 0 only asks whether the process exists.
+            let alive = *pid > 0 && unsafe { libc::kill(*pid as libc::pid_t, 0) } == 0;
+            if !alive {
+                gone.push(*id);
+            }
+            alive
+        });
+        for id in gone {
+            queue.set_ended_unwatched(id)?;
+            println!("queue: run {id} ended while no scheduler watched it");
+        }
         running.retain_mut(|r| match r.child.try_wait() {
             Ok(Some(status)) => {
                 let dir = fs::read_to_string(&r.announce).ok().map(PathBuf::from);
@@ -424,7 +456,9 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
             _ => true,
         });
         for device in devices {
-            if running.iter().any(|r| &r.device == device) {
+            if running.iter().any(|r| &r.device == device)
+                || adopted.iter().any(|(_, d, _)| d == device)
+            {
                 continue;
             }
             let Some(job) = queue.take_next(device)? else {
@@ -442,7 +476,8 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
                 }
             }
         }
-        if running.is_empty() && queue.list()?.iter().all(|j| j.state != state::QUEUED) {
+        let waiting = queue.list()?.iter().any(|j| j.state == state::QUEUED);
+        if running.is_empty() && adopted.is_empty() && !waiting {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -552,6 +587,19 @@ mod tests {
         q.ended(a, Some(0), None).unwrap();
         q.remove(a).unwrap();
         assert_eq!(q.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_run_left_by_a_dead_scheduler_is_marked_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
+        let p = Path::new("/p");
+        let id = q.add("a", &s(&["train"]), p, p).unwrap();
+        q.take_next("cpu").unwrap();
+        // A pid that is not running: the process the dead scheduler started has ended.
+        q.started(id, 999_999_999).unwrap();
+        run_scheduler(&mut q, &["cpu".into()], Path::new("/nonexistent")).unwrap();
+        assert_eq!(q.list().unwrap()[0].state, state::ENDED);
     }
 
     #[test]
