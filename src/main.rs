@@ -126,6 +126,8 @@ enum QueueAction {
         /// Id.
         id: i64,
     },
+    /// Rebuild the index of runs (in the queue's database) from the run folders in `--saved`.
+    Index,
     /// Start the queued runs, one at a time on CPU, one per CUDA device otherwise; returns
     /// when the queue is empty. A second scheduler is refused.
     Run,
@@ -323,6 +325,11 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
         QueueAction::Hold { ids } => each(&ids, |id| q.hold(id)),
         QueueAction::Release { ids } => each(&ids, |id| q.release(id)),
         QueueAction::First { id } => each(&[id], |id| q.to_front(id)),
+        QueueAction::Index => {
+            let n = q.reindex(&std::env::current_dir()?.join(saved))?;
+            println!("indexed {n} runs of {}", saved.display());
+            Ok(0)
+        }
         QueueAction::Run => {
             let devices: Vec<String> = match machine_cuda_devices() {
                 0 => vec!["cpu".to_owned()],

@@ -1,6 +1,7 @@
-//! The queue of runs: a SQLite database (bundled SQLite, WAL journal) in the per-user data
-//! folder, as MLflow and Optuna keep theirs, that `mislas queue add|ls|rm|hold|release|run`
-//! read and write, several at once. A queued run is a `mislas train …` or `mislas pipeline …`
+//! The queue of runs and the index of run folders: a SQLite database (bundled SQLite, WAL
+//! journal) in the per-user data folder, as MLflow and Optuna keep theirs, that
+//! `mislas queue add|ls|rm|hold|release|first|run|index` read and write, several at once. The
+//! run folders stay the source of truth: `queue index` rebuilds the index from them. A queued run is a `mislas train …` or `mislas pipeline …`
 //! command line; the scheduler (`mislas queue run`) starts them in queue order as processes of
 //! their own (attachable like any run, see [`crate::live`]): one at a time on a CPU-only
 //! machine, else one per CUDA device (`device cuda:N` appended). Only one scheduler runs at a
@@ -109,6 +110,17 @@ impl Queue {
                  added TEXT NOT NULL DEFAULT (datetime('now')),
                  started TEXT,
                  ended TEXT
+             );
+             CREATE TABLE IF NOT EXISTS runs (
+                 dir TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 stage TEXT,
+                 seed INTEGER,
+                 epochs INTEGER NOT NULL,
+                 best_top1 REAL,
+                 last_top1 REAL,
+                 last_ece REAL,
+                 last_nll REAL
              );",
         )
         .with_context(|| format!("{}: not a mislas queue", path.display()))?;
@@ -301,6 +313,88 @@ impl Queue {
             params![id, st, code, run_dir.map(|p| p.display().to_string())],
         )?;
         Ok(())
+    }
+}
+
+/// One run folder as the index holds it (the folder stays the source of truth).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedRun {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Its configuration's name.
+    pub name: String,
+    /// `stage1` or `stage2`.
+    pub stage: Option<String>,
+    /// Its seed.
+    pub seed: Option<u64>,
+    /// Evaluated epochs.
+    pub epochs: usize,
+    /// Best top-1 %, last top-1 %, last ECE %, last NLL.
+    pub figures: Option<[f64; 4]>,
+}
+
+impl Queue {
+    /// Rebuilds the index of runs from the run folders under `saved_root` (its rows for that
+    /// folder are replaced); returns how many runs it holds now.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn reindex(&mut self, saved_root: &Path) -> Result<usize> {
+        let runs = crate::run_dir::list_runs(saved_root);
+        let tx = self.db.transaction()?;
+        let prefix = format!("{}/", saved_root.display());
+        tx.execute(
+            "DELETE FROM runs WHERE substr(dir, 1, length(?1)) = ?1",
+            [&prefix],
+        )?;
+        for r in &runs {
+            let best = crate::seeds::best_epoch(&r.epochs).map(|e| e.eval.top1);
+            let last = r.epochs.last();
+            tx.execute(
+                "INSERT INTO runs (dir, name, stage, seed, epochs, best_top1, last_top1,
+                                   last_ece, last_nll)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.dir.display().to_string(),
+                    r.config.as_ref().map_or(r.name.clone(), |c| c.name.clone()),
+                    r.stage.map(|s| s.to_string()),
+                    r.config.as_ref().map(|c| c.seed as i64),
+                    r.epochs.len() as i64,
+                    best,
+                    last.map(|e| e.eval.top1),
+                    last.map(|e| e.eval.ece),
+                    last.map(|e| e.eval.nll),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(runs.len())
+    }
+
+    /// The indexed runs, by folder.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn indexed(&self) -> Result<Vec<IndexedRun>> {
+        let mut st = self.db.prepare(
+            "SELECT dir, name, stage, seed, epochs, best_top1, last_top1, last_ece, last_nll
+             FROM runs ORDER BY dir",
+        )?;
+        let rows = st.query_map([], |r| {
+            let figs: [Option<f64>; 4] = [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?];
+            Ok(IndexedRun {
+                dir: PathBuf::from(r.get::<_, String>(0)?),
+                name: r.get(1)?,
+                stage: r.get(2)?,
+                seed: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
+                epochs: r.get::<_, i64>(4)? as usize,
+                figures: match figs {
+                    [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
+                    _ => None,
+                },
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 
@@ -600,6 +694,31 @@ mod tests {
         q.started(id, 999_999_999).unwrap();
         run_scheduler(&mut q, &["cpu".into()], Path::new("/nonexistent")).unwrap();
         assert_eq!(q.list().unwrap()[0].state, state::ENDED);
+    }
+
+    #[test]
+    fn the_index_is_rebuilt_from_the_run_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("saved");
+        let run = saved.join("r_202601010000");
+        fs::create_dir_all(&run).unwrap();
+        let cfg = crate::config::Config {
+            name: "r".into(),
+            seed: 7,
+            ..crate::config::Config::default()
+        };
+        fs::write(run.join("config.yaml"), cfg.to_yaml()).unwrap();
+        let mut q = Queue::open(&dir.path().join("data")).unwrap();
+        assert_eq!(q.reindex(&saved).unwrap(), 1);
+        // Twice: the rows are replaced, not added.
+        assert_eq!(q.reindex(&saved).unwrap(), 1);
+        let idx = q.indexed().unwrap();
+        assert_eq!(idx.len(), 1);
+        assert_eq!(
+            (idx[0].name.as_str(), idx[0].seed, idx[0].epochs),
+            ("r", Some(7), 0)
+        );
+        assert_eq!(idx[0].figures, None);
     }
 
     #[test]
