@@ -72,6 +72,32 @@ pub fn is_alive(dir: &Path) -> Option<bool> {
     }
 }
 
+/// Whether the run in `dir` died: its process is gone (its lock is free) and its job's event
+/// file does not end with [`Event::Finished`] or [`Event::Failed`] (a stop also ends with
+/// `Finished`). `false` for a live run, one that ended, or a folder no process of this version
+/// wrote.
+pub fn died_without_end(dir: &Path) -> bool {
+    if is_alive(dir) != Some(false) {
+        return false;
+    }
+    let job_dir = read_info(dir).map_or(dir.to_path_buf(), |i| i.job_dir);
+    !matches!(
+        last_event(&job_dir),
+        Some(Event::Finished | Event::Failed(_))
+    )
+}
+
+/// The last complete event of `dir/events.jsonl` (read from its last 64 KiB).
+pub fn last_event(dir: &Path) -> Option<Event> {
+    let mut f = File::open(dir.join(EVENTS)).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    take_events(&mut buf).pop()
+}
+
 /// Reads `live.json` of `dir`.
 ///
 /// # Errors
@@ -695,6 +721,9 @@ mod tests {
         assert_eq!(rx.recv().unwrap(), Control::Stop);
         drop(h);
         assert_eq!(is_alive(d), Some(false));
+        assert!(died_without_end(d), "no last event: died");
+        EventLog::open(d).unwrap().append(&Event::Finished).unwrap();
+        assert!(!died_without_end(d), "ended with Finished");
         // A socket file left behind (kill -9) is replaced by the next run.
         UnixListener::bind(d.join(SOCKET)).unwrap();
         let mut h = Holder::take(d, &info).unwrap();

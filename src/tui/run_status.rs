@@ -24,8 +24,10 @@ pub struct FolderFacts {
     pub current_checkpoint: Option<PathBuf>,
     /// When `metrics.jsonl` or the log last changed.
     pub modified: Option<SystemTime>,
-    /// Whether the process writing it lives (its `run.lock` is held); `None` for a folder no
-    /// process of this version wrote (see [`crate::live::is_alive`]).
+    /// `Some(true)` while the process writing it lives (its `run.lock` is held), `Some(false)`
+    /// when it died without a last event (kill -9, a restart; see
+    /// [`crate::live::died_without_end`]), `None` otherwise (it ended, or no process of this
+    /// version wrote it).
     pub alive: Option<bool>,
 }
 
@@ -114,7 +116,10 @@ pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
         modified: metrics.max(log.as_ref().map(|l| l.1)),
         last_log_line: log.map(|l| l.0),
         current_checkpoint: current.is_file().then_some(current),
-        alive: crate::live::is_alive(dir),
+        alive: match crate::live::is_alive(dir) {
+            Some(false) if !crate::live::died_without_end(dir) => None,
+            other => other,
+        },
     }
 }
 
