@@ -398,6 +398,46 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Adds a job made in the terminal UI: its configurations are written as YAML in
+    /// `<data folder>/jobs/<time>/` and the queued command line names them; returns its id.
+    ///
+    /// # Errors
+    /// The files or the database cannot be written.
+    pub fn add_job(
+        &self,
+        job: &crate::engine::Job,
+        name: &str,
+        project: &Path,
+        saved: &Path,
+    ) -> Result<i64> {
+        use crate::engine::Job as J;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let dir = self.dir.join("jobs").join(stamp.to_string());
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let write = |file: &str, cfg: &crate::config::Config| -> Result<String> {
+            let p = dir.join(file);
+            fs::write(&p, cfg.to_yaml())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+            Ok(p.display().to_string())
+        };
+        let args: Vec<String> = match job {
+            J::Single(c) => vec!["train".into(), "--cfg".into(), write("stage.yaml", c)?],
+            J::Pipeline { stage1, stage2 } => vec![
+                "pipeline".into(),
+                "--stage1".into(),
+                write("stage1.yaml", stage1)?,
+                "--stage2".into(),
+                write("stage2.yaml", stage2)?,
+            ],
+        };
+        self.add(name, &args, project, saved)
+    }
+}
+
 /// A grid over keys: `[(key, [v1, v2, …]), …]` → every combination, the first key varying
 /// slowest, each as `KEY VALUE` pairs.
 ///

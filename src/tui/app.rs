@@ -6,7 +6,7 @@ use super::keys::{lookup, Binding};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
 use super::run_status::FolderFacts;
-use super::runs::{RunsAction, RunsScreen};
+use super::runs::{QueueEdit, RunsAction, RunsScreen};
 use super::theme::Theme;
 use super::view::{HelpKey, HELP_KEYS};
 use crate::config::{Config, Stage};
@@ -59,6 +59,10 @@ pub enum Msg {
     Saved(Result<PathBuf, String>),
     /// The run in this folder was attached to (the stages of its job) or not (why).
     Attached(PathBuf, Result<usize, String>),
+    /// The queue was read.
+    Queue(Result<Vec<crate::queue::Job>, String>),
+    /// A change to the queue was made (what, in words) or not (why).
+    QueueChanged(Result<String, String>),
 }
 
 /// What the loop does on the app's behalf; results come back as [`Msg`]s.
@@ -68,6 +72,10 @@ pub enum Effect {
     Launch(Box<Job>),
     /// Follow the live run whose job folder this is; answers [`Msg::Attached`].
     Attach(PathBuf),
+    /// Read the queue; answers [`Msg::Queue`].
+    LoadQueue,
+    /// Change the queue; answers [`Msg::QueueChanged`], then [`Msg::Queue`].
+    QueueOp(QueueOp),
     /// Send a control to the trainer.
     Control(Control),
     /// Save a configuration as a user preset of this name; answers [`Msg::Saved`].
@@ -78,6 +86,19 @@ pub enum Effect {
     LoadMetrics(PathBuf),
     /// Scan the presets again; answers [`Msg::Presets`].
     LoadPresets,
+}
+
+/// A change to the queue asked for in the UI.
+#[derive(Debug, Clone)]
+pub enum QueueOp {
+    /// Add a job under a name.
+    Add(Box<Job>, String),
+    /// Hold a queued run, or release a held one.
+    ToggleHold(i64),
+    /// Remove a run that is not running.
+    Remove(i64),
+    /// Move a run to the front.
+    First(i64),
 }
 
 /// What happens once the form's unsaved edits are discarded.
@@ -519,6 +540,12 @@ impl App {
                 RunsAction::Load(dirs) => dirs.into_iter().map(Effect::LoadMetrics).collect(),
                 RunsAction::Resume(dir) => self.resume(dir),
                 RunsAction::Attach(dir) => self.attach(dir),
+                RunsAction::LoadQueue => vec![Effect::LoadQueue],
+                RunsAction::Queue(edit) => vec![Effect::QueueOp(match edit {
+                    QueueEdit::ToggleHold(id) => QueueOp::ToggleHold(id),
+                    QueueEdit::Remove(id) => QueueOp::Remove(id),
+                    QueueEdit::First(id) => QueueOp::First(id),
+                })],
                 RunsAction::Status(text) => {
                     self.set_status(text, true);
                     Vec::new()
@@ -566,6 +593,7 @@ impl App {
             FormAction::Back => self.screen = Screen::Presets,
             FormAction::Status(s, error) => self.set_status(s, error),
             FormAction::Save(name, config) => return vec![Effect::SavePreset(name, config)],
+            FormAction::Queue(job, name) => return vec![Effect::QueueOp(QueueOp::Add(job, name))],
             FormAction::Launch(job, label) => {
                 if self.run_active() {
                     self.set_status("a run is in progress: stop it first (3, s)", true);
@@ -664,6 +692,18 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 "attached: p pauses, s stops (any attached front end may); q leaves it running",
                 false,
             );
+            Vec::new()
+        }
+        Msg::Queue(Ok(jobs)) => {
+            app.runs.set_queue(jobs);
+            Vec::new()
+        }
+        Msg::Queue(Err(e)) | Msg::QueueChanged(Err(e)) => {
+            app.set_status(format!("queue: {e}"), true);
+            Vec::new()
+        }
+        Msg::QueueChanged(Ok(what)) => {
+            app.set_status(what, false);
             Vec::new()
         }
         Msg::Attached(dir, Err(e)) => {

@@ -25,6 +25,10 @@ pub enum FormKey {
     Run,
     /// Launch both stages.
     Both,
+    /// Add this stage to the queue (`mislas queue run` starts it).
+    Queue,
+    /// Add both stages to the queue, as one pipeline.
+    QueueBoth,
     /// Show the other stage's tab.
     Stage,
     /// Restore the selected field's preset value.
@@ -59,6 +63,20 @@ pub const KEYS: &[Binding<FormKey>] = &[
         FormKey::Both,
         "both",
         "run both stages, stage 2 from stage 1's best",
+    ),
+    Binding::new(
+        &[KeyCode::Char('Q')],
+        "Q",
+        FormKey::Queue,
+        "queue",
+        "add this stage to the queue (mislas queue run starts it)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('B')],
+        "B",
+        FormKey::QueueBoth,
+        "queue both",
+        "add both stages to the queue, as one pipeline",
     ),
     Binding::new(
         &[KeyCode::Tab, KeyCode::BackTab],
@@ -230,6 +248,8 @@ pub enum FormAction {
     Back,
     /// Launch this job; the label names it on the run screen.
     Launch(Box<Job>, String),
+    /// Add this job to the queue under this name.
+    Queue(Box<Job>, String),
     /// Save this configuration as the user preset of this name.
     Save(String, Box<Config>),
     /// A message for the status line (an error when true).
@@ -410,6 +430,12 @@ impl FormScreen {
             }
             FormKey::Run => return self.launch(false),
             FormKey::Both => return self.launch(true),
+            FormKey::Queue | FormKey::QueueBoth => {
+                return match self.launch(action == FormKey::QueueBoth) {
+                    FormAction::Launch(job, label) => FormAction::Queue(job, label),
+                    other => other,
+                }
+            }
         }
         FormAction::None
     }

@@ -223,6 +223,22 @@ impl Host {
                     Err(e) => vec![Msg::Attached(dir, Err(format!("{e:#}")))],
                 }
             }
+            Effect::LoadQueue => vec![Msg::Queue(
+                self.queue()
+                    .and_then(|q| q.list().map_err(|e| format!("{e:#}"))),
+            )],
+            Effect::QueueOp(op) => {
+                let done = self.queue().and_then(|q| {
+                    queue_op(&q, op, &self.root, &self.saved_root).map_err(|e| format!("{e:#}"))
+                });
+                vec![
+                    Msg::QueueChanged(done),
+                    Msg::Queue(
+                        self.queue()
+                            .and_then(|q| q.list().map_err(|e| format!("{e:#}"))),
+                    ),
+                ]
+            }
             Effect::Control(c) => {
                 if let Some(r) = &self.remote {
                     let _ = r.controls.send(c);
@@ -246,6 +262,13 @@ impl Host {
                 vec![Msg::Presets(discover(&self.root, self.user_dir.as_deref()))]
             }
         }
+    }
+
+    /// The queue database (opened for each use: other front ends and the scheduler use it too).
+    fn queue(&self) -> Result<crate::queue::Queue, String> {
+        crate::queue::data_dir()
+            .and_then(|d| crate::queue::Queue::open(&d))
+            .map_err(|e| format!("{e:#}"))
     }
 
     /// Shows `remote`'s events from now on (a run followed before goes on without this UI).
@@ -288,6 +311,36 @@ impl Host {
         }
         n
     }
+}
+
+/// Performs a change to the queue; returns what was done, in words.
+fn queue_op(
+    q: &crate::queue::Queue,
+    op: app::QueueOp,
+    root: &Path,
+    saved_root: &Path,
+) -> anyhow::Result<String> {
+    use crate::queue::state;
+    Ok(match op {
+        app::QueueOp::Add(job, name) => {
+            let id = q.add_job(&job, &name, root, saved_root)?;
+            format!("queued {id}: {name} (mislas queue run starts the queue)")
+        }
+        app::QueueOp::ToggleHold(id) => {
+            let held = q
+                .list()?
+                .iter()
+                .any(|j| j.id == id && j.state == state::HELD);
+            match held {
+                true => q.release(id).map(|()| format!("released {id}"))?,
+                false => q.hold(id).map(|()| format!("held {id}"))?,
+            }
+        }
+        app::QueueOp::Remove(id) => q.remove(id).map(|()| format!("removed {id}"))?,
+        app::QueueOp::First(id) => q
+            .to_front(id)
+            .map(|()| format!("moved {id} to the front"))?,
+    })
 }
 
 /// Opens the terminal UI over the project at `project_root` (presets under `presets/`, runs

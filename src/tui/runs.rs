@@ -40,6 +40,14 @@ pub enum RunsKey {
     Groups,
     /// Filter the runs by `key=value` terms.
     Filter,
+    /// Show the queue, or the list again.
+    Queue,
+    /// In the queue: hold a queued run, release a held one.
+    Hold,
+    /// In the queue: remove (cancel) a run that is not running.
+    Cancel,
+    /// In the queue: move a run to the front.
+    First,
     /// Back to the list; in the list, unmark.
     Back,
 }
@@ -89,6 +97,34 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "show only runs whose configuration has key=value (Enter applies, Esc clears)",
     ),
     Binding::new(
+        &[KeyCode::Char('Q')],
+        "Q",
+        RunsKey::Queue,
+        "queue",
+        "the queue (mislas queue run starts it): Space holds, x cancels, t to the front",
+    ),
+    Binding::new(
+        &[KeyCode::Char(' ')],
+        "Space",
+        RunsKey::Hold,
+        "hold",
+        "in the queue: hold a queued run, release a held one",
+    ),
+    Binding::new(
+        &[KeyCode::Char('x')],
+        "x",
+        RunsKey::Cancel,
+        "cancel",
+        "in the queue: remove a run that is not running",
+    ),
+    Binding::new(
+        &[KeyCode::Char('t')],
+        "t",
+        RunsKey::First,
+        "to front",
+        "in the queue: move the run to the front",
+    ),
+    Binding::new(
         &[KeyCode::Char('r')],
         "r",
         RunsKey::Refresh,
@@ -128,6 +164,8 @@ pub enum RunsView {
     Compare(PathBuf, PathBuf),
     /// Runs that differ only in seed, grouped.
     Groups,
+    /// The queue.
+    Queue,
 }
 
 /// State of the runs screen.
@@ -149,6 +187,10 @@ pub struct RunsScreen {
     pub filter: String,
     /// The filter being typed (`/`), when it is.
     pub filter_input: Option<String>,
+    /// The queue, as last read.
+    pub queue: Vec<crate::queue::Job>,
+    /// The selected row of the queue.
+    pub queue_selected: usize,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -166,6 +208,21 @@ pub enum RunsAction {
     Attach(PathBuf),
     /// Show this in the status bar (an error).
     Status(String),
+    /// Read the queue.
+    LoadQueue,
+    /// Change the queue.
+    Queue(QueueEdit),
+}
+
+/// A change to a queued run from the queue view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEdit {
+    /// Hold a queued run, or release a held one.
+    ToggleHold(i64),
+    /// Remove a run that is not running.
+    Remove(i64),
+    /// Move a run to the front.
+    First(i64),
 }
 
 impl RunsScreen {
@@ -221,6 +278,30 @@ impl RunsScreen {
         }
     }
 
+    /// Replaces the queue's rows, keeping the selection in range.
+    pub fn set_queue(&mut self, jobs: Vec<crate::queue::Job>) {
+        self.queue = jobs;
+        self.queue_selected = self.queue_selected.min(self.queue.len().saturating_sub(1));
+    }
+
+    /// A key of the queue view.
+    fn on_queue_key(&mut self, action: RunsKey, code: KeyCode) -> RunsAction {
+        use QueueEdit as QueueOp;
+        let id = self.queue.get(self.queue_selected).map(|j| j.id);
+        match (action, id) {
+            (RunsKey::Queue | RunsKey::Back, _) => self.view = RunsView::List,
+            (RunsKey::Move, _) => {
+                super::list_nav::navigate(&mut self.queue_selected, self.queue.len(), code);
+            }
+            (RunsKey::Refresh, _) => return RunsAction::LoadQueue,
+            (RunsKey::Hold, Some(id)) => return RunsAction::Queue(QueueOp::ToggleHold(id)),
+            (RunsKey::Cancel, Some(id)) => return RunsAction::Queue(QueueOp::Remove(id)),
+            (RunsKey::First, Some(id)) => return RunsAction::Queue(QueueOp::First(id)),
+            _ => {}
+        }
+        RunsAction::None
+    }
+
     /// Whether the filter is being typed (keys are text then).
     pub fn is_typing(&self) -> bool {
         self.filter_input.is_some()
@@ -261,7 +342,7 @@ impl RunsScreen {
     /// The folders on screen, to re-read on each tick.
     pub fn open_dirs(&self) -> Vec<PathBuf> {
         match &self.view {
-            RunsView::List | RunsView::Groups => Vec::new(),
+            RunsView::List | RunsView::Groups | RunsView::Queue => Vec::new(),
             RunsView::Detail(d) => vec![d.clone()],
             RunsView::Compare(a, b) => vec![a.clone(), b.clone()],
         }
@@ -279,6 +360,9 @@ impl RunsScreen {
         let Some(action) = lookup(KEYS, &key) else {
             return RunsAction::None;
         };
+        if self.view == RunsView::Queue {
+            return self.on_queue_key(action, key.code);
+        }
         let selected = self.runs.get(self.selected).map(|r| r.dir.clone());
         let open = self.view != RunsView::List;
         match action {
@@ -290,7 +374,7 @@ impl RunsScreen {
                 let dir = match &self.view {
                     RunsView::Detail(d) => Some(d.clone()),
                     RunsView::List => selected,
-                    RunsView::Compare(..) | RunsView::Groups => None,
+                    RunsView::Compare(..) | RunsView::Groups | RunsView::Queue => None,
                 };
                 if let Some(d) = dir {
                     return RunsAction::Resume(d);
@@ -299,11 +383,16 @@ impl RunsScreen {
             RunsKey::Groups if self.view == RunsView::Groups => self.view = RunsView::List,
             RunsKey::Groups => self.view = RunsView::Groups,
             RunsKey::Filter => self.filter_input = Some(self.filter.clone()),
+            RunsKey::Queue => {
+                self.view = RunsView::Queue;
+                return RunsAction::LoadQueue;
+            }
+            RunsKey::Hold | RunsKey::Cancel | RunsKey::First => {}
             RunsKey::Attach => {
                 let dir = match &self.view {
                     RunsView::Detail(d) => Some(d.clone()),
                     RunsView::List => selected,
-                    RunsView::Compare(..) | RunsView::Groups => None,
+                    RunsView::Compare(..) | RunsView::Groups | RunsView::Queue => None,
                 };
                 if let Some(d) = dir {
                     return RunsAction::Attach(d);
@@ -362,6 +451,7 @@ pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, a
         RunsView::List => draw_list(s, live, theme, f, area),
         RunsView::Detail(d) => detail(d, f, area, false),
         RunsView::Groups => draw_groups(s, theme, f, area),
+        RunsView::Queue => draw_queue(s, theme, f, area),
         RunsView::Compare(a, b) => {
             let [diff, area] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
@@ -444,6 +534,46 @@ fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     )
     .block(panel(&title, true, theme));
     f.render_widget(table, area);
+}
+
+/// The queue: id, state, device, name, run folder.
+fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let title = "Queue · mislas queue run starts it · Space hold  x cancel  t to front";
+    if s.queue.is_empty() {
+        f.render_widget(
+            Paragraph::new("\nThe queue is empty: Q (or B) in the form adds a run.")
+                .centered()
+                .block(panel(title, true, theme)),
+            area,
+        );
+        return;
+    }
+    let rows: Vec<Row<'_>> = s
+        .queue
+        .iter()
+        .map(|j| {
+            Row::new(vec![
+                j.id.to_string(),
+                j.state.clone(),
+                j.device.clone().unwrap_or_default(),
+                j.name.clone(),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(4),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Min(20),
+        ],
+    )
+    .header(Row::new(["Id", "State", "Device", "Name"]).style(theme.dim()))
+    .block(panel(title, true, theme))
+    .row_highlight_style(theme.selected());
+    let mut state = TableState::default().with_selected(Some(s.queue_selected));
+    f.render_stateful_widget(table, area, &mut state);
 }
 
 /// ` · filter lr=0.1` when a filter is on (or being typed).

@@ -1180,7 +1180,7 @@ fn help_codes<A: Copy>(table: &[super::keys::Binding<A>]) -> Vec<KeyCode> {
 fn help_and_footer_list_every_table_row() {
     let (_d, mut app) = project();
     send(&mut app, [ch('?')]);
-    let s = render(&app, 160, 48);
+    let s = render(&app, 160, 60);
     let mut rows = help_rows(GLOBAL_KEYS);
     rows.extend(help_rows(super::view::HELP_KEYS));
     for (screen, _, table) in super::view::screen_tables() {
@@ -1548,4 +1548,61 @@ fn runs_screen_groups_seeds_filters_and_compares_differing_keys() {
         2,
         "only the differing keys: {line}"
     );
+}
+
+#[test]
+fn the_form_queues_a_run_and_the_queue_view_holds_reorders_and_cancels() {
+    let (d, mut app) = project();
+    open_fm_stage1(&mut app);
+    let fx = send(&mut app, [ch('Q')]);
+    let [Effect::QueueOp(super::app::QueueOp::Add(job, name))] = fx.as_slice() else {
+        panic!("Q queues this stage: {fx:?}");
+    };
+    assert!(matches!(**job, Job::Single(_)));
+    // What the loop does with it, on a queue of its own.
+    let q = crate::queue::Queue::open(&d.path().join("data")).unwrap();
+    let saved = d.path().join("saved");
+    let add = |app: &mut App| {
+        let op = super::app::QueueOp::Add(job.clone(), name.clone());
+        let what = super::queue_op(&q, op, d.path(), &saved).unwrap();
+        send(
+            app,
+            [
+                Msg::QueueChanged(Ok(what)),
+                Msg::Queue(Ok(q.list().unwrap())),
+            ],
+        );
+    };
+    add(&mut app);
+    assert!(app.status.as_ref().unwrap().text.starts_with("queued 1: "));
+    add(&mut app);
+    let jobs = q.list().unwrap();
+    assert_eq!(jobs[0].args[0], "train");
+    let yaml = std::path::Path::new(&jobs[0].args[2]);
+    assert!(
+        Config::from_file(yaml).is_ok(),
+        "the queued configuration loads"
+    );
+    // The queue view: t moves run 2 to the front, Space holds it, x cancels run 1.
+    let fx = send(&mut app, [ch('4'), ch('Q')]);
+    assert!(
+        matches!(fx.as_slice(), [Effect::LoadRuns, Effect::LoadQueue]),
+        "{fx:?}"
+    );
+    assert!(render(&app, 80, 24).contains("queued"));
+    let apply = |app: &mut App, keys: Vec<Msg>| {
+        for e in send(app, keys) {
+            if let Effect::QueueOp(op) = e {
+                super::queue_op(&q, op, d.path(), &saved).unwrap();
+            }
+        }
+        send(app, [Msg::Queue(Ok(q.list().unwrap()))]);
+    };
+    apply(&mut app, vec![key(KeyCode::Down), ch('t')]);
+    assert_eq!(app.runs.queue[0].id, 2);
+    apply(&mut app, vec![key(KeyCode::Up), ch(' ')]);
+    assert_eq!(app.runs.queue[0].state, "held");
+    apply(&mut app, vec![key(KeyCode::Down), ch('x')]);
+    let ids: Vec<i64> = q.list().unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(ids, [2]);
 }
