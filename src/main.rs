@@ -130,7 +130,11 @@ enum QueueAction {
     Index,
     /// Start the queued runs, one at a time on CPU, one per CUDA device otherwise; returns
     /// when the queue is empty. A second scheduler is refused.
-    Run,
+    Run {
+        /// Runs side by side on a CPU-only machine (they share its cores).
+        #[arg(long, default_value_t = 1)]
+        cpu_slots: usize,
+    },
 }
 
 fn main() {
@@ -330,9 +334,14 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
             println!("indexed {n} runs of {}", saved.display());
             Ok(0)
         }
-        QueueAction::Run => {
+        QueueAction::Run { cpu_slots } => {
             let devices: Vec<String> = match machine_cuda_devices() {
-                0 => vec!["cpu".to_owned()],
+                0 => (0..cpu_slots.max(1))
+                    .map(|i| match i {
+                        0 => "cpu".to_owned(),
+                        _ => format!("cpu/{}", i + 1),
+                    })
+                    .collect(),
                 n => (0..n).map(|i| format!("cuda:{i}")).collect(),
             };
             let exe = std::env::current_exe().context("cannot find the mislas executable")?;

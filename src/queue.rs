@@ -546,8 +546,9 @@ struct Running {
     announce: PathBuf,
 }
 
-/// Runs the queue until no run is queued or running: `devices` (`cpu`, or `cuda:0`, `cuda:1`,
-/// …) each run one at a time; `exe` is the `mislas` executable. Prints each start and end.
+/// Runs the queue until no run is queued or running: each of `devices` (`cpu`, or `cuda:0`,
+/// `cuda:1`, …; `cpu/2` is a second slot on the CPU) runs one run at a time; `exe` is the
+/// `mislas` executable. Prints each start and end.
 ///
 /// # Errors
 /// Another scheduler runs (its pid is named), or the database cannot be used.
@@ -630,7 +631,7 @@ fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
     cmd.arg("--saved")
         .arg(&job.saved)
         .args(&job.args)
-        .args(["device", device])
+        .args(["device", device.split('/').next().unwrap_or(device)])
         .current_dir(&job.project)
         .env(crate::live::ANNOUNCE_ENV, &announce)
         .stdin(std::process::Stdio::null())
