@@ -731,6 +731,79 @@ mod tests {
         h.serve(d, tx).unwrap();
     }
 
+    fn stage_started(dir: &Path) -> Event {
+        Event::StageStarted(crate::events::StageStarted {
+            stage: crate::config::Stage::Stage1,
+            run_dir: dir.to_path_buf(),
+            name: "x".into(),
+            dataset: "Fashion-MNIST-LT".into(),
+            device: crate::events::DeviceInfo {
+                id: "cpu".into(),
+                name: "CPU".into(),
+                memory_total_bytes: None,
+            },
+            num_epochs: 1,
+            start_epoch: 0,
+            batches_per_epoch: 1,
+            images_per_epoch: 1,
+            class_counts: vec![1],
+            head_class_idx: [0, 1],
+            med_class_idx: [1, 1],
+            tail_class_idx: [1, 1],
+        })
+    }
+
+    #[test]
+    fn a_full_disk_stops_the_run_and_tells_the_front_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", d.join(EVENTS)).unwrap();
+        let (etx, erx) = crossbeam_channel::unbounded();
+        let (ctx, crx) = crossbeam_channel::unbounded();
+        let out = publish(erx, ctx, 1);
+        etx.send(Event::Log("before the folder".into())).unwrap();
+        etx.send(stage_started(d)).unwrap();
+        drop(etx);
+        let seen: Vec<Event> = out.iter().collect();
+        assert_eq!(crx.try_recv(), Ok(Control::Stop), "the run is stopped");
+        let note = seen
+            .iter()
+            .find_map(|e| match e {
+                Event::Log(l) if l.contains("stopping the run") => Some(l.clone()),
+                _ => None,
+            })
+            .expect("the front end is told");
+        assert!(note.contains("events.jsonl"), "{note}");
+        // This process's own front end still gets every event.
+        assert_eq!(seen.last(), Some(&stage_started(d)));
+    }
+
+    #[test]
+    fn a_folder_deleted_while_attached_ends_the_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("run");
+        fs::create_dir(&d).unwrap();
+        let info = LiveInfo {
+            pid: 1,
+            job_dir: d.clone(),
+            events_offset: 0,
+            stages: 1,
+        };
+        let _h = Holder::take(&d, &info).unwrap();
+        EventLog::open(&d).unwrap().append(&Event::Paused).unwrap();
+        let remote = attach(&d).unwrap();
+        assert_eq!(
+            remote.events.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Event::Paused
+        );
+        fs::remove_dir_all(&d).unwrap();
+        match remote.events.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Event::Failed(f) => assert!(f.message.contains("was deleted"), "{}", f.message),
+            other => panic!("expected the deletion, got {other:?}"),
+        }
+    }
+
     #[test]
     fn follower_replays_then_reports_a_dead_process() {
         let dir = tempfile::tempdir().unwrap();
