@@ -594,6 +594,12 @@ impl App {
             FormAction::Status(s, error) => self.set_status(s, error),
             FormAction::Save(name, config) => return vec![Effect::SavePreset(name, config)],
             FormAction::Queue(job, name) => return vec![Effect::QueueOp(QueueOp::Add(job, name))],
+            FormAction::QueueMany(jobs) => {
+                return jobs
+                    .into_iter()
+                    .map(|(job, name)| Effect::QueueOp(QueueOp::Add(job, name)))
+                    .collect()
+            }
             FormAction::Launch(job, label) => {
                 if self.run_active() {
                     self.set_status("a run is in progress: stop it first (3, s)", true);

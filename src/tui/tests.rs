@@ -1606,3 +1606,56 @@ fn the_form_queues_a_run_and_the_queue_view_holds_reorders_and_cancels() {
     let ids: Vec<i64> = q.list().unwrap().iter().map(|j| j.id).collect();
     assert_eq!(ids, [2]);
 }
+
+#[test]
+fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    send(&mut app, [ch('G')]);
+    assert!(render(&app, 80, 24).contains("Sweep"));
+    // Replace the suggested text with a 2 × 2 grid.
+    send(&mut app, (0..20).map(|_| key(KeyCode::Backspace)));
+    send(&mut app, typed("lr 0.05,0.2 × seed 3,4"));
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let got: Vec<(String, f64, u64)> = fx
+        .iter()
+        .map(|e| match e {
+            Effect::QueueOp(super::app::QueueOp::Add(job, name)) => match &**job {
+                Job::Single(c) => {
+                    assert_eq!(&c.name, name);
+                    (name.clone(), c.lr, c.seed)
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let base = "fm_s1";
+    assert_eq!(
+        got,
+        [
+            (format!("{base}_lr0.05_seed3"), 0.05, 3),
+            (format!("{base}_lr0.05_seed4"), 0.05, 4),
+            (format!("{base}_lr0.2_seed3"), 0.2, 3),
+            (format!("{base}_lr0.2_seed4"), 0.2, 4),
+        ]
+    );
+    // No runs, too many runs, a bad value: the prompt stays with the reason.
+    for (text, why) in [
+        ("seed ,", "no values"),
+        (
+            "seed 0,1,2,3,4,5,6,7,8,9,10 × lr 1,2,3,4,5,6,7,8,9,10",
+            "more than 100",
+        ),
+        ("lr x,y", "lr x"),
+    ] {
+        send(&mut app, [ch('G')]);
+        send(&mut app, (0..20).map(|_| key(KeyCode::Backspace)));
+        send(&mut app, typed(text));
+        let fx = send(&mut app, [key(KeyCode::Enter)]);
+        assert!(fx.is_empty(), "{text}: {fx:?}");
+        let screen = render(&app, 80, 24);
+        assert!(screen.contains(why), "{text}: {screen}");
+        send(&mut app, [key(KeyCode::Esc)]);
+    }
+}
