@@ -535,27 +535,6 @@ pub fn died(dir: &Path) -> Failure {
     f
 }
 
-/// Job folders under `saved_root` whose process lives, newest first.
-pub fn live_runs(saved_root: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(saved_root) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|d| is_alive(d) == Some(true))
-        .filter(|d| read_info(d).is_ok_and(|i| &i.job_dir == d))
-        .map(|d| {
-            let t = fs::metadata(d.join(LIVE))
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            (t, d)
-        })
-        .collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-    dirs.into_iter().map(|(_, d)| d).collect()
-}
-
 /// Starts `job` as a `mislas train` or `mislas pipeline` process of its own, in a session of
 /// its own (`setsid`), so that it outlives this process and its terminal, and returns it as a
 /// [`Remote`]. Its configurations are written as YAML, and its output goes to `output.log`, in
