@@ -535,18 +535,33 @@ pub fn died(dir: &Path) -> Failure {
     f
 }
 
+/// Makes `cmd` start in a session of its own (`setsid`), without a controlling terminal, so that
+/// the process outlives the terminal (and the process) that started it: a hang-up of that
+/// terminal does not reach it.
+pub fn detach_from_terminal(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches nothing of the parent's memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts `job` as a `mislas train` or `mislas pipeline` process of its own, in a session of
-/// its own (`setsid`), so that it outlives this process and its terminal, and returns it as a
-/// [`Remote`]. Its configurations are written as YAML, and its output goes to `output.log`, in
-/// `saved_root/.launch/<time>/`. Events flow once the process has its run folder; a process
-/// that ends before (an unusable configuration) is reported as an [`Event::Failed`] with its
-/// error lines. Controls sent before then wait.
+/// its own ([`detach_from_terminal`]), so that it outlives this process and its terminal, and
+/// returns it as a [`Remote`]. Its configurations are written as YAML, and its output goes to
+/// `output.log`, in `saved_root/.launch/<time>/`. Events flow once the process has its run
+/// folder; a process that ends before (an unusable configuration) is reported as an
+/// [`Event::Failed`] with its error lines. Controls sent before then wait.
 ///
 /// # Errors
 /// The files cannot be written or the process cannot be started.
 pub fn launch(job: &crate::engine::Job, saved_root: &Path, project_root: &Path) -> Result<Remote> {
     use crate::engine::Job;
-    use std::os::unix::process::CommandExt;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -581,69 +596,70 @@ pub fn launch(job: &crate::engine::Job, saved_root: &Path, project_root: &Path) 
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
-    // SAFETY: setsid is async-signal-safe and touches nothing of the parent's memory.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd
+    detach_from_terminal(&mut cmd);
+    let child = cmd
         .spawn()
         .context("cannot start the run's mislas process")?;
     let (etx, erx) = crossbeam_channel::unbounded();
     let (ctx, crx) = crossbeam_channel::unbounded::<Control>();
     std::thread::Builder::new()
         .name("mislas-launch".into())
-        .spawn(move || {
-            let dir = loop {
-                if let Ok(text) = fs::read_to_string(&announce) {
-                    break PathBuf::from(text);
-                }
-                if let Ok(Some(status)) = child.try_wait() {
-                    let text = fs::read_to_string(&output).unwrap_or_default();
-                    let errors: Vec<&str> =
-                        text.lines().filter(|l| l.starts_with("error")).collect();
-                    let msg = match errors.is_empty() {
-                        true => format!(
-                            "the run's process ended ({status}) before it started: {}",
-                            output.display()
-                        ),
-                        false => errors.join("; "),
-                    };
-                    let _ = etx.send(Event::Failed(Failure::new(FailureKind::Config, msg)));
-                    return;
-                }
-                std::thread::sleep(POLL);
-            };
-            let remote = match attach(&dir) {
-                Ok(r) => r,
-                Err(e) => {
-                    let msg = format!("cannot follow the run in {}: {e:#}", dir.display());
-                    let _ = etx.send(Event::Failed(Failure::new(FailureKind::Io, msg)));
-                    return;
-                }
-            };
-            let controls = remote.controls;
-            std::thread::spawn(move || {
-                for c in crx.iter() {
-                    let _ = controls.send(c);
-                }
-            });
-            for e in remote.events.iter() {
-                if etx.send(e).is_err() {
-                    break;
-                }
-            }
-            // Reaps the process once it ends (it does soon after its last event).
-            let _ = child.wait();
-        })?;
+        .spawn(move || follow_launched(child, &announce, &output, &etx, crx))?;
     Ok(Remote {
         events: erx,
         controls: ctx,
     })
+}
+
+/// Waits for the launched `child` to announce its run folder (or to end before), then passes
+/// that run's events to `etx` and `controls` to it; reaps the child at the end.
+fn follow_launched(
+    mut child: std::process::Child,
+    announce: &Path,
+    output: &Path,
+    etx: &Sender<Event>,
+    controls: Receiver<Control>,
+) {
+    let dir = loop {
+        if let Ok(text) = fs::read_to_string(announce) {
+            break PathBuf::from(text);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = fs::read_to_string(output).unwrap_or_default();
+            let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error")).collect();
+            let msg = match errors.is_empty() {
+                true => format!(
+                    "the run's process ended ({status}) before it started: {}",
+                    output.display()
+                ),
+                false => errors.join("; "),
+            };
+            let _ = etx.send(Event::Failed(Failure::new(FailureKind::Config, msg)));
+            return;
+        }
+        std::thread::sleep(POLL);
+    };
+    let remote = match attach(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("cannot follow the run in {}: {e:#}", dir.display());
+            let _ = etx.send(Event::Failed(Failure::new(FailureKind::Io, msg)));
+            return;
+        }
+    };
+    let to_run = remote.controls;
+    std::thread::spawn(move || {
+        for c in controls.iter() {
+            let _ = to_run.send(c);
+        }
+    });
+    for e in remote.events.iter() {
+        if etx.send(e).is_err() {
+            break;
+        }
+    }
+    // Reaps the process once it ends (it does soon after its last event).
+    let _ = child.wait();
 }
 
 #[cfg(test)]

@@ -289,28 +289,7 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
     let dir = queue::data_dir()?;
     let mut q = Queue::open(&dir)?;
     match action {
-        QueueAction::Add { grid, yes, command } => {
-            let points = queue::expand_grid(&queue::parse_grid(&grid)?)?;
-            if points.len() > queue::MAX_SWEEP_WITHOUT_YES && !yes && !confirm(points.len())? {
-                bail!("nothing queued");
-            }
-            let project = std::env::current_dir().context("cannot read the current folder")?;
-            let saved = project.join(saved);
-            // Every point is checked before any is queued.
-            let mut runs = Vec::new();
-            for point in &points {
-                let mut args = command.clone();
-                args.extend(point.iter().flat_map(|(k, v)| [k.clone(), v.clone()]));
-                let (name, naming) = queued_name(&args, point)?;
-                args.extend(naming);
-                runs.push((name, args));
-            }
-            for (name, args) in &runs {
-                let id = q.add(name, args, &project, &saved)?;
-                println!("queued {id}: {name}");
-            }
-            Ok(0)
-        }
+        QueueAction::Add { grid, yes, command } => queue_add(&q, &grid, yes, &command, saved),
         QueueAction::Ls => {
             for j in q.list()? {
                 let device = j.device.as_deref().unwrap_or("");
@@ -349,6 +328,37 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `mislas queue add`: one run per point of the grid (one run without a grid), each checked
+/// before any is queued.
+fn queue_add(
+    q: &mislas::queue::Queue,
+    grid: &[String],
+    yes: bool,
+    command: &[String],
+    saved: &Path,
+) -> Result<i32> {
+    use mislas::queue;
+    let points = queue::expand_grid(&queue::parse_grid(grid)?)?;
+    if points.len() > queue::MAX_SWEEP_WITHOUT_YES && !yes && !confirm(points.len())? {
+        bail!("nothing queued");
+    }
+    let project = std::env::current_dir().context("cannot read the current folder")?;
+    let saved = project.join(saved);
+    let mut runs = Vec::new();
+    for point in &points {
+        let mut args = command.to_vec();
+        args.extend(point.iter().flat_map(|(k, v)| [k.clone(), v.clone()]));
+        let (name, naming) = queued_name(&args, point)?;
+        args.extend(naming);
+        runs.push((name, args));
+    }
+    for (name, args) in &runs {
+        let id = q.add(name, args, &project, &saved)?;
+        println!("queued {id}: {name}");
+    }
+    Ok(0)
 }
 
 fn each(ids: &[i64], mut f: impl FnMut(i64) -> Result<()>) -> Result<i32> {

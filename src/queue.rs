@@ -556,18 +556,63 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
     let _lock = SchedulerLock::take(&queue.dir)?;
     let logs = queue.dir.join("logs");
     fs::create_dir_all(&logs)?;
-    let mut running: Vec<Running> = Vec::new();
-    // Runs a scheduler that ended (killed, a restart) had started: those still alive keep
-    // their device until they end.
-    let mut adopted: Vec<(i64, String, i64)> = queue
-        .list()?
-        .into_iter()
-        .filter(|j| j.state == state::RUNNING)
-        .map(|j| (j.id, j.device.unwrap_or_default(), j.pid.unwrap_or(0)))
-        .collect();
+    let mut s = Slots {
+        running: Vec::new(),
+        // Runs a scheduler that ended (killed, a restart) had started: those still alive keep
+        // their device until they end.
+        adopted: queue
+            .list()?
+            .into_iter()
+            .filter(|j| j.state == state::RUNNING)
+            .map(|j| (j.id, j.device.unwrap_or_default(), j.pid.unwrap_or(0)))
+            .collect(),
+    };
     loop {
+        s.reap(queue)?;
+        for device in devices {
+            if s.busy(device) {
+                continue;
+            }
+            let Some(job) = queue.take_next(device)? else {
+                break;
+            };
+            match start(&job, device, exe, &logs) {
+                Ok(r) => {
+                    queue.started(job.id, r.child.id())?;
+                    println!("queue: run {} ({}) started on {device}", job.id, job.name);
+                    s.running.push(r);
+                }
+                Err(e) => {
+                    eprintln!("queue: run {} could not start: {e:#}", job.id);
+                    queue.ended(job.id, None, None)?;
+                }
+            }
+        }
+        let waiting = queue.list()?.iter().any(|j| j.state == state::QUEUED);
+        if s.running.is_empty() && s.adopted.is_empty() && !waiting {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What the scheduler's devices run: its own children, and runs a previous scheduler started
+/// (`(id, device, pid)`).
+struct Slots {
+    running: Vec<Running>,
+    adopted: Vec<(i64, String, i64)>,
+}
+
+impl Slots {
+    fn busy(&self, device: &str) -> bool {
+        self.running.iter().any(|r| r.device == device)
+            || self.adopted.iter().any(|(_, d, _)| d == device)
+    }
+
+    /// Records the runs that ended since the last look.
+    fn reap(&mut self, queue: &Queue) -> Result<()> {
         let mut gone = Vec::new();
-        adopted.retain(|(id, _, pid)| {
+        self.adopted.retain(|(id, _, pid)| {
             // SAFETY: kill with signal 0 only asks whether the process exists.
             let alive = *pid > 0 && unsafe { libc::kill(*pid as libc::pid_t, 0) } == 0;
             if !alive {
@@ -579,7 +624,7 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
             queue.set_ended_unwatched(id)?;
             println!("queue: run {id} ended while no scheduler watched it");
         }
-        running.retain_mut(|r| match r.child.try_wait() {
+        self.running.retain_mut(|r| match r.child.try_wait() {
             Ok(Some(status)) => {
                 let dir = fs::read_to_string(&r.announce).ok().map(PathBuf::from);
                 if let Err(e) = queue.ended(r.id, status.code(), dir.as_deref()) {
@@ -590,39 +635,13 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
             }
             _ => true,
         });
-        for device in devices {
-            if running.iter().any(|r| &r.device == device)
-                || adopted.iter().any(|(_, d, _)| d == device)
-            {
-                continue;
-            }
-            let Some(job) = queue.take_next(device)? else {
-                break;
-            };
-            match start(&job, device, exe, &logs) {
-                Ok(r) => {
-                    queue.started(job.id, r.child.id())?;
-                    println!("queue: run {} ({}) started on {device}", job.id, job.name);
-                    running.push(r);
-                }
-                Err(e) => {
-                    eprintln!("queue: run {} could not start: {e:#}", job.id);
-                    queue.ended(job.id, None, None)?;
-                }
-            }
-        }
-        let waiting = queue.list()?.iter().any(|j| j.state == state::QUEUED);
-        if running.is_empty() && adopted.is_empty() && !waiting {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
     }
 }
 
 /// Starts one queued run on `device` as a process of its own (its own session, so that it
 /// outlives the scheduler's terminal); its output goes to `logs/<id>.log`.
 fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
-    use std::os::unix::process::CommandExt;
     let log = logs.join(format!("{}.log", job.id));
     let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let announce = logs.join(format!("{}.run_dir", job.id));
@@ -637,15 +656,7 @@ fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
-    // SAFETY: setsid is async-signal-safe and touches nothing of the parent's memory.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::live::detach_from_terminal(&mut cmd);
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
