@@ -1,7 +1,8 @@
-//! How a run in `saved/` stands, from its folder: live (this process trains it), finished (all
-//! epochs in `metrics.jsonl`), failed (its log ends with an error), stopped (its log ends with
-//! the `=> stopped at …` line, or its current checkpoint is short of the last epoch), or written
-//! by another process a moment ago.
+//! How a run in `saved/` stands, from its folder: live (a process holds its `run.lock`, see
+//! [`crate::live`]), finished (all epochs in `metrics.jsonl`), failed (its log ends with an
+//! error), stopped (its log ends with the `=> stopped at …` line, or its current checkpoint is
+//! short of the last epoch), dead (its process died without a last event), or written by a
+//! process of an older version a moment ago.
 use crate::config::Config;
 use crate::run_dir::{RunSummary, CURRENT};
 use std::fs;
@@ -34,7 +35,7 @@ pub struct FolderFacts {
 /// The state of a run in `saved/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
-    /// This process is training it.
+    /// A process trains it (this one, or another that holds its lock).
     Live,
     /// Another process wrote to it a moment ago.
     Writing,
