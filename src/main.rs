@@ -80,6 +80,11 @@ enum Command {
         #[arg(long)]
         job: PathBuf,
     },
+    /// The queue of runs (per-user, SQLite): add runs or sweeps, list, hold, reorder, run them.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
     /// Throughput: stage-1 images/s of the full pipeline and of a bare loop, loader images/s,
     /// peak memory.
     Bench {
@@ -160,6 +165,54 @@ fn compare(args: CompareArgs) -> Result<i32> {
     Ok(0)
 }
 
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// Queue a `train …` or `pipeline …` command line; with `--grid`, one run per grid point.
+    Add {
+        /// A sweep key and its comma-separated values, e.g. `--grid seed 0,1,2`; repeat for a
+        /// grid (`--grid smooth_head 0.1,0.2 --grid seed 0,1`: four runs).
+        #[arg(long, num_args = 2, value_names = ["KEY", "VALUES"])]
+        grid: Vec<String>,
+        /// Queue more than 100 runs without asking.
+        #[arg(long)]
+        yes: bool,
+        /// `train --cfg FILE [KEY VALUE]…` or `pipeline [--stage1 …] [KEY VALUE]…`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List the queue.
+    Ls,
+    /// Remove runs (not running ones).
+    Rm {
+        /// Ids (`queue ls`).
+        ids: Vec<i64>,
+    },
+    /// Hold queued runs: the scheduler passes them by.
+    Hold {
+        /// Ids.
+        ids: Vec<i64>,
+    },
+    /// Put held runs back in the queue.
+    Release {
+        /// Ids.
+        ids: Vec<i64>,
+    },
+    /// Move a run to the front of the queue.
+    First {
+        /// Id.
+        id: i64,
+    },
+    /// Rebuild the index of runs (in the queue's database) from the run folders in `--saved`.
+    Index,
+    /// Start the queued runs, one at a time on CPU, one per CUDA device otherwise; returns
+    /// when the queue is empty. A second scheduler is refused.
+    Run {
+        /// Runs side by side on a CPU-only machine (they share its cores).
+        #[arg(long, default_value_t = 1)]
+        cpu_slots: usize,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     let code = match run(cli) {
@@ -208,34 +261,8 @@ fn run(cli: Cli) -> Result<i32> {
             stage2,
             opts,
         } => {
-            let (mut both, mut only1, mut only2) = (Vec::new(), Vec::new(), Vec::new());
-            if opts.len() % 2 != 0 {
-                bail!(
-                    "overrides come as KEY VALUE pairs; '{}' has no value",
-                    opts[opts.len() - 1]
-                );
-            }
-            for kv in opts.chunks(2) {
-                let (key, value) = (&kv[0], kv[1].clone());
-                if let Some(k) = key.strip_prefix("stage1.") {
-                    only1.extend([k.to_owned(), value]);
-                } else if let Some(k) = key.strip_prefix("stage2.") {
-                    only2.extend([k.to_owned(), value]);
-                } else {
-                    both.extend([key.clone(), value]);
-                }
-            }
-            let c1 = load(&stage1, &[both.clone(), only1].concat())?;
-            let c2 = load(&stage2, &[both, only2].concat())?;
+            let (c1, c2) = pipeline_configs(&stage1, &stage2, &opts)?;
             report_ignored(&c1);
-            // Fail before stage 1 runs for hours when stage 2's configuration is unusable.
-            let mut probe = c2.config.clone();
-            probe.resume.clear();
-            let mut issues = probe.validate();
-            issues.extend(probe.check_machine(machine_cuda_devices()));
-            if let Some(i) = issues.first() {
-                bail!("{}: {}: {}", stage2.display(), i.key, i.message);
-            }
             Ok(follow(
                 Job::Pipeline {
                     stage1: c1.config,
@@ -245,6 +272,7 @@ fn run(cli: Cli) -> Result<i32> {
             ))
         }
         Command::Compare(args) => compare(args),
+        Command::Queue { action } => queue(action, &cli.saved),
         Command::Eval { cfg, opts } => {
             let loaded = load(&cfg, &opts)?;
             mislas::engine::evaluate::evaluate_checkpoint(&loaded.config)?;
@@ -255,7 +283,7 @@ fn run(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("cannot read the job file {}", job.display()))?;
             let job: Job = serde_yaml::from_str(&text)
                 .with_context(|| format!("{} is not a mislas job", job.display()))?;
-            Ok(follow(job, cli.saved))
+            Ok(follow_rank(job, cli.saved, false))
         }
         Command::Bench { cfg, batches, opts } => {
             let loaded = load(&cfg, &opts)?;
@@ -263,6 +291,43 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The two stages' configurations of `mislas pipeline`: `stage1.KEY VALUE` / `stage2.KEY VALUE`
+/// override one stage, `KEY VALUE` both; stage 2's is checked before stage 1 runs for hours.
+fn pipeline_configs(
+    stage1: &Path,
+    stage2: &Path,
+    opts: &[String],
+) -> Result<(LoadedConfig, LoadedConfig)> {
+    let (mut both, mut only1, mut only2) = (Vec::new(), Vec::new(), Vec::new());
+    if !opts.len().is_multiple_of(2) {
+        bail!(
+            "overrides come as KEY VALUE pairs; '{}' has no value",
+            opts[opts.len() - 1]
+        );
+    }
+    for kv in opts.chunks(2) {
+        let (key, value) = (&kv[0], kv[1].clone());
+        if let Some(k) = key.strip_prefix("stage1.") {
+            only1.extend([k.to_owned(), value]);
+        } else if let Some(k) = key.strip_prefix("stage2.") {
+            only2.extend([k.to_owned(), value]);
+        } else {
+            both.extend([key.clone(), value]);
+        }
+    }
+    let c1 = load(stage1, &[both.clone(), only1].concat())?;
+    let c2 = load(stage2, &[both, only2].concat())?;
+    // Fail before stage 1 runs for hours when stage 2's configuration is unusable.
+    let mut probe = c2.config.clone();
+    probe.resume.clear();
+    let mut issues = probe.validate();
+    issues.extend(probe.check_machine(machine_cuda_devices()));
+    if let Some(i) = issues.first() {
+        bail!("{}: {}: {}", stage2.display(), i.key, i.message);
+    }
+    Ok((c1, c2))
 }
 
 fn load(path: &Path, opts: &[String]) -> Result<LoadedConfig> {
@@ -286,11 +351,163 @@ fn report_ignored(loaded: &LoadedConfig) {
 }
 
 fn follow(job: Job, saved: PathBuf) -> i32 {
-    match headless::follow(engine::spawn(job, saved)) {
+    follow_rank(job, saved, true)
+}
+
+/// Runs `job` headless; with `attachable` (every run but the other ranks of a data-parallel
+/// run, whose rank 0 speaks for them) its events also go to its run folder.
+fn follow_rank(job: Job, saved: PathBuf, attachable: bool) -> i32 {
+    let stages = match &job {
+        Job::Single(_) => 1,
+        Job::Pipeline { .. } => 2,
+    };
+    let mut handle = engine::spawn(job, saved);
+    if attachable {
+        // Every run can be attached to: its events go to its run folder on the way to stdout.
+        handle.events =
+            mislas::live::publish(handle.events.clone(), handle.controls.clone(), stages);
+    }
+    match headless::follow(handle) {
         Outcome::Failed(msg) => {
             eprintln!("error: {msg}");
             1
         }
         other => other.exit_code(),
+    }
+}
+
+/// `mislas queue …`.
+fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
+    use mislas::queue::{self, Queue};
+    let dir = queue::data_dir()?;
+    let mut q = Queue::open(&dir)?;
+    match action {
+        QueueAction::Add { grid, yes, command } => queue_add(&q, &grid, yes, &command, saved),
+        QueueAction::Ls => {
+            for j in q.list()? {
+                let device = j.device.as_deref().unwrap_or("");
+                let dir = j
+                    .run_dir
+                    .as_ref()
+                    .map_or(String::new(), |d| d.display().to_string());
+                println!(
+                    "{:>4}  {:<8} {:<7} {}  {}",
+                    j.id, j.state, device, j.name, dir
+                );
+            }
+            Ok(0)
+        }
+        QueueAction::Rm { ids } => each(&ids, |id| q.remove(id)),
+        QueueAction::Hold { ids } => each(&ids, |id| q.hold(id)),
+        QueueAction::Release { ids } => each(&ids, |id| q.release(id)),
+        QueueAction::First { id } => each(&[id], |id| q.to_front(id)),
+        QueueAction::Index => {
+            let n = q.reindex(&std::env::current_dir()?.join(saved))?;
+            println!("indexed {n} runs of {}", saved.display());
+            Ok(0)
+        }
+        QueueAction::Run { cpu_slots } => {
+            let devices: Vec<String> = match machine_cuda_devices() {
+                0 => (0..cpu_slots.max(1))
+                    .map(|i| match i {
+                        0 => "cpu".to_owned(),
+                        _ => format!("cpu/{}", i + 1),
+                    })
+                    .collect(),
+                n => (0..n).map(|i| format!("cuda:{i}")).collect(),
+            };
+            let exe = std::env::current_exe().context("cannot find the mislas executable")?;
+            queue::run_scheduler(&mut q, &devices, &exe)?;
+            Ok(0)
+        }
+    }
+}
+
+/// `mislas queue add`: one run per point of the grid (one run without a grid), each checked
+/// before any is queued.
+fn queue_add(
+    q: &mislas::queue::Queue,
+    grid: &[String],
+    yes: bool,
+    command: &[String],
+    saved: &Path,
+) -> Result<i32> {
+    use mislas::queue;
+    let points = queue::expand_grid(&queue::parse_grid(grid)?)?;
+    if points.len() > queue::MAX_SWEEP_WITHOUT_YES && !yes && !confirm(points.len())? {
+        bail!("nothing queued");
+    }
+    let project = std::env::current_dir().context("cannot read the current folder")?;
+    let saved = project.join(saved);
+    let mut runs = Vec::new();
+    for point in &points {
+        let mut args = command.to_vec();
+        args.extend(point.iter().flat_map(|(k, v)| [k.clone(), v.clone()]));
+        let (name, naming) = queued_name(&args, point)?;
+        args.extend(naming);
+        runs.push((name, args));
+    }
+    for (name, args) in &runs {
+        let id = q.add(name, args, &project, &saved)?;
+        println!("queued {id}: {name}");
+    }
+    Ok(0)
+}
+
+fn each(ids: &[i64], mut f: impl FnMut(i64) -> Result<()>) -> Result<i32> {
+    let mut code = 0;
+    for &id in ids {
+        if let Err(e) = f(id) {
+            eprintln!("error: {e:#}");
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+/// Asks on the terminal whether to queue `n` runs; without a terminal, refuses.
+fn confirm(n: usize) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("the sweep has {n} runs; pass --yes to queue more than 100");
+    }
+    print!("the sweep has {n} runs; queue them all? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim().eq_ignore_ascii_case("y"))
+}
+
+/// Checks a queued command line as `mislas` would run it and names the run after its
+/// configuration and the sweep point's values; returns the name and the `name` overrides that
+/// give its run folders that name.
+fn queued_name(args: &[String], point: &[(String, String)]) -> Result<(String, Vec<String>)> {
+    let argv = std::iter::once("mislas".to_owned()).chain(args.iter().cloned());
+    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let named = |c: &Config| mislas::queue::point_name(&c.name, point);
+    match cli.command {
+        Some(Command::Train { cfg, opts }) => {
+            let loaded = load(&cfg, &opts)?;
+            let mut issues = loaded.config.validate();
+            issues.extend(loaded.config.check_machine(machine_cuda_devices()));
+            if let Some(i) = issues.first() {
+                bail!("{}: {}: {}", cfg.display(), i.key, i.message);
+            }
+            let name = named(&loaded.config);
+            Ok((name.clone(), vec!["name".into(), name]))
+        }
+        Some(Command::Pipeline {
+            stage1,
+            stage2,
+            opts,
+        }) => {
+            let (c1, c2) = pipeline_configs(&stage1, &stage2, &opts)?;
+            let (n1, n2) = (named(&c1.config), named(&c2.config));
+            Ok((
+                n1.clone(),
+                vec!["stage1.name".into(), n1, "stage2.name".into(), n2],
+            ))
+        }
+        _ => bail!("a queued run is `train --cfg FILE …` or `pipeline …`"),
     }
 }

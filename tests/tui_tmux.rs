@@ -2,7 +2,7 @@
 //!
 //! At 80×24, the smallest terminal the UI draws in: every screen's footer keeps `? help` and
 //! `q quit`. Opens the Fashion-MNIST-LT stage-1 preset, lowers the epochs to 2, launches, waits for a real
-//! epoch's top-1 and ECE on the dashboard, quits during the second epoch (confirming), and checks
+//! epoch's top-1 and ECE on the dashboard, quits during the second epoch (choosing "stop it"), and checks
 //! that the run stopped after its checkpoint, the terminal is restored (no alternate screen,
 //! canonical mode back), and the run's files are in `saved/`.
 //!
@@ -11,117 +11,10 @@
 use mislas::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const DATA: &str = "/usr/share/datasets/fashion-mnist";
-const SESSION: &str = "mislas";
-
-/// A tmux server of its own (`-L`), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            self.run(&["send-keys", "-t", SESSION, k]);
-            std::thread::sleep(Duration::from_millis(60));
-        }
-    }
-
-    fn text(&self, text: &str) {
-        self.run(&["send-keys", "-t", SESSION, "-l", text]);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", SESSION])
-    }
-
-    fn display(&self, format: &str) -> String {
-        self.run(&["display-message", "-p", "-t", SESSION, format])
-            .trim()
-            .to_owned()
-    }
-
-    /// Waits until the screen satisfies `pred`; panics with the screen after `timeout`.
-    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-/// Whether the line holding `label` shows `label` followed by a percentage (`Top-1 12.34%`).
-fn shows_figure(screen: &str, label: &str) -> bool {
-    screen.lines().any(|l| {
-        l.match_indices(label).any(|(i, _)| {
-            let rest = &l[i + label.len()..];
-            let num: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect();
-            num.contains('.') && rest[num.len()..].starts_with('%')
-        })
-    })
-}
-
-/// Moves the form to `key`, replaces its value with `value` and applies it.
-fn set_field(t: &Tmux, key: &str, value: &str) {
-    let idx = Config::keys().iter().position(|k| k == key).unwrap();
-    t.keys(&["Home"]);
-    for _ in 0..idx {
-        t.keys(&["Down"]);
-    }
-    t.keys(&["Enter", "C-u"]);
-    t.text(value);
-    t.keys(&["Enter"]);
-}
+mod tmux;
+use tmux::{copy_dir, set_field, shows_figure, Tmux, DATA, SESSION};
 
 /// The screen's last non-empty line.
 fn footer(screen: &str) -> &str {
@@ -137,10 +30,17 @@ fn assert_footer(screen: &str) {
     );
 }
 
+/// The folders in `saved`, but the UI's `.launch` (its runs' configurations and output).
 fn run_dirs(saved: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(saved)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default()
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect()
 }
 
 #[test]
@@ -242,9 +142,9 @@ fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
     // Quit during the run: confirm, the run stops after its checkpoint, then the UI exits.
     t.keys(&["q"]);
     t.wait_for("the quit confirmation", Duration::from_secs(10), |s| {
-        s.contains("Stop it (after its checkpoint) and quit")
+        s.contains("leave it running") && s.contains("stop it (checkpoint)")
     });
-    t.keys(&["y"]);
+    t.keys(&["s"]);
     let s = t.wait_for("mislas to exit", Duration::from_secs(300), |s| {
         // The status line, not the typed command (which holds `mislas-exit=$?`, unwrapped or
         // wrapped depending on the binary's path length).

@@ -6,7 +6,7 @@ use super::keys::{lookup, Binding};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
 use super::run_status::FolderFacts;
-use super::runs::{RunsAction, RunsScreen};
+use super::runs::{QueueEdit, RunsAction, RunsScreen};
 use super::theme::Theme;
 use super::view::{HelpKey, HELP_KEYS};
 use crate::config::{Config, Stage};
@@ -57,13 +57,25 @@ pub enum Msg {
     Presets(Vec<Preset>),
     /// A user preset was saved (its file) or not (why).
     Saved(Result<PathBuf, String>),
+    /// The run in this folder was attached to (the stages of its job) or not (why).
+    Attached(PathBuf, Result<usize, String>),
+    /// The queue was read.
+    Queue(Result<Vec<crate::queue::Job>, String>),
+    /// A change to the queue was made (what, in words) or not (why).
+    QueueChanged(Result<String, String>),
 }
 
 /// What the loop does on the app's behalf; results come back as [`Msg`]s.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// Start the trainer on a job.
+    /// Start a job as a run process of its own and follow it.
     Launch(Box<Job>),
+    /// Follow the live run whose job folder this is; answers [`Msg::Attached`].
+    Attach(PathBuf),
+    /// Read the queue; answers [`Msg::Queue`].
+    LoadQueue,
+    /// Change the queue; answers [`Msg::QueueChanged`], then [`Msg::Queue`].
+    QueueOp(QueueOp),
     /// Send a control to the trainer.
     Control(Control),
     /// Save a configuration as a user preset of this name; answers [`Msg::Saved`].
@@ -74,6 +86,19 @@ pub enum Effect {
     LoadMetrics(PathBuf),
     /// Scan the presets again; answers [`Msg::Presets`].
     LoadPresets,
+}
+
+/// A change to the queue asked for in the UI.
+#[derive(Debug, Clone)]
+pub enum QueueOp {
+    /// Add a job under a name.
+    Add(Box<Job>, String),
+    /// Hold a queued run, or release a held one.
+    ToggleHold(i64),
+    /// Remove a run that is not running.
+    Remove(i64),
+    /// Move a run to the front.
+    First(i64),
 }
 
 /// What happens once the form's unsaved edits are discarded.
@@ -92,7 +117,8 @@ pub enum AfterDiscard {
 pub enum Confirm {
     /// Stop the run (after its checkpoint)?
     Stop,
-    /// Stop the run and quit (discarding this many unsaved edits of the form)?
+    /// Leave the run running or stop it, and quit (discarding this many unsaved edits of the
+    /// form)?
     Quit(usize),
     /// Discard this many unsaved edits of the form, then do this?
     Discard(usize, AfterDiscard),
@@ -203,6 +229,8 @@ pub struct App {
     pub status: Option<Status>,
     /// Whether the app is ending.
     pub quit: Quit,
+    /// Whether the runs were listed once (the first listing shows live runs to attach to).
+    pub listed: bool,
 }
 
 impl App {
@@ -220,6 +248,7 @@ impl App {
             help_scroll: 0,
             status: None,
             quit: Quit::No,
+            listed: false,
         }
     }
 
@@ -238,7 +267,8 @@ impl App {
         match self.screen {
             Screen::Presets => self.presets.filtering.is_some(),
             Screen::Hyperparameters => self.form.as_ref().is_some_and(FormScreen::is_typing),
-            Screen::Run | Screen::Runs => false,
+            Screen::Runs => self.runs.is_typing(),
+            Screen::Run => false,
         }
     }
 
@@ -258,18 +288,12 @@ impl App {
         }
     }
 
-    /// Ctrl-C or a signal: stop a run after its checkpoint and quit. A second Ctrl-C quits at
-    /// once; repeated signals do not (a hang-up arrives both as SIGHUP and as the end of input,
-    /// and must not cost the checkpoint).
-    fn interrupt(&mut self, escalate: bool) -> Vec<Effect> {
-        if !self.run_active() {
+    /// Ctrl-C: stop a run after its checkpoint and quit; a second Ctrl-C quits at once (the
+    /// run, a process of its own, still saves its checkpoint). A hang-up or SIGTERM does not
+    /// come here: the run goes on without the UI.
+    fn interrupt(&mut self) -> Vec<Effect> {
+        if !self.run_active() || self.quit == Quit::AfterStop {
             self.quit = Quit::Now;
-            return Vec::new();
-        }
-        if self.quit == Quit::AfterStop {
-            if escalate {
-                self.quit = Quit::Now;
-            }
             return Vec::new();
         }
         self.quit = Quit::AfterStop;
@@ -278,6 +302,23 @@ impl App {
             false,
         );
         self.stop()
+    }
+
+    /// At start: the runs screen on the first live run, when there is one.
+    fn show_live_runs(&mut self) {
+        let live: Vec<usize> = (0..self.runs.runs.len())
+            .filter(|&i| self.runs.facts(&self.runs.runs[i].dir).alive == Some(true))
+            .collect();
+        if let Some(&first) = live.first() {
+            self.runs.selected = first;
+            self.screen = Screen::Runs;
+            let n = live.len();
+            let s = if n == 1 { "" } else { "s" };
+            self.set_status(
+                format!("{n} live run{s}: a attaches to the selected one"),
+                false,
+            );
+        }
     }
 
     /// Asks the trainer to stop, once.
@@ -403,7 +444,7 @@ impl App {
         }
         let global = lookup(GLOBAL_KEYS, &key);
         if global == Some(GlobalKey::Interrupt) {
-            return self.interrupt(true);
+            return self.interrupt();
         }
         self.status = None;
         if let Some(overlay) = self.overlay.take() {
@@ -448,8 +489,13 @@ impl App {
                 }
                 Vec::new()
             }
+            Overlay::Confirm(Confirm::Quit(_)) if key.code == KeyCode::Char('l') => {
+                // The run is a process of its own: it goes on without this UI.
+                self.quit = Quit::Now;
+                Vec::new()
+            }
             Overlay::Confirm(c) => match key.code {
-                KeyCode::Char('y' | 'Y') | KeyCode::Enter => match c {
+                KeyCode::Char('y' | 'Y' | 's') | KeyCode::Enter => match c {
                     Confirm::Stop => self.stop(),
                     Confirm::Quit(_) => {
                         self.quit = Quit::AfterStop;
@@ -493,6 +539,17 @@ impl App {
                 RunsAction::Refresh => vec![Effect::LoadRuns],
                 RunsAction::Load(dirs) => dirs.into_iter().map(Effect::LoadMetrics).collect(),
                 RunsAction::Resume(dir) => self.resume(dir),
+                RunsAction::Attach(dir) => self.attach(dir),
+                RunsAction::LoadQueue => vec![Effect::LoadQueue],
+                RunsAction::Queue(edit) => vec![Effect::QueueOp(match edit {
+                    QueueEdit::ToggleHold(id) => QueueOp::ToggleHold(id),
+                    QueueEdit::Remove(id) => QueueOp::Remove(id),
+                    QueueEdit::First(id) => QueueOp::First(id),
+                })],
+                RunsAction::Status(text) => {
+                    self.set_status(text, true);
+                    Vec::new()
+                }
             },
         }
     }
@@ -511,6 +568,22 @@ impl App {
         self.discard_then(AfterDiscard::Resume(dir))
     }
 
+    /// `a` on a live run: follow it on the run screen (from its beginning).
+    fn attach(&mut self, dir: PathBuf) -> Vec<Effect> {
+        if self.live_dirs().contains(&dir) {
+            self.screen = Screen::Run;
+            return Vec::new();
+        }
+        if self.runs.facts(&dir).alive != Some(true) {
+            self.set_status(
+                "only a live run can be attached to (R resumes a stopped or dead one)",
+                true,
+            );
+            return Vec::new();
+        }
+        vec![Effect::Attach(dir)]
+    }
+
     fn on_form_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let Some(form) = &mut self.form else {
             return Vec::new();
@@ -520,6 +593,13 @@ impl App {
             FormAction::Back => self.screen = Screen::Presets,
             FormAction::Status(s, error) => self.set_status(s, error),
             FormAction::Save(name, config) => return vec![Effect::SavePreset(name, config)],
+            FormAction::Queue(job, name) => return vec![Effect::QueueOp(QueueOp::Add(job, name))],
+            FormAction::QueueMany(jobs) => {
+                return jobs
+                    .into_iter()
+                    .map(|(job, name)| Effect::QueueOp(QueueOp::Add(job, name)))
+                    .collect()
+            }
             FormAction::Launch(job, label) => {
                 if self.run_active() {
                     self.set_status("a run is in progress: stop it first (3, s)", true);
@@ -594,10 +674,46 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Msg::Signal => app.interrupt(false),
+        // A hang-up or SIGTERM: the run is a process of its own and goes on; the UI ends.
+        Msg::Signal => {
+            app.quit = Quit::Now;
+            Vec::new()
+        }
         Msg::Runs(runs, facts) => {
             app.runs.set_runs(runs);
             app.runs.set_facts(facts);
+            if !std::mem::replace(&mut app.listed, true) && app.run.is_none() {
+                app.show_live_runs();
+            }
+            Vec::new()
+        }
+        Msg::Attached(dir, Ok(stages)) => {
+            let name = dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            app.run = Some(RunScreen::new(name, stages));
+            app.screen = Screen::Run;
+            app.set_status(
+                "attached: p pauses, s stops (any attached front end may); q leaves it running",
+                false,
+            );
+            Vec::new()
+        }
+        Msg::Queue(Ok(jobs)) => {
+            app.runs.set_queue(jobs);
+            Vec::new()
+        }
+        Msg::Queue(Err(e)) | Msg::QueueChanged(Err(e)) => {
+            app.set_status(format!("queue: {e}"), true);
+            Vec::new()
+        }
+        Msg::QueueChanged(Ok(what)) => {
+            app.set_status(what, false);
+            Vec::new()
+        }
+        Msg::Attached(dir, Err(e)) => {
+            app.set_status(format!("cannot attach to {}: {e}", dir.display()), true);
             Vec::new()
         }
         Msg::Facts(dir, facts) => {

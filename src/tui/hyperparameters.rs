@@ -25,6 +25,12 @@ pub enum FormKey {
     Run,
     /// Launch both stages.
     Both,
+    /// Add this stage to the queue (`mislas queue run` starts it).
+    Queue,
+    /// Add both stages to the queue, as one pipeline.
+    QueueBoth,
+    /// Queue a sweep of this stage: one run per point of a grid over keys.
+    Sweep,
     /// Show the other stage's tab.
     Stage,
     /// Restore the selected field's preset value.
@@ -59,6 +65,27 @@ pub const KEYS: &[Binding<FormKey>] = &[
         FormKey::Both,
         "both",
         "run both stages, stage 2 from stage 1's best",
+    ),
+    Binding::new(
+        &[KeyCode::Char('Q')],
+        "Q",
+        FormKey::Queue,
+        "queue",
+        "add this stage to the queue (mislas queue run starts it)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('B')],
+        "B",
+        FormKey::QueueBoth,
+        "queue both",
+        "add both stages to the queue, as one pipeline",
+    ),
+    Binding::new(
+        &[KeyCode::Char('G')],
+        "G",
+        FormKey::Sweep,
+        "sweep",
+        "queue a grid of this stage: seed 0,1,2 × lr 0.1,0.2 (one run per point)",
     ),
     Binding::new(
         &[KeyCode::Tab, KeyCode::BackTab],
@@ -231,6 +258,8 @@ pub enum FormMode {
     SaveAs(LineInput, Option<String>),
     /// Picking a stage-1 run for `resume`: the selection among the candidates.
     Pick(usize),
+    /// Typing a sweep (`KEY V1,V2 × KEY V1,V2`); the error of the last Enter.
+    Sweep(LineInput, Option<String>),
 }
 
 /// State of the form.
@@ -257,6 +286,10 @@ pub enum FormAction {
     Back,
     /// Launch this job; the label names it on the run screen.
     Launch(Box<Job>, String),
+    /// Add this job to the queue under this name.
+    Queue(Box<Job>, String),
+    /// Add these jobs (a sweep's points) to the queue, each under its name.
+    QueueMany(Vec<(Box<Job>, String)>),
     /// Save this configuration as the user preset of this name.
     Save(String, Box<Config>),
     /// A message for the status line (an error when true).
@@ -305,7 +338,10 @@ impl FormScreen {
 
     /// Whether a text input has the keyboard.
     pub fn is_typing(&self) -> bool {
-        matches!(self.mode, FormMode::Edit(..) | FormMode::SaveAs(..))
+        matches!(
+            self.mode,
+            FormMode::Edit(..) | FormMode::SaveAs(..) | FormMode::Sweep(..)
+        )
     }
 
     /// Sets `key` in the visible tab (and in the other tab when it describes the data or the
@@ -381,6 +417,21 @@ impl FormScreen {
                     FormAction::None
                 }
             },
+            FormMode::Sweep(mut input, err) => match key.code {
+                KeyCode::Esc => FormAction::None,
+                KeyCode::Enter => match self.sweep(input.text()) {
+                    Ok(jobs) => FormAction::QueueMany(jobs),
+                    Err(e) => {
+                        self.mode = FormMode::Sweep(input, Some(e));
+                        FormAction::None
+                    }
+                },
+                _ => {
+                    let err = if input.handle(key) { None } else { err };
+                    self.mode = FormMode::Sweep(input, err);
+                    FormAction::None
+                }
+            },
             FormMode::Pick(sel) => {
                 let candidates = stage1_candidates(runs);
                 match key.code {
@@ -437,6 +488,13 @@ impl FormScreen {
             }
             FormKey::Run => return self.launch(false),
             FormKey::Both => return self.launch(true),
+            FormKey::Sweep => self.mode = FormMode::Sweep(LineInput::new("seed 0,1,2"), None),
+            FormKey::Queue | FormKey::QueueBoth => {
+                return match self.launch(action == FormKey::QueueBoth) {
+                    FormAction::Launch(job, label) => FormAction::Queue(job, label),
+                    other => other,
+                }
+            }
         }
         FormAction::None
     }
@@ -464,6 +522,50 @@ impl FormScreen {
             self.mode = FormMode::Edit(LineInput::new(&text), None);
         }
         FormAction::None
+    }
+
+    /// The runs of a sweep of this stage: `text` is `KEY V1,V2,… × KEY V1,V2,…` (`×`, `x` or
+    /// `;` between keys); each point's configuration has the point's values and is named by
+    /// them.
+    ///
+    /// # Errors
+    /// The grid has no runs or more than [`crate::queue::MAX_SWEEP_WITHOUT_YES`], or a value
+    /// does not fit its key, in words.
+    pub fn sweep(&self, text: &str) -> Result<Vec<(Box<Job>, String)>, String> {
+        use crate::queue::{expand_grid, parse_grid, point_name, MAX_SWEEP_WITHOUT_YES};
+        let words: Vec<String> = text
+            .split(['×', ';'])
+            .flat_map(|part| part.split_whitespace().filter(|w| *w != "x"))
+            .map(str::to_owned)
+            .collect();
+        let grid = parse_grid(&words).map_err(|e| format!("{e:#}"))?;
+        if grid.is_empty() {
+            return Err("a sweep names at least one key and its values: seed 0,1,2".into());
+        }
+        let points = expand_grid(&grid).map_err(|e| format!("{e:#}"))?;
+        if points.len() > MAX_SWEEP_WITHOUT_YES {
+            return Err(format!(
+                "{} runs: more than {MAX_SWEEP_WITHOUT_YES}; narrow the grid, or use \
+                 mislas queue add --yes",
+                points.len()
+            ));
+        }
+        let base = &self.current().config;
+        points
+            .iter()
+            .map(|point| {
+                let mut c = base.clone();
+                for (k, v) in point {
+                    c.set(k, v).map_err(|e| format!("{k} {v}: {e}"))?;
+                }
+                if let Some(i) = c.validate().first() {
+                    return Err(format!("{}: {}", i.key, i.message));
+                }
+                c.name = point_name(&base.name, point);
+                let name = c.name.clone();
+                Ok((Box::new(Job::Single(c)), name))
+            })
+            .collect()
     }
 
     fn launch(&mut self, both: bool) -> FormAction {
@@ -628,6 +730,7 @@ fn help_title(mode: &FormMode) -> &'static str {
         FormMode::Edit(..) => "Edit · Enter applies · Esc cancels",
         FormMode::SaveAs(..) => "Save as a new user preset · Enter saves · Esc cancels",
         FormMode::Pick(_) => "Stage-1 run for resume · Enter picks · e types a path · Esc cancels",
+        FormMode::Sweep(..) => "Sweep: KEY V1,V2 × KEY V1,V2 · Enter queues · Esc cancels",
     }
 }
 
@@ -651,7 +754,7 @@ fn draw_help(
         lines.push(Line::styled(format!("✗ {m}"), theme.bad()));
     }
     match &form.mode {
-        FormMode::Edit(input, err) | FormMode::SaveAs(input, err) => {
+        FormMode::Edit(input, err) | FormMode::SaveAs(input, err) | FormMode::Sweep(input, err) => {
             let mut l = Line::from(Span::styled("> ", theme.key()));
             l.spans
                 .extend(input.line(theme.edited(), theme.selected()).spans);

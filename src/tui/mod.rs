@@ -1,8 +1,13 @@
 //! The terminal UI (`mislas` with no arguments): pick a preset, edit it, launch one or both
 //! stages, watch loss, accuracy and ECE live; browse and compare the runs in `saved/`.
 //!
+//! A run launched here is a `mislas` process of its own (see [`crate::live`]): it outlives the
+//! UI and its terminal, and any later `mislas` lists it and attaches to it (`a` on the runs
+//! screen). The run screen reads its events from the run folder's `events.jsonl` on the same
+//! crossbeam channel type a trainer thread gives, and sends controls over its socket.
+//!
 //! Elm-style: [`app::App`] is the state, [`app::Msg`] what happens, [`app::update`] the only
-//! place the state changes and [`view::view`] draws it. One loop selects over the trainer's
+//! place the state changes and [`view::view`] draws it. One loop selects over the run's
 //! events, the terminal's input (read on its own thread), signals, and timers; it drains every
 //! pending trainer event before drawing and draws only after a change, at most 15 times a
 //! second. The trainer never waits for the UI: its channel is unbounded.
@@ -23,7 +28,7 @@ pub mod widgets;
 mod tests;
 
 use crate::config::Config;
-use crate::engine::{self, RunHandle};
+use crate::live::{self, Remote};
 use crate::presets::{discover, save_user_preset, user_presets_dir};
 use crate::run_dir::{list_runs, read_metrics};
 use app::{update, App, Effect, Msg, Quit};
@@ -171,9 +176,10 @@ fn spawn_signals() -> anyhow::Result<Receiver<Msg>> {
     Ok(rx)
 }
 
-/// What the loop owns besides the app: the trainer and where files go.
+/// What the loop owns besides the app: the followed run and where files go.
 struct Host {
-    handle: Option<RunHandle>,
+    /// The run on the run screen: launched as a process of its own, or attached to.
+    remote: Option<Remote>,
     events: Receiver<crate::events::Event>,
     root: PathBuf,
     saved_root: PathBuf,
@@ -186,7 +192,7 @@ impl Host {
     /// A host over the project at `project_root`, with no trainer yet.
     fn new(project_root: &Path, user_dir: Option<PathBuf>) -> Self {
         Host {
-            handle: None,
+            remote: None,
             events: never(),
             root: project_root.to_path_buf(),
             saved_root: project_root.join("saved"),
@@ -198,18 +204,44 @@ impl Host {
     /// Performs an effect; returns the messages that answer it.
     fn perform(&mut self, effect: Effect) -> Vec<Msg> {
         match effect {
-            Effect::Launch(job) => {
-                let handle = engine::spawn(*job, self.saved_root.clone());
-                self.events = handle.events.clone();
-                // A previous, finished trainer thread has nothing left to say.
-                if let Some(old) = self.handle.replace(handle) {
-                    let _ = old.join();
+            Effect::Launch(job) => match live::launch(&job, &self.saved_root, &self.root) {
+                Ok(remote) => {
+                    self.follow(remote);
+                    Vec::new()
                 }
-                Vec::new()
+                Err(e) => vec![Msg::Engine(crate::events::Event::Failed(
+                    crate::events::Failure::new(crate::events::FailureKind::Io, format!("{e:#}")),
+                ))],
+            },
+            Effect::Attach(dir) => {
+                let stages = live::read_info(&dir).map(|i| i.stages);
+                match stages.and_then(|s| live::attach(&dir).map(|r| (s, r))) {
+                    Ok((stages, remote)) => {
+                        self.follow(remote);
+                        vec![Msg::Attached(dir, Ok(stages))]
+                    }
+                    Err(e) => vec![Msg::Attached(dir, Err(format!("{e:#}")))],
+                }
+            }
+            Effect::LoadQueue => vec![Msg::Queue(
+                self.queue()
+                    .and_then(|q| q.list().map_err(|e| format!("{e:#}"))),
+            )],
+            Effect::QueueOp(op) => {
+                let done = self.queue().and_then(|q| {
+                    queue_op(&q, op, &self.root, &self.saved_root).map_err(|e| format!("{e:#}"))
+                });
+                vec![
+                    Msg::QueueChanged(done),
+                    Msg::Queue(
+                        self.queue()
+                            .and_then(|q| q.list().map_err(|e| format!("{e:#}"))),
+                    ),
+                ]
             }
             Effect::Control(c) => {
-                if let Some(h) = &self.handle {
-                    let _ = h.controls.send(c);
+                if let Some(r) = &self.remote {
+                    let _ = r.controls.send(c);
                 }
                 Vec::new()
             }
@@ -230,6 +262,19 @@ impl Host {
                 vec![Msg::Presets(discover(&self.root, self.user_dir.as_deref()))]
             }
         }
+    }
+
+    /// The queue database (opened for each use: other front ends and the scheduler use it too).
+    fn queue(&self) -> Result<crate::queue::Queue, String> {
+        crate::queue::data_dir()
+            .and_then(|d| crate::queue::Queue::open(&d))
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Shows `remote`'s events from now on (a run followed before goes on without this UI).
+    fn follow(&mut self, remote: Remote) {
+        self.events = remote.events.clone();
+        self.remote = Some(remote);
     }
 
     /// A run's folder facts, and its metrics when `metrics.jsonl` changed since last read (a
@@ -268,9 +313,40 @@ impl Host {
     }
 }
 
+/// Performs a change to the queue; returns what was done, in words.
+fn queue_op(
+    q: &crate::queue::Queue,
+    op: app::QueueOp,
+    root: &Path,
+    saved_root: &Path,
+) -> anyhow::Result<String> {
+    use crate::queue::state;
+    Ok(match op {
+        app::QueueOp::Add(job, name) => {
+            let id = q.add_job(&job, &name, root, saved_root)?;
+            format!("queued {id}: {name} (mislas queue run starts the queue)")
+        }
+        app::QueueOp::ToggleHold(id) => {
+            let held = q
+                .list()?
+                .iter()
+                .any(|j| j.id == id && j.state == state::HELD);
+            match held {
+                true => q.release(id).map(|()| format!("released {id}"))?,
+                false => q.hold(id).map(|()| format!("held {id}"))?,
+            }
+        }
+        app::QueueOp::Remove(id) => q.remove(id).map(|()| format!("removed {id}"))?,
+        app::QueueOp::First(id) => q
+            .to_front(id)
+            .map(|()| format!("moved {id} to the front"))?,
+    })
+}
+
 /// Opens the terminal UI over the project at `project_root` (presets under `presets/`, runs
-/// under `saved/`) and runs it until the user quits. A run in progress at a quit, Ctrl-C,
-/// SIGTERM or SIGHUP is stopped after saving its checkpoint before this returns.
+/// under `saved/`) and runs it until the user quits. A run in progress goes on without the UI
+/// after SIGTERM or SIGHUP (a dropped SSH connection) and after `q` → "leave it running"; Ctrl-C
+/// and `q` → "stop it" stop it after its checkpoint before this returns.
 ///
 /// # Errors
 /// The terminal cannot be put in raw mode or drawn on, or signals cannot be registered.
@@ -293,12 +369,6 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
     }
     event_loop(&mut app, &mut host, &mut guard, &signals, &mut input);
     drop(guard);
-    if let Some(h) = host.handle {
-        // After a completed stop (or the end of the plan) the trainer thread ends promptly.
-        if !app.run_active() {
-            let _ = h.join();
-        }
-    }
     print_outcome(&app);
     Ok(())
 }
@@ -412,6 +482,14 @@ fn tick_and_draw(app: &mut App, host: &mut Host, guard: &mut TerminalGuard, paci
 
 /// Prints how the last stage of the run ended, once the terminal is back, if one did.
 fn print_outcome(app: &App) {
+    if let Some(dir) = app.live_dirs().first() {
+        let _ = writeln!(
+            io::stdout(),
+            "mislas: the run goes on in {} (`mislas` attaches to it again: 4, a)",
+            dir.display()
+        );
+        return;
+    }
     if let Some(f) = app.run.as_ref().and_then(|r| r.finished.last()) {
         let evaluated = app
             .run

@@ -1,7 +1,8 @@
-//! How a run in `saved/` stands, from its folder: live (this process trains it), finished (all
-//! epochs in `metrics.jsonl`), failed (its log ends with an error), stopped (its log ends with
-//! the `=> stopped at …` line, or its current checkpoint is short of the last epoch), or written
-//! by another process a moment ago.
+//! How a run in `saved/` stands, from its folder: live (a process holds its `run.lock`, see
+//! [`crate::live`]), finished (all epochs in `metrics.jsonl`), failed (its log ends with an
+//! error), stopped (its log ends with the `=> stopped at …` line, or its current checkpoint is
+//! short of the last epoch), dead (its process died without a last event), or written by a
+//! process of an older version a moment ago.
 use crate::config::Config;
 use crate::run_dir::{RunSummary, CURRENT};
 use std::fs;
@@ -24,15 +25,22 @@ pub struct FolderFacts {
     pub current_checkpoint: Option<PathBuf>,
     /// When `metrics.jsonl` or the log last changed.
     pub modified: Option<SystemTime>,
+    /// `Some(true)` while the process writing it lives (its `run.lock` is held), `Some(false)`
+    /// when it died without a last event (kill -9, a restart; see
+    /// [`crate::live::died_without_end`]), `None` otherwise (it ended, or no process of this
+    /// version wrote it).
+    pub alive: Option<bool>,
 }
 
 /// The state of a run in `saved/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
-    /// This process is training it.
+    /// A process trains it (this one, or another that holds its lock).
     Live,
     /// Another process wrote to it a moment ago.
     Writing,
+    /// Its process died (kill -9, a restart) without ending it.
+    Died,
     /// Every epoch is in `metrics.jsonl`.
     Finished,
     /// Stopped by a stop (or ended short of its last epoch with a checkpoint).
@@ -49,6 +57,7 @@ impl RunStatus {
         match self {
             RunStatus::Live => "● live",
             RunStatus::Writing => "● writing",
+            RunStatus::Died => "✗ dead",
             RunStatus::Finished => "✓ done",
             RunStatus::Stopped => "■ stopped",
             RunStatus::Failed => "✗ failed",
@@ -58,7 +67,10 @@ impl RunStatus {
 
     /// Whether `R` may offer to resume it (given a current checkpoint).
     pub fn resumable(self) -> bool {
-        matches!(self, RunStatus::Stopped | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Stopped | RunStatus::Failed | RunStatus::Died
+        )
     }
 }
 
@@ -105,6 +117,10 @@ pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
         modified: metrics.max(log.as_ref().map(|l| l.1)),
         last_log_line: log.map(|l| l.0),
         current_checkpoint: current.is_file().then_some(current),
+        alive: match crate::live::is_alive(dir) {
+            Some(false) if !crate::live::died_without_end(dir) => None,
+            other => other,
+        },
     }
 }
 
@@ -137,7 +153,7 @@ pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) 
     // ended it with the bare message.
     let failed = line.starts_with(crate::events::FAILED_LOG_PREFIX)
         || (!line.is_empty() && !is_progress_line(line));
-    if live {
+    if live || facts.alive == Some(true) {
         RunStatus::Live
     } else if failed {
         RunStatus::Failed
@@ -145,6 +161,8 @@ pub fn status(r: &RunSummary, facts: &FolderFacts, live: bool, now: SystemTime) 
         RunStatus::Finished
     } else if line.starts_with("=> stopped ") {
         RunStatus::Stopped
+    } else if facts.alive == Some(false) {
+        RunStatus::Died
     } else if recent {
         RunStatus::Writing
     } else if facts.current_checkpoint.is_some() {
@@ -178,6 +196,7 @@ mod tests {
             modified: None,
             last_log_line: Some(line.to_owned()),
             current_checkpoint: Some("saved/x/ckps/current.safetensors".into()),
+            alive: None,
         }
     }
 

@@ -26,14 +26,28 @@ use std::time::SystemTime;
 pub enum RunsKey {
     /// Open the selected run.
     Open,
-    /// Resume a stopped or failed run from its current checkpoint (opens the form).
+    /// Resume a stopped, failed or dead run from its current checkpoint (opens the form).
     Resume,
+    /// Attach to a live run (its own process): the run screen, replayed from its beginning.
+    Attach,
     /// Mark the run; on a second run, compare the two.
     Compare,
     /// Read the runs (or the open ones) again.
     Refresh,
     /// Move the selection.
     Move,
+    /// Show runs that differ only in seed as groups with mean ± std, or the list again.
+    Groups,
+    /// Filter the runs by `key=value` terms.
+    Filter,
+    /// Show the queue, or the list again.
+    Queue,
+    /// In the queue: hold a queued run, release a held one.
+    Hold,
+    /// In the queue: remove (cancel) a run that is not running.
+    Cancel,
+    /// In the queue: move a run to the front.
+    First,
     /// Back to the list; in the list, unmark.
     Back,
 }
@@ -52,7 +66,14 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "R",
         RunsKey::Resume,
         "resume",
-        "resume a stopped or failed run (opens its form)",
+        "resume a stopped, failed or dead run (opens its form)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('a')],
+        "a",
+        RunsKey::Attach,
+        "attach",
+        "follow and control a live run on the run screen",
     ),
     Binding::new(
         &[KeyCode::Char('c')],
@@ -60,6 +81,48 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         RunsKey::Compare,
         "compare",
         "mark a run, then c on another compares them",
+    ),
+    Binding::new(
+        &[KeyCode::Char('g')],
+        "g",
+        RunsKey::Groups,
+        "seeds",
+        "group runs that differ only in seed: mean ± std of top-1, ECE, NLL",
+    ),
+    Binding::new(
+        &[KeyCode::Char('/')],
+        "/",
+        RunsKey::Filter,
+        "filter",
+        "show only runs whose configuration has key=value (Enter applies, Esc clears)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('Q')],
+        "Q",
+        RunsKey::Queue,
+        "queue",
+        "the queue (mislas queue run starts it): Space holds, x cancels, t to the front",
+    ),
+    Binding::new(
+        &[KeyCode::Char(' ')],
+        "Space",
+        RunsKey::Hold,
+        "hold",
+        "in the queue: hold a queued run, release a held one",
+    ),
+    Binding::new(
+        &[KeyCode::Char('x')],
+        "x",
+        RunsKey::Cancel,
+        "cancel",
+        "in the queue: remove a run that is not running",
+    ),
+    Binding::new(
+        &[KeyCode::Char('t')],
+        "t",
+        RunsKey::First,
+        "to front",
+        "in the queue: move the run to the front",
     ),
     Binding::new(
         &[KeyCode::Char('r')],
@@ -99,6 +162,10 @@ pub enum RunsView {
     Detail(PathBuf),
     /// Two runs side by side.
     Compare(PathBuf, PathBuf),
+    /// Runs that differ only in seed, grouped.
+    Groups,
+    /// The queue.
+    Queue,
 }
 
 /// State of the runs screen.
@@ -114,6 +181,16 @@ pub struct RunsScreen {
     pub view: RunsView,
     /// What each run's folder says beyond its metrics.
     pub facts: HashMap<PathBuf, FolderFacts>,
+    /// Every run in `saved/` (`runs` holds those the filter keeps).
+    pub all_runs: Vec<RunSummary>,
+    /// The `key=value` filter applied.
+    pub filter: String,
+    /// The filter being typed (`/`), when it is.
+    pub filter_input: Option<String>,
+    /// The queue, as last read.
+    pub queue: Vec<crate::queue::Job>,
+    /// The selected row of the queue.
+    pub queue_selected: usize,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -127,13 +204,49 @@ pub enum RunsAction {
     Load(Vec<PathBuf>),
     /// Resume the run in this folder.
     Resume(PathBuf),
+    /// Attach to the live run in this folder.
+    Attach(PathBuf),
+    /// Show this in the status bar (an error).
+    Status(String),
+    /// Read the queue.
+    LoadQueue,
+    /// Change the queue.
+    Queue(QueueEdit),
+}
+
+/// A change to a queued run from the queue view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEdit {
+    /// Hold a queued run, or release a held one.
+    ToggleHold(i64),
+    /// Remove a run that is not running.
+    Remove(i64),
+    /// Move a run to the front.
+    First(i64),
 }
 
 impl RunsScreen {
     /// Replaces the list, keeping the selection on the same folder.
     pub fn set_runs(&mut self, runs: Vec<RunSummary>) {
+        self.all_runs = runs;
+        self.apply_filter();
+    }
+
+    /// `runs`: those of `all_runs` the filter keeps (all of them when it is not usable).
+    fn apply_filter(&mut self) {
         let current = self.runs.get(self.selected).map(|r| r.dir.clone());
-        self.runs = runs;
+        let filter = self.filter.clone();
+        self.runs = self
+            .all_runs
+            .iter()
+            .filter(|r| {
+                filter.trim().is_empty()
+                    || r.config
+                        .as_ref()
+                        .is_some_and(|c| crate::seeds::matches(c, &filter) == Ok(true))
+            })
+            .cloned()
+            .collect();
         self.selected = current
             .and_then(|d| self.runs.iter().position(|r| r.dir == d))
             .unwrap_or(0);
@@ -158,15 +271,78 @@ impl RunsScreen {
 
     /// Updates one run's epochs.
     pub fn set_metrics(&mut self, dir: &std::path::Path, epochs: Vec<EpochReport>) {
-        if let Some(r) = self.runs.iter_mut().find(|r| r.dir == dir) {
-            r.epochs = epochs;
+        for r in self.runs.iter_mut().chain(self.all_runs.iter_mut()) {
+            if r.dir == dir {
+                r.epochs = epochs.clone();
+            }
         }
+    }
+
+    /// Replaces the queue's rows, keeping the selection in range.
+    pub fn set_queue(&mut self, jobs: Vec<crate::queue::Job>) {
+        self.queue = jobs;
+        self.queue_selected = self.queue_selected.min(self.queue.len().saturating_sub(1));
+    }
+
+    /// A key of the queue view.
+    fn on_queue_key(&mut self, action: RunsKey, code: KeyCode) -> RunsAction {
+        use QueueEdit as QueueOp;
+        let id = self.queue.get(self.queue_selected).map(|j| j.id);
+        match (action, id) {
+            (RunsKey::Queue | RunsKey::Back, _) => self.view = RunsView::List,
+            (RunsKey::Move, _) => {
+                super::list_nav::navigate(&mut self.queue_selected, self.queue.len(), code);
+            }
+            (RunsKey::Refresh, _) => return RunsAction::LoadQueue,
+            (RunsKey::Hold, Some(id)) => return RunsAction::Queue(QueueOp::ToggleHold(id)),
+            (RunsKey::Cancel, Some(id)) => return RunsAction::Queue(QueueOp::Remove(id)),
+            (RunsKey::First, Some(id)) => return RunsAction::Queue(QueueOp::First(id)),
+            _ => {}
+        }
+        RunsAction::None
+    }
+
+    /// Whether the filter is being typed (keys are text then).
+    pub fn is_typing(&self) -> bool {
+        self.filter_input.is_some()
+    }
+
+    /// A key while the filter is typed: Enter applies it (or says what is wrong with it), Esc
+    /// clears it.
+    fn on_filter_key(&mut self, key: KeyEvent) -> RunsAction {
+        let Some(text) = &mut self.filter_input else {
+            return RunsAction::None;
+        };
+        match key.code {
+            KeyCode::Char(c) => text.push(c),
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Esc => {
+                self.filter_input = None;
+                self.filter.clear();
+                self.apply_filter();
+            }
+            KeyCode::Enter => {
+                let text = self.filter_input.take().unwrap_or_default();
+                let probe = crate::config::Config::default();
+                if let Err(e) = crate::seeds::matches(&probe, &text) {
+                    self.filter_input = Some(text);
+                    return RunsAction::Status(format!("filter: {e}"));
+                }
+                self.filter = text;
+                self.selected = 0;
+                self.apply_filter();
+            }
+            _ => {}
+        }
+        RunsAction::None
     }
 
     /// The folders on screen, to re-read on each tick.
     pub fn open_dirs(&self) -> Vec<PathBuf> {
         match &self.view {
-            RunsView::List => Vec::new(),
+            RunsView::List | RunsView::Groups | RunsView::Queue => Vec::new(),
             RunsView::Detail(d) => vec![d.clone()],
             RunsView::Compare(a, b) => vec![a.clone(), b.clone()],
         }
@@ -178,9 +354,15 @@ impl RunsScreen {
 
     /// Handles a key: dispatches through [`KEYS`].
     pub fn on_key(&mut self, key: KeyEvent) -> RunsAction {
+        if self.is_typing() {
+            return self.on_filter_key(key);
+        }
         let Some(action) = lookup(KEYS, &key) else {
             return RunsAction::None;
         };
+        if self.view == RunsView::Queue {
+            return self.on_queue_key(action, key.code);
+        }
         let selected = self.runs.get(self.selected).map(|r| r.dir.clone());
         let open = self.view != RunsView::List;
         match action {
@@ -192,10 +374,28 @@ impl RunsScreen {
                 let dir = match &self.view {
                     RunsView::Detail(d) => Some(d.clone()),
                     RunsView::List => selected,
-                    RunsView::Compare(..) => None,
+                    RunsView::Compare(..) | RunsView::Groups | RunsView::Queue => None,
                 };
                 if let Some(d) = dir {
                     return RunsAction::Resume(d);
+                }
+            }
+            RunsKey::Groups if self.view == RunsView::Groups => self.view = RunsView::List,
+            RunsKey::Groups => self.view = RunsView::Groups,
+            RunsKey::Filter => self.filter_input = Some(self.filter.clone()),
+            RunsKey::Queue => {
+                self.view = RunsView::Queue;
+                return RunsAction::LoadQueue;
+            }
+            RunsKey::Hold | RunsKey::Cancel | RunsKey::First => {}
+            RunsKey::Attach => {
+                let dir = match &self.view {
+                    RunsView::Detail(d) => Some(d.clone()),
+                    RunsView::List => selected,
+                    RunsView::Compare(..) | RunsView::Groups | RunsView::Queue => None,
+                };
+                if let Some(d) = dir {
+                    return RunsAction::Attach(d);
                 }
             }
             _ if open => {}
@@ -250,7 +450,12 @@ pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, a
     match &s.view {
         RunsView::List => draw_list(s, live, theme, f, area),
         RunsView::Detail(d) => detail(d, f, area, false),
+        RunsView::Groups => draw_groups(s, theme, f, area),
+        RunsView::Queue => draw_queue(s, theme, f, area),
         RunsView::Compare(a, b) => {
+            let [diff, area] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+            f.render_widget(Paragraph::new(differences_line(s, a, b, theme)), diff);
             let [left, right] =
                 Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
                     .areas(area);
@@ -258,6 +463,125 @@ pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, a
                 detail(d, f, a, true);
             }
         }
+    }
+}
+
+/// The keys in which the two compared runs differ (the seed, the name and `resume` aside).
+fn differences_line(s: &RunsScreen, a: &Path, b: &Path, theme: Theme) -> Line<'static> {
+    let config = |d: &Path| s.find(d).and_then(|r| r.config.clone());
+    let (Some(ca), Some(cb)) = (config(a), config(b)) else {
+        return Line::styled("a configuration cannot be read", theme.bad());
+    };
+    let diffs: Vec<String> = crate::seeds::differing_keys(&ca, &cb)
+        .into_iter()
+        .filter(|(k, _, _)| k != "name" && k != "resume")
+        .map(|(k, was, now)| format!("{k} {was} → {now}"))
+        .collect();
+    match diffs.is_empty() {
+        true => Line::styled("same configuration", theme.dim()),
+        false => Line::from(vec![
+            Span::styled("differs: ", theme.dim()),
+            Span::raw(diffs.join(", ")),
+        ]),
+    }
+}
+
+/// Runs that differ only in seed, one row per group: mean ± std over its runs of top-1, ECE
+/// and NLL at each run's best epoch and last epoch.
+fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let groups = crate::seeds::group_by_seed(&s.runs);
+    let fig = |m: Option<crate::seeds::MeanStd>, p: usize| {
+        m.map_or("–".into(), |m| format!("{:.p$}±{:.p$}", m.mean, m.std))
+    };
+    let rows: Vec<Row<'_>> = groups
+        .iter()
+        .map(|g| {
+            Row::new(vec![
+                g.label.clone(),
+                g.seeds.len().to_string(),
+                fig(g.best_top1, 2),
+                fig(g.last_top1, 2),
+                fig(g.last_ece, 2),
+                fig(g.last_nll, 3),
+            ])
+        })
+        .collect();
+    let title = format!(
+        "Seed groups · mean±std over seeds (sample std){}",
+        filter_note(s)
+    );
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(14),
+            Constraint::Length(2),
+            Constraint::Length(11),
+            Constraint::Length(11),
+            Constraint::Length(10),
+            Constraint::Length(11),
+        ],
+    )
+    .header(
+        Row::new([
+            "Group",
+            "n",
+            "Best top-1",
+            "Last top-1",
+            "Last ECE",
+            "Last NLL",
+        ])
+        .style(theme.dim()),
+    )
+    .block(panel(&title, true, theme));
+    f.render_widget(table, area);
+}
+
+/// The queue: id, state, device, name, run folder.
+fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let title = "Queue · mislas queue run starts it · Space hold  x cancel  t to front";
+    if s.queue.is_empty() {
+        f.render_widget(
+            Paragraph::new("\nThe queue is empty: Q (or B) in the form adds a run.")
+                .centered()
+                .block(panel(title, true, theme)),
+            area,
+        );
+        return;
+    }
+    let rows: Vec<Row<'_>> = s
+        .queue
+        .iter()
+        .map(|j| {
+            Row::new(vec![
+                j.id.to_string(),
+                j.state.clone(),
+                j.device.clone().unwrap_or_default(),
+                j.name.clone(),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(4),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Min(20),
+        ],
+    )
+    .header(Row::new(["Id", "State", "Device", "Name"]).style(theme.dim()))
+    .block(panel(title, true, theme))
+    .row_highlight_style(theme.selected());
+    let mut state = TableState::default().with_selected(Some(s.queue_selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+/// ` · filter lr=0.1` when a filter is on (or being typed).
+fn filter_note(s: &RunsScreen) -> String {
+    match (&s.filter_input, s.filter.trim()) {
+        (Some(t), _) => format!(" · filter: {t}▏"),
+        (None, "") => String::new(),
+        (None, f) => format!(" · filter {f}"),
     }
 }
 
@@ -269,7 +593,7 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ),
         None => "Runs in saved/".to_owned(),
-    };
+    } + &filter_note(s);
     if s.runs.is_empty() {
         f.render_widget(
             Paragraph::new("\nNo run folder in saved/ yet.")
@@ -355,8 +679,12 @@ fn progress_line(
     };
     let (text, style) = match st {
         RunStatus::Live => (
-            format!("{stage} · {done} · live · following metrics.jsonl"),
+            format!("{stage} · {done} · live · a attaches"),
             theme.good(),
+        ),
+        RunStatus::Died => (
+            format!("{stage} · {done} · dead: its process was killed{resume}"),
+            theme.bad(),
         ),
         RunStatus::Writing => (
             format!("{stage} · {done} · written{age} · following metrics.jsonl"),
@@ -419,9 +747,12 @@ fn detail_summary(
         Some(e) => {
             let best_epoch = r.epochs.iter().rfind(|e| e.is_best).map_or(0, |e| e.epoch);
             lines.push(Line::from(vec![
-                Span::styled("final ", dim),
+                Span::styled("last  ", dim),
                 Span::styled(format!("top-1 {:.2}%", e.eval.top1), theme.title()),
-                Span::raw(format!(" ECE {:.2}% NLL {:.3}", e.eval.ece, e.eval.nll)),
+                Span::raw(format!(
+                    " (epoch [{}]) ECE {:.2}% NLL {:.3}",
+                    e.epoch, e.eval.ece, e.eval.nll
+                )),
             ]));
             lines.push(Line::from(vec![
                 Span::styled("best  ", dim),

@@ -6,6 +6,7 @@ use super::app::{
 use super::hyperparameters::FormMode;
 use super::keys::help_rows;
 use super::run::RunState;
+use super::run_status::{FolderFacts, RunStatus};
 use super::runs::RunsView;
 use super::theme::Theme;
 use super::view::view;
@@ -727,12 +728,15 @@ fn stop_asks_first_and_sends_one_stop() {
 }
 
 #[test]
-fn quit_during_a_run_confirms_then_waits_for_the_checkpoint() {
+fn quit_during_a_run_asks_leave_or_stop() {
     let (_d, mut app) = app_with_run();
     send(&mut app, [ch('q')]);
     assert_eq!(app.overlay, Some(Overlay::Confirm(Confirm::Quit(0))));
-    assert!(render(&app, 80, 24).contains("Stop it (after its checkpoint) and quit?"));
-    let fx = send(&mut app, [ch('y')]);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("leave it running"), "{screen}");
+    assert!(screen.contains("stop it (checkpoint)"), "{screen}");
+    // s: stop, then quit once the stop is confirmed.
+    let fx = send(&mut app, [ch('s')]);
     assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
     assert_eq!(app.quit, Quit::AfterStop);
     // Batches still in flight do not end it; the stopped stage does.
@@ -740,10 +744,22 @@ fn quit_during_a_run_confirms_then_waits_for_the_checkpoint() {
     assert_eq!(app.quit, Quit::AfterStop);
     send(&mut app, [Msg::Engine(finished(Stage::Stage2, true))]);
     assert_eq!(app.quit, Quit::Now);
+
+    // l: quit now and send nothing: the run goes on in its own process.
+    let (_d, mut app) = app_with_run();
+    let fx = send(&mut app, [ch('q'), ch('l')]);
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(app.quit, Quit::Now);
+    assert!(app.run_active());
+    // n: neither.
+    let (_d, mut app) = app_with_run();
+    let fx = send(&mut app, [ch('q'), ch('n')]);
+    assert!(fx.is_empty());
+    assert_eq!(app.quit, Quit::No);
 }
 
 #[test]
-fn ctrl_c_and_signals_stop_then_quit() {
+fn ctrl_c_stops_and_signals_leave_the_run_running() {
     let (_d, mut app) = app_with_run();
     let fx = send(&mut app, [ctrl('c')]);
     assert!(matches!(fx.as_slice(), [Effect::Control(Control::Stop)]));
@@ -765,25 +781,105 @@ fn ctrl_c_and_signals_stop_then_quit() {
     send(&mut app, [ctrl('c')]);
     assert_eq!(app.quit, Quit::Now);
 
-    // A hang-up (SIGHUP and the end of input) waits for the checkpoint: one stop, no escalation.
+    // A hang-up (SIGHUP, SIGTERM, the end of input) sends no stop: the run outlives the UI.
     let (_d, mut app) = app_with_run();
     let fx = send(&mut app, [Msg::Signal, Msg::Signal]);
-    assert_eq!(fx.len(), 1);
-    assert_eq!(app.quit, Quit::AfterStop);
-    send(&mut app, [Msg::Engine(finished(Stage::Stage2, true))]);
+    assert!(fx.is_empty(), "{fx:?}");
     assert_eq!(app.quit, Quit::Now);
+    assert!(app.run_active());
 
     // Without a run, Ctrl-C quits at once; so does a dead trainer while waiting.
     let (_d, mut app) = project();
     send(&mut app, [ctrl('c')]);
     assert_eq!(app.quit, Quit::Now);
     let (_d, mut app) = app_with_run();
-    send(&mut app, [Msg::Signal, Msg::EngineClosed(None)]);
+    send(&mut app, [ctrl('c'), Msg::EngineClosed(None)]);
     assert_eq!(app.quit, Quit::Now);
     assert!(matches!(
         app.run.as_ref().unwrap().state,
         RunState::Failed(_)
     ));
+}
+
+#[test]
+fn live_runs_are_listed_at_start_and_attached_with_a() {
+    let (d, mut app) = project();
+    let runs_dir = d.path().join("saved/live_run");
+    fs::create_dir_all(&runs_dir).unwrap();
+    let summary = RunSummary {
+        dir: runs_dir.clone(),
+        name: "live_run".into(),
+        stage: None,
+        epochs: Vec::new(),
+        config: None,
+        best_checkpoint: None,
+    };
+    let facts = FolderFacts {
+        alive: Some(true),
+        ..FolderFacts::default()
+    };
+    send(
+        &mut app,
+        [Msg::Runs(
+            vec![summary],
+            HashMap::from([(runs_dir.clone(), facts)]),
+        )],
+    );
+    assert_eq!(app.screen, Screen::Runs);
+    assert!(app.status.as_ref().unwrap().text.contains("1 live run"));
+    let fx = send(&mut app, [ch('a')]);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Attach(p)] if *p == runs_dir),
+        "{fx:?}"
+    );
+    send(&mut app, [Msg::Attached(runs_dir.clone(), Ok(2))]);
+    assert_eq!(app.screen, Screen::Run);
+    assert!(app.run_active());
+    // The attached screen controls the run as a launched one does.
+    let fx = send(&mut app, [ch('p')]);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Control(Control::Pause)]),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn a_dead_run_shows_as_dead_and_resumable() {
+    let (d, mut app) = project();
+    let dir = d.path().join("saved/dead_run");
+    let summary = RunSummary {
+        dir: dir.clone(),
+        name: "dead_run".into(),
+        stage: None,
+        epochs: Vec::new(),
+        config: Some(Config::default()),
+        best_checkpoint: None,
+    };
+    let facts = FolderFacts {
+        alive: Some(false),
+        last_log_line: Some("Epoch: [0][10/20]".into()),
+        current_checkpoint: Some(dir.join("ckps/current.safetensors")),
+        modified: Some(std::time::SystemTime::now()),
+    };
+    send(
+        &mut app,
+        [Msg::Runs(
+            vec![summary],
+            HashMap::from([(dir.clone(), facts)]),
+        )],
+    );
+    assert_eq!(
+        app.screen,
+        Screen::Presets,
+        "a dead run is not offered as live"
+    );
+    assert_eq!(app.runs.status(&dir, &[]), Some(RunStatus::Died));
+    assert!(RunStatus::Died.resumable());
+    send(&mut app, [ch('4')]);
+    assert!(render(&app, 80, 24).contains("dead"));
+    let fx = send(&mut app, [ch('a')]);
+    assert!(fx.is_empty());
+    assert!(app.status.as_ref().unwrap().error);
 }
 
 #[test]
@@ -1084,7 +1180,7 @@ fn help_codes<A: Copy>(table: &[super::keys::Binding<A>]) -> Vec<KeyCode> {
 fn help_and_footer_list_every_table_row() {
     let (_d, mut app) = project();
     send(&mut app, [ch('?')]);
-    let s = render(&app, 160, 48);
+    let s = render(&app, 160, 60);
     let mut rows = help_rows(GLOBAL_KEYS);
     rows.extend(help_rows(super::view::HELP_KEYS));
     for (screen, _, table) in super::view::screen_tables() {
@@ -1280,7 +1376,7 @@ fn runs_show_their_state_and_a_stopped_one_resumes() {
         send(app, [key(KeyCode::Esc)]);
         s
     };
-    assert!(open(&mut app, "e_live").contains("following metrics.jsonl"));
+    assert!(open(&mut app, "e_live").contains("live · a attaches"));
     let s = open(&mut app, "b_stopped");
     assert!(!s.contains("following"), "{s}");
     assert!(s.contains("stopped · R resumes"), "{s}");
@@ -1394,4 +1490,172 @@ fn a_stop_before_the_first_evaluation_shows_no_figures() {
         "{:?}",
         run.log
     );
+}
+
+#[test]
+fn runs_screen_groups_seeds_filters_and_compares_differing_keys() {
+    let (d, mut app) = project();
+    let root = d.path();
+    for (name, seed, top1) in [("s0", 0, 70.0), ("s1", 1, 72.0), ("s2", 2, 77.0)] {
+        let dir = run_folder(root, name, (1, 1), "Best Prec@1: 1.000% ECE: 1.000%", false);
+        let mut c = Config::from_file(&dir.join("config.yaml")).unwrap().config;
+        c.seed = seed;
+        fs::write(dir.join("config.yaml"), c.to_yaml()).unwrap();
+        let line = serde_json::to_string(&epoch(Stage::Stage1, 0, 1, top1, 5.0)).unwrap();
+        fs::write(dir.join("metrics.jsonl"), line + "\n").unwrap();
+    }
+    let other = run_folder(root, "lr", (1, 1), "Best Prec@1: 1.000% ECE: 1.000%", false);
+    let mut c = Config::from_file(&other.join("config.yaml"))
+        .unwrap()
+        .config;
+    c.lr = 0.5;
+    fs::write(other.join("config.yaml"), c.to_yaml()).unwrap();
+    load_runs(&mut app, root);
+    send(&mut app, [ch('4'), ch('g')]);
+    let screen = render(&app, 80, 24);
+    // 70, 72, 77: mean 73.00, sample std sqrt(13) = 3.61 (numpy.std(ddof=1)).
+    assert!(screen.contains("73.00±3.61"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.contains(" 3 ")),
+        "three seeds: {screen}"
+    );
+    // The filter: only lr=0.5; a bad term is refused with a message.
+    send(&mut app, [ch('g'), ch('/')]);
+    send(&mut app, typed("lr"));
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert!(app.status.as_ref().unwrap().text.contains("key=value"));
+    send(&mut app, typed("=0.5"));
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert_eq!(app.runs.runs.len(), 1);
+    assert_eq!(app.runs.runs[0].dir, other);
+    assert!(render(&app, 80, 24).contains("filter lr=0.5"));
+    send(&mut app, [ch('/'), key(KeyCode::Esc)]);
+    assert_eq!(app.runs.runs.len(), 4);
+    // Compare lr against a seed run: only lr (and the seed) differ.
+    let idx = |app: &App, name: &str| app.runs.runs.iter().position(|r| r.name == name).unwrap();
+    app.runs.selected = idx(&app, "lr");
+    send(&mut app, [ch('c')]);
+    app.runs.selected = idx(&app, "s1");
+    send(&mut app, [ch('c')]);
+    let screen = render(&app, 80, 24);
+    let line = screen.lines().find(|l| l.contains("differs:")).unwrap();
+    assert!(
+        line.contains("seed 0 → 1") && line.contains("lr 0.5 → 0.1"),
+        "{line}"
+    );
+    assert_eq!(
+        line.matches('→').count(),
+        2,
+        "only the differing keys: {line}"
+    );
+}
+
+#[test]
+fn the_form_queues_a_run_and_the_queue_view_holds_reorders_and_cancels() {
+    let (d, mut app) = project();
+    open_fm_stage1(&mut app);
+    let fx = send(&mut app, [ch('Q')]);
+    let [Effect::QueueOp(super::app::QueueOp::Add(job, name))] = fx.as_slice() else {
+        panic!("Q queues this stage: {fx:?}");
+    };
+    assert!(matches!(**job, Job::Single(_)));
+    // What the loop does with it, on a queue of its own.
+    let q = crate::queue::Queue::open(&d.path().join("data")).unwrap();
+    let saved = d.path().join("saved");
+    let add = |app: &mut App| {
+        let op = super::app::QueueOp::Add(job.clone(), name.clone());
+        let what = super::queue_op(&q, op, d.path(), &saved).unwrap();
+        send(
+            app,
+            [
+                Msg::QueueChanged(Ok(what)),
+                Msg::Queue(Ok(q.list().unwrap())),
+            ],
+        );
+    };
+    add(&mut app);
+    assert!(app.status.as_ref().unwrap().text.starts_with("queued 1: "));
+    add(&mut app);
+    let jobs = q.list().unwrap();
+    assert_eq!(jobs[0].args[0], "train");
+    let yaml = std::path::Path::new(&jobs[0].args[2]);
+    assert!(
+        Config::from_file(yaml).is_ok(),
+        "the queued configuration loads"
+    );
+    // The queue view: t moves run 2 to the front, Space holds it, x cancels run 1.
+    let fx = send(&mut app, [ch('4'), ch('Q')]);
+    assert!(
+        matches!(fx.as_slice(), [Effect::LoadRuns, Effect::LoadQueue]),
+        "{fx:?}"
+    );
+    assert!(render(&app, 80, 24).contains("queued"));
+    let apply = |app: &mut App, keys: Vec<Msg>| {
+        for e in send(app, keys) {
+            if let Effect::QueueOp(op) = e {
+                super::queue_op(&q, op, d.path(), &saved).unwrap();
+            }
+        }
+        send(app, [Msg::Queue(Ok(q.list().unwrap()))]);
+    };
+    apply(&mut app, vec![key(KeyCode::Down), ch('t')]);
+    assert_eq!(app.runs.queue[0].id, 2);
+    apply(&mut app, vec![key(KeyCode::Up), ch(' ')]);
+    assert_eq!(app.runs.queue[0].state, "held");
+    apply(&mut app, vec![key(KeyCode::Down), ch('x')]);
+    let ids: Vec<i64> = q.list().unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(ids, [2]);
+}
+
+#[test]
+fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
+    let (_d, mut app) = project();
+    open_fm_stage1(&mut app);
+    send(&mut app, [ch('G')]);
+    assert!(render(&app, 80, 24).contains("Sweep"));
+    // Replace the suggested text with a 2 × 2 grid.
+    send(&mut app, (0..20).map(|_| key(KeyCode::Backspace)));
+    send(&mut app, typed("lr 0.05,0.2 × seed 3,4"));
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let got: Vec<(String, f64, u64)> = fx
+        .iter()
+        .map(|e| match e {
+            Effect::QueueOp(super::app::QueueOp::Add(job, name)) => match &**job {
+                Job::Single(c) => {
+                    assert_eq!(&c.name, name);
+                    (name.clone(), c.lr, c.seed)
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let base = "fm_s1";
+    assert_eq!(
+        got,
+        [
+            (format!("{base}_lr0.05_seed3"), 0.05, 3),
+            (format!("{base}_lr0.05_seed4"), 0.05, 4),
+            (format!("{base}_lr0.2_seed3"), 0.2, 3),
+            (format!("{base}_lr0.2_seed4"), 0.2, 4),
+        ]
+    );
+    // No runs, too many runs, a bad value: the prompt stays with the reason.
+    for (text, why) in [
+        ("seed ,", "no values"),
+        (
+            "seed 0,1,2,3,4,5,6,7,8,9,10 × lr 1,2,3,4,5,6,7,8,9,10",
+            "more than 100",
+        ),
+        ("lr x,y", "lr x"),
+    ] {
+        send(&mut app, [ch('G')]);
+        send(&mut app, (0..20).map(|_| key(KeyCode::Backspace)));
+        send(&mut app, typed(text));
+        let fx = send(&mut app, [key(KeyCode::Enter)]);
+        assert!(fx.is_empty(), "{text}: {fx:?}");
+        let screen = render(&app, 80, 24);
+        assert!(screen.contains(why), "{text}: {screen}");
+        send(&mut app, [key(KeyCode::Esc)]);
+    }
 }

@@ -290,7 +290,7 @@ fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     }
     f.render_widget(
         Paragraph::new(Line::styled(
-            "Quitting during a run stops it after its checkpoint: nothing is lost.",
+            "A run goes on without the UI (q: leave it running); mislas attaches again: 4, a.",
             theme.dim(),
         )),
         note,
@@ -303,9 +303,9 @@ fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         Confirm::Stop => {
             "Stop the run? It finishes the batch and saves a checkpoint first.".to_owned()
         }
-        Confirm::Quit(0) => "A run is in progress. Stop it (after its checkpoint) and quit?".into(),
+        Confirm::Quit(0) => "A run is in progress. Quit and leave it running, or stop it?".into(),
         &Confirm::Quit(n) => format!(
-            "A run is in progress. Stop it (after its checkpoint) and quit, discarding the form's {}?",
+            "A run is in progress. Quit (discarding the form's {}) and leave it running, or stop it?",
             edits(n)
         ),
         &Confirm::Discard(n, AfterDiscard::Quit) => {
@@ -324,16 +324,23 @@ fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         6,
     );
     f.render_widget(Clear, area);
-    let text = vec![
-        Line::from(question),
-        Line::from(""),
-        Line::from(vec![
+    let answers = match c {
+        Confirm::Quit(_) => Line::from(vec![
+            Span::styled("l", theme.key()),
+            Span::raw(" leave it running  "),
+            Span::styled("s", theme.key()),
+            Span::raw(" stop it (checkpoint)  "),
+            Span::styled("n", theme.key()),
+            Span::raw(" cancel"),
+        ]),
+        _ => Line::from(vec![
             Span::styled("y", theme.key()),
             Span::raw(" yes   "),
             Span::styled("n", theme.key()),
             Span::raw(" no"),
         ]),
-    ];
+    };
+    let text = vec![Line::from(question), Line::from(""), answers];
     f.render_widget(
         Paragraph::new(text)
             .wrap(Wrap { trim: true })

@@ -1,0 +1,783 @@
+//! The queue of runs and the index of run folders: a SQLite database (bundled SQLite, WAL
+//! journal) in the per-user data folder, as MLflow and Optuna keep theirs, that
+//! `mislas queue add|ls|rm|hold|release|first|run|index` read and write, several at once. The
+//! run folders stay the source of truth: `queue index` rebuilds the index from them. A queued run is a `mislas train …` or `mislas pipeline …`
+//! command line; the scheduler (`mislas queue run`) starts them in queue order as processes of
+//! their own (attachable like any run, see [`crate::live`]): one at a time on a CPU-only
+//! machine, else one per CUDA device (`device cuda:N` appended). Only one scheduler runs at a
+//! time: it holds `scheduler.lock` (flock); a second one is refused with the first one's pid.
+//!
+//! A sweep is a grid over keys ([`expand_grid`]): `--grid smooth_head 0.1,0.2 --grid seed 0,1`
+//! queues one run per point, named by its values.
+use anyhow::{bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable that moves the data folder (tests, several users of one account).
+pub const DATA_DIR_ENV: &str = "MISLAS_DATA_DIR";
+/// More runs than this in one sweep need `--yes`.
+pub const MAX_SWEEP_WITHOUT_YES: usize = 100;
+
+/// The per-user data folder: `$MISLAS_DATA_DIR`, else `directories`' data folder of mislas
+/// (`~/.local/share/mislas` on Linux).
+///
+/// # Errors
+/// Neither is known (no home folder).
+pub fn data_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV) {
+        return Ok(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("", "", "mislas")
+        .map(|d| d.data_dir().to_path_buf())
+        .context("no per-user data folder on this system (set MISLAS_DATA_DIR)")
+}
+
+/// A state of a queued run.
+pub mod state {
+    /// Waits its turn.
+    pub const QUEUED: &str = "queued";
+    /// Waits, but is not started until released.
+    pub const HELD: &str = "held";
+    /// Its process runs.
+    pub const RUNNING: &str = "running";
+    /// Ended with status 0.
+    pub const DONE: &str = "done";
+    /// Stopped (status 130: a stop from a front end or a signal), with its checkpoint.
+    pub const STOPPED: &str = "stopped";
+    /// Ended with an error.
+    pub const FAILED: &str = "failed";
+    /// Ended while no scheduler watched it (the one that started it had ended): its run
+    /// folder says how.
+    pub const ENDED: &str = "ended";
+}
+
+/// One row of the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Id, shown by `queue ls`.
+    pub id: i64,
+    /// Name (a sweep point's values).
+    pub name: String,
+    /// The command line after `mislas` (`train --cfg … KEY VALUE …` or `pipeline …`).
+    pub args: Vec<String>,
+    /// Folder the run starts in (relative paths of the command resolve against it).
+    pub project: PathBuf,
+    /// Folder of run folders (`--saved`).
+    pub saved: PathBuf,
+    /// One of [`state`].
+    pub state: String,
+    /// Device it runs on, once started.
+    pub device: Option<String>,
+    /// Its job folder, once known.
+    pub run_dir: Option<PathBuf>,
+    /// Its process, while running.
+    pub pid: Option<i64>,
+}
+
+/// The queue database.
+pub struct Queue {
+    db: Connection,
+    dir: PathBuf,
+}
+
+impl Queue {
+    /// Opens (creating) `dir/queue.sqlite`.
+    ///
+    /// # Errors
+    /// The folder or database cannot be created or read.
+    pub fn open(dir: &Path) -> Result<Queue> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("queue.sqlite");
+        let db = Connection::open(&path)
+            .with_context(|| format!("cannot open the queue {}", path.display()))?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS jobs (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 position INTEGER NOT NULL,
+                 name TEXT NOT NULL,
+                 args TEXT NOT NULL,
+                 project TEXT NOT NULL,
+                 saved TEXT NOT NULL,
+                 state TEXT NOT NULL,
+                 device TEXT,
+                 run_dir TEXT,
+                 pid INTEGER,
+                 exit_code INTEGER,
+                 added TEXT NOT NULL DEFAULT (datetime('now')),
+                 started TEXT,
+                 ended TEXT
+             );
+             CREATE TABLE IF NOT EXISTS runs (
+                 dir TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 stage TEXT,
+                 seed INTEGER,
+                 epochs INTEGER NOT NULL,
+                 best_top1 REAL,
+                 last_top1 REAL,
+                 last_ece REAL,
+                 last_nll REAL
+             );",
+        )
+        .with_context(|| format!("{}: not a mislas queue", path.display()))?;
+        Ok(Queue {
+            db,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Appends a run; returns its id.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn add(&self, name: &str, args: &[String], project: &Path, saved: &Path) -> Result<i64> {
+        self.db.execute(
+            "INSERT INTO jobs (position, name, args, project, saved, state)
+             VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM jobs), ?1, ?2, ?3, ?4, ?5)",
+            params![
+                name,
+                serde_json::to_string(args)?,
+                project.display().to_string(),
+                saved.display().to_string(),
+                state::QUEUED
+            ],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Every run, in queue order.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn list(&self) -> Result<Vec<Job>> {
+        let mut st = self.db.prepare(
+            "SELECT id, name, args, project, saved, state, device, run_dir, pid
+             FROM jobs ORDER BY position, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, name, args, project, saved, state, device, run_dir, pid) = r?;
+            Ok(Job {
+                id,
+                name,
+                args: serde_json::from_str(&args)?,
+                project: project.into(),
+                saved: saved.into(),
+                state,
+                device,
+                run_dir: run_dir.map(PathBuf::from),
+                pid,
+            })
+        })
+        .collect()
+    }
+
+    fn set_state(&self, id: i64, from: &[&str], to: &str) -> Result<()> {
+        let now: Option<String> = self
+            .db
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        match now {
+            None => bail!("no queued run {id} (mislas queue ls lists them)"),
+            Some(s) if !from.contains(&s.as_str()) => {
+                bail!(
+                    "run {id} is {s}: only a {} run can be {to}",
+                    from.join(" or ")
+                )
+            }
+            Some(_) => {
+                self.db
+                    .execute("UPDATE jobs SET state = ?2 WHERE id = ?1", params![id, to])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a run that has not started, or the record of one that ended.
+    ///
+    /// # Errors
+    /// No such run, or it is running (stop it first: its run screen's `s`).
+    pub fn remove(&self, id: i64) -> Result<()> {
+        let running: Option<String> = self
+            .db
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        match running.as_deref() {
+            None => bail!("no queued run {id} (mislas queue ls lists them)"),
+            Some(state::RUNNING) => {
+                bail!("run {id} is running: stop it first (s on its run screen)")
+            }
+            Some(_) => {
+                self.db.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Holds a queued run: the scheduler passes it by.
+    ///
+    /// # Errors
+    /// No such run, or it is not queued.
+    pub fn hold(&self, id: i64) -> Result<()> {
+        self.set_state(id, &[state::QUEUED], state::HELD)
+    }
+
+    /// Puts a held run back in the queue.
+    ///
+    /// # Errors
+    /// No such run, or it is not held.
+    pub fn release(&self, id: i64) -> Result<()> {
+        self.set_state(id, &[state::HELD], state::QUEUED)
+    }
+
+    /// Moves a run to the front of the queue.
+    ///
+    /// # Errors
+    /// No such run.
+    pub fn to_front(&self, id: i64) -> Result<()> {
+        let n = self.db.execute(
+            "UPDATE jobs SET position = (SELECT MIN(position) FROM jobs) - 1 WHERE id = ?1",
+            [id],
+        )?;
+        if n == 0 {
+            bail!("no queued run {id} (mislas queue ls lists them)");
+        }
+        Ok(())
+    }
+
+    /// Takes the next queued run for `device`: marks it running there, atomically (two
+    /// schedulers, were the lock gone, never take the same run).
+    fn take_next(&mut self, device: &str) -> Result<Option<Job>> {
+        let tx = self
+            .db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE state = ?1 ORDER BY position, id LIMIT 1",
+                [state::QUEUED],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = id {
+            tx.execute(
+                "UPDATE jobs SET state = ?2, device = ?3, started = datetime('now') WHERE id = ?1",
+                params![id, state::RUNNING, device],
+            )?;
+        }
+        tx.commit()?;
+        Ok(match id {
+            Some(id) => self.list()?.into_iter().find(|j| j.id == id),
+            None => None,
+        })
+    }
+
+    fn set_ended_unwatched(&self, id: i64) -> Result<()> {
+        self.db.execute(
+            "UPDATE jobs SET state = ?2, pid = NULL, ended = datetime('now') WHERE id = ?1",
+            params![id, state::ENDED],
+        )?;
+        Ok(())
+    }
+
+    fn started(&self, id: i64, pid: u32) -> Result<()> {
+        self.db
+            .execute("UPDATE jobs SET pid = ?2 WHERE id = ?1", params![id, pid])?;
+        Ok(())
+    }
+
+    fn ended(&self, id: i64, code: Option<i32>, run_dir: Option<&Path>) -> Result<()> {
+        let st = match code {
+            Some(0) => state::DONE,
+            Some(130) => state::STOPPED,
+            _ => state::FAILED,
+        };
+        self.db.execute(
+            "UPDATE jobs SET state = ?2, exit_code = ?3, run_dir = COALESCE(?4, run_dir),
+                             pid = NULL, ended = datetime('now') WHERE id = ?1",
+            params![id, st, code, run_dir.map(|p| p.display().to_string())],
+        )?;
+        Ok(())
+    }
+}
+
+/// One run folder as the index holds it (the folder stays the source of truth).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedRun {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Its configuration's name.
+    pub name: String,
+    /// `stage1` or `stage2`.
+    pub stage: Option<String>,
+    /// Its seed.
+    pub seed: Option<u64>,
+    /// Evaluated epochs.
+    pub epochs: usize,
+    /// Best top-1 %, last top-1 %, last ECE %, last NLL.
+    pub figures: Option<[f64; 4]>,
+}
+
+impl Queue {
+    /// Rebuilds the index of runs from the run folders under `saved_root` (its rows for that
+    /// folder are replaced); returns how many runs it holds now.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn reindex(&mut self, saved_root: &Path) -> Result<usize> {
+        let runs = crate::run_dir::list_runs(saved_root);
+        let tx = self.db.transaction()?;
+        let prefix = format!("{}/", saved_root.display());
+        tx.execute(
+            "DELETE FROM runs WHERE substr(dir, 1, length(?1)) = ?1",
+            [&prefix],
+        )?;
+        for r in &runs {
+            let best = crate::seeds::best_epoch(&r.epochs).map(|e| e.eval.top1);
+            let last = r.epochs.last();
+            tx.execute(
+                "INSERT INTO runs (dir, name, stage, seed, epochs, best_top1, last_top1,
+                                   last_ece, last_nll)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.dir.display().to_string(),
+                    r.config.as_ref().map_or(r.name.clone(), |c| c.name.clone()),
+                    r.stage.map(|s| s.to_string()),
+                    r.config.as_ref().map(|c| c.seed as i64),
+                    r.epochs.len() as i64,
+                    best,
+                    last.map(|e| e.eval.top1),
+                    last.map(|e| e.eval.ece),
+                    last.map(|e| e.eval.nll),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(runs.len())
+    }
+
+    /// The indexed runs, by folder.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn indexed(&self) -> Result<Vec<IndexedRun>> {
+        let mut st = self.db.prepare(
+            "SELECT dir, name, stage, seed, epochs, best_top1, last_top1, last_ece, last_nll
+             FROM runs ORDER BY dir",
+        )?;
+        let rows = st.query_map([], |r| {
+            let figs: [Option<f64>; 4] = [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?];
+            Ok(IndexedRun {
+                dir: PathBuf::from(r.get::<_, String>(0)?),
+                name: r.get(1)?,
+                stage: r.get(2)?,
+                seed: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
+                epochs: r.get::<_, i64>(4)? as usize,
+                figures: match figs {
+                    [Some(a), Some(b), Some(c), Some(d)] => Some([a, b, c, d]),
+                    _ => None,
+                },
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Queue {
+    /// Adds a job made in the terminal UI: its configurations are written as YAML in
+    /// `<data folder>/jobs/<time>/` and the queued command line names them; returns its id.
+    ///
+    /// # Errors
+    /// The files or the database cannot be written.
+    pub fn add_job(
+        &self,
+        job: &crate::engine::Job,
+        name: &str,
+        project: &Path,
+        saved: &Path,
+    ) -> Result<i64> {
+        use crate::engine::Job as J;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let dir = self.dir.join("jobs").join(stamp.to_string());
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let write = |file: &str, cfg: &crate::config::Config| -> Result<String> {
+            let p = dir.join(file);
+            fs::write(&p, cfg.to_yaml())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+            Ok(p.display().to_string())
+        };
+        let args: Vec<String> = match job {
+            J::Single(c) => vec!["train".into(), "--cfg".into(), write("stage.yaml", c)?],
+            J::Pipeline { stage1, stage2 } => vec![
+                "pipeline".into(),
+                "--stage1".into(),
+                write("stage1.yaml", stage1)?,
+                "--stage2".into(),
+                write("stage2.yaml", stage2)?,
+            ],
+        };
+        self.add(name, &args, project, saved)
+    }
+}
+
+/// A grid over keys: `[(key, [v1, v2, …]), …]` → every combination, the first key varying
+/// slowest, each as `KEY VALUE` pairs.
+///
+/// # Errors
+/// A key has no values (the grid would be empty), or a key appears twice.
+pub fn expand_grid(grid: &[(String, Vec<String>)]) -> Result<Vec<Vec<(String, String)>>> {
+    for (i, (k, vs)) in grid.iter().enumerate() {
+        if vs.is_empty() {
+            bail!("sweep: {k} has no values, so the sweep has no runs");
+        }
+        if grid[..i].iter().any(|(k2, _)| k2 == k) {
+            bail!("sweep: {k} appears twice");
+        }
+    }
+    let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (k, vs) in grid {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                vs.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((k.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    Ok(points)
+}
+
+/// Parses `--grid KEY VALUES` pairs (`VALUES` comma-separated) into a grid.
+///
+/// # Errors
+/// A value list is empty.
+pub fn parse_grid(pairs: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    pairs
+        .chunks(2)
+        .map(|kv| {
+            let [k, vs] = kv else {
+                bail!("--grid takes a key and its values: KEY V1,V2,…");
+            };
+            let values: Vec<String> = vs
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Ok((k.clone(), values))
+        })
+        .collect()
+}
+
+/// The name of a sweep point: `base_key1value1_key2value2`.
+pub fn point_name(base: &str, point: &[(String, String)]) -> String {
+    let mut name = base.to_owned();
+    for (k, v) in point {
+        name.push('_');
+        name.push_str(k);
+        name.push_str(v);
+    }
+    name
+}
+
+/// Holds `scheduler.lock` in the data folder while a scheduler runs.
+#[derive(Debug)]
+struct SchedulerLock {
+    _file: File,
+}
+
+impl SchedulerLock {
+    fn take(dir: &Path) -> Result<SchedulerLock> {
+        let p = dir.join("scheduler.lock");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .with_context(|| format!("cannot open {}", p.display()))?;
+        match f.try_lock() {
+            Ok(()) => {
+                use std::io::Write;
+                f.set_len(0)?;
+                write!(f, "{}", std::process::id())?;
+                Ok(SchedulerLock { _file: f })
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&p).unwrap_or_default();
+                bail!(
+                    "another scheduler (pid {}) is running this queue ({}); it starts the runs \
+                     added here",
+                    pid.trim(),
+                    p.display()
+                )
+            }
+            Err(fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// A run the scheduler started.
+struct Running {
+    id: i64,
+    device: String,
+    child: std::process::Child,
+    announce: PathBuf,
+}
+
+/// Runs the queue until no run is queued or running: each of `devices` (`cpu`, or `cuda:0`,
+/// `cuda:1`, …; `cpu/2` is a second slot on the CPU) runs one run at a time; `exe` is the
+/// `mislas` executable. Prints each start and end.
+///
+/// # Errors
+/// Another scheduler runs (its pid is named), or the database cannot be used.
+pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Result<()> {
+    let _lock = SchedulerLock::take(&queue.dir)?;
+    let logs = queue.dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    let mut s = Slots {
+        running: Vec::new(),
+        // Runs a scheduler that ended (killed, a restart) had started: those still alive keep
+        // their device until they end.
+        adopted: queue
+            .list()?
+            .into_iter()
+            .filter(|j| j.state == state::RUNNING)
+            .map(|j| (j.id, j.device.unwrap_or_default(), j.pid.unwrap_or(0)))
+            .collect(),
+    };
+    loop {
+        s.reap(queue)?;
+        for device in devices {
+            if s.busy(device) {
+                continue;
+            }
+            let Some(job) = queue.take_next(device)? else {
+                break;
+            };
+            match start(&job, device, exe, &logs) {
+                Ok(r) => {
+                    queue.started(job.id, r.child.id())?;
+                    println!("queue: run {} ({}) started on {device}", job.id, job.name);
+                    s.running.push(r);
+                }
+                Err(e) => {
+                    eprintln!("queue: run {} could not start: {e:#}", job.id);
+                    queue.ended(job.id, None, None)?;
+                }
+            }
+        }
+        let waiting = queue.list()?.iter().any(|j| j.state == state::QUEUED);
+        if s.running.is_empty() && s.adopted.is_empty() && !waiting {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What the scheduler's devices run: its own children, and runs a previous scheduler started
+/// (`(id, device, pid)`).
+struct Slots {
+    running: Vec<Running>,
+    adopted: Vec<(i64, String, i64)>,
+}
+
+impl Slots {
+    fn busy(&self, device: &str) -> bool {
+        self.running.iter().any(|r| r.device == device)
+            || self.adopted.iter().any(|(_, d, _)| d == device)
+    }
+
+    /// Records the runs that ended since the last look.
+    fn reap(&mut self, queue: &Queue) -> Result<()> {
+        let mut gone = Vec::new();
+        self.adopted.retain(|(id, _, pid)| {
+            // SAFETY: kill with signal 0 only asks whether the process exists.
+            let alive = *pid > 0 && unsafe { libc::kill(*pid as libc::pid_t, 0) } == 0;
+            if !alive {
+                gone.push(*id);
+            }
+            alive
+        });
+        for id in gone {
+            queue.set_ended_unwatched(id)?;
+            println!("queue: run {id} ended while no scheduler watched it");
+        }
+        self.running.retain_mut(|r| match r.child.try_wait() {
+            Ok(Some(status)) => {
+                let dir = fs::read_to_string(&r.announce).ok().map(PathBuf::from);
+                if let Err(e) = queue.ended(r.id, status.code(), dir.as_deref()) {
+                    eprintln!("queue: run {}: {e:#}", r.id);
+                }
+                println!("queue: run {} on {} ended ({status})", r.id, r.device);
+                false
+            }
+            _ => true,
+        });
+        Ok(())
+    }
+}
+
+/// Starts one queued run on `device` as a process of its own (its own session, so that it
+/// outlives the scheduler's terminal); its output goes to `logs/<id>.log`.
+fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
+    let log = logs.join(format!("{}.log", job.id));
+    let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let announce = logs.join(format!("{}.run_dir", job.id));
+    let _ = fs::remove_file(&announce);
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--saved")
+        .arg(&job.saved)
+        .args(&job.args)
+        .args(["device", device.split('/').next().unwrap_or(device)])
+        .current_dir(&job.project)
+        .env(crate::live::ANNOUNCE_ENV, &announce)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    crate::live::detach_from_terminal(&mut cmd);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    Ok(Running {
+        id: job.id,
+        device: device.to_owned(),
+        child,
+        announce,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_two_by_two_grid_has_four_points_first_key_slowest() {
+        let grid = parse_grid(&s(&["smooth_head", "0.1,0.2", "seed", "0, 1"])).unwrap();
+        let points = expand_grid(&grid).unwrap();
+        let names: Vec<String> = points.iter().map(|p| point_name("r", p)).collect();
+        assert_eq!(
+            names,
+            [
+                "r_smooth_head0.1_seed0",
+                "r_smooth_head0.1_seed1",
+                "r_smooth_head0.2_seed0",
+                "r_smooth_head0.2_seed1"
+            ]
+        );
+        assert_eq!(
+            points[3],
+            vec![
+                ("smooth_head".into(), "0.2".into()),
+                ("seed".into(), "1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_or_repeated_grids_are_refused() {
+        let e = expand_grid(&parse_grid(&s(&["seed", ","])).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("no values"), "{e}");
+        let e = expand_grid(&parse_grid(&s(&["seed", "1", "seed", "2"])).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        // No grid at all: one run, the command as given.
+        assert_eq!(expand_grid(&[]).unwrap(), vec![Vec::new()]);
+    }
+
+    #[test]
+    fn queue_order_hold_release_front_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let p = Path::new("/p");
+        let a = q.add("a", &s(&["train"]), p, p).unwrap();
+        let b = q.add("b", &s(&["train"]), p, p).unwrap();
+        let c = q.add("c", &s(&["train"]), p, p).unwrap();
+        q.hold(b).unwrap();
+        assert!(q.hold(b).is_err(), "only a queued run can be held");
+        q.to_front(c).unwrap();
+        let names: Vec<String> = q.list().unwrap().into_iter().map(|j| j.name).collect();
+        assert_eq!(names, ["c", "a", "b"]);
+        // A second handle (another front end) sees the same queue.
+        let mut q2 = Queue::open(dir.path()).unwrap();
+        assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, c);
+        assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, a);
+        assert!(q2.take_next("cpu").unwrap().is_none(), "b is held");
+        q.release(b).unwrap();
+        assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, b);
+        assert!(q.remove(a).unwrap_err().to_string().contains("running"));
+        q.ended(a, Some(0), None).unwrap();
+        q.remove(a).unwrap();
+        assert_eq!(q.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_run_left_by_a_dead_scheduler_is_marked_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
+        let p = Path::new("/p");
+        let id = q.add("a", &s(&["train"]), p, p).unwrap();
+        q.take_next("cpu").unwrap();
+        // A pid that is not running: the process the dead scheduler started has ended.
+        q.started(id, 999_999_999).unwrap();
+        run_scheduler(&mut q, &["cpu".into()], Path::new("/nonexistent")).unwrap();
+        assert_eq!(q.list().unwrap()[0].state, state::ENDED);
+    }
+
+    #[test]
+    fn the_index_is_rebuilt_from_the_run_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("saved");
+        let run = saved.join("r_202601010000");
+        fs::create_dir_all(&run).unwrap();
+        let cfg = crate::config::Config {
+            name: "r".into(),
+            seed: 7,
+            ..crate::config::Config::default()
+        };
+        fs::write(run.join("config.yaml"), cfg.to_yaml()).unwrap();
+        let mut q = Queue::open(&dir.path().join("data")).unwrap();
+        assert_eq!(q.reindex(&saved).unwrap(), 1);
+        // Twice: the rows are replaced, not added.
+        assert_eq!(q.reindex(&saved).unwrap(), 1);
+        let idx = q.indexed().unwrap();
+        assert_eq!(idx.len(), 1);
+        assert_eq!(
+            (idx[0].name.as_str(), idx[0].seed, idx[0].epochs),
+            ("r", Some(7), 0)
+        );
+        assert_eq!(idx[0].figures, None);
+    }
+
+    #[test]
+    fn a_second_scheduler_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SchedulerLock::take(dir.path()).unwrap();
+        let e = SchedulerLock::take(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+    }
+}

@@ -1,0 +1,225 @@
+//! The queue end to end with the real binary on CPU, on a tiny list-file data set the test
+//! writes (ImageNet-LT's list names, 12 classes, 32×32 crops): three runs complete in queue
+//! order, one at a time; a 2 × 2 sweep queues four runs whose `config.yaml` hold the grid's
+//! values; a second scheduler started beside the first is refused and says so.
+use mislas::config::{Config, DatasetName, Stage};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Training images per class (head first), test images per class.
+const COUNTS: [usize; 12] = [12, 9, 7, 6, 5, 4, 4, 3, 3, 2, 2, 2];
+const TEST_PER_CLASS: usize = 1;
+
+fn write_jpeg(path: &Path, class: usize, k: usize) {
+    let mut img = image::RgbImage::new(40, 40);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let v = ((x * (class as u32 + 1) + y * 3 + k as u32 * 7) % 256) as u8;
+        *p = image::Rgb([v, (class * 20) as u8, 255 - v]);
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    img.save(path).unwrap();
+}
+
+fn write_tree(root: &Path) {
+    let (mut train, mut test) = (String::new(), String::new());
+    for (c, &n) in COUNTS.iter().enumerate() {
+        for k in 0..n {
+            let rel = format!("train/{c}/{k}.jpg");
+            write_jpeg(&root.join(&rel), c, k);
+            writeln!(train, "{rel} {c}").unwrap();
+        }
+        for k in 0..TEST_PER_CLASS {
+            let rel = format!("val/{c}_{k}.jpg");
+            write_jpeg(&root.join(&rel), c, 100 + k);
+            writeln!(test, "{rel} {c}").unwrap();
+        }
+    }
+    std::fs::write(root.join("ImageNet_LT_train.txt"), train).unwrap();
+    std::fs::write(root.join("ImageNet_LT_test.txt"), test).unwrap();
+}
+
+fn tiny_config(data: &Path) -> Config {
+    Config {
+        name: "tiny".into(),
+        dataset: DatasetName::Imagenet,
+        data_path: data.display().to_string(),
+        num_classes: 12,
+        imb_factor: None,
+        backbone: "resnet50_fe".into(),
+        head_class_idx: [0, 4],
+        med_class_idx: [4, 8],
+        tail_class_idx: [8, 12],
+        mode: Some(Stage::Stage1),
+        batch_size: 16,
+        lr: 0.01,
+        num_epochs: 1,
+        cos: true,
+        alpha: Some(0.2),
+        device: "cpu".into(),
+        workers: 1,
+        image_size: 32,
+        eval_resize: Some(36),
+        ..Config::default()
+    }
+}
+
+fn mislas(project: &Path, data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(project)
+        .env("MISLAS_DATA_DIR", data_dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn three_runs_in_order_a_two_by_two_sweep_and_one_scheduler() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (project, data_dir) = (tmp.path().join("project"), tmp.path().join("data"));
+    write_tree(&tmp.path().join("tiny"));
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("tiny.yaml"),
+        tiny_config(&tmp.path().join("tiny")).to_yaml(),
+    )
+    .unwrap();
+    let q = |args: &[&str]| mislas(&project, &data_dir, args);
+
+    for name in ["first", "second", "third"] {
+        let out = ok(&q(&[
+            "queue",
+            "add",
+            "train",
+            "--cfg",
+            "tiny.yaml",
+            "name",
+            name,
+        ]));
+        assert!(out.contains(name), "{out}");
+    }
+    // A sweep of zero runs is refused, and queues nothing.
+    let o = q(&[
+        "queue",
+        "add",
+        "--grid",
+        "seed",
+        ",",
+        "train",
+        "--cfg",
+        "tiny.yaml",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no values"));
+    // A bad key in the command is refused before anything is queued.
+    let o = q(&[
+        "queue",
+        "add",
+        "--grid",
+        "seed",
+        "0,1",
+        "train",
+        "--cfg",
+        "tiny.yaml",
+        "lr",
+        "x",
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(ok(&q(&["queue", "ls"])).lines().count(), 3);
+
+    // The scheduler, and a second one beside it that is refused.
+    let mut first = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(&project)
+        .env("MISLAS_DATA_DIR", &data_dir)
+        .args(["queue", "run"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !ok(&q(&["queue", "ls"])).contains("running") {
+        assert!(start.elapsed().as_secs() < 60, "the scheduler starts a run");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let second = q(&["queue", "run"]);
+    assert_eq!(second.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        why.contains(&format!("another scheduler (pid {})", first.id())),
+        "{why}"
+    );
+    // The sweep, queued while the first scheduler runs: it takes these too.
+    let out = ok(&q(&[
+        "queue",
+        "add",
+        "--grid",
+        "seed",
+        "3,4",
+        "--grid",
+        "lr",
+        "0.02,0.05",
+        "train",
+        "--cfg",
+        "tiny.yaml",
+    ]));
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let status = first.wait().unwrap();
+    assert!(status.success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut first.stdout.take().unwrap(), &mut log).unwrap();
+
+    // Every run done, started and ended one after another in queue order.
+    let ls = ok(&q(&["queue", "ls"]));
+    assert_eq!(
+        ls.lines().filter(|l| l.contains(" done ")).count(),
+        7,
+        "{ls}"
+    );
+    let events: Vec<&str> = log.lines().collect();
+    let expected: Vec<String> = (1..=7)
+        .flat_map(|id| {
+            [
+                format!("queue: run {id} ("),
+                format!("queue: run {id} on cpu ended"),
+            ]
+        })
+        .collect();
+    assert_eq!(events.len(), expected.len(), "{log}");
+    for (line, want) in events.iter().zip(&expected) {
+        assert!(line.starts_with(want.as_str()), "{line} ≠ {want}…\n{log}");
+    }
+
+    // Each run's folder: its name, and for the sweep, the grid's values in its configuration.
+    let saved = project.join("saved");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&saved).unwrap() {
+        let dir = e.unwrap().path();
+        let c = Config::from_file(&dir.join("config.yaml")).unwrap().config;
+        assert_eq!(
+            mislas::run_dir::read_metrics(&dir).unwrap().len(),
+            1,
+            "{c:?}"
+        );
+        found.push((c.name.clone(), c.seed, c.lr));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let want = [
+        ("first".to_owned(), 0, 0.01),
+        ("second".to_owned(), 0, 0.01),
+        ("third".to_owned(), 0, 0.01),
+        ("tiny_seed3_lr0.02".to_owned(), 3, 0.02),
+        ("tiny_seed3_lr0.05".to_owned(), 3, 0.05),
+        ("tiny_seed4_lr0.02".to_owned(), 4, 0.02),
+        ("tiny_seed4_lr0.05".to_owned(), 4, 0.05),
+    ];
+    assert_eq!(found, want);
+}
