@@ -36,7 +36,10 @@ fn config_reports_ignored_distributed_keys() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("ignored keys of distributed PyTorch: "));
-    assert!(stderr(&o).contains("dist_url"));
+    // The backend follows the device; dist_url, world_size, rank are used (src/dist).
+    assert!(stderr(&o).contains("dist_backend"));
+    assert!(!stderr(&o).contains("dist_url"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("dist_url: tcp://224.66.41.62:23456"));
 }
 
 #[test]
