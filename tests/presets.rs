@@ -48,7 +48,17 @@ fn reference_keys(stage: Stage) -> Vec<&'static str> {
         "tail_class_idx",
         "deterministic",
     ];
-    keys.extend_from_slice(IGNORED_KEYS);
+    // The reference's distributed keys, in its order (mislas uses all but distributed, gpu and
+    // dist_backend: see src/dist).
+    keys.extend_from_slice(&[
+        "distributed",
+        "gpu",
+        "world_size",
+        "rank",
+        "dist_url",
+        "dist_backend",
+        "multiprocessing_distributed",
+    ]);
     keys.push("mode");
     keys.extend_from_slice(match stage {
         Stage::Stage1 => &[
