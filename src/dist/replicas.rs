@@ -248,7 +248,9 @@ impl Replicas {
         }
         let values: Vec<f64> = by_index.into_iter().flatten().flatten().copied().collect();
         let mut out = EvalAccumulator::new(num_classes);
-        out.add_rows(&Tensor::from_slice(&values).view([-1, 5]));
+        if !values.is_empty() {
+            out.add_rows(&Tensor::from_slice(&values).view([-1, 5]));
+        }
         Ok(out)
     }
 
