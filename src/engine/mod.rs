@@ -162,7 +162,9 @@ fn run_job(mut job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> 
     }
     let failed_workers = replicas.wait_for_workers(grace);
     match (result, failed_workers.is_empty()) {
-        (Err(mut f), false) => {
+        // A lost rank: what the other rank said is the cause. Any other failure (a non-finite
+        // loss, bad data) is the same on every rank, and is said once.
+        (Err(mut f), false) if f.kind == FailureKind::LostRank => {
             f.message = format!("{} ({})", f.message, failed_workers.join("; "));
             Err(f)
         }
@@ -170,7 +172,7 @@ fn run_job(mut job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> 
             FailureKind::LostRank,
             failed_workers.join("; "),
         )),
-        (result, true) => result,
+        (result, _) => result,
     }
 }
 
