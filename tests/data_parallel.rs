@@ -339,6 +339,39 @@ fn start_binary(dir: &Path, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits (at most 300 s) for the first run folder under `saved` to hold its current checkpoint.
+fn first_checkpoint(saved: &Path) -> PathBuf {
+    let started = Instant::now();
+    loop {
+        let found = std::fs::read_dir(saved)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| current(&e.unwrap().path()));
+        if let Some(p) = found.filter(|p| p.is_file()) {
+            return p;
+        }
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no checkpoint after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pid of rank 1: the child process rank 0 started.
+fn worker_of(rank0: &std::process::Child) -> String {
+    let children = Command::new("pgrep")
+        .args(["-P", &rank0.id().to_string()])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8(children.stdout).unwrap();
+    pids.lines()
+        .next()
+        .expect("rank 1 runs as a child process")
+        .trim()
+        .to_owned()
+}
+
 fn write_config(cfg: &Config, path: &Path) {
     std::fs::write(path, cfg.to_yaml()).unwrap();
 }
@@ -360,33 +393,9 @@ fn a_killed_rank_ends_every_rank_with_its_name_and_the_checkpoint_resumes() {
         &["--saved", &saved_arg, "train", "--cfg", &yaml_arg],
     );
     // Wait for the first checkpoint (end of epoch 0), then a little training of epoch 1.
-    let started = Instant::now();
-    let ckpt = loop {
-        let found = std::fs::read_dir(&saved)
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|e| current(&e.unwrap().path()));
-        if let Some(p) = found.filter(|p| p.is_file()) {
-            break p;
-        }
-        assert!(
-            started.elapsed().as_secs() < 300,
-            "no checkpoint after 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let ckpt = first_checkpoint(&saved);
     std::thread::sleep(Duration::from_millis(1500));
-    let children = Command::new("pgrep")
-        .args(["-P", &rank0.id().to_string()])
-        .output()
-        .unwrap();
-    let worker = String::from_utf8(children.stdout).unwrap();
-    let worker = worker
-        .lines()
-        .next()
-        .expect("rank 1 runs as a child process")
-        .trim()
-        .to_owned();
+    let worker = worker_of(&rank0);
     let killed = Instant::now();
     Command::new("kill").args(["-9", &worker]).status().unwrap();
     let status = rank0.wait().unwrap();
@@ -560,29 +569,8 @@ fn a_frozen_rank_ends_the_run_within_its_timeout() {
         tmp.path(),
         &["--saved", &saved_arg, "train", "--cfg", &yaml_arg],
     );
-    let started = Instant::now();
-    while !std::fs::read_dir(&saved)
-        .ok()
-        .and_then(|mut d| d.next())
-        .is_some_and(|e| current(&e.unwrap().path()).is_file())
-    {
-        assert!(
-            started.elapsed().as_secs() < 300,
-            "no checkpoint after 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let children = Command::new("pgrep")
-        .args(["-P", &rank0.id().to_string()])
-        .output()
-        .unwrap();
-    let worker = String::from_utf8(children.stdout).unwrap();
-    let worker = worker
-        .lines()
-        .next()
-        .expect("rank 1 runs")
-        .trim()
-        .to_owned();
+    first_checkpoint(&saved);
+    let worker = worker_of(&rank0);
     let frozen = Instant::now();
     Command::new("kill")
         .args(["-STOP", &worker])
