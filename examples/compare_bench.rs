@@ -8,7 +8,7 @@
 //! Prints the seconds of each phase and the total (target: under 10 s on 2 cores).
 use mislas::compare::cli::{base_label, default_methods};
 use mislas::compare::estimators::Group;
-use mislas::compare::methods::{run_method, Base, Scoring, View};
+use mislas::compare::methods::{run_methods, Base, Scoring, View};
 use mislas::compare::posthoc;
 use mislas::compare::report::Comparison;
 use mislas::compare::split::Protocol;
@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let feat: i64 = args.get(1).map_or(Ok(512), |s| s.parse())?;
     let draws: usize = args.get(2).map_or(Ok(1000), |s| s.parse())?;
+    mislas::compare::cli::keep_freed_memory();
     tch::manual_seed(0);
     println!("compare_bench: 50,000 scored × {K} classes, 20,000 validation, F = {feat}, {draws} bootstrap draws, {} torch threads", tch::get_num_threads());
     let t0 = Instant::now();
@@ -72,14 +73,14 @@ fn main() -> anyhow::Result<()> {
         draws,
         seed: 0,
     };
-    let mut rows = Vec::new();
-    for m in default_methods(&[]) {
-        let tm = Instant::now();
-        let r = run_method(&m, &base_label(&m.base), &base, &scoring)?;
+    let methods = default_methods(&[]);
+    let specs = methods.iter().map(|m| (m, base_label(&m.base))).collect();
+    let mut report = |line: &str| println!("  {line}");
+    let rows = run_methods(&[(&base, specs)], &scoring, &mut report)?;
+    for r in &rows {
         println!(
-            "  {:<28} {:6.2} s  top-1 {:5.2}% [{:.2}, {:.2}]  ECE {:5.2}% [{:.2}, {:.2}]",
+            "  {:<28} top-1 {:5.2}% [{:.2}, {:.2}]  ECE {:5.2}% [{:.2}, {:.2}]",
             r.name,
-            tm.elapsed().as_secs_f64(),
             r.figures[0].top1,
             r.intervals[0].top1.lo,
             r.intervals[0].top1.hi,
@@ -87,7 +88,6 @@ fn main() -> anyhow::Result<()> {
             r.intervals[0].ece.lo,
             r.intervals[0].ece.hi
         );
-        rows.push(r);
     }
     let methods_s = t.elapsed().as_secs_f64();
     let c = Comparison {
@@ -101,6 +101,13 @@ fn main() -> anyhow::Result<()> {
         seed: 0,
         rows,
     };
+    let tv = Instant::now();
+    let vs = posthoc::fit_vector_scaling(&base.val.logits, &base.val.labels);
+    let vs_s = tv.elapsed().as_secs_f64();
+    println!(
+        "  vector scaling fit (optional, not in the default set) {vs_s:6.2} s: {}",
+        vs.describe()
+    );
     let tf = Instant::now();
     let dir = std::env::temp_dir().join("mislas_compare_bench");
     c.write(&dir)?;

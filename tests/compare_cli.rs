@@ -21,7 +21,7 @@ fn unknown_step_is_named() {
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "method 'ce+foo': unknown post-hoc step 'foo' (expected tau-norm, ncm, la or ts)"
+            "method 'ce+foo': unknown post-hoc step 'foo' (expected tau-norm, ncm, la, ts or vs)"
         ),
         "{err}"
     );

@@ -62,33 +62,82 @@ pub fn percentile(values: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-/// Per sample, what one draw needs: its reliability bin (`u8::MAX` for none), confidence,
-/// correctness and the groups its class belongs to (bit g for `groups[g]`).
-struct Compact {
+/// Per sample of one method's outputs, what a draw needs: its reliability bin (`u8::MAX` for
+/// none), confidence, correctness and the groups its class belongs to (bit g for `groups[g]`).
+/// A few bytes per sample, so that many methods' intervals can share the draws after their
+/// `[N, K]` probabilities are gone.
+#[derive(Debug, Clone)]
+pub struct Compact {
     bin: Vec<u8>,
     conf: Vec<f64>,
     correct: Vec<bool>,
     mask: Vec<u64>,
 }
 
-/// Top-1 and ECE (percent) of each group on the resample `idx`.
-fn draw_figures(c: &Compact, groups: usize, idx: impl Iterator<Item = usize>) -> Vec<(f64, f64)> {
+impl Compact {
+    /// The compact form of `outputs` for `groups`.
+    ///
+    /// # Panics
+    /// More than 64 groups.
+    pub fn of(outputs: &Outputs, groups: &[Group]) -> Compact {
+        assert!(groups.len() <= 64, "bootstrap: at most 64 groups");
+        let edges = linspace_edges(NUM_BINS);
+        Compact {
+            bin: outputs
+                .confidence
+                .iter()
+                .map(|&c| reliability_bin(&edges, c).map_or(u8::MAX, |b| b as u8))
+                .collect(),
+            conf: outputs.confidence.clone(),
+            correct: (0..outputs.len()).map(|i| outputs.correct(i)).collect(),
+            mask: outputs
+                .labels
+                .iter()
+                .map(|&y| {
+                    groups
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, g)| g.classes[y as usize])
+                        .fold(0u64, |m, (g, _)| m | (1 << g))
+                })
+                .collect(),
+        }
+    }
+
+    /// N, the number of samples.
+    pub fn len(&self) -> usize {
+        self.conf.len()
+    }
+
+    /// Whether there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.conf.is_empty()
+    }
+}
+
+/// Top-1 and ECE (percent) of each group on a resample given by its multiplicities: sample i
+/// drawn `count[i]` times.
+fn draw_figures(c: &Compact, groups: usize, count: &[u32]) -> Vec<(f64, f64)> {
     let mut n = vec![0u32; groups];
     let mut hits = vec![0u32; groups];
     // Per group and bin: count, Σ confidence, Σ correct.
     let mut bins = vec![(0u32, 0.0f64, 0u32); groups * NUM_BINS];
-    for i in idx {
-        let (ok, b) = (u32::from(c.correct[i]), c.bin[i]);
+    for (i, &w) in count.iter().enumerate() {
+        if w == 0 {
+            continue;
+        }
+        let (ok, b) = (w * u32::from(c.correct[i]), c.bin[i]);
+        let conf = f64::from(w) * c.conf[i];
         let mut m = c.mask[i];
         while m != 0 {
             let g = m.trailing_zeros() as usize;
             m &= m - 1;
-            n[g] += 1;
+            n[g] += w;
             hits[g] += ok;
             if b != u8::MAX {
                 let a = &mut bins[g * NUM_BINS + b as usize];
-                a.0 += 1;
-                a.1 += c.conf[i];
+                a.0 += w;
+                a.1 += conf;
                 a.2 += ok;
             }
         }
@@ -126,36 +175,42 @@ pub fn bootstrap(
     draws: usize,
     seed: u64,
 ) -> Vec<GroupIntervals> {
-    assert!(groups.len() <= 64, "bootstrap: at most 64 groups");
+    let compact = Compact::of(outputs, groups);
+    paired_bootstrap(&[compact], groups.len(), draws, seed).remove(0)
+}
+
+/// [`bootstrap`] of several methods scored on the same N images, on the same resamples (a
+/// paired bootstrap): each draw's indices are generated once, counted per sample, and every
+/// method's figures taken from the counts (Σ over drawn indices = Σ_i count_i · term_i). Result: per method, per group (`groups` of them) the intervals.
+///
+/// # Panics
+/// Methods of different N, or `draws` is 0.
+pub fn paired_bootstrap(
+    methods: &[Compact],
+    groups: usize,
+    draws: usize,
+    seed: u64,
+) -> Vec<Vec<GroupIntervals>> {
     assert!(draws > 0, "bootstrap: at least one draw");
-    let edges = linspace_edges(NUM_BINS);
-    let n = outputs.len();
-    let compact = Compact {
-        bin: outputs
-            .confidence
-            .iter()
-            .map(|&c| reliability_bin(&edges, c).map_or(u8::MAX, |b| b as u8))
-            .collect(),
-        conf: outputs.confidence.clone(),
-        correct: (0..n).map(|i| outputs.correct(i)).collect(),
-        mask: outputs
-            .labels
-            .iter()
-            .map(|&y| {
-                groups
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, g)| g.classes[y as usize])
-                    .fold(0u64, |m, (g, _)| m | (1 << g))
-            })
-            .collect(),
-    };
-    let run = |range: std::ops::Range<usize>| -> Vec<Vec<(f64, f64)>> {
+    let n = methods.first().map_or(0, Compact::len);
+    assert!(
+        methods.iter().all(|m| m.len() == n),
+        "paired bootstrap: every method on the same images"
+    );
+    // Per draw, per method, per group: (top-1, ECE).
+    let run = |range: std::ops::Range<usize>| -> Vec<Vec<Vec<(f64, f64)>>> {
+        let mut count = vec![0u32; n];
         range
             .map(|d| {
                 let mut rng = draw_rng(seed, d);
-                let idx = (0..n).map(move |_| rng.random_range(0..n));
-                draw_figures(&compact, groups.len(), idx)
+                count.fill(0);
+                for _ in 0..n {
+                    count[rng.random_range(0..n)] += 1;
+                }
+                methods
+                    .iter()
+                    .map(|c| draw_figures(c, groups, &count))
+                    .collect()
             })
             .collect()
     };
@@ -167,20 +222,24 @@ pub fn bootstrap(
         first
     });
     if n == 0 {
-        all = vec![vec![(0.0, 0.0); groups.len()]];
+        all = vec![vec![vec![(0.0, 0.0); groups]; methods.len()]];
     }
-    (0..groups.len())
-        .map(|g| {
-            let top1: Vec<f64> = all.iter().map(|d| d[g].0).collect();
-            let ece: Vec<f64> = all.iter().map(|d| d[g].1).collect();
-            let iv = |v: &[f64]| Interval {
-                lo: percentile(v, 2.5),
-                hi: percentile(v, 97.5),
-            };
-            GroupIntervals {
-                top1: iv(&top1),
-                ece: iv(&ece),
-            }
+    let iv = |v: &[f64]| Interval {
+        lo: percentile(v, 2.5),
+        hi: percentile(v, 97.5),
+    };
+    (0..methods.len())
+        .map(|m| {
+            (0..groups)
+                .map(|g| {
+                    let top1: Vec<f64> = all.iter().map(|d| d[m][g].0).collect();
+                    let ece: Vec<f64> = all.iter().map(|d| d[m][g].1).collect();
+                    GroupIntervals {
+                        top1: iv(&top1),
+                        ece: iv(&ece),
+                    }
+                })
+                .collect()
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 use super::bootstrap::DEFAULT_DRAWS;
 use super::cache::{self, Cached, Source};
 use super::estimators::Group;
-use super::methods::{run_method, Base, MethodSpec, Scoring, View};
+use super::methods::{run_methods, Base, BaseMethods, MethodSpec, Scoring, View};
 use super::posthoc;
 use super::report::Comparison;
 use super::split::{self, Protocol, Validation};
@@ -97,6 +97,7 @@ pub fn base_label(name: &str) -> String {
 /// A method names a base with no checkpoint, a checkpoint or data set that cannot be used,
 /// or an output that cannot be written.
 pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparison, PathBuf)> {
+    keep_freed_memory();
     let cfg = &opts.cfg;
     if cfg.resume.is_empty() {
         bail!("compare needs the stage-1 checkpoint: --checkpoint PATH");
@@ -175,23 +176,21 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         draws: opts.draws,
         seed: opts.seed,
     };
-    let mut rows = Vec::new();
-    for m in &methods {
-        let b = names
-            .iter()
-            .position(|n| *n == m.base)
-            .expect("base checked");
-        let started = std::time::Instant::now();
-        let r = run_method(m, &base_label(&m.base), &bases[b], &scoring)?;
-        log(&format!(
-            "=> {}: top-1 {:.2}% ECE {:.2}% ({:.2}s)",
-            r.name,
-            r.figures[0].top1,
-            r.figures[0].ece,
-            started.elapsed().as_secs_f64()
-        ));
-        rows.push(r);
-    }
+    let per_base: Vec<BaseMethods<'_>> = bases
+        .iter()
+        .zip(&names)
+        .map(|(base, name)| {
+            let specs = methods
+                .iter()
+                .filter(|m| m.base == *name)
+                .map(|m| (m, base_label(name)))
+                .collect();
+            (base, specs)
+        })
+        .collect();
+    let mut rows = run_methods(&per_base, &scoring, log)?;
+    // The table keeps the order the methods were asked in.
+    rows.sort_by_key(|r| methods.iter().position(|m| m.canonical() == r.spec));
     let comparison = Comparison {
         protocol: opts.protocol,
         checkpoint: cfg.resume.clone(),
@@ -273,5 +272,20 @@ fn views(
                 ),
             ))
         }
+    }
+}
+
+/// Makes glibc's `malloc` keep freed memory for reuse instead of returning it to the kernel:
+/// no `mmap` for large blocks (`M_MMAP_MAX` 0) and no trimming below 2 GiB of free heap
+/// (`M_TRIM_THRESHOLD`). The post-hoc methods allocate and free many `[N, K]` float tensors
+/// (80 MB each at ImageNet-LT's size); with the defaults each is a fresh `mmap` whose pages the
+/// kernel zeroes on first touch, which on `examples/compare_bench` cost more system time than
+/// the arithmetic. Process-wide; the memory stays with the process until it exits.
+pub fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `mallopt` only changes glibc's allocator parameters; it takes the arena lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }

@@ -1,17 +1,18 @@
 //! A method of the comparison: a base (the outputs of one checkpoint: stage 1, or a trained
 //! classifier stage such as cRT, LWS or MiSLAS) followed by post-hoc steps, each fitted on the
 //! validation split; and the scoring of it on the scored split.
-use super::bootstrap::{bootstrap, GroupIntervals};
+use super::bootstrap::{paired_bootstrap, Compact, GroupIntervals};
 use super::estimators::{
     accuracy_per_class, classwise_ece, figures, overconfidence_per_class, Figures, Group, Outputs,
 };
 use super::posthoc::{self, Fitted};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use tch::Tensor;
 
 /// A post-hoc step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Step {
     /// τ-norm of the classifier weights (replaces the logits; first step only).
     TauNorm,
@@ -21,26 +22,30 @@ pub enum Step {
     LogitAdjustment,
     /// Temperature scaling.
     Temperature,
+    /// Vector scaling: a scale and a shift per class (Guo et al. 2017, §4.2).
+    Vector,
 }
 
 impl Step {
-    /// The name a method list uses: `tau-norm`, `ncm`, `la`, `ts`.
+    /// The name a method list uses: `tau-norm`, `ncm`, `la`, `ts`, `vs`.
     pub fn word(self) -> &'static str {
         match self {
             Step::TauNorm => "tau-norm",
             Step::Ncm => "ncm",
             Step::LogitAdjustment => "la",
             Step::Temperature => "ts",
+            Step::Vector => "vs",
         }
     }
 
-    /// The name in tables: `τ-norm`, `NCM`, `LA`, `TS`.
+    /// The name in tables: `τ-norm`, `NCM`, `LA`, `TS`, `VS`.
     pub fn label(self) -> &'static str {
         match self {
             Step::TauNorm => "τ-norm",
             Step::Ncm => "NCM",
             Step::LogitAdjustment => "LA",
             Step::Temperature => "TS",
+            Step::Vector => "VS",
         }
     }
 }
@@ -74,9 +79,10 @@ impl MethodSpec {
                 "ncm" => Step::Ncm,
                 "la" => Step::LogitAdjustment,
                 "ts" => Step::Temperature,
+                "vs" => Step::Vector,
                 other => bail!(
                     "method '{text}': unknown post-hoc step '{other}' (expected tau-norm, ncm, \
-                     la or ts)"
+                     la, ts or vs)"
                 ),
             };
             if matches!(step, Step::TauNorm | Step::Ncm) && !steps.is_empty() {
@@ -88,6 +94,14 @@ impl MethodSpec {
             steps.push(step);
         }
         Ok(MethodSpec { base, steps })
+    }
+
+    /// The method as written with the canonical step names: `ce+tau-norm+ts`.
+    pub fn canonical(&self) -> String {
+        std::iter::once(self.base.as_str())
+            .chain(self.steps.iter().map(|st| st.word()))
+            .collect::<Vec<_>>()
+            .join("+")
     }
 
     /// The name in tables: `CE + τ-norm + TS`.
@@ -168,22 +182,27 @@ pub struct Scoring {
     pub seed: u64,
 }
 
-/// Fits `spec`'s steps on `base.val` and scores the result on `base.scored`.
-///
-/// # Errors
-/// NCM without class means.
-pub fn run_method(
-    spec: &MethodSpec,
-    base_label: &str,
-    base: &Base,
-    s: &Scoring,
-) -> Result<MethodResult> {
-    let mut val = base.val.logits.shallow_clone();
-    let mut scored = base.scored.logits.shallow_clone();
-    let mut fitted = Vec::new();
-    let prior = posthoc::log_prior(&s.train_class_counts);
-    for step in &spec.steps {
-        let f = match step {
+/// A method's logits after some of its steps: on the validation and scored splits, with what
+/// each step was fitted to.
+#[derive(Debug)]
+struct Applied {
+    val: Tensor,
+    scored: Tensor,
+    fitted: Vec<Fitted>,
+}
+
+impl Applied {
+    fn base(base: &Base) -> Applied {
+        Applied {
+            val: base.val.logits.shallow_clone(),
+            scored: base.scored.logits.shallow_clone(),
+            fitted: Vec::new(),
+        }
+    }
+
+    /// `step` fitted on the validation logits so far and applied to both splits.
+    fn then(&self, step: Step, base: &Base, prior: &Tensor) -> Result<Applied> {
+        let (val, scored, f) = match step {
             Step::TauNorm => {
                 let f = posthoc::fit_tau_norm(
                     &base.val.features,
@@ -194,60 +213,147 @@ pub fn run_method(
                 let Fitted::TauNorm { tau, .. } = f else {
                     unreachable!()
                 };
-                val = posthoc::tau_norm_logits(&base.val.features, &base.weight, tau);
-                scored = posthoc::tau_norm_logits(&base.scored.features, &base.weight, tau);
-                f
+                let logits = |v: &View| posthoc::tau_norm_logits(&v.features, &base.weight, tau);
+                (logits(&base.val), logits(&base.scored), f)
             }
             Step::Ncm => {
                 let Some(means) = &base.class_means else {
                     bail!("NCM needs the training features' class means");
                 };
-                val = posthoc::ncm_logits(&base.val.features, means);
-                scored = posthoc::ncm_logits(&base.scored.features, means);
-                Fitted::Ncm
+                let logits = |v: &View| posthoc::ncm_logits(&v.features, means);
+                (logits(&base.val), logits(&base.scored), Fitted::Ncm)
             }
             Step::LogitAdjustment => {
                 let f = posthoc::fit_logit_adjustment(
-                    &val,
+                    &self.val,
                     &base.val.labels,
-                    &prior,
+                    prior,
                     &posthoc::logit_adjustment_grid(),
                 );
                 let Fitted::LogitAdjustment { tau, .. } = f else {
                     unreachable!()
                 };
-                val = posthoc::adjust_logits(&val, &prior, tau);
-                scored = posthoc::adjust_logits(&scored, &prior, tau);
-                f
+                let adjust = |z: &Tensor| posthoc::adjust_logits(z, prior, tau);
+                (adjust(&self.val), adjust(&self.scored), f)
             }
             Step::Temperature => {
-                let f = posthoc::fit_temperature(&val, &base.val.labels);
+                let f = posthoc::fit_temperature(&self.val, &base.val.labels);
                 let Fitted::Temperature { t, .. } = f else {
                     unreachable!()
                 };
-                val = &val / t;
-                scored = &scored / t;
-                f
+                (&self.val / t, &self.scored / t, f)
+            }
+            Step::Vector => {
+                let f = posthoc::fit_vector_scaling(&self.val, &base.val.labels);
+                let Fitted::Vector { scale, shift, .. } = &f else {
+                    unreachable!()
+                };
+                let (a, b) = (Tensor::from_slice(scale), Tensor::from_slice(shift));
+                let apply = |z: &Tensor| posthoc::vector_scale(z, &a, &b);
+                (apply(&self.val), apply(&self.scored), f)
             }
         };
+        let mut fitted = self.fitted.clone();
         fitted.push(f);
+        Ok(Applied {
+            val,
+            scored,
+            fitted,
+        })
     }
+}
+
+/// One base's methods, in order: `(spec, the base's table name)`.
+pub type BaseMethods<'a> = (&'a Base, Vec<(&'a MethodSpec, String)>);
+
+/// Fits every method's steps on its base's validation split, scores it on the scored split, and
+/// takes all intervals on the same bootstrap resamples (every base must have the same scored
+/// images). A step sequence shared by several methods (`ce+la` and `ce+la+ts`) is fitted once.
+/// `log` hears one line per method.
+///
+/// # Errors
+/// NCM without class means.
+pub fn run_methods(
+    bases: &[BaseMethods<'_>],
+    s: &Scoring,
+    log: &mut dyn FnMut(&str),
+) -> Result<Vec<MethodResult>> {
+    let prior = posthoc::log_prior(&s.train_class_counts);
+    let mut rows = Vec::new();
+    let mut compacts = Vec::new();
+    for (base, methods) in bases {
+        let mut memo: HashMap<Vec<Step>, Applied> = HashMap::new();
+        memo.insert(Vec::new(), Applied::base(base));
+        for (spec, base_label) in methods {
+            let started = std::time::Instant::now();
+            for k in 1..=spec.steps.len() {
+                if !memo.contains_key(&spec.steps[..k]) {
+                    let next = memo[&spec.steps[..k - 1]].then(spec.steps[k - 1], base, &prior)?;
+                    memo.insert(spec.steps[..k].to_vec(), next);
+                }
+            }
+            let applied = &memo[&spec.steps];
+            let (row, compact) = score(spec, base_label, applied, base, s)?;
+            log(&format!(
+                "=> {}: top-1 {:.2}% ECE {:.2}% ({:.2}s)",
+                row.name,
+                row.figures[0].top1,
+                row.figures[0].ece,
+                started.elapsed().as_secs_f64()
+            ));
+            rows.push(row);
+            compacts.push(compact);
+        }
+    }
+    let intervals = paired_bootstrap(&compacts, s.groups.len(), s.draws, s.seed);
+    for (row, iv) in rows.iter_mut().zip(intervals) {
+        row.intervals = iv;
+    }
+    Ok(rows)
+}
+
+/// Fits `spec`'s steps on `base.val` and scores the result on `base.scored`, intervals
+/// included ([`run_methods`] of one method).
+///
+/// # Errors
+/// NCM without class means.
+pub fn run_method(
+    spec: &MethodSpec,
+    base_label: &str,
+    base: &Base,
+    s: &Scoring,
+) -> Result<MethodResult> {
+    let mut rows = run_methods(
+        &[(base, vec![(spec, base_label.to_owned())])],
+        s,
+        &mut |_| {},
+    )?;
+    Ok(rows.remove(0))
+}
+
+/// The figures of a method's scored logits (intervals left empty) and the compact form its
+/// intervals are drawn from.
+fn score(
+    spec: &MethodSpec,
+    base_label: &str,
+    applied: &Applied,
+    base: &Base,
+    s: &Scoring,
+) -> Result<(MethodResult, Compact)> {
     let labels = Vec::<i64>::try_from(&base.scored.labels)?;
-    let out = Outputs::from_logits(&scored, labels);
+    let out = Outputs::from_logits(&applied.scored, labels);
     let cw = classwise_ece(&out);
     let brier = out.brier_per_sample();
-    Ok(MethodResult {
+    let row = MethodResult {
         name: spec.label(base_label),
-        spec: std::iter::once(spec.base.as_str())
-            .chain(spec.steps.iter().map(|st| st.word()))
-            .collect::<Vec<_>>()
-            .join("+"),
-        fitted,
+        spec: spec.canonical(),
+        fitted: applied.fitted.clone(),
         figures: figures(&out, &s.groups, &cw, &brier),
-        intervals: bootstrap(&out, &s.groups, s.draws, s.seed),
+        intervals: Vec::new(),
         per_class_accuracy: accuracy_per_class(&out),
         per_class_overconfidence: overconfidence_per_class(&out),
-    })
+    };
+    Ok((row, Compact::of(&out, &s.groups)))
 }
 
 #[cfg(test)]

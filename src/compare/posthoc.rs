@@ -1,8 +1,8 @@
 //! Post-hoc classifier-stage methods on cached outputs, each fitted on a validation split and
 //! applied to the scored one: τ-norm and NCM (Kang et al., "Decoupling Representation and
 //! Classifier for Long-Tailed Recognition", ICLR 2020), post-hoc logit adjustment (Menon et
-//! al., "Long-tail learning via logit adjustment", ICLR 2021) and temperature scaling (Guo et
-//! al., "On Calibration of Modern Neural Networks", ICML 2017).
+//! al., "Long-tail learning via logit adjustment", ICLR 2021), temperature scaling and vector
+//! scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
 //!
 //! All tensors are float32 on the CPU: features `[N, F]`, logits `[N, K]`, classifier weight
 //! `[K, F]`.
@@ -37,6 +37,20 @@ pub enum Fitted {
         /// Validation NLL at T.
         nll_after: f64,
     },
+    /// Vector scaling: per-class scale a `[K]` and shift b `[K]` with its validation NLL before
+    /// and after, and the Newton iterations it took.
+    Vector {
+        /// a_k, the scale of class k's logit.
+        scale: Vec<f32>,
+        /// b_k, the shift of class k's logit.
+        shift: Vec<f32>,
+        /// Validation NLL at a = 1, b = 0.
+        nll_before: f64,
+        /// Validation NLL at the fitted a, b.
+        nll_after: f64,
+        /// Newton iterations.
+        iterations: usize,
+    },
 }
 
 impl Fitted {
@@ -51,6 +65,19 @@ impl Fitted {
                 nll_before,
                 nll_after,
             } => format!("TS T={t:.3} (val NLL {nll_before:.4} → {nll_after:.4})"),
+            Fitted::Vector {
+                scale,
+                nll_before,
+                nll_after,
+                ..
+            } => {
+                let (lo, hi) = scale
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &a| {
+                        (l.min(a), h.max(a))
+                    });
+                format!("VS a∈[{lo:.2}, {hi:.2}] (val NLL {nll_before:.4} → {nll_after:.4})")
+            }
         }
     }
 }
@@ -87,7 +114,8 @@ pub fn tau_norm_logits(features: &Tensor, weight: &Tensor, tau: f64) -> Tensor {
 
 /// The τ of `grid` with the highest validation top-1 (the smallest on ties), and the sweep.
 ///
-/// Since ‖W_j‖^τ scales column j, the product f·Wᵀ is computed once and each τ rescales it.
+/// Since ‖W_j‖^τ scales column j, the product f·Wᵀ is computed once and each τ rescales it
+/// ([`sweep_top1`]).
 pub fn fit_tau_norm(
     val_features: &Tensor,
     val_labels: &Tensor,
@@ -95,15 +123,79 @@ pub fn fit_tau_norm(
     grid: &[f64],
 ) -> Fitted {
     let raw = val_features.matmul(&weight.tr());
-    let norms = weight.norm_scalaropt_dim(2, [1i64].as_slice(), false);
-    let sweep: Vec<(f64, f64)> = grid
+    let norms = Vec::<f64>::try_from(
+        weight
+            .norm_scalaropt_dim(2, [1i64].as_slice(), false)
+            .to_kind(Kind::Double),
+    )
+    .expect("norms [K] copy");
+    let scales: Vec<Vec<f32>> = grid
         .iter()
-        .map(|&t| (t, top1(&(&raw / norms.pow_tensor_scalar(t)), val_labels)))
+        .map(|&t| norms.iter().map(|&n| n.powf(-t) as f32).collect())
         .collect();
+    let shifts = vec![vec![0.0f32; norms.len()]; grid.len()];
+    let sweep = grid
+        .iter()
+        .copied()
+        .zip(sweep_top1(&raw, val_labels, &scales, &shifts))
+        .collect::<Vec<_>>();
     Fitted::TauNorm {
         tau: best(&sweep),
         sweep,
     }
+}
+
+/// Top-1 (%) of `logits` `[N, K]` against `labels` `[N]` under each of T per-class affine
+/// maps, z_ij·scale_t[j] + shift_t[j], in one pass over the logits (two threads).
+///
+/// Sample i counts as right under map t when its label's score is the first maximum, as
+/// `argmax` picks: no earlier class scores ≥ and no later class > the label's. The comparisons
+/// are branch-free, so each row's loop over classes vectorises.
+///
+/// # Panics
+/// `scales` and `shifts` of different lengths, or a map not of length K.
+pub fn sweep_top1(
+    logits: &Tensor,
+    labels: &Tensor,
+    scales: &[Vec<f32>],
+    shifts: &[Vec<f32>],
+) -> Vec<f64> {
+    let k = logits.size()[1] as usize;
+    assert_eq!(
+        scales.len(),
+        shifts.len(),
+        "sweep_top1: one shift per scale"
+    );
+    assert!(scales.iter().chain(shifts).all(|m| m.len() == k));
+    let z = Vec::<f32>::try_from(logits.to_kind(Kind::Float).contiguous().view([-1]))
+        .expect("logits copy");
+    let y = Vec::<i64>::try_from(labels).expect("labels copy");
+    let hits = |rows: std::ops::Range<usize>| -> Vec<usize> {
+        let mut hits = vec![0usize; scales.len()];
+        for i in rows {
+            let (row, yi) = (&z[i * k..(i + 1) * k], y[i] as usize);
+            for (t, (sc, sh)) in scales.iter().zip(shifts).enumerate() {
+                let zy = row[yi] * sc[yi] + sh[yi];
+                let before = (0..yi)
+                    .map(|j| u32::from(row[j] * sc[j] + sh[j] >= zy))
+                    .sum::<u32>();
+                let after = (yi + 1..k)
+                    .map(|j| u32::from(row[j] * sc[j] + sh[j] > zy))
+                    .sum::<u32>();
+                hits[t] += usize::from(before + after == 0);
+            }
+        }
+        hits
+    };
+    let n = y.len();
+    let (a, b) = std::thread::scope(|s| {
+        let h = s.spawn(|| hits(n / 2..n));
+        (hits(0..n / 2), h.join().expect("sweep thread"))
+    });
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| 100.0 * (x + y) as f64 / n.max(1) as f64)
+        .collect()
 }
 
 fn best(sweep: &[(f64, f64)]) -> f64 {
@@ -157,22 +249,25 @@ pub fn adjust_logits(logits: &Tensor, log_prior: &Tensor, tau: f64) -> Tensor {
     logits - log_prior * tau
 }
 
-/// The τ of `grid` with the highest validation top-1, and the sweep.
+/// The τ of `grid` with the highest validation top-1, and the sweep ([`sweep_top1`] of the
+/// shifts −τ·log π).
 pub fn fit_logit_adjustment(
     val_logits: &Tensor,
     val_labels: &Tensor,
     log_prior: &Tensor,
     grid: &[f64],
 ) -> Fitted {
-    let sweep: Vec<(f64, f64)> = grid
+    let lp = Vec::<f32>::try_from(log_prior.to_kind(Kind::Float)).expect("log prior copy");
+    let scales = vec![vec![1.0f32; lp.len()]; grid.len()];
+    let shifts: Vec<Vec<f32>> = grid
         .iter()
-        .map(|&t| {
-            (
-                t,
-                top1(&adjust_logits(val_logits, log_prior, t), val_labels),
-            )
-        })
+        .map(|&t| lp.iter().map(|&l| -(l * t as f32)).collect())
         .collect();
+    let sweep = grid
+        .iter()
+        .copied()
+        .zip(sweep_top1(val_logits, val_labels, &scales, &shifts))
+        .collect::<Vec<_>>();
     Fitted::LogitAdjustment {
         tau: best(&sweep),
         sweep,
@@ -190,17 +285,40 @@ pub fn nll_at(logits: &Tensor, labels: &Tensor, t: f64) -> f64 {
 
 /// Temperature scaling: the T > 0 minimising validation NLL of `logits / T` (Guo et al. 2017,
 /// §4.2). With β = 1/T the NLL, mean(logsumexp(β·z) − β·z_y), is convex in β with derivative
-/// mean(E_p[z] − z_y) and second derivative mean(Var_p[z]); Newton's method on β from β = 1
-/// (a step that would leave β > 0 is halved) stops when the step is below 1e-7·β, at most 50
-/// steps. Each step is one softmax over the `[N, K]` logits in float32, sums in float64.
+/// mean(E_p[z] − z_y) and second derivative mean(Var_p[z]); Newton's method on β (a step that
+/// would leave β > 0 is halved) stops when the step is below 1e-7·β, at most 50 steps. It
+/// starts on every 16th row from β = 1 and then continues on all rows from that β, so that the
+/// full `[N, K]` passes are the last two or three steps only. Each step is one softmax in
+/// float32, sums in float64.
 pub fn fit_temperature(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
     let z = val_logits.to_kind(Kind::Float);
-    let zy = z.gather(1, &val_labels.unsqueeze(1), false).squeeze_dim(1);
-    let mut beta = 1.0f64;
+    let n = z.size()[0];
+    let beta = if n >= 4096 {
+        let rows = Tensor::arange_start_step(0, n, 16, (Kind::Int64, z.device()));
+        newton_beta(
+            &z.index_select(0, &rows),
+            &val_labels.index_select(0, &rows),
+            1.0,
+        )
+    } else {
+        1.0
+    };
+    let t = 1.0 / newton_beta(&z, val_labels, beta);
+    Fitted::Temperature {
+        t,
+        nll_before: nll_at(&z, val_labels, 1.0),
+        nll_after: nll_at(&z, val_labels, t),
+    }
+}
+
+/// Newton's method on β of [`fit_temperature`] from `beta`.
+fn newton_beta(z: &Tensor, labels: &Tensor, mut beta: f64) -> f64 {
+    let zy = z.gather(1, &labels.unsqueeze(1), false).squeeze_dim(1);
     for _ in 0..50 {
-        let p = (&z * beta).softmax(1, Kind::Float);
-        let ez = (&p * &z).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        let ez2 = (&p * &z * &z).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let p = (z * beta).softmax(1, Kind::Float);
+        let pz = &p * z;
+        let ez = pz.sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let ez2 = (pz * z).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let grad = (&ez - &zy).mean(Kind::Double).double_value(&[]);
         let hess = (&ez2 - &ez * &ez)
             .mean(Kind::Double)
@@ -215,11 +333,85 @@ pub fn fit_temperature(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
             break;
         }
     }
-    let t = 1.0 / beta;
-    Fitted::Temperature {
-        t,
-        nll_before: nll_at(&z, val_labels, 1.0),
-        nll_after: nll_at(&z, val_labels, t),
+    beta
+}
+
+/// Vector-scaled logits `z·a + b` of `[N, K]` logits with per-class `a`, `b` `[K]`.
+pub fn vector_scale(logits: &Tensor, scale: &Tensor, shift: &Tensor) -> Tensor {
+    logits * scale + shift
+}
+
+/// Mean NLL (nats) of `z·a + b` against `labels`.
+fn vector_nll(z: &Tensor, labels: &Tensor, a: &Tensor, b: &Tensor) -> f64 {
+    -vector_scale(z, a, b)
+        .log_softmax(1, Kind::Float)
+        .gather(1, &labels.unsqueeze(1), false)
+        .mean(Kind::Double)
+        .double_value(&[])
+}
+
+/// Vector scaling (Guo et al. 2017, §4.2: "W is restricted to be a diagonal matrix"): the
+/// per-class a, b `[K]` minimising the validation NLL of `z·a + b`, a convex problem.
+///
+/// From a = 1, b = 0, each iteration takes the Newton step of every class's (a_k, b_k) with
+/// its 2×2 block of the Hessian (Σ_i p_ik(1 − p_ik)·[z², z; z, 1] / N, the cross-class terms
+/// left out), halved until the NLL falls by at least 1e-4 of the predicted decrease (Armijo);
+/// it stops when an iteration gains less than 1e-10 nats, at most 100 iterations. Float32
+/// tensors, sums in float64.
+pub fn fit_vector_scaling(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
+    let z = val_logits.to_kind(Kind::Float);
+    let (n, k) = (z.size()[0], z.size()[1]);
+    let dev = z.device();
+    let onehot = val_labels.one_hot(k).to_kind(Kind::Float);
+    let mut a = Tensor::ones([k], (Kind::Float, dev));
+    let mut b = Tensor::zeros([k], (Kind::Float, dev));
+    let nll_before = vector_nll(&z, val_labels, &a, &b);
+    let mut nll = nll_before;
+    let mut iterations = 0;
+    let col_mean =
+        |t: &Tensor| t.sum_dim_intlist([0i64].as_slice(), false, Kind::Double) / n as f64;
+    while iterations < 100 {
+        iterations += 1;
+        let p = vector_scale(&z, &a, &b).softmax(1, Kind::Float);
+        let r = &p - &onehot;
+        let (ga, gb) = (col_mean(&(&r * &z)), col_mean(&r));
+        let w = &p * (1.0 - &p);
+        let wz = &w * &z;
+        let (haa, hab, hbb) = (col_mean(&(&wz * &z)), col_mean(&wz), col_mean(&w));
+        // Solve [haa hab; hab hbb]·(da, db) = −(ga, gb) per class, with a small ridge.
+        let (haa, hbb) = (haa + 1e-9, hbb + 1e-9);
+        let det = &haa * &hbb - &hab * &hab;
+        let da = -(&hbb * &ga - &hab * &gb) / &det;
+        let db = -(&haa * &gb - &hab * &ga) / &det;
+        let predicted = (&ga * &da + &gb * &db).sum(Kind::Double).double_value(&[]);
+        let mut step = 1.0;
+        let accepted = loop {
+            let (na, nb) = (&a + &da * step, &b + &db * step);
+            let (na, nb) = (na.to_kind(Kind::Float), nb.to_kind(Kind::Float));
+            let trial = vector_nll(&z, val_labels, &na, &nb);
+            if trial <= nll + 1e-4 * step * predicted {
+                break Some((na, nb, trial));
+            }
+            step /= 2.0;
+            if step < 1e-6 {
+                break None;
+            }
+        };
+        let Some((na, nb, trial)) = accepted else {
+            break;
+        };
+        let gain = nll - trial;
+        (a, b, nll) = (na, nb, trial);
+        if gain < 1e-10 {
+            break;
+        }
+    }
+    Fitted::Vector {
+        scale: Vec::<f32>::try_from(&a).expect("a [K] copies"),
+        shift: Vec::<f32>::try_from(&b).expect("b [K] copies"),
+        nll_before,
+        nll_after: nll,
+        iterations,
     }
 }
 
@@ -255,6 +447,47 @@ mod tests {
         // τ = 0: plain product.
         let plain = tau_norm_logits(&f, &w, 0.0);
         assert!(plain.allclose(&f.matmul(&w.tr()), 1e-6, 1e-6, false));
+    }
+
+    /// The one-pass sweep gives `argmax`'s top-1 for every map, ties included: integer logits
+    /// in 0..4 over 7 classes tie often, and `argmax` takes the first maximum.
+    #[test]
+    fn sweep_top1_is_argmax_top1_with_ties() {
+        tch::manual_seed(2);
+        let opts = (Kind::Int64, tch::Device::Cpu);
+        let z = Tensor::randint(4, [3001, 7], opts).to_kind(Kind::Float);
+        let y = Tensor::randint(7, [3001], opts);
+        let scales = vec![
+            vec![1.0f32; 7],
+            vec![1.0, 0.5, 2.0, 1.0, 1.5, 1.0, 0.25],
+            vec![0.3, 1.7, 1.0, 0.9, 1.1, 2.5, 1.0],
+        ];
+        let shifts = vec![
+            vec![0.0f32; 7],
+            vec![0.0, 1.0, 0.0, -1.0, 0.5, 0.0, 2.0],
+            vec![-0.7, 0.2, 0.1, 0.0, -0.3, 0.45, 0.0],
+        ];
+        let got = sweep_top1(&z, &y, &scales, &shifts);
+        for t in 0..3 {
+            let m = &z * Tensor::from_slice(&scales[t]) + Tensor::from_slice(&shifts[t]);
+            assert!((got[t] - top1(&m, &y)).abs() < 1e-9, "map {t}");
+        }
+        // Ties are frequent here, so the tie rule matters: the plain map's top-1 is well below
+        // the share of rows whose label reaches the maximum.
+        let reach = z
+            .gather(1, &y.unsqueeze(1), false)
+            .squeeze_dim(1)
+            .ge_tensor(&z.amax([1i64].as_slice(), false));
+        let reach = 100.0
+            * reach
+                .to_kind(Kind::Double)
+                .mean(Kind::Double)
+                .double_value(&[]);
+        assert!(
+            got[0] + 5.0 < reach,
+            "top-1 {} vs label at max {reach}",
+            got[0]
+        );
     }
 
     #[test]
