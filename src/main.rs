@@ -113,7 +113,8 @@ struct CompareArgs {
     #[arg(long = "trained", value_name = "NAME=PATH")]
     trained: Vec<String>,
     /// Methods, comma-separated, BASE[+STEP…] with BASE `ce` (the stage-1 checkpoint) or a
-    /// --trained NAME and STEP tau-norm, ncm, la (logit adjustment), ts (temperature scaling), vs (vector scaling).
+    /// --trained NAME and STEP tau-norm, ncm, la (logit adjustment), ts (temperature scaling),
+    /// vs (vector scaling).
     /// Default: every post-hoc method on ce, alone and +ts, and each trained base, alone and +ts.
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
