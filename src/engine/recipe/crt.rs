@@ -124,7 +124,7 @@ mod tests {
     fn loss_is_cross_entropy_of_the_scaled_logits() {
         let net = net(4);
         tch::no_grad(|| {
-            let _ = net.part_variables(Part::Lws)[0]
+            net.part_variables(Part::Lws)[0]
                 .1
                 .copy_(&Tensor::from_slice(&[0.5f32, 1.0, 2.0, 1.5]));
         });
