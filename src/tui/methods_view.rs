@@ -40,7 +40,7 @@ pub fn draw(
     match (m.page, &m.result) {
         (Page::Results, Some((c, out))) => {
             let title = format!(
-                "Methods · {} · results · 95 % CI: bootstrap, {} draws · Tab: checklist",
+                "Methods · {} · 95 % CI of {} bootstrap draws",
                 m.name, c.draws
             );
             let block = panel(&title, true, theme);
@@ -97,8 +97,9 @@ fn checklist_lines(
         if i == m.cursor {
             at = lines.len();
         }
-        let mark = if m.checked[i] { "[x] " } else { "[ ] " };
-        let mut spans = vec![Span::raw(format!("{mark}{:<18}", item.label()))];
+        let mark = if m.checked[i] { "[x]" } else { "[ ]" };
+        let cursor = if i == m.cursor { "▶" } else { " " };
+        let mut spans = vec![Span::raw(format!("{cursor}{mark} {:<18}", item.label()))];
         if let Some(Some(f)) = found.get(i) {
             spans.push(found_mark(f, theme));
         }
@@ -117,10 +118,7 @@ fn cursor_note(m: &MethodsScreen, found: &[Option<Found>], theme: Theme) -> Vec<
     let dim = theme.dim();
     match (&m.items[m.cursor], found.get(m.cursor).cloned().flatten()) {
         (Item::PostHoc(s), _) => vec![Line::styled(
-            format!(
-                "{}: fitted on the validation half, in seconds",
-                spec_word(s)
-            ),
+            format!("{}: post-hoc, fitted on the validation split", spec_word(s)),
             dim,
         )],
         (_, Some(Found::Finished { dir, .. })) => {
@@ -236,13 +234,22 @@ fn fitted_short(r: &MethodResult) -> String {
             Fitted::TauNorm { tau, .. } => format!("τ={tau:.2}"),
             Fitted::Ncm => "NCM means".into(),
             Fitted::LogitAdjustment { tau, .. } => format!("LA τ={tau:.1}"),
-            Fitted::Temperature { t, .. } => format!("T={t:.2}"),
+            Fitted::Temperature { t, .. } => format!("T={}", short_number(*t)),
         })
         .collect();
     match (parts.is_empty(), r.spec.starts_with("ce")) {
         (true, true) => "–".into(),
         (true, false) => "stage 2".into(),
         (false, _) => parts.join(", "),
+    }
+}
+
+/// A figure in at most 6 columns: `0.812`, `12.34`, `4.0e4`.
+fn short_number(v: f64) -> String {
+    match v.abs() {
+        a if a < 10.0 => format!("{v:.3}"),
+        a if a < 1000.0 => format!("{v:.1}"),
+        _ => format!("{v:.1e}"),
     }
 }
 
@@ -316,7 +323,7 @@ fn draw_table(
                 Line::raw(short_name(r)),
                 Line::raw(with_ci(fig.top1, ci.top1.lo, ci.top1.hi)),
                 Line::raw(with_ci(fig.ece, ci.ece.lo, ci.ece.hi)),
-                Line::raw(format!("{:.3}", fig.nll)),
+                Line::raw(short_number(fig.nll)),
                 Line::raw(fitted_short(r)),
             ])
         })
@@ -326,7 +333,7 @@ fn draw_table(
         Constraint::Min(10),
         Constraint::Length(20),
         Constraint::Length(20),
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Min(8),
     ];
     let header = Row::new([
@@ -340,7 +347,8 @@ fn draw_table(
     .style(theme.dim());
     let table = Table::new(rows, widths)
         .header(header)
-        .row_highlight_style(theme.selected());
+        .row_highlight_style(theme.selected())
+        .highlight_symbol("▶");
     let mut state = TableState::default().with_selected(Some(m.row));
     f.render_stateful_widget(table, area, &mut state);
 }
@@ -367,24 +375,25 @@ fn draw_curves(
     let diagonal = [(0.0, 0.0), (1.0, 1.0)];
     let mut sets = vec![Dataset::default()
         .graph_type(GraphType::Line)
-        .marker(Marker::Dot)
+        .marker(Marker::Braille)
         .style(theme.dim())
         .data(&diagonal)];
     for (i, p) in &points {
-        sets.push(
-            Dataset::default()
-                .graph_type(GraphType::Line)
-                .marker(Marker::Braille)
-                .style(theme.fg(PALETTE[i % PALETTE.len()]))
-                .data(p),
-        );
+        let style = theme.fg(PALETTE[i % PALETTE.len()]);
+        for (graph, marker) in [
+            (GraphType::Line, Marker::Braille),
+            (GraphType::Scatter, Marker::Dot),
+        ] {
+            let set = Dataset::default().graph_type(graph).marker(marker);
+            sets.push(set.style(style).data(p));
+        }
     }
     let labels = |a: &'static str, b: &'static str, c: &'static str| {
         vec![Span::raw(a), Span::raw(b), Span::raw(c)]
     };
     let chart = Chart::new(sets)
         .block(panel(
-            "Reliability: accuracy per confidence bin · ● as in the table · ··· ideal",
+            "Reliability: accuracy per confidence bin · colours as ● · diagonal ideal",
             false,
             theme,
         ))
