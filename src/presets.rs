@@ -221,8 +221,9 @@ pub fn save_user_preset(dir: &Path, name: &str, config: &Config) -> anyhow::Resu
 }
 
 /// The preset of the other stage that goes with preset `i` for a "both stages" launch: same data
-/// set, imbalance factor and origin, the other stage; among several, the one whose file name
-/// shares the longest prefix with preset `i`'s.
+/// set, imbalance factor and origin, the other stage; among several, MiSLAS's stage 2 before
+/// the other classifier-stage recipes (cRT, LWS), then the one whose file name shares the
+/// longest prefix with preset `i`'s, then the first.
 pub fn partner(presets: &[Preset], i: usize) -> Option<usize> {
     let me = presets.get(i)?;
     let cfg = me.config.as_ref().ok()?;
@@ -235,14 +236,15 @@ pub fn partner(presets: &[Preset], i: usize) -> Option<usize> {
         .filter(|(_, _, c)| {
             c.dataset == cfg.dataset && c.imb_factor == cfg.imb_factor && c.stage() != cfg.stage()
         })
-        .max_by_key(|(j, p, _)| {
+        .max_by_key(|(j, p, c)| {
             let common = p
                 .name()
                 .chars()
                 .zip(name.chars())
                 .take_while(|(a, b)| a == b)
                 .count();
-            (common, std::cmp::Reverse(*j))
+            let mislas = c.recipe == crate::config::ClassifierRecipe::Mislas;
+            (mislas, common, std::cmp::Reverse(*j))
         })
         .map(|(j, _, _)| j)
 }

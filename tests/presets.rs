@@ -370,7 +370,7 @@ fn fashion_mnist_presets() {
     }
 }
 
-/// Every file under `presets/` is one of the 22 checked above, and all of them load and
+/// Every file under `presets/` is one of the 48 checked above, and all of them load and
 /// validate (so a preset added later without a test still gets the basic check).
 #[test]
 fn every_preset_file_loads_and_validates() {
@@ -400,5 +400,83 @@ fn every_preset_file_loads_and_validates() {
         }
     }
     files.sort();
-    assert_eq!(files.len(), 22, "{files:?}");
+    // 22 of the release and Fashion-MNIST-LT, a cRT and an LWS preset next to each of the 11
+    // MiSLAS stage-2 presets, and Fashion-MNIST-LT's two MiSLAS ablations at each IF.
+    assert_eq!(files.len(), 22 + 22 + 4, "{files:?}");
+}
+
+/// Decoupling's classifier stages (Kang et al., ICLR 2020): next to every MiSLAS stage-2 preset,
+/// a cRT and an LWS one with the same data, optimiser and epochs (10, cosine, class-aware
+/// sampler), backbone in eval mode (no shift learning) and plain cross-entropy (no LAS keys).
+#[test]
+fn crt_and_lws_presets_sit_next_to_each_mislas_stage2() {
+    use mislas::config::ClassifierRecipe;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+    let mut seen = 0;
+    for folder in std::fs::read_dir(&root).unwrap() {
+        let folder = folder.unwrap().file_name().into_string().unwrap();
+        for file in std::fs::read_dir(root.join(&folder)).unwrap() {
+            let stem = file.unwrap().path().file_stem().unwrap().to_str().unwrap().to_owned();
+            let Some(base) = stem.strip_suffix("_stage2_mislas") else {
+                continue;
+            };
+            let mislas = load(&folder, &stem).config;
+            for (word, recipe) in [("crt", ClassifierRecipe::Crt), ("lws", ClassifierRecipe::Lws)] {
+                let other_stem = format!("{base}_stage2_{word}");
+                let other = load(&folder, &other_stem).config;
+                assert_eq!(other.recipe, recipe, "{other_stem}");
+                assert_eq!(other.stage(), Stage::Stage2, "{other_stem}");
+                assert!(!other.shift_bn && !other.mixup, "{other_stem}");
+                assert_eq!(other.num_epochs, 10, "{other_stem}");
+                assert_eq!((other.smooth_head, other.lr_factor), (None, None));
+                // Only the method differs from MiSLAS's preset.
+                let mut same = other.clone();
+                same.name = mislas.name.clone();
+                same.recipe = ClassifierRecipe::Mislas;
+                same.shift_bn = mislas.shift_bn;
+                same.smooth_head = mislas.smooth_head;
+                same.smooth_tail = mislas.smooth_tail;
+                same.lr_factor = mislas.lr_factor;
+                assert_eq!(same, mislas, "{other_stem}");
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 22);
+    // The MiSLAS ablation switches of Fashion-MNIST-LT: LAS off is ε = 0 for every class (plain
+    // cross-entropy), shift learning off keeps the stage-1 BatchNorm statistics.
+    for tag in ["imb001", "imb01"] {
+        let full = load("fashion_mnist", &format!("fashion_mnist_{tag}_stage2_mislas")).config;
+        let no_las = load("fashion_mnist", &format!("fashion_mnist_{tag}_stage2_mislas_no_las"));
+        let no_shift =
+            load("fashion_mnist", &format!("fashion_mnist_{tag}_stage2_mislas_no_shift"));
+        let mut c = no_las.config.clone();
+        assert_eq!((c.smooth_head, c.smooth_tail), (Some(0.0), Some(0.0)));
+        c.name = full.name.clone();
+        c.smooth_head = full.smooth_head;
+        assert_eq!(c, full);
+        let mut c = no_shift.config.clone();
+        assert!(!c.shift_bn);
+        c.name = full.name.clone();
+        c.shift_bn = true;
+        assert_eq!(c, full);
+    }
+}
+
+/// A "both stages" launch of a stage-1 preset pairs it with MiSLAS's stage 2, not with the cRT,
+/// LWS or ablation presets beside it; their stage 1 is the mixup preset.
+#[test]
+fn both_stages_pair_stage1_with_mislas() {
+    let presets = mislas::presets::discover(Path::new(env!("CARGO_MANIFEST_DIR")), None);
+    let find = |n: &str| presets.iter().position(|p| p.name() == n).unwrap();
+    for (from, to) in [
+        ("fashion_mnist_imb001_stage1_mixup", "fashion_mnist_imb001_stage2_mislas"),
+        ("cifar100_imb01_stage1_mixup", "cifar100_imb01_stage2_mislas"),
+        ("fashion_mnist_imb001_stage2_crt", "fashion_mnist_imb001_stage1_mixup"),
+        ("fashion_mnist_imb01_stage2_mislas_no_las", "fashion_mnist_imb01_stage1_mixup"),
+        ("imagenet_resnet50_stage2_lws", "imagenet_resnet50_stage1_mixup"),
+    ] {
+        let j = mislas::presets::partner(&presets, find(from));
+        assert_eq!(j.map(|j| presets[j].name()), Some(to.to_owned()), "{from}");
+    }
 }

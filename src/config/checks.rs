@@ -4,7 +4,8 @@
 //! Each rule is a [`Check`](super::keys::Check) of one key's row; [`Config::validate`] also
 //! checks every integer key against its row's lower bound ([`ValueKind::min`]).
 use super::keys::{ValueKind, BACKBONES, KEYS};
-use super::{parse_device_spec, Config, DatasetName, DeviceSpec, FieldIssue, LasShape, Stage};
+use super::{
+    parse_device_spec, ClassifierRecipe, Config, DatasetName, DeviceSpec, FieldIssue, LasShape, Stage};
 use crate::data::long_tail::img_num_per_cls;
 use serde_yaml::{Mapping, Value};
 use std::path::Path;
@@ -344,7 +345,7 @@ pub(super) fn las_power(c: &Config) -> Option<String> {
 }
 
 pub(super) fn smooth_head(c: &Config) -> Option<String> {
-    if c.stage() != Stage::Stage2 {
+    if c.stage() != Stage::Stage2 || c.recipe != ClassifierRecipe::Mislas {
         return None;
     }
     match (c.smooth_head, c.smooth_tail) {
@@ -355,7 +356,7 @@ pub(super) fn smooth_head(c: &Config) -> Option<String> {
 }
 
 pub(super) fn lr_factor(c: &Config) -> Option<String> {
-    if c.stage() != Stage::Stage2 {
+    if c.stage() != Stage::Stage2 || c.recipe != ClassifierRecipe::Mislas {
         return None;
     }
     match c.lr_factor {

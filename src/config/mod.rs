@@ -101,6 +101,31 @@ impl fmt::Display for Stage {
     }
 }
 
+/// The classifier-stage method of a stage-2 run (`recipe`); see [`crate::engine::recipe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierRecipe {
+    /// MiSLAS stage 2: classifier continued from stage 1 plus LWS, label-aware smoothing, shift
+    /// learning when `shift_bn` (Zhong et al., CVPR 2021, §4).
+    Mislas,
+    /// Classifier re-training: the classifier re-initialised and trained with cross-entropy on
+    /// the class-aware sampler (Kang et al., ICLR 2020, §4 "cRT").
+    Crt,
+    /// Learnable weight scaling: only the per-class scales trained with cross-entropy, the
+    /// stage-1 classifier frozen (Kang et al., ICLR 2020, §4 "LWS").
+    Lws,
+}
+
+impl fmt::Display for ClassifierRecipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClassifierRecipe::Mislas => "mislas",
+            ClassifierRecipe::Crt => "crt",
+            ClassifierRecipe::Lws => "lws",
+        })
+    }
+}
+
 /// How per-class counts fall from head to tail (`imb_type` of the reference's CIFAR-LT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -280,6 +305,9 @@ pub struct Config {
     /// Seconds a rank waits for the others (at the rendezvous and at every collective) before
     /// the run ends with a message naming the rank that was lost.
     pub dist_timeout: f64,
+    /// Stage 2: which classifier-stage method re-learns the classifier on the frozen backbone —
+    /// MiSLAS (LAS + LWS + shift learning), cRT or LWS of Decoupling (Kang et al., ICLR 2020).
+    pub recipe: ClassifierRecipe,
 }
 
 impl Default for Config {

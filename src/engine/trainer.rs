@@ -13,7 +13,7 @@
 //! gradients over the ranks; controls are agreed at every batch; evaluations are gathered;
 //! only rank 0 writes the run folder and publishes events.
 use super::evaluate::{eval_loader_options, evaluate_samples, EvalSpec, Evaluated};
-use super::recipe::{self, StageRecipe};
+use super::recipe::{self, StageRecipe, Start};
 use super::setup::{self, Purpose};
 use super::step::{
     train_step_synced, GradientSync, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM,
@@ -207,8 +207,13 @@ impl<'a> Trainer<'a> {
         let position = continue_in.as_ref().map(|(_, pos)| *pos);
         let parts = recipe.restored_parts(&p.net, position.is_some());
         let loaded = p.restore(&parts, position.as_ref())?;
+        let start = match (position, &p.checkpoint) {
+            (Some(_), _) => Start::Continuing,
+            (None, Some(_)) => Start::FromCheckpoint,
+            (None, None) => Start::Fresh,
+        };
         recipe
-            .prepare_network(&mut p.net, p.checkpoint.is_some())
+            .prepare_network(&mut p.net, start)
             .kind(FailureKind::Checkpoint)?;
         if cfg.channels_last {
             p.net.to_channels_last();

@@ -280,6 +280,21 @@ impl Network {
             .with_context(|| format!("pretrained weights {}", path.display()))
     }
 
+    /// Draws the classifier anew, as [`Network::new`] does: weight `[K, F]` Kaiming-normal
+    /// (std √2/√F), bias `[K]` U(−1/√F, 1/√F) (PyTorch's `nn.Linear` default), from torch's
+    /// generator. cRT's "re-initialise the classifier" (Kang et al., ICLR 2020, §4).
+    pub fn reset_classifier(&mut self) {
+        let mut weight = self.classifier.ws.shallow_clone();
+        let feat = weight.size()[1];
+        let bound = 1.0 / (feat as f64).sqrt();
+        tch::no_grad(|| {
+            nn::init::DEFAULT_KAIMING_NORMAL.set(&mut weight);
+            if let Some(bias) = &self.classifier.bs {
+                let _ = bias.shallow_clone().uniform_(-bound, bound);
+            }
+        });
+    }
+
     /// Classifier logits `[B, K]` of features `[B, F]`.
     pub fn classify(&self, features: &Tensor) -> Tensor {
         self.classifier.forward(features)

@@ -376,12 +376,14 @@ fn draw_detail(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
                         c.batch_size,
                         if c.stage() == crate::config::Stage::Stage1 {
                             format!("mixup {}", if c.mixup { "on" } else { "off" })
-                        } else {
+                        } else if c.recipe == crate::config::ClassifierRecipe::Mislas {
                             format!(
                                 "LAS ε {}→{}",
                                 c.smooth_head.map_or("–".into(), |v| v.to_string()),
                                 c.smooth_tail.map_or("–".into(), |v| v.to_string())
                             )
+                        } else {
+                            format!("{} (cross-entropy)", c.recipe)
                         }
                     )),
                 ]));

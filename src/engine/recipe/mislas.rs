@@ -4,13 +4,12 @@
 //! (LWS) from ones, trained with label-aware smoothing (MiSLAS §4.2, Eq. 6) on a class-aware
 //! sampler; SGD over two groups (classifier at lr·`lr_factor`, LWS at lr), cosine schedule; an
 //! epoch is ceil(N/B)+1 batches as in the reference.
-use super::StageRecipe;
+use super::class_aware::{ClassAwareStage, NEEDS_STAGE1};
+use super::{Start, StageRecipe};
 use crate::config::{Config, Stage};
-use crate::data::sampler;
 use crate::engine::step::Objective;
 use crate::method::las::LabelAwareSmoothing;
 use crate::method::mixup::MixedBatch;
-use crate::method::schedule;
 use crate::model::{Network, Part};
 use anyhow::Result;
 use tch::{Device, Tensor};
@@ -47,12 +46,8 @@ impl Objective for LabelAwareSmoothingOnLws {
 #[derive(Debug)]
 pub struct MislasRecipe {
     loss: LabelAwareSmoothingOnLws,
-    lr: f64,
+    stream: ClassAwareStage,
     lr_factor: f64,
-    num_epochs: usize,
-    num_classes: usize,
-    seed: u64,
-    batch_size: usize,
     shift_bn: bool,
 }
 
@@ -77,12 +72,8 @@ impl MislasRecipe {
                 las,
                 alpha: cfg.mixup_alpha(),
             },
-            lr: cfg.lr,
+            stream: ClassAwareStage::of(cfg),
             lr_factor: cfg.lr_factor.unwrap_or(1.0),
-            num_epochs: cfg.num_epochs,
-            num_classes: cfg.num_classes,
-            seed: cfg.seed,
-            batch_size: cfg.batch_size,
             shift_bn: cfg.shift_bn,
         })
     }
@@ -97,7 +88,7 @@ impl StageRecipe for MislasRecipe {
         &self.loss
     }
 
-    fn prepare_network(&self, net: &mut Network, _restored: bool) -> Result<()> {
+    fn prepare_network(&self, net: &mut Network, _start: Start) -> Result<()> {
         net.freeze_backbone();
         Ok(())
     }
@@ -110,27 +101,20 @@ impl StageRecipe for MislasRecipe {
     }
 
     fn learning_rates(&self, epoch: usize) -> Vec<f64> {
-        let lr = schedule::stage2_lr(self.lr, epoch, self.num_epochs);
+        let lr = self.stream.lr(epoch);
         vec![lr * self.lr_factor, lr]
     }
 
     fn batches_per_epoch(&self, train_images: usize) -> usize {
-        sampler::stage2_batches_per_epoch(train_images, self.batch_size)
+        self.stream.batches_per_epoch(train_images)
     }
 
     fn images_per_epoch(&self, train_images: usize) -> usize {
-        self.batches_per_epoch(train_images) * self.batch_size
+        self.stream.images_per_epoch(train_images)
     }
 
     fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
-        sampler::class_aware_order(
-            labels,
-            self.num_classes,
-            sampler::SAMPLES_PER_CLASS,
-            self.images_per_epoch(labels.len()),
-            self.seed,
-            epoch,
-        )
+        self.stream.epoch_order(labels, epoch)
     }
 
     fn backbone_train(&self) -> bool {
@@ -138,9 +122,6 @@ impl StageRecipe for MislasRecipe {
     }
 
     fn missing_checkpoint(&self) -> Option<&'static str> {
-        Some(
-            "stage 2 needs a stage-1 checkpoint: set `resume` to a stage-1 run's \
-             ckps/model_best.safetensors (or a reference .pth.tar), or run `mislas pipeline`",
-        )
+        Some(NEEDS_STAGE1)
     }
 }

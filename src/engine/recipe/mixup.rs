@@ -1,7 +1,7 @@
 //! Stage 1 of MiSLAS (reference `train_stage1.py`): backbone and classifier learned together
 //! with mixup cross-entropy on instance-balanced batches, SGD over one group, warm-up then step
 //! decay or cosine.
-use super::StageRecipe;
+use super::{Start, StageRecipe};
 use crate::config::{Config, Stage};
 use crate::data::sampler;
 use crate::engine::step::Objective;
@@ -79,9 +79,9 @@ impl StageRecipe for MixupRecipe {
         &self.loss
     }
 
-    fn prepare_network(&self, net: &mut Network, restored: bool) -> Result<()> {
+    fn prepare_network(&self, net: &mut Network, start: Start) -> Result<()> {
         // Places-LT's block starts from an ImageNet-pretrained backbone (reference).
-        if net.has_block() && !restored {
+        if net.has_block() && start == Start::Fresh {
             net.load_pretrained_backbone(&self.pretrained_weights)?;
         }
         Ok(())

@@ -3,17 +3,34 @@
 //!
 //! * [`mixup`]: stage 1 of MiSLAS (reference `train_stage1.py`) — representation learning;
 //! * [`mislas`]: stage 2 of MiSLAS (reference `train_stage2.py`) — classifier re-learning with
-//!   shift learning, LWS and label-aware smoothing.
+//!   shift learning, LWS and label-aware smoothing;
+//! * [`crt`], [`lws`]: Decoupling's classifier stages (Kang et al., ICLR 2020) — classifier
+//!   re-training, and weight scaling alone, with cross-entropy.
 //!
-//! Adding a recipe is a new file here plus its line in [`for_config`].
+//! The classifier stages share the class-aware stream and schedule of [`class_aware`]. Adding a
+//! recipe is a new file here plus its line in [`for_config`].
+pub mod class_aware;
+pub mod crt;
+pub mod lws;
 pub mod mislas;
 pub mod mixup;
 
 use super::step::Objective;
-use crate::config::{Config, Stage};
+use crate::config::{ClassifierRecipe, Config, Stage};
 use crate::model::{Network, Part};
 use anyhow::Result;
 use tch::{Device, Tensor};
+
+/// How a stage starts: what was restored before [`StageRecipe::prepare_network`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Nothing: freshly initialised weights.
+    Fresh,
+    /// The weights of a checkpoint of an earlier stage (stage 2's stage-1 checkpoint).
+    FromCheckpoint,
+    /// This recipe's own run, resumed: its trained parts included.
+    Continuing,
+}
 
 /// What a stage of training is: its parameters and their learning rates, its sampler, the
 /// backbone's mode, its loss and what a checkpoint restores.
@@ -35,12 +52,12 @@ pub trait StageRecipe: Send {
         parts
     }
 
-    /// Readies the network after the checkpoint was restored (`restored`: one was): loads
-    /// pretrained weights, freezes what this recipe does not train.
+    /// Readies the network after `start`'s restore: loads pretrained weights, freezes what this
+    /// recipe does not train, re-initialises what it trains from scratch.
     ///
     /// # Errors
     /// Pretrained weights that cannot be read.
-    fn prepare_network(&self, net: &mut Network, restored: bool) -> Result<()>;
+    fn prepare_network(&self, net: &mut Network, start: Start) -> Result<()>;
 
     /// The SGD parameter groups, in the order [`StageRecipe::learning_rates`] gives their rates.
     fn parameter_groups(&self, net: &Network) -> Vec<Vec<(String, Tensor)>>;
@@ -66,8 +83,9 @@ pub trait StageRecipe: Send {
     }
 }
 
-/// The recipe of `cfg`'s stage (`mode`): stage 1 is [`mixup::MixupRecipe`], stage 2
-/// [`mislas::MislasRecipe`]. `class_counts` are the training counts of each class.
+/// The recipe of `cfg`'s stage (`mode`): stage 1 is [`mixup::MixupRecipe`], stage 2 the
+/// classifier stage of `recipe` ([`mislas::MislasRecipe`], [`crt::CrtRecipe`],
+/// [`lws::LwsRecipe`]). `class_counts` are the training counts of each class.
 ///
 /// # Errors
 /// A recipe's settings that cannot be used (e.g. LAS's ε outside [0, 1]).
@@ -78,6 +96,12 @@ pub fn for_config(
 ) -> Result<Box<dyn StageRecipe>> {
     Ok(match cfg.stage() {
         Stage::Stage1 => Box::new(mixup::MixupRecipe::new(cfg)),
-        Stage::Stage2 => Box::new(mislas::MislasRecipe::new(cfg, class_counts, device)?),
+        Stage::Stage2 => match cfg.recipe {
+            ClassifierRecipe::Mislas => {
+                Box::new(mislas::MislasRecipe::new(cfg, class_counts, device)?)
+            }
+            ClassifierRecipe::Crt => Box::new(crt::CrtRecipe::new(cfg)),
+            ClassifierRecipe::Lws => Box::new(lws::LwsRecipe::new(cfg)),
+        },
     })
 }
