@@ -397,8 +397,8 @@ fn crt_and_lws_train_only_what_decoupling_trains() {
             top1 > stage1_top1 + 5.0,
             "{method}: top-1 {stage1_top1:.2}% → {top1:.2}%"
         );
-        let cur = checkpoint::load(&stage_dirs(&events)[0].join("ckps/current.safetensors"))
-            .unwrap();
+        let cur =
+            checkpoint::load(&stage_dirs(&events)[0].join("ckps/current.safetensors")).unwrap();
         let same = |k: &str| stage1.tensors[k].equal(&cur.tensors[k]);
         for k in [
             "model.layer2.0.conv1.weight",

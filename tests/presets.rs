@@ -416,12 +416,22 @@ fn crt_and_lws_presets_sit_next_to_each_mislas_stage2() {
     for folder in std::fs::read_dir(&root).unwrap() {
         let folder = folder.unwrap().file_name().into_string().unwrap();
         for file in std::fs::read_dir(root.join(&folder)).unwrap() {
-            let stem = file.unwrap().path().file_stem().unwrap().to_str().unwrap().to_owned();
+            let stem = file
+                .unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
             let Some(base) = stem.strip_suffix("_stage2_mislas") else {
                 continue;
             };
             let mislas = load(&folder, &stem).config;
-            for (word, recipe) in [("crt", ClassifierRecipe::Crt), ("lws", ClassifierRecipe::Lws)] {
+            for (word, recipe) in [
+                ("crt", ClassifierRecipe::Crt),
+                ("lws", ClassifierRecipe::Lws),
+            ] {
                 let other_stem = format!("{base}_stage2_{word}");
                 let other = load(&folder, &other_stem).config;
                 assert_eq!(other.recipe, recipe, "{other_stem}");
@@ -446,10 +456,19 @@ fn crt_and_lws_presets_sit_next_to_each_mislas_stage2() {
     // The MiSLAS ablation switches of Fashion-MNIST-LT: LAS off is ε = 0 for every class (plain
     // cross-entropy), shift learning off keeps the stage-1 BatchNorm statistics.
     for tag in ["imb001", "imb01"] {
-        let full = load("fashion_mnist", &format!("fashion_mnist_{tag}_stage2_mislas")).config;
-        let no_las = load("fashion_mnist", &format!("fashion_mnist_{tag}_stage2_mislas_no_las"));
-        let no_shift =
-            load("fashion_mnist", &format!("fashion_mnist_{tag}_stage2_mislas_no_shift"));
+        let full = load(
+            "fashion_mnist",
+            &format!("fashion_mnist_{tag}_stage2_mislas"),
+        )
+        .config;
+        let no_las = load(
+            "fashion_mnist",
+            &format!("fashion_mnist_{tag}_stage2_mislas_no_las"),
+        );
+        let no_shift = load(
+            "fashion_mnist",
+            &format!("fashion_mnist_{tag}_stage2_mislas_no_shift"),
+        );
         let mut c = no_las.config.clone();
         assert_eq!((c.smooth_head, c.smooth_tail), (Some(0.0), Some(0.0)));
         c.name = full.name.clone();
@@ -470,11 +489,26 @@ fn both_stages_pair_stage1_with_mislas() {
     let presets = mislas::presets::discover(Path::new(env!("CARGO_MANIFEST_DIR")), None);
     let find = |n: &str| presets.iter().position(|p| p.name() == n).unwrap();
     for (from, to) in [
-        ("fashion_mnist_imb001_stage1_mixup", "fashion_mnist_imb001_stage2_mislas"),
-        ("cifar100_imb01_stage1_mixup", "cifar100_imb01_stage2_mislas"),
-        ("fashion_mnist_imb001_stage2_crt", "fashion_mnist_imb001_stage1_mixup"),
-        ("fashion_mnist_imb01_stage2_mislas_no_las", "fashion_mnist_imb01_stage1_mixup"),
-        ("imagenet_resnet50_stage2_lws", "imagenet_resnet50_stage1_mixup"),
+        (
+            "fashion_mnist_imb001_stage1_mixup",
+            "fashion_mnist_imb001_stage2_mislas",
+        ),
+        (
+            "cifar100_imb01_stage1_mixup",
+            "cifar100_imb01_stage2_mislas",
+        ),
+        (
+            "fashion_mnist_imb001_stage2_crt",
+            "fashion_mnist_imb001_stage1_mixup",
+        ),
+        (
+            "fashion_mnist_imb01_stage2_mislas_no_las",
+            "fashion_mnist_imb01_stage1_mixup",
+        ),
+        (
+            "imagenet_resnet50_stage2_lws",
+            "imagenet_resnet50_stage1_mixup",
+        ),
     ] {
         let j = mislas::presets::partner(&presets, find(from));
         assert_eq!(j.map(|j| presets[j].name()), Some(to.to_owned()), "{from}");

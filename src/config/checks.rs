@@ -5,7 +5,9 @@
 //! checks every integer key against its row's lower bound ([`ValueKind::min`]).
 use super::keys::{ValueKind, BACKBONES, KEYS};
 use super::{
-    parse_device_spec, ClassifierRecipe, Config, DatasetName, DeviceSpec, FieldIssue, LasShape, Stage};
+    parse_device_spec, ClassifierRecipe, Config, DatasetName, DeviceSpec, FieldIssue, LasShape,
+    Stage,
+};
 use crate::data::long_tail::img_num_per_cls;
 use serde_yaml::{Mapping, Value};
 use std::path::Path;

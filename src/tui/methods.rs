@@ -13,7 +13,7 @@ use super::run_status::{status, FolderFacts, RunStatus};
 use crate::compare::cli::{base_label, CompareOptions};
 use crate::compare::methods::MethodSpec;
 use crate::compare::report::Comparison;
-use crate::config::{is_shared_key, Config, Stage};
+use crate::config::{is_shared_key, ClassifierRecipe, Config, Stage};
 use crate::presets::Preset;
 use crate::run_dir::RunSummary;
 use crossterm::event::{KeyCode, KeyEvent};
@@ -90,11 +90,11 @@ impl Trained {
     }
 
     /// The stage-2 `recipe` that trains it.
-    pub fn recipe(self) -> &'static str {
+    pub fn recipe(self) -> ClassifierRecipe {
         match self {
-            Trained::Crt => "crt",
-            Trained::Lws => "lws",
-            _ => "mislas",
+            Trained::Crt => ClassifierRecipe::Crt,
+            Trained::Lws => ClassifierRecipe::Lws,
+            _ => ClassifierRecipe::Mislas,
         }
     }
 
@@ -103,30 +103,23 @@ impl Trained {
         if c.stage() != Stage::Stage2 {
             return None;
         }
-        match recipe_of(c).as_str() {
-            "crt" => Some(Trained::Crt),
-            "lws" => Some(Trained::Lws),
-            "mislas" => match (las_on(c), c.shift_bn) {
+        match c.recipe {
+            ClassifierRecipe::Crt => Some(Trained::Crt),
+            ClassifierRecipe::Lws => Some(Trained::Lws),
+            ClassifierRecipe::Mislas => match (las_on(c), c.shift_bn) {
                 (true, true) => Some(Trained::Mislas),
                 (false, true) => Some(Trained::MislasNoLas),
                 (true, false) => Some(Trained::MislasNoShift),
                 (false, false) => None,
             },
-            _ => None,
         }
     }
 
     /// Makes a stage-2 configuration train this method: its recipe, and the switches of the
     /// ablation (LAS and shift learning on for MiSLAS; shift learning off for cRT and LWS).
-    ///
-    /// # Errors
-    /// The `recipe` key cannot be set.
-    pub fn apply(self, c: &mut Config) -> Result<(), String> {
+    pub fn apply(self, c: &mut Config) {
         c.mode = Some(Stage::Stage2);
-        // Before the `recipe` key exists every stage-2 run is MiSLAS: nothing to set then.
-        if self.recipe() != "mislas" || c.get("recipe").is_some() {
-            c.set("recipe", self.recipe())?;
-        }
+        c.recipe = self.recipe();
         c.shift_bn = matches!(self, Trained::Mislas | Trained::MislasNoLas);
         match self {
             Trained::Crt | Trained::Lws => {}
@@ -142,16 +135,10 @@ impl Trained {
                 }
             }
         }
-        if self.recipe() == "mislas" && c.lr_factor.is_none() {
+        if self.recipe() == ClassifierRecipe::Mislas && c.lr_factor.is_none() {
             c.lr_factor = Some(0.5);
         }
-        Ok(())
     }
-}
-
-/// A configuration's `recipe` (`mislas` where the key does not exist).
-fn recipe_of(c: &Config) -> String {
-    c.get("recipe").unwrap_or_else(|| "mislas".into())
 }
 
 /// Whether label-aware smoothing is on: a smoothing factor other than 0.
@@ -260,18 +247,23 @@ pub struct Stage2Plan {
     pub from: String,
 }
 
-/// The data set's stage-2 preset of `method`'s recipe (same data set, imbalance and
-/// backbone), if there is one.
+/// The data set's stage-2 preset of `method` (same data set, imbalance and backbone): one
+/// that trains it as it is (an ablation preset), else the first of its recipe.
 fn stage2_preset(method: Trained, stage1: &Config, presets: &[Preset]) -> Option<(Config, String)> {
-    presets.iter().find_map(|p| {
+    let fitting = presets.iter().filter_map(|p| {
         let c = p.config.as_ref().ok()?;
         let fits = c.stage() == Stage::Stage2
             && c.dataset == stage1.dataset
             && c.imb_factor == stage1.imb_factor
             && c.backbone == stage1.backbone
-            && recipe_of(c) == method.recipe();
-        fits.then(|| (c.clone(), format!("preset {}", p.name())))
-    })
+            && c.recipe == method.recipe();
+        fits.then(|| (c, p))
+    });
+    let (c, p) = fitting
+        .clone()
+        .find(|(c, _)| Trained::of_config(c) == Some(method))
+        .or_else(|| fitting.clone().next())?;
+    Some((c.clone(), format!("preset {}", p.name())))
 }
 
 /// The stage-1 configuration turned into the reference's stage 2: 10 cosine epochs at lr 0.1
@@ -328,7 +320,7 @@ pub fn stage2_plan(
     let mut config = with_data_of(&base, stage1)?;
     config.name = format!("{}_{}", stage1.name, method.base());
     config.resume = checkpoint.display().to_string();
-    method.apply(&mut config)?;
+    method.apply(&mut config);
     if let Some(issue) = config.validate().first() {
         return Err(format!("{}: {}", issue.key, issue.message));
     }

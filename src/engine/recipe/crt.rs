@@ -3,7 +3,7 @@
 //! (unless `shift_bn`), the linear classifier is drawn anew and trained alone with plain
 //! cross-entropy on the class-aware sampler, cosine schedule; the LWS scales stay at one.
 use super::class_aware::{ClassAwareStage, NEEDS_STAGE1};
-use super::{Start, StageRecipe};
+use super::{StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::engine::step::Objective;
 use crate::method::mixup::MixedBatch;
@@ -124,9 +124,9 @@ mod tests {
     fn loss_is_cross_entropy_of_the_scaled_logits() {
         let net = net(4);
         tch::no_grad(|| {
-            let _ = net.part_variables(Part::Lws)[0].1.copy_(&Tensor::from_slice(&[
-                0.5f32, 1.0, 2.0, 1.5,
-            ]));
+            let _ = net.part_variables(Part::Lws)[0]
+                .1
+                .copy_(&Tensor::from_slice(&[0.5f32, 1.0, 2.0, 1.5]));
         });
         let labels = [0i64, 3, 2];
         let batch = MixedBatch {
@@ -164,13 +164,18 @@ mod tests {
         let before = classifier(&n);
         recipe.prepare_network(&mut n, Start::Continuing).unwrap();
         assert!(classifier(&n).iter().zip(&before).all(|(a, b)| a.equal(b)));
-        recipe.prepare_network(&mut n, Start::FromCheckpoint).unwrap();
+        recipe
+            .prepare_network(&mut n, Start::FromCheckpoint)
+            .unwrap();
         let after = classifier(&n);
         assert!(!after[0].equal(&before[0]) && !after[1].equal(&before[1]));
         // after[0] is fc.bias [500], after[1] fc.weight [500, 64].
         let std = after[1].std(true).double_value(&[]);
         let expected = (2.0f64 / 64.0).sqrt();
-        assert!((std / expected - 1.0).abs() < 0.03, "std {std} vs {expected}");
+        assert!(
+            (std / expected - 1.0).abs() < 0.03,
+            "std {std} vs {expected}"
+        );
         let bias_max = after[0].abs().max().double_value(&[]);
         assert!(bias_max <= 0.125 && bias_max > 0.1, "bias max {bias_max}");
         let groups = recipe.parameter_groups(&n);

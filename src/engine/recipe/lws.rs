@@ -5,7 +5,7 @@
 //! trains the same scales together with the classifier under label-aware smoothing.
 use super::class_aware::{ClassAwareStage, NEEDS_STAGE1};
 use super::crt::FrozenFeatureCrossEntropy;
-use super::{Start, StageRecipe};
+use super::{StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::engine::step::Objective;
 use crate::model::{Network, Part};
@@ -93,7 +93,9 @@ mod tests {
         tch::manual_seed(0);
         let mut net = Network::new("resnet32_fe", 1, 10, Device::Cpu).unwrap();
         let weight = net.part_variables(Part::Classifier)[1].1.copy();
-        recipe.prepare_network(&mut net, Start::FromCheckpoint).unwrap();
+        recipe
+            .prepare_network(&mut net, Start::FromCheckpoint)
+            .unwrap();
         assert!(net.part_variables(Part::Classifier)[1].1.equal(&weight));
         let groups = recipe.parameter_groups(&net);
         assert_eq!(groups.len(), 1);

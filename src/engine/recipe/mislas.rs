@@ -5,7 +5,7 @@
 //! sampler; SGD over two groups (classifier at lr·`lr_factor`, LWS at lr), cosine schedule; an
 //! epoch is ceil(N/B)+1 batches as in the reference.
 use super::class_aware::{ClassAwareStage, NEEDS_STAGE1};
-use super::{Start, StageRecipe};
+use super::{StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::engine::step::Objective;
 use crate::method::las::LabelAwareSmoothing;

@@ -1,7 +1,7 @@
 //! Stage 1 of MiSLAS (reference `train_stage1.py`): backbone and classifier learned together
 //! with mixup cross-entropy on instance-balanced batches, SGD over one group, warm-up then step
 //! decay or cosine.
-use super::{Start, StageRecipe};
+use super::{StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::data::sampler;
 use crate::engine::step::Objective;
