@@ -91,7 +91,7 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "m",
         RunsKey::Methods,
         "methods",
-        "on a finished stage-1 run: run post-hoc and trained methods, table and reliability",
+        "on a finished stage-1 run: compare post-hoc and trained methods",
     ),
     Binding::new(
         &[KeyCode::Char('g')],
