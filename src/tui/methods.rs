@@ -257,7 +257,7 @@ fn stage2_preset(method: Trained, stage1: &Config, presets: &[Preset]) -> Option
             && c.imb_factor == stage1.imb_factor
             && c.backbone == stage1.backbone
             && c.recipe == method.recipe();
-        fits.then(|| (c, p))
+        fits.then_some((c, p))
     });
     let (c, p) = fitting
         .clone()
