@@ -7,7 +7,7 @@ use super::methods::{CompareMsg, Job as CompareJob, MethodsScreen, RunPlan};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
 use super::run_status::FolderFacts;
-use super::runs::{QueueEdit, RunsAction, RunsScreen};
+use super::runs::{QueueEdit, RunsAction, RunsScreen, RunsView};
 use super::theme::Theme;
 use super::view::{HelpKey, HELP_KEYS};
 use crate::compare::cli::CompareOptions;
@@ -761,6 +761,15 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => app.on_key(k),
         Msg::Resize => Vec::new(),
+        Msg::Tick if app.screen == Screen::Runs && app.runs.view == RunsView::Methods => {
+            // A trained method's run in progress: the list again, to see it finish.
+            let live = app.live_dirs();
+            let runs = &app.runs;
+            match &runs.methods {
+                Some(m) if m.waiting(&runs.all_runs, &runs.facts, &live) => vec![Effect::LoadRuns],
+                _ => Vec::new(),
+            }
+        }
         Msg::Tick => app
             .runs
             .open_dirs()

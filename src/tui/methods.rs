@@ -581,6 +581,21 @@ impl MethodsScreen {
         MethodsAction::None
     }
 
+    /// Whether a trained method of the checklist has a run in progress.
+    pub fn waiting(
+        &self,
+        runs: &[RunSummary],
+        facts: &HashMap<PathBuf, FolderFacts>,
+        live: &[PathBuf],
+    ) -> bool {
+        Trained::ALL.iter().any(|&t| {
+            matches!(
+                find_trained(t, &self.checkpoint, runs, facts, live),
+                Found::Training(_)
+            )
+        })
+    }
+
     /// The checked items.
     pub fn checked_items(&self) -> impl Iterator<Item = &Item> {
         self.items
