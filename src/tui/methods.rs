@@ -382,14 +382,14 @@ pub const KEYS: &[Binding<MethodsKey>] = &[
         "Space",
         MethodsKey::Toggle,
         "check",
-        "check a method; in the results, show or hide its reliability curve",
+        "check a method; in the results, show or hide its curve",
     ),
     Binding::new(
         &[KeyCode::Enter],
         "Enter",
         MethodsKey::Run,
         "run",
-        "run the checked methods: post-hoc at once, trained ones as stage-2 runs",
+        "run the checked: post-hoc now, trained as stage-2 runs",
     ),
     Binding::new(
         &[KeyCode::Tab],

@@ -91,7 +91,7 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "m",
         RunsKey::Methods,
         "methods",
-        "on a finished stage-1 run: compare post-hoc and trained methods",
+        "finished stage-1 run: compare methods (table, reliability)",
     ),
     Binding::new(
         &[KeyCode::Char('g')],
