@@ -3,12 +3,14 @@
 //! and [`Effect`]s what the loop does for it (launch, send a control, read or write files).
 use super::hyperparameters::{FormAction, FormScreen, FormTab};
 use super::keys::{lookup, Binding};
+use super::methods::{CompareMsg, Job as CompareJob, MethodsScreen, RunPlan};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
 use super::run_status::FolderFacts;
-use super::runs::{QueueEdit, RunsAction, RunsScreen};
+use super::runs::{QueueEdit, RunsAction, RunsScreen, RunsView};
 use super::theme::Theme;
 use super::view::{HelpKey, HELP_KEYS};
+use crate::compare::cli::CompareOptions;
 use crate::config::{Config, Stage};
 use crate::engine::Job;
 use crate::events::{Control, EpochReport, Event, Failure, FailureKind};
@@ -63,6 +65,8 @@ pub enum Msg {
     Queue(Result<Vec<crate::queue::Job>, String>),
     /// A change to the queue was made (what, in words) or not (why).
     QueueChanged(Result<String, String>),
+    /// The comparison worker of the Methods view of this stage-1 run said something.
+    Compare(PathBuf, CompareMsg),
 }
 
 /// What the loop does on the app's behalf; results come back as [`Msg`]s.
@@ -86,6 +90,9 @@ pub enum Effect {
     LoadMetrics(PathBuf),
     /// Scan the presets again; answers [`Msg::Presets`].
     LoadPresets,
+    /// Run `mislas compare` for the Methods view of this stage-1 run on a worker thread;
+    /// answers [`Msg::Compare`]s.
+    Compare(PathBuf, Box<CompareOptions>),
 }
 
 /// A change to the queue asked for in the UI.
@@ -231,6 +238,8 @@ pub struct App {
     pub quit: Quit,
     /// Whether the runs were listed once (the first listing shows live runs to attach to).
     pub listed: bool,
+    /// The stage-1 run whose comparison the worker is running, while it runs.
+    pub comparing: Option<PathBuf>,
 }
 
 impl App {
@@ -249,6 +258,7 @@ impl App {
             status: None,
             quit: Quit::No,
             listed: false,
+            comparing: None,
         }
     }
 
@@ -550,6 +560,8 @@ impl App {
                     self.set_status(text, true);
                     Vec::new()
                 }
+                RunsAction::OpenMethods(dir) => self.open_methods(&dir),
+                RunsAction::RunMethods => self.run_methods(),
             },
         }
     }
@@ -605,16 +617,114 @@ impl App {
                     self.set_status("a run is in progress: stop it first (3, s)", true);
                     return Vec::new();
                 }
-                let stages = match *job {
-                    Job::Pipeline { .. } => 2,
-                    Job::Single(_) => 1,
-                };
-                self.run = Some(RunScreen::new(label, stages));
-                self.screen = Screen::Run;
-                return vec![Effect::Launch(job)];
+                return self.launch(job, label);
             }
         }
         Vec::new()
+    }
+
+    /// Starts `job` as a run process of its own and shows it on the run screen.
+    fn launch(&mut self, job: Box<Job>, label: String) -> Vec<Effect> {
+        let stages = match *job {
+            Job::Pipeline { .. } => 2,
+            Job::Single(_) => 1,
+        };
+        self.run = Some(RunScreen::new(label, stages));
+        self.screen = Screen::Run;
+        vec![Effect::Launch(job)]
+    }
+
+    /// `m` on a run: its Methods view, or why it has none.
+    fn open_methods(&mut self, dir: &std::path::Path) -> Vec<Effect> {
+        let live = self.live_dirs();
+        let (Some(r), Some(st)) = (self.runs.find(dir), self.runs.status(dir, &live)) else {
+            self.set_status("the run folder is gone", true);
+            return Vec::new();
+        };
+        match MethodsScreen::open(r, st, &self.presets.presets) {
+            Ok(m) => self.runs.open_methods(m),
+            Err(why) => self.set_status(why, true),
+        }
+        Vec::new()
+    }
+
+    /// Enter in the Methods view: trains the checked trained methods that have no run (the
+    /// first launched when no run is in progress, the others queued) and compares the rest on
+    /// the worker.
+    fn run_methods(&mut self) -> Vec<Effect> {
+        let Some(m) = &self.runs.methods else {
+            return Vec::new();
+        };
+        let plan = m.run_plan(&self.runs.all_runs, &self.runs.facts, &self.live_dirs());
+        let dir = m.dir.clone();
+        let RunPlan {
+            train,
+            training,
+            compare,
+            errors,
+        } = plan;
+        if train.is_empty() && training.is_empty() && compare.is_none() && errors.is_empty() {
+            self.set_status("check methods with Space first", true);
+            return Vec::new();
+        }
+        let mut said = errors;
+        let mut effects = Vec::new();
+        if let Some(opts) = compare {
+            match &self.comparing {
+                Some(d) => said.push(format!("a comparison of {} is running: wait", d.display())),
+                None => {
+                    said.push(format!("comparing {} methods", opts.methods.len()));
+                    self.comparing = Some(dir.clone());
+                    if let Some(m) = &mut self.runs.methods {
+                        m.job = CompareJob::Running;
+                        m.log.clear();
+                    }
+                    effects.push(Effect::Compare(dir, Box::new(opts)));
+                }
+            }
+        }
+        for t in training {
+            said.push(format!(
+                "{} is training: Enter again once it ends",
+                t.base()
+            ));
+        }
+        for (t, config) in train {
+            let name = config.name.clone();
+            if self.run_active() {
+                said.push(format!("queued {} (mislas queue run starts it)", t.base()));
+                let job = Box::new(Job::Single(config));
+                effects.push(Effect::QueueOp(QueueOp::Add(job, name)));
+            } else {
+                said.push(format!("training {} (4, m: back here)", t.base()));
+                effects.extend(self.launch(Box::new(Job::Single(config)), name));
+            }
+        }
+        self.set_status(said.join("; "), false);
+        effects
+    }
+
+    /// A message of the comparison worker of the run in `dir`.
+    fn on_compare(&mut self, dir: PathBuf, msg: CompareMsg) {
+        let last = !matches!(msg, CompareMsg::Line(_));
+        if last && self.comparing.as_ref() == Some(&dir) {
+            self.comparing = None;
+        }
+        match &msg {
+            CompareMsg::Failed(why) => self.set_status(format!("comparison failed: {why}"), true),
+            CompareMsg::Done(c, out) => self.set_status(
+                format!(
+                    "compared {} methods: written to {}",
+                    c.rows.len(),
+                    out.display()
+                ),
+                false,
+            ),
+            CompareMsg::Line(_) => {}
+        }
+        if let Some(m) = self.runs.methods.as_mut().filter(|m| m.dir == dir) {
+            m.on_compare(msg);
+        }
     }
 
     fn on_engine(&mut self, event: Event) -> Vec<Effect> {
@@ -651,6 +761,15 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => app.on_key(k),
         Msg::Resize => Vec::new(),
+        Msg::Tick if app.screen == Screen::Runs && app.runs.view == RunsView::Methods => {
+            // A trained method's run in progress: the list again, to see it finish.
+            let live = app.live_dirs();
+            let runs = &app.runs;
+            match &runs.methods {
+                Some(m) if m.waiting(&runs.all_runs, &runs.facts, &live) => vec![Effect::LoadRuns],
+                _ => Vec::new(),
+            }
+        }
         Msg::Tick => app
             .runs
             .open_dirs()
@@ -730,6 +849,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Presets(p) => {
             app.presets.set_presets(p);
+            Vec::new()
+        }
+        Msg::Compare(dir, m) => {
+            app.on_compare(dir, m);
             Vec::new()
         }
         Msg::Saved(result) => {

@@ -10,12 +10,15 @@
 //! place the state changes and [`view::view`] draws it. One loop selects over the run's
 //! events, the terminal's input (read on its own thread), signals, and timers; it drains every
 //! pending trainer event before drawing and draws only after a change, at most 15 times a
-//! second. The trainer never waits for the UI: its channel is unbounded.
+//! second. The trainer never waits for the UI: its channel is unbounded. The Methods view's
+//! comparison runs on a worker thread of its own whose messages join the same loop.
 pub mod app;
 pub mod hyperparameters;
 pub mod keys;
 pub mod line_input;
 pub mod list_nav;
+pub mod methods;
+pub mod methods_view;
 pub mod presets;
 pub mod run;
 pub mod run_status;
@@ -186,6 +189,8 @@ struct Host {
     user_dir: Option<PathBuf>,
     /// Size and modification time of each `metrics.jsonl` when last read.
     metrics_seen: HashMap<PathBuf, Option<(u64, Option<SystemTime>)>>,
+    /// Messages of the comparison worker, while one runs.
+    compare: Receiver<Msg>,
 }
 
 impl Host {
@@ -198,6 +203,7 @@ impl Host {
             saved_root: project_root.join("saved"),
             user_dir,
             metrics_seen: HashMap::new(),
+            compare: never(),
         }
     }
 
@@ -261,6 +267,10 @@ impl Host {
             Effect::LoadPresets => {
                 vec![Msg::Presets(discover(&self.root, self.user_dir.as_deref()))]
             }
+            Effect::Compare(dir, opts) => {
+                self.compare = spawn_compare(dir, *opts);
+                Vec::new()
+            }
         }
     }
 
@@ -311,6 +321,39 @@ impl Host {
         }
         n
     }
+}
+
+/// Runs `mislas compare` with `opts` for the Methods view of the stage-1 run in `dir` on a
+/// thread of its own: its progress lines, then its comparison or why it failed (a panic
+/// included), come back as [`Msg::Compare`].
+fn spawn_compare(dir: PathBuf, opts: crate::compare::cli::CompareOptions) -> Receiver<Msg> {
+    use methods::CompareMsg;
+    let (tx, rx) = unbounded();
+    let said = |d: &PathBuf, m| Msg::Compare(d.clone(), m);
+    let (lines, failed, d) = (tx.clone(), tx.clone(), dir.clone());
+    let spawned = std::thread::Builder::new()
+        .name("mislas-compare".into())
+        .spawn(move || {
+            let mut log = |l: &str| {
+                let _ = lines.send(said(&dir, CompareMsg::Line(l.to_owned())));
+            };
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::compare::cli::run(&opts, &mut log)
+            }));
+            let end = match caught {
+                Ok(Ok((c, out))) => CompareMsg::Done(Box::new(c), out),
+                Ok(Err(e)) => CompareMsg::Failed(format!("{e:#}")),
+                Err(_) => CompareMsg::Failed(
+                    take_other_panic().unwrap_or_else(|| "the comparison panicked".into()),
+                ),
+            };
+            let _ = tx.send(said(&dir, end));
+        });
+    if let Err(e) = spawned {
+        let why = format!("cannot start the comparison thread: {e}");
+        let _ = failed.send(said(&d, CompareMsg::Failed(why)));
+    }
+    rx
 }
 
 /// Performs a change to the queue; returns what was done, in words.
@@ -420,6 +463,7 @@ fn event_loop(
     while app.quit != Quit::Now {
         let timeout = pacing.timeout(Instant::now());
         let events = host.events.clone();
+        let compare = host.compare.clone();
         select! {
             recv(events) -> ev => match ev {
                 Ok(ev) => {
@@ -450,6 +494,17 @@ fn event_loop(
             },
             recv(signals) -> _ => {
                 host.dispatch(app, Msg::Signal);
+                pacing.dirty = true;
+            },
+            recv(compare) -> msg => {
+                match msg {
+                    Ok(m) => host.dispatch(app, m),
+                    // The worker ended (after its last message).
+                    Err(_) => {
+                        host.compare = never();
+                        0
+                    }
+                };
                 pacing.dirty = true;
             },
             default(timeout) => {},

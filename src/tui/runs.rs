@@ -2,8 +2,10 @@
 //! shows its curves, last reliability diagram and per-class accuracy from `metrics.jsonl`,
 //! re-read every second so that a run a headless `mislas train` is writing is followed live;
 //! two can be compared side by side. Each run shows its state (live, finished, stopped, failed);
-//! a stopped or failed one with a current checkpoint can be resumed from here.
+//! a stopped or failed one with a current checkpoint can be resumed from here; a finished
+//! stage-1 one opens the Methods view ([`super::methods`]).
 use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
+use super::methods::{MethodsAction, MethodsScreen};
 use super::run::{class_bars, draw_classes, epoch_curves, EpochCurves, CLASS_TITLE};
 use super::run_status::{status, FolderFacts, RunStatus};
 use super::theme::Theme;
@@ -48,6 +50,8 @@ pub enum RunsKey {
     Cancel,
     /// In the queue: move a run to the front.
     First,
+    /// On a finished stage-1 run: the Methods view (compare post-hoc and trained methods).
+    Methods,
     /// Back to the list; in the list, unmark.
     Back,
 }
@@ -81,6 +85,13 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         RunsKey::Compare,
         "compare",
         "mark a run, then c on another compares them",
+    ),
+    Binding::new(
+        &[KeyCode::Char('m')],
+        "m",
+        RunsKey::Methods,
+        "methods",
+        "finished stage-1 run: compare methods (table, reliability)",
     ),
     Binding::new(
         &[KeyCode::Char('g')],
@@ -166,6 +177,8 @@ pub enum RunsView {
     Groups,
     /// The queue.
     Queue,
+    /// The Methods view of [`RunsScreen::methods`].
+    Methods,
 }
 
 /// State of the runs screen.
@@ -191,6 +204,8 @@ pub struct RunsScreen {
     pub queue: Vec<crate::queue::Job>,
     /// The selected row of the queue.
     pub queue_selected: usize,
+    /// The Methods view of the stage-1 run it was last opened on.
+    pub methods: Option<MethodsScreen>,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -212,6 +227,10 @@ pub enum RunsAction {
     LoadQueue,
     /// Change the queue.
     Queue(QueueEdit),
+    /// Open the Methods view of the run in this folder.
+    OpenMethods(PathBuf),
+    /// Run the Methods view's checked methods.
+    RunMethods,
 }
 
 /// A change to a queued run from the queue view.
@@ -342,13 +361,52 @@ impl RunsScreen {
     /// The folders on screen, to re-read on each tick.
     pub fn open_dirs(&self) -> Vec<PathBuf> {
         match &self.view {
-            RunsView::List | RunsView::Groups | RunsView::Queue => Vec::new(),
+            RunsView::List | RunsView::Groups | RunsView::Queue | RunsView::Methods => Vec::new(),
             RunsView::Detail(d) => vec![d.clone()],
             RunsView::Compare(a, b) => vec![a.clone(), b.clone()],
         }
     }
 
-    fn find(&self, dir: &std::path::Path) -> Option<&RunSummary> {
+    /// The run a key acts on: the open one in the detail, the selected one in the list.
+    fn target(&self, selected: Option<PathBuf>) -> Option<PathBuf> {
+        match &self.view {
+            RunsView::Detail(d) => Some(d.clone()),
+            RunsView::List => selected,
+            RunsView::Compare(..) | RunsView::Groups | RunsView::Queue | RunsView::Methods => None,
+        }
+    }
+
+    /// Shows the Methods view `m` (kept, with its results, while it is of the same run).
+    pub fn open_methods(&mut self, mut m: MethodsScreen) {
+        m.from_detail = matches!(self.view, RunsView::Detail(_));
+        match &mut self.methods {
+            Some(old) if old.dir == m.dir => old.from_detail = m.from_detail,
+            _ => self.methods = Some(m),
+        }
+        self.view = RunsView::Methods;
+    }
+
+    /// A key of the Methods view.
+    fn on_methods_key(&mut self, key: KeyEvent) -> RunsAction {
+        let Some(m) = &mut self.methods else {
+            self.view = RunsView::List;
+            return RunsAction::None;
+        };
+        match m.on_key(key) {
+            MethodsAction::None => RunsAction::None,
+            MethodsAction::Run => RunsAction::RunMethods,
+            MethodsAction::Back => {
+                self.view = match m.from_detail {
+                    true => RunsView::Detail(m.dir.clone()),
+                    false => RunsView::List,
+                };
+                RunsAction::None
+            }
+        }
+    }
+
+    /// The listed run in `dir`.
+    pub fn find(&self, dir: &std::path::Path) -> Option<&RunSummary> {
         self.runs.iter().find(|r| r.dir == dir)
     }
 
@@ -356,6 +414,9 @@ impl RunsScreen {
     pub fn on_key(&mut self, key: KeyEvent) -> RunsAction {
         if self.is_typing() {
             return self.on_filter_key(key);
+        }
+        if self.view == RunsView::Methods {
+            return self.on_methods_key(key);
         }
         let Some(action) = lookup(KEYS, &key) else {
             return RunsAction::None;
@@ -371,12 +432,7 @@ impl RunsScreen {
             RunsKey::Refresh if open => return RunsAction::Load(self.open_dirs()),
             RunsKey::Refresh => return RunsAction::Refresh,
             RunsKey::Resume => {
-                let dir = match &self.view {
-                    RunsView::Detail(d) => Some(d.clone()),
-                    RunsView::List => selected,
-                    RunsView::Compare(..) | RunsView::Groups | RunsView::Queue => None,
-                };
-                if let Some(d) = dir {
+                if let Some(d) = self.target(selected) {
                     return RunsAction::Resume(d);
                 }
             }
@@ -389,13 +445,14 @@ impl RunsScreen {
             }
             RunsKey::Hold | RunsKey::Cancel | RunsKey::First => {}
             RunsKey::Attach => {
-                let dir = match &self.view {
-                    RunsView::Detail(d) => Some(d.clone()),
-                    RunsView::List => selected,
-                    RunsView::Compare(..) | RunsView::Groups | RunsView::Queue => None,
-                };
-                if let Some(d) = dir {
+                if let Some(d) = self.target(selected) {
                     return RunsAction::Attach(d);
+                }
+            }
+            RunsKey::Methods => {
+                return match self.target(selected) {
+                    Some(d) => RunsAction::OpenMethods(d),
+                    None => RunsAction::Status("m: select a finished stage-1 run first".into()),
                 }
             }
             _ if open => {}
@@ -452,6 +509,10 @@ pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, a
         RunsView::Detail(d) => detail(d, f, area, false),
         RunsView::Groups => draw_groups(s, theme, f, area),
         RunsView::Queue => draw_queue(s, theme, f, area),
+        RunsView::Methods => match &s.methods {
+            Some(m) => super::methods_view::draw(m, s, live, theme, f, area),
+            None => f.render_widget(Paragraph::new("No Methods view."), area),
+        },
         RunsView::Compare(a, b) => {
             let [diff, area] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);

@@ -1180,9 +1180,14 @@ fn help_codes<A: Copy>(table: &[super::keys::Binding<A>]) -> Vec<KeyCode> {
 fn help_and_footer_list_every_table_row() {
     let (_d, mut app) = project();
     send(&mut app, [ch('?')]);
-    let s = render(&app, 160, 60);
+    // Tall enough for one column: every row whole.
+    let s = render(&app, 160, 90);
     let mut rows = help_rows(GLOBAL_KEYS);
     rows.extend(help_rows(super::view::HELP_KEYS));
+    let methods = help_rows(super::methods::KEYS);
+    let (footer, _) = super::view::hints_of(methods.clone(), 1000);
+    assert_eq!(footer.len(), methods.len(), "the Methods view");
+    rows.extend(methods);
     for (screen, _, table) in super::view::screen_tables() {
         let (footer, _) = super::view::footer_hints(screen, 1000);
         assert_eq!(footer.len(), table.len(), "{screen:?}");
@@ -1195,7 +1200,7 @@ fn help_and_footer_list_every_table_row() {
         );
     }
     // At 80×24 the help scrolls to its end.
-    send(&mut app, (0..60).map(|_| key(KeyCode::Down)));
+    send(&mut app, (0..90).map(|_| key(KeyCode::Down)));
     assert_eq!(app.overlay, Some(Overlay::Help));
     assert!(render(&app, 80, 24).contains("any other key"));
 }
@@ -1659,3 +1664,5 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
         send(&mut app, [key(KeyCode::Esc)]);
     }
 }
+
+mod methods;

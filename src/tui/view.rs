@@ -5,7 +5,7 @@ use super::app::{AfterDiscard, App, Confirm, Overlay, Screen, GLOBAL_KEYS};
 use super::keys::{help_rows, Binding, KeyHelp, SCROLL_CODES, SCROLL_KEYS};
 use super::run::RunState;
 use super::theme::Theme;
-use super::{hyperparameters, presets, run, runs};
+use super::{hyperparameters, methods, presets, run, runs};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -194,14 +194,19 @@ pub type Hint = (&'static str, &'static str);
 /// The footer's key hints for `width` columns: the screen's keys in table order (most important
 /// first) as many as fit whole, then `? help` and `q quit`, always.
 pub fn footer_hints(screen: Screen, width: usize) -> (Vec<Hint>, Vec<Hint>) {
-    let len = |k: &str, w: &str| k.chars().count() + w.chars().count() + 3;
-    let fixed: usize = FOOTER_FIXED.iter().map(|(k, w)| len(k, w)).sum();
-    let mut room = width.saturating_sub(fixed);
     let rows = screen_tables()
         .into_iter()
         .find(|(s, ..)| *s == screen)
         .map(|(.., rows)| rows)
         .unwrap_or_default();
+    hints_of(rows, width)
+}
+
+/// The footer's key hints of the table `rows` for `width` columns (see [`footer_hints`]).
+pub fn hints_of(rows: Vec<KeyHelp>, width: usize) -> (Vec<Hint>, Vec<Hint>) {
+    let len = |k: &str, w: &str| k.chars().count() + w.chars().count() + 3;
+    let fixed: usize = FOOTER_FIXED.iter().map(|(k, w)| len(k, w)).sum();
+    let mut room = width.saturating_sub(fixed);
     let mut shown = Vec::new();
     for (k, short, _) in rows {
         let l = len(k, short);
@@ -224,7 +229,11 @@ fn draw_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
         );
         return;
     }
-    let (left, right) = footer_hints(app.screen, usize::from(area.width));
+    let width = usize::from(area.width);
+    let (left, right) = match (app.screen, &app.runs.view) {
+        (Screen::Runs, runs::RunsView::Methods) => hints_of(help_rows(methods::KEYS), width),
+        _ => footer_hints(app.screen, width),
+    };
     f.render_widget(Paragraph::new(Line::from(key_spans(left, theme))), area);
     f.render_widget(
         Paragraph::new(Line::from(key_spans(right, theme)).right_aligned()),
@@ -232,19 +241,30 @@ fn draw_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
     );
 }
 
-/// Every key, the current screen's first, then the global ones, then the other screens'.
+/// The title of the Methods view's keys in the help.
+const METHODS_TITLE: &str = "4 Runs · Methods view (m on a finished stage-1 run)";
+
+/// Every key, the current screen's first, then the global ones, then the other screens'; the
+/// Methods view's after the runs screen's.
 pub fn help_lines(current: Screen, theme: Theme) -> Vec<Line<'static>> {
     let tables = screen_tables();
     let mut sections: Vec<(String, Vec<KeyHelp>)> = Vec::new();
+    let methods = || (METHODS_TITLE.to_owned(), help_rows(methods::KEYS));
     for (s, title, rows) in &tables {
         if *s == current {
             sections.push((format!("{title} (this screen)"), rows.clone()));
         }
     }
+    if current == Screen::Runs {
+        sections.push(methods());
+    }
     sections.push(("Everywhere".into(), help_rows(GLOBAL_KEYS)));
     for (s, title, rows) in tables {
         if s != current {
             sections.push((title.to_owned(), rows));
+            if s == Screen::Runs {
+                sections.push(methods());
+            }
         }
     }
     sections.push(("This help".into(), help_rows(HELP_KEYS)));

@@ -1,0 +1,414 @@
+//! Drawing the Methods view ([`super::methods`]): the checklist with each trained method's
+//! run, the comparison's progress; the results table (top-1 and ECE with their 95 % intervals,
+//! NLL, what was fitted), its protocol and output folder, and the reliability curves of the
+//! rows shown, one colour each, over the diagonal. Nothing here changes state.
+use super::methods::{find_trained, Found, Item, Job, MethodsScreen, Page};
+use super::runs::RunsScreen;
+use super::theme::Theme;
+use super::view::panel;
+use crate::compare::cli::base_label;
+use crate::compare::methods::{MethodResult, MethodSpec};
+use crate::compare::posthoc::Fitted;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Color;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+use std::path::{Path, PathBuf};
+
+/// Colours of the reliability curves, by row (the table's `●` is the legend).
+pub const PALETTE: [Color; 6] = [
+    Color::Cyan,
+    Color::Yellow,
+    Color::Magenta,
+    Color::Green,
+    Color::LightRed,
+    Color::LightBlue,
+];
+
+/// Draws the Methods view of `m` in `area`; `runs` and `live` tell which trained methods have
+/// a run.
+pub fn draw(
+    m: &MethodsScreen,
+    runs: &RunsScreen,
+    live: &[PathBuf],
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    match (m.page, &m.result) {
+        (Page::Results, Some((c, out))) => {
+            let title = format!(
+                "Methods · {} · 95 % CI of {} bootstrap draws",
+                m.name, c.draws
+            );
+            let block = panel(&title, true, theme);
+            let inner = block.inner(area);
+            f.render_widget(block, area);
+            draw_results(m, (c, out), theme, f, inner);
+        }
+        _ => draw_checklist(m, runs, live, theme, f, area),
+    }
+}
+
+/// `saved/x/compare` rather than the whole path, when it lies under the current folder.
+fn short_path(p: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| p.strip_prefix(d).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The folder name of a path.
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// A trained method's mark in the checklist: its run, or what Enter does.
+fn found_mark(found: &Found, theme: Theme) -> Span<'static> {
+    match found {
+        Found::Finished { .. } => Span::styled("✓ run done", theme.good()),
+        Found::Training(_) => Span::styled("● training", theme.warn()),
+        Found::Missing => Span::styled("+ trains", theme.dim()),
+    }
+}
+
+/// The checklist's lines (with headings) and the line of the cursor.
+fn checklist_lines(
+    m: &MethodsScreen,
+    found: &[Option<Found>],
+    theme: Theme,
+) -> (Vec<Line<'static>>, usize) {
+    let mut lines = vec![Line::styled(
+        "Post-hoc, on the stage-1 checkpoint",
+        theme.title(),
+    )];
+    let mut at = 0;
+    for (i, item) in m.items.iter().enumerate() {
+        if matches!(item, Item::Trained(_)) && !matches!(m.items[i - 1], Item::Trained(_)) {
+            lines.push(Line::styled("Trained, stage-2 runs from it", theme.title()));
+        }
+        if i == m.cursor {
+            at = lines.len();
+        }
+        let mark = if m.checked[i] { "[x]" } else { "[ ]" };
+        let cursor = if i == m.cursor { "▶" } else { " " };
+        let mut spans = vec![Span::raw(format!("{cursor}{mark} {:<18}", item.label()))];
+        if let Some(Some(f)) = found.get(i) {
+            spans.push(found_mark(f, theme));
+        }
+        let line = Line::from(spans);
+        lines.push(if i == m.cursor {
+            line.style(theme.selected())
+        } else {
+            line
+        });
+    }
+    (lines, at)
+}
+
+/// What the right pane says of the item under the cursor.
+fn cursor_note(m: &MethodsScreen, found: &[Option<Found>], theme: Theme) -> Vec<Line<'static>> {
+    let dim = theme.dim();
+    match (&m.items[m.cursor], found.get(m.cursor).cloned().flatten()) {
+        (Item::PostHoc(s), _) => vec![Line::styled(
+            format!("{}: post-hoc, fitted on the validation split", spec_word(s)),
+            dim,
+        )],
+        (_, Some(Found::Finished { dir, .. })) => {
+            vec![Line::styled(format!("its run: {}", file_name(&dir)), dim)]
+        }
+        (_, Some(Found::Training(dir))) => vec![Line::styled(
+            format!("training in {}: compared once it ends", file_name(&dir)),
+            theme.warn(),
+        )],
+        (Item::Trained(t), _) => match m.plan_of(*t) {
+            Some(Ok(p)) => vec![Line::styled(
+                format!(
+                    "Enter trains it: {} epochs from {}",
+                    p.config.num_epochs, p.from
+                ),
+                dim,
+            )],
+            Some(Err(e)) => vec![Line::styled(format!("cannot train it: {e}"), theme.bad())],
+            None => Vec::new(),
+        },
+    }
+}
+
+/// `ce+tau-norm`.
+fn spec_word(s: &MethodSpec) -> String {
+    super::methods::spec_text(s)
+}
+
+/// The checklist and, beside it, the note on the selected method and the comparison's
+/// progress or error.
+fn draw_checklist(
+    m: &MethodsScreen,
+    runs: &RunsScreen,
+    live: &[PathBuf],
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    let title = format!("Methods · {} · Space check · Enter run", m.name);
+    let block = panel(&title, true, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let found: Vec<Option<Found>> = m
+        .items
+        .iter()
+        .map(|i| match i {
+            Item::Trained(t) => Some(find_trained(
+                *t,
+                &m.checkpoint,
+                &runs.all_runs,
+                &runs.facts,
+                live,
+            )),
+            Item::PostHoc(_) => None,
+        })
+        .collect();
+    let [list, right] = Layout::horizontal([Constraint::Length(36), Constraint::Min(10)])
+        .spacing(1)
+        .areas(inner);
+    let (lines, at) = checklist_lines(m, &found, theme);
+    let height = usize::from(list.height);
+    let offset = (at + 1).saturating_sub(height) as u16;
+    f.render_widget(Paragraph::new(lines).scroll((offset, 0)), list);
+    let mut note = cursor_note(m, &found, theme);
+    note.push(Line::raw(""));
+    note.extend(progress_lines(m, theme, usize::from(right.height)));
+    f.render_widget(Paragraph::new(note).wrap(Wrap { trim: false }), right);
+}
+
+/// The comparison's state and its last progress lines, at most `room`.
+fn progress_lines(m: &MethodsScreen, theme: Theme, room: usize) -> Vec<Line<'static>> {
+    let head = match (&m.job, &m.result) {
+        (Job::Running, _) => Line::styled("comparing…", theme.warn()),
+        (Job::Failed(why), _) => Line::styled(format!("comparison failed: {why}"), theme.bad()),
+        (Job::Idle, Some(_)) => Line::styled("Tab shows the last results", theme.good()),
+        (Job::Idle, None) => Line::styled("no comparison yet", theme.dim()),
+    };
+    let keep = room.saturating_sub(4);
+    let tail = m.log.len().saturating_sub(keep);
+    std::iter::once(head)
+        .chain(
+            m.log[tail..]
+                .iter()
+                .map(|l| Line::styled(l.clone(), theme.dim())),
+        )
+        .collect()
+}
+
+/// A row's short name: `CE+τ-norm+TS`, `cRT+TS`.
+fn short_name(r: &MethodResult) -> String {
+    match MethodSpec::parse(&r.spec) {
+        Ok(s) => {
+            let base = if s.base == "ce" {
+                "CE".to_owned()
+            } else {
+                base_label(&s.base)
+            };
+            std::iter::once(base)
+                .chain(s.steps.iter().map(|st| st.label().to_owned()))
+                .collect::<Vec<_>>()
+                .join("+")
+        }
+        Err(_) => r.name.clone(),
+    }
+}
+
+/// What a row fitted, briefly: `T=1.42`, `τ=0.75, T=1.10`, `NCM`.
+fn fitted_short(r: &MethodResult) -> String {
+    let parts: Vec<String> = r
+        .fitted
+        .iter()
+        .map(|f| match f {
+            Fitted::TauNorm { tau, .. } => format!("τ={tau:.2}"),
+            Fitted::Ncm => "NCM means".into(),
+            Fitted::LogitAdjustment { tau, .. } => format!("LA τ={tau:.1}"),
+            Fitted::Temperature { t, .. } => format!("T={}", short_number(*t)),
+        })
+        .collect();
+    match (parts.is_empty(), r.spec.starts_with("ce")) {
+        (true, true) => "–".into(),
+        (true, false) => "stage 2".into(),
+        (false, _) => parts.join(", "),
+    }
+}
+
+/// A figure in at most 6 columns: `0.812`, `12.34`, `4.0e4`.
+fn short_number(v: f64) -> String {
+    match v.abs() {
+        a if a < 10.0 => format!("{v:.3}"),
+        a if a < 1000.0 => format!("{v:.1}"),
+        _ => format!("{v:.1e}"),
+    }
+}
+
+/// `45.23 [43.10,47.30]`.
+fn with_ci(v: f64, lo: f64, hi: f64) -> String {
+    format!("{v:.2} [{lo:.2},{hi:.2}]")
+}
+
+/// The protocol, the table, the output folder and the reliability curves.
+fn draw_results(
+    m: &MethodsScreen,
+    (c, out): (&crate::compare::report::Comparison, &PathBuf),
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    let table_h = (c.rows.len() as u16 + 1).min(area.height.saturating_sub(10).max(3));
+    let [protocol, table, written, chart] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(table_h),
+        Constraint::Length(1),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    let dim = theme.dim();
+    let protocol_lines = vec![
+        Line::from(vec![
+            Span::styled("fitted on ", dim),
+            Span::raw(c.validation.clone()),
+        ]),
+        Line::from(vec![
+            Span::styled("scored on ", dim),
+            Span::raw(c.scored.clone()),
+        ]),
+    ];
+    f.render_widget(Paragraph::new(protocol_lines), protocol);
+    draw_table(m, c, theme, f, table);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("written to ", dim),
+            Span::raw(short_path(out)),
+            Span::styled(": results.csv, results.md, figures/", dim),
+        ])),
+        written,
+    );
+    draw_curves(m, c, theme, f, chart);
+}
+
+/// The results table; the selected row highlighted, each row's `●` in its curve's colour
+/// (`○` when its curve is hidden).
+fn draw_table(
+    m: &MethodsScreen,
+    c: &crate::compare::report::Comparison,
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    let rows: Vec<Row<'_>> = c
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (fig, ci) = (&r.figures[0], &r.intervals[0]);
+            let shown = m.shown.get(i).copied().unwrap_or(false);
+            let dot = match shown {
+                true => Span::styled("●", theme.fg(PALETTE[i % PALETTE.len()])),
+                false => Span::styled("○", theme.dim()),
+            };
+            Row::new(vec![
+                Line::from(dot),
+                Line::raw(short_name(r)),
+                Line::raw(with_ci(fig.top1, ci.top1.lo, ci.top1.hi)),
+                Line::raw(with_ci(fig.ece, ci.ece.lo, ci.ece.hi)),
+                Line::raw(short_number(fig.nll)),
+                Line::raw(fitted_short(r)),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(1),
+        Constraint::Min(10),
+        Constraint::Length(20),
+        Constraint::Length(20),
+        Constraint::Length(6),
+        Constraint::Min(8),
+    ];
+    let header = Row::new([
+        "",
+        "Method",
+        "Top-1 % [95% CI]",
+        "ECE % [95% CI]",
+        "NLL",
+        "Fitted",
+    ])
+    .style(theme.dim());
+    let table = Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(theme.selected())
+        .highlight_symbol("▶");
+    let mut state = TableState::default().with_selected(Some(m.row));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+/// Accuracy against mean confidence of each non-empty bin, one curve per shown row, over the
+/// diagonal of perfect calibration.
+fn draw_curves(
+    m: &MethodsScreen,
+    c: &crate::compare::report::Comparison,
+    theme: Theme,
+    f: &mut Frame<'_>,
+    area: Rect,
+) {
+    let points: Vec<(usize, Vec<(f64, f64)>)> = c
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| m.shown.get(*i).copied().unwrap_or(false))
+        .map(|(i, r)| {
+            let bins = r.figures[0].bins.iter().filter(|b| b.count > 0);
+            (i, bins.map(|b| (b.confidence, b.accuracy)).collect())
+        })
+        .collect();
+    let diagonal = [(0.0, 0.0), (1.0, 1.0)];
+    let mut sets = vec![Dataset::default()
+        .graph_type(GraphType::Line)
+        .marker(Marker::Braille)
+        .style(theme.dim())
+        .data(&diagonal)];
+    for (i, p) in &points {
+        let style = theme.fg(PALETTE[i % PALETTE.len()]);
+        for (graph, marker) in [
+            (GraphType::Line, Marker::Braille),
+            (GraphType::Scatter, Marker::Dot),
+        ] {
+            let set = Dataset::default().graph_type(graph).marker(marker);
+            sets.push(set.style(style).data(p));
+        }
+    }
+    let labels = |a: &'static str, b: &'static str, c: &'static str| {
+        vec![Span::raw(a), Span::raw(b), Span::raw(c)]
+    };
+    let chart = Chart::new(sets)
+        .block(panel(
+            "Reliability: accuracy per confidence bin · colours as ● · diagonal ideal",
+            false,
+            theme,
+        ))
+        .x_axis(
+            Axis::default()
+                .title(Span::styled("confidence", theme.dim()))
+                .bounds([0.0, 1.0])
+                .labels(labels("0", "0.5", "1"))
+                .style(theme.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, 1.0])
+                .labels(labels("0", ".5", "1"))
+                .style(theme.dim()),
+        );
+    f.render_widget(chart, area);
+}

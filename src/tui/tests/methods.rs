@@ -1,0 +1,408 @@
+//! The Methods view: which runs open it, its keys, which stage-2 runs it finds for which
+//! method, the stage-2 configuration of each trained method, and what Enter does.
+use super::*;
+use crate::config::ClassifierRecipe;
+use crate::tui::app::QueueOp;
+use crate::tui::methods::{
+    find_trained, stage2_plan, CompareMsg, Found, Item, Job as CompareJob, Trained,
+};
+
+/// A finished stage-1 run of `fm_s1` with its best checkpoint, in `root`'s `saved/`.
+fn stage1_run(root: &Path, name: &str, epochs: usize, best: bool) -> RunSummary {
+    let dir = root.join("saved").join(name);
+    let ckpt = dir.join("ckps/model_best.safetensors");
+    fs::create_dir_all(ckpt.parent().unwrap()).unwrap();
+    if best {
+        fs::write(&ckpt, "").unwrap();
+    }
+    let config = Config::from_yaml_str(&preset_yaml("fm_s1", "stage1", "./data/fmnist", 3), "t")
+        .unwrap()
+        .config;
+    RunSummary {
+        dir,
+        name: name.into(),
+        stage: Some(Stage::Stage1),
+        epochs: (0..epochs)
+            .map(|e| epoch(Stage::Stage1, e, 3, 60.0, 7.0))
+            .collect(),
+        config: Some(config),
+        best_checkpoint: best.then_some(ckpt),
+    }
+}
+
+/// A stage-2 run of `config` (its `resume` says from which checkpoint), finished or not.
+fn stage2_run(root: &Path, name: &str, config: Config, finished: bool) -> RunSummary {
+    let dir = root.join("saved").join(name);
+    let n = config.num_epochs;
+    RunSummary {
+        best_checkpoint: Some(dir.join("ckps/model_best.safetensors")),
+        dir,
+        name: name.into(),
+        stage: Some(Stage::Stage2),
+        epochs: (0..if finished { n } else { 1 })
+            .map(|e| epoch(Stage::Stage2, e, n, 70.0, 3.0))
+            .collect(),
+        config: Some(config),
+    }
+}
+
+/// A stage-2 configuration of `method` from `ckpt`.
+fn trained_config(method: Trained, ckpt: &Path) -> Config {
+    let mut c = Config::from_yaml_str(&preset_yaml("fm_s2", "stage2", "./data/fmnist", 2), "t")
+        .unwrap()
+        .config;
+    c.resume = ckpt.display().to_string();
+    method.apply(&mut c);
+    c
+}
+
+/// The app on the runs screen with `runs` listed.
+fn on_runs(app: &mut App, runs: Vec<RunSummary>) {
+    send(app, [ch('4'), Msg::Runs(runs, HashMap::new())]);
+    app.runs.selected = 0;
+    app.status = None;
+}
+
+fn status_text(app: &App) -> String {
+    app.status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn m_opens_the_methods_view_only_on_a_finished_stage1_run() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let s2 = stage2_run(root, "fm_s2_1", trained_config(Trained::Crt, root), true);
+    let cases = [
+        (stage1_run(root, "fm_s1_short", 1, true), "is not finished"),
+        (s2, "is a stage-2 run"),
+        (
+            stage1_run(root, "fm_s1_nobest", 3, false),
+            "has no ckps/model_best",
+        ),
+    ];
+    for (run, why) in cases {
+        on_runs(&mut app, vec![run]);
+        assert!(send(&mut app, [ch('m')]).is_empty());
+        assert_eq!(app.runs.view, RunsView::List);
+        assert!(status_text(&app).contains(why), "{}", status_text(&app));
+        assert!(app.status.as_ref().unwrap().error);
+    }
+    let done = stage1_run(root, "fm_s1_done", 3, true);
+    on_runs(&mut app, vec![done.clone()]);
+    send(&mut app, [ch('m')]);
+    assert_eq!(app.runs.view, RunsView::Methods, "{}", status_text(&app));
+    let s = render(&app, 80, 24);
+    for text in [
+        "Methods · fm_s1_done",
+        "[x] CE + TS",
+        "[ ] CE + τ-norm",
+        "cRT",
+        "+ trains",
+    ] {
+        assert!(s.contains(text), "{text}: {s}");
+    }
+    assert!(
+        s.contains("Space check"),
+        "the footer shows the view's keys: {s}"
+    );
+    // Esc goes back where m was pressed: the list, or the run's detail.
+    send(&mut app, [key(KeyCode::Esc)]);
+    assert_eq!(app.runs.view, RunsView::List);
+    send(&mut app, [key(KeyCode::Enter), ch('m'), key(KeyCode::Esc)]);
+    assert_eq!(app.runs.view, RunsView::Detail(done.dir));
+}
+
+#[test]
+fn keys_check_methods_and_enter_compares_the_checked_ones_on_the_worker() {
+    let (d, mut app) = project();
+    let run = stage1_run(d.path(), "fm_s1_done", 3, true);
+    on_runs(&mut app, vec![run.clone()]);
+    send(&mut app, [ch('m')]);
+    let m = app.runs.methods.as_ref().unwrap();
+    let checked: Vec<String> = m.checked_items().map(Item::label).collect();
+    assert_eq!(checked, ["CE", "CE + TS"]);
+    // Space unchecks CE; a checks every post-hoc method, a again none of them.
+    send(&mut app, [key(KeyCode::Char(' '))]);
+    let m = app.runs.methods.as_ref().unwrap();
+    assert_eq!(
+        m.checked_items().map(Item::label).collect::<Vec<_>>(),
+        ["CE + TS"]
+    );
+    send(&mut app, [ch('a')]);
+    let m = app.runs.methods.as_ref().unwrap();
+    assert!(m.checked_items().all(|i| matches!(i, Item::PostHoc(_))));
+    assert_eq!(m.checked_items().count(), 8);
+    send(&mut app, [ch('a')]);
+    assert!(send(&mut app, [key(KeyCode::Enter)]).is_empty());
+    assert_eq!(status_text(&app), "check methods with Space first");
+    // CE + TS and LA: Enter hands the comparison to the worker.
+    send(&mut app, [ch('j'), key(KeyCode::Char(' ')), ch('G')]);
+    send(&mut app, (0..6).map(|_| ch('k')));
+    send(&mut app, [key(KeyCode::Char(' '))]);
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let [Effect::Compare(dir, opts)] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(*dir, run.dir);
+    let specs: Vec<String> = opts
+        .methods
+        .iter()
+        .map(crate::tui::methods::spec_text)
+        .collect();
+    assert_eq!(specs, ["ce+ts", "ce+la"]);
+    assert!(opts.trained.is_empty());
+    assert_eq!(
+        opts.cfg.resume,
+        run.best_checkpoint.unwrap().display().to_string()
+    );
+    assert_eq!(opts.out, Some(run.dir.join("compare")));
+    assert_eq!(app.comparing, Some(run.dir.clone()));
+    // One comparison at a time.
+    assert!(send(&mut app, [key(KeyCode::Enter)]).is_empty());
+    assert!(
+        status_text(&app).contains("is running"),
+        "{}",
+        status_text(&app)
+    );
+    // The worker's lines, then its failure in words: the view says it, nothing else changes.
+    let line = CompareMsg::Line("=> cached outputs".into());
+    let failed = CompareMsg::Failed("data of 'fm_s1': no file train-images".into());
+    send(
+        &mut app,
+        [
+            Msg::Compare(run.dir.clone(), line),
+            Msg::Compare(run.dir, failed),
+        ],
+    );
+    assert_eq!(app.comparing, None);
+    let m = app.runs.methods.as_ref().unwrap();
+    assert_eq!(
+        m.job,
+        CompareJob::Failed("data of 'fm_s1': no file train-images".into())
+    );
+    let s = render(&app, 80, 24);
+    assert!(s.contains("comparison failed: data of"), "{s}");
+    assert!(s.contains("=> cached outputs"), "{s}");
+}
+
+#[test]
+fn each_trained_method_finds_its_own_finished_run_from_this_checkpoint() {
+    let (d, _app) = project();
+    let root = d.path();
+    let s1 = stage1_run(root, "fm_s1_done", 3, true);
+    let ckpt = s1.best_checkpoint.clone().unwrap();
+    let other = root.join("elsewhere.safetensors");
+    let runs = vec![
+        stage2_run(
+            root,
+            "crt_new_unfinished",
+            trained_config(Trained::Crt, &ckpt),
+            false,
+        ),
+        stage2_run(root, "crt_done", trained_config(Trained::Crt, &ckpt), true),
+        stage2_run(
+            root,
+            "lws_other_ckpt",
+            trained_config(Trained::Lws, &other),
+            true,
+        ),
+        stage2_run(
+            root,
+            "mislas_done",
+            trained_config(Trained::Mislas, &ckpt),
+            true,
+        ),
+        stage2_run(
+            root,
+            "no_las_done",
+            trained_config(Trained::MislasNoLas, &ckpt),
+            true,
+        ),
+        stage2_run(
+            root,
+            "no_shift_live",
+            trained_config(Trained::MislasNoShift, &ckpt),
+            false,
+        ),
+        s1,
+    ];
+    let live = vec![root.join("saved/no_shift_live")];
+    let facts = HashMap::new();
+    let found = |t| find_trained(t, &ckpt, &runs, &facts, &live);
+    let finished = |name: &str| Found::Finished {
+        dir: root.join("saved").join(name),
+        checkpoint: root
+            .join("saved")
+            .join(name)
+            .join("ckps/model_best.safetensors"),
+    };
+    assert_eq!(found(Trained::Crt), finished("crt_done"));
+    assert_eq!(found(Trained::Lws), Found::Missing);
+    assert_eq!(found(Trained::Mislas), finished("mislas_done"));
+    assert_eq!(found(Trained::MislasNoLas), finished("no_las_done"));
+    assert_eq!(
+        found(Trained::MislasNoShift),
+        Found::Training(root.join("saved/no_shift_live"))
+    );
+    // A stage-2 MiSLAS run with both switches off is none of the five.
+    let mut neither = trained_config(Trained::MislasNoLas, &ckpt);
+    neither.shift_bn = false;
+    assert_eq!(Trained::of_config(&neither), None);
+    for t in Trained::ALL {
+        assert_eq!(Trained::of_config(&trained_config(t, &ckpt)), Some(t));
+    }
+}
+
+#[test]
+fn each_trained_method_gets_its_presets_stage2_configuration() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let presets = discover(root, None);
+    let p = root.join("presets/fashion_mnist/fashion_mnist_imb01_stage1_mixup.yaml");
+    let mut s1 = Config::from_file(&p).unwrap().config;
+    (s1.data_path, s1.device, s1.workers) = ("/data/fm".into(), "cpu".into(), 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("model_best.safetensors");
+    fs::write(&ckpt, "").unwrap();
+    let expect = [
+        (
+            Trained::Crt,
+            ClassifierRecipe::Crt,
+            "fashion_mnist_imb01_stage2_crt",
+            false,
+            None,
+        ),
+        (
+            Trained::Lws,
+            ClassifierRecipe::Lws,
+            "fashion_mnist_imb01_stage2_lws",
+            false,
+            None,
+        ),
+        (
+            Trained::Mislas,
+            ClassifierRecipe::Mislas,
+            "fashion_mnist_imb01_stage2_mislas",
+            true,
+            Some(0.3),
+        ),
+        (
+            Trained::MislasNoLas,
+            ClassifierRecipe::Mislas,
+            "stage2_mislas_no_las",
+            true,
+            Some(0.0),
+        ),
+        (
+            Trained::MislasNoShift,
+            ClassifierRecipe::Mislas,
+            "stage2_mislas_no_shift",
+            false,
+            Some(0.3),
+        ),
+    ];
+    for (t, recipe, preset, shift, smooth_head) in expect {
+        let plan = stage2_plan(t, &s1, &ckpt, &presets).unwrap_or_else(|e| panic!("{t:?}: {e}"));
+        let c = &plan.config;
+        assert!(
+            plan.from.starts_with("preset fashion_mnist"),
+            "{t:?}: {}",
+            plan.from
+        );
+        assert!(plan.from.ends_with(preset), "{t:?}: {}", plan.from);
+        assert_eq!(c.stage(), Stage::Stage2);
+        assert_eq!((c.recipe, c.shift_bn), (recipe, shift), "{t:?}");
+        if recipe == ClassifierRecipe::Mislas {
+            assert_eq!(c.smooth_head, smooth_head, "{t:?}");
+        }
+        assert_eq!(c.resume, ckpt.display().to_string());
+        assert_eq!(
+            c.name,
+            format!("fashion_mnist_imb01_stage1_mixup_{}", t.base())
+        );
+        // The stage-1 run's data and machine keys follow.
+        assert_eq!(
+            (c.data_path.as_str(), c.device.as_str()),
+            ("/data/fm", "cpu")
+        );
+        assert_eq!(c.workers, 0);
+        assert!(!c.mixup);
+        assert_eq!(Trained::of_config(c), Some(t));
+    }
+    // Without presets: the stage-1 configuration turned into stage 2.
+    let plan = stage2_plan(Trained::Lws, &s1, &ckpt, &[]).unwrap();
+    assert!(
+        plan.from.starts_with("the stage-1 configuration"),
+        "{}",
+        plan.from
+    );
+    let c = &plan.config;
+    assert_eq!(
+        (c.stage(), c.recipe, c.mixup, c.num_epochs),
+        (Stage::Stage2, ClassifierRecipe::Lws, false, 10)
+    );
+    assert_eq!(c.alpha, None);
+}
+
+#[test]
+fn enter_launches_the_first_missing_trained_method_and_queues_the_rest() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let s1 = stage1_run(root, "fm_s1_done", 3, true);
+    let ckpt = s1.best_checkpoint.clone().unwrap();
+    let crt = stage2_run(root, "crt_done", trained_config(Trained::Crt, &ckpt), true);
+    on_runs(&mut app, vec![s1.clone(), crt]);
+    send(&mut app, [ch('m')]);
+    let m = app.runs.methods.as_mut().unwrap();
+    let all: Vec<bool> = m
+        .items
+        .iter()
+        .map(|i| {
+            matches!(
+                i,
+                Item::Trained(Trained::Crt | Trained::Lws | Trained::Mislas)
+            )
+        })
+        .collect();
+    m.checked = all;
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    // cRT has its run: compared as a trained base. LWS is launched, MiSLAS queued behind it.
+    let [Effect::Compare(_, opts), Effect::Launch(lws), Effect::QueueOp(QueueOp::Add(mislas, name))] =
+        fx.as_slice()
+    else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(
+        opts.trained,
+        [(
+            "crt".to_owned(),
+            root.join("saved/crt_done/ckps/model_best.safetensors")
+        )]
+    );
+    assert_eq!(
+        opts.methods
+            .iter()
+            .map(crate::tui::methods::spec_text)
+            .collect::<Vec<_>>(),
+        ["crt"]
+    );
+    let Job::Single(lws) = lws.as_ref() else {
+        panic!()
+    };
+    assert_eq!(
+        (lws.recipe, lws.resume.as_str()),
+        (ClassifierRecipe::Lws, ckpt.to_str().unwrap())
+    );
+    let Job::Single(mislas) = mislas.as_ref() else {
+        panic!()
+    };
+    assert_eq!(Trained::of_config(mislas), Some(Trained::Mislas));
+    assert_eq!(name, "fm_s1_mislas");
+    assert_eq!(
+        app.screen,
+        Screen::Run,
+        "the launched run shows on the run screen"
+    );
+}

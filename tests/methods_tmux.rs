@@ -1,0 +1,153 @@
+//! End to end, in tmux at 80×24: the Methods view of a finished stage-1 run.
+//!
+//! A one-epoch stage 1 on a tiny CIFAR-10-LT (197 training and 100 test images) is trained
+//! headless; in the UI, `4`, `m` opens its Methods view with CE and CE + TS checked. With its
+//! data folder gone, Enter says why the comparison failed, in words; with it back, Enter shows
+//! the table with 95 % intervals, the protocol, the output folder and the reliability diagram,
+//! and `compare`'s files are written. Esc goes back to the runs.
+//!
+//! Needs tmux; without it, it says so and passes. About 20 s on two CPU cores.
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+mod tmux;
+use tmux::{copy_dir, Tmux};
+
+const PRESET: &str = "presets/cifar10/cifar10_imb01_stage1_mixup.yaml";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A small CIFAR-10 in the binary release's format under `root/cifar-10-batches-bin`: 5 × 100
+/// training and 100 test images, 10 per class per file, each class a different brightness.
+fn tiny_cifar10(root: &Path) {
+    let dir = root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, salt: usize| {
+        let mut v = Vec::new();
+        for i in 0..100usize {
+            let label = (i % 10) as u8;
+            v.push(label);
+            v.extend((0..3072).map(|p| label * 20 + ((p * 7 + i * 31 + salt) % 60) as u8));
+        }
+        std::fs::write(dir.join(name), v).unwrap();
+    };
+    for k in 1..=5 {
+        file(&format!("data_batch_{k}.bin"), k);
+    }
+    file("test_batch.bin", 0);
+}
+
+/// Trains the one-epoch stage 1 `tiny_s1` in `root` (headless).
+fn train_stage1(root: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .args([
+            "train",
+            "--cfg",
+            PRESET,
+            "name",
+            "tiny_s1",
+            "data_path",
+            "./data",
+        ])
+        .args(["num_epochs", "1", "batch_size", "32", "warmup_epochs", "0"])
+        .args(["device", "cpu", "workers", "0", "print_freq", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether a line shows `name` followed by a figure and its interval: `10.00 [2.00,18.00]`.
+fn row_with_interval(screen: &str, name: &str) -> bool {
+    screen.lines().any(|l| {
+        let Some(rest) = l.split_once(name).map(|(_, r)| r.trim_start()) else {
+            return false;
+        };
+        let fig = rest.split_whitespace().next().unwrap_or("");
+        let ci = rest[fig.len()..].trim_start();
+        fig.parse::<f64>().is_ok() && ci.starts_with('[') && ci.contains(',') && ci.contains(']')
+    })
+}
+
+#[test]
+fn methods_view_runs_ce_and_ts_and_shows_the_table_with_intervals() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: needs tmux");
+        return;
+    }
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("presets"),
+        &root.join("presets"),
+    );
+    tiny_cifar10(&root.join("data"));
+    train_stage1(root);
+
+    let t = Tmux {
+        socket: format!("mislas-methods-{}", std::process::id()),
+    };
+    t.start_mislas(root, env!("CARGO_BIN_EXE_mislas"), &root.join("config"));
+    t.wait_for("the presets screen", WAIT, |s| s.contains("Presets"));
+    t.keys(&["4"]);
+    t.wait_for("the run", WAIT, |s| s.contains("tiny_s1_"));
+    t.keys(&["m"]);
+    let s = t.wait_for("the Methods view", WAIT, |s| {
+        s.contains("Methods · tiny_s1_")
+    });
+    for text in [
+        "[x] CE + TS",
+        "[ ] CE + τ-norm",
+        "cRT",
+        "MiSLAS w/o LAS",
+        "+ trains",
+    ] {
+        assert!(s.contains(text), "{text}:\n{s}");
+    }
+
+    // Without its data set, the comparison fails in words and nothing else happens.
+    std::fs::rename(root.join("data"), root.join("data.away")).unwrap();
+    t.keys(&["Enter"]);
+    let s = t.wait_for("the failure", WAIT, |s| s.contains("comparison failed"));
+    assert!(s.contains("Methods · tiny_s1_"), "{s}");
+    std::fs::rename(root.join("data.away"), root.join("data")).unwrap();
+
+    // With it, CE and CE + TS: the table with intervals, protocol, folder and diagram.
+    t.keys(&["Enter"]);
+    let s = t.wait_for("the results", WAIT, |s| s.contains("Top-1 % [95% CI]"));
+    assert!(row_with_interval(&s, "● CE "), "{s}");
+    assert!(row_with_interval(&s, "● CE+TS "), "{s}");
+    for text in [
+        "ECE % [95% CI]",
+        "fitted on test half A",
+        "scored on test half B",
+        "written to",
+        "Reliability",
+        "T=",
+    ] {
+        assert!(s.contains(text), "{text}:\n{s}");
+    }
+    let run = std::fs::read_dir(root.join("saved"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("config.yaml").is_file())
+        .unwrap();
+    let csv = std::fs::read_to_string(run.join("compare/results.csv")).unwrap();
+    assert!(csv.contains("CE (stage 1) + TS"), "{csv}");
+
+    // Tab: the checklist; Esc: the runs; q quits.
+    t.keys(&["Tab"]);
+    t.wait_for("the checklist", WAIT, |s| {
+        s.contains("Tab shows the last results")
+    });
+    t.keys(&["Escape"]);
+    t.wait_for("the runs", WAIT, |s| s.contains("Runs in saved/"));
+    t.keys(&["q"]);
+    t.wait_for("mislas to end", WAIT, |s| s.contains("mislas-exit=0"));
+}
