@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Post-hoc methods on the stage-1 checkpoint, as `mislas compare` writes them; one that does
-/// not parse (a step this build lacks, such as `vs` before vector scaling exists) is left out.
+/// not parse is left out.
 const POST_HOC: &[&str] = &[
     "ce",
     "ce+ts",

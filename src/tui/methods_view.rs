@@ -235,6 +235,7 @@ fn fitted_short(r: &MethodResult) -> String {
             Fitted::Ncm => "NCM means".into(),
             Fitted::LogitAdjustment { tau, .. } => format!("LA τ={tau:.1}"),
             Fitted::Temperature { t, .. } => format!("T={}", short_number(*t)),
+            Fitted::Vector { .. } => "VS a, b".into(),
         })
         .collect();
     match (parts.is_empty(), r.spec.starts_with("ce")) {

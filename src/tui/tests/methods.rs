@@ -134,13 +134,13 @@ fn keys_check_methods_and_enter_compares_the_checked_ones_on_the_worker() {
     send(&mut app, [ch('a')]);
     let m = app.runs.methods.as_ref().unwrap();
     assert!(m.checked_items().all(|i| matches!(i, Item::PostHoc(_))));
-    assert_eq!(m.checked_items().count(), 8);
+    assert_eq!(m.checked_items().count(), 9);
     send(&mut app, [ch('a')]);
     assert!(send(&mut app, [key(KeyCode::Enter)]).is_empty());
     assert_eq!(status_text(&app), "check methods with Space first");
     // CE + TS and LA: Enter hands the comparison to the worker.
     send(&mut app, [ch('j'), key(KeyCode::Char(' ')), ch('G')]);
-    send(&mut app, (0..6).map(|_| ch('k')));
+    send(&mut app, (0..7).map(|_| ch('k')));
     send(&mut app, [key(KeyCode::Char(' '))]);
     let fx = send(&mut app, [key(KeyCode::Enter)]);
     let [Effect::Compare(dir, opts)] = fx.as_slice() else {
