@@ -107,16 +107,7 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     } else {
         opts.methods.clone()
     };
-    for m in &methods {
-        if m.base != "ce" && !opts.trained.iter().any(|(n, _)| *n == m.base) {
-            bail!(
-                "method '{}' needs the checkpoint of '{}': add --trained {}=PATH",
-                m.base,
-                m.base,
-                m.base
-            );
-        }
-    }
+    check_bases(&methods, &opts.trained)?;
     let ckpt = PathBuf::from(&cfg.resume);
     let cache_dir = cache::cache_dir_for(&ckpt, Path::new("saved"));
     let out = opts.out.clone().unwrap_or_else(|| {
@@ -134,42 +125,7 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         cfg.tail_class_idx,
     );
     let validation = split::validation_for(cfg.dataset, opts.seed);
-    let need_ncm = methods
-        .iter()
-        .any(|m| m.steps.contains(&super::methods::Step::Ncm));
-    let mut bases = Vec::new();
-    let mut names = Vec::new();
-    let mut describe = (String::new(), String::new());
-    let all_bases: Vec<(String, PathBuf)> = std::iter::once(("ce".to_owned(), ckpt.clone()))
-        .chain(opts.trained.iter().cloned())
-        .filter(|(n, _)| methods.iter().any(|m| m.base == *n))
-        .collect();
-    for (name, path) in &all_bases {
-        let mut c = cfg.clone();
-        c.resume = path.display().to_string();
-        let dir = cache::cache_dir_for(path, &out);
-        let test = cache::load_or_compute(&c, &Source::Test, &dir, log)?;
-        let (val, scored, d) = views(&c, &test, &validation, opts.protocol, &dir, log)?;
-        describe = d;
-        let class_means = if need_ncm {
-            let train = cache::load_or_compute(&c, &Source::Train, &dir, log)?;
-            let labels = Tensor::from_slice(&train.labels);
-            Some(posthoc::class_means(
-                &train.features,
-                &labels,
-                cfg.num_classes as i64,
-            ))
-        } else {
-            None
-        };
-        bases.push(Base {
-            val,
-            scored,
-            weight: test.weight.shallow_clone(),
-            class_means,
-        });
-        names.push(name.clone());
-    }
+    let (bases, names, describe) = load_bases(opts, &methods, &validation, &out, log)?;
     let scoring = Scoring {
         groups: groups.clone(),
         train_class_counts: counts.clone(),
@@ -210,6 +166,70 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         out.display()
     ));
     Ok((comparison, out))
+}
+
+/// Every method's base is `ce` or a `--trained` name.
+fn check_bases(methods: &[MethodSpec], trained: &[(String, PathBuf)]) -> Result<()> {
+    for m in methods {
+        if m.base != "ce" && !trained.iter().any(|(n, _)| *n == m.base) {
+            bail!(
+                "method '{}' needs the checkpoint of '{}': add --trained {}=PATH",
+                m.base,
+                m.base,
+                m.base
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The outputs of every base some method uses (the stage-1 checkpoint as `ce`, then the
+/// trained ones), from the cache or one pass of the network each: their views, names and the
+/// description of the validation and scored splits.
+fn load_bases(
+    opts: &CompareOptions,
+    methods: &[MethodSpec],
+    validation: &Validation,
+    out: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Vec<Base>, Vec<String>, (String, String))> {
+    let cfg = &opts.cfg;
+    let need_ncm = methods
+        .iter()
+        .any(|m| m.steps.contains(&super::methods::Step::Ncm));
+    let mut bases = Vec::new();
+    let mut names = Vec::new();
+    let mut describe = (String::new(), String::new());
+    let all_bases = std::iter::once(("ce".to_owned(), PathBuf::from(&cfg.resume)))
+        .chain(opts.trained.iter().cloned())
+        .filter(|(n, _)| methods.iter().any(|m| m.base == *n));
+    for (name, path) in all_bases {
+        let mut c = cfg.clone();
+        c.resume = path.display().to_string();
+        let dir = cache::cache_dir_for(&path, out);
+        let test = cache::load_or_compute(&c, &Source::Test, &dir, log)?;
+        let (val, scored, d) = views(&c, &test, validation, opts.protocol, &dir, log)?;
+        describe = d;
+        let class_means = if need_ncm {
+            let train = cache::load_or_compute(&c, &Source::Train, &dir, log)?;
+            let labels = Tensor::from_slice(&train.labels);
+            Some(posthoc::class_means(
+                &train.features,
+                &labels,
+                cfg.num_classes as i64,
+            ))
+        } else {
+            None
+        };
+        bases.push(Base {
+            val,
+            scored,
+            weight: test.weight.shallow_clone(),
+            class_means,
+        });
+        names.push(name);
+    }
+    Ok((bases, names, describe))
 }
 
 /// The validation and scored views of a checkpoint's test outputs, and their descriptions;
