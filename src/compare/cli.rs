@@ -209,7 +209,10 @@ fn load_bases(
         let dir = cache::cache_dir_for(&path, out);
         let test = cache::load_or_compute(&c, &Source::Test, &dir, log)?;
         let (val, scored, d) = views(&c, &test, validation, opts.protocol, &dir, log)?;
-        describe = d;
+        if names.is_empty() {
+            // The same split for every base; named with the stage-1 checkpoint's record.
+            describe = d;
+        }
         let class_means = if need_ncm {
             let train = cache::load_or_compute(&c, &Source::Train, &dir, log)?;
             let labels = Tensor::from_slice(&train.labels);
