@@ -93,6 +93,7 @@ fn main() -> anyhow::Result<()> {
     let c = Comparison {
         protocol: Protocol::Holdout,
         checkpoint: "synthetic".into(),
+        trained: Vec::new(),
         validation: "synthetic validation (20 per class)".into(),
         scored: "synthetic test (50 per class)".into(),
         groups,

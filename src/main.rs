@@ -102,9 +102,10 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct CompareArgs {
-    /// Stage-1 configuration (data set, backbone, class ranges).
-    #[arg(long, default_value = DEFAULT_STAGE1)]
-    cfg: PathBuf,
+    /// Stage-1 configuration (data set, backbone, class ranges) [default: the `config.yaml` of
+    /// the checkpoint's run folder, else the Fashion-MNIST-LT stage-1 preset].
+    #[arg(long)]
+    cfg: Option<PathBuf>,
     /// Stage-1 checkpoint (mislas .safetensors or the reference's .pth.tar).
     #[arg(long)]
     checkpoint: PathBuf,
@@ -137,7 +138,18 @@ struct CompareArgs {
 
 fn compare(args: CompareArgs) -> Result<i32> {
     use mislas::compare::{cli, methods::MethodSpec, split::Protocol};
-    let mut loaded = load(&args.cfg, &args.opts)?;
+    let run_config = args
+        .checkpoint
+        .parent()
+        .and_then(Path::parent)
+        .map(|run| run.join("config.yaml"))
+        .filter(|f| f.is_file());
+    let cfg = args
+        .cfg
+        .clone()
+        .or(run_config)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STAGE1));
+    let mut loaded = load(&cfg, &args.opts)?;
     report_ignored(&loaded);
     loaded.config.resume = args.checkpoint.display().to_string();
     let mut opts = cli::CompareOptions::new(loaded.config);

@@ -8,7 +8,7 @@ use super::methods::{run_methods, Base, BaseMethods, MethodSpec, Scoring, View};
 use super::posthoc;
 use super::report::Comparison;
 use super::split::{self, Protocol, Validation};
-use crate::config::Config;
+use crate::config::{Config, Stage};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
@@ -102,12 +102,16 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     if cfg.resume.is_empty() {
         bail!("compare needs the stage-1 checkpoint: --checkpoint PATH");
     }
-    let methods = if opts.methods.is_empty() {
+    let mut methods = if opts.methods.is_empty() {
         default_methods(&opts.trained)
     } else {
         opts.methods.clone()
     };
+    let mut seen = std::collections::HashSet::new();
+    methods.retain(|m| seen.insert(m.canonical()));
+    check_draws(opts.draws, log)?;
     check_bases(&methods, &opts.trained)?;
+    check_checkpoints(cfg, &opts.trained)?;
     let ckpt = PathBuf::from(&cfg.resume);
     let cache_dir = cache::cache_dir_for(&ckpt, Path::new("saved"));
     let out = opts.out.clone().unwrap_or_else(|| {
@@ -150,6 +154,12 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     let comparison = Comparison {
         protocol: opts.protocol,
         checkpoint: cfg.resume.clone(),
+        trained: opts
+            .trained
+            .iter()
+            .filter(|(n, _)| names.contains(n))
+            .map(|(n, p)| (n.clone(), p.display().to_string()))
+            .collect(),
         validation: describe.0,
         scored: describe.1,
         groups,
@@ -166,6 +176,75 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         out.display()
     ));
     Ok((comparison, out))
+}
+
+/// At least 2 bootstrap draws (a percentile interval of one draw is a point); fewer than 200
+/// are allowed with a warning.
+fn check_draws(draws: usize, log: &mut dyn FnMut(&str)) -> Result<()> {
+    if draws < 2 {
+        bail!("--draws {draws}: a 95 % interval needs at least 2 bootstrap draws (1000 is the default)");
+    }
+    if draws < 200 {
+        log(&format!(
+            "=> warning: {draws} bootstrap draws give unstable 95 % intervals (1000 is the default)"
+        ));
+    }
+    Ok(())
+}
+
+/// The checkpoints exist, and where their run folder's `config.yaml` says what they are, the
+/// stage-1 one is a stage-1 checkpoint and each trained one a stage-2 checkpoint of the same
+/// data set, imbalance factor, classes and backbone.
+fn check_checkpoints(cfg: &Config, trained: &[(String, PathBuf)]) -> Result<()> {
+    let stage1 = PathBuf::from(&cfg.resume);
+    for path in std::iter::once(&stage1).chain(trained.iter().map(|(_, p)| p)) {
+        if !path.is_file() {
+            bail!("no checkpoint at {}", path.display());
+        }
+    }
+    if run_config(&stage1).is_some_and(|c| c.stage() != Stage::Stage1) {
+        bail!(
+            "{} is a stage-2 checkpoint: give it as --trained NAME={} and the stage-1 checkpoint \
+             it started from as --checkpoint",
+            stage1.display(),
+            stage1.display()
+        );
+    }
+    for (name, path) in trained {
+        let Some(c) = run_config(path) else { continue };
+        if c.stage() != Stage::Stage2 {
+            bail!(
+                "--trained {name}={}: a stage-1 checkpoint; a trained base is a classifier \
+                 stage (stage 2: crt, lws, mislas) started from the stage-1 checkpoint",
+                path.display()
+            );
+        }
+        let same = (c.dataset, c.imb_factor, c.num_classes, &c.backbone)
+            == (cfg.dataset, cfg.imb_factor, cfg.num_classes, &cfg.backbone);
+        if !same {
+            let what = |c: &Config| {
+                let imb = c.imb_factor.map_or("natural imbalance".into(), |f| format!("IF {f}"));
+                format!("{}, {imb}, {} classes, {}", c.dataset, c.num_classes, c.backbone)
+            };
+            bail!(
+                "--trained {name}={}: trained on {}, not on the stage-1 run's {}",
+                path.display(),
+                what(&c),
+                what(cfg)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The configuration of the run a checkpoint `<run>/ckps/<file>` belongs to, if that run
+/// folder has a readable `config.yaml` (a reference `.pth.tar` has none).
+pub fn run_config(checkpoint: &Path) -> Option<Config> {
+    let file = checkpoint.parent()?.parent()?.join("config.yaml");
+    file.is_file()
+        .then(|| Config::from_file(&file).ok())
+        .flatten()
+        .map(|l| l.config)
 }
 
 /// Every method's base is `ce` or a `--trained` name.

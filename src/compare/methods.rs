@@ -87,9 +87,13 @@ impl MethodSpec {
             };
             if matches!(step, Step::TauNorm | Step::Ncm) && !steps.is_empty() {
                 bail!(
-                    "method '{text}': {} replaces the logits, so it must come first",
+                    "method '{text}': {} replaces the logits, so it must come right after the \
+                     base",
                     w
                 );
+            }
+            if steps.contains(&step) {
+                bail!("method '{text}': {w} twice");
             }
             steps.push(step);
         }
@@ -374,7 +378,9 @@ mod tests {
             "MiSLAS + TS"
         );
         let e = MethodSpec::parse("ce+ts+ncm").unwrap_err().to_string();
-        assert!(e.contains("must come first"), "{e}");
+        assert!(e.contains("must come right after the base"), "{e}");
+        let e = MethodSpec::parse("ce+la+la").unwrap_err().to_string();
+        assert!(e.contains("la twice"), "{e}");
         let e = MethodSpec::parse("ce+foo").unwrap_err().to_string();
         assert!(e.contains("unknown post-hoc step 'foo'"), "{e}");
         assert!(MethodSpec::parse("+ts").is_err());

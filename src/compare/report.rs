@@ -15,6 +15,9 @@ pub struct Comparison {
     pub protocol: Protocol,
     /// The stage-1 checkpoint.
     pub checkpoint: String,
+    /// The trained bases: `(name, checkpoint file)`.
+    #[serde(default)]
+    pub trained: Vec<(String, String)>,
     /// Where post-hoc parameters were fitted, in words (names the half or list).
     pub validation: String,
     /// Which images were scored, in words.
@@ -43,6 +46,10 @@ impl Comparison {
         let _ = writeln!(s, "Protocol: {}.  ", self.protocol.label());
         let _ = writeln!(s, "Fitted on: {}.  ", self.validation);
         let _ = writeln!(s, "Scored on: {}.  ", self.scored);
+        let _ = writeln!(s, "Stage-1 checkpoint (`ce`): {}.  ", self.checkpoint);
+        for (name, path) in &self.trained {
+            let _ = writeln!(s, "Trained base `{name}`: {path}.  ");
+        }
         let _ = writeln!(
             s,
             "95 % intervals: percentile bootstrap of the scored images, {} draws, seed {} (the \
