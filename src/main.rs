@@ -119,7 +119,7 @@ struct CompareArgs {
     /// Default: every post-hoc method on ce, alone and +ts, and each trained base, alone and +ts.
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
-    /// Output folder [default: <run>/compare of the checkpoint's run].
+    /// Output folder [default: <run>/compare/<YYYYMMDD-HHMMSS> of the checkpoint's run].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Bootstrap draws.

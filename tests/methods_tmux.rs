@@ -138,7 +138,14 @@ fn methods_view_runs_ce_and_ts_and_shows_the_table_with_intervals() {
         .map(|e| e.path())
         .find(|p| p.join("config.yaml").is_file())
         .unwrap();
-    let csv = std::fs::read_to_string(run.join("compare/results.csv")).unwrap();
+    // One folder per comparison under <run>/compare/.
+    let folder = std::fs::read_dir(run.join("compare"))
+        .unwrap()
+        .next()
+        .expect("a comparison folder")
+        .unwrap()
+        .path();
+    let csv = std::fs::read_to_string(folder.join("results.csv")).unwrap();
     assert!(csv.contains("CE (stage 1) + TS"), "{csv}");
 
     // Tab: the checklist; Esc: the runs; q quits.

@@ -24,8 +24,8 @@ pub struct CompareOptions {
     pub trained: Vec<(String, PathBuf)>,
     /// Methods; empty: [`default_methods`].
     pub methods: Vec<MethodSpec>,
-    /// Output folder; `None`: `<run>/compare` of the stage-1 checkpoint's run, else
-    /// `saved/compare`.
+    /// Output folder; `None`: `<run>/compare/<YYYYMMDD-HHMMSS>` of the stage-1 checkpoint's
+    /// run, else `saved/compare/<YYYYMMDD-HHMMSS>`.
     pub out: Option<PathBuf>,
     /// Bootstrap draws.
     pub draws: usize,
@@ -114,10 +114,14 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     check_checkpoints(cfg, &opts.trained)?;
     let ckpt = PathBuf::from(&cfg.resume);
     let cache_dir = cache::cache_dir_for(&ckpt, Path::new("saved"));
+    // A folder per comparison, so that an earlier one (its table and figures) is never
+    // overwritten or mixed with this one's.
     let out = opts.out.clone().unwrap_or_else(|| {
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
         cache_dir
             .parent()
             .map_or_else(|| PathBuf::from("saved/compare"), |p| p.join("compare"))
+            .join(stamp)
     });
     let counts = crate::data::load(cfg)
         .with_context(|| format!("data of '{}'", cfg.name))?

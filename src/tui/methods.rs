@@ -191,16 +191,16 @@ pub enum Found {
     Missing,
 }
 
-/// Whether `resume` (as a configuration holds it) names the file `checkpoint`.
-fn same_file(resume: &str, checkpoint: &Path) -> bool {
-    let r = Path::new(resume);
+/// Whether `resume` (as a configuration holds it) is a checkpoint of the same run as
+/// `checkpoint`: the same file, or another file of the same `ckps/` folder (a stage 2 started
+/// from the run's `current.safetensors` as well as from its `model_best`).
+fn same_run(resume: &str, checkpoint: &Path) -> bool {
     if resume.is_empty() {
         return false;
     }
-    r == checkpoint
-        || std::fs::canonicalize(r)
-            .ok()
-            .is_some_and(|a| std::fs::canonicalize(checkpoint).ok() == Some(a))
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (r, c) = (canonical(Path::new(resume)), canonical(checkpoint));
+    r == c || (r.parent().is_some() && r.parent() == c.parent())
 }
 
 /// The newest finished run of `method` whose `resume` is `checkpoint`, else one in progress;
@@ -215,7 +215,7 @@ pub fn find_trained(
     let mut found = Found::Missing;
     for r in runs {
         let Some(c) = &r.config else { continue };
-        if Trained::of_config(c) != Some(method) || !same_file(&c.resume, checkpoint) {
+        if Trained::of_config(c) != Some(method) || !same_run(&c.resume, checkpoint) {
             continue;
         }
         let f = facts.get(&r.dir).cloned().unwrap_or_default();

@@ -215,6 +215,14 @@ fn each_trained_method_finds_its_own_finished_run_from_this_checkpoint() {
             trained_config(Trained::Mislas, &ckpt),
             true,
         ),
+        // Started from the same run's last checkpoint rather than its best: the same backbone
+        // run, so it counts.
+        stage2_run(
+            root,
+            "lws_from_current",
+            trained_config(Trained::Lws, &ckpt.with_file_name("current.safetensors")),
+            true,
+        ),
         stage2_run(
             root,
             "no_las_done",
@@ -240,7 +248,7 @@ fn each_trained_method_finds_its_own_finished_run_from_this_checkpoint() {
             .join("ckps/model_best.safetensors"),
     };
     assert_eq!(found(Trained::Crt), finished("crt_done"));
-    assert_eq!(found(Trained::Lws), Found::Missing);
+    assert_eq!(found(Trained::Lws), finished("lws_from_current"));
     assert_eq!(found(Trained::Mislas), finished("mislas_done"));
     assert_eq!(found(Trained::MislasNoLas), finished("no_las_done"));
     assert_eq!(
