@@ -10,6 +10,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// The start of the line each stage ends its log with, after its stop or failure line.
+const PEAK_MEMORY_LINE: &str = "=> peak resident memory of the process";
+
 /// Bytes read from the end of a log for its last line.
 const LOG_TAIL: u64 = 8192;
 /// A run whose files changed this recently, and more recently than its last epoch took, is taken
@@ -88,8 +91,14 @@ fn last_log_line(log_dir: &Path) -> Option<(String, SystemTime)> {
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).ok()?;
     let text = String::from_utf8_lossy(&bytes);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    Some((strip_stamp(line).to_owned(), newest.0))
+    // The stage's peak-memory line comes after its stop or failure line: it says nothing of
+    // how the run ended.
+    let line = text
+        .lines()
+        .rev()
+        .map(strip_stamp)
+        .find(|l| !l.trim().is_empty() && !l.starts_with(PEAK_MEMORY_LINE))?;
+    Some((line.to_owned(), newest.0))
 }
 
 /// `2026-12-06 04:31:24,819 * NLL …` → `* NLL …` (the stamp of Python's logging).
@@ -217,6 +226,29 @@ mod tests {
             assert_eq!(status(&r, &facts(stopped), false, now), RunStatus::Stopped);
         }
         assert_eq!(status(&r, &facts(&failed_line), true, now), RunStatus::Live);
+    }
+
+    /// A stopped stage's log ends with its peak memory after the stop line: the stop counts.
+    #[test]
+    fn the_peak_memory_line_after_a_stop_is_passed_over() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("logs")).unwrap();
+        fs::write(
+            d.path().join("logs/run.txt"),
+            "2026-12-06 09:30:01,100 Epoch: [0][ 40/118]\n\
+             2026-12-06 09:30:02,200 => stopped at epoch 0 batch 55; resume with: resume x\n\
+             2026-12-06 09:30:02,300 => peak resident memory of the process: 499.3 MB\n\n",
+        )
+        .unwrap();
+        let f = read_facts(d.path(), None);
+        assert_eq!(
+            f.last_log_line.as_deref(),
+            Some("=> stopped at epoch 0 batch 55; resume with: resume x")
+        );
+        let r = summary(3);
+        let mut facts = facts(f.last_log_line.as_deref().unwrap());
+        facts.modified = Some(SystemTime::now());
+        assert_eq!(status(&r, &facts, false, SystemTime::now()), RunStatus::Stopped);
     }
 
     #[test]
