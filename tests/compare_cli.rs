@@ -130,7 +130,11 @@ fn checkpoints_of_the_wrong_stage_or_data_are_refused() {
     for (dir, imb) in [("s1_if10", "0.1"), ("crt_if10", "0.1")] {
         let f = root.path().join(dir).join("config.yaml");
         let t = std::fs::read_to_string(&f).unwrap();
-        std::fs::write(&f, t.replace("imb_factor: 0.01", &format!("imb_factor: {imb}"))).unwrap();
+        std::fs::write(
+            &f,
+            t.replace("imb_factor: 0.01", &format!("imb_factor: {imb}")),
+        )
+        .unwrap();
     }
     let cases: [(&[&str], String); 3] = [
         (
@@ -160,7 +164,9 @@ fn checkpoints_of_the_wrong_stage_or_data_are_refused() {
     let (code, err) = compare(&["--checkpoint", &crt, "--methods", "ce"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains(&format!("{crt} is a stage-2 checkpoint: give it as --trained")),
+        err.contains(&format!(
+            "{crt} is a stage-2 checkpoint: give it as --trained"
+        )),
         "{err}"
     );
 }

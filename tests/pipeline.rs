@@ -389,6 +389,13 @@ fn crt_and_lws_train_only_what_decoupling_trains() {
             _ => None,
         });
         assert_eq!(lr, Some(vec![0.1]), "{method}: one group at lr 0.1");
+        let says = format!("=> recipe {method}: ");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Log(l) if l.starts_with(&says))),
+            "{method}: the log says what the recipe trains"
+        );
         let top1 = epochs(&events)[0].eval.top1;
         eprintln!("{method}: top-1 {stage1_top1:.2}% (stage 1) → {top1:.2}%");
         // After one stage-1 epoch the head classes dominate (≈ 31 %); re-balancing the

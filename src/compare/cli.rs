@@ -227,8 +227,13 @@ fn check_checkpoints(cfg: &Config, trained: &[(String, PathBuf)]) -> Result<()> 
             == (cfg.dataset, cfg.imb_factor, cfg.num_classes, &cfg.backbone);
         if !same {
             let what = |c: &Config| {
-                let imb = c.imb_factor.map_or("natural imbalance".into(), |f| format!("IF {f}"));
-                format!("{}, {imb}, {} classes, {}", c.dataset, c.num_classes, c.backbone)
+                let imb = c
+                    .imb_factor
+                    .map_or("natural imbalance".into(), |f| format!("IF {f}"));
+                format!(
+                    "{}, {imb}, {} classes, {}",
+                    c.dataset, c.num_classes, c.backbone
+                )
             };
             bail!(
                 "--trained {name}={}: trained on {}, not on the stage-1 run's {}",

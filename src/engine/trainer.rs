@@ -241,6 +241,7 @@ impl<'a> Trainer<'a> {
             &p.data,
         )?;
         let mut opening: Vec<Event> = loaded.into_iter().map(Event::Log).collect();
+        opening.push(Event::Log(format!("=> {}", recipe.describe())));
         if position.is_some() {
             opening.extend(changed_settings(cfg, &run.root));
         }

@@ -248,7 +248,10 @@ mod tests {
         let r = summary(3);
         let mut facts = facts(f.last_log_line.as_deref().unwrap());
         facts.modified = Some(SystemTime::now());
-        assert_eq!(status(&r, &facts, false, SystemTime::now()), RunStatus::Stopped);
+        assert_eq!(
+            status(&r, &facts, false, SystemTime::now()),
+            RunStatus::Stopped
+        );
     }
 
     #[test]

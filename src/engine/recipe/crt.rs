@@ -37,6 +37,15 @@ impl Objective for FrozenFeatureCrossEntropy {
     }
 }
 
+/// How a classifier stage's backbone BatchNorm runs, in words.
+pub(super) fn bn_words(shift_bn: bool) -> &'static str {
+    if shift_bn {
+        "BatchNorm statistics follow the class-balanced batches (shift learning)"
+    } else {
+        "BatchNorm in eval mode (stage-1 statistics)"
+    }
+}
+
 /// Classifier re-training on the frozen stage-1 backbone.
 #[derive(Debug)]
 pub struct CrtRecipe {
@@ -92,6 +101,15 @@ impl StageRecipe for CrtRecipe {
         self.stream.epoch_order(labels, epoch)
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "recipe crt: classifier re-initialised and trained alone with cross-entropy on the \
+             class-aware sampler; backbone frozen, {}; LWS scales fixed at 1; smooth_head, \
+             smooth_tail and lr_factor are not used",
+            bn_words(self.shift_bn)
+        )
+    }
+
     fn backbone_train(&self) -> bool {
         self.shift_bn
     }
@@ -143,7 +161,8 @@ mod tests {
             .map(|(&y, row)| row.iter().map(|v| v.exp()).sum::<f64>().ln() - row[y as usize])
             .sum::<f64>()
             / 3.0;
-        assert!((loss.double_value(&[]) - by_hand).abs() < 1e-5);
+        let loss = loss.double_value(&[]);
+        assert!((loss - by_hand).abs() < 1e-5 * by_hand.abs().max(1.0), "{loss} vs {by_hand}");
         // The scales reach the logits: class 2's are twice the unscaled ones.
         let plain = tch::no_grad(|| net.classify(&net.features(&batch.images, false)));
         let ratio = (logits.select(1, 2) / plain.select(1, 2)).mean(Kind::Double);
@@ -190,5 +209,11 @@ mod tests {
         assert_eq!(recipe.learning_rates(0), vec![0.1]);
         assert!((recipe.learning_rates(100)[0] - 0.05).abs() < 1e-12);
         assert!(!recipe.backbone_train());
+        let line = recipe.describe();
+        assert!(
+            line.starts_with("recipe crt: classifier re-initialised"),
+            "{line}"
+        );
+        assert!(line.contains("BatchNorm in eval mode"), "{line}");
     }
 }

@@ -64,6 +64,15 @@ impl StageRecipe for LwsRecipe {
         self.stream.epoch_order(labels, epoch)
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "recipe lws: only the per-class LWS scales trained, with cross-entropy on the \
+             class-aware sampler; classifier and backbone frozen, {}; smooth_head, smooth_tail \
+             and lr_factor are not used",
+            super::crt::bn_words(self.shift_bn)
+        )
+    }
+
     fn backbone_train(&self) -> bool {
         self.shift_bn
     }
@@ -108,6 +117,12 @@ mod tests {
         assert_eq!(recipe.learning_rates(0), vec![0.2]);
         assert!((recipe.learning_rates(5)[0] - 0.1).abs() < 1e-12);
         assert!(recipe.backbone_train());
+        let line = recipe.describe();
+        assert!(
+            line.starts_with("recipe lws: only the per-class LWS scales"),
+            "{line}"
+        );
+        assert!(line.contains("(shift learning)"), "{line}");
         // ⌈N/B⌉ + 1 batches of the class-aware sampler: 14,886 images, B = 128 → 118.
         assert_eq!(recipe.batches_per_epoch(14_886), 118);
     }

@@ -48,6 +48,8 @@ pub struct MislasRecipe {
     loss: LabelAwareSmoothingOnLws,
     stream: ClassAwareStage,
     lr_factor: f64,
+    /// (ε_head, ε_tail) of LAS, for the log.
+    las_range: (f64, f64),
     shift_bn: bool,
 }
 
@@ -74,6 +76,10 @@ impl MislasRecipe {
             },
             stream: ClassAwareStage::of(cfg),
             lr_factor: cfg.lr_factor.unwrap_or(1.0),
+            las_range: (
+                cfg.smooth_head.unwrap_or(0.0),
+                cfg.smooth_tail.unwrap_or(0.0),
+            ),
             shift_bn: cfg.shift_bn,
         })
     }
@@ -115,6 +121,18 @@ impl StageRecipe for MislasRecipe {
 
     fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
         self.stream.epoch_order(labels, epoch)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "recipe mislas: classifier (lr × {}) and LWS scales trained with label-aware \
+             smoothing (ε {} → {} from head to tail) on the class-aware sampler; backbone frozen, \
+             {}",
+            self.lr_factor,
+            self.las_range.0,
+            self.las_range.1,
+            super::crt::bn_words(self.shift_bn)
+        )
     }
 
     fn backbone_train(&self) -> bool {

@@ -119,6 +119,17 @@ impl StageRecipe for MixupRecipe {
         sampler::instance_balanced_order(labels.len(), self.seed, epoch)
     }
 
+    fn describe(&self) -> String {
+        let loss = match self.loss.alpha.filter(|a| *a > 0.0) {
+            Some(a) => format!("mixup cross-entropy (α = {a})"),
+            None => "cross-entropy (no mixup)".into(),
+        };
+        format!(
+            "recipe: stage 1 — backbone and classifier trained with {loss} on instance-balanced \
+             batches, BatchNorm in train mode"
+        )
+    }
+
     fn backbone_train(&self) -> bool {
         true
     }

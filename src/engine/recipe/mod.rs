@@ -77,6 +77,10 @@ pub trait StageRecipe: Send {
     /// Whether the backbone's BatchNorm runs in train mode while training.
     fn backbone_train(&self) -> bool;
 
+    /// One line for the run's log: what this recipe trains, with which loss and sampler, and
+    /// which settings it leaves unused.
+    fn describe(&self) -> String;
+
     /// A failure message when this recipe cannot start without a checkpoint and has none.
     fn missing_checkpoint(&self) -> Option<&'static str> {
         None
