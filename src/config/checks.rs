@@ -346,6 +346,16 @@ pub(super) fn las_power(c: &Config) -> Option<String> {
         .then(|| "las_shape 'exp' needs a power".into())
 }
 
+pub(super) fn recipe(c: &Config) -> Option<String> {
+    (c.stage() == Stage::Stage1 && c.recipe != ClassifierRecipe::Mislas).then(|| {
+        format!(
+            "'{}' is a classifier stage: set mode stage2 (and resume a stage-1 checkpoint); \
+             stage 1 always learns the representation with mixup",
+            c.recipe
+        )
+    })
+}
+
 pub(super) fn smooth_head(c: &Config) -> Option<String> {
     if c.stage() != Stage::Stage2 || c.recipe != ClassifierRecipe::Mislas {
         return None;

@@ -511,8 +511,34 @@ fn commented_yaml_loads_back() {
         "{text}"
     );
     assert!(
-        text.contains("(stage 2 only) LAS: label smoothing"),
+        text.contains("(stage 2 only) MiSLAS LAS: label smoothing"),
         "{text}"
     );
     assert_eq!(text.lines().count(), KEYS.len() + 1);
+}
+
+/// `recipe` names a classifier stage: a stage-1 configuration with another one is an error
+/// against the key, and cRT/LWS need neither LAS's ε nor `lr_factor`.
+#[test]
+fn recipe_is_a_stage2_choice() {
+    let mut c = Config::from_yaml_str(REFERENCE, "r").unwrap().config;
+    c.set("recipe", "crt").unwrap();
+    c.smooth_head = None;
+    c.smooth_tail = None;
+    c.lr_factor = None;
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    c.set("mode", "stage1").unwrap();
+    let issues = c.validate();
+    let issue = issues
+        .iter()
+        .find(|i| i.key == "recipe")
+        .expect("recipe refused");
+    assert!(
+        issue
+            .message
+            .contains("'crt' is a classifier stage: set mode stage2"),
+        "{issue:?}"
+    );
+    c.set("recipe", "mislas").unwrap();
+    assert!(c.validate().iter().all(|i| i.key != "recipe"));
 }

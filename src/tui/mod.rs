@@ -537,7 +537,14 @@ fn tick_and_draw(app: &mut App, host: &mut Host, guard: &mut TerminalGuard, paci
 
 /// Prints how the last stage of the run ended, once the terminal is back, if one did.
 fn print_outcome(app: &App) {
-    if let Some(dir) = app.live_dirs().first() {
+    // A stop ends the run with its stage's StageFinished (stopped); the Finished after it may
+    // not have arrived when the UI quits on the first, and the run is not going on.
+    let stopped = app
+        .run
+        .as_ref()
+        .and_then(|r| r.finished.last())
+        .is_some_and(|f| f.stopped);
+    if let Some(dir) = app.live_dirs().first().filter(|_| !stopped) {
         let _ = writeln!(
             io::stdout(),
             "mislas: the run goes on in {} (`mislas` attaches to it again: 4, a)",

@@ -162,7 +162,10 @@ mod tests {
             .sum::<f64>()
             / 3.0;
         let loss = loss.double_value(&[]);
-        assert!((loss - by_hand).abs() < 1e-5 * by_hand.abs().max(1.0), "{loss} vs {by_hand}");
+        assert!(
+            (loss - by_hand).abs() < 1e-5 * by_hand.abs().max(1.0),
+            "{loss} vs {by_hand}"
+        );
         // The scales reach the logits: class 2's are twice the unscaled ones.
         let plain = tch::no_grad(|| net.classify(&net.features(&batch.images, false)));
         let ratio = (logits.select(1, 2) / plain.select(1, 2)).mean(Kind::Double);
