@@ -271,6 +271,9 @@ fn check_bases(methods: &[MethodSpec], trained: &[(String, PathBuf)]) -> Result<
     Ok(())
 }
 
+/// The bases' outputs, their names, and the (validation, scored) descriptions.
+type LoadedBases = (Vec<Base>, Vec<String>, (String, String));
+
 /// The outputs of every base some method uses (the stage-1 checkpoint as `ce`, then the
 /// trained ones), from the cache or one pass of the network each: their views, names and the
 /// description of the validation and scored splits.
@@ -280,7 +283,7 @@ fn load_bases(
     validation: &Validation,
     out: &Path,
     log: &mut dyn FnMut(&str),
-) -> Result<(Vec<Base>, Vec<String>, (String, String))> {
+) -> Result<LoadedBases> {
     let cfg = &opts.cfg;
     let need_ncm = methods
         .iter()
