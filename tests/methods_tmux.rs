@@ -139,12 +139,14 @@ fn methods_view_runs_ce_and_ts_and_shows_the_table_with_intervals() {
         .find(|p| p.join("config.yaml").is_file())
         .unwrap();
     // One folder per comparison under <run>/compare/.
-    let folder = std::fs::read_dir(run.join("compare"))
+    let folders: Vec<_> = std::fs::read_dir(run.join("compare"))
         .unwrap()
-        .next()
-        .expect("a comparison folder")
-        .unwrap()
-        .path();
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    let folder = &folders[0];
     let csv = std::fs::read_to_string(folder.join("results.csv")).unwrap();
     assert!(csv.contains("CE (stage 1) + TS"), "{csv}");
 
@@ -153,6 +155,18 @@ fn methods_view_runs_ce_and_ts_and_shows_the_table_with_intervals() {
     t.wait_for("the checklist", WAIT, |s| {
         s.contains("Tab shows the last results")
     });
+    t.keys(&["Escape"]);
+    t.wait_for("the runs", WAIT, |s| s.contains("Runs in saved/"));
+    // Opened again, the view has the last comparison (read from its comparison.json).
+    t.keys(&["m"]);
+    t.wait_for("the Methods view again", WAIT, |s| {
+        s.contains("Methods · tiny_s1_")
+    });
+    t.keys(&["Tab"]);
+    let s = t.wait_for("the stored results", WAIT, |s| {
+        s.contains("Top-1 % [95% CI]")
+    });
+    assert!(row_with_interval(&s, "● CE+TS "), "{s}");
     t.keys(&["Escape"]);
     t.wait_for("the runs", WAIT, |s| s.contains("Runs in saved/"));
     t.keys(&["q"]);

@@ -508,6 +508,12 @@ impl MethodsScreen {
             .iter()
             .map(|&t| (t, stage2_plan(t, &config, &checkpoint, presets)))
             .collect();
+        let result = latest_comparison(&r.dir);
+        let shown = result.as_ref().map_or_else(Vec::new, |(c, _)| {
+            (0..c.rows.len())
+                .map(|i| i < super::methods_view::PALETTE.len())
+                .collect()
+        });
         Ok(MethodsScreen {
             dir: r.dir.clone(),
             name: r.name.clone(),
@@ -520,9 +526,9 @@ impl MethodsScreen {
             page: Page::Checklist,
             job: Job::Idle,
             log: Vec::new(),
-            result: None,
+            result,
             row: 0,
-            shown: Vec::new(),
+            shown,
             from_detail: false,
         })
     }
@@ -627,6 +633,27 @@ impl MethodsScreen {
     }
 }
 
+/// The newest comparison written for the run in `dir` (`compare/<YYYYMMDD-HHMMSS>/`, or
+/// `compare/` itself as older versions wrote it), read from its `comparison.json`; `None`
+/// when there is none or it cannot be read.
+pub fn latest_comparison(dir: &Path) -> Option<(Comparison, PathBuf)> {
+    let root = dir.join("compare");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("comparison.json").is_file())
+        .collect();
+    // The stamps sort as times; the folder itself (older layout) comes last.
+    folders.sort();
+    folders.push(root);
+    folders.into_iter().rev().find_map(|f| {
+        let text = std::fs::read_to_string(f.join("comparison.json")).ok()?;
+        let c = serde_json::from_str::<Comparison>(&text).ok()?;
+        Some((c, f))
+    })
+}
+
 /// `ce+tau-norm+ts`: a method as `mislas compare` writes it.
 pub fn spec_text(s: &MethodSpec) -> String {
     std::iter::once(s.base.as_str())
@@ -689,7 +716,8 @@ impl MethodsScreen {
             let mut opts = CompareOptions::new(cfg);
             opts.trained = trained;
             opts.methods = methods;
-            opts.out = Some(self.dir.join("compare"));
+            // compare's default: a new `<run>/compare/<YYYYMMDD-HHMMSS>/` of this run.
+            opts.out = None;
             plan.compare = Some(opts);
         }
         plan

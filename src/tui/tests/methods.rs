@@ -158,7 +158,7 @@ fn keys_check_methods_and_enter_compares_the_checked_ones_on_the_worker() {
         opts.cfg.resume,
         run.best_checkpoint.unwrap().display().to_string()
     );
-    assert_eq!(opts.out, Some(run.dir.join("compare")));
+    assert_eq!(opts.out, None, "compare's own folder per comparison");
     assert_eq!(app.comparing, Some(run.dir.clone()));
     // One comparison at a time.
     assert!(send(&mut app, [key(KeyCode::Enter)]).is_empty());
