@@ -179,7 +179,7 @@ fn config_prints_each_key_with_its_help_and_loads_back() {
         "{text}"
     );
     assert!(
-        text.contains("# (stage 2 only) LAS: label smoothing"),
+        text.contains("# (stage 2 only) MiSLAS LAS: label smoothing"),
         "{text}"
     );
     // The output is a configuration file itself.
