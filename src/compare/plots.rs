@@ -135,26 +135,45 @@ impl Figure for Reliability<'_> {
             .map_err(err)?;
         let blue = RGBColor(31, 119, 180);
         let red = RGBColor(214, 39, 40);
-        for b in f.bins.iter().filter(|b| b.count > 0) {
-            let (lo, hi) = (b.lo + 0.004, b.hi - 0.004);
-            ch.draw_series(std::iter::once(Rectangle::new(
-                [(lo, 0.0), (hi, b.accuracy)],
+        let filled = || f.bins.iter().filter(|b| b.count > 0);
+        ch.draw_series(filled().map(|b| {
+            Rectangle::new(
+                [(b.lo + 0.004, 0.0), (b.hi - 0.004, b.accuracy)],
                 blue.mix(0.8).filled(),
-            )))
-            .map_err(err)?;
-            // The gap between accuracy and mean confidence.
+            )
+        }))
+        .map_err(err)?
+        .label("accuracy of the bin")
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 14, y + 5)], blue.mix(0.8).filled())
+        });
+        // The gap between accuracy and mean confidence.
+        ch.draw_series(filled().map(|b| {
             let (a, c) = (b.accuracy.min(b.confidence), b.accuracy.max(b.confidence));
-            ch.draw_series(std::iter::once(Rectangle::new(
-                [(lo, a), (hi, c)],
+            Rectangle::new(
+                [(b.lo + 0.004, a), (b.hi - 0.004, c)],
                 red.mix(0.35).filled(),
-            )))
-            .map_err(err)?;
-        }
+            )
+        }))
+        .map_err(err)?
+        .label("gap to its mean confidence")
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 14, y + 5)], red.mix(0.35).filled())
+        });
         ch.draw_series(LineSeries::new(
             [(0.0, 0.0), (1.0, 1.0)],
             BLACK.stroke_width(1),
         ))
-        .map_err(err)?;
+        .map_err(err)?
+        .label("perfect calibration")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK));
+        ch.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
         let total: usize = f.bins.iter().map(|b| b.count).sum::<usize>().max(1);
         let ymax = f
             .bins
@@ -284,6 +303,7 @@ impl Figure for PerClass<'_> {
                 .map_err(err)?;
             ch.configure_mesh()
                 .x_desc("training images of the class (log)")
+                .x_label_formatter(&|v| format!("{v:.0}"))
                 .draw()
                 .map_err(err)?;
             if !acc {

@@ -4,7 +4,7 @@
 //! two can be compared side by side. Each run shows its state (live, finished, stopped, failed);
 //! a stopped or failed one with a current checkpoint can be resumed from here; a finished
 //! stage-1 one opens the Methods view ([`super::methods`]).
-use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
+use super::keys::{lookup, Binding, NAV_CODES};
 use super::methods::{MethodsAction, MethodsScreen};
 use super::run::{class_bars, draw_classes, epoch_curves, EpochCurves, CLASS_TITLE};
 use super::run_status::{status, FolderFacts, RunStatus};
@@ -144,7 +144,8 @@ pub const KEYS: &[Binding<RunsKey>] = &[
     ),
     Binding::new(
         NAV_CODES,
-        NAV_KEYS,
+        // `g` groups seeds here (its row above comes first), so Home goes to the top.
+        "↑↓ jk PgUp/Dn Home/End G",
         RunsKey::Move,
         "move",
         "move between runs",
