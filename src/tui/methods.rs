@@ -178,11 +178,12 @@ pub fn items() -> Vec<Item> {
 /// The stage-2 run of a trained method from this checkpoint, as the saved runs show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// A finished run and its best checkpoint.
+    /// A finished run and the checkpoint a comparison scores.
     Finished {
         /// Its folder.
         dir: PathBuf,
-        /// Its `model_best.safetensors`.
+        /// Its last epoch's `current.safetensors` (no epoch picked on the test images that
+        /// the comparison scores), or its `model_best.safetensors` when that is all it has.
         checkpoint: PathBuf,
     },
     /// A run in progress (no finished one yet).
@@ -224,10 +225,15 @@ pub fn find_trained(
             &r.best_checkpoint,
         ) {
             (RunStatus::Finished, Some(best)) => {
+                let current = best.with_file_name(crate::run_dir::CURRENT);
                 return Found::Finished {
                     dir: r.dir.clone(),
-                    checkpoint: best.clone(),
-                }
+                    checkpoint: if current.is_file() {
+                        current
+                    } else {
+                        best.clone()
+                    },
+                };
             }
             (RunStatus::Live | RunStatus::Writing, _) if found == Found::Missing => {
                 found = Found::Training(r.dir.clone());
