@@ -350,12 +350,16 @@ fn vector_nll(z: &Tensor, labels: &Tensor, a: &Tensor, b: &Tensor) -> f64 {
         .double_value(&[])
 }
 
+/// The longest (a_k, b_k) step of one vector-scaling iteration.
+const MAX_STEP: f64 = 4.0;
+
 /// Vector scaling (Guo et al. 2017, §4.2: "W is restricted to be a diagonal matrix"): the
 /// per-class a, b `[K]` minimising the validation NLL of `z·a + b`, a convex problem.
 ///
 /// From a = 1, b = 0, each iteration takes the Newton step of every class's (a_k, b_k) with
 /// its 2×2 block of the Hessian (Σ_i p_ik(1 − p_ik)·[z², z; z, 1] / N, the cross-class terms
-/// left out), halved until the NLL falls by at least 1e-4 of the predicted decrease (Armijo);
+/// left out, a ridge of 1e-6, each class's step at most 4 long), halved until the NLL falls by
+/// at least 1e-4 of the predicted decrease (Armijo);
 /// it stops when an iteration gains less than 1e-10 nats, at most 100 iterations. Float32
 /// tensors, sums in float64.
 pub fn fit_vector_scaling(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
@@ -378,11 +382,17 @@ pub fn fit_vector_scaling(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
         let w = &p * (1.0 - &p);
         let wz = &w * &z;
         let (haa, hab, hbb) = (col_mean(&(&wz * &z)), col_mean(&wz), col_mean(&w));
-        // Solve [haa hab; hab hbb]·(da, db) = −(ga, gb) per class, with a small ridge.
-        let (haa, hbb) = (haa + 1e-9, hbb + 1e-9);
+        // Solve [haa hab; hab hbb]·(da, db) = −(ga, gb) per class, with a small ridge; a class
+        // whose block is nearly singular (never predicted) has its step shortened to length
+        // MAX_STEP, which keeps it a descent direction and lets the other classes' steps pass
+        // the line search.
+        let (haa, hbb) = (haa + 1e-6, hbb + 1e-6);
         let det = &haa * &hbb - &hab * &hab;
         let da = -(&hbb * &ga - &hab * &gb) / &det;
         let db = -(&haa * &gb - &hab * &ga) / &det;
+        let length = (&da * &da + &db * &db).sqrt().clamp_min(1e-12);
+        let shorten = (MAX_STEP / length).clamp_max(1.0);
+        let (da, db) = (da * &shorten, db * &shorten);
         let predicted = (&ga * &da + &gb * &db).sum(Kind::Double).double_value(&[]);
         let mut step = 1.0;
         let accepted = loop {
@@ -487,6 +497,43 @@ mod tests {
             got[0] + 5.0 < reach,
             "top-1 {} vs label at max {reach}",
             got[0]
+        );
+    }
+
+    /// A class the logits never predict (always 30 below the others) but a quarter of the
+    /// labels belong to: its block of the Hessian is nearly zero, and the fit still lifts it
+    /// level with the others and reaches the best NLL.
+    #[test]
+    fn vector_scaling_lifts_a_class_that_is_never_predicted() {
+        tch::manual_seed(3);
+        let n = 4000;
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let z = Tensor::cat(
+            &[
+                Tensor::randn([n, 3], opts),
+                Tensor::full([n, 1], -30.0, opts),
+            ],
+            1,
+        );
+        let labels = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu)).remainder(4);
+        let Fitted::Vector {
+            scale,
+            shift,
+            nll_before,
+            nll_after,
+            ..
+        } = fit_vector_scaling(&z, &labels)
+        else {
+            unreachable!()
+        };
+        assert!(nll_before > 7.0, "{nll_before}");
+        // The labels (i mod 4) are independent of the logits: the best is every class at ¼,
+        // NLL ln 4; class 3's logit −30·a_3 + b_3 must come up level with the others'.
+        assert!((nll_after - 4f64.ln()).abs() < 0.02, "{nll_after}");
+        let lifted = -30.0 * f64::from(scale[3]) + f64::from(shift[3]);
+        assert!(
+            lifted.abs() < 1.0,
+            "class 3's logit {lifted}: a {scale:?}, b {shift:?}"
         );
     }
 
