@@ -638,6 +638,22 @@ fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     f.render_stateful_widget(table, area, &mut state);
 }
 
+/// `name` in at most `width` characters: whole when it fits, else its start, `…` and its end,
+/// the end four times longer (a run name ends with what tells runs apart: the method and the
+/// time stamp; the start is mostly the data set, which the detail shows).
+fn fit_middle(name: &str, width: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= width || width < 3 {
+        return name.to_owned();
+    }
+    let head = (width - 1) / 5;
+    let tail = width - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
 /// ` · filter lr=0.1` when a filter is on (or being typed).
 fn filter_note(s: &RunsScreen) -> String {
     match (&s.filter_input, s.filter.trim()) {
@@ -665,6 +681,11 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
         );
         return;
     }
+    // The name column: what the borders, the mark and the other columns (45 wide, 6 gaps)
+    // leave.
+    let name_width = usize::from(area.width)
+        .saturating_sub(2 + 2 + 45 + 6)
+        .max(12);
     let rows: Vec<Row<'_>> = s
         .runs
         .iter()
@@ -678,7 +699,7 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
             };
             let state = s.status(&r.dir, live).map_or("", RunStatus::label);
             Row::new(vec![
-                format!("{mark}{}", r.name),
+                format!("{mark}{}", fit_middle(&r.name, name_width)),
                 state.to_owned(),
                 r.stage.map_or("?".into(), |st| st.to_string()),
                 format!(
@@ -895,4 +916,20 @@ fn draw_detail_bottom(r: &RunSummary, theme: Theme, f: &mut Frame<'_>, area: Rec
         _ => Vec::new(),
     };
     draw_classes(last.map(|e| &e.eval), &bars, theme, f, ci);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_run_names_keep_their_start_and_their_distinguishing_end() {
+        let n = "fashion_mnist_imb001_stage2_crt_202612060919";
+        assert_eq!(super::fit_middle(n, 25), "fash…ge2_crt_202612060919");
+        assert_eq!(
+            super::fit_middle("fashion_mnist_imb001_stage2_mislas_no_las_202612060911", 25),
+            "fash…_no_las_202612060911"
+        );
+        assert_eq!(super::fit_middle(n, 25).chars().count(), 25);
+        assert_eq!(super::fit_middle(n, 60), n);
+        assert_eq!(super::fit_middle("short", 5), "short");
+    }
 }
