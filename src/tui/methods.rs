@@ -22,19 +22,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Post-hoc methods on the stage-1 checkpoint, as `mislas compare` writes them; one that does
-/// not parse is left out.
-const POST_HOC: &[&str] = &[
-    "ce",
-    "ce+ts",
-    "ce+tau-norm",
-    "ce+tau-norm+ts",
-    "ce+ncm",
-    "ce+ncm+ts",
-    "ce+la",
-    "ce+la+ts",
-    "ce+vs",
-];
+/// Optional post-hoc methods the checklist offers beyond `mislas compare`'s default set.
+const OPTIONAL_POST_HOC: &[&str] = &["ce+vs"];
 
 /// Checked when the view opens.
 const CHECKED_AT_FIRST: &[&str] = &["ce", "ce+ts"];
@@ -165,11 +154,16 @@ impl Item {
     }
 }
 
-/// The checklist: every post-hoc method this build knows, then the trained ones.
+/// The checklist: `mislas compare`'s default post-hoc methods on the stage-1 checkpoint, the
+/// optional ones, then the trained ones.
 pub fn items() -> Vec<Item> {
-    POST_HOC
-        .iter()
-        .filter_map(|s| MethodSpec::parse(s).ok())
+    crate::compare::cli::default_methods(&[])
+        .into_iter()
+        .chain(
+            OPTIONAL_POST_HOC
+                .iter()
+                .filter_map(|s| MethodSpec::parse(s).ok()),
+        )
         .map(Item::PostHoc)
         .chain(Trained::ALL.map(Item::Trained))
         .collect()
