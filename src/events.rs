@@ -116,9 +116,9 @@ pub struct BestFigures {
 
 impl EpochReport {
     /// The reference's lines for an evaluated epoch: `* Acc@1 …`, `* ECE …` (see
-    /// [`crate::engine::evaluate::report_lines`]) and `Best Prec@1: …% ECE: …%`.
+    /// [`EvalReport::report_lines`]) and `Best Prec@1: …% ECE: …%`.
     pub fn log_lines(&self) -> Vec<String> {
-        let mut lines = crate::engine::evaluate::report_lines(&self.eval).to_vec();
+        let mut lines = self.eval.report_lines().to_vec();
         lines.push(format!(
             "Best Prec@1: {:.3}% ECE: {:.3}%",
             self.best_top1, self.best_ece
@@ -345,7 +345,7 @@ pub enum Event {
 impl Event {
     /// The lines this event adds to the run's text log and to the headless output: the one
     /// place where events become text. Epochs give the reference's `* Acc@1 …`, `* ECE …` and
-    /// `Best Prec@1 …` lines (see [`crate::engine::evaluate::report_lines`]).
+    /// `Best Prec@1 …` lines (see [`EvalReport::report_lines`]).
     pub fn log_lines(&self) -> Vec<String> {
         match self {
             Event::Log(line) => vec![line.clone()],

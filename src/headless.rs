@@ -2,8 +2,8 @@
 //! lines on stdout (so `> file` keeps them), progress on stderr (bars on a TTY) — and turns
 //! SIGINT, SIGTERM and SIGHUP into [`Control::Stop`], so an interrupted run saves its checkpoint
 //! before the process exits.
-use crate::engine::RunHandle;
 use crate::events::{Control, EvalProgress, Event};
+use crate::wire::RunHandle;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::io::IsTerminal;

@@ -22,3 +22,4 @@ pub mod queue;
 pub mod run_dir;
 pub mod seeds;
 pub mod tui;
+pub mod wire;

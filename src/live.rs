@@ -560,8 +560,8 @@ pub fn detach_from_terminal(cmd: &mut std::process::Command) {
 ///
 /// # Errors
 /// The files cannot be written or the process cannot be started.
-pub fn launch(job: &crate::engine::Job, saved_root: &Path, project_root: &Path) -> Result<Remote> {
-    use crate::engine::Job;
+pub fn launch(job: &crate::wire::Job, saved_root: &Path, project_root: &Path) -> Result<Remote> {
+    use crate::wire::Job;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -1,9 +1,11 @@
 //! `mislas`: no arguments opens the terminal UI; subcommands run the same engine headless.
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use mislas::config::{machine_cuda_devices, Config, LoadedConfig};
-use mislas::engine::{self, Job};
+use mislas::config::{Config, LoadedConfig};
+use mislas::dist::machine::{check_machine, machine_cuda_devices};
+use mislas::engine;
 use mislas::headless::{self, Outcome};
+use mislas::wire::Job;
 use std::path::{Path, PathBuf};
 
 /// Default stage-1 preset of `mislas pipeline` (Fashion-MNIST-LT, IF = 0.01).
@@ -248,7 +250,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Config { cfg, opts } => {
             let loaded = load(&cfg, &opts)?;
             let mut issues = loaded.config.validate();
-            issues.extend(loaded.config.check_machine(machine_cuda_devices()));
+            issues.extend(check_machine(&loaded.config, machine_cuda_devices()));
             if !issues.is_empty() {
                 let source = if opts.is_empty() {
                     cfg.display().to_string()
@@ -336,7 +338,7 @@ fn pipeline_configs(
     let mut probe = c2.config.clone();
     probe.resume.clear();
     let mut issues = probe.validate();
-    issues.extend(probe.check_machine(machine_cuda_devices()));
+    issues.extend(check_machine(&probe, machine_cuda_devices()));
     if let Some(i) = issues.first() {
         bail!("{}: {}: {}", stage2.display(), i.key, i.message);
     }
@@ -502,7 +504,7 @@ fn queued_name(args: &[String], point: &[(String, String)]) -> Result<(String, V
         Some(Command::Train { cfg, opts }) => {
             let loaded = load(&cfg, &opts)?;
             let mut issues = loaded.config.validate();
-            issues.extend(loaded.config.check_machine(machine_cuda_devices()));
+            issues.extend(check_machine(&loaded.config, machine_cuda_devices()));
             if let Some(i) = issues.first() {
                 bail!("{}: {}: {}", cfg.display(), i.key, i.message);
             }

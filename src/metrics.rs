@@ -66,6 +66,30 @@ pub struct EvalReport {
     pub bins: Vec<ReliabilityBin>,
 }
 
+impl EvalReport {
+    /// The lines an evaluation adds to a run's log: the reference's `* Acc@1 … HAcc … MAcc … TAcc …`
+    /// and `* ECE …` (percent, 3 decimals, as `train_stage1.py` logs them), then mislas's line with
+    /// NLL, MCE and the many/medium/few-shot accuracies.
+    pub fn report_lines(&self) -> [String; 3] {
+        let pct = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}%"));
+        [
+            format!(
+                "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
+                self.top1, self.top5, self.head, self.medium, self.tail
+            ),
+            format!("* ECE   {:.3}%.", self.ece),
+            format!(
+                "* NLL {:.4} MCE {:.3}% Many {} Medium {} Few {}",
+                self.nll,
+                self.mce,
+                pct(self.many_shot),
+                pct(self.medium_shot),
+                pct(self.few_shot)
+            ),
+        ]
+    }
+}
+
 /// Bin edges as NumPy's `linspace(0, 1, num_bins + 1)` computes them: `i · (1/num_bins)`, the
 /// last edge exactly 1. (`i / num_bins` differs in the last bit for some `i`, e.g. 5/7, which
 /// moves a confidence lying on an edge into the neighbouring bin.)

@@ -406,12 +406,12 @@ impl Queue {
     /// The files or the database cannot be written.
     pub fn add_job(
         &self,
-        job: &crate::engine::Job,
+        job: &crate::wire::Job,
         name: &str,
         project: &Path,
         saved: &Path,
     ) -> Result<i64> {
-        use crate::engine::Job as J;
+        use crate::wire::Job as J;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()

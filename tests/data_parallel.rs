@@ -155,8 +155,9 @@ fn two_ranks_take_the_step_of_one_process_accumulating_their_halves() {
 
 use mislas::checkpoint;
 use mislas::config::Config;
-use mislas::engine::{self, Job};
+use mislas::engine;
 use mislas::events::{Control, Event, Failure};
+use mislas::wire::Job;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;

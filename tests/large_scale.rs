@@ -4,9 +4,10 @@
 //! deliberately not in count order so that the re-indexing matters.
 use mislas::checkpoint;
 use mislas::config::{BadImagePolicy, Config, DatasetName, Stage};
-use mislas::engine::{self, Job};
+use mislas::engine;
 use mislas::events::{Event, Failure};
 use mislas::model::{Network, Part};
+use mislas::wire::Job;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

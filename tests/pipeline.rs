@@ -4,9 +4,10 @@
 //! stopped with bit-identical weights.
 use mislas::checkpoint;
 use mislas::config::Config;
-use mislas::engine::{self, Job};
+use mislas::engine;
 use mislas::events::{Control, Event, Failure};
 use mislas::model::Part;
+use mislas::wire::Job;
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -3,8 +3,9 @@
 //! message says what happened in words.
 use mislas::checkpoint;
 use mislas::config::Config;
-use mislas::engine::{self, Job};
+use mislas::engine;
 use mislas::events::{Control, Event, FailureKind};
+use mislas::wire::Job;
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -76,17 +76,10 @@ pub fn default_methods(trained: &[(String, PathBuf)]) -> Vec<MethodSpec> {
         .collect()
 }
 
-/// The table name of a base: `CE (stage 1)`, `cRT`, `LWS`, `MiSLAS`, or the name as given.
+/// The table name of a base: its method catalogue row's label (`CE (stage 1)`, `cRT`, `LWS`,
+/// `MiSLAS`, …), or the name as given.
 pub fn base_label(name: &str) -> String {
-    match name {
-        "ce" => "CE (stage 1)".into(),
-        "crt" => "cRT".into(),
-        "lws" => "LWS".into(),
-        "mislas" => "MiSLAS".into(),
-        "mislas-no-las" => "MiSLAS w/o LAS".into(),
-        "mislas-no-shift" => "MiSLAS w/o shift".into(),
-        other => other.into(),
-    }
+    crate::engine::recipe::catalogue::label(name)
 }
 
 /// Runs the comparison: caches, fits, scores, writes `results.csv`, `results.md`,

@@ -1,17 +1,16 @@
-//! Validation: the rules of [`KEYS`] ([`Config::validate`]), the checks against this machine
-//! ([`Config::check_machine`]) and the `resume` file ([`Config::check_resume`]).
+//! Validation: the rules of [`KEYS`] ([`Config::validate`]) and the `resume` file
+//! ([`Config::check_resume`]). The checks against this machine are `dist::machine`'s.
 //!
 //! Each rule is a [`Check`](super::keys::Check) of one key's row; [`Config::validate`] also
 //! checks every integer key against its row's lower bound ([`ValueKind::min`]).
+use super::img_num_per_cls;
 use super::keys::{ValueKind, BACKBONES, KEYS};
 use super::{
     parse_device_spec, ClassifierRecipe, Config, DatasetName, DeviceSpec, FieldIssue, LasShape,
     Stage,
 };
-use crate::data::long_tail::img_num_per_cls;
 use serde_yaml::{Mapping, Value};
 use std::path::Path;
-use std::sync::OnceLock;
 
 impl DatasetName {
     /// The full training set of the data sets whose files have a fixed size: `(images,
@@ -28,6 +27,27 @@ impl DatasetName {
 }
 
 impl Config {
+    /// Checks the configuration before anything is loaded: [`Config::validate`] as one error.
+    ///
+    /// # Errors
+    /// Every failed validation rule, `key: message` joined by `; `, with the configuration's
+    /// name.
+    pub fn ensure_valid(&self) -> anyhow::Result<()> {
+        let issues = self.validate();
+        if !issues.is_empty() {
+            let lines: Vec<String> = issues
+                .iter()
+                .map(|i| format!("{}: {}", i.key, i.message))
+                .collect();
+            anyhow::bail!(
+                "configuration '{}' is not usable: {}",
+                self.name,
+                lines.join("; ")
+            );
+        }
+        Ok(())
+    }
+
     /// Checks every rule that needs neither the file system nor the machine, key by key in
     /// [`KEYS`] order; empty when the configuration is usable.
     pub fn validate(&self) -> Vec<FieldIssue> {
@@ -44,75 +64,6 @@ impl Config {
                 })
             })
             .collect()
-    }
-
-    /// Checks the configuration against a machine with `cuda_device_count` CUDA devices (pass
-    /// [`machine_cuda_devices`] for this one): a `device cuda:N` the machine does not have, and
-    /// `amp` where `device auto` means the CPU.
-    pub fn check_machine(&self, cuda_device_count: usize) -> Vec<FieldIssue> {
-        let mut v = Vec::new();
-        match parse_device_spec(&self.device) {
-            Ok(DeviceSpec::Cuda(n)) if n >= cuda_device_count => {
-                let message = if cuda_device_count == 0 {
-                    format!(
-                        "'{}' asks for CUDA, but this machine has no CUDA device: use auto or cpu",
-                        self.device
-                    )
-                } else {
-                    format!(
-                        "'{}' is not on this machine: it has {cuda_device_count} CUDA device{}, \
-                         cuda:0 to cuda:{}",
-                        self.device,
-                        if cuda_device_count == 1 { "" } else { "s" },
-                        cuda_device_count - 1
-                    )
-                };
-                v.push(FieldIssue {
-                    key: "device",
-                    message,
-                });
-            }
-            Ok(DeviceSpec::Auto) if self.amp && cuda_device_count == 0 => v.push(FieldIssue {
-                key: "amp",
-                message: "mixed precision needs a CUDA device, and this machine has none \
-                          (device auto is the CPU here): set amp false"
-                    .into(),
-            }),
-            _ => {}
-        }
-        v.extend(self.check_data_parallel(cuda_device_count));
-        v
-    }
-
-    /// `gpus` against this machine and this build: processes on CUDA need as many devices,
-    /// and more than one process needs c10d built in.
-    fn check_data_parallel(&self, cuda_device_count: usize) -> Option<FieldIssue> {
-        if self.gpus <= 1 {
-            return None;
-        }
-        let on_cuda = match parse_device_spec(&self.device) {
-            Ok(DeviceSpec::Cpu) | Err(_) => false,
-            Ok(DeviceSpec::Auto) => cuda_device_count > 0,
-            Ok(DeviceSpec::Cuda(_)) => true,
-        };
-        let message = if let Err(why) = crate::dist::c10d::support() {
-            why.to_owned()
-        } else if on_cuda && self.gpus > cuda_device_count {
-            format!(
-                "{} processes need as many CUDA devices, and this machine has {cuda_device_count}",
-                self.gpus
-            )
-        } else if on_cuda && !crate::dist::c10d::has_nccl() {
-            "this mislas was built without NCCL (CUDA's headers were missing at build time: run \
-             scripts/setup.sh, then rebuild), so it runs one process per CUDA machine"
-                .to_owned()
-        } else {
-            return None;
-        };
-        Some(FieldIssue {
-            key: "gpus",
-            message,
-        })
     }
 
     /// Checks that `resume` names an existing file (when set).
@@ -143,19 +94,6 @@ impl Config {
                 .sum(),
         )
     }
-}
-
-/// The CUDA devices of this machine: libtorch's count when CUDA is available, else 0 (asked
-/// once).
-pub fn machine_cuda_devices() -> usize {
-    static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| {
-        if tch::Cuda::is_available() {
-            usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
-        } else {
-            0
-        }
-    })
 }
 
 /// The lower-bound rule of an integer key: its value in `values` below [`ValueKind::min`].

@@ -6,7 +6,7 @@
 //! share all come from [`KEYS`]. Tests check that the table and the struct (as serde writes it)
 //! hold the same keys.
 use super::checks;
-use super::Config;
+use super::{ClassifierRecipe, Config};
 use serde_yaml::{Mapping, Value};
 
 /// A key's validation rule beyond its type and lower bound: the message of what is wrong, if
@@ -279,8 +279,8 @@ pub static KEYS: &[KeySpec] = &[
     key("alpha", OptFloat, "1.0", Both,
         "Mixup Beta(α, α) parameter; α ≤ 0 or null trains with plain cross-entropy",
         Some(checks::alpha)),
-    key("recipe", Choice(&["mislas", "crt", "lws"]), "mislas", Stage2,
-        "Classifier stage: mislas (LAS+LWS+shift), crt (re-init, CE), lws (scales only, CE)",
+    key("recipe", Choice(ClassifierRecipe::NAMES), ClassifierRecipe::NAMES[0], Stage2,
+        "Classifier stage of stage 2: one row of the method table (README; `mislas methods`)",
         Some(checks::recipe)),
     key("las_shape", Choice(&["concave", "linear", "convex", "exp"]), "concave", Stage2,
         "Shape of ε(n_c): concave (paper), linear, convex or exp", None),

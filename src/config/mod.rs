@@ -15,12 +15,13 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 
 mod checks;
+mod imbalance;
 mod keys;
 mod load;
 #[cfg(test)]
 mod tests;
 
-pub use checks::machine_cuda_devices;
+pub use imbalance::img_num_per_cls;
 pub use keys::{field_help, is_shared_key, key_spec, KeySpec, Stages, ValueKind, KEYS};
 
 /// The data sets the recipe knows.
@@ -101,28 +102,56 @@ impl fmt::Display for Stage {
     }
 }
 
-/// The classifier-stage method of a stage-2 run (`recipe`); see [`crate::engine::recipe`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClassifierRecipe {
-    /// MiSLAS stage 2: classifier continued from stage 1 plus LWS, label-aware smoothing, shift
-    /// learning when `shift_bn` (Zhong et al., CVPR 2021, §4).
-    Mislas,
-    /// Classifier re-training: the classifier re-initialised and trained with cross-entropy on
-    /// the class-aware sampler (Kang et al., ICLR 2020, §4 "cRT").
-    Crt,
-    /// Learnable weight scaling: only the per-class scales trained with cross-entropy, the
-    /// stage-1 classifier frozen (Kang et al., ICLR 2020, §4 "LWS").
-    Lws,
+/// Declares a configuration enum whose values are spelled once, in serde's `rename`: the key
+/// table's choice list (`NAMES`), `ALL`, `name()` and `Display` come from that spelling.
+macro_rules! spelled_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $word:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $word)] $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in the order of the key table's choice list.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The values as a configuration spells them (serde's spelling).
+            pub const NAMES: &'static [&'static str] = &[$($word),+];
+
+            /// This value as a configuration spells it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
 }
 
-impl fmt::Display for ClassifierRecipe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ClassifierRecipe::Mislas => "mislas",
-            ClassifierRecipe::Crt => "crt",
-            ClassifierRecipe::Lws => "lws",
-        })
+spelled_enum! {
+    /// The classifier-stage method of a stage-2 run (`recipe`); each is a row of the method
+    /// catalogue (`engine::recipe::catalogue`), which says what it trains and its source.
+    pub enum ClassifierRecipe {
+        /// MiSLAS stage 2: classifier continued from stage 1 plus LWS, label-aware smoothing,
+        /// shift learning when `shift_bn` (Zhong et al., CVPR 2021, §4).
+        Mislas = "mislas",
+        /// Classifier re-training: the classifier re-initialised and trained with
+        /// cross-entropy on the class-aware sampler (Kang et al., ICLR 2020, §4 "cRT").
+        Crt = "crt",
+        /// Learnable weight scaling: only the per-class scales trained with cross-entropy, the
+        /// stage-1 classifier frozen (Kang et al., ICLR 2020, §4 "LWS").
+        Lws = "lws",
     }
 }
 

@@ -409,53 +409,6 @@ fn an_empty_file_says_it_is_empty() {
 }
 
 #[test]
-fn machine_check_without_cuda() {
-    let mut c = Config::from_yaml_str(REFERENCE, "r").unwrap().config;
-    assert!(c.check_machine(0).is_empty());
-    c.device = "cuda:7".into();
-    let issues = c.check_machine(0);
-    assert_eq!(issues.len(), 1);
-    assert_eq!(issues[0].key, "device");
-    assert!(issues[0].message.contains("no CUDA device"), "{issues:?}");
-    c.device = "cuda".into();
-    assert_eq!(c.check_machine(0)[0].key, "device");
-    // amp with device auto: the CPU here.
-    c.device = "auto".into();
-    c.amp = true;
-    let issues = c.check_machine(0);
-    assert_eq!(issues.len(), 1);
-    assert_eq!(issues[0].key, "amp");
-    assert!(issues[0].message.contains("CUDA"), "{issues:?}");
-    // device cpu with amp is validate's rule, not the machine's.
-    c.device = "cpu".into();
-    assert!(c.check_machine(0).is_empty());
-    assert!(c.validate().iter().any(|i| i.key == "amp"));
-}
-
-#[test]
-fn machine_check_with_two_gpus() {
-    let mut c = Config::from_yaml_str(REFERENCE, "r").unwrap().config;
-    c.amp = true;
-    for (device, ok) in [
-        ("auto", true),
-        ("cuda", true),
-        ("cuda:1", true),
-        ("cuda:2", false),
-    ] {
-        c.device = device.into();
-        let issues = c.check_machine(2);
-        assert_eq!(issues.is_empty(), ok, "{device}: {issues:?}");
-    }
-    c.device = "cuda:7".into();
-    let issues = c.check_machine(2);
-    assert_eq!(issues[0].key, "device");
-    assert_eq!(
-        issues[0].message,
-        "'cuda:7' is not on this machine: it has 2 CUDA devices, cuda:0 to cuda:1"
-    );
-}
-
-#[test]
 fn batch_size_is_bounded_by_the_training_set() {
     let mut c = Config::from_yaml_str(REFERENCE, "r").unwrap().config;
     c.dataset = DatasetName::FashionMnist;

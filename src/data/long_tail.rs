@@ -16,48 +16,9 @@
 //! [`img_num_per_cls`] and [`long_tail_indices`] reproduce the two halves bit for bit (the
 //! equality with NumPy is a test of this module).
 use super::rng;
-use crate::config::ImbalanceType;
 
 /// The reference's `rand_number`: `np.random.seed(0)` before drawing the subset.
 pub const REFERENCE_SEED: u32 = 0;
-
-/// Training images kept per class, `[K]`, head (class 0) first — the reference's
-/// `get_img_num_per_cls`.
-///
-/// * `n_max`: images per class of the full set, the reference's `img_max = len(self.data) /
-///   cls_num` (a float: Python 3 division).
-/// * [`ImbalanceType::Exp`]: n_c = `int(img_max * (imb_factor**(cls_idx / (cls_num - 1.0))))`
-///   in `f64` (Cao et al., 2019); K = 1 keeps `int(n_max)`.
-/// * [`ImbalanceType::Step`]: the first ⌊K/2⌋ classes keep `int(n_max)`, the others
-///   `int(n_max · imb_factor)`. (For an odd K the reference lists only 2·⌊K/2⌋ counts and its
-///   `zip` drops the last class; every data set here has an even K.)
-///
-/// `int()` truncates toward zero, as `as usize` does for these non-negative values.
-pub fn img_num_per_cls(
-    n_max: f64,
-    num_classes: usize,
-    imb_type: ImbalanceType,
-    imb_factor: f64,
-) -> Vec<usize> {
-    match imb_type {
-        ImbalanceType::Exp if num_classes == 1 => vec![n_max as usize],
-        ImbalanceType::Exp => (0..num_classes)
-            .map(|c| (n_max * imb_factor.powf(c as f64 / (num_classes as f64 - 1.0))) as usize)
-            .collect(),
-        ImbalanceType::Step => {
-            let head = num_classes / 2;
-            (0..num_classes)
-                .map(|c| {
-                    if c < head {
-                        n_max as usize
-                    } else {
-                        (n_max * imb_factor) as usize
-                    }
-                })
-                .collect()
-        }
-    }
-}
 
 /// Indices (into `labels`) of the kept images: for each class c in order, the indices of its
 /// images in ascending order (`np.where`), shuffled by NumPy's legacy `np.random.shuffle`
@@ -86,6 +47,7 @@ pub fn long_tail_indices(labels: &[i64], counts: &[usize], seed: u32) -> Vec<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{img_num_per_cls, ImbalanceType};
     use std::io::Write;
     use std::process::{Command, Stdio};
 

@@ -234,7 +234,7 @@ pub struct LongTailData {
 /// Loads the data set a config names and makes its long-tailed training subset.
 ///
 /// Reads `cfg.data_path` (see [`idx::read_fashion_mnist`] and [`cifar::read_cifar`] for the
-/// accepted layouts), computes the per-class counts with [`long_tail::img_num_per_cls`] from
+/// accepted layouts), computes the per-class counts with [`crate::config::img_num_per_cls`] from
 /// `cfg.imb_type` and `cfg.imb_factor` with n_max = N/K, and keeps the images
 /// [`long_tail::long_tail_indices`] selects with the reference's seed 0
 /// (`IMBALANCECIFAR10(rand_number=0)`).
@@ -281,7 +281,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<LongTailData> {
     );
     let k = train.num_classes;
     let n_max = train.len() as f64 / k as f64;
-    let counts = long_tail::img_num_per_cls(n_max, k, cfg.imb_type, imb_factor);
+    let counts = crate::config::img_num_per_cls(n_max, k, cfg.imb_type, imb_factor);
     let kept_indices =
         long_tail::long_tail_indices(&train.labels, &counts, long_tail::REFERENCE_SEED);
     let subset = train.subset(&kept_indices);

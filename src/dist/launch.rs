@@ -2,11 +2,11 @@
 //! one process per device, here as processes of this same binary (`mislas rank-worker`) with a
 //! `torchrun`-style environment, then joining the process group.
 use super::c10d::{Backend, ProcessGroup};
+use super::machine::machine_cuda_devices;
 use super::{Replicas, Topology};
 use super::{ENV_LOCAL_RANK, ENV_MASTER_ADDR, ENV_MASTER_PORT, ENV_RANK, ENV_WORLD_SIZE};
-use crate::config::machine_cuda_devices;
-use crate::engine::{Classify, Job};
 use crate::events::{Failure, FailureKind};
+use crate::wire::{Classify, Job};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -177,7 +177,7 @@ fn check_before_launch(job: &Job, topo: &Topology, cuda: usize) -> Result<()> {
         let mut probe = cfg.clone();
         // Stage 2's checkpoint is stage 1's, not written yet.
         probe.resume.clear();
-        crate::engine::setup::check_config(&probe)?;
+        probe.ensure_valid()?;
     }
     Ok(())
 }

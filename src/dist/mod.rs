@@ -5,11 +5,15 @@
 //! * [`Topology`]: where this process stands (rank, world size, rendezvous), from a
 //!   `torchrun`-style environment or from the configuration's `gpus`, `world_size`, `rank`,
 //!   `dist_url`;
+//! * [`GradientSync`]: what a data-parallel step adds between the backward pass and the SGD
+//!   step (the engine's step calls it);
+//! * [`machine`]: the checks of a configuration against this machine and this build;
 //! * [`launch`]: starting the other ranks of this machine as processes of this binary;
 //! * [`replicas`]: what DDP does to a step and an evaluation (broadcast, bucketed gradient
 //!   averaging, the sampler's split, gathering per-sample results, agreeing on controls).
 pub mod c10d;
 pub mod launch;
+pub mod machine;
 pub mod replicas;
 
 pub use replicas::Replicas;
@@ -18,6 +22,17 @@ use crate::config::{parse_device_spec, Config, DeviceSpec};
 use anyhow::{bail, Context, Result};
 use c10d::Backend;
 use std::time::Duration;
+
+/// What a data-parallel step adds between the backward pass and the SGD step
+/// ([`Replicas`]: DDP's gradient all-reduce).
+pub trait GradientSync {
+    /// Averages `grads` (the live gradients, changed in place) over the ranks, and sums
+    /// `figures` (`[3]` f64: loss · images, top-1 hits, images) over them.
+    ///
+    /// # Errors
+    /// A lost rank.
+    fn average(&self, grads: &[tch::Tensor], figures: &mut tch::Tensor) -> anyhow::Result<()>;
+}
 
 /// Environment variables of a rank, as `torchrun` sets them.
 pub const ENV_RANK: &str = "RANK";

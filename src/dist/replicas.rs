@@ -11,10 +11,10 @@
 //! ([`Replicas::lost_rank`]).
 use super::c10d::ProcessGroup;
 use super::launch::Worker;
-use crate::engine::step::GradientSync;
-use crate::engine::{Flow, Link, Poll};
+use super::GradientSync;
 use crate::metrics::EvalAccumulator;
 use crate::model::Network;
+use crate::wire::{Flow, Link, Poll};
 use anyhow::{anyhow, Result};
 use std::cell::Cell;
 use std::time::Duration;

@@ -1,12 +1,12 @@
 //! Evaluation on the test set after every epoch (reference `validate`).
 use super::setup::{self, Purpose};
-use super::Flow;
 use crate::config::{BadImagePolicy, Config};
 use crate::data::files::BadImage;
 use crate::data::loader::{epoch_loader, LoaderOptions};
 use crate::data::{ImageSource, Normalization};
 use crate::metrics::{EvalAccumulator, EvalReport};
 use crate::model::Network;
+use crate::wire::Flow;
 use std::sync::Arc;
 
 /// Class ranges and counts an evaluation reports against.
@@ -198,7 +198,7 @@ pub fn evaluate_checkpoint(cfg: &Config) -> anyhow::Result<EvalReport> {
     for bad in &skipped {
         eprintln!("=> unusable test image {bad}: skipped");
     }
-    for line in report_lines(&r) {
+    for line in r.report_lines() {
         println!("{line}");
     }
     println!(
@@ -206,26 +206,4 @@ pub fn evaluate_checkpoint(cfg: &Config) -> anyhow::Result<EvalReport> {
         serde_json::to_string(&r).context("cannot serialise the report")?
     );
     Ok(r)
-}
-
-/// The lines an evaluation adds to a run's log: the reference's `* Acc@1 … HAcc … MAcc … TAcc …`
-/// and `* ECE …` (percent, 3 decimals, as `train_stage1.py` logs them), then mislas's line with
-/// NLL, MCE and the many/medium/few-shot accuracies.
-pub fn report_lines(r: &EvalReport) -> [String; 3] {
-    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}%"));
-    [
-        format!(
-            "* Acc@1 {:.3}% Acc@5 {:.3}% HAcc {:.3}% MAcc {:.3}% TAcc {:.3}%.",
-            r.top1, r.top5, r.head, r.medium, r.tail
-        ),
-        format!("* ECE   {:.3}%.", r.ece),
-        format!(
-            "* NLL {:.4} MCE {:.3}% Many {} Medium {} Few {}",
-            r.nll,
-            r.mce,
-            pct(r.many_shot),
-            pct(r.medium_shot),
-            pct(r.few_shot)
-        ),
-    ]
 }

@@ -1,5 +1,5 @@
 //! The training engine: runs stage 1, stage 2 or both on its own thread, publishes [`Event`]s
-//! and obeys [`Control`]s between batches. It knows nothing of any front end.
+//! and obeys [`Control`](crate::events::Control)s between batches. It knows nothing of any front end.
 //!
 //! ```text
 //! spawn(Job) ── trainer thread ──▶ run_job ──▶ dist::launch::start  other ranks, process group
@@ -24,51 +24,14 @@ pub mod trainer;
 
 use crate::config::{parse_device_spec, Config, DeviceSpec};
 use crate::dist::Replicas;
-use crate::events::{Control, DeviceInfo, Event, Failure, FailureKind};
+use crate::events::{DeviceInfo, Event, Failure, FailureKind};
+use crate::wire::{Classify, Job, Link, RunHandle};
 use anyhow::{bail, Result};
-use crossbeam_channel::{Receiver, Sender};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use tch::Device;
-
-/// What the trainer thread runs (every rank of a data-parallel run runs the same job).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-// Made once per run and moved into the trainer thread: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum Job {
-    /// One stage, as the configuration's `mode` says.
-    Single(Config),
-    /// Stage 1, then stage 2 with `resume` set to stage 1's best checkpoint.
-    Pipeline {
-        /// Stage-1 configuration.
-        stage1: Config,
-        /// Stage-2 configuration (its `resume` is replaced).
-        stage2: Config,
-    },
-}
-
-/// A running trainer thread and its two channels.
-#[derive(Debug)]
-pub struct RunHandle {
-    /// Events from the trainer (unbounded: the trainer never waits for a front end).
-    pub events: Receiver<Event>,
-    /// Controls to the trainer.
-    pub controls: Sender<Control>,
-    thread: JoinHandle<()>,
-}
-
-impl RunHandle {
-    /// Waits for the trainer thread to end.
-    ///
-    /// # Errors
-    /// The thread panicked (the panic payload).
-    pub fn join(self) -> std::thread::Result<()> {
-        self.thread.join()
-    }
-}
 
 /// Starts the trainer thread on `job`; run folders go under `saved_root`.
 ///
@@ -101,50 +64,12 @@ pub fn spawn(job: Job, saved_root: PathBuf) -> RunHandle {
             });
         })
         .expect("cannot start the trainer thread");
-    RunHandle {
-        events: erx,
-        controls: ctx,
-        thread,
-    }
+    RunHandle::new(erx, ctx, thread)
 }
 
 /// Name of the trainer thread (front ends' panic hooks leave its panics to the engine, which
 /// reports them as [`Event::Failed`]).
 pub const TRAINER_THREAD: &str = "mislas-trainer";
-
-impl Job {
-    /// The configuration of its first stage.
-    pub fn first_config(&self) -> &Config {
-        match self {
-            Job::Single(cfg) => cfg,
-            Job::Pipeline { stage1, .. } => stage1,
-        }
-    }
-
-    /// Sets `device` in every stage (a data-parallel rank's own device).
-    pub fn set_device(&mut self, device: &str) {
-        self.for_each_config(|c| c.device = device.to_owned());
-    }
-
-    /// Its stages' configurations, in order.
-    pub fn configs(&self) -> Vec<&Config> {
-        match self {
-            Job::Single(cfg) => vec![cfg],
-            Job::Pipeline { stage1, stage2 } => vec![stage1, stage2],
-        }
-    }
-
-    /// Changes every stage's configuration.
-    pub fn for_each_config(&mut self, mut change: impl FnMut(&mut Config)) {
-        match self {
-            Job::Single(cfg) => change(cfg),
-            Job::Pipeline { stage1, stage2 } => {
-                change(stage1);
-                change(stage2);
-            }
-        }
-    }
-}
 
 /// Runs the job's stages on this process's rank: [`crate::dist::launch::start`] starts and
 /// joins the other ranks when the configuration asks for several (`gpus`, `world_size`).
@@ -206,22 +131,6 @@ fn run_stages(
     }
 }
 
-/// Gives an error a [`FailureKind`]: the one way the engine's `anyhow` errors become the
-/// [`Failure`] a front end is sent.
-pub trait Classify<T> {
-    /// The error as a [`Failure`] of `kind`, its message the error's chain (`a: b: c`).
-    ///
-    /// # Errors
-    /// The error, classified.
-    fn kind(self, kind: FailureKind) -> Result<T, Failure>;
-}
-
-impl<T> Classify<T> for Result<T> {
-    fn kind(self, kind: FailureKind) -> Result<T, Failure> {
-        self.map_err(|e| Failure::new(kind, format!("{e:#}")))
-    }
-}
-
 /// The text of a panic payload; a libtorch error is cut to its first line (its message),
 /// without the C++ stack that follows.
 pub fn panic_text(panic: &(dyn Any + Send)) -> String {
@@ -278,104 +187,6 @@ pub fn panic_failure(
             FailureKind::Internal,
             format!("libtorch failed while {context} on {device}: {text}"),
         )
-    }
-}
-
-/// The trainer's end of the channels.
-#[derive(Debug)]
-pub struct Link {
-    /// Events out.
-    pub events: Sender<Event>,
-    /// Controls in.
-    pub controls: Receiver<Control>,
-}
-
-/// The controls' state, read without blocking ([`Link::poll`]); the numbers travel between
-/// ranks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Poll {
-    /// Go on.
-    Continue = 0,
-    /// Save a checkpoint and end the run.
-    Stop = 1,
-    /// Wait (paused).
-    Paused = 2,
-}
-
-/// What the trainer does after a control check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Go on training.
-    Continue,
-    /// Save a checkpoint and end the run.
-    Stop,
-}
-
-impl Link {
-    /// Sends an event; a front end that has gone away is not an error.
-    pub fn emit(&self, e: Event) {
-        let _ = self.events.send(e);
-    }
-
-    /// Reads pending controls without blocking: what the run should do now. `paused` carries
-    /// the pause between calls ([`Event::Paused`] and [`Event::Resumed`] are sent as it
-    /// changes). Every front end gone while paused is a stop: nobody could resume.
-    pub fn poll(&self, paused: &mut bool) -> Poll {
-        loop {
-            match self.controls.try_recv() {
-                Ok(Control::Stop) => return Poll::Stop,
-                Ok(Control::Pause) if !*paused => {
-                    *paused = true;
-                    self.emit(Event::Paused);
-                }
-                Ok(Control::Resume) if *paused => {
-                    *paused = false;
-                    self.emit(Event::Resumed);
-                }
-                Ok(_) => {}
-                Err(crossbeam_channel::TryRecvError::Empty) => {
-                    return if *paused {
-                        Poll::Paused
-                    } else {
-                        Poll::Continue
-                    };
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    return if *paused { Poll::Stop } else { Poll::Continue };
-                }
-            }
-        }
-    }
-
-    /// Reads pending controls; on [`Control::Pause`] blocks until resumed or stopped.
-    pub fn check(&self) -> Flow {
-        let mut paused = false;
-        loop {
-            let c = if paused {
-                match self.controls.recv() {
-                    Ok(c) => c,
-                    // Every front end is gone: nobody can resume, so stop cleanly.
-                    Err(_) => return Flow::Stop,
-                }
-            } else {
-                match self.controls.try_recv() {
-                    Ok(c) => c,
-                    Err(_) => return Flow::Continue,
-                }
-            };
-            match c {
-                Control::Stop => return Flow::Stop,
-                Control::Pause if !paused => {
-                    paused = true;
-                    self.emit(Event::Paused);
-                }
-                Control::Resume if paused => {
-                    self.emit(Event::Resumed);
-                    return Flow::Continue;
-                }
-                _ => {}
-            }
-        }
     }
 }
 
@@ -480,32 +291,6 @@ pub fn stream_seed(seed: u64, epoch: usize, batch: usize, tag: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pause_blocks_until_resume_and_stop_wins() {
-        let (etx, erx) = crossbeam_channel::unbounded();
-        let (ctx, crx) = crossbeam_channel::unbounded();
-        let link = Link {
-            events: etx,
-            controls: crx,
-        };
-        assert_eq!(link.check(), Flow::Continue);
-        ctx.send(Control::Pause).unwrap();
-        ctx.send(Control::Resume).unwrap();
-        assert_eq!(link.check(), Flow::Continue);
-        assert_eq!(erx.try_recv(), Ok(Event::Paused));
-        assert_eq!(erx.try_recv(), Ok(Event::Resumed));
-        ctx.send(Control::Pause).unwrap();
-        ctx.send(Control::Stop).unwrap();
-        assert_eq!(link.check(), Flow::Stop);
-        drop(ctx);
-        ctx_gone_stops(&link);
-    }
-
-    fn ctx_gone_stops(link: &Link) {
-        // All senders dropped while not paused: keep going.
-        assert_eq!(link.check(), Flow::Continue);
-    }
 
     #[test]
     fn device_specs_resolve_on_cpu() {

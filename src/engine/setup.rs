@@ -1,11 +1,12 @@
 //! The one set-up path that training, evaluation and `bench` start from: the configuration's
 //! checks, the device, the checkpoint named by `resume`, the data and the network.
-use super::{resolve_device, Classify};
+use super::resolve_device;
 use crate::checkpoint::{self, Checkpoint, Origin, RunPosition};
 use crate::config::{Config, DatasetName};
 use crate::data::{self, LongTailData};
 use crate::events::{Failure, FailureKind};
 use crate::model::{Network, Part};
+use crate::wire::Classify;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -44,7 +45,7 @@ pub struct Prepared {
 /// device that is not there, an unreadable checkpoint, or missing or damaged data; each names
 /// the file or key and what was expected.
 pub fn prepare(cfg: &Config, purpose: Purpose) -> Result<Prepared, Failure> {
-    check_config(cfg).kind(FailureKind::Config)?;
+    cfg.ensure_valid().kind(FailureKind::Config)?;
     let device = match purpose {
         Purpose::Eval => resolve_device(&cfg.device),
         Purpose::Train | Purpose::Bench => stage_device(cfg),
@@ -163,26 +164,6 @@ pub fn continued_run(
         }
     }
     Ok(found)
-}
-
-/// Checks a configuration before anything is loaded.
-///
-/// # Errors
-/// Every failed validation rule, with the configuration's name.
-pub fn check_config(cfg: &Config) -> Result<()> {
-    let issues = cfg.validate();
-    if !issues.is_empty() {
-        let lines: Vec<String> = issues
-            .iter()
-            .map(|i| format!("{}: {}", i.key, i.message))
-            .collect();
-        bail!(
-            "configuration '{}' is not usable: {}",
-            cfg.name,
-            lines.join("; ")
-        );
-    }
-    Ok(())
 }
 
 /// The device a stage of `cfg` trains on, checked against what it asks of it.

@@ -1,6 +1,7 @@
 //! One training step: mixup, micro-batches, forward pass and loss of the stage's
 //! [`Objective`], backward (loss-scaled under `amp`) and one SGD step.
 use crate::config::Config;
+use crate::dist::GradientSync;
 use crate::method::grad_scaler::GradScaler;
 use crate::method::mixup::{mixup_data, MixedBatch};
 use crate::method::sgd::Sgd;
@@ -24,17 +25,6 @@ pub trait Objective {
         batch: &MixedBatch,
         backbone_train: bool,
     ) -> (Tensor, Tensor);
-}
-
-/// What a data-parallel step adds between the backward pass and the SGD step
-/// ([`crate::dist::Replicas`]: DDP's gradient all-reduce).
-pub trait GradientSync {
-    /// Averages `grads` (the live gradients, changed in place) over the ranks, and sums
-    /// `figures` (`[3]` f64: loss · images, top-1 hits, images) over them.
-    ///
-    /// # Errors
-    /// A lost rank.
-    fn average(&self, grads: &[Tensor], figures: &mut Tensor) -> anyhow::Result<()>;
 }
 
 /// Figures of one training step.

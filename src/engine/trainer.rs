@@ -15,16 +15,14 @@
 use super::evaluate::{eval_loader_options, evaluate_samples, EvalSpec, Evaluated};
 use super::recipe::{self, StageRecipe, Start};
 use super::setup::{self, Purpose};
-use super::step::{
-    train_step_synced, GradientSync, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM,
-};
-use super::{device_info, panic_failure, resident_memory_bytes, stream_seed, Classify, Flow, Link};
+use super::step::{train_step_synced, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM};
+use super::{device_info, panic_failure, resident_memory_bytes, stream_seed};
 use crate::checkpoint::{self, Checkpoint, RunPosition};
 use crate::config::{BadImagePolicy, Config};
 use crate::data::loader::{epoch_loader, Batch, LoaderOptions};
 use crate::data::{self, LongTailData};
 use crate::dist::replicas::Agreed;
-use crate::dist::Replicas;
+use crate::dist::{GradientSync, Replicas};
 use crate::events::{
     BatchStats, BestFigures, EpochReport, EvalProgress, Event, Failure, FailureKind, StageFinished,
     StageStarted, Warning,
@@ -34,6 +32,7 @@ use crate::method::sgd::Sgd;
 use crate::metrics::EvalReport;
 use crate::model::Network;
 use crate::run_dir::{RunDir, SubsetRecord};
+use crate::wire::{Classify, Flow, Link};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -322,8 +321,8 @@ impl<'a> Trainer<'a> {
             device: info,
             num_epochs: cfg.num_epochs,
             start_epoch: self.start.epoch,
-            batches_per_epoch: self.recipe.batches_per_epoch(train_n),
-            images_per_epoch: self.recipe.images_per_epoch(train_n),
+            batches_per_epoch: self.recipe.stream().batches_per_epoch(train_n),
+            images_per_epoch: self.recipe.stream().images_per_epoch(train_n),
             class_counts: self.data.class_counts.clone(),
             head_class_idx: cfg.head_class_idx,
             med_class_idx: cfg.med_class_idx,
@@ -358,9 +357,11 @@ impl<'a> Trainer<'a> {
             last_batch: Instant::now(),
             train_seconds: 0.0,
         };
-        let order = self
-            .replicas
-            .shard(self.recipe.epoch_order(self.data.train.labels(), epoch));
+        let order = self.replicas.shard(
+            self.recipe
+                .stream()
+                .epoch_order(self.data.train.labels(), epoch),
+        );
         let opts = LoaderOptions {
             first_batch,
             ..self.loader_options()
@@ -449,7 +450,10 @@ impl<'a> Trainer<'a> {
         let now = Instant::now();
         let dt = now.duration_since(t.last_batch).as_secs_f64().max(1e-9);
         t.last_batch = now;
-        let batches = self.recipe.batches_per_epoch(self.data.train.len());
+        let batches = self
+            .recipe
+            .stream()
+            .batches_per_epoch(self.data.train.len());
         let top1 = 100.0 * out.hits as f64 / n as f64;
         self.emit(Event::Batch(BatchStats {
             stage: self.recipe.stage(),
@@ -586,7 +590,10 @@ impl<'a> Trainer<'a> {
         epoch: usize,
         t: &EpochTraining,
     ) -> Result<(EvalReport, f64), Halt> {
-        let batches = self.recipe.batches_per_epoch(self.data.train.len());
+        let batches = self
+            .recipe
+            .stream()
+            .batches_per_epoch(self.data.train.len());
         let trained = self.position(epoch, batches, t.sums);
         let started = Instant::now();
         let evaluated = self.run_evaluation(epoch, started);
@@ -776,7 +783,12 @@ impl<'a> Trainer<'a> {
     /// The stop exit: saves the run where it stopped, says how to resume, ends the stage.
     fn stop(mut self, at: RunPosition) -> Result<StageOutcome, Failure> {
         let saved = self.save_checkpoint(false, &at).and_then(|()| {
-            let during = match at.batch >= self.recipe.batches_per_epoch(self.data.train.len()) {
+            let during = match at.batch
+                >= self
+                    .recipe
+                    .stream()
+                    .batches_per_epoch(self.data.train.len())
+            {
                 true => format!("before the evaluation of epoch {}", at.epoch),
                 false => format!("at epoch {} batch {}", at.epoch, at.batch),
             };

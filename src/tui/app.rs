@@ -12,10 +12,10 @@ use super::theme::Theme;
 use super::view::{HelpKey, HELP_KEYS};
 use crate::compare::cli::CompareOptions;
 use crate::config::{Config, Stage};
-use crate::engine::Job;
 use crate::events::{Control, EpochReport, Event, Failure, FailureKind};
 use crate::presets::{partner, Preset};
 use crate::run_dir::RunSummary;
+use crate::wire::Job;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -684,19 +684,16 @@ impl App {
             }
         }
         for t in training {
-            said.push(format!(
-                "{} is training: Enter again once it ends",
-                t.base()
-            ));
+            said.push(format!("{} is training: Enter again once it ends", t.name));
         }
         for (t, config) in train {
             let name = config.name.clone();
             if self.run_active() {
-                said.push(format!("queued {} (mislas queue run starts it)", t.base()));
+                said.push(format!("queued {} (mislas queue run starts it)", t.name));
                 let job = Box::new(Job::Single(config));
                 effects.push(Effect::QueueOp(QueueOp::Add(job, name)));
             } else {
-                said.push(format!("training {} (4, m: back here)", t.base()));
+                said.push(format!("training {} (4, m: back here)", t.name));
                 effects.extend(self.launch(Box::new(Job::Single(config)), name));
             }
         }

@@ -13,7 +13,8 @@ use super::run_status::{status, FolderFacts, RunStatus};
 use crate::compare::cli::{base_label, CompareOptions};
 use crate::compare::methods::MethodSpec;
 use crate::compare::report::Comparison;
-use crate::config::{is_shared_key, ClassifierRecipe, Config, Stage};
+use crate::config::{is_shared_key, Config, Stage};
+use crate::engine::recipe::catalogue::{self, Builds, Method};
 use crate::presets::Preset;
 use crate::run_dir::RunSummary;
 use crossterm::event::{KeyCode, KeyEvent};
@@ -42,98 +43,9 @@ const DATA_KEYS: &[&str] = &[
     "workers",
 ];
 
-/// A trained classifier-stage method: a stage-2 run on the stage-1 checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Trained {
-    /// Classifier re-training (`recipe crt`).
-    Crt,
-    /// Learnable weight scaling (`recipe lws`).
-    Lws,
-    /// MiSLAS: label-aware smoothing and shift learning.
-    Mislas,
-    /// MiSLAS with both smoothing factors 0.
-    MislasNoLas,
-    /// MiSLAS with `shift_bn: false`.
-    MislasNoShift,
-}
-
-impl Trained {
-    /// Every trained method, in the checklist's order.
-    pub const ALL: [Trained; 5] = [
-        Trained::Crt,
-        Trained::Lws,
-        Trained::Mislas,
-        Trained::MislasNoLas,
-        Trained::MislasNoShift,
-    ];
-
-    /// Its base name in `mislas compare` (`--trained NAME=…`).
-    pub fn base(self) -> &'static str {
-        match self {
-            Trained::Crt => "crt",
-            Trained::Lws => "lws",
-            Trained::Mislas => "mislas",
-            Trained::MislasNoLas => "mislas-no-las",
-            Trained::MislasNoShift => "mislas-no-shift",
-        }
-    }
-
-    /// The stage-2 `recipe` that trains it.
-    pub fn recipe(self) -> ClassifierRecipe {
-        match self {
-            Trained::Crt => ClassifierRecipe::Crt,
-            Trained::Lws => ClassifierRecipe::Lws,
-            _ => ClassifierRecipe::Mislas,
-        }
-    }
-
-    /// The method a stage-2 configuration trains, if it is one of these.
-    pub fn of_config(c: &Config) -> Option<Trained> {
-        if c.stage() != Stage::Stage2 {
-            return None;
-        }
-        match c.recipe {
-            ClassifierRecipe::Crt => Some(Trained::Crt),
-            ClassifierRecipe::Lws => Some(Trained::Lws),
-            ClassifierRecipe::Mislas => match (las_on(c), c.shift_bn) {
-                (true, true) => Some(Trained::Mislas),
-                (false, true) => Some(Trained::MislasNoLas),
-                (true, false) => Some(Trained::MislasNoShift),
-                (false, false) => None,
-            },
-        }
-    }
-
-    /// Makes a stage-2 configuration train this method: its recipe, and the switches of the
-    /// ablation (LAS and shift learning on for MiSLAS; shift learning off for cRT and LWS).
-    pub fn apply(self, c: &mut Config) {
-        c.mode = Some(Stage::Stage2);
-        c.recipe = self.recipe();
-        c.shift_bn = matches!(self, Trained::Mislas | Trained::MislasNoLas);
-        match self {
-            Trained::Crt | Trained::Lws => {}
-            Trained::MislasNoLas => {
-                c.smooth_head = Some(0.0);
-                c.smooth_tail = Some(0.0);
-            }
-            Trained::Mislas | Trained::MislasNoShift => {
-                if !las_on(c) {
-                    // The paper's CIFAR-10-LT values.
-                    c.smooth_head = Some(0.3);
-                    c.smooth_tail = Some(0.0);
-                }
-            }
-        }
-        if self.recipe() == ClassifierRecipe::Mislas && c.lr_factor.is_none() {
-            c.lr_factor = Some(0.5);
-        }
-    }
-}
-
-/// Whether label-aware smoothing is on: a smoothing factor other than 0.
-fn las_on(c: &Config) -> bool {
-    c.smooth_head.unwrap_or(0.0) != 0.0 || c.smooth_tail.unwrap_or(0.0) != 0.0
-}
+/// A trained classifier-stage method, ablations included: a stage-2 run on the stage-1
+/// checkpoint, as the method catalogue's row describes it.
+pub type Trained = &'static Method;
 
 /// A line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +61,7 @@ impl Item {
     pub fn label(&self) -> String {
         match self {
             Item::PostHoc(spec) => spec.label("CE"),
-            Item::Trained(t) => base_label(t.base()),
+            Item::Trained(t) => base_label(t.name),
         }
     }
 }
@@ -165,7 +77,7 @@ pub fn items() -> Vec<Item> {
                 .filter_map(|s| MethodSpec::parse(s).ok()),
         )
         .map(Item::PostHoc)
-        .chain(Trained::ALL.map(Item::Trained))
+        .chain(catalogue::classifier_stages().map(Item::Trained))
         .collect()
 }
 
@@ -210,7 +122,7 @@ pub fn find_trained(
     let mut found = Found::Missing;
     for r in runs {
         let Some(c) = &r.config else { continue };
-        if Trained::of_config(c) != Some(method) || !same_run(&c.resume, checkpoint) {
+        if Method::of_config(c) != Some(method) || !same_run(&c.resume, checkpoint) {
             continue;
         }
         let f = facts.get(&r.dir).cloned().unwrap_or_default();
@@ -256,12 +168,12 @@ fn stage2_preset(method: Trained, stage1: &Config, presets: &[Preset]) -> Option
             && c.dataset == stage1.dataset
             && c.imb_factor == stage1.imb_factor
             && c.backbone == stage1.backbone
-            && c.recipe == method.recipe();
+            && method.builds == Builds::Classifier(c.recipe);
         fits.then_some((c, p))
     });
     let (c, p) = fitting
         .clone()
-        .find(|(c, _)| Trained::of_config(c) == Some(method))
+        .find(|(c, _)| Method::of_config(c) == Some(method))
         .or_else(|| fitting.clone().next())?;
     Some((c.clone(), format!("preset {}", p.name())))
 }
@@ -318,7 +230,7 @@ pub fn stage2_plan(
         )
     });
     let mut config = with_data_of(&base, stage1)?;
-    config.name = format!("{}_{}", stage1.name, method.base());
+    config.name = format!("{}_{}", stage1.name, method.name);
     config.resume = checkpoint.display().to_string();
     method.apply(&mut config);
     if let Some(issue) = config.validate().first() {
@@ -504,9 +416,8 @@ impl MethodsScreen {
             .iter()
             .map(|i| matches!(i, Item::PostHoc(s) if CHECKED_AT_FIRST.contains(&spec_text(s).as_str())))
             .collect();
-        let plans = Trained::ALL
-            .iter()
-            .map(|&t| (t, stage2_plan(t, &config, &checkpoint, presets)))
+        let plans = catalogue::classifier_stages()
+            .map(|t| (t, stage2_plan(t, &config, &checkpoint, presets)))
             .collect();
         let result = latest_comparison(&r.dir);
         let shown = result.as_ref().map_or_else(Vec::new, |(c, _)| {
@@ -594,7 +505,7 @@ impl MethodsScreen {
         facts: &HashMap<PathBuf, FolderFacts>,
         live: &[PathBuf],
     ) -> bool {
-        Trained::ALL.iter().any(|&t| {
+        catalogue::classifier_stages().any(|t| {
             matches!(
                 find_trained(t, &self.checkpoint, runs, facts, live),
                 Found::Training(_)
@@ -696,16 +607,16 @@ impl MethodsScreen {
             };
             match find_trained(t, &self.checkpoint, runs, facts, live) {
                 Found::Finished { checkpoint, .. } => {
-                    trained.push((t.base().to_owned(), checkpoint));
+                    trained.push((t.name.to_owned(), checkpoint));
                     methods.push(MethodSpec {
-                        base: t.base().to_owned(),
+                        base: t.name.to_owned(),
                         steps: Vec::new(),
                     });
                 }
                 Found::Training(_) => plan.training.push(t),
                 Found::Missing => match self.plan_of(t) {
                     Some(Ok(p)) => plan.train.push((t, p.config.clone())),
-                    Some(Err(e)) => plan.errors.push(format!("{}: {e}", base_label(t.base()))),
+                    Some(Err(e)) => plan.errors.push(format!("{}: {e}", base_label(t.name))),
                     None => {}
                 },
             }

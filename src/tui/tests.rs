@@ -11,7 +11,6 @@ use super::runs::RunsView;
 use super::theme::Theme;
 use super::view::view;
 use crate::config::{Config, Stage};
-use crate::engine::Job;
 use crate::events::{
     BatchStats, BestFigures, Control, DeviceInfo, EpochReport, EvalProgress, Event, Failure,
     FailureKind, StageFinished, StageStarted,
@@ -19,6 +18,7 @@ use crate::events::{
 use crate::metrics::{EvalReport, ReliabilityBin};
 use crate::presets::discover;
 use crate::run_dir::RunSummary;
+use crate::wire::Job;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;

@@ -1,6 +1,7 @@
 //! What the classifier-stage recipes (MiSLAS stage 2, cRT, LWS) share: the class-aware sampler,
 //! the epoch length and the cosine schedule of the reference's `train_stage2.py`, so that the
 //! methods differ only in what they train and how they score it.
+use super::EpochStream;
 use crate::config::Config;
 use crate::data::sampler;
 use crate::method::schedule;
@@ -40,19 +41,21 @@ impl ClassAwareStage {
     pub fn lr(&self, epoch: usize) -> f64 {
         schedule::stage2_lr(self.lr, epoch, self.num_epochs)
     }
+}
 
+impl EpochStream for ClassAwareStage {
     /// Batches in an epoch over `train_images` images: ⌈N/B⌉ + 1.
-    pub fn batches_per_epoch(&self, train_images: usize) -> usize {
+    fn batches_per_epoch(&self, train_images: usize) -> usize {
         sampler::stage2_batches_per_epoch(train_images, self.batch_size)
     }
 
     /// Images drawn in an epoch: batches × B.
-    pub fn images_per_epoch(&self, train_images: usize) -> usize {
+    fn images_per_epoch(&self, train_images: usize) -> usize {
         self.batches_per_epoch(train_images) * self.batch_size
     }
 
     /// The class-aware order of training indices of `epoch`, from the seed.
-    pub fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
+    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
         sampler::class_aware_order(
             labels,
             self.num_classes,

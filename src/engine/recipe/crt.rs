@@ -3,7 +3,7 @@
 //! (unless `shift_bn`), the linear classifier is drawn anew and trained alone with plain
 //! cross-entropy on the class-aware sampler, cosine schedule; the LWS scales stay at one.
 use super::class_aware::{ClassAwareStage, NEEDS_STAGE1};
-use super::{StageRecipe, Start};
+use super::{EpochStream, StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::engine::step::Objective;
 use crate::method::mixup::MixedBatch;
@@ -89,16 +89,8 @@ impl StageRecipe for CrtRecipe {
         vec![self.stream.lr(epoch)]
     }
 
-    fn batches_per_epoch(&self, train_images: usize) -> usize {
-        self.stream.batches_per_epoch(train_images)
-    }
-
-    fn images_per_epoch(&self, train_images: usize) -> usize {
-        self.stream.images_per_epoch(train_images)
-    }
-
-    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
-        self.stream.epoch_order(labels, epoch)
+    fn stream(&self) -> &dyn EpochStream {
+        &self.stream
     }
 
     fn describe(&self) -> String {

@@ -5,7 +5,7 @@
 //! trains the same scales together with the classifier under label-aware smoothing.
 use super::class_aware::{ClassAwareStage, NEEDS_STAGE1};
 use super::crt::FrozenFeatureCrossEntropy;
-use super::{StageRecipe, Start};
+use super::{EpochStream, StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::engine::step::Objective;
 use crate::model::{Network, Part};
@@ -52,16 +52,8 @@ impl StageRecipe for LwsRecipe {
         vec![self.stream.lr(epoch)]
     }
 
-    fn batches_per_epoch(&self, train_images: usize) -> usize {
-        self.stream.batches_per_epoch(train_images)
-    }
-
-    fn images_per_epoch(&self, train_images: usize) -> usize {
-        self.stream.images_per_epoch(train_images)
-    }
-
-    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
-        self.stream.epoch_order(labels, epoch)
+    fn stream(&self) -> &dyn EpochStream {
+        &self.stream
     }
 
     fn describe(&self) -> String {
@@ -124,6 +116,6 @@ mod tests {
         );
         assert!(line.contains("(shift learning)"), "{line}");
         // ⌈N/B⌉ + 1 batches of the class-aware sampler: 14,886 images, B = 128 → 118.
-        assert_eq!(recipe.batches_per_epoch(14_886), 118);
+        assert_eq!(recipe.stream().batches_per_epoch(14_886), 118);
     }
 }

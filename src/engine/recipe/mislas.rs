@@ -5,7 +5,7 @@
 //! sampler; SGD over two groups (classifier at lr·`lr_factor`, LWS at lr), cosine schedule; an
 //! epoch is ceil(N/B)+1 batches as in the reference.
 use super::class_aware::{ClassAwareStage, NEEDS_STAGE1};
-use super::{StageRecipe, Start};
+use super::{EpochStream, StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::engine::step::Objective;
 use crate::method::las::LabelAwareSmoothing;
@@ -111,16 +111,8 @@ impl StageRecipe for MislasRecipe {
         vec![lr * self.lr_factor, lr]
     }
 
-    fn batches_per_epoch(&self, train_images: usize) -> usize {
-        self.stream.batches_per_epoch(train_images)
-    }
-
-    fn images_per_epoch(&self, train_images: usize) -> usize {
-        self.stream.images_per_epoch(train_images)
-    }
-
-    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
-        self.stream.epoch_order(labels, epoch)
+    fn stream(&self) -> &dyn EpochStream {
+        &self.stream
     }
 
     fn describe(&self) -> String {

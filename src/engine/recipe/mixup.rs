@@ -1,7 +1,7 @@
 //! Stage 1 of MiSLAS (reference `train_stage1.py`): backbone and classifier learned together
 //! with mixup cross-entropy on instance-balanced batches, SGD over one group, warm-up then step
 //! decay or cosine.
-use super::{StageRecipe, Start};
+use super::{EpochStream, StageRecipe, Start};
 use crate::config::{Config, Stage};
 use crate::data::sampler;
 use crate::engine::step::Objective;
@@ -46,9 +46,30 @@ pub struct MixupRecipe {
     cos: bool,
     warmup_epochs: usize,
     lr_milestones: Vec<usize>,
+    stream: InstanceBalanced,
+    pretrained_weights: PathBuf,
+}
+
+/// Stage 1's stream: every training image once per epoch in a seeded random order, in batches
+/// of B with a short last batch (the reference's `shuffle=True, drop_last=False`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceBalanced {
     seed: u64,
     batch_size: usize,
-    pretrained_weights: PathBuf,
+}
+
+impl EpochStream for InstanceBalanced {
+    fn batches_per_epoch(&self, train_images: usize) -> usize {
+        train_images.div_ceil(self.batch_size)
+    }
+
+    fn images_per_epoch(&self, train_images: usize) -> usize {
+        train_images
+    }
+
+    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
+        sampler::instance_balanced_order(labels.len(), self.seed, epoch)
+    }
 }
 
 impl MixupRecipe {
@@ -63,8 +84,10 @@ impl MixupRecipe {
             cos: cfg.cos,
             warmup_epochs: cfg.effective_warmup(),
             lr_milestones: cfg.lr_milestones.clone(),
-            seed: cfg.seed,
-            batch_size: cfg.batch_size,
+            stream: InstanceBalanced {
+                seed: cfg.seed,
+                batch_size: cfg.batch_size,
+            },
             pretrained_weights: PathBuf::from(&cfg.pretrained_weights),
         }
     }
@@ -106,17 +129,8 @@ impl StageRecipe for MixupRecipe {
         )]
     }
 
-    fn batches_per_epoch(&self, train_images: usize) -> usize {
-        // Every image once; the last batch may be short (the reference's `drop_last=False`).
-        train_images.div_ceil(self.batch_size)
-    }
-
-    fn images_per_epoch(&self, train_images: usize) -> usize {
-        train_images
-    }
-
-    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
-        sampler::instance_balanced_order(labels.len(), self.seed, epoch)
+    fn stream(&self) -> &dyn EpochStream {
+        &self.stream
     }
 
     fn describe(&self) -> String {

@@ -7,8 +7,9 @@
 //! * [`crt`], [`lws`]: Decoupling's classifier stages (Kang et al., ICLR 2020) — classifier
 //!   re-training, and weight scaling alone, with cross-entropy.
 //!
-//! The classifier stages share the class-aware stream and schedule of [`class_aware`]. Adding a
-//! recipe is a new file here plus its line in [`for_config`].
+//! The classifier stages share the class-aware stream and schedule of [`class_aware`]. Every
+//! method is a row of the [`catalogue`]; adding one is a new file here, its row and its presets.
+pub mod catalogue;
 pub mod class_aware;
 pub mod crt;
 pub mod lws;
@@ -16,7 +17,7 @@ pub mod mislas;
 pub mod mixup;
 
 use super::step::Objective;
-use crate::config::{ClassifierRecipe, Config, Stage};
+use crate::config::{Config, Stage};
 use crate::model::{Network, Part};
 use anyhow::Result;
 use tch::{Device, Tensor};
@@ -32,8 +33,23 @@ pub enum Start {
     Continuing,
 }
 
-/// What a stage of training is: its parameters and their learning rates, its sampler, the
-/// backbone's mode, its loss and what a checkpoint restores.
+/// The training stream of a stage: which images an epoch draws, in which order, in how many
+/// batches. The sampler and the epoch length are one concern, what is trained and with which
+/// loss another ([`StageRecipe`]).
+pub trait EpochStream: Send {
+    /// Training batches in an epoch over `train_images` images.
+    fn batches_per_epoch(&self, train_images: usize) -> usize;
+
+    /// Training images drawn in an epoch over `train_images` images.
+    fn images_per_epoch(&self, train_images: usize) -> usize;
+
+    /// The epoch's order of training indices (its sampler), from the run's seed and `epoch`
+    /// (0-based); `labels` `[N]` are the training labels.
+    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize>;
+}
+
+/// What a stage of training is: its parameters and their learning rates, its stream (sampler
+/// and epoch length), the backbone's mode, its loss and what a checkpoint restores.
 pub trait StageRecipe: Send {
     /// The stage a checkpoint of this recipe records.
     fn stage(&self) -> Stage;
@@ -65,14 +81,8 @@ pub trait StageRecipe: Send {
     /// Learning rate of each parameter group during `epoch` (0-based).
     fn learning_rates(&self, epoch: usize) -> Vec<f64>;
 
-    /// Training batches in an epoch over `train_images` images.
-    fn batches_per_epoch(&self, train_images: usize) -> usize;
-
-    /// Training images drawn in an epoch over `train_images` images.
-    fn images_per_epoch(&self, train_images: usize) -> usize;
-
-    /// The epoch's order of training indices (its sampler), from the run's seed and `epoch`.
-    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize>;
+    /// The stage's training stream: its sampler and the length of an epoch.
+    fn stream(&self) -> &dyn EpochStream;
 
     /// Whether the backbone's BatchNorm runs in train mode while training.
     fn backbone_train(&self) -> bool;
@@ -87,9 +97,9 @@ pub trait StageRecipe: Send {
     }
 }
 
-/// The recipe of `cfg`'s stage (`mode`): stage 1 is [`mixup::MixupRecipe`], stage 2 the
-/// classifier stage of `recipe` ([`mislas::MislasRecipe`], [`crt::CrtRecipe`],
-/// [`lws::LwsRecipe`]). `class_counts` are the training counts of each class.
+/// The recipe of `cfg`'s stage (`mode`), as the catalogue's row for it builds it: stage 1 is
+/// [`mixup::MixupRecipe`], stage 2 the classifier stage of `recipe`. `class_counts` are the
+/// training counts of each class.
 ///
 /// # Errors
 /// A recipe's settings that cannot be used (e.g. LAS's ε outside [0, 1]).
@@ -98,14 +108,9 @@ pub fn for_config(
     class_counts: &[usize],
     device: Device,
 ) -> Result<Box<dyn StageRecipe>> {
-    Ok(match cfg.stage() {
-        Stage::Stage1 => Box::new(mixup::MixupRecipe::new(cfg)),
-        Stage::Stage2 => match cfg.recipe {
-            ClassifierRecipe::Mislas => {
-                Box::new(mislas::MislasRecipe::new(cfg, class_counts, device)?)
-            }
-            ClassifierRecipe::Crt => Box::new(crt::CrtRecipe::new(cfg)),
-            ClassifierRecipe::Lws => Box::new(lws::LwsRecipe::new(cfg)),
-        },
-    })
+    let row = match cfg.stage() {
+        Stage::Stage1 => catalogue::of_stage1(cfg),
+        Stage::Stage2 => catalogue::of_recipe(cfg.recipe),
+    };
+    row.build(cfg, class_counts, device)
 }

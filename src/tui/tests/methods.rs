@@ -2,10 +2,16 @@
 //! method, the stage-2 configuration of each trained method, and what Enter does.
 use super::*;
 use crate::config::ClassifierRecipe;
+use crate::engine::recipe::catalogue::{self, Method};
 use crate::tui::app::QueueOp;
 use crate::tui::methods::{
     find_trained, stage2_plan, CompareMsg, Found, Item, Job as CompareJob, Trained,
 };
+
+/// The catalogue's row of `name`.
+fn row(name: &str) -> Trained {
+    catalogue::by_name(name).unwrap()
+}
 
 /// A finished stage-1 run of `fm_s1` with its best checkpoint, in `root`'s `saved/`.
 fn stage1_run(root: &Path, name: &str, epochs: usize, best: bool) -> RunSummary {
@@ -74,7 +80,7 @@ fn status_text(app: &App) -> String {
 fn m_opens_the_methods_view_only_on_a_finished_stage1_run() {
     let (d, mut app) = project();
     let root = d.path();
-    let s2 = stage2_run(root, "fm_s2_1", trained_config(Trained::Crt, root), true);
+    let s2 = stage2_run(root, "fm_s2_1", trained_config(row("crt"), root), true);
     let cases = [
         (stage1_run(root, "fm_s1_short", 1, true), "is not finished"),
         (s2, "is a stage-2 run"),
@@ -199,20 +205,20 @@ fn each_trained_method_finds_its_own_finished_run_from_this_checkpoint() {
         stage2_run(
             root,
             "crt_new_unfinished",
-            trained_config(Trained::Crt, &ckpt),
+            trained_config(row("crt"), &ckpt),
             false,
         ),
-        stage2_run(root, "crt_done", trained_config(Trained::Crt, &ckpt), true),
+        stage2_run(root, "crt_done", trained_config(row("crt"), &ckpt), true),
         stage2_run(
             root,
             "lws_other_ckpt",
-            trained_config(Trained::Lws, &other),
+            trained_config(row("lws"), &other),
             true,
         ),
         stage2_run(
             root,
             "mislas_done",
-            trained_config(Trained::Mislas, &ckpt),
+            trained_config(row("mislas"), &ckpt),
             true,
         ),
         // Started from the same run's last checkpoint rather than its best: the same backbone
@@ -220,19 +226,19 @@ fn each_trained_method_finds_its_own_finished_run_from_this_checkpoint() {
         stage2_run(
             root,
             "lws_from_current",
-            trained_config(Trained::Lws, &ckpt.with_file_name("current.safetensors")),
+            trained_config(row("lws"), &ckpt.with_file_name("current.safetensors")),
             true,
         ),
         stage2_run(
             root,
             "no_las_done",
-            trained_config(Trained::MislasNoLas, &ckpt),
+            trained_config(row("mislas-no-las"), &ckpt),
             true,
         ),
         stage2_run(
             root,
             "no_shift_live",
-            trained_config(Trained::MislasNoShift, &ckpt),
+            trained_config(row("mislas-no-shift"), &ckpt),
             false,
         ),
         s1,
@@ -247,31 +253,31 @@ fn each_trained_method_finds_its_own_finished_run_from_this_checkpoint() {
             .join(name)
             .join("ckps/model_best.safetensors"),
     };
-    assert_eq!(found(Trained::Lws), finished("lws_from_current"));
+    assert_eq!(found(row("lws")), finished("lws_from_current"));
     // With its last checkpoint present, that is what the comparison scores: its best epoch was
     // picked on the whole test set, which includes the scored half.
     let crt_current = root.join("saved/crt_done/ckps/current.safetensors");
     fs::create_dir_all(crt_current.parent().unwrap()).unwrap();
     fs::write(&crt_current, "").unwrap();
     assert_eq!(
-        found(Trained::Crt),
+        found(row("crt")),
         Found::Finished {
             dir: root.join("saved/crt_done"),
             checkpoint: crt_current,
         }
     );
-    assert_eq!(found(Trained::Mislas), finished("mislas_done"));
-    assert_eq!(found(Trained::MislasNoLas), finished("no_las_done"));
+    assert_eq!(found(row("mislas")), finished("mislas_done"));
+    assert_eq!(found(row("mislas-no-las")), finished("no_las_done"));
     assert_eq!(
-        found(Trained::MislasNoShift),
+        found(row("mislas-no-shift")),
         Found::Training(root.join("saved/no_shift_live"))
     );
     // A stage-2 MiSLAS run with both switches off is none of the five.
-    let mut neither = trained_config(Trained::MislasNoLas, &ckpt);
+    let mut neither = trained_config(row("mislas-no-las"), &ckpt);
     neither.shift_bn = false;
-    assert_eq!(Trained::of_config(&neither), None);
-    for t in Trained::ALL {
-        assert_eq!(Trained::of_config(&trained_config(t, &ckpt)), Some(t));
+    assert_eq!(Method::of_config(&neither), None);
+    for t in catalogue::classifier_stages() {
+        assert_eq!(Method::of_config(&trained_config(t, &ckpt)), Some(t));
     }
 }
 
@@ -287,35 +293,35 @@ fn each_trained_method_gets_its_presets_stage2_configuration() {
     fs::write(&ckpt, "").unwrap();
     let expect = [
         (
-            Trained::Crt,
+            row("crt"),
             ClassifierRecipe::Crt,
             "fashion_mnist_imb01_stage2_crt",
             false,
             None,
         ),
         (
-            Trained::Lws,
+            row("lws"),
             ClassifierRecipe::Lws,
             "fashion_mnist_imb01_stage2_lws",
             false,
             None,
         ),
         (
-            Trained::Mislas,
+            row("mislas"),
             ClassifierRecipe::Mislas,
             "fashion_mnist_imb01_stage2_mislas",
             true,
             Some(0.3),
         ),
         (
-            Trained::MislasNoLas,
+            row("mislas-no-las"),
             ClassifierRecipe::Mislas,
             "stage2_mislas_no_las",
             true,
             Some(0.0),
         ),
         (
-            Trained::MislasNoShift,
+            row("mislas-no-shift"),
             ClassifierRecipe::Mislas,
             "stage2_mislas_no_shift",
             false,
@@ -339,7 +345,7 @@ fn each_trained_method_gets_its_presets_stage2_configuration() {
         assert_eq!(c.resume, ckpt.display().to_string());
         assert_eq!(
             c.name,
-            format!("fashion_mnist_imb01_stage1_mixup_{}", t.base())
+            format!("fashion_mnist_imb01_stage1_mixup_{}", t.name)
         );
         // The stage-1 run's data and machine keys follow.
         assert_eq!(
@@ -348,10 +354,10 @@ fn each_trained_method_gets_its_presets_stage2_configuration() {
         );
         assert_eq!(c.workers, 0);
         assert!(!c.mixup);
-        assert_eq!(Trained::of_config(c), Some(t));
+        assert_eq!(Method::of_config(c), Some(t));
     }
     // Without presets: the stage-1 configuration turned into stage 2.
-    let plan = stage2_plan(Trained::Lws, &s1, &ckpt, &[]).unwrap();
+    let plan = stage2_plan(row("lws"), &s1, &ckpt, &[]).unwrap();
     assert!(
         plan.from.starts_with("the stage-1 configuration"),
         "{}",
@@ -371,19 +377,14 @@ fn enter_launches_the_first_missing_trained_method_and_queues_the_rest() {
     let root = d.path();
     let s1 = stage1_run(root, "fm_s1_done", 3, true);
     let ckpt = s1.best_checkpoint.clone().unwrap();
-    let crt = stage2_run(root, "crt_done", trained_config(Trained::Crt, &ckpt), true);
+    let crt = stage2_run(root, "crt_done", trained_config(row("crt"), &ckpt), true);
     on_runs(&mut app, vec![s1.clone(), crt]);
     send(&mut app, [ch('m')]);
     let m = app.runs.methods.as_mut().unwrap();
     let all: Vec<bool> = m
         .items
         .iter()
-        .map(|i| {
-            matches!(
-                i,
-                Item::Trained(Trained::Crt | Trained::Lws | Trained::Mislas)
-            )
-        })
+        .map(|i| matches!(i, Item::Trained(t) if ["crt", "lws", "mislas"].contains(&t.name)))
         .collect();
     m.checked = all;
     let fx = send(&mut app, [key(KeyCode::Enter)]);
@@ -417,7 +418,7 @@ fn enter_launches_the_first_missing_trained_method_and_queues_the_rest() {
     let Job::Single(mislas) = mislas.as_ref() else {
         panic!()
     };
-    assert_eq!(Trained::of_config(mislas), Some(Trained::Mislas));
+    assert_eq!(Method::of_config(mislas), Some(row("mislas")));
     assert_eq!(name, "fm_s1_mislas");
     assert_eq!(
         app.screen,
