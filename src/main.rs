@@ -65,6 +65,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         opts: Vec<String>,
     },
+    /// The method catalogue: every stage-1 loss and classifier stage mislas trains, with its
+    /// label, kind, keys and source (the README's method table, `--markdown`).
+    Methods {
+        /// Print the table as Markdown.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print the resolved configuration, or the error.
     Config {
         /// YAML configuration.
@@ -240,6 +247,23 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `mislas methods`: the catalogue, as a Markdown table or one block per method.
+fn print_methods(markdown: bool) {
+    use mislas::engine::recipe::catalogue::{markdown_table, METHODS};
+    if markdown {
+        print!("{}", markdown_table());
+        return;
+    }
+    for m in METHODS {
+        println!("{:<18} {} ({})", m.name, m.label, m.kind.words());
+        println!("{:<18} {}", "", m.summary);
+        if !m.uses.is_empty() {
+            println!("{:<18} keys: {}", "", m.uses.join(", "));
+        }
+        println!("{:<18} source: {}", "", m.source);
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
     let Some(command) = cli.command else {
         let root = std::env::current_dir().context("cannot read the current folder")?;
@@ -247,6 +271,10 @@ fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     };
     match command {
+        Command::Methods { markdown } => {
+            print_methods(markdown);
+            Ok(0)
+        }
         Command::Config { cfg, opts } => {
             let loaded = load(&cfg, &opts)?;
             let mut issues = loaded.config.validate();

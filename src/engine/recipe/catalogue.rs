@@ -391,6 +391,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_method() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(&markdown_table()),
+            "README.md's method table differs from the catalogue: paste `mislas methods --markdown`"
+        );
+    }
+
+    #[test]
     fn labels_fall_back_to_the_name() {
         assert_eq!(label("crt"), "cRT");
         assert_eq!(label("ce"), "CE (stage 1)");
