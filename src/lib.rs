@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `mislas`: the MiSLAS recipe ("Improving Calibration for Long-Tailed Recognition",
 //! Zhong et al., CVPR 2021) on libtorch.
 //!
