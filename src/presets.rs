@@ -4,7 +4,7 @@
 //! user's own under the user config dir (`~/.config/mislas/presets/` on Linux), where the UI saves
 //! an edited configuration as a new preset. Each preset comes with its loaded [`Config`] (or the
 //! error that stopped loading it) and whether its data set is found at its `data_path`.
-use crate::config::{Config, DatasetName};
+use crate::config::{Config, DatasetName, Marker};
 use anyhow::{bail, Context};
 use std::fs;
 use std::io::Write;
@@ -153,27 +153,19 @@ pub fn resolve_data_path(config: &Config, base: &Path) -> PathBuf {
 /// `cifar-100-{python,binary}` in it or at it; the large-scale sets' training list file in it.
 pub fn dataset_status(config: &Config, base: &Path) -> DataStatus {
     let root = resolve_data_path(config, base);
-    let file_in = |names: &[&str]| names.iter().map(|n| root.join(n)).find(|p| p.is_file());
-    let folder_in_or_at = |names: &[&str]| {
-        let at = root
-            .file_name()
-            .is_some_and(|f| names.iter().any(|n| f == *n))
-            && root.is_dir();
-        if at {
-            Some(root.clone())
-        } else {
-            names.iter().map(|n| root.join(n)).find(|p| p.is_dir())
+    let found = match config.dataset.spec().marker {
+        Marker::FileIn(names) => names.iter().map(|n| root.join(n)).find(|p| p.is_file()),
+        Marker::FolderInOrAt(names) => {
+            let at = root
+                .file_name()
+                .is_some_and(|f| names.iter().any(|n| f == *n))
+                && root.is_dir();
+            if at {
+                Some(root.clone())
+            } else {
+                names.iter().map(|n| root.join(n)).find(|p| p.is_dir())
+            }
         }
-    };
-    let found = match config.dataset {
-        DatasetName::FashionMnist => {
-            file_in(&["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"])
-        }
-        DatasetName::Cifar10 => folder_in_or_at(&["cifar-10-batches-py", "cifar-10-batches-bin"]),
-        DatasetName::Cifar100 => folder_in_or_at(&["cifar-100-python", "cifar-100-binary"]),
-        DatasetName::Imagenet => file_in(&["ImageNet_LT_train.txt"]),
-        DatasetName::Ina2018 => file_in(&["iNaturalist18_train.txt"]),
-        DatasetName::Places => file_in(&["Places_LT_train.txt"]),
     };
     match found {
         Some(p) => DataStatus::Found(p),

@@ -53,10 +53,9 @@ impl Protocol {
 
 /// The validation source of a data set (see the module documentation).
 pub fn validation_for(dataset: DatasetName, seed: u64) -> Validation {
-    match dataset {
-        DatasetName::Imagenet => Validation::List("ImageNet_LT_val.txt".into()),
-        DatasetName::Places => Validation::List("Places_LT_val.txt".into()),
-        _ => Validation::TestHalf { seed },
+    match dataset.spec().validation_list {
+        Some(list) => Validation::List(list.into()),
+        None => Validation::TestHalf { seed },
     }
 }
 

@@ -5,26 +5,9 @@
 //! checks every integer key against its row's lower bound ([`ValueKind::min`]).
 use super::img_num_per_cls;
 use super::keys::{ValueKind, BACKBONES, KEYS};
-use super::{
-    parse_device_spec, ClassifierRecipe, Config, DatasetName, DeviceSpec, FieldIssue, LasShape,
-    Stage,
-};
+use super::{parse_device_spec, ClassifierRecipe, Config, DeviceSpec, FieldIssue, LasShape, Stage};
 use serde_yaml::{Mapping, Value};
 use std::path::Path;
-
-impl DatasetName {
-    /// The full training set of the data sets whose files have a fixed size: `(images,
-    /// classes)`, 60,000 and 10 for Fashion-MNIST, 50,000 and 10 for CIFAR-10, 50,000 and 100
-    /// for CIFAR-100. `None` for the list-file sets, whose size is their training list's.
-    pub fn full_train_set(self) -> Option<(usize, usize)> {
-        match self {
-            DatasetName::FashionMnist => Some((60_000, 10)),
-            DatasetName::Cifar10 => Some((50_000, 10)),
-            DatasetName::Cifar100 => Some((50_000, 100)),
-            DatasetName::Imagenet | DatasetName::Ina2018 | DatasetName::Places => None,
-        }
-    }
-}
 
 impl Config {
     /// Checks the configuration before anything is loaded: [`Config::validate`] as one error.

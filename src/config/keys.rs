@@ -6,7 +6,7 @@
 //! share all come from [`KEYS`]. Tests check that the table and the struct (as serde writes it)
 //! hold the same keys.
 use super::checks;
-use super::{ClassifierRecipe, Config};
+use super::{ClassifierRecipe, Config, DatasetName};
 use serde_yaml::{Mapping, Value};
 
 /// A key's validation rule beyond its type and lower bound: the message of what is wrong, if
@@ -138,15 +138,6 @@ pub struct KeySpec {
     pub check: Option<Check>,
 }
 
-const DATASETS: &[&str] = &[
-    "cifar10",
-    "cifar100",
-    "fashion_mnist",
-    "imagenet",
-    "ina2018",
-    "places",
-];
-
 /// The backbones mislas builds.
 pub const BACKBONES: &[&str] = &["resnet32_fe", "resnet50_fe", "resnet101_fe", "resnet152_fe"];
 
@@ -239,7 +230,7 @@ pub static KEYS: &[KeySpec] = &[
         "Seconds a rank waits for the others before the run ends naming the lost rank",
         Some(checks::dist_timeout)),
     // ---- the data ----
-    key("dataset", Choice(DATASETS), "cifar10", Shared,
+    key("dataset", Choice(DatasetName::NAMES), DatasetName::NAMES[0], Shared,
         "cifar10, cifar100, fashion_mnist, imagenet, ina2018 or places", None),
     key("data_path", Path, "./data/cifar10", Shared, "Folder with the data set's files", None),
     key("num_classes", Int { min: 2 }, "100", Shared, "Number of classes K", None),

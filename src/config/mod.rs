@@ -15,55 +15,16 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 
 mod checks;
+mod datasets;
 mod imbalance;
 mod keys;
 mod load;
 #[cfg(test)]
 mod tests;
 
+pub use datasets::{DatasetSpec, FilesLayout, Marker, NormalizationStats};
 pub use imbalance::img_num_per_cls;
 pub use keys::{field_help, is_shared_key, key_spec, KeySpec, Stages, ValueKind, KEYS};
-
-/// The data sets the recipe knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DatasetName {
-    /// CIFAR-10-LT: 10 classes, 32×32 RGB, long-tailed subset of the 50,000 training images.
-    Cifar10,
-    /// CIFAR-100-LT: 100 classes, 32×32 RGB.
-    Cifar100,
-    /// Fashion-MNIST-LT: 10 classes, 28×28 grey; the data set available offline and the default.
-    FashionMnist,
-    /// ImageNet-LT (Liu et al., 2019): 1000 classes, list files of JPEGs.
-    Imagenet,
-    /// iNaturalist 2018: 8142 classes, list files of JPEGs.
-    Ina2018,
-    /// Places-LT: 365 classes, list files of JPEGs.
-    Places,
-}
-
-impl DatasetName {
-    /// The name a researcher reads: "CIFAR-10-LT", "ImageNet-LT", ….
-    pub fn display_name(self) -> &'static str {
-        match self {
-            DatasetName::Cifar10 => "CIFAR-10-LT",
-            DatasetName::Cifar100 => "CIFAR-100-LT",
-            DatasetName::FashionMnist => "Fashion-MNIST-LT",
-            DatasetName::Imagenet => "ImageNet-LT",
-            DatasetName::Ina2018 => "iNaturalist 2018",
-            DatasetName::Places => "Places-LT",
-        }
-    }
-
-    /// Whether this is one of the large-scale list-file data sets (ImageNet-LT, iNaturalist
-    /// 2018, Places-LT): JPEG trees under `data_path` named by list files, no imbalance factor.
-    pub fn is_large_scale(self) -> bool {
-        matches!(
-            self,
-            DatasetName::Imagenet | DatasetName::Ina2018 | DatasetName::Places
-        )
-    }
-}
 
 /// What to do with an image of a list-file data set that is missing or cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,13 +34,6 @@ pub enum BadImagePolicy {
     Fail,
     /// Leave the image (and its label) out of its batch and log its path and the reason.
     Skip,
-}
-
-impl fmt::Display for DatasetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_yaml::to_value(self).ok();
-        write!(f, "{}", s.as_ref().and_then(Value::as_str).unwrap_or("?"))
-    }
 }
 
 /// The two stages of MiSLAS (`mode` in the reference).
@@ -137,6 +91,26 @@ macro_rules! spelled_enum {
             }
         }
     };
+}
+
+spelled_enum! {
+    /// The data sets the recipe knows; what each one is (size, normalisation, files, folder,
+    /// model quirks) is its row of the data-set table, [`DatasetName::spec`].
+    pub enum DatasetName {
+        /// CIFAR-10-LT: 10 classes, 32×32 RGB, long-tailed subset of the 50,000 training images.
+        Cifar10 = "cifar10",
+        /// CIFAR-100-LT: 100 classes, 32×32 RGB.
+        Cifar100 = "cifar100",
+        /// Fashion-MNIST-LT: 10 classes, 28×28 grey; the data set available offline and the
+        /// default.
+        FashionMnist = "fashion_mnist",
+        /// ImageNet-LT (Liu et al., 2019): 1000 classes, list files of JPEGs.
+        Imagenet = "imagenet",
+        /// iNaturalist 2018: 8142 classes, list files of JPEGs.
+        Ina2018 = "ina2018",
+        /// Places-LT: 365 classes, list files of JPEGs.
+        Places = "places",
+    }
 }
 
 spelled_enum! {

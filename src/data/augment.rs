@@ -6,45 +6,21 @@
 //! 28×28. The random draws come from mislas's own streams (see [`super::loader`]), not
 //! PyTorch's.
 use super::Normalization;
+use crate::config::DatasetName;
 use rand_mt::Mt;
 
 /// Zero padding of the random crop on each side, in pixels (`RandomCrop(size, padding=4)`).
 pub const CROP_PADDING: usize = 4;
 
 impl Normalization {
-    /// CIFAR-10/100: mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010), the
-    /// reference's `transforms.Normalize` values (R, G, B).
-    pub fn cifar() -> Self {
+    /// The normalisation of a data set: its row of the data-set table
+    /// ([`crate::config::DatasetSpec::normalization`]; the reference's `transforms.Normalize`
+    /// values).
+    pub fn of(dataset: DatasetName) -> Self {
+        let stats = dataset.spec().normalization;
         Normalization {
-            mean: vec![0.4914, 0.4822, 0.4465],
-            std: vec![0.2023, 0.1994, 0.2010],
-        }
-    }
-
-    /// ImageNet-LT and Places-LT: ImageNet's mean (0.485, 0.456, 0.406), std (0.229, 0.224,
-    /// 0.225) (R, G, B), the reference's `transforms.Normalize` values.
-    pub fn imagenet() -> Self {
-        Normalization {
-            mean: vec![0.485, 0.456, 0.406],
-            std: vec![0.229, 0.224, 0.225],
-        }
-    }
-
-    /// iNaturalist 2018: mean (0.466, 0.471, 0.380), std (0.195, 0.194, 0.192), the
-    /// reference's values (`datasets/ina2018.py`).
-    pub fn inaturalist() -> Self {
-        Normalization {
-            mean: vec![0.466, 0.471, 0.380],
-            std: vec![0.195, 0.194, 0.192],
-        }
-    }
-
-    /// Fashion-MNIST: mean 0.2860, std 0.3530 (the training set's pixel statistics on the 0–1
-    /// scale).
-    pub fn fashion_mnist() -> Self {
-        Normalization {
-            mean: vec![0.2860],
-            std: vec![0.3530],
+            mean: stats.mean.to_vec(),
+            std: stats.std.to_vec(),
         }
     }
 
@@ -233,7 +209,7 @@ mod tests {
 
     #[test]
     fn normalisation_values_by_hand() {
-        let cifar = Normalization::cifar();
+        let cifar = Normalization::of(DatasetName::Cifar10);
         let mut out = [0f32; 3];
         // (255/255 − 0.4914)/0.2023 = 0.5086/0.2023 = 2.51409…; (0 − 0.4822)/0.1994 = −2.41825…;
         // (51/255 − 0.4465)/0.2010 = (0.2 − 0.4465)/0.2010 = −1.22637…
@@ -243,7 +219,7 @@ mod tests {
             assert!((o - e).abs() < 1e-5, "{o} vs {e}");
         }
         // Fashion-MNIST: (0 − 0.2860)/0.3530 = −0.81019…; (255/255 − 0.2860)/0.3530 = 2.02266…
-        let fm = Normalization::fashion_mnist();
+        let fm = Normalization::of(DatasetName::FashionMnist);
         let mut out = [0f32; 2];
         normalize(&[0, 255], 1, &fm, &mut out);
         assert!((out[0] + 0.810_198_3).abs() < 1e-5, "{}", out[0]);
@@ -252,7 +228,7 @@ mod tests {
 
     #[test]
     fn padding_normalises_as_black() {
-        let fm = Normalization::fashion_mnist();
+        let fm = Normalization::of(DatasetName::FashionMnist);
         let shape = Shape {
             channels: 1,
             height: 1,

@@ -14,30 +14,18 @@
 //! `argsort` (an unstable introsort/quicksort) produces, so on a list with ties the two
 //! programs may number tied classes differently; accuracies per index range are unaffected
 //! only when a range boundary does not split a group of tied classes.
-use crate::config::{Config, DatasetName};
+use crate::config::Config;
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// The reference's list-file names of a data set: (training list, test list).
-///
-/// Returns `None` for the data sets that are not list-file sets.
-pub fn reference_list_names(dataset: DatasetName) -> Option<(&'static str, &'static str)> {
-    match dataset {
-        DatasetName::Imagenet => Some(("ImageNet_LT_train.txt", "ImageNet_LT_test.txt")),
-        DatasetName::Ina2018 => Some(("iNaturalist18_train.txt", "iNaturalist18_val.txt")),
-        DatasetName::Places => Some(("Places_LT_train.txt", "Places_LT_test.txt")),
-        _ => None,
-    }
-}
-
 /// The list files a configuration names: `train_list`/`test_list` when set (relative paths
-/// under `data_path`), else [`reference_list_names`] under `data_path`.
+/// under `data_path`), else [`DatasetName::reference_lists`] under `data_path`.
 ///
 /// # Errors
 /// The data set is not a list-file data set and no list is configured.
 pub fn list_paths(cfg: &Config) -> Result<(PathBuf, PathBuf)> {
     let root = Path::new(&cfg.data_path);
-    let defaults = reference_list_names(cfg.dataset);
+    let defaults = cfg.dataset.reference_lists();
     let pick = |key: &Option<String>, default: Option<&str>, what: &str| -> Result<PathBuf> {
         match (key, default) {
             (Some(p), _) => Ok(root.join(p)),
@@ -149,6 +137,7 @@ pub fn class_map_by_count(labels: &[i64], num_classes: usize) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DatasetName;
 
     #[test]
     fn parses_paths_and_labels() {

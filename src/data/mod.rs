@@ -203,8 +203,7 @@ impl std::fmt::Debug for ImageSet {
 /// Per-channel normalisation (x/255 − mean)/std, computed in `f32` as torchvision's
 /// `ToTensor()` followed by `Normalize(mean, std)`.
 ///
-/// The values of each data set are [`Normalization::cifar`] and
-/// [`Normalization::fashion_mnist`].
+/// The values of each data set are its row's of the data-set table ([`Normalization::of`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalization {
     /// Mean of each channel on the 0–1 scale, `[C]`.
@@ -252,11 +251,11 @@ pub fn load(cfg: &Config) -> anyhow::Result<LongTailData> {
     let (train, test, norm) = match cfg.dataset {
         DatasetName::FashionMnist => {
             let (train, test) = idx::read_fashion_mnist(cfg.data_path.as_ref())?;
-            (train, test, Normalization::fashion_mnist())
+            (train, test, Normalization::of(cfg.dataset))
         }
         DatasetName::Cifar10 | DatasetName::Cifar100 => {
             let (train, test) = cifar::read_cifar(cfg.dataset, cfg.data_path.as_ref())?;
-            (train, test, Normalization::cifar())
+            (train, test, Normalization::of(cfg.dataset))
         }
         DatasetName::Imagenet | DatasetName::Ina2018 | DatasetName::Places => {
             unreachable!("list-file sets are loaded by load_list_files")
@@ -298,8 +297,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<LongTailData> {
 /// Loads a list-file data set: the training and test lists of [`list_file::list_paths`], the
 /// classes re-indexed by descending training count ([`list_file::class_map_by_count`]) in both
 /// lists, the images left on disk for the loader threads, with `image_size` and the evaluation
-/// resize of `cfg` and the data set's normalisation ([`Normalization::imagenet`] or
-/// [`Normalization::inaturalist`]).
+/// resize of `cfg` and the data set's normalisation ([`Normalization::of`]).
 ///
 /// # Errors
 /// A list file is missing or malformed (the message names the file and line),
@@ -354,10 +352,7 @@ pub fn load_list_files(cfg: &Config) -> anyhow::Result<LongTailData> {
     let train = ImageSource::Files(train);
     let test = ImageSource::Files(test);
     let class_counts = train.class_counts();
-    let norm = match cfg.dataset {
-        DatasetName::Ina2018 => Normalization::inaturalist(),
-        _ => Normalization::imagenet(),
-    };
+    let norm = Normalization::of(cfg.dataset);
     Ok(LongTailData {
         kept_indices: (0..train.len()).collect(),
         train: Arc::new(train),

@@ -2,7 +2,7 @@
 //! checks, the device, the checkpoint named by `resume`, the data and the network.
 use super::resolve_device;
 use crate::checkpoint::{self, Checkpoint, Origin, RunPosition};
-use crate::config::{Config, DatasetName};
+use crate::config::Config;
 use crate::data::{self, LongTailData};
 use crate::events::{Failure, FailureKind};
 use crate::model::{Network, Part};
@@ -194,7 +194,7 @@ pub fn network_for(cfg: &Config, in_channels: i64, device: Device) -> Result<Net
         &cfg.backbone,
         in_channels,
         cfg.num_classes as i64,
-        cfg.dataset == DatasetName::Places,
+        cfg.dataset.spec().extra_block,
         device,
     )
 }

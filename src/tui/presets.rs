@@ -67,16 +67,6 @@ pub const KEYS: &[Binding<PresetsKey>] = &[
     ),
 ];
 
-/// Data sets in the order the screen groups them.
-const GROUPS: [DatasetName; 6] = [
-    DatasetName::Cifar10,
-    DatasetName::Cifar100,
-    DatasetName::Imagenet,
-    DatasetName::Ina2018,
-    DatasetName::Places,
-    DatasetName::FashionMnist,
-];
-
 /// State of the presets screen.
 #[derive(Debug, Clone, Default)]
 pub struct PresetsScreen {
@@ -103,8 +93,7 @@ pub enum PresetsAction {
 
 fn group_of(p: &Preset) -> usize {
     p.dataset
-        .and_then(|d| GROUPS.iter().position(|g| *g == d))
-        .unwrap_or(GROUPS.len())
+        .map_or(DatasetName::ALL.len(), |d| d.spec().screen_order)
 }
 
 impl PresetsScreen {
@@ -276,7 +265,12 @@ fn list_rows(
 ) -> (Vec<Row<'static>>, Option<usize>) {
     let mut rows = Vec::new();
     let mut selected_row = None;
-    for (g, group) in GROUPS.iter().map(|g| Some(*g)).chain([None]).enumerate() {
+    for (g, group) in DatasetName::in_screen_order()
+        .into_iter()
+        .map(Some)
+        .chain([None])
+        .enumerate()
+    {
         let members: Vec<(usize, usize)> = visible
             .iter()
             .enumerate()
