@@ -288,6 +288,50 @@ pub(super) fn smooth_head(c: &Config) -> Option<String> {
     }
 }
 
+/// MiSLAS stage 2's keys, parsed: what its recipe reads, with the rules of
+/// [`smooth_head`] and [`lr_factor`] already applied (parse, don't validate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MislasSettings {
+    /// LAS's ε_1 of the most frequent class (paper Eq. 6), in [0, 1).
+    pub smooth_head: f64,
+    /// LAS's ε_K of the least frequent class, in [0, smooth_head].
+    pub smooth_tail: f64,
+    /// The classifier's learning rate is `lr · lr_factor` (> 0); the LWS scales learn at `lr`.
+    pub lr_factor: f64,
+}
+
+impl Config {
+    /// MiSLAS stage 2's keys, parsed.
+    ///
+    /// # Errors
+    /// `smooth_head`/`smooth_tail` missing or not 0 ≤ ε_K ≤ ε_1 < 1, or `lr_factor` missing or
+    /// not a positive number: the message names the key.
+    pub fn mislas_settings(&self) -> Result<MislasSettings, String> {
+        let (smooth_head, smooth_tail) = match (self.smooth_head, self.smooth_tail) {
+            (Some(h), Some(t)) if 0.0 <= t && t <= h && h < 1.0 => (h, t),
+            (Some(h), Some(t)) => {
+                return Err(format!(
+                    "smooth_head: need 0 ≤ smooth_tail ≤ smooth_head < 1, have {t} and {h}"
+                ))
+            }
+            _ => {
+                return Err("smooth_head: stage 2 needs smooth_head and smooth_tail \
+                            (label-aware smoothing)"
+                    .into())
+            }
+        };
+        let lr_factor = match self.lr_factor {
+            Some(f) if f > 0.0 && f.is_finite() => f,
+            _ => return Err("lr_factor: stage 2 needs lr_factor > 0".into()),
+        };
+        Ok(MislasSettings {
+            smooth_head,
+            smooth_tail,
+            lr_factor,
+        })
+    }
+}
+
 pub(super) fn lr_factor(c: &Config) -> Option<String> {
     if c.stage() != Stage::Stage2 || c.recipe != ClassifierRecipe::Mislas {
         return None;

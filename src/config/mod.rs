@@ -22,6 +22,7 @@ mod load;
 #[cfg(test)]
 mod tests;
 
+pub use checks::MislasSettings;
 pub use datasets::{DatasetSpec, FilesLayout, Marker, NormalizationStats};
 pub use imbalance::img_num_per_cls;
 pub use keys::{field_help, is_shared_key, key_spec, KeySpec, Stages, ValueKind, KEYS};

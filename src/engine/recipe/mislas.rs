@@ -58,12 +58,16 @@ impl MislasRecipe {
     /// ε follow.
     ///
     /// # Errors
-    /// LAS settings that cannot be used (see [`LabelAwareSmoothing::new`]).
+    /// MiSLAS's keys missing or out of range ([`Config::mislas_settings`]), or LAS settings
+    /// that cannot be used (see [`LabelAwareSmoothing::new`]).
     pub fn new(cfg: &Config, class_counts: &[usize], device: Device) -> Result<Self> {
+        let keys = cfg
+            .mislas_settings()
+            .map_err(|e| anyhow::anyhow!("recipe mislas: {e}"))?;
         let las = LabelAwareSmoothing::new(
             class_counts,
-            cfg.smooth_head.unwrap_or(0.0),
-            cfg.smooth_tail.unwrap_or(0.0),
+            keys.smooth_head,
+            keys.smooth_tail,
             cfg.las_shape,
             cfg.las_power,
             device,
@@ -75,11 +79,8 @@ impl MislasRecipe {
                 alpha: cfg.mixup_alpha(),
             },
             stream: ClassAwareStage::of(cfg),
-            lr_factor: cfg.lr_factor.unwrap_or(1.0),
-            las_range: (
-                cfg.smooth_head.unwrap_or(0.0),
-                cfg.smooth_tail.unwrap_or(0.0),
-            ),
+            lr_factor: keys.lr_factor,
+            las_range: (keys.smooth_head, keys.smooth_tail),
             shift_bn: cfg.shift_bn,
         })
     }
