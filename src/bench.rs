@@ -41,10 +41,13 @@ pub struct BenchFigures {
 /// Unusable images of a batch: an error with `on_bad_image: fail`, as in training; otherwise
 /// reported on stderr.
 fn check_skipped(cfg: &Config, skipped: &[crate::data::files::BadImage]) -> Result<()> {
+    if let Some(bad) = cfg.on_bad_image.refused(skipped) {
+        anyhow::bail!(
+            "unusable image {bad}; {}",
+            crate::config::BadImagePolicy::SKIP_HINT
+        );
+    }
     for bad in skipped {
-        if cfg.on_bad_image == crate::config::BadImagePolicy::Fail {
-            anyhow::bail!("unusable image {bad}; set on_bad_image: skip to leave such images out");
-        }
         eprintln!("bench: unusable image {bad}: skipped");
     }
     Ok(())
@@ -152,14 +155,7 @@ impl<'a> Bench<'a> {
             e += 1;
         }
         order.truncate(n);
-        let opts = LoaderOptions {
-            batch_size: cfg.batch_size,
-            workers: cfg.workers,
-            prefetch: 4,
-            augment: true,
-            pin_memory: self.device.is_cuda(),
-            first_batch: 0,
-        };
+        let opts = LoaderOptions::training(cfg.batch_size, cfg.workers, self.device.is_cuda());
         epoch_loader(
             self.data.train.clone(),
             order,

@@ -1,9 +1,10 @@
 //! Data-parallel training on PyTorch's c10d with Gloo, two ranks on 127.0.0.1 (the CPU
 //! tests): a step of two ranks equals a one-process step that accumulates the same two halves.
 use mislas::dist::c10d::{Backend, ProcessGroup};
+use mislas::dist::GradientSync;
 use mislas::dist::Replicas;
 use mislas::engine::recipe::mixup::MixupCrossEntropy;
-use mislas::engine::step::{train_step, train_step_synced, GradientSync, StepOptions, TrainBatch};
+use mislas::engine::step::{train_step, train_step_synced, StepOptions, TrainBatch};
 use mislas::method::sgd::Sgd;
 use mislas::model::{Network, Part};
 use rand::{Rng, SeedableRng};

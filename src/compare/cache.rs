@@ -180,14 +180,11 @@ fn compute(cfg: &Config, source: &Source) -> Result<Cached> {
         Source::Train => p.data.train.clone(),
         _ => p.data.test.clone(),
     };
-    let opts = LoaderOptions {
-        batch_size: cfg.effective_eval_batch_size(),
-        workers: cfg.workers,
-        prefetch: 2,
-        augment: false,
-        pin_memory: p.device.is_cuda(),
-        first_batch: 0,
-    };
+    let opts = LoaderOptions::evaluation(
+        cfg.effective_eval_batch_size(),
+        cfg.workers,
+        p.device.is_cuda(),
+    );
     let order: Vec<usize> = (0..set.len()).collect();
     let (mut feats, mut logits, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     tch::no_grad(|| -> Result<()> {

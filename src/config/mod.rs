@@ -37,6 +37,20 @@ pub enum BadImagePolicy {
     Skip,
 }
 
+impl BadImagePolicy {
+    /// What to set to leave unusable images out, for the messages of `fail`.
+    pub const SKIP_HINT: &'static str = "set on_bad_image: skip to leave such images out";
+
+    /// The first of a batch's unusable images that this policy refuses: the first one under
+    /// `fail`, none under `skip` (each is then a warning).
+    pub fn refused<T>(self, skipped: &[T]) -> Option<&T> {
+        match self {
+            BadImagePolicy::Fail => skipped.first(),
+            BadImagePolicy::Skip => None,
+        }
+    }
+}
+
 /// The two stages of MiSLAS (`mode` in the reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -65,6 +65,32 @@ pub struct LoaderOptions {
     pub first_batch: usize,
 }
 
+impl LoaderOptions {
+    /// Training batches: augmented, 4 batches prefetched per loader thread, from batch 0.
+    pub fn training(batch_size: usize, workers: usize, pin_memory: bool) -> Self {
+        LoaderOptions {
+            batch_size,
+            workers,
+            prefetch: 4,
+            augment: true,
+            pin_memory,
+            first_batch: 0,
+        }
+    }
+
+    /// Evaluation batches: not augmented, 2 batches prefetched per loader thread, from batch 0.
+    pub fn evaluation(batch_size: usize, workers: usize, pin_memory: bool) -> Self {
+        LoaderOptions {
+            batch_size,
+            workers,
+            prefetch: 2,
+            augment: false,
+            pin_memory,
+            first_batch: 0,
+        }
+    }
+}
+
 /// A CPU tensor of `shape` holding a copy of `data`, made without entering a libtorch parallel
 /// region.
 ///

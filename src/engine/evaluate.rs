@@ -90,14 +90,7 @@ pub fn evaluate(
 
 /// The loader settings of an evaluation (no augmentation; pinned memory on CUDA).
 pub fn eval_loader_options(net: &Network) -> LoaderOptions {
-    LoaderOptions {
-        batch_size: 1,
-        workers: 0,
-        prefetch: 2,
-        augment: false,
-        pin_memory: net.device().is_cuda(),
-        first_batch: 0,
-    }
+    LoaderOptions::evaluation(1, 0, net.device().is_cuda())
 }
 
 impl EvalSpec {
@@ -132,10 +125,8 @@ pub fn evaluate_samples(
     let mut done = 0;
     let finished = tch::no_grad(|| -> anyhow::Result<bool> {
         for batch in epoch_loader(set.clone(), order, norm, opts, 0, 0) {
-            if let (Some(bad), BadImagePolicy::Fail) = (batch.skipped.first(), on_bad) {
-                anyhow::bail!(
-                    "unusable test image {bad}; set on_bad_image: skip to leave such images out"
-                );
+            if let Some(bad) = on_bad.refused(&batch.skipped) {
+                anyhow::bail!("unusable test image {bad}; {}", BadImagePolicy::SKIP_HINT);
             }
             done += batch.len + batch.skipped.len();
             s.skipped.extend(batch.skipped);

@@ -558,21 +558,21 @@ impl<'a> Trainer<'a> {
         batch: &Batch,
         sums: EpochSums,
     ) -> Result<(), Halt> {
+        if let Some(bad) = self.cfg.on_bad_image.refused(&batch.skipped) {
+            let message = format!(
+                "unusable image {bad} (epoch {epoch} batch {}). The run is saved at this batch: \
+                 fix or replace the file, or {}, then resume with: resume {}",
+                batch.index,
+                BadImagePolicy::SKIP_HINT,
+                self.run.current_checkpoint().display()
+            );
+            let at = self.position(epoch, batch.index, sums);
+            return Err(Halt::failed(
+                Failure::new(FailureKind::Data, message),
+                Some(at),
+            ));
+        }
         for bad in &batch.skipped {
-            if self.cfg.on_bad_image == BadImagePolicy::Fail {
-                let message = format!(
-                    "unusable image {bad} (epoch {epoch} batch {}). The run is saved at this \
-                     batch: fix or replace the file, or set on_bad_image: skip to leave such \
-                     images out, then resume with: resume {}",
-                    batch.index,
-                    self.run.current_checkpoint().display()
-                );
-                let at = self.position(epoch, batch.index, sums);
-                return Err(Halt::failed(
-                    Failure::new(FailureKind::Data, message),
-                    Some(at),
-                ));
-            }
             let w = Warning::ImageSkipped {
                 image: bad.to_string(),
                 test: false,
@@ -899,15 +899,12 @@ impl<'a> Trainer<'a> {
     }
 
     fn loader_options(&self) -> LoaderOptions {
-        LoaderOptions {
+        LoaderOptions::training(
             // Each rank's share of the global batch (the configuration checks it divides).
-            batch_size: self.cfg.batch_size / self.replicas.world_size(),
-            workers: self.cfg.workers,
-            prefetch: 4,
-            augment: true,
-            pin_memory: self.device.is_cuda(),
-            first_batch: 0,
-        }
+            self.cfg.batch_size / self.replicas.world_size(),
+            self.cfg.workers,
+            self.device.is_cuda(),
+        )
     }
 }
 
