@@ -289,6 +289,87 @@ fn stopped_run_resumes_at_its_batch_with_identical_weights() {
     assert_eq!(mislas::run_dir::read_metrics(&full_dir).unwrap().len(), 1);
 }
 
+/// Copies a run folder (files and sub-folders) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// `checkpoint_every`: a checkpoint written inside the epoch is one a run killed right after it
+/// (here: a copy of its folder made while it is paused) resumes from, at that batch, to the
+/// same weights as the uninterrupted run.
+#[test]
+fn an_in_epoch_checkpoint_resumes_at_its_batch_with_identical_weights() {
+    let _one_at_a_time = serial();
+    let saved = tempfile::tempdir().unwrap();
+    let killed = tempfile::tempdir().unwrap();
+    let mut cfg = stage1(1);
+    cfg.name = "in_epoch".into();
+    // Every 0.3 s: several checkpoints in the epoch's ~117 batches.
+    cfg.checkpoint_every = 0.005;
+    let h = engine::spawn(Job::Single(cfg.clone()), saved.path().to_path_buf());
+    let (mut dir, mut copy) = (None, None);
+    for e in h.events.iter() {
+        match e {
+            Event::StageStarted(s) => dir = Some(s.run_dir.clone()),
+            Event::Checkpoint { best: false, .. } if copy.is_none() => {
+                // The trainer pauses at its next batch; the copy is what a kill -9 leaves.
+                h.controls.send(Control::Pause).unwrap();
+            }
+            Event::Paused if copy.is_none() => {
+                let d: &PathBuf = dir.as_ref().unwrap();
+                let to = killed.path().join(d.file_name().unwrap());
+                copy_dir(d, &to);
+                copy = Some(to);
+                h.controls.send(Control::Resume).unwrap();
+            }
+            Event::Failed(Failure { message: e, .. }) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let (dir, copy) = (
+        dir.unwrap(),
+        copy.expect("an in-epoch checkpoint was written"),
+    );
+    let current = copy.join("ckps/current.safetensors");
+    let pos = checkpoint::load(&current).unwrap().position.unwrap();
+    assert_eq!(pos.epoch, 0);
+    assert!(
+        pos.batch > 0 && pos.batch < 117,
+        "checkpoint at batch {}",
+        pos.batch
+    );
+
+    let mut resumed = cfg.clone();
+    resumed.resume = current.display().to_string();
+    let events = run(Job::Single(resumed), killed.path());
+    assert_eq!(stage_dirs(&events)[0], copy);
+    let first_batch = events.iter().find_map(|e| match e {
+        Event::Batch(b) => Some(b.batch),
+        _ => None,
+    });
+    assert_eq!(first_batch, Some(pos.batch));
+    let a = checkpoint::load(&dir.join("ckps/current.safetensors")).unwrap();
+    let b = checkpoint::load(&current).unwrap();
+    for (k, t) in &a.tensors {
+        assert!(t.equal(&b.tensors[k]), "{k} differs after the restart");
+    }
+    let (ma, mb) = (
+        mislas::run_dir::read_metrics(&dir).unwrap(),
+        mislas::run_dir::read_metrics(&copy).unwrap(),
+    );
+    assert_eq!(ma.len(), 1);
+    assert_eq!(mb.len(), 1);
+}
+
 #[test]
 fn stage2_without_checkpoint_is_a_clear_error() {
     let saved = tempfile::tempdir().unwrap();

@@ -332,6 +332,15 @@ impl Config {
     }
 }
 
+pub(super) fn checkpoint_every(c: &Config) -> Option<String> {
+    (!(c.checkpoint_every.is_finite() && c.checkpoint_every > 0.0)).then(|| {
+        format!(
+            "must be a positive number of minutes (e.g. 10), is {}",
+            c.checkpoint_every
+        )
+    })
+}
+
 pub(super) fn lr_factor(c: &Config) -> Option<String> {
     if c.stage() != Stage::Stage2 || c.recipe != ClassifierRecipe::Mislas {
         return None;

@@ -187,6 +187,9 @@ pub struct Config {
     pub log_dir: String,
     /// Sub-folder of a run folder for checkpoints.
     pub model_dir: String,
+    /// Minutes between the checkpoints written inside an epoch (`ckps/current.safetensors` at a
+    /// batch boundary, as a stop writes it); > 0.
+    pub checkpoint_every: f64,
     /// Data set.
     pub dataset: DatasetName,
     /// Folder holding the data set's files.

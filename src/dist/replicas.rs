@@ -27,6 +27,9 @@ pub struct Agreed {
     pub flow: Flow,
     /// Some rank cannot train its share of the batch: every rank skips the step.
     pub skip_step: bool,
+    /// Rank 0's clock says an in-epoch checkpoint is due: every rank writes it at this batch
+    /// (rank 0 alone writes the file).
+    pub checkpoint: bool,
 }
 
 /// DDP's default bucket size (`bucket_cap_mb=25`), bytes.
@@ -161,15 +164,18 @@ impl Replicas {
     /// unreadable images were left out); one all-reduce, so that all ranks stop at the same
     /// batch and skip the same steps (a rank alone in a collective would wait for the others
     /// until the timeout). While paused every rank waits here, meeting again every 200 ms (so
-    /// that a long pause is no lost rank). Alone: [`Link::check`] and `skip_here`.
+    /// that a long pause is no lost rank). `checkpoint_due` is read on rank 0 only (its clock
+    /// decides an in-epoch checkpoint for every rank). Alone: [`Link::check`], `skip_here` and
+    /// `checkpoint_due`.
     ///
     /// # Errors
     /// A lost rank.
-    pub fn agree(&self, link: &Link, skip_here: bool) -> Result<Agreed> {
+    pub fn agree(&self, link: &Link, skip_here: bool, checkpoint_due: bool) -> Result<Agreed> {
         let Some(group) = &self.group else {
             return Ok(Agreed {
                 flow: link.check(),
                 skip_step: skip_here,
+                checkpoint: checkpoint_due,
             });
         };
         loop {
@@ -182,7 +188,9 @@ impl Replicas {
                 }
                 false => 0,
             };
-            let mut t = [self.on_scratch(Tensor::from_slice(&[code, i64::from(skip_here)]))];
+            // Rank 0's clock alone decides a checkpoint, so that the ranks agree on the batch.
+            let due = i64::from(checkpoint_due && self.is_primary());
+            let mut t = [self.on_scratch(Tensor::from_slice(&[code, i64::from(skip_here), due]))];
             group
                 .all_reduce_sum(&mut t)
                 .map_err(|e| self.lost_rank("agreeing on the controls", e))?;
@@ -195,7 +203,12 @@ impl Replicas {
                 }
                 _ => Flow::Continue,
             };
-            return Ok(Agreed { flow, skip_step });
+            let checkpoint = t[0].int64_value(&[2]) > 0;
+            return Ok(Agreed {
+                flow,
+                skip_step,
+                checkpoint,
+            });
         }
     }
 

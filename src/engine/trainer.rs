@@ -185,6 +185,9 @@ struct Trainer<'a> {
     best: Option<BestFigures>,
     /// Log lines that wait for the run folder (the loaded checkpoint, changed settings).
     opening: Vec<Event>,
+    /// When the last checkpoint was written (or the stage started): the clock of
+    /// `checkpoint_every`.
+    last_checkpoint: Instant,
 }
 
 impl<'a> Trainer<'a> {
@@ -266,6 +269,7 @@ impl<'a> Trainer<'a> {
             spec,
             best,
             opening,
+            last_checkpoint: Instant::now(),
         })
     }
 
@@ -378,6 +382,9 @@ impl<'a> Trainer<'a> {
             let agreed = self.agree(self.cannot_train(&batch))?;
             if agreed.flow == Flow::Stop {
                 return Err(Halt::stopped(self.position(epoch, batch.index, t.sums)));
+            }
+            if agreed.checkpoint && batch.index > first_batch {
+                self.checkpoint_in_epoch(epoch, batch.index, t.sums)?;
             }
             self.train_batch(epoch, &batch, agreed.skip_step, &mut t)?;
         }
@@ -508,12 +515,27 @@ impl<'a> Trainer<'a> {
         Ok(out.kind(FailureKind::LostRank)?)
     }
 
-    /// Whether to go on, and whether every rank trains the batch: agreed by every rank
-    /// ([`Replicas::agree`]).
+    /// Whether to go on, whether every rank trains the batch and whether an in-epoch
+    /// checkpoint is due (`checkpoint_every` minutes since the last one, on rank 0's clock):
+    /// agreed by every rank ([`Replicas::agree`]).
     fn agree(&self, skip_here: bool) -> Result<Agreed, Failure> {
+        let due = self.last_checkpoint.elapsed().as_secs_f64() >= self.cfg.checkpoint_every * 60.0;
         self.replicas
-            .agree(self.link, skip_here)
+            .agree(self.link, skip_here, due)
             .kind(FailureKind::LostRank)
+    }
+
+    /// The in-epoch checkpoint: the run saved before `batch` of `epoch` is trained, exactly as
+    /// a stop saves it, so that a resume (or a restart after a kill) continues at this batch
+    /// with the same results. Every rank calls it; rank 0 alone writes the file.
+    fn checkpoint_in_epoch(
+        &mut self,
+        epoch: usize,
+        batch: usize,
+        sums: EpochSums,
+    ) -> Result<(), Failure> {
+        let at = self.position(epoch, batch, sums);
+        self.save_checkpoint(false, &at)
     }
 
     /// A non-finite loss: a warning while [`NonFiniteRule`] skips it, else the failure.
@@ -769,6 +791,9 @@ impl<'a> Trainer<'a> {
             true => self.run.best_checkpoint(),
             false => self.run.current_checkpoint(),
         };
+        if !best {
+            self.last_checkpoint = Instant::now();
+        }
         if !self.run.writes() {
             return Ok(());
         }
