@@ -331,7 +331,39 @@ pub fn paired_bootstrap_of(
         methods.iter().all(|m| m.len() == n),
         "paired bootstrap: every method on the same images"
     );
-    // Per draw, per method, per group: (top-1, ECE).
+    let all = draw_all(methods, groups, draws, seed);
+    let estimates: Vec<Vec<(f64, f64)>> = methods.iter().map(|c| c.figures(groups)).collect();
+    let debiased: Vec<Vec<f64>> = methods.iter().map(|c| c.debiased_ece(groups)).collect();
+    let per_kind = |kind: IntervalKind| -> Vec<Vec<GroupIntervals>> {
+        (0..methods.len())
+            .map(|m| {
+                (0..groups)
+                    .map(|g| {
+                        let top1: Vec<f64> = all.iter().map(|d| d[m][g].0).collect();
+                        let ece: Vec<f64> = all.iter().map(|d| d[m][g].1).collect();
+                        let (t, e) = estimates[m][g];
+                        GroupIntervals {
+                            top1: kind.interval(t, &top1),
+                            ece: kind.interval(e, &ece),
+                            ece_debiased: debiased[m][g],
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    kinds.iter().map(|&k| per_kind(k)).collect()
+}
+
+/// Per draw, per method, per group: (top-1, ECE) on the resamples of [`paired_bootstrap`], two
+/// threads sharing the draws; one draw of zeros when there is no sample.
+fn draw_all(
+    methods: &[Compact],
+    groups: usize,
+    draws: usize,
+    seed: u64,
+) -> Vec<Vec<Vec<(f64, f64)>>> {
+    let n = methods.first().map_or(0, Compact::len);
     let run = |range: std::ops::Range<usize>| -> Vec<Vec<Vec<(f64, f64)>>> {
         let mut count = vec![0u32; n];
         range
@@ -358,27 +390,7 @@ pub fn paired_bootstrap_of(
     if n == 0 {
         all = vec![vec![vec![(0.0, 0.0); groups]; methods.len()]];
     }
-    let estimates: Vec<Vec<(f64, f64)>> = methods.iter().map(|c| c.figures(groups)).collect();
-    let debiased: Vec<Vec<f64>> = methods.iter().map(|c| c.debiased_ece(groups)).collect();
-    let per_kind = |kind: IntervalKind| -> Vec<Vec<GroupIntervals>> {
-        (0..methods.len())
-            .map(|m| {
-                (0..groups)
-                    .map(|g| {
-                        let top1: Vec<f64> = all.iter().map(|d| d[m][g].0).collect();
-                        let ece: Vec<f64> = all.iter().map(|d| d[m][g].1).collect();
-                        let (t, e) = estimates[m][g];
-                        GroupIntervals {
-                            top1: kind.interval(t, &top1),
-                            ece: kind.interval(e, &ece),
-                            ece_debiased: debiased[m][g],
-                        }
-                    })
-                    .collect()
-            })
-            .collect()
-    };
-    kinds.iter().map(|&k| per_kind(k)).collect()
+    all
 }
 
 #[cfg(test)]

@@ -54,20 +54,7 @@ impl Comparison {
         for (name, path) in &self.trained {
             let _ = writeln!(s, "Trained base `{name}`: {path}.  ");
         }
-        let _ = writeln!(
-            s,
-            "95 % intervals: {} bootstrap of the scored images, {} draws, seed {} (the \
-             same resamples for every method). The ECE is the plug-in one, biased upward; its \
-             interval is for the true (population) ECE{}; dECE is Kumar et al.'s debiased ECE \
-             (NeurIPS 2019).\n",
-            self.interval.name(),
-            self.draws,
-            self.seed,
-            match self.interval {
-                IntervalKind::Basic => ", so it may lie below the plug-in figure",
-                IntervalKind::Percentile => " only where that bias is small",
-            }
-        );
+        s.push_str(&self.interval_note());
         let _ = writeln!(
             s,
             "| Method | Top-1 % [95 % CI] | ECE % [95 % CI] | dECE % | AECE % | cw-ECE % | MCE % | NLL | Brier | fitted |"
@@ -110,6 +97,23 @@ impl Comparison {
             }
         }
         s
+    }
+
+    /// The line under the protocol that says how the intervals were made and what dECE is.
+    fn interval_note(&self) -> String {
+        format!(
+            "95 % intervals: {} bootstrap of the scored images, {} draws, seed {} (the same \
+             resamples for every method). The ECE is the plug-in one, biased upward; its \
+             interval is for the true (population) ECE{}; dECE is Kumar et al.'s debiased ECE \
+             (NeurIPS 2019).\n\n",
+            self.interval.name(),
+            self.draws,
+            self.seed,
+            match self.interval {
+                IntervalKind::Basic => ", so it may lie below the plug-in figure",
+                IntervalKind::Percentile => " only where that bias is small",
+            }
+        )
     }
 
     /// The validation sweeps of τ-norm and logit adjustment (each τ tried, validation top-1),

@@ -347,6 +347,16 @@ impl RunsScreen {
         RunsAction::None
     }
 
+    /// Back in the list: unmark a marked run, else (Esc) clear the filter.
+    fn back_in_list(&mut self, code: KeyCode) {
+        if self.marked.is_some() {
+            self.marked = None;
+        } else if code == KeyCode::Esc {
+            self.filter.clear();
+            self.apply_filter();
+        }
+    }
+
     /// Whether the filter is being typed (keys are text then).
     pub fn is_typing(&self) -> bool {
         self.filter_input.is_some()
@@ -476,13 +486,7 @@ impl RunsScreen {
         let open = self.view != RunsView::List;
         match action {
             RunsKey::Back if open => self.view = RunsView::List,
-            // Esc in the list: unmark a marked run, else clear the filter.
-            RunsKey::Back if self.marked.is_some() => self.marked = None,
-            RunsKey::Back if key.code == KeyCode::Esc => {
-                self.filter.clear();
-                self.apply_filter();
-            }
-            RunsKey::Back => {}
+            RunsKey::Back => self.back_in_list(key.code),
             RunsKey::Refresh if open => return RunsAction::Load(self.open_dirs()),
             RunsKey::Refresh => return RunsAction::Refresh,
             RunsKey::Resume => {
@@ -631,7 +635,23 @@ fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     f.render_widget(block, area);
     let [table_area, note] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(2)]).areas(inner);
-    let table = Table::new(
+    let table = groups_table(rows, theme);
+    let mut state = TableState::default().with_selected(Some(s.group_selected));
+    f.render_stateful_widget(table, table_area, &mut state);
+    f.render_widget(
+        Paragraph::new(
+            "n seeds, one finished run each (the first to finish) · dup: runs of a seed already \
+             counted · unf: not finished, not counted · Enter lists a group's runs",
+        )
+        .style(theme.dim())
+        .wrap(ratatui::widgets::Wrap { trim: true }),
+        note,
+    );
+}
+
+/// The seed groups' table of `rows`, with its header.
+fn groups_table(rows: Vec<Row<'_>>, theme: Theme) -> Table<'_> {
+    Table::new(
         rows,
         [
             Constraint::Min(14),
@@ -657,18 +677,7 @@ fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         ])
         .style(theme.dim()),
     )
-    .row_highlight_style(theme.selected());
-    let mut state = TableState::default().with_selected(Some(s.group_selected));
-    f.render_stateful_widget(table, table_area, &mut state);
-    f.render_widget(
-        Paragraph::new(
-            "n seeds, one finished run each (the first to finish) · dup: runs of a seed already \
-             counted · unf: not finished, not counted · Enter lists a group's runs",
-        )
-        .style(theme.dim())
-        .wrap(ratatui::widgets::Wrap { trim: true }),
-        note,
-    );
+    .row_highlight_style(theme.selected())
 }
 
 /// The runs of the `i`-th seed group, newest first: seed, whether it counts, its figures.
@@ -793,6 +802,25 @@ fn filter_note(s: &RunsScreen) -> String {
     }
 }
 
+/// The list's place when it is empty: no run yet, or none the filter keeps.
+fn draw_no_runs(s: &RunsScreen, title: &str, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let text = match s.all_runs.is_empty() {
+        true => "\nNo run folder in saved/ yet.".to_owned(),
+        false => format!(
+            "\nNo run of the {} in saved/ matches the filter {}: / edits it, Esc clears it.",
+            s.all_runs.len(),
+            s.filter.trim()
+        ),
+    };
+    f.render_widget(
+        Paragraph::new(text)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .centered()
+            .block(panel(title, true, theme)),
+        area,
+    );
+}
+
 fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = match &s.marked {
         Some(m) => format!(
@@ -803,22 +831,7 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
         None => "Runs in saved/".to_owned(),
     } + &filter_note(s);
     if s.runs.is_empty() {
-        let text = match s.all_runs.is_empty() {
-            true => "\nNo run folder in saved/ yet.".to_owned(),
-            false => format!(
-                "\nNo run of the {} in saved/ matches the filter {}: / edits it, Esc clears it.",
-                s.all_runs.len(),
-                s.filter.trim()
-            ),
-        };
-        f.render_widget(
-            Paragraph::new(text)
-                .wrap(ratatui::widgets::Wrap { trim: false })
-                .centered()
-                .block(panel(&title, true, theme)),
-            area,
-        );
-        return;
+        return draw_no_runs(s, &title, theme, f, area);
     }
     // The name column: what the borders, the mark and the other columns (45 wide, 6 gaps)
     // leave.
