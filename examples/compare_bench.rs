@@ -100,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         train_class_counts: counts,
         draws,
         seed: 0,
+        interval: mislas::compare::bootstrap::DEFAULT_INTERVAL,
         rows,
     };
     let tv = Instant::now();

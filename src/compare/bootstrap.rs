@@ -1,5 +1,19 @@
-//! Seeded bootstrap confidence intervals (Efron & Tibshirani, 1993, percentile method) for
-//! top-1 and ECE, overall and per group.
+//! Seeded bootstrap confidence intervals (Efron & Tibshirani, 1993) for top-1 and ECE, overall
+//! and per group: the basic (pivotal) interval by default, the percentile one on request
+//! ([`IntervalKind`]).
+//!
+//! Why not the percentile interval: the binned ECE is biased upward (|mean of a bin's noisy
+//! accuracies − its confidence| > 0 even for a calibrated model), and more so on a resample,
+//! which repeats samples and so has fewer distinct ones per bin. The percentile interval takes
+//! the resamples' distribution as that of the estimate around the truth, so for a
+//! well-calibrated method it lies to the right of the true ECE, often wholly above the point
+//! estimate itself (issue 18: ECE 0.75 % with "95 %" interval [0.77, 1.83]). The basic
+//! interval uses the resamples' spread *around the estimate* as the estimate's spread around
+//! the truth (θ̂* − θ̂ ≈ θ̂ − θ), which carries the bias over with its sign:
+//! `[2θ̂ − q(97.5), 2θ̂ − q(2.5)]`. Its coverage is measured by simulation in
+//! [`super::coverage`]. BCa was not taken: its bias correction z₀ = Φ⁻¹(share of θ̂* < θ̂) is
+//! infinite exactly in the case above (every resample's ECE exceeds the estimate), and its
+//! acceleration needs N jackknife ECEs per method and group.
 //!
 //! Draw `d` resamples the N scored images with replacement from its own generator, seeded by
 //! `(seed, d)`: every method scored with the same seed sees the same resamples (a paired
@@ -12,22 +26,72 @@ use serde::{Deserialize, Serialize};
 /// Draws of the bootstrap when not told otherwise.
 pub const DEFAULT_DRAWS: usize = 1000;
 
-/// A two-sided 95 % percentile interval, in the figure's unit (percent).
+/// How a 95 % interval is read from the B bootstrap values θ̂*_b of a figure whose estimate on
+/// the scored images is θ̂; q(p) is the p-th percentile of the θ̂*_b ([`percentile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntervalKind {
+    /// `[2θ̂ − q(97.5), 2θ̂ − q(2.5)]`, clipped to [0, 100] (Efron & Tibshirani 1993, §13.4;
+    /// Davison & Hinkley 1997, eq. 5.6, "basic bootstrap"). Accounts for an estimator's bias
+    /// (the binned ECE's); its lower end may reach 0, where the ECE of a calibrated model is.
+    Basic,
+    /// `[q(2.5), q(97.5)]` (Efron & Tibshirani 1993, §13.3). Right for an unbiased, symmetric
+    /// estimate such as top-1; to the right of the truth for the binned ECE.
+    Percentile,
+}
+
+/// The interval of `mislas compare` and the Methods view: [`IntervalKind::Basic`] (see the
+/// module's comment for why).
+pub const DEFAULT_INTERVAL: IntervalKind = IntervalKind::Basic;
+
+impl IntervalKind {
+    /// Its name in tables: "basic" or "percentile".
+    pub fn name(self) -> &'static str {
+        match self {
+            IntervalKind::Basic => "basic",
+            IntervalKind::Percentile => "percentile",
+        }
+    }
+
+    /// The interval of an estimate `estimate` from its bootstrap values `draws` (percent).
+    pub fn interval(self, estimate: f64, draws: &[f64]) -> Interval {
+        let (q_lo, q_hi) = (percentile(draws, 2.5), percentile(draws, 97.5));
+        match self {
+            IntervalKind::Percentile => Interval { lo: q_lo, hi: q_hi },
+            IntervalKind::Basic => Interval {
+                lo: (2.0 * estimate - q_hi).clamp(0.0, 100.0),
+                hi: (2.0 * estimate - q_lo).clamp(0.0, 100.0),
+            },
+        }
+    }
+}
+
+/// The percentile kind: `comparison.json` files written before the kind was recorded used it.
+pub fn legacy_interval_kind() -> IntervalKind {
+    IntervalKind::Percentile
+}
+
+/// A two-sided 95 % bootstrap interval ([`IntervalKind`]), in the figure's unit (percent).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
-    /// 2.5th percentile of the bootstrap distribution.
+    /// Lower end.
     pub lo: f64,
-    /// 97.5th percentile.
+    /// Upper end.
     pub hi: f64,
 }
 
-/// The intervals of one group.
+/// The intervals of one group, and the debiased ECE that the ECE interval is about.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GroupIntervals {
     /// Top-1 accuracy, %.
     pub top1: Interval,
-    /// ECE (15 equal-width bins, the reference's definition), %.
+    /// ECE (15 equal-width bins, the reference's definition), %: an interval for the
+    /// population's binned ECE, which the plug-in estimate overstates.
     pub ece: Interval,
+    /// Kumar et al.'s debiased ECE on the scored images, %, on the same bins
+    /// ([`super::debiased_ece`]); may be slightly below 0. 0 in files written before it was.
+    #[serde(default)]
+    pub ece_debiased: f64,
 }
 
 /// The `n` indices of draw `draw`: uniform with replacement from `0..n`, generated by a
@@ -113,11 +177,82 @@ impl Compact {
     pub fn is_empty(&self) -> bool {
         self.conf.is_empty()
     }
+
+    /// The compact form of top-1 predictions given only by their confidences (in [0, 1]) and
+    /// whether they were right, all in one group (group 0): for simulations.
+    ///
+    /// # Panics
+    /// The slices differ in length.
+    pub fn from_confidences(confidence: &[f64], correct: &[bool]) -> Compact {
+        assert_eq!(
+            confidence.len(),
+            correct.len(),
+            "one correctness per confidence"
+        );
+        let edges = linspace_edges(NUM_BINS);
+        Compact {
+            bin: confidence
+                .iter()
+                .map(|&c| reliability_bin(&edges, c).map_or(u8::MAX, |b| b as u8))
+                .collect(),
+            conf: confidence.to_vec(),
+            correct: correct.to_vec(),
+            mask: vec![1; confidence.len()],
+        }
+    }
+
+    /// Top-1 and ECE (percent) of each of the first `groups` groups on all samples once.
+    pub fn figures(&self, groups: usize) -> Vec<(f64, f64)> {
+        draw_figures(self, groups, &vec![1; self.len()])
+    }
+
+    /// Kumar et al.'s debiased ECE (percent, [`super::debiased_ece`]) of each of the
+    /// `groups` groups (all it was made for) on all samples once, over the samples in a bin
+    /// (as the plug-in ECE).
+    pub fn debiased_ece(&self, groups: usize) -> Vec<f64> {
+        let (_, _, bins) = draw_sums(self, groups, &vec![1; self.len()]);
+        (0..groups)
+            .map(|g| {
+                let gb: Vec<(f64, f64, f64)> = bins[g * NUM_BINS..(g + 1) * NUM_BINS]
+                    .iter()
+                    .map(|a| (f64::from(a.0), a.1, f64::from(a.2)))
+                    .collect();
+                let n: f64 = gb.iter().map(|a| a.0).sum();
+                100.0 * super::debiased_ece::debiased_ece_of_bins(&gb, n)
+            })
+            .collect()
+    }
 }
+
+/// Per group of a resample: samples, hits, and per bin (count, Σ confidence, Σ correct).
+type Sums = (Vec<u32>, Vec<u32>, Vec<(u32, f64, u32)>);
 
 /// Top-1 and ECE (percent) of each group on a resample given by its multiplicities: sample i
 /// drawn `count[i]` times.
 fn draw_figures(c: &Compact, groups: usize, count: &[u32]) -> Vec<(f64, f64)> {
+    let (n, hits, bins) = draw_sums(c, groups, count);
+    (0..groups)
+        .map(|g| {
+            let top1 = if n[g] == 0 {
+                0.0
+            } else {
+                100.0 * hits[g] as f64 / n[g] as f64
+            };
+            let gb = &bins[g * NUM_BINS..(g + 1) * NUM_BINS];
+            let total: u32 = gb.iter().map(|a| a.0).sum();
+            let gap: f64 = gb.iter().map(|a| (a.2 as f64 - a.1).abs()).sum();
+            let ece = if total == 0 {
+                0.0
+            } else {
+                100.0 * gap / total as f64
+            };
+            (top1, ece)
+        })
+        .collect()
+}
+
+/// The sums of each group on a resample (see [`draw_figures`]).
+fn draw_sums(c: &Compact, groups: usize, count: &[u32]) -> Sums {
     let mut n = vec![0u32; groups];
     let mut hits = vec![0u32; groups];
     // Per group and bin: count, Σ confidence, Σ correct.
@@ -142,27 +277,10 @@ fn draw_figures(c: &Compact, groups: usize, count: &[u32]) -> Vec<(f64, f64)> {
             }
         }
     }
-    (0..groups)
-        .map(|g| {
-            let top1 = if n[g] == 0 {
-                0.0
-            } else {
-                100.0 * hits[g] as f64 / n[g] as f64
-            };
-            let gb = &bins[g * NUM_BINS..(g + 1) * NUM_BINS];
-            let total: u32 = gb.iter().map(|a| a.0).sum();
-            let gap: f64 = gb.iter().map(|a| (a.2 as f64 - a.1).abs()).sum();
-            let ece = if total == 0 {
-                0.0
-            } else {
-                100.0 * gap / total as f64
-            };
-            (top1, ece)
-        })
-        .collect()
+    (n, hits, bins)
 }
 
-/// 95 % percentile intervals of top-1 and ECE for each group, from `draws` resamples of the
+/// 95 % intervals ([`DEFAULT_INTERVAL`]) of top-1 and ECE for each group, from `draws` resamples of the
 /// N samples of `outputs` (see [`resample`]); groups are recomputed on each resample (a
 /// group's size varies between draws, as it would between test sets). Two threads share the
 /// draws. With no sample, every interval is [0, 0].
@@ -181,7 +299,8 @@ pub fn bootstrap(
 
 /// [`bootstrap`] of several methods scored on the same N images, on the same resamples (a
 /// paired bootstrap): each draw's indices are generated once, counted per sample, and every
-/// method's figures taken from the counts (Σ over drawn indices = Σ_i count_i · term_i). Result: per method, per group (`groups` of them) the intervals.
+/// method's figures taken from the counts (Σ over drawn indices = Σ_i count_i · term_i).
+/// Result: per method, per group (`groups` of them) the [`DEFAULT_INTERVAL`] intervals.
 ///
 /// # Panics
 /// Methods of different N, or `draws` is 0.
@@ -191,13 +310,60 @@ pub fn paired_bootstrap(
     draws: usize,
     seed: u64,
 ) -> Vec<Vec<GroupIntervals>> {
+    paired_bootstrap_of(methods, groups, draws, seed, &[DEFAULT_INTERVAL]).remove(0)
+}
+
+/// [`paired_bootstrap`] with intervals of each of `kinds`, read from the same draws: per kind,
+/// per method, per group.
+///
+/// # Panics
+/// As [`paired_bootstrap`].
+pub fn paired_bootstrap_of(
+    methods: &[Compact],
+    groups: usize,
+    draws: usize,
+    seed: u64,
+    kinds: &[IntervalKind],
+) -> Vec<Vec<Vec<GroupIntervals>>> {
     assert!(draws > 0, "bootstrap: at least one draw");
     let n = methods.first().map_or(0, Compact::len);
     assert!(
         methods.iter().all(|m| m.len() == n),
         "paired bootstrap: every method on the same images"
     );
-    // Per draw, per method, per group: (top-1, ECE).
+    let all = draw_all(methods, groups, draws, seed);
+    let estimates: Vec<Vec<(f64, f64)>> = methods.iter().map(|c| c.figures(groups)).collect();
+    let debiased: Vec<Vec<f64>> = methods.iter().map(|c| c.debiased_ece(groups)).collect();
+    let per_kind = |kind: IntervalKind| -> Vec<Vec<GroupIntervals>> {
+        (0..methods.len())
+            .map(|m| {
+                (0..groups)
+                    .map(|g| {
+                        let top1: Vec<f64> = all.iter().map(|d| d[m][g].0).collect();
+                        let ece: Vec<f64> = all.iter().map(|d| d[m][g].1).collect();
+                        let (t, e) = estimates[m][g];
+                        GroupIntervals {
+                            top1: kind.interval(t, &top1),
+                            ece: kind.interval(e, &ece),
+                            ece_debiased: debiased[m][g],
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    kinds.iter().map(|&k| per_kind(k)).collect()
+}
+
+/// Per draw, per method, per group: (top-1, ECE) on the resamples of [`paired_bootstrap`], two
+/// threads sharing the draws; one draw of zeros when there is no sample.
+fn draw_all(
+    methods: &[Compact],
+    groups: usize,
+    draws: usize,
+    seed: u64,
+) -> Vec<Vec<Vec<(f64, f64)>>> {
+    let n = methods.first().map_or(0, Compact::len);
     let run = |range: std::ops::Range<usize>| -> Vec<Vec<Vec<(f64, f64)>>> {
         let mut count = vec![0u32; n];
         range
@@ -224,24 +390,7 @@ pub fn paired_bootstrap(
     if n == 0 {
         all = vec![vec![vec![(0.0, 0.0); groups]; methods.len()]];
     }
-    let iv = |v: &[f64]| Interval {
-        lo: percentile(v, 2.5),
-        hi: percentile(v, 97.5),
-    };
-    (0..methods.len())
-        .map(|m| {
-            (0..groups)
-                .map(|g| {
-                    let top1: Vec<f64> = all.iter().map(|d| d[m][g].0).collect();
-                    let ece: Vec<f64> = all.iter().map(|d| d[m][g].1).collect();
-                    GroupIntervals {
-                        top1: iv(&top1),
-                        ece: iv(&ece),
-                    }
-                })
-                .collect()
-        })
-        .collect()
+    all
 }
 
 #[cfg(test)]
@@ -269,12 +418,21 @@ mod tests {
     }
 
     /// The threaded, compact bootstrap equals recomputing [`figures`] on each explicit
-    /// resample and taking NumPy-style percentiles.
+    /// resample and taking NumPy-style percentiles: as they are (percentile) and reflected
+    /// about the full sample's figure (basic, the default).
     #[test]
     fn bootstrap_equals_recomputed_resamples() {
         let out = outputs();
         let groups = Group::standard(&[500, 50, 10, 5], [0, 1], [1, 3], [3, 4]);
-        let got = bootstrap(&out, &groups, 40, 11);
+        let kinds = [IntervalKind::Percentile, IntervalKind::Basic];
+        let compact = Compact::of(&out, &groups);
+        let both = paired_bootstrap_of(&[compact], groups.len(), 40, 11, &kinds);
+        assert_eq!(
+            both[1][0],
+            bootstrap(&out, &groups, 40, 11),
+            "basic by default"
+        );
+        let full = figures(&out, &groups, &classwise_ece(&out), &out.brier_per_sample());
         let mut per_draw = vec![(Vec::new(), Vec::new()); groups.len()];
         for d in 0..40 {
             let idx = resample(11, d, out.len());
@@ -292,25 +450,61 @@ mod tests {
             }
         }
         for (g, (t, e)) in per_draw.iter().enumerate() {
-            let want = GroupIntervals {
-                top1: Interval {
-                    lo: percentile(t, 2.5),
-                    hi: percentile(t, 97.5),
-                },
-                ece: Interval {
-                    lo: percentile(e, 2.5),
-                    hi: percentile(e, 97.5),
-                },
-            };
+            let (pct, basic) = (both[0][0][g], both[1][0][g]);
+            let (ft, fe) = (full[g].top1, full[g].ece);
+            let clip = |v: f64| v.clamp(0.0, 100.0);
             for (a, b) in [
-                (got[g].top1.lo, want.top1.lo),
-                (got[g].top1.hi, want.top1.hi),
-                (got[g].ece.lo, want.ece.lo),
-                (got[g].ece.hi, want.ece.hi),
+                (pct.top1.lo, percentile(t, 2.5)),
+                (pct.top1.hi, percentile(t, 97.5)),
+                (pct.ece.lo, percentile(e, 2.5)),
+                (pct.ece.hi, percentile(e, 97.5)),
+                (basic.top1.lo, clip(2.0 * ft - percentile(t, 97.5))),
+                (basic.top1.hi, clip(2.0 * ft - percentile(t, 2.5))),
+                (basic.ece.lo, clip(2.0 * fe - percentile(e, 97.5))),
+                (basic.ece.hi, clip(2.0 * fe - percentile(e, 2.5))),
             ] {
                 assert!((a - b).abs() < 1e-9, "group {}: {a} vs {b}", groups[g].name);
             }
+            assert_eq!(pct.ece_debiased, basic.ece_debiased);
         }
+    }
+
+    /// The debiased ECE of the bootstrap's compact form is Kumar et al.'s formula on the 15
+    /// bins of [`figures`], and lies below the plug-in ECE.
+    #[test]
+    fn the_debiased_ece_uses_the_plug_ins_bins() {
+        let out = outputs();
+        let groups = Group::standard(&[500, 500, 500, 500], [0, 4], [4, 4], [4, 4]);
+        let f = figures(&out, &groups, &classwise_ece(&out), &out.brier_per_sample());
+        let bins: Vec<(f64, f64, f64)> = f[0]
+            .bins
+            .iter()
+            .map(|b| {
+                let n = b.count as f64;
+                (n, b.confidence * n, b.accuracy * n)
+            })
+            .collect();
+        let n: f64 = bins.iter().map(|b| b.0).sum();
+        let want = 100.0 * crate::compare::debiased_ece::debiased_ece_of_bins(&bins, n);
+        let got = Compact::of(&out, &groups).debiased_ece(groups.len())[0];
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        assert!(got < f[0].ece, "{got} vs plug-in {}", f[0].ece);
+    }
+
+    /// Issue 18's case: every resample's ECE above the estimate. The percentile interval lies
+    /// wholly above it; the basic one reaches down towards 0.
+    #[test]
+    fn the_basic_interval_reflects_a_biased_estimate() {
+        let draws = [0.77, 1.0, 1.2, 1.5, 1.83];
+        let p = IntervalKind::Percentile.interval(0.75, &draws);
+        assert_eq!(
+            (p.lo, p.hi),
+            (percentile(&draws, 2.5), percentile(&draws, 97.5))
+        );
+        assert!(p.lo > 0.75);
+        let b = IntervalKind::Basic.interval(0.75, &draws);
+        assert_eq!(b.lo, 0.0, "2·0.75 − q(97.5) < 0 is clipped to 0");
+        assert!((b.hi - (1.5 - percentile(&draws, 2.5))).abs() < 1e-12);
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         train_class_counts: counts,
         draws: opts.draws,
         seed: opts.seed,
+        interval: super::bootstrap::DEFAULT_INTERVAL,
         rows,
     };
     comparison.write(&out)?;

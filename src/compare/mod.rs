@@ -3,10 +3,15 @@
 //!
 //! * [`estimators`]: top-1, ECE (the reference's 15 equal-width bins), adaptive ECE, classwise
 //!   ECE, MCE, NLL, Brier, per-class over-confidence, overall and per group of classes;
-//! * [`bootstrap`]: 95 % percentile intervals of top-1 and ECE, paired across methods.
+//! * [`bootstrap`]: 95 % intervals of top-1 and ECE (basic bootstrap by default, which accounts
+//!   for the binned ECE's bias), paired across methods; [`coverage`] measures how often they
+//!   hold the truth, by simulation;
+//! * [`debiased_ece`]: Kumar et al.'s debiased ECE, reported beside the plug-in one.
 pub mod bootstrap;
 pub mod cache;
 pub mod cli;
+pub mod coverage;
+pub mod debiased_ece;
 pub mod estimators;
 pub mod methods;
 pub mod plots;

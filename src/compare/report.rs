@@ -1,5 +1,6 @@
 //! The comparison's tables and arrays: a text table for the terminal, CSV and Markdown with
 //! the intervals, and JSON with the reliability bins, per-class arrays and fitted parameters.
+use super::bootstrap::IntervalKind;
 use super::estimators::Group;
 use super::methods::MethodResult;
 use super::split::Protocol;
@@ -30,6 +31,9 @@ pub struct Comparison {
     pub draws: usize,
     /// Bootstrap seed.
     pub seed: u64,
+    /// How the intervals were read from the draws (files without it: percentile).
+    #[serde(default = "super::bootstrap::legacy_interval_kind")]
+    pub interval: IntervalKind,
     /// One per method.
     pub rows: Vec<MethodResult>,
 }
@@ -50,26 +54,22 @@ impl Comparison {
         for (name, path) in &self.trained {
             let _ = writeln!(s, "Trained base `{name}`: {path}.  ");
         }
+        s.push_str(&self.interval_note());
         let _ = writeln!(
             s,
-            "95 % intervals: percentile bootstrap of the scored images, {} draws, seed {} (the \
-             same resamples for every method).\n",
-            self.draws, self.seed
+            "| Method | Top-1 % [95 % CI] | ECE % [95 % CI] | dECE % | AECE % | cw-ECE % | MCE % | NLL | Brier | fitted |"
         );
-        let _ = writeln!(
-            s,
-            "| Method | Top-1 % [95 % CI] | ECE % [95 % CI] | AECE % | cw-ECE % | MCE % | NLL | Brier | fitted |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
             let (f, i) = (&r.figures[0], &r.intervals[0]);
             let fitted: Vec<String> = r.fitted.iter().map(|f| f.describe()).collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.4} | {:.4} | {} |",
+                "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.4} | {:.4} | {} |",
                 r.name,
                 ci(f.top1, i.top1.lo, i.top1.hi),
                 ci(f.ece, i.ece.lo, i.ece.hi),
+                i.ece_debiased,
                 f.adaptive_ece,
                 f.classwise_ece,
                 f.mce,
@@ -97,6 +97,23 @@ impl Comparison {
             }
         }
         s
+    }
+
+    /// The line under the protocol that says how the intervals were made and what dECE is.
+    fn interval_note(&self) -> String {
+        format!(
+            "95 % intervals: {} bootstrap of the scored images, {} draws, seed {} (the same \
+             resamples for every method). The ECE is the plug-in one, biased upward; its \
+             interval is for the true (population) ECE{}; dECE is Kumar et al.'s debiased ECE \
+             (NeurIPS 2019).\n\n",
+            self.interval.name(),
+            self.draws,
+            self.seed,
+            match self.interval {
+                IntervalKind::Basic => ", so it may lie below the plug-in figure",
+                IntervalKind::Percentile => " only where that bias is small",
+            }
+        )
     }
 
     /// The validation sweeps of τ-norm and logit adjustment (each τ tried, validation top-1),
@@ -160,8 +177,13 @@ impl Comparison {
             .collect();
         let _ = write!(
             s,
-            "{:<28} {:>22} {:>22} {:>7} {:>7}",
-            "method", "top-1 % [95% CI]", "ECE % [95% CI]", "NLL", "Brier"
+            "{:<28} {:>22} {:>22} {:>6} {:>7} {:>7}",
+            "method",
+            format!("top-1 % [95% {}]", self.interval.name()),
+            format!("ECE % [95% {}]", self.interval.name()),
+            "dECE",
+            "NLL",
+            "Brier"
         );
         for &g in &shot {
             let _ = write!(s, " {:>7}", self.groups[g].name);
@@ -171,10 +193,11 @@ impl Comparison {
             let (f, i) = (&r.figures[0], &r.intervals[0]);
             let _ = write!(
                 s,
-                "{:<28} {:>22} {:>22} {:>7.4} {:>7.4}",
+                "{:<28} {:>22} {:>22} {:>6.2} {:>7.4} {:>7.4}",
                 r.name,
                 ci(f.top1, i.top1.lo, i.top1.hi),
                 ci(f.ece, i.ece.lo, i.ece.hi),
+                i.ece_debiased,
                 f.nll,
                 f.brier
             );
@@ -207,6 +230,8 @@ impl Comparison {
             "ece",
             "ece_lo",
             "ece_hi",
+            "ece_debiased",
+            "interval",
             "adaptive_ece",
             "classwise_ece",
             "mce",
@@ -228,6 +253,8 @@ impl Comparison {
                     num(f.ece),
                     num(i.ece.lo),
                     num(i.ece.hi),
+                    num(i.ece_debiased),
+                    self.interval.name().to_owned(),
                     num(f.adaptive_ece),
                     num(f.classwise_ece),
                     num(f.mce),

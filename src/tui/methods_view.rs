@@ -40,8 +40,10 @@ pub fn draw(
     match (m.page, &m.result) {
         (Page::Results, Some((c, out))) => {
             let title = format!(
-                "Methods · {} · 95 % CI of {} bootstrap draws",
-                m.name, c.draws
+                "Methods · {} · 95 % {} CI of {} bootstrap draws",
+                m.name,
+                c.interval.name(),
+                c.draws
             );
             let block = panel(&title, true, theme);
             let inner = block.inner(area);

@@ -110,8 +110,11 @@ pub enum RunState {
     Paused,
     /// A stop was asked; the trainer saves a checkpoint and ends.
     Stopping,
-    /// Every stage ended (or the run was stopped and has ended).
+    /// Every stage ended.
     Finished,
+    /// The run was stopped (a stop, here or from another front end) and has ended, its
+    /// checkpoint saved: resumable.
+    Stopped,
     /// The run failed with this message.
     Failed(String),
 }
@@ -337,8 +340,18 @@ impl RunScreen {
             }
             Event::StageFinished(f) => self.on_stage_finished(f),
             Event::Finished => {
-                self.state = RunState::Finished;
-                self.push_log("✓ run ended".into());
+                let stopped = self.state == RunState::Stopping
+                    || self.finished.last().is_some_and(|f| f.stopped);
+                if stopped {
+                    self.state = RunState::Stopped;
+                    self.push_log(
+                        "■ run stopped, its checkpoint saved: R on the Runs screen resumes it"
+                            .into(),
+                    );
+                } else {
+                    self.state = RunState::Finished;
+                    self.push_log("✓ run ended".into());
+                }
             }
             Event::Failed(f) => {
                 self.push_log(format!("✗ {}: {}", f.kind, f.message));
@@ -645,6 +658,7 @@ fn state_badge(state: &RunState, theme: Theme) -> Span<'static> {
         RunState::Paused => Span::styled("⏸ paused", theme.warn()),
         RunState::Stopping => Span::styled("■ stopping: saving a checkpoint…", theme.warn()),
         RunState::Finished => Span::styled("✓ ended", theme.good()),
+        RunState::Stopped => Span::styled("■ stopped", theme.warn()),
         RunState::Failed(_) => Span::styled("✗ failed", theme.bad()),
     }
 }
@@ -786,10 +800,12 @@ fn progress_bars(
     let ep_frac =
         (run.epoch as f64 + done_batches as f64 / batches as f64) / s.num_epochs.max(1) as f64;
     let (done, todo) = bar(ep_frac, bar_w);
-    let eta = run
-        .eta_seconds()
-        .map(format_duration)
-        .unwrap_or_else(|| "–".into());
+    // An ended run has nothing left to wait for.
+    let eta = match run.is_active() {
+        true => run.eta_seconds().map(format_duration),
+        false => None,
+    }
+    .unwrap_or_else(|| "–".into());
     let epoch_line = Line::from(vec![
         Span::raw(format!("{:<label_w$}", epoch_label)),
         Span::styled(done, theme.fg(Color::Cyan)),

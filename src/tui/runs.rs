@@ -13,6 +13,7 @@ use super::view::panel;
 use super::widgets::{Curve, LineChart, Reliability};
 use crate::events::EpochReport;
 use crate::run_dir::RunSummary;
+use crate::seeds::{MeanStd, Role};
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
@@ -98,7 +99,7 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "g",
         RunsKey::Groups,
         "seeds",
-        "group runs that differ only in seed: mean ± std of top-1, ECE, NLL",
+        "group runs that differ only in seed: mean ± std over seeds; Enter lists a group's runs",
     ),
     Binding::new(
         &[KeyCode::Char('/')],
@@ -160,7 +161,7 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "Esc/←",
         RunsKey::Back,
         "back",
-        "back to the list; in the list, unmark",
+        "back to the list; in the list, unmark (Esc, nothing marked: clear the filter)",
     ),
 ];
 
@@ -174,8 +175,10 @@ pub enum RunsView {
     Detail(PathBuf),
     /// Two runs side by side.
     Compare(PathBuf, PathBuf),
-    /// Runs that differ only in seed, grouped.
+    /// Runs that differ only in seed, grouped ([`crate::seeds::group_by_seed`]).
     Groups,
+    /// The runs and seeds of the `n`-th seed group.
+    Group(usize),
     /// The queue.
     Queue,
     /// The Methods view of [`RunsScreen::methods`].
@@ -205,6 +208,8 @@ pub struct RunsScreen {
     pub queue: Vec<crate::queue::Job>,
     /// The selected row of the queue.
     pub queue_selected: usize,
+    /// The selected seed group.
+    pub group_selected: usize,
     /// The Methods view of the stage-1 run it was last opened on.
     pub methods: Option<MethodsScreen>,
 }
@@ -322,6 +327,36 @@ impl RunsScreen {
         RunsAction::None
     }
 
+    /// A key of the seed groups (`Group(i)`: one group's runs): ↑↓ select a group, Enter
+    /// lists its runs, Esc goes back a level, `g` back to the list.
+    fn on_groups_key(&mut self, action: RunsKey, code: KeyCode) -> RunsAction {
+        let groups = crate::seeds::group_by_seed(&self.runs).len();
+        self.group_selected = self.group_selected.min(groups.saturating_sub(1));
+        match (action, &self.view) {
+            (RunsKey::Groups, _) | (RunsKey::Back, RunsView::Groups) => self.view = RunsView::List,
+            (RunsKey::Back, _) => self.view = RunsView::Groups,
+            (RunsKey::Refresh, _) => return RunsAction::Refresh,
+            (RunsKey::Move, RunsView::Groups) => {
+                super::list_nav::navigate(&mut self.group_selected, groups, code);
+            }
+            (RunsKey::Open, RunsView::Groups) if groups > 0 => {
+                self.view = RunsView::Group(self.group_selected);
+            }
+            _ => {}
+        }
+        RunsAction::None
+    }
+
+    /// Back in the list: unmark a marked run, else (Esc) clear the filter.
+    fn back_in_list(&mut self, code: KeyCode) {
+        if self.marked.is_some() {
+            self.marked = None;
+        } else if code == KeyCode::Esc {
+            self.filter.clear();
+            self.apply_filter();
+        }
+    }
+
     /// Whether the filter is being typed (keys are text then).
     pub fn is_typing(&self) -> bool {
         self.filter_input.is_some()
@@ -333,7 +368,18 @@ impl RunsScreen {
         let Some(text) = &mut self.filter_input else {
             return RunsAction::None;
         };
+        let ctrl = key
+            .modifiers
+            .contains(crossterm::event::KeyModifiers::CONTROL);
         match key.code {
+            // Ctrl-U clears the line, Ctrl-W its last word (as a shell's line editor); other
+            // Ctrl keys type nothing.
+            KeyCode::Char('u') if ctrl => text.clear(),
+            KeyCode::Char('w') if ctrl => {
+                let keep = text.trim_end().rfind(' ').map_or(0, |i| i + 1);
+                text.truncate(keep);
+            }
+            KeyCode::Char(_) if ctrl => {}
             KeyCode::Char(c) => text.push(c),
             KeyCode::Backspace => {
                 text.pop();
@@ -362,7 +408,11 @@ impl RunsScreen {
     /// The folders on screen, to re-read on each tick.
     pub fn open_dirs(&self) -> Vec<PathBuf> {
         match &self.view {
-            RunsView::List | RunsView::Groups | RunsView::Queue | RunsView::Methods => Vec::new(),
+            RunsView::List
+            | RunsView::Groups
+            | RunsView::Group(_)
+            | RunsView::Queue
+            | RunsView::Methods => Vec::new(),
             RunsView::Detail(d) => vec![d.clone()],
             RunsView::Compare(a, b) => vec![a.clone(), b.clone()],
         }
@@ -373,7 +423,11 @@ impl RunsScreen {
         match &self.view {
             RunsView::Detail(d) => Some(d.clone()),
             RunsView::List => selected,
-            RunsView::Compare(..) | RunsView::Groups | RunsView::Queue | RunsView::Methods => None,
+            RunsView::Compare(..)
+            | RunsView::Groups
+            | RunsView::Group(_)
+            | RunsView::Queue
+            | RunsView::Methods => None,
         }
     }
 
@@ -425,11 +479,14 @@ impl RunsScreen {
         if self.view == RunsView::Queue {
             return self.on_queue_key(action, key.code);
         }
+        if matches!(self.view, RunsView::Groups | RunsView::Group(_)) {
+            return self.on_groups_key(action, key.code);
+        }
         let selected = self.runs.get(self.selected).map(|r| r.dir.clone());
         let open = self.view != RunsView::List;
         match action {
             RunsKey::Back if open => self.view = RunsView::List,
-            RunsKey::Back => self.marked = None,
+            RunsKey::Back => self.back_in_list(key.code),
             RunsKey::Refresh if open => return RunsAction::Load(self.open_dirs()),
             RunsKey::Refresh => return RunsAction::Refresh,
             RunsKey::Resume => {
@@ -437,7 +494,6 @@ impl RunsScreen {
                     return RunsAction::Resume(d);
                 }
             }
-            RunsKey::Groups if self.view == RunsView::Groups => self.view = RunsView::List,
             RunsKey::Groups => self.view = RunsView::Groups,
             RunsKey::Filter => self.filter_input = Some(self.filter.clone()),
             RunsKey::Queue => {
@@ -509,6 +565,7 @@ pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, a
         RunsView::List => draw_list(s, live, theme, f, area),
         RunsView::Detail(d) => detail(d, f, area, false),
         RunsView::Groups => draw_groups(s, theme, f, area),
+        RunsView::Group(i) => draw_group(s, *i, theme, f, area),
         RunsView::Queue => draw_queue(s, theme, f, area),
         RunsView::Methods => match &s.methods {
             Some(m) => super::methods_view::draw(m, s, live, theme, f, area),
@@ -548,19 +605,20 @@ fn differences_line(s: &RunsScreen, a: &Path, b: &Path, theme: Theme) -> Line<'s
     }
 }
 
-/// Runs that differ only in seed, one row per group: mean ± std over its runs of top-1, ECE
-/// and NLL at each run's best epoch and last epoch.
+/// Runs that differ only in seed, one row per group: the seeds that count (one finished run
+/// each), the runs left out, and mean ± sample std over the seeds of top-1, ECE and NLL at
+/// each run's best epoch and last epoch ([`crate::seeds::group_by_seed`]).
 fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let groups = crate::seeds::group_by_seed(&s.runs);
-    let fig = |m: Option<crate::seeds::MeanStd>, p: usize| {
-        m.map_or("–".into(), |m| format!("{:.p$}±{:.p$}", m.mean, m.std))
-    };
+    let fig = |m: Option<MeanStd>, p: usize| m.map_or("–".into(), |m| m.compact(p));
     let rows: Vec<Row<'_>> = groups
         .iter()
         .map(|g| {
             Row::new(vec![
                 g.label.clone(),
                 g.seeds.len().to_string(),
+                g.count(Role::Duplicate).to_string(),
+                g.count(Role::Unfinished).to_string(),
                 fig(g.best_top1, 2),
                 fig(g.last_top1, 2),
                 fig(g.last_ece, 2),
@@ -569,14 +627,37 @@ fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         })
         .collect();
     let title = format!(
-        "Seed groups · mean±std over seeds (sample std){}",
+        "Seed groups · mean±std over seeds (sample std; — for one seed){}",
         filter_note(s)
     );
-    let table = Table::new(
+    let block = panel(&title, true, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [table_area, note] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(2)]).areas(inner);
+    let table = groups_table(rows, theme);
+    let mut state = TableState::default().with_selected(Some(s.group_selected));
+    f.render_stateful_widget(table, table_area, &mut state);
+    f.render_widget(
+        Paragraph::new(
+            "n seeds, one finished run each (the first to finish) · dup: runs of a seed already \
+             counted · unf: not finished, not counted · Enter lists a group's runs",
+        )
+        .style(theme.dim())
+        .wrap(ratatui::widgets::Wrap { trim: true }),
+        note,
+    );
+}
+
+/// The seed groups' table of `rows`, with its header.
+fn groups_table(rows: Vec<Row<'_>>, theme: Theme) -> Table<'_> {
+    Table::new(
         rows,
         [
             Constraint::Min(14),
             Constraint::Length(2),
+            Constraint::Length(3),
+            Constraint::Length(3),
             Constraint::Length(11),
             Constraint::Length(11),
             Constraint::Length(10),
@@ -587,6 +668,8 @@ fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         Row::new([
             "Group",
             "n",
+            "dup",
+            "unf",
             "Best top-1",
             "Last top-1",
             "Last ECE",
@@ -594,6 +677,62 @@ fn draw_groups(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         ])
         .style(theme.dim()),
     )
+    .row_highlight_style(theme.selected())
+}
+
+/// The runs of the `i`-th seed group, newest first: seed, whether it counts, its figures.
+fn draw_group(s: &RunsScreen, i: usize, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let groups = crate::seeds::group_by_seed(&s.runs);
+    let Some(g) = groups.get(i) else {
+        f.render_widget(
+            Paragraph::new("\nThis group is gone: Esc goes back to the groups.")
+                .centered()
+                .block(panel("Seed group", true, theme)),
+            area,
+        );
+        return;
+    };
+    let fig = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
+    let rows: Vec<Row<'_>> = g
+        .members
+        .iter()
+        .map(|m| {
+            let style = match m.role {
+                Role::Used => theme.good(),
+                Role::Duplicate | Role::Unfinished => theme.dim(),
+            };
+            Row::new(vec![
+                m.seed.to_string(),
+                m.role.label().to_owned(),
+                fig(m.best_top1),
+                fig(m.last_top1),
+                fig(m.last_ece),
+                m.name.clone(),
+            ])
+            .style(style)
+        })
+        .collect();
+    let seeds: Vec<String> = g.seeds.iter().map(u64::to_string).collect();
+    let title = format!(
+        "Seed group {} · seeds {} · Esc back",
+        g.label,
+        match seeds.is_empty() {
+            true => "none finished".to_owned(),
+            false => seeds.join(", "),
+        }
+    );
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(5),
+            Constraint::Length(14),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Min(12),
+        ],
+    )
+    .header(Row::new(["Seed", "Counts", "Best", "Top-1", "ECE", "Run"]).style(theme.dim()))
     .block(panel(&title, true, theme));
     f.render_widget(table, area);
 }
@@ -663,6 +802,25 @@ fn filter_note(s: &RunsScreen) -> String {
     }
 }
 
+/// The list's place when it is empty: no run yet, or none the filter keeps.
+fn draw_no_runs(s: &RunsScreen, title: &str, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let text = match s.all_runs.is_empty() {
+        true => "\nNo run folder in saved/ yet.".to_owned(),
+        false => format!(
+            "\nNo run of the {} in saved/ matches the filter {}: / edits it, Esc clears it.",
+            s.all_runs.len(),
+            s.filter.trim()
+        ),
+    };
+    f.render_widget(
+        Paragraph::new(text)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .centered()
+            .block(panel(title, true, theme)),
+        area,
+    );
+}
+
 fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = match &s.marked {
         Some(m) => format!(
@@ -673,13 +831,7 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
         None => "Runs in saved/".to_owned(),
     } + &filter_note(s);
     if s.runs.is_empty() {
-        f.render_widget(
-            Paragraph::new("\nNo run folder in saved/ yet.")
-                .centered()
-                .block(panel(&title, true, theme)),
-            area,
-        );
-        return;
+        return draw_no_runs(s, &title, theme, f, area);
     }
     // The name column: what the borders, the mark and the other columns (45 wide, 6 gaps)
     // leave.

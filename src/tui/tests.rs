@@ -720,7 +720,12 @@ fn stop_asks_first_and_sends_one_stop() {
             Msg::Engine(Event::Finished),
         ],
     );
-    assert_eq!(app.run.as_ref().unwrap().state, RunState::Finished);
+    // It ended stopped, not finished: no green "run ended", no ETA left behind.
+    assert_eq!(app.run.as_ref().unwrap().state, RunState::Stopped);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("■ run stopped"), "{screen}");
+    assert!(!screen.contains("run ended"), "{screen}");
+    assert!(screen.contains("ETA –"), "{screen}");
     assert_eq!(app.quit, Quit::No, "a stop is not a quit");
     // With the run over, q quits at once.
     send(&mut app, [ch('q')]);
@@ -1666,3 +1671,4 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
 }
 
 mod methods;
+mod seed_groups;

@@ -164,6 +164,7 @@ fn draw_header(app: &App, f: &mut Frame<'_>, area: Rect) {
         let text = match (&r.state, &r.batch, &r.stage) {
             (RunState::Failed(_), _, _) => Span::styled("✗ run failed ", theme.bad()),
             (RunState::Finished, _, _) => Span::styled("✓ run ended ", theme.good()),
+            (RunState::Stopped, _, _) => Span::styled("■ run stopped ", theme.warn()),
             (RunState::Paused, _, _) => Span::styled("⏸ paused ", theme.warn()),
             (RunState::Stopping, _, _) => Span::styled("■ stopping… ", theme.warn()),
             (_, Some(b), Some(s)) => Span::styled(
