@@ -183,7 +183,7 @@ pub static KEYS: &[KeySpec] = &[
         "Loader threads that augment and collate batches off the training thread", None),
     key("log_dir", Text, "logs", Both, "Sub-folder of the run folder for the text log", None),
     key("model_dir", Text, "ckps", Both, "Sub-folder of the run folder for checkpoints", None),
-    key("checkpoint_every", Float, "10", Both,
+    key("checkpoint_every", Float, "10.0", Both,
         "Minutes between checkpoints inside an epoch (at a batch boundary; a kill loses at most this)",
         Some(checks::checkpoint_every)),
     key("seed", Int { min: 0 }, "0", Shared,
