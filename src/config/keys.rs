@@ -147,6 +147,9 @@ const DATASETS: &[&str] = &[
     "places",
 ];
 
+/// The stage-1 losses (`loss`), as serde spells [`super::StageOneLossName`].
+pub const LOSSES: &[&str] = &["ce", "balanced_softmax", "logit_adjusted", "ldam", "focal"];
+
 /// The backbones mislas builds.
 pub const BACKBONES: &[&str] = &["resnet32_fe", "resnet50_fe", "resnet101_fe", "resnet152_fe"];
 
@@ -279,9 +282,33 @@ pub static KEYS: &[KeySpec] = &[
     key("alpha", OptFloat, "1.0", Both,
         "Mixup Beta(α, α) parameter; α ≤ 0 or null trains with plain cross-entropy",
         Some(checks::alpha)),
-    key("recipe", Choice(&["mislas", "crt", "lws"]), "mislas", Stage2,
-        "Classifier stage: mislas (LAS+LWS+shift), crt (re-init, CE), lws (scales only, CE)",
+    key("loss", Choice(LOSSES), "ce", Stage1,
+        "Stage-1 loss: ce, balanced_softmax, logit_adjusted, ldam (Cao 2019) or focal",
+        Some(checks::loss)),
+    key("reweight", Choice(&["none", "cb", "drw"]), "none", Stage1,
+        "Class weights of ce/focal/ldam: none, cb (effective number) or drw (cb from drw_epoch)",
+        Some(checks::reweight)),
+    key("la_tau", Float, "1.0", Stage1,
+        "Logit-adjusted loss τ ≥ 0: cross-entropy on z + τ·log π_c (Menon et al., 2021)",
+        Some(checks::la_tau)),
+    key("focal_gamma", Float, "1.0", Stage1,
+        "Focal loss γ ≥ 0: (1 − p_y)^γ·CE (Lin et al., 2017; LDAM-DRW's code uses 1)",
+        Some(checks::focal_gamma)),
+    key("cb_beta", Float, "0.9999", Both,
+        "Effective-number β in [0, 1): class weight ∝ (1 − β)/(1 − β^n_c) (Cui et al., 2019)",
+        Some(checks::cb_beta)),
+    key("drw_epoch", Int { min: 0 }, "160", Stage1,
+        "DRW: 0-based epoch from which the class-balanced weights apply (paper: 160 of 200)",
+        Some(checks::drw_epoch)),
+    key("classifier", Choice(&["linear", "normed"]), "linear", Shared,
+        "Classifier: linear, or normed (cosine logits × 30, LDAM's NormedLinear)",
+        Some(checks::classifier)),
+    key("recipe", Choice(&["mislas", "crt", "lws", "wb"]), "mislas", Stage2,
+        "Classifier stage: mislas (LAS+LWS+shift), crt, lws, wb (weight balancing, MaxNorm)",
         Some(checks::recipe)),
+    key("maxnorm_thresh", Float, "0.1", Stage2,
+        "wb: MaxNorm radius = min + t·(max − min) of the starting class-vector norms, t in [0, 1]",
+        Some(checks::maxnorm_thresh)),
     key("las_shape", Choice(&["concave", "linear", "convex", "exp"]), "concave", Stage2,
         "Shape of ε(n_c): concave (paper), linear, convex or exp", None),
     key("las_power", OptFloat, "null", Stage2, "Power p of the exp LAS shape",

@@ -5,7 +5,12 @@
 //! * [`mislas`]: stage 2 of MiSLAS (reference `train_stage2.py`) — classifier re-learning with
 //!   shift learning, LWS and label-aware smoothing;
 //! * [`crt`], [`lws`]: Decoupling's classifier stages (Kang et al., ICLR 2020) — classifier
-//!   re-training, and weight scaling alone, with cross-entropy.
+//!   re-training, and weight scaling alone, with cross-entropy;
+//! * [`wb`]: weight balancing's classifier stage (Alshammari et al., CVPR 2022) — classifier
+//!   re-training with the class-balanced loss, weight decay and MaxNorm.
+//!
+//! Stage 1's loss is the `loss` key ([`crate::method::loss`]); a stage-2 recipe says in its log
+//! line when a stage-1 loss key is set and unused ([`unused_stage1_keys`]).
 //!
 //! The classifier stages share the class-aware stream and schedule of [`class_aware`]. Adding a
 //! recipe is a new file here plus its line in [`for_config`].
@@ -14,6 +19,7 @@ pub mod crt;
 pub mod lws;
 pub mod mislas;
 pub mod mixup;
+pub mod wb;
 
 use super::step::Objective;
 use crate::config::{ClassifierRecipe, Config, Stage};
@@ -81,6 +87,15 @@ pub trait StageRecipe: Send {
     /// which settings it leaves unused.
     fn describe(&self) -> String;
 
+    /// Called before 0-based `epoch` trains, so that a loss that changes with the epoch (DRW's
+    /// deferred class weights) knows it. Nothing by default.
+    fn begin_epoch(&mut self, _epoch: usize) {}
+
+    /// Called after every SGD step that was applied (on every rank, with the same weights), for
+    /// constraints on the trained weights (weight balancing's MaxNorm projection). Nothing by
+    /// default.
+    fn after_step(&self, _net: &Network) {}
+
     /// A failure message when this recipe cannot start without a checkpoint and has none.
     fn missing_checkpoint(&self) -> Option<&'static str> {
         None
@@ -89,23 +104,56 @@ pub trait StageRecipe: Send {
 
 /// The recipe of `cfg`'s stage (`mode`): stage 1 is [`mixup::MixupRecipe`], stage 2 the
 /// classifier stage of `recipe` ([`mislas::MislasRecipe`], [`crt::CrtRecipe`],
-/// [`lws::LwsRecipe`]). `class_counts` are the training counts of each class.
+/// [`lws::LwsRecipe`], [`wb::WbRecipe`]). `class_counts` are the training counts of each class.
 ///
 /// # Errors
-/// A recipe's settings that cannot be used (e.g. LAS's ε outside [0, 1]).
+/// A recipe's settings that cannot be used (e.g. LAS's ε outside [0, 1], a class without
+/// training images under a loss that needs n_c > 0).
 pub fn for_config(
     cfg: &Config,
     class_counts: &[usize],
     device: Device,
 ) -> Result<Box<dyn StageRecipe>> {
     Ok(match cfg.stage() {
-        Stage::Stage1 => Box::new(mixup::MixupRecipe::new(cfg)),
+        Stage::Stage1 => Box::new(mixup::MixupRecipe::with_counts(cfg, class_counts)?),
         Stage::Stage2 => match cfg.recipe {
             ClassifierRecipe::Mislas => {
                 Box::new(mislas::MislasRecipe::new(cfg, class_counts, device)?)
             }
             ClassifierRecipe::Crt => Box::new(crt::CrtRecipe::new(cfg)),
             ClassifierRecipe::Lws => Box::new(lws::LwsRecipe::new(cfg)),
+            ClassifierRecipe::Wb => Box::new(wb::WbRecipe::new(cfg, class_counts)?),
         },
     })
+}
+
+/// The stage-1 loss keys a stage-2 configuration sets away from their defaults, which no
+/// classifier stage reads, as a clause for the recipe's log line ("; stage-1 keys loss ldam,
+/// reweight drw are not used"); empty when there are none.
+pub fn unused_stage1_keys(cfg: &Config) -> String {
+    let d = Config::default();
+    let mut set = Vec::new();
+    if cfg.loss != d.loss {
+        set.push(format!("loss {}", cfg.loss));
+    }
+    if cfg.reweight != d.reweight {
+        set.push(format!("reweight {}", cfg.reweight));
+    }
+    if cfg.la_tau != d.la_tau {
+        set.push(format!("la_tau {}", cfg.la_tau));
+    }
+    if cfg.focal_gamma != d.focal_gamma {
+        set.push(format!("focal_gamma {}", cfg.focal_gamma));
+    }
+    if cfg.drw_epoch != d.drw_epoch {
+        set.push(format!("drw_epoch {}", cfg.drw_epoch));
+    }
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; stage-1 loss keys {} are not used by a classifier stage",
+            set.join(", ")
+        )
+    }
 }

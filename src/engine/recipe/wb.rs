@@ -1,0 +1,217 @@
+//! Weight balancing's classifier stage (Alshammari et al., "Long-Tailed Recognition via Weight
+//! Balancing", CVPR 2022, §3.3): on the frozen stage-1 backbone the stage-1 classifier is
+//! trained further with a class-balanced loss, weight decay (`weight_decay`, 0.1 in the
+//! authors' demo) and MaxNorm ([`crate::method::maxnorm`]: every class vector projected into a
+//! norm ball after each step). Its stage 1 is cross-entropy with a larger weight decay: a preset,
+//! not a recipe.
+//!
+//! As the authors' `demo2_second-stage-training.py` (ShadeAlsha/LTR-weight-balancing), where it
+//! is more specific than the paper:
+//! * the loss is their `CB_loss(…, "softmax", β = 0.9999)`, the port of Cui et al.'s loss they
+//!   ship (`utils/class_balanced_loss.py`): binary cross-entropy between softmax(z) and the
+//!   one-hot target over all K outputs, each sample weighted by its class's effective-number
+//!   weight, averaged over the B·K terms ([`class_balanced_bce`]). Followed as published, since
+//!   it is what produced their numbers, though Cui et al.'s softmax loss is a weighted
+//!   cross-entropy;
+//! * the classifier continues from stage 1 (not re-drawn), weight and bias trained, the bias
+//!   not constrained;
+//! * batches are the plain shuffled loader's (instance-balanced), the learning rate cosine over
+//!   the epochs (`CosineAnnealingLR`, η_min = 0, stepped per epoch);
+//! * MaxNorm's radius is set once from the starting classifier, r = min + t·(max − min) of its
+//!   class-vector norms (`maxnorm_thresh` t = 0.1).
+//!
+//! A resumed wb run cannot see the stage-1 classifier any more; it takes r as the largest class
+//! norm of the resumed classifier, which is r itself whenever a projection has happened.
+use super::{StageRecipe, Start};
+use crate::config::{Config, Stage};
+use crate::data::sampler;
+use crate::engine::step::Objective;
+use crate::method::loss::class_balanced::effective_number_weights;
+use crate::method::loss::class_vector;
+use crate::method::{maxnorm, mixup::MixedBatch, schedule};
+use crate::model::{Network, Part};
+use anyhow::{bail, Result};
+use std::sync::Mutex;
+use tch::{Kind, Reduction, Tensor};
+
+/// The weight-balancing code's class-balanced loss of logits `[B, K]` and targets `[B]`:
+/// mean over b, k of w_{y_b}·BCE(softmax(z_b)_k, [k = y_b]) (`F.binary_cross_entropy(softmax,
+/// one_hot, weight)`, whose logs are clamped at −100), `class_weights` `[K]` the effective-number
+/// weights summing to K. A scalar (nats) carrying the graph.
+pub fn class_balanced_bce(logits: &Tensor, targets: &Tensor, class_weights: &[f64]) -> Tensor {
+    let k = logits.size()[1];
+    let probs = logits.to_kind(Kind::Float).softmax(1, Kind::Float);
+    let onehot = targets.one_hot(k).to_kind(Kind::Float);
+    let per_sample = class_vector(class_weights, &probs).index_select(0, targets);
+    let weight = per_sample.unsqueeze(1).expand([-1, k], false);
+    probs.binary_cross_entropy::<Tensor>(&onehot, Some(weight), Reduction::Mean)
+}
+
+/// [`class_balanced_bce`] on the LWS-scaled logits of features computed without gradient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassBalancedBce {
+    /// Effective-number weights `[K]`, summing to K.
+    pub class_weights: Vec<f64>,
+}
+
+impl Objective for ClassBalancedBce {
+    fn mixup_alpha(&self) -> Option<f64> {
+        None
+    }
+
+    fn forward_loss(
+        &self,
+        net: &Network,
+        batch: &MixedBatch,
+        backbone_train: bool,
+    ) -> (Tensor, Tensor) {
+        let feats = tch::no_grad(|| net.features(&batch.images, backbone_train));
+        let logits = net.scale(&net.classify(&feats));
+        let loss = batch.loss_with(|y| class_balanced_bce(&logits, y, &self.class_weights));
+        (logits, loss)
+    }
+}
+
+/// Weight balancing's classifier stage.
+#[derive(Debug)]
+pub struct WbRecipe {
+    loss: ClassBalancedBce,
+    beta: f64,
+    weight_decay: f64,
+    thresh: f64,
+    /// MaxNorm's radius, set by [`StageRecipe::prepare_network`].
+    radius: Mutex<Option<f64>>,
+    lr: f64,
+    num_epochs: usize,
+    seed: u64,
+    batch_size: usize,
+    shift_bn: bool,
+    unused_stage1: String,
+}
+
+impl WbRecipe {
+    /// The recipe of a stage-2 configuration (`cb_beta`, `maxnorm_thresh`, `weight_decay`, `lr`,
+    /// `num_epochs`); `class_counts` are the training counts the class weights follow.
+    ///
+    /// # Errors
+    /// A class without training images, β outside [0, 1), or the normed classifier (whose
+    /// class vectors are normalised in the forward pass, so that MaxNorm has nothing to bound).
+    pub fn new(cfg: &Config, class_counts: &[usize]) -> Result<Self> {
+        if cfg.classifier == crate::config::ClassifierKind::Normed {
+            bail!(
+                "recipe wb bounds the norms of the classifier's class vectors, which the normed \
+                 classifier (loss ldam) divides out: use wb on a stage 1 with classifier linear"
+            );
+        }
+        if !(0.0..1.0).contains(&cfg.cb_beta) {
+            bail!("cb_beta: the effective number's β must be in [0, 1), is {}", cfg.cb_beta);
+        }
+        Ok(WbRecipe {
+            loss: ClassBalancedBce {
+                class_weights: effective_number_weights(class_counts, cfg.cb_beta)?,
+            },
+            beta: cfg.cb_beta,
+            weight_decay: cfg.weight_decay,
+            thresh: cfg.maxnorm_thresh,
+            radius: Mutex::new(None),
+            lr: cfg.lr,
+            num_epochs: cfg.num_epochs,
+            seed: cfg.seed,
+            batch_size: cfg.batch_size,
+            shift_bn: cfg.shift_bn,
+            unused_stage1: super::unused_stage1_keys(cfg),
+        })
+    }
+
+    /// MaxNorm's radius, once [`StageRecipe::prepare_network`] has set it.
+    pub fn radius(&self) -> Option<f64> {
+        *self.radius.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The classifier's weight `[K, F]` (`classifier.fc.weight`).
+fn classifier_weight(net: &Network) -> Option<Tensor> {
+    net.part_variables(Part::Classifier)
+        .into_iter()
+        .find(|(name, _)| name.ends_with(".weight"))
+        .map(|(_, t)| t)
+}
+
+impl StageRecipe for WbRecipe {
+    fn stage(&self) -> Stage {
+        Stage::Stage2
+    }
+
+    fn objective(&self) -> &dyn Objective {
+        &self.loss
+    }
+
+    fn prepare_network(&self, net: &mut Network, start: Start) -> Result<()> {
+        net.freeze_backbone();
+        net.freeze(Part::Lws);
+        let Some(weight) = classifier_weight(net) else {
+            bail!("recipe wb: the network has no classifier weight to bound");
+        };
+        let r = match start {
+            Start::Continuing => maxnorm::row_norms(&weight)
+                .into_iter()
+                .fold(f64::NEG_INFINITY, f64::max),
+            Start::Fresh | Start::FromCheckpoint => maxnorm::radius(&weight, self.thresh),
+        };
+        *self.radius.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        Ok(())
+    }
+
+    fn parameter_groups(&self, net: &Network) -> Vec<Vec<(String, Tensor)>> {
+        vec![net.part_parameters(Part::Classifier)]
+    }
+
+    fn learning_rates(&self, epoch: usize) -> Vec<f64> {
+        vec![schedule::stage2_lr(self.lr, epoch, self.num_epochs)]
+    }
+
+    fn batches_per_epoch(&self, train_images: usize) -> usize {
+        train_images.div_ceil(self.batch_size)
+    }
+
+    fn images_per_epoch(&self, train_images: usize) -> usize {
+        train_images
+    }
+
+    fn epoch_order(&self, labels: &[i64], epoch: usize) -> Vec<usize> {
+        sampler::instance_balanced_order(labels.len(), self.seed, epoch)
+    }
+
+    fn backbone_train(&self) -> bool {
+        self.shift_bn
+    }
+
+    fn after_step(&self, net: &Network) {
+        if let (Some(r), Some(weight)) = (self.radius(), classifier_weight(net)) {
+            maxnorm::project(&weight, r);
+        }
+    }
+
+    fn describe(&self) -> String {
+        let radius = self
+            .radius()
+            .map_or(String::new(), |r| format!(" = {r:.4}"));
+        format!(
+            "recipe wb: classifier (weight and bias, from stage 1) trained with the \
+             class-balanced loss (β = {}, softmax + binary cross-entropy as the weight-balancing \
+             code), weight decay {} and MaxNorm (class vectors projected into the ball of radius \
+             min + {}·(max − min) of their starting norms{radius}) after every step, on \
+             instance-balanced batches; backbone frozen, {}; LWS scales fixed at 1; smooth_head, \
+             smooth_tail and lr_factor are not used{}",
+            self.beta,
+            self.weight_decay,
+            self.thresh,
+            super::crt::bn_words(self.shift_bn),
+            self.unused_stage1
+        )
+    }
+
+    fn missing_checkpoint(&self) -> Option<&'static str> {
+        Some(super::class_aware::NEEDS_STAGE1)
+    }
+}
