@@ -425,8 +425,8 @@ pub(super) fn cb_beta(c: &Config) -> Option<String> {
 }
 
 pub(super) fn drw_epoch(c: &Config) -> Option<String> {
-    (c.stage() == Stage::Stage1 && c.reweight == Reweight::Drw && c.drw_epoch >= c.num_epochs)
-        .then(|| {
+    (c.stage() == Stage::Stage1 && c.reweight == Reweight::Drw && c.drw_epoch >= c.num_epochs).then(
+        || {
             format!(
                 "DRW would never switch on: drw_epoch {} is not one of the stage's 0-based \
                  epochs 0..{} (num_epochs {}); the paper switches at 160 of 200",
@@ -434,7 +434,8 @@ pub(super) fn drw_epoch(c: &Config) -> Option<String> {
                 c.num_epochs.saturating_sub(1),
                 c.num_epochs
             )
-        })
+        },
+    )
 }
 
 pub(super) fn classifier(c: &Config) -> Option<String> {
@@ -452,10 +453,10 @@ pub(super) fn maxnorm_thresh(c: &Config) -> Option<String> {
     (c.stage() == Stage::Stage2
         && c.recipe == ClassifierRecipe::Wb
         && !(0.0..=1.0).contains(&c.maxnorm_thresh))
-        .then(|| {
-            format!(
-                "MaxNorm's t must be in [0, 1] (0.1 in the weight-balancing code), is {}",
-                c.maxnorm_thresh
-            )
-        })
+    .then(|| {
+        format!(
+            "MaxNorm's t must be in [0, 1] (0.1 in the weight-balancing code), is {}",
+            c.maxnorm_thresh
+        )
+    })
 }

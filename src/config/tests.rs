@@ -542,3 +542,61 @@ fn recipe_is_a_stage2_choice() {
     c.set("recipe", "mislas").unwrap();
     assert!(c.validate().iter().all(|i| i.key != "recipe"));
 }
+
+/// The keys of the long-tail baselines: each bad value is one issue against its key, in words.
+#[test]
+fn baseline_loss_keys_are_checked() {
+    let issue = |yaml: &str| -> Vec<(String, String)> {
+        let c = Config::from_yaml_str(yaml, "b.yaml").unwrap().config;
+        c.validate()
+            .into_iter()
+            .map(|i| (i.key.to_owned(), i.message))
+            .collect()
+    };
+    let one = |yaml: &str, key: &str, words: &str| {
+        let issues = issue(yaml);
+        assert_eq!(issues.len(), 1, "{yaml}: {issues:?}");
+        assert_eq!(issues[0].0, key, "{yaml}: {issues:?}");
+        assert!(issues[0].1.contains(words), "{yaml}: {issues:?}");
+    };
+    // The defaults: cross-entropy, no re-weighting, the linear classifier.
+    let d = Config::default();
+    assert_eq!(
+        (d.loss, d.reweight, d.classifier),
+        (StageOneLossName::Ce, Reweight::None, ClassifierKind::Linear)
+    );
+    assert_eq!((d.la_tau, d.cb_beta, d.drw_epoch), (1.0, 0.9999, 160));
+    assert!(issue("loss: ldam\nclassifier: normed\nreweight: drw\n").is_empty());
+    one("loss: ldam\n", "loss", "set classifier normed");
+    one(
+        "loss: balanced_softmax\nreweight: cb\n",
+        "reweight",
+        "already corrects for the class prior",
+    );
+    one("la_tau: -0.5\n", "la_tau", "≥ 0, is -0.5");
+    one("focal_gamma: -1\n", "focal_gamma", "≥ 0, is -1");
+    one("cb_beta: 1.0\n", "cb_beta", "[0, 1), is 1");
+    one("cb_beta: -0.1\n", "cb_beta", "[0, 1), is -0.1");
+    one(
+        "reweight: drw\nnum_epochs: 30\ndrw_epoch: 30\n",
+        "drw_epoch",
+        "drw_epoch 30 is not one of the stage's 0-based epochs 0..29",
+    );
+    // DRW's epoch only matters with reweight drw.
+    assert!(issue("num_epochs: 30\ndrw_epoch: 30\n").is_empty());
+    let wb = "mode: stage2\nrecipe: wb\n";
+    assert!(issue(wb).is_empty());
+    one(
+        &format!("{wb}classifier: normed\n"),
+        "classifier",
+        "wb needs classifier linear",
+    );
+    one(
+        &format!("{wb}maxnorm_thresh: 1.5\n"),
+        "maxnorm_thresh",
+        "[0, 1], is 1.5",
+    );
+    let e = Config::from_yaml_str("loss: softmax\n", "b.yaml").unwrap_err();
+    assert!(e.message.contains("loss"), "{e}");
+    assert!(e.message.contains("balanced_softmax"), "{e}");
+}

@@ -46,3 +46,51 @@ pub fn project(weight: &Tensor, radius: f64) -> usize {
         projected
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By hand: norms 5, 1, 1 and t = 0.5 give r = 1 + 0.5·4 = 3; the first row becomes
+    /// [3, 4]·3/5 = [1.8, 2.4], the others keep their values.
+    #[test]
+    fn projection_by_hand() {
+        let w = Tensor::from_slice(&[3.0f64, 4.0, 0.6, 0.8, 0.0, 1.0]).view([3, 2]);
+        let r = radius(&w, 0.5);
+        assert!((r - 3.0).abs() < 1e-15);
+        assert_eq!(project(&w, r), 1);
+        let got = Vec::<f64>::try_from(w.view([-1])).unwrap();
+        assert!((got[0] - 1.8).abs() < 1e-15 && (got[1] - 2.4).abs() < 1e-15);
+        assert_eq!(&got[2..], &[0.6, 0.8, 0.0, 1.0]);
+    }
+
+    /// After a step that pushes rows out of the ball, no row's norm is above the radius, and the
+    /// rows that were inside keep their values bit for bit.
+    #[test]
+    fn no_row_above_the_radius_after_a_step() {
+        tch::manual_seed(3);
+        let w = Tensor::randn([40, 16], (Kind::Float, tch::Device::Cpu));
+        let r = radius(&w, 0.1);
+        let step = Tensor::randn([40, 16], (Kind::Float, tch::Device::Cpu)) * 0.5;
+        let _ = w.shallow_clone().g_add_(&step);
+        // Ten rows shrunk well inside the ball.
+        let _ = w.narrow(0, 0, 10).g_mul_scalar_(0.02);
+        let before = w.copy();
+        let norms_before = row_norms(&w);
+        let inside: Vec<usize> = (0..40).filter(|&i| norms_before[i] <= r).collect();
+        let outside = 40 - inside.len();
+        assert!(outside > 20 && inside.len() >= 10, "{outside} rows outside");
+        assert_eq!(project(&w, r), outside);
+        for (i, n) in row_norms(&w).iter().enumerate() {
+            assert!(*n <= r * (1.0 + 1e-6), "row {i}: {n} > {r}");
+            if inside.contains(&i) {
+                assert!(
+                    w.get(i as i64).equal(&before.get(i as i64)),
+                    "row {i} changed"
+                );
+            } else {
+                assert!((n - r).abs() < 1e-5 * r, "row {i}: {n} vs {r}");
+            }
+        }
+    }
+}

@@ -74,36 +74,36 @@ impl Classifier {
     /// A freshly drawn classifier of `kind` from F = `feat` features to K = `num_classes`
     /// logits under `path` (`classifier.fc`); see [`Network::build_with`].
     fn new(path: nn::Path, feat: i64, num_classes: i64, kind: ClassifierKind) -> Self {
-    match kind {
-        ClassifierKind::Linear => {
-            let bound = 1.0 / (feat as f64).sqrt();
-            Classifier::Linear(nn::linear(
-                path,
-                feat,
-                num_classes,
-                nn::LinearConfig {
-                    ws_init: nn::init::DEFAULT_KAIMING_NORMAL,
-                    bs_init: Some(nn::Init::Uniform {
-                        lo: -bound,
-                        up: bound,
-                    }),
-                    bias: true,
-                },
-            ))
+        match kind {
+            ClassifierKind::Linear => {
+                let bound = 1.0 / (feat as f64).sqrt();
+                Classifier::Linear(nn::linear(
+                    path,
+                    feat,
+                    num_classes,
+                    nn::LinearConfig {
+                        ws_init: nn::init::DEFAULT_KAIMING_NORMAL,
+                        bs_init: Some(nn::Init::Uniform {
+                            lo: -bound,
+                            up: bound,
+                        }),
+                        bias: true,
+                    },
+                ))
+            }
+            ClassifierKind::Normed => {
+                let w = (path).var(
+                    "weight",
+                    &[num_classes, feat],
+                    nn::Init::Uniform { lo: -1.0, up: 1.0 },
+                );
+                tch::no_grad(|| {
+                    let unit = &w / w.norm_scalaropt_dim(2, [1], true);
+                    let _ = w.shallow_clone().copy_(&unit);
+                });
+                Classifier::Normed(w)
+            }
         }
-        ClassifierKind::Normed => {
-            let w = (path).var(
-                "weight",
-                &[num_classes, feat],
-                nn::Init::Uniform { lo: -1.0, up: 1.0 },
-            );
-            tch::no_grad(|| {
-                let unit = &w / w.norm_scalaropt_dim(2, [1], true);
-                let _ = w.shallow_clone().copy_(&unit);
-            });
-            Classifier::Normed(w)
-        }
-    }
     }
 }
 
@@ -490,8 +490,14 @@ impl Network {
     /// Tensors of the other classifier kind (a bias where this one has none, or none where it
     /// has one), said in words: the linear classifier has `classifier.fc.bias`, the normed one
     /// (LDAM) has not.
-    fn classifier_mismatch(&self, named: &BTreeMap<String, Tensor>, parts: &[Part]) -> Option<String> {
-        let has_classifier = named.keys().any(|k| k.starts_with(Part::Classifier.prefix()));
+    fn classifier_mismatch(
+        &self,
+        named: &BTreeMap<String, Tensor>,
+        parts: &[Part],
+    ) -> Option<String> {
+        let has_classifier = named
+            .keys()
+            .any(|k| k.starts_with(Part::Classifier.prefix()));
         if !parts.contains(&Part::Classifier) || !has_classifier {
             return None;
         }
@@ -622,5 +628,90 @@ mod tests {
         let y = channels_last(&x);
         assert_eq!(y.stride(), vec![768, 1, 48, 3]);
         assert_eq!(y.size(), x.size());
+    }
+}
+
+#[cfg(test)]
+mod normed_tests {
+    use super::*;
+
+    fn normed(classes: i64) -> Network {
+        tch::manual_seed(1);
+        Network::build_with(
+            "resnet32_fe",
+            1,
+            classes,
+            false,
+            ClassifierKind::Normed,
+            Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    /// The normed classifier: one weight `[K, F]` of unit rows, no bias; logits 30·cos, checked
+    /// by hand in f64 on two features.
+    #[test]
+    fn normed_logits_are_scaled_cosines() {
+        let net = normed(3);
+        let vars = net.part_variables(Part::Classifier);
+        assert_eq!(vars.len(), 1);
+        assert_eq!(vars[0].0, "classifier.fc.weight");
+        let w = vars[0].1.to_kind(Kind::Double);
+        for n in Vec::<f64>::try_from(w.norm_scalaropt_dim(2, [1], false)).unwrap() {
+            assert!((n - 1.0).abs() < 1e-6, "{n}");
+        }
+        let x = Tensor::randn([2, 64], (Kind::Float, Device::Cpu));
+        let z = Vec::<Vec<f64>>::try_from(net.classify(&x).to_kind(Kind::Double)).unwrap();
+        let xs = Vec::<Vec<f64>>::try_from(x.to_kind(Kind::Double)).unwrap();
+        let ws = Vec::<Vec<f64>>::try_from(w).unwrap();
+        for (b, xb) in xs.iter().enumerate() {
+            for (c, wc) in ws.iter().enumerate() {
+                let dot: f64 = xb.iter().zip(wc).map(|(a, b)| a * b).sum();
+                let nx = xb.iter().map(|a| a * a).sum::<f64>().sqrt();
+                let nw = wc.iter().map(|a| a * a).sum::<f64>().sqrt();
+                let want = NORMED_SCALE * dot / (nx * nw);
+                assert!((z[b][c] - want).abs() < 1e-4, "{} vs {want}", z[b][c]);
+            }
+        }
+        assert_eq!(net.classifier_kind(), ClassifierKind::Normed);
+    }
+
+    /// cRT's re-draw keeps unit rows; a checkpoint of the other classifier kind is refused
+    /// naming the `classifier` key, both ways.
+    #[test]
+    fn normed_checkpoints_and_redraw() {
+        let mut net = normed(4);
+        let before = net.part_variables(Part::Classifier)[0].1.copy();
+        net.reset_classifier();
+        let after = net.part_variables(Part::Classifier)[0].1.copy();
+        assert!(!after.equal(&before));
+        let norms = Vec::<f64>::try_from(after.to_kind(Kind::Double).norm_scalaropt_dim(
+            2,
+            [1],
+            false,
+        ))
+        .unwrap();
+        assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-6), "{norms:?}");
+        let linear = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+        let named =
+            |n: &Network| -> BTreeMap<String, Tensor> { n.vs.variables().into_iter().collect() };
+        let parts = [Part::Backbone, Part::Classifier];
+        let e = net
+            .load_parts(&named(&linear), &parts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("checkpoint's classifier is linear") && e.contains("set classifier linear"),
+            "{e}"
+        );
+        let mut linear = linear;
+        let e = linear
+            .load_parts(&named(&net), &parts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set classifier normed"), "{e}");
+        // The same kind loads.
+        let other = normed(4);
+        net.load_parts(&named(&other), &parts).unwrap();
     }
 }

@@ -75,6 +75,7 @@ impl ClassAwareStage {
 }
 
 /// The failure message of a classifier stage started without a stage-1 checkpoint.
-pub const NEEDS_STAGE1: &str = "a classifier stage (stage 2: mislas, crt, lws or wb) needs a stage-1 \
+pub const NEEDS_STAGE1: &str =
+    "a classifier stage (stage 2: mislas, crt, lws or wb) needs a stage-1 \
      checkpoint: set `resume` to a stage-1 run's ckps/model_best.safetensors (or a reference \
      .pth.tar), or run `mislas pipeline`";

@@ -115,7 +115,7 @@ pub fn for_config(
     device: Device,
 ) -> Result<Box<dyn StageRecipe>> {
     Ok(match cfg.stage() {
-        Stage::Stage1 => Box::new(mixup::MixupRecipe::with_counts(cfg, class_counts)?),
+        Stage::Stage1 => Box::new(mixup::MixupRecipe::new(cfg, class_counts)?),
         Stage::Stage2 => match cfg.recipe {
             ClassifierRecipe::Mislas => {
                 Box::new(mislas::MislasRecipe::new(cfg, class_counts, device)?)

@@ -32,19 +32,30 @@ use crate::method::{maxnorm, mixup::MixedBatch, schedule};
 use crate::model::{Network, Part};
 use anyhow::{bail, Result};
 use std::sync::Mutex;
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
-/// The weight-balancing code's class-balanced loss of logits `[B, K]` and targets `[B]`:
-/// mean over b, k of w_{y_b}·BCE(softmax(z_b)_k, [k = y_b]) (`F.binary_cross_entropy(softmax,
-/// one_hot, weight)`, whose logs are clamped at −100), `class_weights` `[K]` the effective-number
-/// weights summing to K. A scalar (nats) carrying the graph.
+/// The weight-balancing code's class-balanced loss of logits `[B, K]` and targets `[B]` int64:
+/// the mean over b, k of −w_{y_b}·[t_bk·log p_bk + (1 − t_bk)·log(1 − p_bk)], p = softmax(z),
+/// t the one-hot target, each log clamped at −100 (`F.binary_cross_entropy(softmax, one_hot,
+/// weight)`, which PyTorch clamps so), `class_weights` `[K]` the effective-number weights
+/// summing to K. Written out rather than through libtorch's `binary_cross_entropy`, which
+/// refuses to run under fp16 autocast (`amp`); half-precision logits are taken to f32. A scalar
+/// (nats) carrying the graph.
 pub fn class_balanced_bce(logits: &Tensor, targets: &Tensor, class_weights: &[f64]) -> Tensor {
-    let k = logits.size()[1];
-    let probs = logits.to_kind(Kind::Float).softmax(1, Kind::Float);
-    let onehot = targets.one_hot(k).to_kind(Kind::Float);
-    let per_sample = class_vector(class_weights, &probs).index_select(0, targets);
-    let weight = per_sample.unsqueeze(1).expand([-1, k], false);
-    probs.binary_cross_entropy::<Tensor>(&onehot, Some(weight), Reduction::Mean)
+    let kind = match logits.kind() {
+        Kind::Double => Kind::Double,
+        _ => Kind::Float,
+    };
+    let z = logits.to_kind(kind);
+    let k = z.size()[1];
+    let log_p = z.log_softmax(1, kind).clamp_min(-100.0);
+    let log_not_p = (-z.softmax(1, kind)).log1p().clamp_min(-100.0);
+    let onehot = targets.one_hot(k).to_kind(kind);
+    let w = class_vector(class_weights, &z)
+        .index_select(0, targets)
+        .unsqueeze(1);
+    let terms = (&onehot * log_p + (-&onehot + 1.0) * log_not_p) * w;
+    -terms.mean(kind)
 }
 
 /// [`class_balanced_bce`] on the LWS-scaled logits of features computed without gradient.
@@ -104,7 +115,10 @@ impl WbRecipe {
             );
         }
         if !(0.0..1.0).contains(&cfg.cb_beta) {
-            bail!("cb_beta: the effective number's β must be in [0, 1), is {}", cfg.cb_beta);
+            bail!(
+                "cb_beta: the effective number's β must be in [0, 1), is {}",
+                cfg.cb_beta
+            );
         }
         Ok(WbRecipe {
             loss: ClassBalancedBce {
@@ -213,5 +227,83 @@ impl StageRecipe for WbRecipe {
 
     fn missing_checkpoint(&self) -> Option<&'static str> {
         Some(super::class_aware::NEEDS_STAGE1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClassifierRecipe;
+    use tch::Device;
+
+    fn cfg() -> Config {
+        Config {
+            mode: Some(Stage::Stage2),
+            recipe: ClassifierRecipe::Wb,
+            num_classes: 10,
+            maxnorm_thresh: 0.1,
+            ..Config::default()
+        }
+    }
+
+    /// The radius is min + 0.1·(max − min) of the stage-1 class norms; after a step that grows
+    /// the classifier, `after_step` leaves no class vector above it and the bias as it was.
+    #[test]
+    fn maxnorm_after_every_step() {
+        let counts = [500, 300, 200, 100, 60, 40, 20, 10, 8, 5];
+        let recipe = WbRecipe::new(&cfg(), &counts).unwrap();
+        tch::manual_seed(0);
+        let mut net = Network::new("resnet32_fe", 1, 10, Device::Cpu).unwrap();
+        let weight = classifier_weight(&net).unwrap();
+        let norms = maxnorm::row_norms(&weight);
+        let (lo, hi) = norms
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(a, b), n| (a.min(*n), b.max(*n)));
+        recipe
+            .prepare_network(&mut net, Start::FromCheckpoint)
+            .unwrap();
+        let r = recipe.radius().unwrap();
+        assert!((r - (lo + 0.1 * (hi - lo))).abs() < 1e-12, "{r}");
+        tch::no_grad(|| {
+            let _ = weight.shallow_clone().g_mul_scalar_(3.0);
+        });
+        let bias = net.part_variables(Part::Classifier)[0].1.copy();
+        recipe.after_step(&net);
+        assert!(maxnorm::row_norms(&weight)
+            .iter()
+            .all(|n| *n <= r * (1.0 + 1e-6)));
+        assert!(net.part_variables(Part::Classifier)[0].1.equal(&bias));
+        // Only the classifier trains, weight and bias; the backbone and LWS are frozen.
+        let names: Vec<String> = recipe.parameter_groups(&net)[0]
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert_eq!(names, ["classifier.fc.bias", "classifier.fc.weight"]);
+        let line = recipe.describe();
+        assert!(line.starts_with("recipe wb: classifier"), "{line}");
+        assert!(line.contains(&format!("= {r:.4}")), "{line}");
+    }
+
+    /// The class-balanced loss by hand: K = 2, z = [0, 0] (p = ½, ½), target 0, weights
+    /// [w0, w1]: −w0·(log ½ + log ½)/2 = w0·ln 2.
+    #[test]
+    fn class_balanced_bce_by_hand() {
+        let z = Tensor::zeros([1, 2], (Kind::Double, Device::Cpu));
+        let l = class_balanced_bce(&z, &Tensor::from_slice(&[0i64]), &[0.4, 1.6]);
+        assert!((l.double_value(&[]) - 0.4 * 2f64.ln()).abs() < 1e-15);
+    }
+
+    /// Refusals in words: the normed classifier, a class without images, β = 1.
+    #[test]
+    fn bad_input_is_refused() {
+        let mut c = cfg();
+        c.classifier = crate::config::ClassifierKind::Normed;
+        let e = WbRecipe::new(&c, &[5, 3]).unwrap_err().to_string();
+        assert!(e.contains("classifier linear"), "{e}");
+        let e = WbRecipe::new(&cfg(), &[5, 0]).unwrap_err().to_string();
+        assert!(e.contains("class 1 has no training image"), "{e}");
+        let mut c = cfg();
+        c.cb_beta = 1.0;
+        assert!(WbRecipe::new(&c, &[5, 3]).is_err());
     }
 }

@@ -110,7 +110,7 @@ impl StageOneLoss {
     pub fn per_sample(&self, logits: &Tensor, targets: &Tensor, epoch: usize) -> Tensor {
         let z = self.adjusted_logits(logits, targets);
         let w = self.weights.at(epoch).map(|w| class_vector(w, logits));
-        let ce = z.cross_entropy_loss::<Tensor>(targets, w.as_ref(), Reduction::None, -100, 0.0);
+        let ce = z.cross_entropy_loss(targets, w.as_ref(), Reduction::None, -100, 0.0);
         match self.formula {
             Formula::Focal { gamma } => focal::modulate(&ce, gamma),
             _ => ce,
@@ -126,7 +126,7 @@ impl StageOneLoss {
         }
         let z = self.adjusted_logits(logits, targets);
         let w = self.weights.at(epoch).map(|w| class_vector(w, logits));
-        z.cross_entropy_loss::<Tensor>(targets, w.as_ref(), Reduction::Mean, -100, 0.0)
+        z.cross_entropy_loss(targets, w.as_ref(), Reduction::Mean, -100, 0.0)
     }
 
     /// The logits the cross-entropy sees, `[B, K]`.
@@ -173,7 +173,10 @@ fn weights_for(cfg: &Config, class_counts: &[usize]) -> Result<ClassWeights> {
         return Ok(ClassWeights::None);
     }
     if !(0.0..1.0).contains(&cfg.cb_beta) {
-        bail!("cb_beta: the effective number's β must be in [0, 1), is {}", cfg.cb_beta);
+        bail!(
+            "cb_beta: the effective number's β must be in [0, 1), is {}",
+            cfg.cb_beta
+        );
     }
     let weights = class_balanced::effective_number_weights(class_counts, cfg.cb_beta)?;
     Ok(match cfg.reweight {
@@ -224,4 +227,148 @@ pub(crate) fn class_vector(values: &[f64], like: &Tensor) -> Tensor {
     Tensor::from_slice(values)
         .to_kind(like.kind())
         .to_device(like.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClassifierKind;
+
+    fn cfg(loss: StageOneLossName, reweight: Reweight) -> Config {
+        Config {
+            loss,
+            reweight,
+            classifier: ClassifierKind::Normed,
+            cb_beta: 0.5,
+            drw_epoch: 4,
+            num_epochs: 6,
+            ..Config::default()
+        }
+    }
+
+    /// By hand, β = 0.5, n = [3, 1]: ŵ = [0.5/0.875, 0.5/0.5] = [4/7, 1], scaled to sum 2:
+    /// [8/11, 14/11]. β = 0 gives ones.
+    #[test]
+    fn effective_number_weights_by_hand() {
+        let w = class_balanced::effective_number_weights(&[3, 1], 0.5).unwrap();
+        assert!((w[0] - 8.0 / 11.0).abs() < 1e-15 && (w[1] - 14.0 / 11.0).abs() < 1e-15);
+        let ones = class_balanced::effective_number_weights(&[7, 2, 1], 0.0).unwrap();
+        assert_eq!(ones, vec![1.0, 1.0, 1.0]);
+    }
+
+    /// DRW: no weights before `drw_epoch`, the class-balanced ones from it on; `cb` always.
+    #[test]
+    fn drw_switches_on_at_its_epoch() {
+        let counts = [3, 1];
+        let drw =
+            StageOneLoss::for_config(&cfg(StageOneLossName::Ldam, Reweight::Drw), &counts).unwrap();
+        let want = [8.0 / 11.0, 14.0 / 11.0];
+        for epoch in 0..4 {
+            assert_eq!(drw.weights.at(epoch), None, "epoch {epoch}");
+        }
+        for epoch in 4..6 {
+            let w = drw.weights.at(epoch).unwrap();
+            assert!((w[0] - want[0]).abs() < 1e-15 && (w[1] - want[1]).abs() < 1e-15);
+        }
+        let cb =
+            StageOneLoss::for_config(&cfg(StageOneLossName::Ce, Reweight::Cb), &counts).unwrap();
+        assert!(cb.weights.at(0).is_some());
+        let none =
+            StageOneLoss::for_config(&cfg(StageOneLossName::Ce, Reweight::None), &counts).unwrap();
+        assert_eq!(none.weights, ClassWeights::None);
+        // Past the last epoch: an error, not a DRW that never happens.
+        let mut late = cfg(StageOneLossName::Ce, Reweight::Drw);
+        late.drw_epoch = 6;
+        let e = StageOneLoss::for_config(&late, &counts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("drw_epoch 6 is past the stage's last epoch 5"),
+            "{e}"
+        );
+    }
+
+    /// LDAM's margins by hand: 1/n^{1/4} for n = [16, 1] is [1/2, 1], scaled to a largest 0.5.
+    #[test]
+    fn ldam_margins_by_hand() {
+        let l = ldam::Ldam::new(&[16, 1], ldam::MAX_MARGIN, 30.0).unwrap();
+        assert_eq!(l.margins, vec![0.25, 0.5]);
+    }
+
+    /// A class with no training image is an error naming it, never a NaN, under every loss
+    /// that needs n_c > 0; `ce` and `focal` without weights do not need it.
+    #[test]
+    fn a_class_without_images_is_named() {
+        let counts = [10, 0, 3];
+        for (loss, reweight, words) in [
+            (StageOneLossName::Ldam, Reweight::None, "loss ldam: class 1"),
+            (StageOneLossName::BalancedSoftmax, Reweight::None, "class 1"),
+            (StageOneLossName::LogitAdjusted, Reweight::None, "class 1"),
+            (
+                StageOneLossName::Ce,
+                Reweight::Cb,
+                "class-balanced weights: class 1",
+            ),
+            (
+                StageOneLossName::Focal,
+                Reweight::Drw,
+                "class-balanced weights: class 1",
+            ),
+        ] {
+            let e = StageOneLoss::for_config(&cfg(loss, reweight), &counts)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(words) && e.contains("no training image"), "{e}");
+        }
+        for loss in [StageOneLossName::Ce, StageOneLossName::Focal] {
+            assert!(StageOneLoss::for_config(&cfg(loss, Reweight::None), &counts).is_ok());
+        }
+    }
+
+    /// Bad values reach the loss as errors naming the key, whatever skipped validation.
+    #[test]
+    fn bad_parameters_are_errors() {
+        let counts = [4, 2];
+        let mut c = cfg(StageOneLossName::LogitAdjusted, Reweight::None);
+        c.la_tau = -1.0;
+        let e = StageOneLoss::for_config(&c, &counts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("la_tau: τ must be a number ≥ 0"), "{e}");
+        let mut c = cfg(StageOneLossName::Focal, Reweight::None);
+        c.focal_gamma = f64::NAN;
+        let e = StageOneLoss::for_config(&c, &counts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("focal_gamma: γ"), "{e}");
+        let mut c = cfg(StageOneLossName::Ce, Reweight::Cb);
+        c.cb_beta = 1.0;
+        let e = StageOneLoss::for_config(&c, &counts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cb_beta"), "{e}");
+        let c = cfg(StageOneLossName::BalancedSoftmax, Reweight::Drw);
+        let e = StageOneLoss::for_config(&c, &counts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already corrects for the class prior"), "{e}");
+    }
+
+    /// Balanced Softmax and logit adjustment with τ = 1 differ by a constant offset, so their
+    /// per-sample losses agree (Menon et al. §4 remark).
+    #[test]
+    fn logit_adjustment_at_tau_one_is_balanced_softmax() {
+        let counts = [50, 5, 1];
+        let z = Tensor::from_slice(&[1.0f64, -2.0, 0.5, 0.0, 3.0, -1.0]).view([2, 3]);
+        let y = Tensor::from_slice(&[2i64, 0]);
+        let mut c = cfg(StageOneLossName::LogitAdjusted, Reweight::None);
+        c.la_tau = 1.0;
+        let la = StageOneLoss::for_config(&c, &counts).unwrap();
+        c.loss = StageOneLossName::BalancedSoftmax;
+        let bs = StageOneLoss::for_config(&c, &counts).unwrap();
+        let d = (la.per_sample(&z, &y, 0) - bs.per_sample(&z, &y, 0))
+            .abs()
+            .max();
+        assert!(d.double_value(&[]) < 1e-12);
+    }
 }
