@@ -157,3 +157,73 @@ pub fn unused_stage1_keys(cfg: &Config) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClassifierKind, Reweight, StageOneLossName};
+
+    const COUNTS: [usize; 4] = [40, 20, 8, 2];
+
+    fn line(cfg: &Config) -> String {
+        for_config(cfg, &COUNTS, Device::Cpu).unwrap().describe()
+    }
+
+    /// Stage 1 names its loss; loss keys the chosen loss does not read, and stage-1 loss keys in
+    /// a classifier stage's configuration, are said in the recipe's log line.
+    #[test]
+    fn unused_loss_keys_are_said() {
+        let ldam = Config {
+            loss: StageOneLossName::Ldam,
+            reweight: Reweight::Drw,
+            classifier: ClassifierKind::Normed,
+            ..Config::default()
+        };
+        let l = line(&ldam);
+        assert!(
+            l.contains("mixup (α = 1) LDAM (margins C/n_c^(1/4), largest 0.5, s = 30) with DRW"),
+            "{l}"
+        );
+        assert!(l.contains("β = 0.9999, from epoch 160"), "{l}");
+        assert!(!l.contains("not used"), "{l}");
+        let ce = Config {
+            focal_gamma: 2.0,
+            la_tau: 0.5,
+            ..Config::default()
+        };
+        let l = line(&ce);
+        assert!(
+            l.contains(
+                "cross-entropy (la_tau 0.5, focal_gamma 2 not used by loss ce, reweight none)"
+            ),
+            "{l}"
+        );
+        for recipe in [
+            ClassifierRecipe::Crt,
+            ClassifierRecipe::Lws,
+            ClassifierRecipe::Wb,
+        ] {
+            let stage2 = Config {
+                mode: Some(Stage::Stage2),
+                recipe,
+                loss: StageOneLossName::Focal,
+                reweight: Reweight::Cb,
+                ..Config::default()
+            };
+            let l = line(&stage2);
+            assert!(
+                l.ends_with(
+                    "; stage-1 loss keys loss focal, reweight cb are not used by a classifier stage"
+                ),
+                "{l}"
+            );
+        }
+        // Nothing is said when the stage-1 keys keep their defaults.
+        let crt = Config {
+            mode: Some(Stage::Stage2),
+            recipe: ClassifierRecipe::Crt,
+            ..Config::default()
+        };
+        assert!(!line(&crt).contains("stage-1 loss keys"));
+    }
+}

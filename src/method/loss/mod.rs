@@ -24,7 +24,7 @@ use crate::config::{Config, Reweight, StageOneLossName};
 use crate::model::NORMED_SCALE;
 use anyhow::{bail, Result};
 use class_balanced::ClassWeights;
-use tch::{Kind, Reduction, Tensor};
+use tch::{Reduction, Tensor};
 
 /// The formula of a stage-1 loss: how it adjusts the logits before cross-entropy.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +122,8 @@ impl StageOneLoss {
     /// `F.cross_entropy(weight=w)`; the focal loss's plain mean (LDAM-DRW's `focal_loss`).
     pub fn batch_loss(&self, logits: &Tensor, targets: &Tensor, epoch: usize) -> Tensor {
         if let Formula::Focal { .. } = self.formula {
-            return self.per_sample(logits, targets, epoch).mean(Kind::Float);
+            let terms = self.per_sample(logits, targets, epoch);
+            return terms.mean(terms.kind());
         }
         let z = self.adjusted_logits(logits, targets);
         let w = self.weights.at(epoch).map(|w| class_vector(w, logits));
