@@ -370,7 +370,7 @@ fn fashion_mnist_presets() {
     }
 }
 
-/// Every file under `presets/` is one of the 48 checked above, and all of them load and
+/// Every file under `presets/` is one of the 52 checked above, and all of them load and
 /// validate (so a preset added later without a test still gets the basic check).
 #[test]
 fn every_preset_file_loads_and_validates() {
@@ -401,8 +401,9 @@ fn every_preset_file_loads_and_validates() {
     }
     files.sort();
     // 22 of the release and Fashion-MNIST-LT, a cRT and an LWS preset next to each of the 11
-    // MiSLAS stage-2 presets, and Fashion-MNIST-LT's two MiSLAS ablations at each IF.
-    assert_eq!(files.len(), 22 + 22 + 4, "{files:?}");
+    // MiSLAS stage-2 presets, Fashion-MNIST-LT's two MiSLAS ablations at each IF, and the
+    // baselines' LDAM-DRW and weight-balancing pairs.
+    assert_eq!(files.len(), 22 + 22 + 4 + 4, "{files:?}");
 }
 
 /// Decoupling's classifier stages (Kang et al., ICLR 2020): next to every MiSLAS stage-2 preset,
