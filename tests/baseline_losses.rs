@@ -33,64 +33,66 @@ const LAM: f64 = 0.3;
 const SCRIPT: &str = r#"
 import json, sys
 import numpy as np, torch, torch.nn.functional as F
-s = json.loads(sys.argv[1])
-counts = s["counts"]; K = len(counts)
-z = torch.tensor(s["logits"], dtype=torch.float64).view(-1, K).requires_grad_()
-ya = torch.tensor(s["targets"]); yb = torch.tensor(s["targets_b"])
 
-def cb_weights(beta):
-    effective_num = 1.0 - np.power(beta, counts)
-    w = (1.0 - beta) / np.array(effective_num)
-    return torch.tensor(w / np.sum(w) * K, dtype=torch.float64)
+def run(s):
+  counts = s["counts"]; K = len(counts)
+  z = torch.tensor(s["logits"], dtype=torch.float64).view(-1, K).requires_grad_()
+  ya = torch.tensor(s["targets"]); yb = torch.tensor(s["targets_b"])
 
-rw = s["reweight"]
-if rw == "none":
-    weight = None
-elif rw == "cb":
-    weight = cb_weights(s["beta"])
-else:  # DRW: betas = [0, beta] indexed by epoch >= drw_epoch (cifar_train.py: epoch // 160)
-    weight = cb_weights([0.0, s["beta"]][int(s["epoch"] >= s["drw_epoch"])])
+  def cb_weights(beta):
+      effective_num = 1.0 - np.power(beta, counts)
+      w = (1.0 - beta) / np.array(effective_num)
+      return torch.tensor(w / np.sum(w) * K, dtype=torch.float64)
 
-def crit(x, y, red):
-    name = s["loss"]
-    if name == "ce":
-        return F.cross_entropy(x, y, weight=weight, reduction=red)
-    if name == "balanced_softmax":
-        spc = torch.tensor(counts, dtype=torch.float64)
-        return F.cross_entropy(x + spc.log(), y, reduction=red)
-    if name == "logit_adjusted":
-        base_probs = torch.tensor(counts, dtype=torch.float64) / sum(counts)
-        return F.cross_entropy(x + s["tau"] * torch.log(base_probs), y, reduction=red)
-    if name == "ldam":
-        m_list = 1.0 / np.sqrt(np.sqrt(counts))
-        m_list = torch.tensor(m_list * (0.5 / np.max(m_list)), dtype=torch.float64)
-        cos = x / 30.0  # NormedLinear's output; LDAMLoss scales by s = 30
-        index = torch.zeros_like(cos, dtype=torch.uint8)
-        index.scatter_(1, y.view(-1, 1), 1)
-        batch_m = torch.matmul(m_list[None, :], index.double().transpose(0, 1)).view((-1, 1))
-        output = torch.where(index.bool(), cos - batch_m, cos)
-        return F.cross_entropy(30.0 * output, y, weight=weight, reduction=red)
-    if name == "focal":
-        ce = F.cross_entropy(x, y, reduction="none", weight=weight)
-        loss = (1 - torch.exp(-ce)) ** s["gamma"] * ce
-        return loss if red == "none" else loss.mean()
-    if name == "wb":
-        w = cb_weights(s["beta"])
-        onehot = F.one_hot(y, K).double()
-        w = (w.unsqueeze(0).repeat(onehot.shape[0], 1) * onehot).sum(1).unsqueeze(1).repeat(1, K)
-        pred = x.softmax(dim=1)
-        if red == "none":
-            return F.binary_cross_entropy(pred, onehot, weight=w, reduction="none").mean(1)
-        return F.binary_cross_entropy(input=pred, target=onehot, weight=w)
+  rw = s["reweight"]
+  if rw == "none":
+      weight = None
+  elif rw == "cb":
+      weight = cb_weights(s["beta"])
+  else:  # DRW: betas = [0, beta] indexed by epoch >= drw_epoch (cifar_train.py: epoch // 160)
+      weight = cb_weights([0.0, s["beta"]][int(s["epoch"] >= s["drw_epoch"])])
 
-per_sample = crit(z, ya, "none")
-if s["mixup"]:
-    loss = s["lam"] * crit(z, ya, "mean") + (1 - s["lam"]) * crit(z, yb, "mean")
-else:
-    loss = crit(z, ya, "mean")
-loss.backward()
-print(json.dumps({"per_sample": per_sample.tolist(), "loss": loss.item(),
-                  "grad": z.grad.view(-1).tolist()}))
+  def crit(x, y, red):
+      name = s["loss"]
+      if name == "ce":
+          return F.cross_entropy(x, y, weight=weight, reduction=red)
+      if name == "balanced_softmax":
+          spc = torch.tensor(counts, dtype=torch.float64)
+          return F.cross_entropy(x + spc.log(), y, reduction=red)
+      if name == "logit_adjusted":
+          base_probs = torch.tensor(counts, dtype=torch.float64) / sum(counts)
+          return F.cross_entropy(x + s["tau"] * torch.log(base_probs), y, reduction=red)
+      if name == "ldam":
+          m_list = 1.0 / np.sqrt(np.sqrt(counts))
+          m_list = torch.tensor(m_list * (0.5 / np.max(m_list)), dtype=torch.float64)
+          cos = x / 30.0  # NormedLinear's output; LDAMLoss scales by s = 30
+          index = torch.zeros_like(cos, dtype=torch.uint8)
+          index.scatter_(1, y.view(-1, 1), 1)
+          batch_m = torch.matmul(m_list[None, :], index.double().transpose(0, 1)).view((-1, 1))
+          output = torch.where(index.bool(), cos - batch_m, cos)
+          return F.cross_entropy(30.0 * output, y, weight=weight, reduction=red)
+      if name == "focal":
+          ce = F.cross_entropy(x, y, reduction="none", weight=weight)
+          loss = (1 - torch.exp(-ce)) ** s["gamma"] * ce
+          return loss if red == "none" else loss.mean()
+      if name == "wb":
+          w = cb_weights(s["beta"])
+          onehot = F.one_hot(y, K).double()
+          w = (w.unsqueeze(0).repeat(onehot.shape[0], 1) * onehot).sum(1).unsqueeze(1).repeat(1, K)
+          pred = x.softmax(dim=1)
+          if red == "none":
+              return F.binary_cross_entropy(pred, onehot, weight=w, reduction="none").mean(1)
+          return F.binary_cross_entropy(input=pred, target=onehot, weight=w)
+
+  per_sample = crit(z, ya, "none")
+  if s["mixup"]:
+      loss = s["lam"] * crit(z, ya, "mean") + (1 - s["lam"]) * crit(z, yb, "mean")
+  else:
+      loss = crit(z, ya, "mean")
+  loss.backward()
+  return {"per_sample": per_sample.tolist(), "loss": loss.item(), "grad": z.grad.view(-1).tolist()}
+
+print(json.dumps([run(s) for s in json.loads(sys.argv[1])]))
 "#;
 
 /// One configuration of the loss keys.
@@ -119,27 +121,42 @@ fn config(c: Case) -> Config {
     }
 }
 
-/// PyTorch's per-sample values, loss and gradient of `name` under `c`'s settings.
-fn pytorch(name: &str, c: Case, mixup: bool) -> (Vec<f64>, f64, Vec<f64>) {
-    let spec = json!({
-        "counts": COUNTS, "logits": LOGITS, "targets": TARGETS, "targets_b": TARGETS_B,
-        "loss": name, "reweight": c.reweight.to_string(), "epoch": c.epoch, "drw_epoch": 3,
-        "beta": 0.999, "tau": 1.5, "gamma": 2.0, "mixup": mixup, "lam": LAM,
-    });
-    let out: Value = serde_json::from_str(&common::python(SCRIPT, &[&spec.to_string()])).unwrap();
-    let list = |k: &str| -> Vec<f64> {
-        out[k]
-            .as_array()
+/// Per-sample values `[B]`, batch loss and gradient `[B·K]`.
+type Figures = (Vec<f64>, f64, Vec<f64>);
+
+/// PyTorch's figures of each `(name, case, mixup)`, from one Python process.
+fn pytorch(cases: &[(&str, Case, bool)]) -> Vec<Figures> {
+    let specs: Vec<Value> = cases
+        .iter()
+        .map(|(name, c, mixup)| {
+            json!({
+                "counts": COUNTS, "logits": LOGITS, "targets": TARGETS, "targets_b": TARGETS_B,
+                "loss": name, "reweight": c.reweight.to_string(), "epoch": c.epoch,
+                "drw_epoch": 3, "beta": 0.999, "tau": 1.5, "gamma": 2.0, "mixup": mixup,
+                "lam": LAM,
+            })
+        })
+        .collect();
+    let arg = Value::Array(specs).to_string();
+    let out: Value = serde_json::from_str(&common::python(SCRIPT, &[&arg])).unwrap();
+    let list = |v: &Value| -> Vec<f64> {
+        v.as_array()
             .unwrap()
             .iter()
-            .map(|v| v.as_f64().unwrap())
+            .map(|x| x.as_f64().unwrap())
             .collect()
     };
-    (
-        list("per_sample"),
-        out["loss"].as_f64().unwrap(),
-        list("grad"),
-    )
+    out.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                list(&r["per_sample"]),
+                r["loss"].as_f64().unwrap(),
+                list(&r["grad"]),
+            )
+        })
+        .collect()
 }
 
 fn logits() -> Tensor {
@@ -168,7 +185,7 @@ fn assert_close(what: &str, got: &[f64], want: &[f64]) {
 }
 
 /// mislas's per-sample values, batch loss and gradient of `c` (with mixup when `mixup`).
-fn mislas(c: Case, mixup: bool) -> (Vec<f64>, f64, Vec<f64>) {
+fn mislas(c: Case, mixup: bool) -> Figures {
     let loss = StageOneLoss::for_config(&config(c), &COUNTS).unwrap();
     let z = logits();
     let per_sample = vec(&loss.per_sample(&z, &targets(&TARGETS), c.epoch));
@@ -183,13 +200,15 @@ fn mislas(c: Case, mixup: bool) -> (Vec<f64>, f64, Vec<f64>) {
     (per_sample, total.double_value(&[]), vec(&z.grad()))
 }
 
-fn check(name: &str, c: Case, mixup: bool) {
-    let (ps, l, g) = mislas(c, mixup);
-    let (want_ps, want_l, want_g) = pytorch(name, c, mixup);
-    let what = format!("{name} {c:?} mixup {mixup}");
-    assert_close(&format!("{what} per-sample"), &ps, &want_ps);
-    assert_close(&format!("{what} loss"), &[l], &[want_l]);
-    assert_close(&format!("{what} gradient"), &g, &want_g);
+/// mislas against PyTorch on every `(name, case, mixup)`.
+fn check(cases: &[(&str, Case, bool)]) {
+    for ((name, c, mixup), want) in cases.iter().zip(pytorch(cases)) {
+        let (ps, l, g) = mislas(*c, *mixup);
+        let what = format!("{name} {c:?} mixup {mixup}");
+        assert_close(&format!("{what} per-sample"), &ps, &want.0);
+        assert_close(&format!("{what} loss"), &[l], &[want.1]);
+        assert_close(&format!("{what} gradient"), &g, &want.2);
+    }
 }
 
 fn case(loss: StageOneLossName, reweight: Reweight, epoch: usize) -> Case {
@@ -203,27 +222,35 @@ fn case(loss: StageOneLossName, reweight: Reweight, epoch: usize) -> Case {
 #[test]
 fn each_loss_matches_its_authors_code_in_pytorch() {
     use StageOneLossName::*;
-    for (name, loss) in [
-        ("ce", Ce),
-        ("balanced_softmax", BalancedSoftmax),
-        ("logit_adjusted", LogitAdjusted),
-        ("ldam", Ldam),
-        ("focal", Focal),
-    ] {
-        check(name, case(loss, Reweight::None, 0), false);
-    }
+    check(&[
+        ("ce", case(Ce, Reweight::None, 0), false),
+        (
+            "balanced_softmax",
+            case(BalancedSoftmax, Reweight::None, 0),
+            false,
+        ),
+        (
+            "logit_adjusted",
+            case(LogitAdjusted, Reweight::None, 0),
+            false,
+        ),
+        ("ldam", case(Ldam, Reweight::None, 0), false),
+        ("focal", case(Focal, Reweight::None, 0), false),
+    ]);
 }
 
 #[test]
 fn class_balanced_and_deferred_weights_match_ldam_drw_code() {
     use StageOneLossName::*;
+    let mut cases = Vec::new();
     for (name, loss) in [("ce", Ce), ("focal", Focal), ("ldam", Ldam)] {
-        check(name, case(loss, Reweight::Cb, 0), false);
+        cases.push((name, case(loss, Reweight::Cb, 0), false));
         // DRW: unweighted at epoch 2, weighted from drw_epoch 3 on.
         for epoch in [2, 3, 9] {
-            check(name, case(loss, Reweight::Drw, epoch), false);
+            cases.push((name, case(loss, Reweight::Drw, epoch), false));
         }
     }
+    check(&cases);
     // The switch changes the loss: epoch 2 equals plain LDAM, epoch 3 does not.
     let plain = mislas(case(Ldam, Reweight::None, 0), false).1;
     assert_eq!(mislas(case(Ldam, Reweight::Drw, 2), false).1, plain);
@@ -233,22 +260,28 @@ fn class_balanced_and_deferred_weights_match_ldam_drw_code() {
 #[test]
 fn losses_compose_with_mixup_as_the_reference_criterion() {
     use StageOneLossName::*;
-    for (name, loss, reweight) in [
-        ("ce", Ce, Reweight::None),
-        ("balanced_softmax", BalancedSoftmax, Reweight::None),
-        ("logit_adjusted", LogitAdjusted, Reweight::None),
-        ("ldam", Ldam, Reweight::Drw),
-        ("focal", Focal, Reweight::Cb),
-    ] {
-        check(name, case(loss, reweight, 5), true);
-    }
+    check(&[
+        ("ce", case(Ce, Reweight::None, 5), true),
+        (
+            "balanced_softmax",
+            case(BalancedSoftmax, Reweight::None, 5),
+            true,
+        ),
+        (
+            "logit_adjusted",
+            case(LogitAdjusted, Reweight::None, 5),
+            true,
+        ),
+        ("ldam", case(Ldam, Reweight::Drw, 5), true),
+        ("focal", case(Focal, Reweight::Cb, 5), true),
+    ]);
 }
 
 /// Weight balancing's classifier loss: `CB_loss(labels, logits, counts, K, "softmax", β, …)`.
 #[test]
 fn weight_balancing_loss_matches_its_code() {
     let c = case(StageOneLossName::Ce, Reweight::Cb, 0);
-    let (_, want_l, want_g) = pytorch("wb", c, false);
+    let (_, want_l, want_g) = pytorch(&[("wb", c, false)]).remove(0);
     let weights =
         mislas::method::loss::class_balanced::effective_number_weights(&COUNTS, 0.999).unwrap();
     let z = logits();
