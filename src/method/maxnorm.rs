@@ -41,7 +41,7 @@ pub fn project(weight: &Tensor, radius: f64) -> usize {
         if projected > 0 {
             let scaled = weight * (norms.reciprocal() * radius);
             let kept = scaled.where_self(&over, weight);
-            let _ = weight.shallow_clone().copy_(&kept);
+            weight.shallow_clone().copy_(&kept);
         }
         projected
     })

@@ -99,7 +99,7 @@ impl Classifier {
                 );
                 tch::no_grad(|| {
                     let unit = &w / w.norm_scalaropt_dim(2, [1], true);
-                    let _ = w.shallow_clone().copy_(&unit);
+                    w.shallow_clone().copy_(&unit);
                 });
                 Classifier::Normed(w)
             }
@@ -371,7 +371,7 @@ impl Network {
             Classifier::Normed(w) => {
                 let _ = w.shallow_clone().uniform_(-1.0, 1.0);
                 let unit = w / w.norm_scalaropt_dim(2, [1], true);
-                let _ = w.shallow_clone().copy_(&unit);
+                w.shallow_clone().copy_(&unit);
             }
         });
     }
