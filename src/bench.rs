@@ -131,7 +131,7 @@ impl<'a> Bench<'a> {
             net.to_channels_last();
         }
         Ok(Bench {
-            recipe: MixupRecipe::new(cfg),
+            recipe: MixupRecipe::new(cfg, &data.class_counts)?,
             cfg,
             device,
             data,

@@ -213,9 +213,11 @@ pub fn save_user_preset(dir: &Path, name: &str, config: &Config) -> anyhow::Resu
 }
 
 /// The preset of the other stage that goes with preset `i` for a "both stages" launch: same data
-/// set, imbalance factor and origin, the other stage; among several, MiSLAS's stage 2 before
-/// the other classifier-stage recipes (cRT, LWS), then the one whose file name shares the
-/// longest prefix with preset `i`'s, then the first.
+/// set, imbalance factor and origin, the other stage; among several, the one with the same
+/// `classifier` (a stage 2 must build the stage-1 classifier: LDAM's normed one), then the one
+/// whose method after `_stage1_`/`_stage2_` in the file name is the same (`…_stage1_wb` with
+/// `…_stage2_wb`), then MiSLAS's stage 2 before the other classifier-stage recipes (cRT, LWS),
+/// then the one whose file name shares the longest prefix with preset `i`'s, then the first.
 pub fn partner(presets: &[Preset], i: usize) -> Option<usize> {
     let me = presets.get(i)?;
     let cfg = me.config.as_ref().ok()?;
@@ -236,9 +238,28 @@ pub fn partner(presets: &[Preset], i: usize) -> Option<usize> {
                 .take_while(|(a, b)| a == b)
                 .count();
             let mislas = c.recipe == crate::config::ClassifierRecipe::Mislas;
-            (mislas, common, std::cmp::Reverse(*j))
+            let same_classifier = c.classifier == cfg.classifier;
+            let same_method = method_tag(&p.name()) == method_tag(&name);
+            (
+                same_classifier,
+                same_method,
+                mislas,
+                common,
+                std::cmp::Reverse(*j),
+            )
         })
         .map(|(j, _, _)| j)
+}
+
+/// The method part of a preset's name, after its last `_stage1_` or `_stage2_` (`wb` of
+/// `fashion_mnist_imb001_stage1_wb`); empty when there is none.
+fn method_tag(name: &str) -> &str {
+    let at = name
+        .rfind("_stage1_")
+        .into_iter()
+        .chain(name.rfind("_stage2_"))
+        .max();
+    at.map_or("", |i| &name[i + "_stage1_".len()..])
 }
 
 #[cfg(test)]

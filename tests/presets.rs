@@ -370,7 +370,7 @@ fn fashion_mnist_presets() {
     }
 }
 
-/// Every file under `presets/` is one of the 48 checked above, and all of them load and
+/// Every file under `presets/` is one of the 52 checked above, and all of them load and
 /// validate (so a preset added later without a test still gets the basic check).
 #[test]
 fn every_preset_file_loads_and_validates() {
@@ -401,8 +401,9 @@ fn every_preset_file_loads_and_validates() {
     }
     files.sort();
     // 22 of the release and Fashion-MNIST-LT, a cRT and an LWS preset next to each of the 11
-    // MiSLAS stage-2 presets, and Fashion-MNIST-LT's two MiSLAS ablations at each IF.
-    assert_eq!(files.len(), 22 + 22 + 4, "{files:?}");
+    // MiSLAS stage-2 presets, Fashion-MNIST-LT's two MiSLAS ablations at each IF, and the
+    // baselines' LDAM-DRW and weight-balancing pairs.
+    assert_eq!(files.len(), 22 + 22 + 4 + 4, "{files:?}");
 }
 
 /// Decoupling's classifier stages (Kang et al., ICLR 2020): next to every MiSLAS stage-2 preset,
@@ -509,8 +510,73 @@ fn both_stages_pair_stage1_with_mislas() {
             "imagenet_resnet50_stage2_lws",
             "imagenet_resnet50_stage1_mixup",
         ),
+        // Weight balancing's pair, and LDAM-DRW's normed classifier with its own stage 2.
+        (
+            "fashion_mnist_imb001_stage1_wb",
+            "fashion_mnist_imb001_stage2_wb",
+        ),
+        (
+            "fashion_mnist_imb001_stage2_wb",
+            "fashion_mnist_imb001_stage1_wb",
+        ),
+        (
+            "cifar10_imb001_stage1_ldam_drw",
+            "cifar10_imb001_stage2_ldam_drw_mislas",
+        ),
+        (
+            "cifar10_imb001_stage2_ldam_drw_mislas",
+            "cifar10_imb001_stage1_ldam_drw",
+        ),
+        (
+            "cifar10_imb001_stage1_mixup",
+            "cifar10_imb001_stage2_mislas",
+        ),
     ] {
         let j = mislas::presets::partner(&presets, find(from));
         assert_eq!(j.map(|j| presets[j].name()), Some(to.to_owned()), "{from}");
     }
+}
+
+/// The baselines' presets: LDAM-DRW's schedule and weight balancing's pair, each only the keys
+/// where the paper's setting differs from the MiSLAS preset beside it.
+#[test]
+fn baseline_presets_carry_their_papers_settings() {
+    use mislas::config::{ClassifierKind, ClassifierRecipe, Reweight, StageOneLossName};
+    let ldam = load("cifar10", "cifar10_imb001_stage1_ldam_drw").config;
+    assert_eq!(
+        (ldam.loss, ldam.reweight, ldam.classifier),
+        (
+            StageOneLossName::Ldam,
+            Reweight::Drw,
+            ClassifierKind::Normed
+        )
+    );
+    assert_eq!(
+        (ldam.drw_epoch, ldam.num_epochs, ldam.cb_beta),
+        (160, 200, 0.9999)
+    );
+    assert_eq!(
+        (ldam.mixup_alpha(), ldam.weight_decay, ldam.lr),
+        (None, 2e-4, 0.1)
+    );
+    assert_eq!(
+        (ldam.lr_milestones.clone(), ldam.effective_warmup()),
+        (vec![160, 180], 5)
+    );
+    let on_ldam = load("cifar10", "cifar10_imb001_stage2_ldam_drw_mislas").config;
+    let mut plain = load("cifar10", "cifar10_imb001_stage2_mislas").config;
+    assert_eq!(on_ldam.classifier, ClassifierKind::Normed);
+    plain.name = on_ldam.name.clone();
+    plain.classifier = ClassifierKind::Normed;
+    assert_eq!(plain, on_ldam);
+    let wb1 = load("fashion_mnist", "fashion_mnist_imb001_stage1_wb").config;
+    assert_eq!((wb1.loss, wb1.mixup_alpha()), (StageOneLossName::Ce, None));
+    assert_eq!((wb1.weight_decay, wb1.lr, wb1.cos), (5e-3, 0.01, true));
+    let wb2 = load("fashion_mnist", "fashion_mnist_imb001_stage2_wb").config;
+    assert_eq!(
+        (wb2.recipe, wb2.stage()),
+        (ClassifierRecipe::Wb, Stage::Stage2)
+    );
+    assert_eq!((wb2.weight_decay, wb2.lr, wb2.num_epochs), (0.1, 0.01, 10));
+    assert_eq!((wb2.cb_beta, wb2.maxnorm_thresh), (0.9999, 0.1));
 }

@@ -5,7 +5,10 @@
 //! checks every integer key against its row's lower bound ([`ValueKind::min`]).
 use super::img_num_per_cls;
 use super::keys::{ValueKind, BACKBONES, KEYS};
-use super::{parse_device_spec, ClassifierRecipe, Config, DeviceSpec, FieldIssue, LasShape, Stage};
+use super::{
+    parse_device_spec, ClassifierKind, ClassifierRecipe, Config, DeviceSpec, FieldIssue, LasShape,
+    Reweight, Stage, StageOneLossName,
+};
 use serde_yaml::{Mapping, Value};
 use std::path::Path;
 
@@ -349,4 +352,88 @@ pub(super) fn lr_factor(c: &Config) -> Option<String> {
         Some(f) if f > 0.0 && f.is_finite() => None,
         _ => Some("stage 2 needs lr_factor > 0".into()),
     }
+}
+
+pub(super) fn loss(c: &Config) -> Option<String> {
+    (c.stage() == Stage::Stage1
+        && c.loss == StageOneLossName::Ldam
+        && c.classifier != ClassifierKind::Normed)
+        .then(|| {
+            "ldam scales cosine logits by s = 30 as LDAM-DRW's code does: set classifier normed \
+             (its NormedLinear) in both stages"
+                .into()
+        })
+}
+
+pub(super) fn reweight(c: &Config) -> Option<String> {
+    let prior_loss = matches!(
+        c.loss,
+        StageOneLossName::BalancedSoftmax | StageOneLossName::LogitAdjusted
+    );
+    (c.stage() == Stage::Stage1 && prior_loss && c.reweight != Reweight::None).then(|| {
+        format!(
+            "loss {} already corrects for the class prior; reweight {} applies to ce, focal and \
+             ldam: set reweight none",
+            c.loss, c.reweight
+        )
+    })
+}
+
+/// A number that must be finite and ≥ 0, named `what`.
+fn non_negative(v: f64, what: &str) -> Option<String> {
+    (!(v.is_finite() && v >= 0.0)).then(|| format!("{what} must be a number ≥ 0, is {v}"))
+}
+
+pub(super) fn la_tau(c: &Config) -> Option<String> {
+    non_negative(c.la_tau, "the logit adjustment τ")
+}
+
+pub(super) fn focal_gamma(c: &Config) -> Option<String> {
+    non_negative(c.focal_gamma, "the focal loss γ")
+}
+
+pub(super) fn cb_beta(c: &Config) -> Option<String> {
+    (!(0.0..1.0).contains(&c.cb_beta)).then(|| {
+        format!(
+            "the effective number's β must be in [0, 1) (0.9999 in Cui et al. and LDAM-DRW), is {}",
+            c.cb_beta
+        )
+    })
+}
+
+pub(super) fn drw_epoch(c: &Config) -> Option<String> {
+    (c.stage() == Stage::Stage1 && c.reweight == Reweight::Drw && c.drw_epoch >= c.num_epochs).then(
+        || {
+            format!(
+                "DRW would never switch on: drw_epoch {} is not one of the stage's 0-based \
+                 epochs 0..{} (num_epochs {}); the paper switches at 160 of 200",
+                c.drw_epoch,
+                c.num_epochs.saturating_sub(1),
+                c.num_epochs
+            )
+        },
+    )
+}
+
+pub(super) fn classifier(c: &Config) -> Option<String> {
+    (c.stage() == Stage::Stage2
+        && c.recipe == ClassifierRecipe::Wb
+        && c.classifier == ClassifierKind::Normed)
+        .then(|| {
+            "recipe wb bounds the norms of the classifier's class vectors (MaxNorm), which the \
+             normed classifier divides out: wb needs classifier linear (a stage 1 other than ldam)"
+                .into()
+        })
+}
+
+pub(super) fn maxnorm_thresh(c: &Config) -> Option<String> {
+    (c.stage() == Stage::Stage2
+        && c.recipe == ClassifierRecipe::Wb
+        && !(0.0..=1.0).contains(&c.maxnorm_thresh))
+    .then(|| {
+        format!(
+            "MaxNorm's t must be in [0, 1] (0.1 in the weight-balancing code), is {}",
+            c.maxnorm_thresh
+        )
+    })
 }

@@ -6,7 +6,7 @@
 //! share all come from [`KEYS`]. Tests check that the table and the struct (as serde writes it)
 //! hold the same keys.
 use super::checks;
-use super::{ClassifierRecipe, Config, DatasetName};
+use super::{ClassifierKind, ClassifierRecipe, Config, DatasetName, Reweight, StageOneLossName};
 use serde_yaml::{Mapping, Value};
 
 /// A key's validation rule beyond its type and lower bound: the message of what is wrong, if
@@ -273,9 +273,33 @@ pub static KEYS: &[KeySpec] = &[
     key("alpha", OptFloat, "1.0", Both,
         "Mixup Beta(α, α) parameter; α ≤ 0 or null trains with plain cross-entropy",
         Some(checks::alpha)),
+    key("loss", Choice(StageOneLossName::NAMES), StageOneLossName::NAMES[0], Stage1,
+        "Stage-1 loss: one row of the method table (README; `mislas methods`)",
+        Some(checks::loss)),
+    key("reweight", Choice(Reweight::NAMES), Reweight::NAMES[0], Stage1,
+        "Class weights of ce/focal/ldam: none, cb (effective number) or drw (cb from drw_epoch)",
+        Some(checks::reweight)),
+    key("la_tau", Float, "1.0", Stage1,
+        "Logit-adjusted loss τ ≥ 0: cross-entropy on z + τ·log π_c (Menon et al., 2021)",
+        Some(checks::la_tau)),
+    key("focal_gamma", Float, "1.0", Stage1,
+        "Focal loss γ ≥ 0: (1 − p_y)^γ·CE (Lin et al., 2017; LDAM-DRW's code uses 1)",
+        Some(checks::focal_gamma)),
+    key("cb_beta", Float, "0.9999", Both,
+        "Effective-number β in [0, 1): class weight ∝ (1 − β)/(1 − β^n_c) (Cui et al., 2019)",
+        Some(checks::cb_beta)),
+    key("drw_epoch", Int { min: 0 }, "160", Stage1,
+        "DRW: 0-based epoch from which the class-balanced weights apply (paper: 160 of 200)",
+        Some(checks::drw_epoch)),
+    key("classifier", Choice(ClassifierKind::NAMES), ClassifierKind::NAMES[0], Shared,
+        "Classifier: linear, or normed (cosine logits × 30, LDAM's NormedLinear)",
+        Some(checks::classifier)),
     key("recipe", Choice(ClassifierRecipe::NAMES), ClassifierRecipe::NAMES[0], Stage2,
         "Classifier stage of stage 2: one row of the method table (README; `mislas methods`)",
         Some(checks::recipe)),
+    key("maxnorm_thresh", Float, "0.1", Stage2,
+        "wb: MaxNorm radius = min + t·(max − min) of the starting class-vector norms, t in [0, 1]",
+        Some(checks::maxnorm_thresh)),
     key("las_shape", Choice(&["concave", "linear", "convex", "exp"]), "concave", Stage2,
         "Shape of ε(n_c): concave (paper), linear, convex or exp", None),
     key("las_power", OptFloat, "null", Stage2, "Power p of the exp LAS shape",

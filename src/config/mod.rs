@@ -141,6 +141,51 @@ spelled_enum! {
         /// Learnable weight scaling: only the per-class scales trained with cross-entropy, the
         /// stage-1 classifier frozen (Kang et al., ICLR 2020, §4 "LWS").
         Lws = "lws",
+        /// Weight balancing (Alshammari et al., CVPR 2022): the classifier re-trained with the
+        /// class-balanced loss, weight decay and MaxNorm.
+        Wb = "wb",
+    }
+}
+
+spelled_enum! {
+    /// The stage-1 loss (`loss`); the formulas are in [`crate::method::loss`], and each value is
+    /// a row of the method catalogue (`engine::recipe::catalogue`).
+    pub enum StageOneLossName {
+        /// Cross-entropy: the reference's stage 1 (MiSLAS §4.1).
+        Ce = "ce",
+        /// Balanced Softmax (Ren et al., NeurIPS 2020): cross-entropy on z + log n_c.
+        BalancedSoftmax = "balanced_softmax",
+        /// Logit-adjusted loss (Menon et al., ICLR 2021): cross-entropy on z + τ·log π_c.
+        LogitAdjusted = "logit_adjusted",
+        /// LDAM (Cao et al., NeurIPS 2019): label-distribution-aware margins on cosine logits.
+        Ldam = "ldam",
+        /// Focal loss (Lin et al., ICCV 2017): (1 − p_y)^γ·CE.
+        Focal = "focal",
+    }
+}
+
+spelled_enum! {
+    /// Class re-weighting of the stage-1 loss (`reweight`), with `ce`, `focal` or `ldam`.
+    pub enum Reweight {
+        /// Every class weighs one.
+        None = "none",
+        /// Class-balanced weights of the effective number (Cui et al., CVPR 2019) from the
+        /// first epoch.
+        Cb = "cb",
+        /// Deferred re-weighting (Cao et al., NeurIPS 2019): the class-balanced weights from
+        /// epoch `drw_epoch` on, weights of one before.
+        Drw = "drw",
+    }
+}
+
+spelled_enum! {
+    /// The classifier of the network (`classifier`).
+    pub enum ClassifierKind {
+        /// `nn.Linear(F, K)` with a bias: the reference's classifier.
+        Linear = "linear",
+        /// The normalised linear classifier of LDAM-DRW's CIFAR code (`NormedLinear`): cosine
+        /// of the normalised features and class vectors, no bias, times 30.
+        Normed = "normed",
     }
 }
 
@@ -329,6 +374,30 @@ pub struct Config {
     /// Stage 2: which classifier-stage method re-learns the classifier on the frozen backbone —
     /// MiSLAS (LAS + LWS + shift learning), cRT or LWS of Decoupling (Kang et al., ICLR 2020).
     pub recipe: ClassifierRecipe,
+    /// Stage 1: the loss of representation learning; `ce` is the reference's.
+    pub loss: StageOneLossName,
+    /// Stage 1: class re-weighting of `ce`, `focal` or `ldam`: none, class-balanced (`cb`) or
+    /// deferred (`drw`).
+    pub reweight: Reweight,
+    /// Logit adjustment's τ ≥ 0 (Menon et al., ICLR 2021, Eq. 10).
+    #[serde(deserialize_with = "load::f64_any")]
+    pub la_tau: f64,
+    /// Focal loss's γ ≥ 0 (Lin et al., ICCV 2017, Eq. 5).
+    #[serde(deserialize_with = "load::f64_any")]
+    pub focal_gamma: f64,
+    /// Effective number's β in [0, 1) (Cui et al., CVPR 2019, Eq. 3): class weights of
+    /// `reweight cb`/`drw` and of the weight-balancing stage.
+    #[serde(deserialize_with = "load::f64_any")]
+    pub cb_beta: f64,
+    /// DRW: the 0-based epoch from which the class-balanced weights apply (Cao et al.: 160 of
+    /// 200).
+    pub drw_epoch: usize,
+    /// The classifier: `linear` (reference) or `normed` (LDAM's cosine classifier).
+    pub classifier: ClassifierKind,
+    /// Weight balancing: MaxNorm's radius as a fraction t of the way from the smallest to the
+    /// largest class-vector norm of the classifier the stage starts from.
+    #[serde(deserialize_with = "load::f64_any")]
+    pub maxnorm_thresh: f64,
 }
 
 impl Default for Config {

@@ -166,9 +166,9 @@ fn device_specs() {
 }
 
 /// `Config::default()` serialised, captured before the defaults moved into the key table, with
-/// the data-parallel keys added since (one process, the reference's -1s) and the in-epoch
-/// checkpoint interval (10 minutes).
-const DEFAULTS_YAML: &str = "name: ''\nprint_freq: 40\nworkers: 2\nlog_dir: logs\nmodel_dir: ckps\ncheckpoint_every: 10.0\ndataset: cifar10\ndata_path: ./data/cifar10\nnum_classes: 100\nimb_factor: 0.01\nbackbone: resnet32_fe\nresume: ''\nhead_class_idx:\n- 0\n- 1\nmed_class_idx:\n- 0\n- 1\ntail_class_idx:\n- 0\n- 1\ndeterministic: true\nmode: null\nsmooth_head: null\nsmooth_tail: null\nshift_bn: false\nlr_factor: null\nlr: 0.1\nbatch_size: 128\nweight_decay: 0.002\nnum_epochs: 200\nmomentum: 0.9\ncos: false\nmixup: true\nalpha: 1.0\nseed: 0\ndevice: auto\nwarmup_epochs: null\nlr_milestones:\n- 160\n- 180\nimb_type: exp\nlas_shape: concave\nlas_power: null\neval_batch_size: null\ntrain_list: null\ntest_list: null\nimage_size: 224\neval_resize: null\non_bad_image: fail\npretrained_weights: ''\namp: false\nchannels_last: false\naccum_steps: 1\ngpus: 1\nmultiprocessing_distributed: false\nworld_size: -1\nrank: -1\ndist_url: ''\ndist_timeout: 300.0\nrecipe: mislas\n";
+/// the data-parallel keys added since (one process, the reference's -1s), the in-epoch
+/// checkpoint interval (10 minutes) and the long-tail baselines' keys (cross-entropy, no re-weighting, the linear classifier: stage 1 unchanged).
+const DEFAULTS_YAML: &str = "name: ''\nprint_freq: 40\nworkers: 2\nlog_dir: logs\nmodel_dir: ckps\ncheckpoint_every: 10.0\ndataset: cifar10\ndata_path: ./data/cifar10\nnum_classes: 100\nimb_factor: 0.01\nbackbone: resnet32_fe\nresume: ''\nhead_class_idx:\n- 0\n- 1\nmed_class_idx:\n- 0\n- 1\ntail_class_idx:\n- 0\n- 1\ndeterministic: true\nmode: null\nsmooth_head: null\nsmooth_tail: null\nshift_bn: false\nlr_factor: null\nlr: 0.1\nbatch_size: 128\nweight_decay: 0.002\nnum_epochs: 200\nmomentum: 0.9\ncos: false\nmixup: true\nalpha: 1.0\nseed: 0\ndevice: auto\nwarmup_epochs: null\nlr_milestones:\n- 160\n- 180\nimb_type: exp\nlas_shape: concave\nlas_power: null\neval_batch_size: null\ntrain_list: null\ntest_list: null\nimage_size: 224\neval_resize: null\non_bad_image: fail\npretrained_weights: ''\namp: false\nchannels_last: false\naccum_steps: 1\ngpus: 1\nmultiprocessing_distributed: false\nworld_size: -1\nrank: -1\ndist_url: ''\ndist_timeout: 300.0\nrecipe: mislas\nloss: ce\nreweight: none\nla_tau: 1.0\nfocal_gamma: 1.0\ncb_beta: 0.9999\ndrw_epoch: 160\nclassifier: linear\nmaxnorm_thresh: 0.1\n";
 
 #[test]
 fn defaults_are_unchanged() {
@@ -261,6 +261,7 @@ fn shared_keys_and_form_types_come_from_the_table() {
         "rank",
         "dist_url",
         "dist_timeout",
+        "classifier",
     ];
     before.sort_unstable();
     assert_eq!(shared_sorted, before);
@@ -271,15 +272,19 @@ fn shared_keys_and_form_types_come_from_the_table() {
         ("path?", "train_list test_list"),
         (
             "choice",
-            "dataset backbone mode imb_type recipe las_shape on_bad_image",
+            "dataset backbone mode imb_type recipe las_shape on_bad_image loss reweight \
+             classifier",
         ),
         (
             "int",
             "print_freq workers num_classes batch_size num_epochs seed image_size accum_steps gpus \
-             world_size rank",
+             world_size rank drw_epoch",
         ),
         ("int?", "warmup_epochs eval_batch_size eval_resize"),
-        ("float", "lr weight_decay momentum dist_timeout"),
+        (
+            "float",
+            "lr weight_decay momentum dist_timeout la_tau focal_gamma cb_beta maxnorm_thresh",
+        ),
         (
             "float?",
             "imb_factor smooth_head smooth_tail lr_factor alpha las_power",
@@ -495,4 +500,65 @@ fn recipe_is_a_stage2_choice() {
     );
     c.set("recipe", "mislas").unwrap();
     assert!(c.validate().iter().all(|i| i.key != "recipe"));
+}
+
+/// The keys of the long-tail baselines: each bad value is one issue against its key, in words.
+#[test]
+fn baseline_loss_keys_are_checked() {
+    let issue = |yaml: &str| -> Vec<(String, String)> {
+        // A usable base: Fashion-MNIST-LT's 10 classes.
+        let yaml = format!("name: b\ndataset: fashion_mnist\nnum_classes: 10\n{yaml}");
+        let c = Config::from_yaml_str(&yaml, "b.yaml").unwrap().config;
+        c.validate()
+            .into_iter()
+            .map(|i| (i.key.to_owned(), i.message))
+            .collect()
+    };
+    let one = |yaml: &str, key: &str, words: &str| {
+        let issues = issue(yaml);
+        assert_eq!(issues.len(), 1, "{yaml}: {issues:?}");
+        assert_eq!(issues[0].0, key, "{yaml}: {issues:?}");
+        assert!(issues[0].1.contains(words), "{yaml}: {issues:?}");
+    };
+    // The defaults: cross-entropy, no re-weighting, the linear classifier.
+    let d = Config::default();
+    assert_eq!(
+        (d.loss, d.reweight, d.classifier),
+        (StageOneLossName::Ce, Reweight::None, ClassifierKind::Linear)
+    );
+    assert_eq!((d.la_tau, d.cb_beta, d.drw_epoch), (1.0, 0.9999, 160));
+    let fine = issue("loss: ldam\nclassifier: normed\nreweight: drw\n");
+    assert!(fine.is_empty(), "{fine:?}");
+    one("loss: ldam\n", "loss", "set classifier normed");
+    one(
+        "loss: balanced_softmax\nreweight: cb\n",
+        "reweight",
+        "already corrects for the class prior",
+    );
+    one("la_tau: -0.5\n", "la_tau", "≥ 0, is -0.5");
+    one("focal_gamma: -1\n", "focal_gamma", "≥ 0, is -1");
+    one("cb_beta: 1.0\n", "cb_beta", "LDAM-DRW), is 1");
+    one("cb_beta: -0.1\n", "cb_beta", "LDAM-DRW), is -0.1");
+    one(
+        "reweight: drw\nnum_epochs: 30\ndrw_epoch: 30\n",
+        "drw_epoch",
+        "drw_epoch 30 is not one of the stage's 0-based epochs 0..29",
+    );
+    // DRW's epoch only matters with reweight drw.
+    assert!(issue("num_epochs: 30\ndrw_epoch: 30\n").is_empty());
+    let wb = "mode: stage2\nrecipe: wb\n";
+    assert!(issue(wb).is_empty());
+    one(
+        &format!("{wb}classifier: normed\n"),
+        "classifier",
+        "wb needs classifier linear",
+    );
+    one(
+        &format!("{wb}maxnorm_thresh: 1.5\n"),
+        "maxnorm_thresh",
+        "code), is 1.5",
+    );
+    let e = Config::from_yaml_str("loss: softmax\n", "b.yaml").unwrap_err();
+    assert!(e.message.contains("loss"), "{e}");
+    assert!(e.message.contains("balanced_softmax"), "{e}");
 }

@@ -6,7 +6,7 @@
 //!                                    │                                (none for one process)
 //!                                    ├──────▶ trainer::run_stage      per stage, on this rank
 //!                                    │  setup::prepare      config, device, checkpoint, data, network
-//!                                    │  recipe::for_config  what the stage trains (mixup | mislas | crt | lws)
+//!                                    │  recipe::for_config  what the stage trains (mixup | mislas | crt | lws | wb)
 //!                                    │  Trainer::fit        epochs: train_epoch → evaluate_epoch → end_epoch
 //!                                    │                      batches: step::train_step (the recipe's Objective)
 //!   Event  ◀── Link::emit ───────────┘  (log lines written by the same `Event::log_lines`)

@@ -184,17 +184,19 @@ pub fn stage_device(cfg: &Config) -> Result<Device> {
     Ok(device)
 }
 
-/// The network of a configuration: `cfg.backbone` with `cfg.num_classes` outputs, plus the
-/// extra block of Places-LT (see [`crate::model`]), freshly initialised on `device`.
+/// The network of a configuration: `cfg.backbone` with `cfg.num_classes` outputs through the
+/// `cfg.classifier` classifier, plus the extra block of Places-LT (see [`crate::model`]),
+/// freshly initialised on `device`.
 ///
 /// # Errors
 /// An unknown backbone.
 pub fn network_for(cfg: &Config, in_channels: i64, device: Device) -> Result<Network> {
-    Network::build(
+    Network::build_with(
         &cfg.backbone,
         in_channels,
         cfg.num_classes as i64,
         cfg.dataset.spec().extra_block,
+        cfg.classifier,
         device,
     )
 }

@@ -336,6 +336,7 @@ impl<'a> Trainer<'a> {
 
     /// Trains one epoch (from the resumed batch in the first epoch of a resumed run).
     fn train_epoch(&mut self, epoch: usize) -> Result<EpochTraining, Halt> {
+        self.recipe.begin_epoch(epoch);
         let lrs = self.recipe.learning_rates(epoch);
         for (g, lr) in lrs.iter().enumerate() {
             self.sgd.set_lr(g, *lr);
@@ -512,7 +513,11 @@ impl<'a> Trainer<'a> {
             let context = format!("training epoch {epoch} batch {}", batch.index);
             Halt::from(panic_failure(panic.as_ref(), &context, cfg, device))
         })?;
-        Ok(out.kind(FailureKind::LostRank)?)
+        let out = out.kind(FailureKind::LostRank)?;
+        if out.applied {
+            self.recipe.after_step(&self.net);
+        }
+        Ok(out)
     }
 
     /// Whether to go on, whether every rank trains the batch and whether an in-epoch

@@ -14,6 +14,7 @@ pub mod pth;
 pub mod resnet;
 pub mod resnet_cifar;
 
+use crate::config::ClassifierKind;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +30,83 @@ enum Backbone {
     ImageNet(resnet::ResNet),
 }
 
+/// The scale s of the normalised classifier's cosine logits: s = 30 of LDAM-DRW's `LDAMLoss`
+/// (Cao et al., NeurIPS 2019, §3; `losses.py`, `s=30`).
+pub const NORMED_SCALE: f64 = 30.0;
+
+/// The classifier of a [`Network`].
+#[derive(Debug)]
+enum Classifier {
+    /// `nn.Linear(F, K)`: `classifier.fc.weight` `[K, F]`, `classifier.fc.bias` `[K]`.
+    Linear(nn::Linear),
+    /// LDAM-DRW's `NormedLinear` (`models/resnet_cifar.py`): `classifier.fc.weight` `[K, F]`, no
+    /// bias; logits s·cos(x, w_c) with s = [`NORMED_SCALE`]. The authors keep the weight as
+    /// `[F, K]` and apply s inside `LDAMLoss`; here it is stored `[K, F]` like the linear one and
+    /// s is part of the logits, so that evaluation's softmax (NLL, ECE) sees the logits the loss
+    /// sees — the loss and its gradients are the same.
+    Normed(Tensor),
+}
+
+impl Backbone {
+    /// The backbone named `backbone` under `path` (`model.`), with its feature width F.
+    ///
+    /// # Errors
+    /// An unknown backbone.
+    fn new(path: nn::Path, backbone: &str, in_channels: i64) -> Result<(Self, i64)> {
+        Ok(match (backbone, resnet::layers_of(backbone)) {
+            ("resnet32_fe", _) => (
+                Backbone::Cifar(resnet_cifar::ResNetCifar::new(path, in_channels, 5)),
+                resnet_cifar::FEATURES,
+            ),
+            (_, Some(layers)) => (
+                Backbone::ImageNet(resnet::ResNet::new(path, in_channels, layers)),
+                resnet::FEATURES,
+            ),
+            (other, None) => bail!(
+                "unknown backbone '{other}' (resnet32_fe, resnet50_fe, resnet101_fe, \
+                 resnet152_fe)"
+            ),
+        })
+    }
+}
+
+impl Classifier {
+    /// A freshly drawn classifier of `kind` from F = `feat` features to K = `num_classes`
+    /// logits under `path` (`classifier.fc`); see [`Network::build_with`].
+    fn new(path: nn::Path, feat: i64, num_classes: i64, kind: ClassifierKind) -> Self {
+        match kind {
+            ClassifierKind::Linear => {
+                let bound = 1.0 / (feat as f64).sqrt();
+                Classifier::Linear(nn::linear(
+                    path,
+                    feat,
+                    num_classes,
+                    nn::LinearConfig {
+                        ws_init: nn::init::DEFAULT_KAIMING_NORMAL,
+                        bs_init: Some(nn::Init::Uniform {
+                            lo: -bound,
+                            up: bound,
+                        }),
+                        bias: true,
+                    },
+                ))
+            }
+            ClassifierKind::Normed => {
+                let w = (path).var(
+                    "weight",
+                    &[num_classes, feat],
+                    nn::Init::Uniform { lo: -1.0, up: 1.0 },
+                );
+                tch::no_grad(|| {
+                    let unit = &w / w.norm_scalaropt_dim(2, [1], true);
+                    w.shallow_clone().copy_(&unit);
+                });
+                Classifier::Normed(w)
+            }
+        }
+    }
+}
+
 /// Backbone, classifier and LWS of one experiment (and the extra block of Places-LT).
 #[derive(Debug)]
 pub struct Network {
@@ -37,7 +115,7 @@ pub struct Network {
     backbone: Backbone,
     /// Places-LT's extra Bottleneck on the frozen backbone's feature map.
     block: Option<resnet::Bottleneck>,
-    classifier: nn::Linear,
+    classifier: Classifier,
     /// LWS scales s ∈ R^K, shape `[1, K]`, initialised to ones (reference
     /// `LearnableWeightScaling.learned_norm`).
     lws: Tensor,
@@ -87,58 +165,30 @@ impl Network {
         Self::build(backbone, in_channels, num_classes, false, device)
     }
 
-    /// As [`Network::new`]; with `extra_block` the network is Places-LT's: frozen backbone,
-    /// extra Bottleneck(2048, 512) under `block.` (see the module documentation).
+    /// As [`Network::build`] with the classifier `kind`: [`ClassifierKind::Normed`] is
+    /// LDAM-DRW's cosine classifier (see [`NORMED_SCALE`]), its weight drawn as the authors'
+    /// `uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)`: each class vector uniform in [−1, 1]^F
+    /// scaled to norm 1.
     ///
     /// # Errors
-    /// An unknown backbone, or `extra_block` with `resnet32_fe` (the block needs 2048 input
-    /// channels).
-    pub fn build(
+    /// As [`Network::build`].
+    pub fn build_with(
         backbone: &str,
         in_channels: i64,
         num_classes: i64,
         extra_block: bool,
+        kind: ClassifierKind,
         device: Device,
     ) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let (net, feat) = match (backbone, resnet::layers_of(backbone)) {
-            ("resnet32_fe", _) => (
-                Backbone::Cifar(resnet_cifar::ResNetCifar::new(
-                    &root / "model",
-                    in_channels,
-                    5,
-                )),
-                resnet_cifar::FEATURES,
-            ),
-            (_, Some(layers)) => (
-                Backbone::ImageNet(resnet::ResNet::new(&root / "model", in_channels, layers)),
-                resnet::FEATURES,
-            ),
-            (other, None) => bail!(
-                "unknown backbone '{other}' (resnet32_fe, resnet50_fe, resnet101_fe, \
-                 resnet152_fe)"
-            ),
-        };
+        let (net, feat) = Backbone::new(&root / "model", backbone, in_channels)?;
         if extra_block && feat != resnet::FEATURES {
             bail!("the Places-LT block needs a 2048-feature backbone, not {backbone}");
         }
         let block = extra_block
             .then(|| resnet::Bottleneck::new(&root / "block", feat, feat / resnet::EXPANSION, 1));
-        let bound = 1.0 / (feat as f64).sqrt();
-        let classifier = nn::linear(
-            &root / "classifier" / "fc",
-            feat,
-            num_classes,
-            nn::LinearConfig {
-                ws_init: nn::init::DEFAULT_KAIMING_NORMAL,
-                bs_init: Some(nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                }),
-                bias: true,
-            },
-        );
+        let classifier = Classifier::new(&root / "classifier" / "fc", feat, num_classes, kind);
         let lws = (&root / "lws_model").ones("learned_norm", &[1, num_classes]);
         let net = Network {
             vs,
@@ -154,6 +204,29 @@ impl Network {
             net.freeze(Part::Backbone);
         }
         Ok(net)
+    }
+
+    /// As [`Network::new`]; with `extra_block` the network is Places-LT's: frozen backbone,
+    /// extra Bottleneck(2048, 512) under `block.` (see the module documentation).
+    ///
+    /// # Errors
+    /// An unknown backbone, or `extra_block` with `resnet32_fe` (the block needs 2048 input
+    /// channels).
+    pub fn build(
+        backbone: &str,
+        in_channels: i64,
+        num_classes: i64,
+        extra_block: bool,
+        device: Device,
+    ) -> Result<Self> {
+        Self::build_with(
+            backbone,
+            in_channels,
+            num_classes,
+            extra_block,
+            ClassifierKind::Linear,
+            device,
+        )
     }
 
     /// Features `[B, F]` of images `[B, C, H, W]`; `train` selects BatchNorm's batch
@@ -280,24 +353,48 @@ impl Network {
             .with_context(|| format!("pretrained weights {}", path.display()))
     }
 
-    /// Draws the classifier anew, as [`Network::new`] does: weight `[K, F]` Kaiming-normal
-    /// (std √2/√F), bias `[K]` U(−1/√F, 1/√F) (PyTorch's `nn.Linear` default), from torch's
-    /// generator. cRT's "re-initialise the classifier" (Kang et al., ICLR 2020, §4).
+    /// Draws the classifier anew, as [`Network::new`] does: the linear one's weight `[K, F]`
+    /// Kaiming-normal (std √2/√F), bias `[K]` U(−1/√F, 1/√F) (PyTorch's `nn.Linear` default);
+    /// the normed one's class vectors uniform in [−1, 1]^F scaled to norm 1 (LDAM-DRW's
+    /// `NormedLinear`), from torch's generator. cRT's "re-initialise the classifier" (Kang et
+    /// al., ICLR 2020, §4).
     pub fn reset_classifier(&mut self) {
-        let mut weight = self.classifier.ws.shallow_clone();
-        let feat = weight.size()[1];
-        let bound = 1.0 / (feat as f64).sqrt();
-        tch::no_grad(|| {
-            nn::init::DEFAULT_KAIMING_NORMAL.set(&mut weight);
-            if let Some(bias) = &self.classifier.bs {
-                let _ = bias.shallow_clone().uniform_(-bound, bound);
+        tch::no_grad(|| match &self.classifier {
+            Classifier::Linear(linear) => {
+                let mut weight = linear.ws.shallow_clone();
+                let bound = 1.0 / (weight.size()[1] as f64).sqrt();
+                nn::init::DEFAULT_KAIMING_NORMAL.set(&mut weight);
+                if let Some(bias) = &linear.bs {
+                    let _ = bias.shallow_clone().uniform_(-bound, bound);
+                }
+            }
+            Classifier::Normed(w) => {
+                let _ = w.shallow_clone().uniform_(-1.0, 1.0);
+                let unit = w / w.norm_scalaropt_dim(2, [1], true);
+                w.shallow_clone().copy_(&unit);
             }
         });
     }
 
-    /// Classifier logits `[B, K]` of features `[B, F]`.
+    /// The kind of the classifier.
+    pub fn classifier_kind(&self) -> ClassifierKind {
+        match self.classifier {
+            Classifier::Linear(_) => ClassifierKind::Linear,
+            Classifier::Normed(_) => ClassifierKind::Normed,
+        }
+    }
+
+    /// Classifier logits `[B, K]` of features `[B, F]`: W·x + b, or for the normed classifier
+    /// s·⟨x/‖x‖, w_c/‖w_c‖⟩ with s = [`NORMED_SCALE`] (LDAM-DRW's `NormedLinear`, whose
+    /// `F.normalize` divides by max(‖·‖, 1e-12)).
     pub fn classify(&self, features: &Tensor) -> Tensor {
-        self.classifier.forward(features)
+        match &self.classifier {
+            Classifier::Linear(linear) => linear.forward(features),
+            Classifier::Normed(w) => {
+                let unit = |t: &Tensor| t / t.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+                unit(features).matmul(&unit(w).tr()) * NORMED_SCALE
+            }
+        }
     }
 
     /// LWS: logits `[B, K]` scaled class-wise by s (MiSLAS §4.3; reference
@@ -371,6 +468,9 @@ impl Network {
                 }
             }
         }
+        if let Some(msg) = self.classifier_mismatch(named, parts) {
+            bail!("{msg}");
+        }
         if !problems.is_empty() {
             bail!(
                 "does not fit {}: {} mismatched tensor(s): {}",
@@ -385,6 +485,38 @@ impl Network {
             }
         });
         Ok(())
+    }
+
+    /// Tensors of the other classifier kind (a bias where this one has none, or none where it
+    /// has one), said in words: the linear classifier has `classifier.fc.bias`, the normed one
+    /// (LDAM) has not.
+    fn classifier_mismatch(
+        &self,
+        named: &BTreeMap<String, Tensor>,
+        parts: &[Part],
+    ) -> Option<String> {
+        let has_classifier = named
+            .keys()
+            .any(|k| k.starts_with(Part::Classifier.prefix()));
+        if !parts.contains(&Part::Classifier) || !has_classifier {
+            return None;
+        }
+        let theirs = if named.contains_key("classifier.fc.bias") {
+            ClassifierKind::Linear
+        } else {
+            ClassifierKind::Normed
+        };
+        let ours = self.classifier_kind();
+        (theirs != ours).then(|| {
+            format!(
+                "the checkpoint's classifier is {theirs} ({}) but this configuration builds a \
+                 {ours} one: set classifier {theirs} (a shared key: the same in both stages)",
+                match theirs {
+                    ClassifierKind::Linear => "weight and bias",
+                    ClassifierKind::Normed => "cosine classifier of loss ldam, no bias",
+                }
+            )
+        })
     }
 
     /// "resnet32_fe with 10 classes".
@@ -496,5 +628,90 @@ mod tests {
         let y = channels_last(&x);
         assert_eq!(y.stride(), vec![768, 1, 48, 3]);
         assert_eq!(y.size(), x.size());
+    }
+}
+
+#[cfg(test)]
+mod normed_tests {
+    use super::*;
+
+    fn normed(classes: i64) -> Network {
+        tch::manual_seed(1);
+        Network::build_with(
+            "resnet32_fe",
+            1,
+            classes,
+            false,
+            ClassifierKind::Normed,
+            Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    /// The normed classifier: one weight `[K, F]` of unit rows, no bias; logits 30·cos, checked
+    /// by hand in f64 on two features.
+    #[test]
+    fn normed_logits_are_scaled_cosines() {
+        let net = normed(3);
+        let vars = net.part_variables(Part::Classifier);
+        assert_eq!(vars.len(), 1);
+        assert_eq!(vars[0].0, "classifier.fc.weight");
+        let w = vars[0].1.to_kind(Kind::Double);
+        for n in Vec::<f64>::try_from(w.norm_scalaropt_dim(2, [1], false)).unwrap() {
+            assert!((n - 1.0).abs() < 1e-6, "{n}");
+        }
+        let x = Tensor::randn([2, 64], (Kind::Float, Device::Cpu));
+        let z = Vec::<Vec<f64>>::try_from(net.classify(&x).to_kind(Kind::Double)).unwrap();
+        let xs = Vec::<Vec<f64>>::try_from(x.to_kind(Kind::Double)).unwrap();
+        let ws = Vec::<Vec<f64>>::try_from(w).unwrap();
+        for (b, xb) in xs.iter().enumerate() {
+            for (c, wc) in ws.iter().enumerate() {
+                let dot: f64 = xb.iter().zip(wc).map(|(a, b)| a * b).sum();
+                let nx = xb.iter().map(|a| a * a).sum::<f64>().sqrt();
+                let nw = wc.iter().map(|a| a * a).sum::<f64>().sqrt();
+                let want = NORMED_SCALE * dot / (nx * nw);
+                assert!((z[b][c] - want).abs() < 1e-4, "{} vs {want}", z[b][c]);
+            }
+        }
+        assert_eq!(net.classifier_kind(), ClassifierKind::Normed);
+    }
+
+    /// cRT's re-draw keeps unit rows; a checkpoint of the other classifier kind is refused
+    /// naming the `classifier` key, both ways.
+    #[test]
+    fn normed_checkpoints_and_redraw() {
+        let mut net = normed(4);
+        let before = net.part_variables(Part::Classifier)[0].1.copy();
+        net.reset_classifier();
+        let after = net.part_variables(Part::Classifier)[0].1.copy();
+        assert!(!after.equal(&before));
+        let norms = Vec::<f64>::try_from(after.to_kind(Kind::Double).norm_scalaropt_dim(
+            2,
+            [1],
+            false,
+        ))
+        .unwrap();
+        assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-6), "{norms:?}");
+        let linear = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+        let named =
+            |n: &Network| -> BTreeMap<String, Tensor> { n.vs.variables().into_iter().collect() };
+        let parts = [Part::Backbone, Part::Classifier];
+        let e = net
+            .load_parts(&named(&linear), &parts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("checkpoint's classifier is linear") && e.contains("set classifier linear"),
+            "{e}"
+        );
+        let mut linear = linear;
+        let e = linear
+            .load_parts(&named(&net), &parts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set classifier normed"), "{e}");
+        // The same kind loads.
+        let other = normed(4);
+        net.load_parts(&named(&other), &parts).unwrap();
     }
 }

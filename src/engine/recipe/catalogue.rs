@@ -10,8 +10,8 @@
 //!
 //! Adding a method: its recipe file under `engine/recipe/` (or its loss under `method/`), its
 //! value in the configuration enum, one row here, and its presets.
-use super::{crt, lws, mislas, mixup, StageRecipe};
-use crate::config::{ClassifierRecipe, Config, Stage};
+use super::{crt, lws, mislas, mixup, wb, StageRecipe};
+use crate::config::{ClassifierRecipe, Config, Stage, StageOneLossName};
 use anyhow::Result;
 use tch::Device;
 
@@ -37,8 +37,8 @@ impl MethodKind {
 /// What a row's method trains: the stage and the recipe of [`super::for_config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Builds {
-    /// Stage 1 ([`mixup::MixupRecipe`]).
-    Stage1,
+    /// Stage 1 ([`mixup::MixupRecipe`]) with this `loss`.
+    Stage1(StageOneLossName),
     /// Stage 2 with this `recipe`.
     Classifier(ClassifierRecipe),
 }
@@ -94,15 +94,85 @@ pub const METHODS: &[Method] = &[
         name: "ce",
         label: "CE (stage 1)",
         kind: MethodKind::Stage1Loss,
-        builds: Builds::Stage1,
+        builds: Builds::Stage1(StageOneLossName::Ce),
         switches: None,
         ablates: None,
         summary: "backbone and classifier trained with (mixup) cross-entropy on \
-                  instance-balanced batches",
-        uses: &["mixup", "alpha", "pretrained_weights"],
-        ignores: MISLAS_KEYS,
+                  instance-balanced batches; `reweight cb`/`drw` weighs the classes",
+        uses: &[
+            "mixup",
+            "alpha",
+            "reweight",
+            "cb_beta",
+            "drw_epoch",
+            "pretrained_weights",
+        ],
+        ignores: &["la_tau", "focal_gamma"],
         source: "Zhong et al., CVPR 2021 (MiSLAS stage 1, reference train_stage1.py); mixup: \
-                 Zhang et al., ICLR 2018",
+                 Zhang et al., ICLR 2018; re-weighting: Cui et al., CVPR 2019",
+    },
+    Method {
+        name: "balanced_softmax",
+        label: "Balanced Softmax",
+        kind: MethodKind::Stage1Loss,
+        builds: Builds::Stage1(StageOneLossName::BalancedSoftmax),
+        switches: None,
+        ablates: None,
+        summary: "cross-entropy on logits + log n_c",
+        uses: &["mixup", "alpha"],
+        ignores: &["la_tau", "focal_gamma", "reweight", "cb_beta", "drw_epoch"],
+        source: "Ren et al., NeurIPS 2020 (Balanced Meta-Softmax, Eq. 4)",
+    },
+    Method {
+        name: "logit_adjusted",
+        label: "LA loss",
+        kind: MethodKind::Stage1Loss,
+        builds: Builds::Stage1(StageOneLossName::LogitAdjusted),
+        switches: None,
+        ablates: None,
+        summary: "cross-entropy on logits + τ·log π_c",
+        uses: &["mixup", "alpha", "la_tau"],
+        ignores: &["focal_gamma", "reweight", "cb_beta", "drw_epoch"],
+        source: "Menon et al., ICLR 2021 (logit-adjusted loss, Eq. 10)",
+    },
+    Method {
+        name: "ldam",
+        label: "LDAM",
+        kind: MethodKind::Stage1Loss,
+        builds: Builds::Stage1(StageOneLossName::Ldam),
+        switches: None,
+        ablates: None,
+        summary: "margins C/n_c^(1/4) (largest 0.5) on cosine logits × 30 (`classifier normed`); \
+                  LDAM-DRW with `reweight drw`",
+        uses: &[
+            "mixup",
+            "alpha",
+            "classifier",
+            "reweight",
+            "cb_beta",
+            "drw_epoch",
+        ],
+        ignores: &["la_tau", "focal_gamma"],
+        source: "Cao et al., NeurIPS 2019 (LDAM-DRW, Eq. 13; authors' CIFAR code)",
+    },
+    Method {
+        name: "focal",
+        label: "Focal",
+        kind: MethodKind::Stage1Loss,
+        builds: Builds::Stage1(StageOneLossName::Focal),
+        switches: None,
+        ablates: None,
+        summary: "(1 − p_y)^γ·CE, as LDAM-DRW's code writes it; `reweight` weighs the classes",
+        uses: &[
+            "mixup",
+            "alpha",
+            "focal_gamma",
+            "reweight",
+            "cb_beta",
+            "drw_epoch",
+        ],
+        ignores: &["la_tau"],
+        source: "Lin et al., ICCV 2017 (focal loss, Eq. 5)",
     },
     Method {
         name: "crt",
@@ -134,6 +204,23 @@ pub const METHODS: &[Method] = &[
         uses: &["shift_bn"],
         ignores: MISLAS_KEYS,
         source: "Kang et al., ICLR 2020 (Decoupling, §4 LWS)",
+    },
+    Method {
+        name: "wb",
+        label: "WB",
+        kind: MethodKind::ClassifierStage,
+        builds: Builds::Classifier(ClassifierRecipe::Wb),
+        switches: Some(Switches {
+            shift_bn: false,
+            las: None,
+        }),
+        ablates: None,
+        summary: "classifier re-trained with the class-balanced loss, weight decay and MaxNorm \
+                  (rows projected into a norm ball after every step)",
+        uses: &["cb_beta", "maxnorm_thresh", "weight_decay"],
+        ignores: MISLAS_KEYS,
+        source: "Alshammari et al., CVPR 2022 (weight balancing; authors' LTR-weight-balancing \
+                 code)",
     },
     Method {
         name: "mislas",
@@ -220,15 +307,15 @@ pub fn of_recipe(recipe: ClassifierRecipe) -> &'static Method {
     METHODS
         .iter()
         .find(|m| m.builds == Builds::Classifier(recipe) && m.ablates.is_none())
-        .expect("every classifier recipe has a row (test: every_recipe_has_one_row)")
+        .expect("every classifier recipe has a row (test: every_value_has_one_row)")
 }
 
-/// The row of a stage-1 configuration's objective.
-pub fn of_stage1(_cfg: &Config) -> &'static Method {
+/// The row of a stage-1 configuration's `loss`.
+pub fn of_stage1(cfg: &Config) -> &'static Method {
     METHODS
         .iter()
-        .find(|m| m.builds == Builds::Stage1)
-        .expect("the catalogue has a stage-1 row")
+        .find(|m| m.builds == Builds::Stage1(cfg.loss))
+        .expect("every stage-1 loss has a row (test: every_value_has_one_row)")
 }
 
 /// The classifier stages, ablations included, in the table's order: what the Methods view can
@@ -306,12 +393,15 @@ impl Method {
         device: Device,
     ) -> Result<Box<dyn StageRecipe>> {
         Ok(match self.builds {
-            Builds::Stage1 => Box::new(mixup::MixupRecipe::new(cfg)),
+            Builds::Stage1(_) => Box::new(mixup::MixupRecipe::new(cfg, class_counts)?),
             Builds::Classifier(ClassifierRecipe::Mislas) => {
                 Box::new(mislas::MislasRecipe::new(cfg, class_counts, device)?)
             }
             Builds::Classifier(ClassifierRecipe::Crt) => Box::new(crt::CrtRecipe::new(cfg)),
             Builds::Classifier(ClassifierRecipe::Lws) => Box::new(lws::LwsRecipe::new(cfg)),
+            Builds::Classifier(ClassifierRecipe::Wb) => {
+                Box::new(wb::WbRecipe::new(cfg, class_counts)?)
+            }
         })
     }
 }
@@ -352,7 +442,7 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn names_are_unique_and_every_recipe_has_one_row() {
+    fn names_are_unique_and_every_value_has_one_row() {
         let names: HashSet<_> = METHODS.iter().map(|m| m.name).collect();
         assert_eq!(names.len(), METHODS.len());
         for &r in ClassifierRecipe::ALL {
@@ -363,6 +453,14 @@ mod tests {
             assert_eq!(rows.len(), 1, "{r}");
             // The row of a recipe is named as the configuration spells the recipe.
             assert_eq!(rows[0].name, r.name());
+        }
+        for &l in StageOneLossName::ALL {
+            let rows: Vec<_> = METHODS
+                .iter()
+                .filter(|m| m.builds == Builds::Stage1(l))
+                .collect();
+            assert_eq!(rows.len(), 1, "{l}");
+            assert_eq!(rows[0].name, l.name());
         }
         for m in METHODS {
             if let Some(base) = m.ablates {

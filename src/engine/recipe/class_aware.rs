@@ -22,6 +22,9 @@ pub struct ClassAwareStage {
     num_classes: usize,
     seed: u64,
     batch_size: usize,
+    /// The stage-1 loss keys set and unused, as a clause of the log line (see
+    /// [`super::unused_stage1_keys`]).
+    unused_stage1: String,
 }
 
 impl ClassAwareStage {
@@ -34,7 +37,14 @@ impl ClassAwareStage {
             num_classes: cfg.num_classes,
             seed: cfg.seed,
             batch_size: cfg.batch_size,
+            unused_stage1: super::unused_stage1_keys(cfg),
         }
+    }
+
+    /// "; stage-1 loss keys … are not used by a classifier stage", or empty: the end of the
+    /// recipe's log line.
+    pub fn unused_stage1(&self) -> &str {
+        &self.unused_stage1
     }
 
     /// The cosine learning rate of 0-based `epoch`, before any per-group factor.
@@ -68,6 +78,7 @@ impl EpochStream for ClassAwareStage {
 }
 
 /// The failure message of a classifier stage started without a stage-1 checkpoint.
-pub const NEEDS_STAGE1: &str = "a classifier stage (stage 2: mislas, crt or lws) needs a stage-1 \
+pub const NEEDS_STAGE1: &str =
+    "a classifier stage (stage 2: mislas, crt, lws or wb) needs a stage-1 \
      checkpoint: set `resume` to a stage-1 run's ckps/model_best.safetensors (or a reference \
      .pth.tar), or run `mislas pipeline`";

@@ -97,8 +97,9 @@ impl StageRecipe for CrtRecipe {
         format!(
             "recipe crt: classifier re-initialised and trained alone with cross-entropy on the \
              class-aware sampler; backbone frozen, {}; LWS scales fixed at 1; smooth_head, \
-             smooth_tail and lr_factor are not used",
-            bn_words(self.shift_bn)
+             smooth_tail and lr_factor are not used{}",
+            bn_words(self.shift_bn),
+            self.stream.unused_stage1()
         )
     }
 

@@ -60,8 +60,9 @@ impl StageRecipe for LwsRecipe {
         format!(
             "recipe lws: only the per-class LWS scales trained, with cross-entropy on the \
              class-aware sampler; classifier and backbone frozen, {}; smooth_head, smooth_tail \
-             and lr_factor are not used",
-            super::crt::bn_words(self.shift_bn)
+             and lr_factor are not used{}",
+            super::crt::bn_words(self.shift_bn),
+            self.stream.unused_stage1()
         )
     }
 

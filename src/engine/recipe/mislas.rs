@@ -120,11 +120,12 @@ impl StageRecipe for MislasRecipe {
         format!(
             "recipe mislas: classifier (lr × {}) and LWS scales trained with label-aware \
              smoothing (ε {} → {} from head to tail) on the class-aware sampler; backbone frozen, \
-             {}",
+             {}{}",
             self.lr_factor,
             self.las_range.0,
             self.las_range.1,
-            super::crt::bn_words(self.shift_bn)
+            super::crt::bn_words(self.shift_bn),
+            self.stream.unused_stage1()
         )
     }
 

@@ -1,10 +1,12 @@
 //! Stage 1 of MiSLAS (reference `train_stage1.py`): backbone and classifier learned together
 //! with mixup cross-entropy on instance-balanced batches, SGD over one group, warm-up then step
-//! decay or cosine.
+//! decay or cosine. The loss is the `loss` key's ([`crate::method::loss`]): cross-entropy (the
+//! reference's) or a long-tail baseline's, each composed with mixup as λ·L(y_a) + (1 − λ)·L(y_b).
 use super::{EpochStream, StageRecipe, Start};
-use crate::config::{Config, Stage};
+use crate::config::{Config, Reweight, Stage, StageOneLossName};
 use crate::data::sampler;
 use crate::engine::step::Objective;
+use crate::method::loss::StageOneLoss;
 use crate::method::mixup::{mixup_criterion, MixedBatch};
 use crate::method::schedule;
 use crate::model::Network;
@@ -37,10 +39,42 @@ impl Objective for MixupCrossEntropy {
     }
 }
 
+/// A stage-1 loss with mixup: λ·L(f(x̃), y_a) + (1 − λ)·L(f(x̃), y_b) (the reference's
+/// `mixup_criterion` with L the configured loss); L alone without α. `epoch` selects DRW's
+/// class weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixupStageOneLoss {
+    /// Beta(α, α) parameter; `None` (or ≤ 0) trains on unmixed batches.
+    pub alpha: Option<f64>,
+    /// The loss L.
+    pub loss: StageOneLoss,
+    /// The 0-based epoch being trained.
+    pub epoch: usize,
+}
+
+impl Objective for MixupStageOneLoss {
+    fn mixup_alpha(&self) -> Option<f64> {
+        self.alpha
+    }
+
+    fn forward_loss(
+        &self,
+        net: &Network,
+        batch: &MixedBatch,
+        backbone_train: bool,
+    ) -> (Tensor, Tensor) {
+        let logits = net.classify(&net.features(&batch.images, backbone_train));
+        let loss = batch.loss_with(|y| self.loss.batch_loss(&logits, y, self.epoch));
+        (logits, loss)
+    }
+}
+
 /// Stage 1: representation learning with mixup.
 #[derive(Debug, Clone)]
 pub struct MixupRecipe {
-    loss: MixupCrossEntropy,
+    loss: MixupStageOneLoss,
+    /// The loss in words, with the loss keys it leaves unused, for the log line.
+    loss_words: String,
     lr: f64,
     num_epochs: usize,
     cos: bool,
@@ -58,6 +92,16 @@ pub struct InstanceBalanced {
     batch_size: usize,
 }
 
+impl InstanceBalanced {
+    /// The stream of a configuration (`seed`, `batch_size`).
+    pub fn of(cfg: &Config) -> Self {
+        InstanceBalanced {
+            seed: cfg.seed,
+            batch_size: cfg.batch_size,
+        }
+    }
+}
+
 impl EpochStream for InstanceBalanced {
     fn batches_per_epoch(&self, train_images: usize) -> usize {
         train_images.div_ceil(self.batch_size)
@@ -73,24 +117,57 @@ impl EpochStream for InstanceBalanced {
 }
 
 impl MixupRecipe {
-    /// The recipe of a stage-1 configuration.
-    pub fn new(cfg: &Config) -> Self {
-        MixupRecipe {
-            loss: MixupCrossEntropy {
+    /// The recipe of a stage-1 configuration; `class_counts` are the training counts of each
+    /// class, which the long-tail losses use.
+    ///
+    /// # Errors
+    /// A loss that cannot be built (see [`StageOneLoss::for_config`]).
+    pub fn new(cfg: &Config, class_counts: &[usize]) -> Result<Self> {
+        let loss = StageOneLoss::for_config(cfg, class_counts)?;
+        Ok(MixupRecipe {
+            loss_words: format!("{}{}", loss.describe(cfg), unused_loss_keys(cfg)),
+            loss: MixupStageOneLoss {
                 alpha: cfg.mixup_alpha(),
+                loss,
+                epoch: 0,
             },
             lr: cfg.lr,
             num_epochs: cfg.num_epochs,
             cos: cfg.cos,
             warmup_epochs: cfg.effective_warmup(),
             lr_milestones: cfg.lr_milestones.clone(),
-            stream: InstanceBalanced {
-                seed: cfg.seed,
-                batch_size: cfg.batch_size,
-            },
+            stream: InstanceBalanced::of(cfg),
             pretrained_weights: PathBuf::from(&cfg.pretrained_weights),
-        }
+        })
     }
+}
+
+/// The loss keys set away from their defaults that `cfg.loss` and `cfg.reweight` do not read,
+/// as a clause of the log line ("; focal_gamma 2 is not used by loss ce"); empty when none.
+fn unused_loss_keys(cfg: &Config) -> String {
+    let d = Config::default();
+    let mut unused = Vec::new();
+    if cfg.la_tau != d.la_tau && cfg.loss != StageOneLossName::LogitAdjusted {
+        unused.push(format!("la_tau {}", cfg.la_tau));
+    }
+    if cfg.focal_gamma != d.focal_gamma && cfg.loss != StageOneLossName::Focal {
+        unused.push(format!("focal_gamma {}", cfg.focal_gamma));
+    }
+    if cfg.cb_beta != d.cb_beta && cfg.reweight == Reweight::None {
+        unused.push(format!("cb_beta {}", cfg.cb_beta));
+    }
+    if cfg.drw_epoch != d.drw_epoch && cfg.reweight != Reweight::Drw {
+        unused.push(format!("drw_epoch {}", cfg.drw_epoch));
+    }
+    if unused.is_empty() {
+        return String::new();
+    }
+    format!(
+        " ({} not used by loss {}, reweight {})",
+        unused.join(", "),
+        cfg.loss,
+        cfg.reweight
+    )
 }
 
 impl StageRecipe for MixupRecipe {
@@ -133,10 +210,14 @@ impl StageRecipe for MixupRecipe {
         &self.stream
     }
 
+    fn begin_epoch(&mut self, epoch: usize) {
+        self.loss.epoch = epoch;
+    }
+
     fn describe(&self) -> String {
         let loss = match self.loss.alpha.filter(|a| *a > 0.0) {
-            Some(a) => format!("mixup cross-entropy (α = {a})"),
-            None => "cross-entropy (no mixup)".into(),
+            Some(a) => format!("mixup (α = {a}) {}", self.loss_words),
+            None => format!("{} (no mixup)", self.loss_words),
         };
         format!(
             "recipe: stage 1 — backbone and classifier trained with {loss} on instance-balanced \

@@ -5,7 +5,12 @@
 //! * [`mislas`]: stage 2 of MiSLAS (reference `train_stage2.py`) — classifier re-learning with
 //!   shift learning, LWS and label-aware smoothing;
 //! * [`crt`], [`lws`]: Decoupling's classifier stages (Kang et al., ICLR 2020) — classifier
-//!   re-training, and weight scaling alone, with cross-entropy.
+//!   re-training, and weight scaling alone, with cross-entropy;
+//! * [`wb`]: weight balancing's classifier stage (Alshammari et al., CVPR 2022) — classifier
+//!   re-training with the class-balanced loss, weight decay and MaxNorm.
+//!
+//! Stage 1's loss is the `loss` key ([`crate::method::loss`]); a stage-2 recipe says in its log
+//! line when a stage-1 loss key is set and unused ([`unused_stage1_keys`]).
 //!
 //! The classifier stages share the class-aware stream and schedule of [`class_aware`]. Every
 //! method is a row of the [`catalogue`]; adding one is a new file here, its row and its presets.
@@ -15,6 +20,7 @@ pub mod crt;
 pub mod lws;
 pub mod mislas;
 pub mod mixup;
+pub mod wb;
 
 use super::step::Objective;
 use crate::config::{Config, Stage};
@@ -91,6 +97,15 @@ pub trait StageRecipe: Send {
     /// which settings it leaves unused.
     fn describe(&self) -> String;
 
+    /// Called before 0-based `epoch` trains, so that a loss that changes with the epoch (DRW's
+    /// deferred class weights) knows it. Nothing by default.
+    fn begin_epoch(&mut self, _epoch: usize) {}
+
+    /// Called after every SGD step that was applied (on every rank, with the same weights), for
+    /// constraints on the trained weights (weight balancing's MaxNorm projection). Nothing by
+    /// default.
+    fn after_step(&self, _net: &Network) {}
+
     /// A failure message when this recipe cannot start without a checkpoint and has none.
     fn missing_checkpoint(&self) -> Option<&'static str> {
         None
@@ -102,7 +117,8 @@ pub trait StageRecipe: Send {
 /// training counts of each class.
 ///
 /// # Errors
-/// A recipe's settings that cannot be used (e.g. LAS's ε outside [0, 1]).
+/// A recipe's settings that cannot be used (e.g. LAS's ε outside [0, 1], a class without
+/// training images under a loss that needs n_c > 0).
 pub fn for_config(
     cfg: &Config,
     class_counts: &[usize],
@@ -113,4 +129,105 @@ pub fn for_config(
         Stage::Stage2 => catalogue::of_recipe(cfg.recipe),
     };
     row.build(cfg, class_counts, device)
+}
+
+/// The stage-1 loss keys a stage-2 configuration sets away from their defaults, which no
+/// classifier stage reads, as a clause for the recipe's log line ("; stage-1 keys loss ldam,
+/// reweight drw are not used"); empty when there are none.
+pub fn unused_stage1_keys(cfg: &Config) -> String {
+    let d = Config::default();
+    let mut set = Vec::new();
+    if cfg.loss != d.loss {
+        set.push(format!("loss {}", cfg.loss));
+    }
+    if cfg.reweight != d.reweight {
+        set.push(format!("reweight {}", cfg.reweight));
+    }
+    if cfg.la_tau != d.la_tau {
+        set.push(format!("la_tau {}", cfg.la_tau));
+    }
+    if cfg.focal_gamma != d.focal_gamma {
+        set.push(format!("focal_gamma {}", cfg.focal_gamma));
+    }
+    if cfg.drw_epoch != d.drw_epoch {
+        set.push(format!("drw_epoch {}", cfg.drw_epoch));
+    }
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; stage-1 loss keys {} are not used by a classifier stage",
+            set.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClassifierKind, ClassifierRecipe, Reweight, StageOneLossName};
+
+    const COUNTS: [usize; 4] = [40, 20, 8, 2];
+
+    fn line(cfg: &Config) -> String {
+        for_config(cfg, &COUNTS, Device::Cpu).unwrap().describe()
+    }
+
+    /// Stage 1 names its loss; loss keys the chosen loss does not read, and stage-1 loss keys in
+    /// a classifier stage's configuration, are said in the recipe's log line.
+    #[test]
+    fn unused_loss_keys_are_said() {
+        let ldam = Config {
+            loss: StageOneLossName::Ldam,
+            reweight: Reweight::Drw,
+            classifier: ClassifierKind::Normed,
+            ..Config::default()
+        };
+        let l = line(&ldam);
+        assert!(
+            l.contains("mixup (α = 1) LDAM (margins C/n_c^(1/4), largest 0.5, s = 30) with DRW"),
+            "{l}"
+        );
+        assert!(l.contains("β = 0.9999, from epoch 160"), "{l}");
+        assert!(!l.contains("not used"), "{l}");
+        let ce = Config {
+            focal_gamma: 2.0,
+            la_tau: 0.5,
+            ..Config::default()
+        };
+        let l = line(&ce);
+        assert!(
+            l.contains(
+                "cross-entropy (la_tau 0.5, focal_gamma 2 not used by loss ce, reweight none)"
+            ),
+            "{l}"
+        );
+        for recipe in [
+            ClassifierRecipe::Crt,
+            ClassifierRecipe::Lws,
+            ClassifierRecipe::Wb,
+        ] {
+            let stage2 = Config {
+                mode: Some(Stage::Stage2),
+                recipe,
+                loss: StageOneLossName::Focal,
+                reweight: Reweight::Cb,
+                ..Config::default()
+            };
+            let l = line(&stage2);
+            assert!(
+                l.ends_with(
+                    "; stage-1 loss keys loss focal, reweight cb are not used by a classifier stage"
+                ),
+                "{l}"
+            );
+        }
+        // Nothing is said when the stage-1 keys keep their defaults.
+        let crt = Config {
+            mode: Some(Stage::Stage2),
+            recipe: ClassifierRecipe::Crt,
+            ..Config::default()
+        };
+        assert!(!line(&crt).contains("stage-1 loss keys"));
+    }
 }

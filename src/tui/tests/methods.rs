@@ -146,7 +146,9 @@ fn keys_check_methods_and_enter_compares_the_checked_ones_on_the_worker() {
     assert_eq!(status_text(&app), "check methods with Space first");
     // CE + TS and LA: Enter hands the comparison to the worker.
     send(&mut app, [ch('j'), key(KeyCode::Char(' ')), ch('G')]);
-    send(&mut app, (0..7).map(|_| ch('k')));
+    // Up from the last trained method, past every trained one and `vs`, to `ce+la`.
+    let up = catalogue::classifier_stages().count() + 2;
+    send(&mut app, (0..up).map(|_| ch('k')));
     send(&mut app, [key(KeyCode::Char(' '))]);
     let fx = send(&mut app, [key(KeyCode::Enter)]);
     let [Effect::Compare(dir, opts)] = fx.as_slice() else {
