@@ -23,6 +23,20 @@ mod tests;
 pub use checks::machine_cuda_devices;
 pub use keys::{field_help, is_shared_key, key_spec, KeySpec, Stages, ValueKind, KEYS};
 
+/// Environment variable that moves the per-user data folder (tests, several users of one
+/// account).
+pub const DATA_DIR_ENV: &str = "MISLAS_DATA_DIR";
+
+/// The per-user data folder (queue, installed release presets): `$MISLAS_DATA_DIR`, else
+/// `directories`' data folder of mislas (`~/.local/share/mislas` on Linux); `None` when neither
+/// is known (no home folder).
+pub fn user_data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV) {
+        return Some(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("", "", "mislas").map(|d| d.data_dir().to_path_buf())
+}
+
 /// The data sets the recipe knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,6 +1,8 @@
 //! The Methods view of the runs screen (`m` on a finished stage-1 run): a checklist of the
-//! methods of `mislas compare` — post-hoc ones on the run's best checkpoint, and the trained
-//! classifier-stage ones, each marked with the finished stage-2 run from that checkpoint when
+//! methods of `mislas compare` — post-hoc ones on the run's last checkpoint
+//! (`ckps/current.safetensors`, as `mislas compare` and the README's protocol use: no epoch
+//! picked on the test set it scores; `model_best` only when the run has nothing else), and the
+//! trained classifier-stage ones, each marked with the finished stage-2 run from that checkpoint when
 //! there is one — and, once run, their table with 95 % intervals and an overlaid reliability
 //! diagram (drawn by [`super::methods_view`]).
 //!
@@ -441,7 +443,8 @@ pub struct MethodsScreen {
     pub name: String,
     /// Its configuration.
     pub config: Config,
-    /// Its `model_best.safetensors`.
+    /// The checkpoint compared and trained from: its last epoch's `current.safetensors`, or
+    /// its `model_best.safetensors` when that is all it has ([`last_checkpoint`]).
     pub checkpoint: PathBuf,
     /// The checklist.
     pub items: Vec<Item>,
@@ -467,10 +470,22 @@ pub struct MethodsScreen {
     pub from_detail: bool,
 }
 
+/// The checkpoint a comparison of run `r` uses: `<model_dir>/current.safetensors` (its last
+/// epoch), else `<model_dir>/model_best.safetensors`; `None` when it has neither.
+pub fn last_checkpoint(r: &RunSummary) -> Option<PathBuf> {
+    let model_dir = r.config.as_ref().map_or("ckps", |c| c.model_dir.as_str());
+    let current = r.dir.join(model_dir).join(crate::run_dir::CURRENT);
+    if current.is_file() {
+        Some(current)
+    } else {
+        r.best_checkpoint.clone()
+    }
+}
+
 /// Why `r` has no Methods view, in words; `None` when it has one.
 pub fn unavailable(r: &RunSummary, st: RunStatus) -> Option<String> {
     let stage = r.config.as_ref().map(Config::stage).or(r.stage);
-    Some(match (stage, st, &r.best_checkpoint, &r.config) {
+    Some(match (stage, st, last_checkpoint(r), &r.config) {
         (_, _, _, None) => format!("{}: its config.yaml cannot be read", r.name),
         (Some(Stage::Stage2), ..) => format!(
             "{} is a stage-2 run: m compares methods on a finished stage-1 run",
@@ -481,7 +496,10 @@ pub fn unavailable(r: &RunSummary, st: RunStatus) -> Option<String> {
             r.name,
             s.label()
         ),
-        (_, _, None, _) => format!("{} has no ckps/model_best.safetensors", r.name),
+        (_, _, None, _) => format!(
+            "{} has no ckps/current.safetensors nor ckps/model_best.safetensors",
+            r.name
+        ),
         _ => return None,
     })
 }
@@ -496,7 +514,7 @@ impl MethodsScreen {
         if let Some(why) = unavailable(r, st) {
             return Err(why);
         }
-        let (Some(config), Some(checkpoint)) = (r.config.clone(), r.best_checkpoint.clone()) else {
+        let (Some(config), Some(checkpoint)) = (r.config.clone(), last_checkpoint(r)) else {
             return Err(format!("{}: no configuration or checkpoint", r.name));
         };
         let items = items();

@@ -85,10 +85,11 @@ fn checklist_lines(
     found: &[Option<Found>],
     theme: Theme,
 ) -> (Vec<Line<'static>>, usize) {
-    let mut lines = vec![Line::styled(
-        "Post-hoc, on the stage-1 checkpoint",
-        theme.title(),
-    )];
+    let file = m
+        .checkpoint
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let mut lines = vec![Line::styled(format!("Post-hoc, on {file}"), theme.title())];
     let mut at = 0;
     for (i, item) in m.items.iter().enumerate() {
         if matches!(item, Item::Trained(_)) && !matches!(m.items[i - 1], Item::Trained(_)) {

@@ -1,6 +1,6 @@
 //! The presets screen: presets grouped by data set with architecture, stage, imbalance factor
 //! and epochs; whether each data set is found (and where it was looked for when not); user
-//! presets alongside the project's.
+//! presets alongside the project's, and where it looks for them.
 use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
 use super::line_input::LineInput;
 use super::theme::Theme;
@@ -88,6 +88,8 @@ pub struct PresetsScreen {
     pub filter: String,
     /// The filter being typed.
     pub filtering: Option<LineInput>,
+    /// Where the presets are looked for, in words ([`crate::presets::PresetPlaces::describe`]).
+    pub places: String,
 }
 
 /// What a key on the presets screen asks of the app.
@@ -402,9 +404,15 @@ fn draw_detail(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         }
     } else {
         lines.push(Line::styled(
-            "No preset: add YAML files under presets/<dataset>/",
+            "No preset: add YAML files under presets/<dataset>/ or save one from the form",
             dim,
         ));
+    }
+    if !s.places.is_empty() && s.filtering.is_none() {
+        lines.push(Line::from(vec![
+            Span::styled("Looks in ", dim),
+            Span::raw(s.places.clone()),
+        ]));
     }
     f.render_widget(
         Paragraph::new(lines)

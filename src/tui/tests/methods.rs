@@ -80,7 +80,7 @@ fn m_opens_the_methods_view_only_on_a_finished_stage1_run() {
         (s2, "is a stage-2 run"),
         (
             stage1_run(root, "fm_s1_nobest", 3, false),
-            "has no ckps/model_best",
+            "has no ckps/current.safetensors nor ckps/model_best",
         ),
     ];
     for (run, why) in cases {
@@ -424,4 +424,35 @@ fn enter_launches_the_first_missing_trained_method_and_queues_the_rest() {
         Screen::Run,
         "the launched run shows on the run screen"
     );
+}
+
+#[test]
+fn the_view_compares_and_trains_from_the_last_checkpoint_and_says_which() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let s1 = stage1_run(root, "fm_s1_done", 3, true);
+    let best = s1.best_checkpoint.clone().unwrap();
+    let last = best.with_file_name("current.safetensors");
+    fs::write(&last, "").unwrap();
+    on_runs(&mut app, vec![s1.clone()]);
+    send(&mut app, [ch('m')]);
+    let s = render(&app, 80, 24);
+    assert!(s.contains("Post-hoc, on current.safetensors"), "{s}");
+    let m = app.runs.methods.as_mut().unwrap();
+    assert_eq!(m.checkpoint, last);
+    // CE and a trained method: compare scores the last checkpoint, LWS trains from it.
+    m.checked = m
+        .items
+        .iter()
+        .map(|i| matches!(i, Item::Trained(Trained::Lws)) || i.label() == "CE")
+        .collect();
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let [Effect::Compare(_, opts), Effect::Launch(lws)] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(opts.cfg.resume, last.display().to_string());
+    let Job::Single(lws) = lws.as_ref() else {
+        panic!()
+    };
+    assert_eq!(lws.resume, last.display().to_string());
 }
