@@ -175,10 +175,28 @@ fn compare(args: CompareArgs) -> Result<i32> {
     if args.reference_protocol {
         opts.protocol = Protocol::Reference;
     }
-    let (c, out) = cli::run(&opts, &mut |line| eprintln!("{line}"))?;
-    print!("{}", c.text_table());
-    println!("written to {}", out.display());
-    Ok(0)
+    // Ctrl-C (or SIGTERM) stops the comparison at the next batch, nothing written; a second one
+    // ends the process at once.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, opts.watch.flag())?;
+        signal_hook::flag::register(signal, opts.watch.flag())?;
+    }
+    opts.watch = opts
+        .watch
+        .clone()
+        .with_progress(mislas::compare::progress::stderr_progress());
+    match cli::run(&opts, &mut |line| eprintln!("{line}")) {
+        Ok((c, out)) => {
+            print!("{}", c.text_table());
+            println!("written to {}", out.display());
+            Ok(0)
+        }
+        Err(_) if opts.watch.is_cancelled() => {
+            eprintln!("compare: cancelled; no table or figure written (cached passes are kept)");
+            Ok(130)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -388,7 +406,12 @@ fn list_presets() -> Result<i32> {
             (Ok(_), Some(d)) if d.is_found() => "data found".to_owned(),
             (Ok(_), _) => "data not found".to_owned(),
         };
-        println!("{:<9} {}  {}  ({state})", origin, p.name(), p.path.display());
+        println!(
+            "{:<9} {}  {}  ({state})",
+            origin,
+            p.name(),
+            p.path.display()
+        );
     }
     Ok(0)
 }
@@ -506,9 +529,12 @@ fn queue_add(
         command.first().map(String::as_str),
         Some("train" | "pipeline")
     ) {
-        let hint = match grid.iter().skip(1).step_by(2).find(|v| {
-            matches!(v.as_str(), "train" | "pipeline")
-        }) {
+        let hint = match grid
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .find(|v| matches!(v.as_str(), "train" | "pipeline"))
+        {
             Some(v) => format!(
                 " (--grid took '{v}' as its values: it takes a key and comma-separated values, \
                  e.g. `--grid seed 0,1 train --cfg FILE`)"

@@ -156,7 +156,8 @@ pub fn install_release(dir: &Path) -> anyhow::Result<PathBuf> {
             continue;
         }
         let parent = path.parent().unwrap_or(dir);
-        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         // Written aside, then renamed: a reader never sees half a preset.
         let tmp = path.with_extension(format!("yaml.{}.tmp", std::process::id()));
         fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -439,9 +440,15 @@ mod tests {
             .map(|f| f.strip_prefix(&root).unwrap().display().to_string())
             .collect();
         on_disk.sort();
-        let mut embedded: Vec<String> = release::RELEASE.iter().map(|(r, _)| r.to_string()).collect();
+        let mut embedded: Vec<String> = release::RELEASE
+            .iter()
+            .map(|(r, _)| r.to_string())
+            .collect();
         embedded.sort();
-        assert_eq!(embedded, on_disk, "src/presets/release.rs lists every file of presets/");
+        assert_eq!(
+            embedded, on_disk,
+            "src/presets/release.rs lists every file of presets/"
+        );
         for (rel, text) in release::RELEASE {
             assert_eq!(fs::read_to_string(root.join(rel)).unwrap(), *text);
         }
@@ -456,11 +463,17 @@ mod tests {
         let first = release::RELEASE[0].0;
         fs::write(dir.join(first), "lr: [\n").unwrap();
         install_release(&dir).unwrap();
-        assert_eq!(fs::read_to_string(dir.join(first)).unwrap(), release::RELEASE[0].1);
+        assert_eq!(
+            fs::read_to_string(dir.join(first)).unwrap(),
+            release::RELEASE[0].1
+        );
         let elsewhere = tempfile::tempdir().unwrap();
         let p = discover_in(&dir, elsewhere.path(), None);
         assert_eq!(p.len(), release::RELEASE.len());
-        assert!(p.iter().all(|p| p.config.is_ok()), "every release preset loads");
+        assert!(
+            p.iter().all(|p| p.config.is_ok()),
+            "every release preset loads"
+        );
         assert!(p
             .iter()
             .any(|p| p.name() == "fashion_mnist_imb001_stage1_mixup"));

@@ -122,7 +122,9 @@ pub const RELEASE: &[(&str, &str)] = &[
     ),
     (
         "fashion_mnist/fashion_mnist_imb001_stage2_mislas_no_shift.yaml",
-        include_str!("../../presets/fashion_mnist/fashion_mnist_imb001_stage2_mislas_no_shift.yaml"),
+        include_str!(
+            "../../presets/fashion_mnist/fashion_mnist_imb001_stage2_mislas_no_shift.yaml"
+        ),
     ),
     (
         "fashion_mnist/fashion_mnist_imb01_stage1_mixup.yaml",

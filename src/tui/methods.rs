@@ -334,6 +334,8 @@ pub fn stage2_plan(
 pub enum CompareMsg {
     /// A progress line.
     Line(String),
+    /// How far the backbone pass is.
+    Progress(crate::compare::cache::PassProgress),
     /// The comparison and its output folder.
     Done(Box<Comparison>, PathBuf),
     /// Why it failed, in words.
@@ -373,6 +375,8 @@ pub enum MethodsKey {
     All,
     /// Move.
     Move,
+    /// Cancel the comparison in progress.
+    Cancel,
     /// Back to the runs.
     Back,
 }
@@ -408,6 +412,13 @@ pub const KEYS: &[Binding<MethodsKey>] = &[
         "check every post-hoc method, or none",
     ),
     Binding::new(
+        &[KeyCode::Char('x')],
+        "x",
+        MethodsKey::Cancel,
+        "cancel",
+        "cancel the comparison in progress",
+    ),
+    Binding::new(
         NAV_CODES,
         NAV_KEYS,
         MethodsKey::Move,
@@ -432,6 +443,8 @@ pub enum MethodsAction {
     Back,
     /// Run the checked methods.
     Run,
+    /// Cancel the comparison in progress.
+    Cancel,
 }
 
 /// The state of the Methods view of one stage-1 run.
@@ -460,6 +473,8 @@ pub struct MethodsScreen {
     pub job: Job,
     /// Its progress lines.
     pub log: Vec<String>,
+    /// How far its backbone pass is, while one runs.
+    pub progress: Option<crate::compare::cache::PassProgress>,
     /// The last comparison and its output folder.
     pub result: Option<(Comparison, PathBuf)>,
     /// The selected row of the results.
@@ -544,6 +559,7 @@ impl MethodsScreen {
             page: Page::Checklist,
             job: Job::Idle,
             log: Vec::new(),
+            progress: None,
             result,
             row: 0,
             shown,
@@ -565,6 +581,8 @@ impl MethodsScreen {
         match action {
             MethodsKey::Back => return MethodsAction::Back,
             MethodsKey::Run => return MethodsAction::Run,
+            MethodsKey::Cancel if self.job == Job::Running => return MethodsAction::Cancel,
+            MethodsKey::Cancel => {}
             MethodsKey::Page if self.result.is_some() => {
                 self.page = match self.page {
                     Page::Checklist => Page::Results,
@@ -637,7 +655,9 @@ impl MethodsScreen {
                 let extra = self.log.len().saturating_sub(LOG_LINES);
                 self.log.drain(..extra);
             }
+            CompareMsg::Progress(p) => self.progress = Some(p),
             CompareMsg::Done(c, out) => {
+                self.progress = None;
                 self.shown = (0..c.rows.len())
                     .map(|i| i < super::methods_view::PALETTE.len())
                     .collect();
@@ -646,7 +666,10 @@ impl MethodsScreen {
                 self.page = Page::Results;
                 self.job = Job::Idle;
             }
-            CompareMsg::Failed(why) => self.job = Job::Failed(why),
+            CompareMsg::Failed(why) => {
+                self.progress = None;
+                self.job = Job::Failed(why);
+            }
         }
     }
 }

@@ -192,7 +192,16 @@ fn draw_checklist(
 /// The comparison's state and its last progress lines, at most `room`.
 fn progress_lines(m: &MethodsScreen, theme: Theme, room: usize) -> Vec<Line<'static>> {
     let head = match (&m.job, &m.result) {
-        (Job::Running, _) => Line::styled("comparing…", theme.warn()),
+        (Job::Running, _) => Line::styled(
+            match &m.progress {
+                Some(p) => format!("comparing… {} · x cancels", p.line()),
+                None => "comparing… · x cancels".to_owned(),
+            },
+            theme.warn(),
+        ),
+        (Job::Failed(why), _) if why == crate::compare::cache::CANCELLED => {
+            Line::styled("comparison cancelled", theme.warn())
+        }
         (Job::Failed(why), _) => Line::styled(format!("comparison failed: {why}"), theme.bad()),
         (Job::Idle, Some(_)) => Line::styled("Tab shows the last results", theme.good()),
         (Job::Idle, None) => Line::styled("no comparison yet", theme.dim()),

@@ -332,6 +332,19 @@ fn spawn_compare(dir: PathBuf, opts: crate::compare::cli::CompareOptions) -> Rec
     let (tx, rx) = unbounded();
     let said = |d: &PathBuf, m| Msg::Compare(d.clone(), m);
     let (lines, failed, d) = (tx.clone(), tx.clone(), dir.clone());
+    // At most 5 progress messages a second reach the loop (and the last of each pass).
+    let (progress, pd) = (tx.clone(), dir.clone());
+    let last = std::sync::Mutex::new(None::<std::time::Instant>);
+    let mut opts = opts;
+    opts.watch = opts.watch.clone().with_progress(std::sync::Arc::new(
+        move |p: &crate::compare::cache::PassProgress| {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if p.done >= p.total || last.is_none_or(|t| t.elapsed().as_millis() >= 200) {
+                *last = Some(std::time::Instant::now());
+                let _ = progress.send(said(&pd, CompareMsg::Progress(p.clone())));
+            }
+        },
+    ));
     let spawned = std::thread::Builder::new()
         .name("mislas-compare".into())
         .spawn(move || {
