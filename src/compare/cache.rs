@@ -393,6 +393,38 @@ pub fn read(file: &Path) -> Result<Cached> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pass_progress_has_rate_and_eta_and_a_cancel_stops_at_the_next_check() {
+        let p = PassProgress {
+            source: "training set".into(),
+            done: 300,
+            total: 1500,
+            elapsed_s: 4.0,
+        };
+        // 300 images in 4 s: 75 img/s; 1200 left: 16 s.
+        assert_eq!(p.rate(), Some(75.0));
+        assert_eq!(p.eta_s(), Some(16.0));
+        assert_eq!(
+            p.line(),
+            "backbone on the training set: 300/1500 images (20 %) · 75 img/s · ETA 0:16"
+        );
+        let start = PassProgress { done: 0, ..p };
+        assert_eq!((start.rate(), start.eta_s()), (None, None));
+        assert!(start.line().ends_with("(0 %) · – img/s · ETA –"));
+
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let w = Watch::default().with_progress(std::sync::Arc::new(move |p: &PassProgress| {
+            s2.lock().unwrap().push(p.done)
+        }));
+        let other = w.clone();
+        w.report(&start);
+        assert!(w.check().is_ok());
+        other.cancel();
+        assert_eq!(w.check().unwrap_err().to_string(), CANCELLED);
+        assert_eq!(*seen.lock().unwrap(), [0]);
+    }
     use super::*;
 
     #[test]

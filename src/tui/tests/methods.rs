@@ -456,3 +456,48 @@ fn the_view_compares_and_trains_from_the_last_checkpoint_and_says_which() {
     };
     assert_eq!(lws.resume, last.display().to_string());
 }
+
+#[test]
+fn the_backbone_pass_shows_its_progress_and_x_cancels_it() {
+    use crate::compare::cache::{PassProgress, CANCELLED};
+    let (d, mut app) = project();
+    let run = stage1_run(d.path(), "fm_s1_done", 3, true);
+    on_runs(&mut app, vec![run.clone()]);
+    send(&mut app, [ch('m')]);
+    // x without a comparison does nothing.
+    assert!(send(&mut app, [ch('x')]).is_empty());
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let [Effect::Compare(_, opts)] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    let progress = PassProgress {
+        source: "test set".into(),
+        done: 250,
+        total: 1000,
+        elapsed_s: 5.0,
+    };
+    send(
+        &mut app,
+        [Msg::Compare(
+            run.dir.clone(),
+            CompareMsg::Progress(progress),
+        )],
+    );
+    let s = render(&app, 120, 30);
+    // 250 images in 5 s: 50 img/s, 750 left: 15 s.
+    assert!(
+        s.contains("backbone on the test set: 250/1000 images (25 %) · 50 img/s · ETA 0:15"),
+        "{s}"
+    );
+    assert!(!opts.watch.is_cancelled());
+    send(&mut app, [ch('x')]);
+    assert!(opts.watch.is_cancelled(), "x sets the worker's stop flag");
+    assert_eq!(status_text(&app), "cancelling the comparison…");
+    send(
+        &mut app,
+        [Msg::Compare(run.dir, CompareMsg::Failed(CANCELLED.into()))],
+    );
+    assert_eq!(app.comparing, None);
+    assert_eq!(status_text(&app), "comparison cancelled");
+    assert!(render(&app, 120, 30).contains("comparison cancelled"));
+}
