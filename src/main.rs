@@ -473,8 +473,8 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
                 return Ok(0);
             }
             println!(
-                "{:>4}  {:<8} {:<7} {}  RUN FOLDER",
-                "ID", "STATE", "DEVICE", "NAME"
+                "{:>4}  {:<8} {:<7} NAME  RUN FOLDER",
+                "ID", "STATE", "DEVICE"
             );
             for j in jobs {
                 let device = j.device.as_deref().unwrap_or("");

@@ -101,18 +101,47 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Opens (creating) `dir/queue.sqlite`.
+    /// Opens `dir/queue.sqlite`, creating it when there is none. A new database is made
+    /// aside and linked into place once complete, so an empty (0-byte) file is never a queue:
+    /// it is refused, named, rather than read as an empty queue.
     ///
     /// # Errors
-    /// The folder or database cannot be created or read.
+    /// The folder or database cannot be created or read; the file is empty or not a mislas
+    /// queue (named, with what to do).
     pub fn open(dir: &Path) -> Result<Queue> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("queue.sqlite");
-        let db = Connection::open(&path)
+        if !path.exists() {
+            let tmp = dir.join(format!("queue.sqlite.new-{}", std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            drop(Self::open_file(&tmp, dir)?);
+            // Another process may have made it meanwhile: theirs stays.
+            let _ = fs::hard_link(&tmp, &path);
+            let _ = fs::remove_file(&tmp);
+        }
+        if fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            bail!(
+                "{} is empty (0 bytes): not a queue database (cut short or emptied); move it \
+                 away and `mislas queue` starts a new, empty queue",
+                path.display()
+            );
+        }
+        Self::open_file(&path, dir)
+    }
+
+    /// Opens (creating) the database `path` of the data folder `dir`, with its tables.
+    fn open_file(path: &Path, dir: &Path) -> Result<Queue> {
+        let db = Connection::open(path)
             .with_context(|| format!("cannot open the queue {}", path.display()))?;
         db.busy_timeout(Duration::from_secs(10))?;
         db.pragma_update(None, "journal_mode", "WAL")
-            .with_context(|| format!("{}: not a mislas queue database", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: not a mislas queue database (damaged?): move it away and `mislas queue` \
+                     starts a new, empty queue",
+                    path.display()
+                )
+            })?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS jobs (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -977,6 +1006,38 @@ mod tests {
             ("r", Some(7), 0)
         );
         assert_eq!(idx[0].figures, None);
+    }
+
+    #[test]
+    fn an_empty_or_damaged_queue_file_is_named_not_read_as_an_empty_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        q.add("a", &s(&["train"]), Path::new("/p"), Path::new("/p"))
+            .unwrap();
+        drop(q);
+        assert_eq!(Queue::open(dir.path()).unwrap().list().unwrap().len(), 1);
+        let file = dir.path().join("queue.sqlite");
+        for (what, bytes) in [
+            ("empty (0 bytes)", &b""[..]),
+            ("not a mislas queue", b"junk junk junk junk junk"),
+        ] {
+            let _ = fs::remove_file(dir.path().join("queue.sqlite-wal"));
+            let _ = fs::remove_file(dir.path().join("queue.sqlite-shm"));
+            fs::write(&file, bytes).unwrap();
+            let e = format!("{:#}", Queue::open(dir.path()).err().expect(what));
+            assert!(
+                e.contains(&file.display().to_string()) && e.contains(what),
+                "{e}"
+            );
+            assert!(e.contains("move it away"), "{e}");
+        }
+        // No temporary database is left beside it.
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".new-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
