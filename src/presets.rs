@@ -186,7 +186,6 @@ pub fn discover(project_root: &Path, user_dir: Option<&Path>) -> Vec<Preset> {
 /// Finds the presets: `<dataset>/*.yaml` under `release_dir`, then `*.yaml` in `user_dir`, each
 /// list sorted by file name. Relative `data_path`s are resolved against `base`.
 pub fn discover_in(release_dir: &Path, base: &Path, user_dir: Option<&Path>) -> Vec<Preset> {
-    let project_root = base;
     let mut presets = Vec::new();
     for folder in sorted_entries(release_dir) {
         if !folder.is_dir() {
@@ -196,17 +195,12 @@ pub fn discover_in(release_dir: &Path, base: &Path, user_dir: Option<&Path>) -> 
             .file_name()
             .and_then(|n| serde_yaml::from_str::<DatasetName>(&n.to_string_lossy()).ok());
         for file in yaml_files(&folder) {
-            presets.push(load(
-                file,
-                PresetOrigin::Project,
-                folder_dataset,
-                project_root,
-            ));
+            presets.push(load(file, PresetOrigin::Project, folder_dataset, base));
         }
     }
     if let Some(dir) = user_dir {
         for file in yaml_files(dir) {
-            presets.push(load(file, PresetOrigin::User, None, project_root));
+            presets.push(load(file, PresetOrigin::User, None, base));
         }
     }
     presets

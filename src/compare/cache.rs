@@ -141,6 +141,15 @@ pub enum Source {
 }
 
 impl Source {
+    /// In words: `test set`, `training set`, or the list file.
+    pub fn words(&self) -> String {
+        match self {
+            Source::Test => "test set".into(),
+            Source::Train => "training set".into(),
+            Source::List(f) => f.clone(),
+        }
+    }
+
     /// A file-name-safe short name: `test`, or the list's stem.
     pub fn tag(&self) -> String {
         match self {
@@ -280,6 +289,18 @@ pub fn load_or_compute(
     Ok(cached)
 }
 
+/// The loader of a backbone pass: evaluation batches, no augmentation, in order.
+fn pass_options(cfg: &Config, device: Device) -> LoaderOptions {
+    LoaderOptions {
+        batch_size: cfg.effective_eval_batch_size(),
+        workers: cfg.workers,
+        prefetch: 2,
+        augment: false,
+        pin_memory: device.is_cuda(),
+        first_batch: 0,
+    }
+}
+
 fn compute(cfg: &Config, source: &Source, watch: &Watch) -> Result<Cached> {
     let started = std::time::Instant::now();
     let mut c = cfg.clone();
@@ -296,22 +317,11 @@ fn compute(cfg: &Config, source: &Source, watch: &Watch) -> Result<Cached> {
         Source::Train => p.data.train.clone(),
         _ => p.data.test.clone(),
     };
-    let opts = LoaderOptions {
-        batch_size: cfg.effective_eval_batch_size(),
-        workers: cfg.workers,
-        prefetch: 2,
-        augment: false,
-        pin_memory: p.device.is_cuda(),
-        first_batch: 0,
-    };
+    let opts = pass_options(cfg, p.device);
     let order: Vec<usize> = (0..set.len()).collect();
     let (mut feats, mut logits, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     let mut progress = PassProgress {
-        source: match source {
-            Source::Test => "test set".into(),
-            Source::Train => "training set".into(),
-            Source::List(f) => f.clone(),
-        },
+        source: source.words(),
         done: 0,
         total: set.len(),
         elapsed_s: 0.0,
