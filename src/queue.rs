@@ -630,6 +630,7 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
         running: Vec::new(),
         adopted: Vec::new(),
         logs: logs.clone(),
+        shown: Default::default(),
     };
     s.recover(queue)?;
     loop {
@@ -670,6 +671,8 @@ struct Slots {
     running: Vec<Running>,
     adopted: Vec<(i64, String, Option<i64>)>,
     logs: PathBuf,
+    /// Runs whose announced run folder is recorded in their row already.
+    shown: std::collections::HashSet<i64>,
 }
 
 /// `logs/<id>.lock`: held while the run's processes live (module doc).
@@ -758,6 +761,25 @@ impl Slots {
         Ok(())
     }
 
+    /// Records the run folder of each run that announced one since the last look, so that
+    /// `queue ls` shows it while the run trains (an adopted one too).
+    fn record_run_dirs(&mut self, queue: &Queue) -> Result<()> {
+        let ids: Vec<i64> = (self.running.iter().map(|r| r.id))
+            .chain(self.adopted.iter().map(|(id, _, _)| *id))
+            .filter(|id| !self.shown.contains(id))
+            .collect();
+        for id in ids {
+            if let Some(dir) = announced_run_dir(&self.logs, id) {
+                queue.db.execute(
+                    "UPDATE jobs SET run_dir = ?2 WHERE id = ?1",
+                    params![id, dir.display().to_string()],
+                )?;
+                self.shown.insert(id);
+            }
+        }
+        Ok(())
+    }
+
     /// Records the runs that ended since the last look.
     fn reap(&mut self, queue: &Queue) -> Result<()> {
         let logs = self.logs.clone();
@@ -772,6 +794,7 @@ impl Slots {
         for id in gone {
             self.settle(queue, id)?;
         }
+        self.record_run_dirs(queue)?;
         self.running.retain_mut(|r| match r.child.try_wait() {
             Ok(Some(status)) => {
                 fault_point("before_ended");
@@ -949,6 +972,7 @@ mod tests {
             running: Vec::new(),
             adopted: Vec::new(),
             logs: logs.clone(),
+            shown: Default::default(),
         };
         slots.recover(&q).unwrap();
         let states = |q: &Queue| -> Vec<(String, Option<PathBuf>)> {
@@ -973,10 +997,16 @@ mod tests {
         // Still alive: nothing changes.
         slots.reap(&q).unwrap();
         assert_eq!(slots.adopted.len(), 1);
-        // Its process announces a folder and ends: `ended`, with the folder.
+        // Its process announces a folder: `queue ls` shows it while it trains.
         let live_run = dir.path().join("saved/live_202601010000");
         fs::create_dir_all(&live_run).unwrap();
         fs::write(announce_path(&logs, ids[0]), live_run.display().to_string()).unwrap();
+        slots.reap(&q).unwrap();
+        assert_eq!(
+            states(&q)[0],
+            (state::RUNNING.to_owned(), Some(live_run.clone()))
+        );
+        // It ends: `ended`, with the folder.
         drop(held);
         slots.reap(&q).unwrap();
         assert!(slots.adopted.is_empty() && !slots.busy("cpu"));
