@@ -20,7 +20,8 @@ const DEFAULT_STAGE2: &str = "presets/fashion_mnist/fashion_mnist_imb001_stage2_
     about = "MiSLAS long-tailed recognition (Zhong et al., CVPR 2021) on libtorch",
     long_about = "MiSLAS long-tailed recognition (Zhong et al., CVPR 2021) on libtorch.\n\n\
         Without a subcommand, opens the terminal UI. Configurations are the reference's yacs \
-        YAML files (presets/); KEY VALUE pairs after the options override keys."
+        YAML files (presets/); KEY VALUE pairs, before, between or after the options, override \
+        keys (a value that begins with '-' and is not a number goes after `--`)."
 )]
 struct Cli {
     /// Folder of run folders.
@@ -38,7 +39,7 @@ enum Command {
         #[arg(long)]
         cfg: PathBuf,
         /// KEY VALUE overrides (yacs style), e.g. `num_epochs 5 resume saved/…/ckps/current.safetensors`.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
         opts: Vec<String>,
     },
     /// Evaluate a checkpoint (`resume PATH`) on the test set.
@@ -47,7 +48,7 @@ enum Command {
         #[arg(long)]
         cfg: PathBuf,
         /// KEY VALUE overrides; `resume PATH` names the checkpoint (mislas or reference .pth.tar).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
         opts: Vec<String>,
     },
     /// Classifier-stage methods and calibration fixes side by side on one stage-1 checkpoint:
@@ -62,7 +63,7 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STAGE2)]
         stage2: PathBuf,
         /// KEY VALUE overrides for both stages; `stage1.KEY VALUE` / `stage2.KEY VALUE` for one.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
         opts: Vec<String>,
     },
     /// The method catalogue: every stage-1 loss and classifier stage mislas trains, with its
@@ -78,7 +79,7 @@ enum Command {
         #[arg(long)]
         cfg: PathBuf,
         /// KEY VALUE overrides.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
         opts: Vec<String>,
     },
     /// One rank of a data-parallel run, started by mislas itself with its rank in the
@@ -89,6 +90,8 @@ enum Command {
         #[arg(long)]
         job: PathBuf,
     },
+    /// List the presets (release and yours) and say where they are looked for.
+    Presets,
     /// The queue of runs (per-user, SQLite): add runs or sweeps, list, hold, reorder, run them.
     Queue {
         #[command(subcommand)]
@@ -104,7 +107,7 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         batches: usize,
         /// KEY VALUE overrides.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
         opts: Vec<String>,
     },
 }
@@ -141,7 +144,7 @@ struct CompareArgs {
     #[arg(long)]
     reference_protocol: bool,
     /// KEY VALUE overrides of the configuration (e.g. `device cpu`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
     opts: Vec<String>,
 }
 
@@ -181,10 +184,28 @@ fn compare(args: CompareArgs) -> Result<i32> {
     if args.reference_protocol {
         opts.protocol = Protocol::Reference;
     }
-    let (c, out) = cli::run(&opts, &mut |line| eprintln!("{line}"))?;
-    print!("{}", c.text_table());
-    println!("written to {}", out.display());
-    Ok(0)
+    // Ctrl-C (or SIGTERM) stops the comparison at the next batch, nothing written; a second one
+    // ends the process at once.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, opts.watch.flag())?;
+        signal_hook::flag::register(signal, opts.watch.flag())?;
+    }
+    opts.watch = opts
+        .watch
+        .clone()
+        .with_progress(mislas::compare::progress::stderr_progress());
+    match cli::run(&opts, &mut |line| eprintln!("{line}")) {
+        Ok((c, out)) => {
+            print!("{}", c.text_table());
+            println!("written to {}", out.display());
+            Ok(0)
+        }
+        Err(_) if opts.watch.is_cancelled() => {
+            eprintln!("compare: cancelled; no table or figure written (cached passes are kept)");
+            Ok(130)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +336,7 @@ fn run(cli: Cli) -> Result<i32> {
             ))
         }
         Command::Compare(args) => compare(args),
+        Command::Presets => list_presets(),
         Command::Queue { action } => queue(action, &cli.saved),
         Command::Eval { cfg, opts } => {
             let loaded = load(&cfg, &opts)?;
@@ -374,9 +396,54 @@ fn pipeline_configs(
 }
 
 fn load(path: &Path, opts: &[String]) -> Result<LoadedConfig> {
+    let path = &release_fallback(path);
     let mut loaded = Config::from_file(path)?;
     loaded.config.apply_overrides(opts)?;
     Ok(loaded)
+}
+
+/// `presets/…` that is not in the current folder (an installed `mislas` run outside the clone)
+/// is the built-in release preset of that name ([`mislas::presets::release_preset`]).
+fn release_fallback(path: &Path) -> PathBuf {
+    match path.strip_prefix("presets") {
+        Ok(rel) if !path.exists() => {
+            let root = std::env::current_dir().unwrap_or_default();
+            let installed = mislas::presets::release_preset(&root, &rel.display().to_string());
+            if installed.is_file() {
+                installed
+            } else {
+                path.to_path_buf()
+            }
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// `mislas presets`: where presets are looked for, then one line per preset.
+fn list_presets() -> Result<i32> {
+    use mislas::presets::{PresetOrigin, PresetPlaces};
+    let root = std::env::current_dir().context("cannot read the current folder")?;
+    let places = PresetPlaces::find(&root);
+    println!("looks in {}", places.describe());
+    for p in places.discover() {
+        let origin = match p.origin {
+            PresetOrigin::Project if places.installed => "built-in",
+            PresetOrigin::Project => "project",
+            PresetOrigin::User => "yours",
+        };
+        let state = match (&p.config, &p.data) {
+            (Err(e), _) => format!("does not load: {e}"),
+            (Ok(_), Some(d)) if d.is_found() => "data found".to_owned(),
+            (Ok(_), _) => "data not found".to_owned(),
+        };
+        println!(
+            "{:<9} {}  {}  ({state})",
+            origin,
+            p.name(),
+            p.path.display()
+        );
+    }
+    Ok(0)
 }
 
 fn report_ignored(loaded: &LoadedConfig) {
@@ -427,7 +494,19 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
     match action {
         QueueAction::Add { grid, yes, command } => queue_add(&q, &grid, yes, &command, saved),
         QueueAction::Ls => {
-            for j in q.list()? {
+            let jobs = q.list()?;
+            if jobs.is_empty() {
+                println!(
+                    "the queue ({}) is empty: `mislas queue add train --cfg FILE …` adds a run",
+                    dir.display()
+                );
+                return Ok(0);
+            }
+            println!(
+                "{:>4}  {:<8} {:<7} NAME  RUN FOLDER",
+                "ID", "STATE", "DEVICE"
+            );
+            for j in jobs {
                 let device = j.device.as_deref().unwrap_or("");
                 let dir = j
                     .run_dir
@@ -476,6 +555,27 @@ fn queue_add(
     saved: &Path,
 ) -> Result<i32> {
     use mislas::queue;
+    if !matches!(
+        command.first().map(String::as_str),
+        Some("train" | "pipeline")
+    ) {
+        let hint = match grid
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .find(|v| matches!(v.as_str(), "train" | "pipeline"))
+        {
+            Some(v) => format!(
+                " (--grid took '{v}' as its values: it takes a key and comma-separated values, \
+                 e.g. `--grid seed 0,1 train --cfg FILE`)"
+            ),
+            None => String::new(),
+        };
+        bail!(
+            "a queued run is `train --cfg FILE …` or `pipeline …`, not `{}`{hint}",
+            command.join(" ")
+        );
+    }
     let points = queue::expand_grid(&queue::parse_grid(grid)?)?;
     if points.len() > queue::MAX_SWEEP_WITHOUT_YES && !yes && !confirm(points.len())? {
         bail!("nothing queued");
@@ -526,7 +626,12 @@ fn confirm(n: usize) -> Result<bool> {
 /// give its run folders that name.
 fn queued_name(args: &[String], point: &[(String, String)]) -> Result<(String, Vec<String>)> {
     let argv = std::iter::once("mislas".to_owned()).chain(args.iter().cloned());
-    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cli = Cli::try_parse_from(argv).map_err(|e| {
+        // clap's message begins with its own "error: ", which `main` adds too.
+        let text = e.to_string();
+        let text = text.trim_start_matches("error: ").trim_end();
+        anyhow::anyhow!("the queued command `{}`: {text}", args.join(" "))
+    })?;
     let named = |c: &Config| mislas::queue::point_name(&c.name, point);
     match cli.command {
         Some(Command::Train { cfg, opts }) => {

@@ -1,14 +1,20 @@
-//! Preset discovery for the terminal UI's presets screen.
+//! Preset discovery for the terminal UI's presets screen and `mislas presets`.
 //!
-//! A preset is a YAML configuration: the project's under `presets/<dataset>/*.yaml`, and the
-//! user's own under the user config dir (`~/.config/mislas/presets/` on Linux), where the UI saves
-//! an edited configuration as a new preset. Each preset comes with its loaded [`Config`] (or the
-//! error that stopped loading it) and whether its data set is found at its `data_path`.
+//! A preset is a YAML configuration. The release presets are `presets/<dataset>/*.yaml`: those
+//! of the project folder when it has them (a clone), else the copy of the ones embedded in the
+//! binary ([`release::RELEASE`]) that [`PresetPlaces::find`] installs in the per-user data
+//! folder (`~/.local/share/mislas/presets/` on Linux), so that an installed `mislas` has them
+//! in any folder. The user's own are under the user config dir (`~/.config/mislas/presets/` on
+//! Linux), where the UI saves an edited configuration as a new preset. Each preset comes with
+//! its loaded [`Config`] (or the error that stopped loading it) and whether its data set is
+//! found at its `data_path` (relative paths resolve against the project folder).
 use crate::config::{Config, DatasetName, Marker};
 use anyhow::{bail, Context};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+pub mod release;
 
 /// Where a preset comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +71,123 @@ pub fn user_presets_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "mislas").map(|d| d.config_dir().join("presets"))
 }
 
+/// Where the presets are looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresetPlaces {
+    /// The project folder: relative `data_path`s resolve against it.
+    pub project_root: PathBuf,
+    /// The folder of the release presets (`<dataset>/*.yaml` in it).
+    pub release: PathBuf,
+    /// Whether `release` is the installed copy of the embedded presets (no `presets/` in the
+    /// project folder).
+    pub installed: bool,
+    /// The user's preset folder, when the system has a config folder.
+    pub user: Option<PathBuf>,
+    /// Why the embedded presets could not be installed, if they could not.
+    pub problem: Option<String>,
+}
+
+impl PresetPlaces {
+    /// The places for a `mislas` started in `project_root`: its `presets/` when it is a
+    /// folder, else the embedded presets installed under the per-user data folder
+    /// ([`install_release`]); the user's folder is [`user_presets_dir`].
+    pub fn find(project_root: &Path) -> PresetPlaces {
+        let user = user_presets_dir();
+        let in_project = project_root.join("presets");
+        let mut places = PresetPlaces {
+            project_root: project_root.to_path_buf(),
+            release: in_project.clone(),
+            installed: false,
+            user,
+            problem: None,
+        };
+        if in_project.is_dir() {
+            return places;
+        }
+        match crate::config::user_data_dir() {
+            Some(data) => match install_release(&data.join("presets")) {
+                Ok(dir) => {
+                    places.release = dir;
+                    places.installed = true;
+                }
+                Err(e) => places.problem = Some(format!("{e:#}")),
+            },
+            None => {
+                places.problem =
+                    Some("no per-user data folder on this system (set MISLAS_DATA_DIR)".into())
+            }
+        }
+        places
+    }
+
+    /// The presets of these places ([`discover_in`]).
+    pub fn discover(&self) -> Vec<Preset> {
+        discover_in(&self.release, &self.project_root, self.user.as_deref())
+    }
+
+    /// Where the presets are looked for, in words (one line), with the install problem if any.
+    pub fn describe(&self) -> String {
+        let release = if self.installed {
+            format!("{} (release, built in)", self.release.display())
+        } else {
+            format!("{} (project)", self.release.display())
+        };
+        let user = self.user.as_ref().map_or_else(
+            || "no user folder on this system".to_owned(),
+            |u| format!("{} (yours)", u.display()),
+        );
+        match &self.problem {
+            Some(p) => format!("{release} · {user} · built-in presets not installed: {p}"),
+            None => format!("{release} · {user}"),
+        }
+    }
+}
+
+/// Writes the embedded release presets ([`release::RELEASE`]) to `dir/<dataset>/*.yaml`,
+/// rewriting a file whose text differs (they belong to the binary: save your own as user
+/// presets), and returns `dir`.
+///
+/// # Errors
+/// A folder or file cannot be written; the message names it.
+pub fn install_release(dir: &Path) -> anyhow::Result<PathBuf> {
+    for (rel, text) in release::RELEASE {
+        let path = dir.join(rel);
+        if fs::read_to_string(&path).is_ok_and(|t| t == *text) {
+            continue;
+        }
+        let parent = path.parent().unwrap_or(dir);
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        // Written aside, then renamed: a reader never sees half a preset.
+        let tmp = path.with_extension(format!("yaml.{}.tmp", std::process::id()));
+        fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// The path of release preset `rel` (`fashion_mnist/….yaml`) for a `mislas` started in
+/// `project_root`: the project's when it has it, else the installed copy ([`PresetPlaces`]).
+pub fn release_preset(project_root: &Path, rel: &str) -> PathBuf {
+    let in_project = project_root.join("presets").join(rel);
+    if in_project.is_file() {
+        return in_project;
+    }
+    PresetPlaces::find(project_root).release.join(rel)
+}
+
 /// Finds the presets: `presets/<dataset>/*.yaml` under `project_root`, then `*.yaml` in
 /// `user_dir`, each list sorted by file name. Relative `data_path`s are resolved against
 /// `project_root`.
 pub fn discover(project_root: &Path, user_dir: Option<&Path>) -> Vec<Preset> {
+    discover_in(&project_root.join("presets"), project_root, user_dir)
+}
+
+/// Finds the presets: `<dataset>/*.yaml` under `release_dir`, then `*.yaml` in `user_dir`, each
+/// list sorted by file name. Relative `data_path`s are resolved against `base`.
+pub fn discover_in(release_dir: &Path, base: &Path, user_dir: Option<&Path>) -> Vec<Preset> {
     let mut presets = Vec::new();
-    for folder in sorted_entries(&project_root.join("presets")) {
+    for folder in sorted_entries(release_dir) {
         if !folder.is_dir() {
             continue;
         }
@@ -78,17 +195,12 @@ pub fn discover(project_root: &Path, user_dir: Option<&Path>) -> Vec<Preset> {
             .file_name()
             .and_then(|n| serde_yaml::from_str::<DatasetName>(&n.to_string_lossy()).ok());
         for file in yaml_files(&folder) {
-            presets.push(load(
-                file,
-                PresetOrigin::Project,
-                folder_dataset,
-                project_root,
-            ));
+            presets.push(load(file, PresetOrigin::Project, folder_dataset, base));
         }
     }
     if let Some(dir) = user_dir {
         for file in yaml_files(dir) {
-            presets.push(load(file, PresetOrigin::User, None, project_root));
+            presets.push(load(file, PresetOrigin::User, None, base));
         }
     }
     presets
@@ -324,6 +436,54 @@ mod tests {
             "a user preset pairs with user presets"
         );
         assert_eq!(partner(&p, 0), None);
+    }
+
+    #[test]
+    fn the_embedded_list_is_the_presets_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
+        let mut on_disk: Vec<String> = sorted_entries(&root)
+            .iter()
+            .flat_map(|d| yaml_files(d))
+            .map(|f| f.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = release::RELEASE
+            .iter()
+            .map(|(r, _)| r.to_string())
+            .collect();
+        embedded.sort();
+        assert_eq!(
+            embedded, on_disk,
+            "src/presets/release.rs lists every file of presets/"
+        );
+        for (rel, text) in release::RELEASE {
+            assert_eq!(fs::read_to_string(root.join(rel)).unwrap(), *text);
+        }
+    }
+
+    #[test]
+    fn outside_a_clone_the_release_presets_are_installed_and_found() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("presets");
+        install_release(&dir).unwrap();
+        // A stale copy of an older version is rewritten; the install is idempotent.
+        let first = release::RELEASE[0].0;
+        fs::write(dir.join(first), "lr: [\n").unwrap();
+        install_release(&dir).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join(first)).unwrap(),
+            release::RELEASE[0].1
+        );
+        let elsewhere = tempfile::tempdir().unwrap();
+        let p = discover_in(&dir, elsewhere.path(), None);
+        assert_eq!(p.len(), release::RELEASE.len());
+        assert!(
+            p.iter().all(|p| p.config.is_ok()),
+            "every release preset loads"
+        );
+        assert!(p
+            .iter()
+            .any(|p| p.name() == "fashion_mnist_imb001_stage1_mixup"));
     }
 
     #[test]

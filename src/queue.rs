@@ -7,6 +7,23 @@
 //! machine, else one per CUDA device (`device cuda:N` appended). Only one scheduler runs at a
 //! time: it holds `scheduler.lock` (flock); a second one is refused with the first one's pid.
 //!
+//! A start is durable at every instant, so that a scheduler killed anywhere never loses,
+//! doubles or orphans a run:
+//!
+//! 1. `queued` → `starting` is committed (one transaction) before anything else;
+//! 2. the scheduler takes `logs/<id>.lock` (flock) and spawns the run with that lock's file
+//!    descriptor inherited: from then on the lock is held exactly while the run's processes
+//!    live, whoever started them;
+//! 3. `running` and the pid are recorded; the run announces its run folder in
+//!    `logs/<id>.run_dir` once it has one ([`crate::live::ANNOUNCE_ENV`]).
+//!
+//! A scheduler that finds a run `starting` or `running` it did not start decides from that
+//! lock and the announced folder, never from a missing pid: a held lock is a live run, adopted
+//! (its device stays busy until the lock is free); a free lock with a run folder is a run that
+//! ended unwatched (`ended`, its folder says how); a free lock without a run folder is a run
+//! that never did any work, and it goes back to the queue at its place.
+//! `MISLAS_QUEUE_FAULT` ([`FAULT_ENV`]) aborts the scheduler at a named step, for fault drills.
+//!
 //! A sweep is a grid over keys ([`expand_grid`]): `--grid smooth_head 0.1,0.2 --grid seed 0,1`
 //! queues one run per point, named by its values.
 use anyhow::{bail, Context, Result};
@@ -15,22 +32,21 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Environment variable that moves the data folder (tests, several users of one account).
-pub const DATA_DIR_ENV: &str = "MISLAS_DATA_DIR";
+pub use crate::config::DATA_DIR_ENV;
+/// Environment variable of the fault drills: the scheduler aborts (as a `kill -9` would end
+/// it) at the step it names: `after_take` (`starting` committed, nothing spawned),
+/// `after_spawn` (the run spawned, `running` not recorded), `after_running` (`running` and pid
+/// recorded), `before_ended` (a run ended, its end not recorded).
+pub const FAULT_ENV: &str = "MISLAS_QUEUE_FAULT";
 /// More runs than this in one sweep need `--yes`.
 pub const MAX_SWEEP_WITHOUT_YES: usize = 100;
 
-/// The per-user data folder: `$MISLAS_DATA_DIR`, else `directories`' data folder of mislas
-/// (`~/.local/share/mislas` on Linux).
+/// The per-user data folder ([`crate::config::user_data_dir`]).
 ///
 /// # Errors
-/// Neither is known (no home folder).
+/// It is not known (no home folder).
 pub fn data_dir() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os(DATA_DIR_ENV) {
-        return Ok(PathBuf::from(d));
-    }
-    directories::ProjectDirs::from("", "", "mislas")
-        .map(|d| d.data_dir().to_path_buf())
+    crate::config::user_data_dir()
         .context("no per-user data folder on this system (set MISLAS_DATA_DIR)")
 }
 
@@ -40,6 +56,8 @@ pub mod state {
     pub const QUEUED: &str = "queued";
     /// Waits, but is not started until released.
     pub const HELD: &str = "held";
+    /// Taken by a scheduler, its process being started (see the module's start protocol).
+    pub const STARTING: &str = "starting";
     /// Its process runs.
     pub const RUNNING: &str = "running";
     /// Ended with status 0.
@@ -83,17 +101,47 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Opens (creating) `dir/queue.sqlite`.
+    /// Opens `dir/queue.sqlite`, creating it when there is none. A new database is made
+    /// aside and linked into place once complete, so an empty (0-byte) file is never a queue:
+    /// it is refused, named, rather than read as an empty queue.
     ///
     /// # Errors
-    /// The folder or database cannot be created or read.
+    /// The folder or database cannot be created or read; the file is empty or not a mislas
+    /// queue (named, with what to do).
     pub fn open(dir: &Path) -> Result<Queue> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("queue.sqlite");
-        let db = Connection::open(&path)
+        if !path.exists() {
+            let tmp = dir.join(format!("queue.sqlite.new-{}", std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            drop(Self::open_file(&tmp, dir)?);
+            // Another process may have made it meanwhile: theirs stays.
+            let _ = fs::hard_link(&tmp, &path);
+            let _ = fs::remove_file(&tmp);
+        }
+        if fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            bail!(
+                "{} is empty (0 bytes): not a queue database (cut short or emptied); move it \
+                 away and `mislas queue` starts a new, empty queue",
+                path.display()
+            );
+        }
+        Self::open_file(&path, dir)
+    }
+
+    /// Opens (creating) the database `path` of the data folder `dir`, with its tables.
+    fn open_file(path: &Path, dir: &Path) -> Result<Queue> {
+        let db = Connection::open(path)
             .with_context(|| format!("cannot open the queue {}", path.display()))?;
         db.busy_timeout(Duration::from_secs(10))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| {
+                format!(
+                    "{}: not a mislas queue database (damaged?): move it away and `mislas queue` \
+                     starts a new, empty queue",
+                    path.display()
+                )
+            })?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS jobs (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -220,8 +268,8 @@ impl Queue {
             .optional()?;
         match running.as_deref() {
             None => bail!("no queued run {id} (mislas queue ls lists them)"),
-            Some(state::RUNNING) => {
-                bail!("run {id} is running: stop it first (s on its run screen)")
+            Some(s @ (state::RUNNING | state::STARTING)) => {
+                bail!("run {id} is {s}: stop it first (s on its run screen)")
             }
             Some(_) => {
                 self.db.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
@@ -261,7 +309,7 @@ impl Queue {
         Ok(())
     }
 
-    /// Takes the next queued run for `device`: marks it running there, atomically (two
+    /// Takes the next queued run for `device`: marks it `starting` there, atomically (two
     /// schedulers, were the lock gone, never take the same run).
     fn take_next(&mut self, device: &str) -> Result<Option<Job>> {
         let tx = self
@@ -277,7 +325,7 @@ impl Queue {
         if let Some(id) = id {
             tx.execute(
                 "UPDATE jobs SET state = ?2, device = ?3, started = datetime('now') WHERE id = ?1",
-                params![id, state::RUNNING, device],
+                params![id, state::STARTING, device],
             )?;
         }
         tx.commit()?;
@@ -287,17 +335,30 @@ impl Queue {
         })
     }
 
-    fn set_ended_unwatched(&self, id: i64) -> Result<()> {
+    fn set_ended_unwatched(&self, id: i64, run_dir: &Path) -> Result<()> {
         self.db.execute(
-            "UPDATE jobs SET state = ?2, pid = NULL, ended = datetime('now') WHERE id = ?1",
-            params![id, state::ENDED],
+            "UPDATE jobs SET state = ?2, pid = NULL, run_dir = ?3, ended = datetime('now')
+             WHERE id = ?1",
+            params![id, state::ENDED, run_dir.display().to_string()],
         )?;
         Ok(())
     }
 
-    fn started(&self, id: i64, pid: u32) -> Result<()> {
-        self.db
-            .execute("UPDATE jobs SET pid = ?2 WHERE id = ?1", params![id, pid])?;
+    /// Puts a run that never did any work back in the queue, at its place.
+    fn requeue(&self, id: i64) -> Result<()> {
+        self.db.execute(
+            "UPDATE jobs SET state = ?2, pid = NULL, device = NULL, started = NULL WHERE id = ?1",
+            params![id, state::QUEUED],
+        )?;
+        Ok(())
+    }
+
+    /// Records a run's process: `running`, with its pid and device.
+    fn started(&self, id: i64, pid: u32, device: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE jobs SET state = ?2, pid = ?3, device = ?4 WHERE id = ?1",
+            params![id, state::RUNNING, pid, device],
+        )?;
         Ok(())
     }
 
@@ -543,30 +604,35 @@ struct Running {
     id: i64,
     device: String,
     child: std::process::Child,
-    announce: PathBuf,
 }
 
-/// Runs the queue until no run is queued or running: each of `devices` (`cpu`, or `cuda:0`,
-/// `cuda:1`, …; `cpu/2` is a second slot on the CPU) runs one run at a time; `exe` is the
-/// `mislas` executable. Prints each start and end.
+/// Aborts the process at `step` when [`FAULT_ENV`] names it (fault drills).
+fn fault_point(step: &str) {
+    if std::env::var(FAULT_ENV).is_ok_and(|v| v == step) {
+        eprintln!("queue: fault drill: aborting {step}");
+        std::process::abort();
+    }
+}
+
+/// Runs the queue until no run is queued, starting or running: each of `devices` (`cpu`, or
+/// `cuda:0`, `cuda:1`, …; `cpu/2` is a second slot on the CPU) runs one run at a time; `exe` is
+/// the `mislas` executable. Runs left `starting` or `running` by a scheduler that ended are
+/// adopted, ended or queued again, as the module's start protocol says. Prints each start and
+/// end.
 ///
 /// # Errors
 /// Another scheduler runs (its pid is named), or the database cannot be used.
 pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Result<()> {
     let _lock = SchedulerLock::take(&queue.dir)?;
     let logs = queue.dir.join("logs");
-    fs::create_dir_all(&logs)?;
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let mut s = Slots {
         running: Vec::new(),
-        // Runs a scheduler that ended (killed, a restart) had started: those still alive keep
-        // their device until they end.
-        adopted: queue
-            .list()?
-            .into_iter()
-            .filter(|j| j.state == state::RUNNING)
-            .map(|j| (j.id, j.device.unwrap_or_default(), j.pid.unwrap_or(0)))
-            .collect(),
+        adopted: Vec::new(),
+        logs: logs.clone(),
+        shown: Default::default(),
     };
+    s.recover(queue)?;
     loop {
         s.reap(queue)?;
         for device in devices {
@@ -576,9 +642,12 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
             let Some(job) = queue.take_next(device)? else {
                 break;
             };
+            fault_point("after_take");
             match start(&job, device, exe, &logs) {
                 Ok(r) => {
-                    queue.started(job.id, r.child.id())?;
+                    fault_point("after_spawn");
+                    queue.started(job.id, r.child.id(), device)?;
+                    fault_point("after_running");
                     println!("queue: run {} ({}) started on {device}", job.id, job.name);
                     s.running.push(r);
                 }
@@ -597,10 +666,47 @@ pub fn run_scheduler(queue: &mut Queue, devices: &[String], exe: &Path) -> Resul
 }
 
 /// What the scheduler's devices run: its own children, and runs a previous scheduler started
-/// (`(id, device, pid)`).
+/// (`(id, device, pid)`), followed through their start locks.
 struct Slots {
     running: Vec<Running>,
-    adopted: Vec<(i64, String, i64)>,
+    adopted: Vec<(i64, String, Option<i64>)>,
+    logs: PathBuf,
+    /// Runs whose announced run folder is recorded in their row already.
+    shown: std::collections::HashSet<i64>,
+}
+
+/// `logs/<id>.lock`: held while the run's processes live (module doc).
+fn start_lock_path(logs: &Path, id: i64) -> PathBuf {
+    logs.join(format!("{id}.lock"))
+}
+
+/// `logs/<id>.run_dir`: the run folder the run announced, once it has one.
+fn announce_path(logs: &Path, id: i64) -> PathBuf {
+    logs.join(format!("{id}.run_dir"))
+}
+
+/// Whether the processes of run `id` live: its start lock is held. A run without a lock file
+/// (started by a scheduler of an earlier version) lives while its `pid` does.
+fn run_alive(logs: &Path, id: i64, pid: Option<i64>) -> bool {
+    match File::open(start_lock_path(logs, id)) {
+        Ok(f) => match f.try_lock_shared() {
+            Ok(()) => {
+                let _ = f.unlock();
+                false
+            }
+            Err(fs::TryLockError::WouldBlock) => true,
+            Err(fs::TryLockError::Error(_)) => false,
+        },
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        Err(_) => pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p as libc::pid_t, 0) } == 0),
+    }
+}
+
+/// The run folder run `id` announced, if it exists.
+fn announced_run_dir(logs: &Path, id: i64) -> Option<PathBuf> {
+    let text = fs::read_to_string(announce_path(logs, id)).ok()?;
+    let dir = PathBuf::from(text.trim());
+    dir.is_dir().then_some(dir)
 }
 
 impl Slots {
@@ -609,24 +715,90 @@ impl Slots {
             || self.adopted.iter().any(|(_, d, _)| d == device)
     }
 
+    /// Takes over the runs a scheduler that ended left `starting` or `running`: a live one is
+    /// adopted (and recorded `running`), a dead one is settled ([`Slots::settle`]).
+    fn recover(&mut self, queue: &Queue) -> Result<()> {
+        for j in queue.list()? {
+            if j.state != state::STARTING && j.state != state::RUNNING {
+                continue;
+            }
+            let device = j.device.clone().unwrap_or_default();
+            if run_alive(&self.logs, j.id, j.pid) {
+                if j.state == state::STARTING {
+                    queue.db.execute(
+                        "UPDATE jobs SET state = ?2 WHERE id = ?1",
+                        params![j.id, state::RUNNING],
+                    )?;
+                }
+                println!(
+                    "queue: run {} ({}) on {device}, started by an earlier scheduler, adopted",
+                    j.id, j.name
+                );
+                self.adopted.push((j.id, device, j.pid));
+            } else {
+                self.settle(queue, j.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A run whose processes are gone and that no scheduler watched end: `ended` with its run
+    /// folder, or, without one, back in the queue.
+    fn settle(&self, queue: &Queue, id: i64) -> Result<()> {
+        match announced_run_dir(&self.logs, id) {
+            Some(dir) => {
+                queue.set_ended_unwatched(id, &dir)?;
+                println!(
+                    "queue: run {id} ended while no scheduler watched it: {} says how",
+                    dir.display()
+                );
+            }
+            None => {
+                queue.requeue(id)?;
+                println!("queue: run {id} never made its run folder: queued again");
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the run folder of each run that announced one since the last look, so that
+    /// `queue ls` shows it while the run trains (an adopted one too).
+    fn record_run_dirs(&mut self, queue: &Queue) -> Result<()> {
+        let ids: Vec<i64> = (self.running.iter().map(|r| r.id))
+            .chain(self.adopted.iter().map(|(id, _, _)| *id))
+            .filter(|id| !self.shown.contains(id))
+            .collect();
+        for id in ids {
+            if let Some(dir) = announced_run_dir(&self.logs, id) {
+                queue.db.execute(
+                    "UPDATE jobs SET run_dir = ?2 WHERE id = ?1",
+                    params![id, dir.display().to_string()],
+                )?;
+                self.shown.insert(id);
+            }
+        }
+        Ok(())
+    }
+
     /// Records the runs that ended since the last look.
     fn reap(&mut self, queue: &Queue) -> Result<()> {
+        let logs = self.logs.clone();
         let mut gone = Vec::new();
         self.adopted.retain(|(id, _, pid)| {
-            // SAFETY: kill with signal 0 only asks whether the process exists.
-            let alive = *pid > 0 && unsafe { libc::kill(*pid as libc::pid_t, 0) } == 0;
+            let alive = run_alive(&logs, *id, *pid);
             if !alive {
                 gone.push(*id);
             }
             alive
         });
         for id in gone {
-            queue.set_ended_unwatched(id)?;
-            println!("queue: run {id} ended while no scheduler watched it");
+            self.settle(queue, id)?;
         }
+        self.record_run_dirs(queue)?;
         self.running.retain_mut(|r| match r.child.try_wait() {
             Ok(Some(status)) => {
-                let dir = fs::read_to_string(&r.announce).ok().map(PathBuf::from);
+                fault_point("before_ended");
+                let dir = announced_run_dir(&logs, r.id);
                 if let Err(e) = queue.ended(r.id, status.code(), dir.as_deref()) {
                     eprintln!("queue: run {}: {e:#}", r.id);
                 }
@@ -640,11 +812,32 @@ impl Slots {
 }
 
 /// Starts one queued run on `device` as a process of its own (its own session, so that it
-/// outlives the scheduler's terminal); its output goes to `logs/<id>.log`.
+/// outlives the scheduler's terminal) that inherits the run's start lock, taken here (module
+/// doc); its output goes to `logs/<id>.log`.
+///
+/// # Errors
+/// The log or lock cannot be created, the lock is held (a process of this run still lives),
+/// or the process cannot be started.
 fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let lock_path = start_lock_path(logs, job.id);
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "{} is held: a process of run {} still lives",
+            lock_path.display(),
+            job.id
+        );
+    }
     let log = logs.join(format!("{}.log", job.id));
     let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-    let announce = logs.join(format!("{}.run_dir", job.id));
+    let announce = announce_path(logs, job.id);
     let _ = fs::remove_file(&announce);
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--saved")
@@ -657,14 +850,26 @@ fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
         .stdout(out.try_clone()?)
         .stderr(out);
     crate::live::detach_from_terminal(&mut cmd);
+    let fd = lock.as_raw_fd();
+    // SAFETY: fcntl is async-signal-safe; it clears close-on-exec of the lock's descriptor in
+    // the child only, so that the run's process holds the start lock while it lives.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
+    // The child holds the lock now; this process's descriptor of it closes here.
+    drop(lock);
     Ok(Running {
         id: job.id,
         device: device.to_owned(),
         child,
-        announce,
     })
 }
 
@@ -729,23 +934,83 @@ mod tests {
         assert!(q2.take_next("cpu").unwrap().is_none(), "b is held");
         q.release(b).unwrap();
         assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, b);
-        assert!(q.remove(a).unwrap_err().to_string().contains("running"));
+        assert!(q.remove(a).unwrap_err().to_string().contains("starting"));
         q.ended(a, Some(0), None).unwrap();
         q.remove(a).unwrap();
         assert_eq!(q.list().unwrap().len(), 2);
     }
 
     #[test]
-    fn a_run_left_by_a_dead_scheduler_is_marked_ended() {
+    fn a_start_left_by_a_dead_scheduler_is_decided_from_its_lock_and_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let mut q = Queue::open(dir.path()).unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let logs = dir.path().join("logs");
+        fs::create_dir_all(&logs).unwrap();
         let p = Path::new("/p");
-        let id = q.add("a", &s(&["train"]), p, p).unwrap();
-        q.take_next("cpu").unwrap();
-        // A pid that is not running: the process the dead scheduler started has ended.
-        q.started(id, 999_999_999).unwrap();
-        run_scheduler(&mut q, &["cpu".into()], Path::new("/nonexistent")).unwrap();
-        assert_eq!(q.list().unwrap()[0].state, state::ENDED);
+        let mut q2 = Queue::open(dir.path()).unwrap();
+        let ids: Vec<i64> = ["live", "ended", "never", "old"]
+            .iter()
+            .map(|n| q.add(n, &s(&["train"]), p, p).unwrap())
+            .collect();
+        for _ in &ids {
+            q2.take_next("cpu").unwrap().unwrap();
+        }
+        // `live`: its process holds the start lock (this handle plays it), no pid recorded.
+        let held = File::create(start_lock_path(&logs, ids[0])).unwrap();
+        held.try_lock().unwrap();
+        // `ended`: lock free, and it announced a run folder that exists.
+        let run = dir.path().join("saved/ended_202601010000");
+        fs::create_dir_all(&run).unwrap();
+        File::create(start_lock_path(&logs, ids[1])).unwrap();
+        fs::write(announce_path(&logs, ids[1]), run.display().to_string()).unwrap();
+        // `never`: taken, lock free, no folder: it never did any work.
+        File::create(start_lock_path(&logs, ids[2])).unwrap();
+        // `old`: no lock file (an earlier version's start), `running` with a dead pid.
+        q.started(ids[3], 999_999_999, "cpu").unwrap();
+
+        let mut slots = Slots {
+            running: Vec::new(),
+            adopted: Vec::new(),
+            logs: logs.clone(),
+            shown: Default::default(),
+        };
+        slots.recover(&q).unwrap();
+        let states = |q: &Queue| -> Vec<(String, Option<PathBuf>)> {
+            q.list()
+                .unwrap()
+                .into_iter()
+                .map(|j| (j.state, j.run_dir))
+                .collect()
+        };
+        assert_eq!(
+            states(&q),
+            [
+                (state::RUNNING.to_owned(), None),
+                (state::ENDED.to_owned(), Some(run.clone())),
+                (state::QUEUED.to_owned(), None),
+                (state::QUEUED.to_owned(), None),
+            ]
+        );
+        assert_eq!(slots.adopted, [(ids[0], "cpu".to_owned(), None)]);
+        assert!(slots.busy("cpu"), "the adopted run keeps its device");
+
+        // Still alive: nothing changes.
+        slots.reap(&q).unwrap();
+        assert_eq!(slots.adopted.len(), 1);
+        // Its process announces a folder: `queue ls` shows it while it trains.
+        let live_run = dir.path().join("saved/live_202601010000");
+        fs::create_dir_all(&live_run).unwrap();
+        fs::write(announce_path(&logs, ids[0]), live_run.display().to_string()).unwrap();
+        slots.reap(&q).unwrap();
+        assert_eq!(
+            states(&q)[0],
+            (state::RUNNING.to_owned(), Some(live_run.clone()))
+        );
+        // It ends: `ended`, with the folder.
+        drop(held);
+        slots.reap(&q).unwrap();
+        assert!(slots.adopted.is_empty() && !slots.busy("cpu"));
+        assert_eq!(states(&q)[0], (state::ENDED.to_owned(), Some(live_run)));
     }
 
     #[test]
@@ -771,6 +1036,38 @@ mod tests {
             ("r", Some(7), 0)
         );
         assert_eq!(idx[0].figures, None);
+    }
+
+    #[test]
+    fn an_empty_or_damaged_queue_file_is_named_not_read_as_an_empty_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        q.add("a", &s(&["train"]), Path::new("/p"), Path::new("/p"))
+            .unwrap();
+        drop(q);
+        assert_eq!(Queue::open(dir.path()).unwrap().list().unwrap().len(), 1);
+        let file = dir.path().join("queue.sqlite");
+        for (what, bytes) in [
+            ("empty (0 bytes)", &b""[..]),
+            ("not a mislas queue", b"junk junk junk junk junk"),
+        ] {
+            let _ = fs::remove_file(dir.path().join("queue.sqlite-wal"));
+            let _ = fs::remove_file(dir.path().join("queue.sqlite-shm"));
+            fs::write(&file, bytes).unwrap();
+            let e = format!("{:#}", Queue::open(dir.path()).err().expect(what));
+            assert!(
+                e.contains(&file.display().to_string()) && e.contains(what),
+                "{e}"
+            );
+            assert!(e.contains("move it away"), "{e}");
+        }
+        // No temporary database is left beside it.
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".new-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

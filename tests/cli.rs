@@ -275,3 +275,146 @@ fn train_refuses_a_batch_larger_than_the_training_set_and_writes_nothing() {
     assert!(err.lines().count() <= 3, "{err}");
     assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
 }
+
+/// Options and `KEY VALUE` overrides in any order, for every subcommand that takes overrides:
+/// an option after an override is read as the option, never as a key (the README's own
+/// `compare --checkpoint … device cpu --trained … --methods …`).
+#[test]
+fn options_after_overrides_are_options() {
+    let o = mislas(&["config", "lr", "0.05", "--cfg", STAGE1, "num_epochs", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let yaml = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        yaml.contains("lr: 0.05") && yaml.contains("num_epochs: 3"),
+        "{yaml}"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let run = root.path().join("s1_202601010000");
+    std::fs::create_dir_all(run.join("ckps")).unwrap();
+    let preset =
+        std::fs::read_to_string(format!("{}/{STAGE1}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    std::fs::write(run.join("config.yaml"), preset).unwrap();
+    let ck = run.join("ckps/current.safetensors");
+    std::fs::write(&ck, b"not read: the checks come first").unwrap();
+    let missing = root.path().join("crt.safetensors");
+    let trained = format!("crt={}", missing.display());
+    let o = mislas(&[
+        "compare",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "device",
+        "cpu",
+        "--trained",
+        &trained,
+        "--methods",
+        "ce,crt",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("no checkpoint at {}", missing.display())),
+        "--trained after an override is the option: {e}"
+    );
+
+    // The other subcommands that take overrides: each gets past the command line (and stops
+    // on the missing data or checkpoint it was given).
+    let none = "/nonexistent/mislas-data";
+    for args in [
+        vec!["train", "data_path", none, "--cfg", STAGE1, "device", "cpu"],
+        vec![
+            "eval",
+            "data_path",
+            none,
+            "--cfg",
+            STAGE1,
+            "resume",
+            "/nonexistent/c.pth",
+        ],
+        vec![
+            "bench",
+            "data_path",
+            none,
+            "--batches",
+            "1",
+            "--cfg",
+            STAGE1,
+        ],
+        vec![
+            "pipeline",
+            "data_path",
+            none,
+            "--stage1",
+            STAGE1,
+            "device",
+            "cpu",
+        ],
+    ] {
+        let saved = tempfile::tempdir().unwrap();
+        let mut all = vec!["--saved", saved.path().to_str().unwrap()];
+        all.extend(&args);
+        let o = mislas(&all);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            !e.contains("unknown key '--") && !e.contains("unexpected argument"),
+            "{args:?}: {e}"
+        );
+        assert!(e.contains("/nonexistent/"), "{args:?}: {e}");
+    }
+}
+
+/// Outside the clone (another folder, as after `cargo install --path .`), the release presets
+/// come with the binary: `mislas presets` lists them and says where it looks, and a
+/// `presets/…` path names the built-in preset.
+#[test]
+fn presets_are_found_outside_the_clone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cwd, data, config) = (
+        tmp.path().join("elsewhere"),
+        tmp.path().join("data"),
+        tmp.path().join("config"),
+    );
+    std::fs::create_dir_all(&cwd).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mislas"))
+            .current_dir(&cwd)
+            .env("MISLAS_DATA_DIR", &data)
+            .env("XDG_CONFIG_HOME", &config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["presets"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let release = data.join("presets");
+    assert!(
+        out.starts_with(&format!(
+            "looks in {} (release, built in) · {} (yours)",
+            release.display(),
+            config.join("mislas/presets").display()
+        )),
+        "{out}"
+    );
+    let files = std::fs::read_dir(format!(
+        "{}/presets/fashion_mnist",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .count();
+    let listed = out
+        .lines()
+        .filter(|l| l.starts_with("built-in") && l.contains("fashion_mnist_"))
+        .count();
+    assert_eq!(listed, files, "{out}");
+    assert!(
+        release
+            .join("fashion_mnist/fashion_mnist_imb001_stage1_mixup.yaml")
+            .is_file(),
+        "installed in the per-user data folder"
+    );
+    let o = run(&["config", "--cfg", STAGE1]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("dataset: fashion_mnist"));
+}

@@ -1,5 +1,6 @@
 //! `mislas compare`'s command line: bad methods and trained checkpoints are refused in words
-//! before anything is loaded.
+//! before anything is loaded; on a real (tiny) run the backbone passes show their progress,
+//! and Ctrl-C cancels cleanly.
 use std::process::Command;
 
 fn compare(args: &[&str]) -> (i32, String) {
@@ -169,4 +170,118 @@ fn checkpoints_of_the_wrong_stage_or_data_are_refused() {
         )),
         "{err}"
     );
+}
+
+/// A small CIFAR-10 in the binary release's format under `root/cifar-10-batches-bin`: 5 × 100
+/// training and 100 test images, 10 per class per file, each class a different brightness.
+fn tiny_cifar10(root: &std::path::Path) {
+    let dir = root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, salt: usize| {
+        let mut v = Vec::new();
+        for i in 0..100usize {
+            let label = (i % 10) as u8;
+            v.push(label);
+            v.extend((0..3072).map(|p| label * 20 + ((p * 7 + i * 31 + salt) % 60) as u8));
+        }
+        std::fs::write(dir.join(name), v).unwrap();
+    };
+    for k in 1..=5 {
+        file(&format!("data_batch_{k}.bin"), k);
+    }
+    file("test_batch.bin", 0);
+}
+
+/// On a one-epoch tiny CIFAR-10-LT stage 1 (one image per batch, so that the pass has 100
+/// steps): Ctrl-C during the backbone pass ends `compare` with status 130, a word, and
+/// nothing written (no cache, no table); then a full comparison prints the pass's progress
+/// with images done, rate and ETA, for the test set and (NCM) the training set.
+#[test]
+fn the_backbone_pass_shows_progress_and_ctrl_c_cancels_it() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    tiny_cifar10(&root.join("data"));
+    let preset = format!(
+        "{}/presets/cifar10/cifar10_imb01_stage1_mixup.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .args([
+            "train",
+            "--cfg",
+            &preset,
+            "name",
+            "tiny_s1",
+            "data_path",
+            "./data",
+        ])
+        .args(["num_epochs", "1", "batch_size", "32", "warmup_epochs", "0"])
+        .args(["device", "cpu", "workers", "0", "print_freq", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(root.join("saved"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .unwrap();
+    let ck = run.join("ckps/current.safetensors");
+    let args = |cmd: &mut Command| {
+        cmd.current_dir(root)
+            .env("OMP_WAIT_POLICY", "PASSIVE")
+            .args(["compare", "--checkpoint", ck.to_str().unwrap()])
+            .args(["eval_batch_size", "1", "workers", "0", "device", "cpu"])
+            .args(["--methods", "ce,ce+ncm", "--draws", "50"]);
+    };
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mislas"));
+    args(&mut cmd);
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no progress line: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("backbone on the test set: ") {
+            break;
+        }
+    }
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("compare: cancelled"), "{seen}");
+    assert!(!seen.contains("panicked"), "{seen}");
+    let cached = std::fs::read_dir(run.join("cache")).map_or(0, |d| d.count());
+    assert_eq!(cached, 0, "a cancelled pass writes no cache");
+    assert!(!run.join("compare").exists(), "nor a table");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mislas"));
+    args(&mut cmd);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for source in ["test set: 100/100", "training set: 199/199"] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(source))
+            .unwrap_or_else(|| panic!("{source}: {err}"));
+        assert!(
+            line.contains("images (100 %) · ") && line.contains(" img/s · ETA 0:00"),
+            "{line}"
+        );
+    }
 }

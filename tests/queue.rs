@@ -1,7 +1,8 @@
 //! The queue end to end with the real binary on CPU, on a tiny list-file data set the test
 //! writes (ImageNet-LT's list names, 12 classes, 32×32 crops): three runs complete in queue
 //! order, one at a time; a 2 × 2 sweep queues four runs whose `config.yaml` hold the grid's
-//! values; a second scheduler started beside the first is refused and says so.
+//! values; a second scheduler started beside the first is refused and says so. A scheduler
+//! killed at each step of a start or an end loses, doubles or orphans no run.
 use mislas::config::{Config, DatasetName, Stage};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -135,7 +136,10 @@ fn three_runs_in_order_a_two_by_two_sweep_and_one_scheduler() {
         "x",
     ]);
     assert!(!o.status.success());
-    assert_eq!(ok(&q(&["queue", "ls"])).lines().count(), 3);
+    // A header, then the three runs.
+    let ls = ok(&q(&["queue", "ls"]));
+    assert_eq!(ls.lines().count(), 4, "{ls}");
+    assert!(ls.starts_with("  ID  STATE"), "{ls}");
 
     // The scheduler, and a second one beside it that is refused.
     let mut first = Command::new(env!("CARGO_BIN_EXE_mislas"))
@@ -222,4 +226,93 @@ fn three_runs_in_order_a_two_by_two_sweep_and_one_scheduler() {
         ("tiny_seed4_lr0.05".to_owned(), 4, 0.05),
     ];
     assert_eq!(found, want);
+}
+
+/// Fault drill: the scheduler is killed (aborted) at each step of a start and of an end, and a
+/// second scheduler takes over. Whatever the step, each queued run trains exactly once (one run
+/// folder each: none lost, none doubled), the second run never starts before the first has
+/// ended (one CPU slot), and every row ends `done` or `ended` with its run folder.
+#[test]
+fn a_scheduler_killed_at_any_step_never_loses_doubles_or_orphans_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(&tmp.path().join("tiny"));
+    for step in ["after_take", "after_spawn", "after_running", "before_ended"] {
+        let (project, data_dir) = (tmp.path().join(step), tmp.path().join(format!("{step}_q")));
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(
+            project.join("tiny.yaml"),
+            tiny_config(&tmp.path().join("tiny")).to_yaml(),
+        )
+        .unwrap();
+        let q = |args: &[&str]| mislas(&project, &data_dir, args);
+        for name in ["one", "two"] {
+            ok(&q(&[
+                "queue",
+                "add",
+                "train",
+                "--cfg",
+                "tiny.yaml",
+                "name",
+                name,
+            ]));
+        }
+        let killed = Command::new(env!("CARGO_BIN_EXE_mislas"))
+            .current_dir(&project)
+            .env("MISLAS_DATA_DIR", &data_dir)
+            .env("MISLAS_QUEUE_FAULT", step)
+            .args(["queue", "run"])
+            .output()
+            .unwrap();
+        assert!(
+            !killed.status.success(),
+            "{step}: the drill aborts the scheduler"
+        );
+        // The second scheduler, started at once (a run it finds may still be training).
+        let second = ok(&q(&["queue", "run"]));
+        let decided = match step {
+            "after_take" => "queue: run 1 never made its run folder: queued again",
+            "before_ended" => "queue: run 1 ended while no scheduler watched it",
+            _ => "queue: run 1 (one) on cpu, started by an earlier scheduler, adopted",
+        };
+        assert!(second.starts_with(decided), "{step}: {second}");
+
+        let saved = project.join("saved");
+        let mut folders: Vec<(String, std::time::SystemTime, std::time::SystemTime)> =
+            std::fs::read_dir(&saved)
+                .unwrap()
+                .map(|e| {
+                    let dir = e.unwrap().path();
+                    let c = Config::from_file(&dir.join("config.yaml")).unwrap().config;
+                    assert_eq!(
+                        mislas::run_dir::read_metrics(&dir).unwrap().len(),
+                        1,
+                        "{step}: {} trained to its end",
+                        dir.display()
+                    );
+                    let meta =
+                        |f: &str| std::fs::metadata(dir.join(f)).unwrap().modified().unwrap();
+                    (c.name, meta("config.yaml"), meta("metrics.jsonl"))
+                })
+                .collect();
+        folders.sort_by_key(|f| f.1);
+        let names: Vec<&str> = folders.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["one", "two"],
+            "{step}: one folder per run\n{second}"
+        );
+        assert!(
+            folders[1].1 >= folders[0].2,
+            "{step}: the second run started before the first ended\n{second}"
+        );
+        let ls = ok(&q(&["queue", "ls"]));
+        let rows: Vec<&str> = ls.lines().skip(1).collect();
+        assert_eq!(rows.len(), 2, "{ls}");
+        for row in rows {
+            assert!(
+                (row.contains(" done ") || row.contains(" ended ")) && row.contains("saved/"),
+                "{step}: {row}\n{ls}\n{second}"
+            );
+        }
+    }
 }

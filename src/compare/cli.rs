@@ -2,7 +2,7 @@
 //! classifier-stage checkpoints made from it), fitted on the validation split, scored on
 //! unseen images, written as a table, arrays and figures.
 use super::bootstrap::DEFAULT_DRAWS;
-use super::cache::{self, Cached, Source};
+use super::cache::{self, Cached, Source, Watch};
 use super::estimators::Group;
 use super::methods::{run_methods, Base, BaseMethods, MethodSpec, Scoring, View};
 use super::posthoc;
@@ -33,6 +33,8 @@ pub struct CompareOptions {
     pub seed: u64,
     /// Fit/score protocol.
     pub protocol: Protocol,
+    /// Progress of the backbone passes, and a way to stop the comparison.
+    pub watch: Watch,
 }
 
 impl CompareOptions {
@@ -46,6 +48,7 @@ impl CompareOptions {
             draws: DEFAULT_DRAWS,
             seed: 0,
             protocol: Protocol::Holdout,
+            watch: Watch::default(),
         }
     }
 }
@@ -127,6 +130,7 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     );
     let validation = split::validation_for(cfg.dataset, opts.seed);
     let (bases, names, describe) = load_bases(opts, &methods, &validation, &out, log)?;
+    opts.watch.check()?;
     let scoring = Scoring {
         groups: groups.clone(),
         train_class_counts: counts.clone(),
@@ -292,14 +296,14 @@ fn load_bases(
         let mut c = cfg.clone();
         c.resume = path.display().to_string();
         let dir = cache::cache_dir_for(&path, out);
-        let test = cache::load_or_compute(&c, &Source::Test, &dir, log)?;
-        let (val, scored, d) = views(&c, &test, validation, opts.protocol, &dir, log)?;
+        let test = cache::load_or_compute(&c, &Source::Test, &dir, log, &opts.watch)?;
+        let (val, scored, d) = views(&c, &test, validation, opts, &dir, log)?;
         if names.is_empty() {
             // The same split for every base; named with the stage-1 checkpoint's record.
             describe = d;
         }
         let class_means = if need_ncm {
-            let train = cache::load_or_compute(&c, &Source::Train, &dir, log)?;
+            let train = cache::load_or_compute(&c, &Source::Train, &dir, log, &opts.watch)?;
             let labels = Tensor::from_slice(&train.labels);
             Some(posthoc::class_means(
                 &train.features,
@@ -326,10 +330,11 @@ fn views(
     cfg: &Config,
     test: &Cached,
     validation: &Validation,
-    protocol: Protocol,
+    opts: &CompareOptions,
     dir: &Path,
     log: &mut dyn FnMut(&str),
 ) -> Result<(View, View, (String, String))> {
+    let protocol = opts.protocol;
     let n = test.labels.len();
     let all: Vec<usize> = (0..n).collect();
     let whole = || View::select(&test.features, &test.logits, &test.labels, &all);
@@ -339,7 +344,8 @@ fn views(
     }
     match validation {
         Validation::List(file) => {
-            let val = cache::load_or_compute(cfg, &Source::List(file.clone()), dir, log)?;
+            let source = Source::List(file.clone());
+            let val = cache::load_or_compute(cfg, &source, dir, log, &opts.watch)?;
             let vi: Vec<usize> = (0..val.labels.len()).collect();
             Ok((
                 View::select(&val.features, &val.logits, &val.labels, &vi),

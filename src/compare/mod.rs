@@ -16,5 +16,6 @@ pub mod estimators;
 pub mod methods;
 pub mod plots;
 pub mod posthoc;
+pub mod progress;
 pub mod report;
 pub mod split;

@@ -27,6 +27,20 @@ pub use datasets::{DatasetSpec, FilesLayout, Marker, NormalizationStats};
 pub use imbalance::img_num_per_cls;
 pub use keys::{field_help, is_shared_key, key_spec, KeySpec, Stages, ValueKind, KEYS};
 
+/// Environment variable that moves the per-user data folder (tests, several users of one
+/// account).
+pub const DATA_DIR_ENV: &str = "MISLAS_DATA_DIR";
+
+/// The per-user data folder (queue, installed release presets): `$MISLAS_DATA_DIR`, else
+/// `directories`' data folder of mislas (`~/.local/share/mislas` on Linux); `None` when neither
+/// is known (no home folder).
+pub fn user_data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV) {
+        return Some(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("", "", "mislas").map(|d| d.data_dir().to_path_buf())
+}
+
 /// What to do with an image of a list-file data set that is missing or cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

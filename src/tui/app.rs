@@ -240,6 +240,8 @@ pub struct App {
     pub listed: bool,
     /// The stage-1 run whose comparison the worker is running, while it runs.
     pub comparing: Option<PathBuf>,
+    /// The hold on that comparison (its stop flag), while it runs.
+    pub compare_watch: Option<crate::compare::cache::Watch>,
 }
 
 impl App {
@@ -259,6 +261,7 @@ impl App {
             quit: Quit::No,
             listed: false,
             comparing: None,
+            compare_watch: None,
         }
     }
 
@@ -562,6 +565,13 @@ impl App {
                 }
                 RunsAction::OpenMethods(dir) => self.open_methods(&dir),
                 RunsAction::RunMethods => self.run_methods(),
+                RunsAction::CancelCompare => {
+                    if let Some(w) = &self.compare_watch {
+                        w.cancel();
+                        self.set_status("cancelling the comparison…", false);
+                    }
+                    Vec::new()
+                }
             },
         }
     }
@@ -678,7 +688,9 @@ impl App {
                     if let Some(m) = &mut self.runs.methods {
                         m.job = CompareJob::Running;
                         m.log.clear();
+                        m.progress = None;
                     }
+                    self.compare_watch = Some(opts.watch.clone());
                     effects.push(Effect::Compare(dir, Box::new(opts)));
                 }
             }
@@ -703,11 +715,17 @@ impl App {
 
     /// A message of the comparison worker of the run in `dir`.
     fn on_compare(&mut self, dir: PathBuf, msg: CompareMsg) {
-        let last = !matches!(msg, CompareMsg::Line(_));
+        let last = !matches!(msg, CompareMsg::Line(_) | CompareMsg::Progress(_));
         if last && self.comparing.as_ref() == Some(&dir) {
             self.comparing = None;
         }
+        if last && self.comparing.is_none() {
+            self.compare_watch = None;
+        }
         match &msg {
+            CompareMsg::Failed(why) if why == crate::compare::cache::CANCELLED => {
+                self.set_status("comparison cancelled", false)
+            }
             CompareMsg::Failed(why) => self.set_status(format!("comparison failed: {why}"), true),
             CompareMsg::Done(c, out) => self.set_status(
                 format!(
@@ -717,7 +735,7 @@ impl App {
                 ),
                 false,
             ),
-            CompareMsg::Line(_) => {}
+            CompareMsg::Line(_) | CompareMsg::Progress(_) => {}
         }
         if let Some(m) = self.runs.methods.as_mut().filter(|m| m.dir == dir) {
             m.on_compare(msg);

@@ -1,6 +1,8 @@
 //! The Methods view of the runs screen (`m` on a finished stage-1 run): a checklist of the
-//! methods of `mislas compare` — post-hoc ones on the run's best checkpoint, and the trained
-//! classifier-stage ones, each marked with the finished stage-2 run from that checkpoint when
+//! methods of `mislas compare` — post-hoc ones on the run's last checkpoint
+//! (`ckps/current.safetensors`, as `mislas compare` and the README's protocol use: no epoch
+//! picked on the test set it scores; `model_best` only when the run has nothing else), and the
+//! trained classifier-stage ones, each marked with the finished stage-2 run from that checkpoint when
 //! there is one — and, once run, their table with 95 % intervals and an overlaid reliability
 //! diagram (drawn by [`super::methods_view`]).
 //!
@@ -244,6 +246,8 @@ pub fn stage2_plan(
 pub enum CompareMsg {
     /// A progress line.
     Line(String),
+    /// How far the backbone pass is.
+    Progress(crate::compare::cache::PassProgress),
     /// The comparison and its output folder.
     Done(Box<Comparison>, PathBuf),
     /// Why it failed, in words.
@@ -283,6 +287,8 @@ pub enum MethodsKey {
     All,
     /// Move.
     Move,
+    /// Cancel the comparison in progress.
+    Cancel,
     /// Back to the runs.
     Back,
 }
@@ -318,6 +324,13 @@ pub const KEYS: &[Binding<MethodsKey>] = &[
         "check every post-hoc method, or none",
     ),
     Binding::new(
+        &[KeyCode::Char('x')],
+        "x",
+        MethodsKey::Cancel,
+        "cancel",
+        "cancel the comparison in progress",
+    ),
+    Binding::new(
         NAV_CODES,
         NAV_KEYS,
         MethodsKey::Move,
@@ -342,6 +355,8 @@ pub enum MethodsAction {
     Back,
     /// Run the checked methods.
     Run,
+    /// Cancel the comparison in progress.
+    Cancel,
 }
 
 /// The state of the Methods view of one stage-1 run.
@@ -353,7 +368,8 @@ pub struct MethodsScreen {
     pub name: String,
     /// Its configuration.
     pub config: Config,
-    /// Its `model_best.safetensors`.
+    /// The checkpoint compared and trained from: its last epoch's `current.safetensors`, or
+    /// its `model_best.safetensors` when that is all it has ([`last_checkpoint`]).
     pub checkpoint: PathBuf,
     /// The checklist.
     pub items: Vec<Item>,
@@ -369,6 +385,8 @@ pub struct MethodsScreen {
     pub job: Job,
     /// Its progress lines.
     pub log: Vec<String>,
+    /// How far its backbone pass is, while one runs.
+    pub progress: Option<crate::compare::cache::PassProgress>,
     /// The last comparison and its output folder.
     pub result: Option<(Comparison, PathBuf)>,
     /// The selected row of the results.
@@ -379,10 +397,22 @@ pub struct MethodsScreen {
     pub from_detail: bool,
 }
 
+/// The checkpoint a comparison of run `r` uses: `<model_dir>/current.safetensors` (its last
+/// epoch), else `<model_dir>/model_best.safetensors`; `None` when it has neither.
+pub fn last_checkpoint(r: &RunSummary) -> Option<PathBuf> {
+    let model_dir = r.config.as_ref().map_or("ckps", |c| c.model_dir.as_str());
+    let current = r.dir.join(model_dir).join(crate::run_dir::CURRENT);
+    if current.is_file() {
+        Some(current)
+    } else {
+        r.best_checkpoint.clone()
+    }
+}
+
 /// Why `r` has no Methods view, in words; `None` when it has one.
 pub fn unavailable(r: &RunSummary, st: RunStatus) -> Option<String> {
     let stage = r.config.as_ref().map(Config::stage).or(r.stage);
-    Some(match (stage, st, &r.best_checkpoint, &r.config) {
+    Some(match (stage, st, last_checkpoint(r), &r.config) {
         (_, _, _, None) => format!("{}: its config.yaml cannot be read", r.name),
         (Some(Stage::Stage2), ..) => format!(
             "{} is a stage-2 run: m compares methods on a finished stage-1 run",
@@ -393,7 +423,10 @@ pub fn unavailable(r: &RunSummary, st: RunStatus) -> Option<String> {
             r.name,
             s.label()
         ),
-        (_, _, None, _) => format!("{} has no ckps/model_best.safetensors", r.name),
+        (_, _, None, _) => format!(
+            "{} has no ckps/current.safetensors nor ckps/model_best.safetensors",
+            r.name
+        ),
         _ => return None,
     })
 }
@@ -408,7 +441,7 @@ impl MethodsScreen {
         if let Some(why) = unavailable(r, st) {
             return Err(why);
         }
-        let (Some(config), Some(checkpoint)) = (r.config.clone(), r.best_checkpoint.clone()) else {
+        let (Some(config), Some(checkpoint)) = (r.config.clone(), last_checkpoint(r)) else {
             return Err(format!("{}: no configuration or checkpoint", r.name));
         };
         let items = items();
@@ -437,6 +470,7 @@ impl MethodsScreen {
             page: Page::Checklist,
             job: Job::Idle,
             log: Vec::new(),
+            progress: None,
             result,
             row: 0,
             shown,
@@ -458,6 +492,8 @@ impl MethodsScreen {
         match action {
             MethodsKey::Back => return MethodsAction::Back,
             MethodsKey::Run => return MethodsAction::Run,
+            MethodsKey::Cancel if self.job == Job::Running => return MethodsAction::Cancel,
+            MethodsKey::Cancel => {}
             MethodsKey::Page if self.result.is_some() => {
                 self.page = match self.page {
                     Page::Checklist => Page::Results,
@@ -530,7 +566,9 @@ impl MethodsScreen {
                 let extra = self.log.len().saturating_sub(LOG_LINES);
                 self.log.drain(..extra);
             }
+            CompareMsg::Progress(p) => self.progress = Some(p),
             CompareMsg::Done(c, out) => {
+                self.progress = None;
                 self.shown = (0..c.rows.len())
                     .map(|i| i < super::methods_view::PALETTE.len())
                     .collect();
@@ -539,7 +577,10 @@ impl MethodsScreen {
                 self.page = Page::Results;
                 self.job = Job::Idle;
             }
-            CompareMsg::Failed(why) => self.job = Job::Failed(why),
+            CompareMsg::Failed(why) => {
+                self.progress = None;
+                self.job = Job::Failed(why);
+            }
         }
     }
 }

@@ -87,10 +87,11 @@ fn checklist_lines(
     found: &[Option<Found>],
     theme: Theme,
 ) -> (Vec<Line<'static>>, usize) {
-    let mut lines = vec![Line::styled(
-        "Post-hoc, on the stage-1 checkpoint",
-        theme.title(),
-    )];
+    let file = m
+        .checkpoint
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let mut lines = vec![Line::styled(format!("Post-hoc, on {file}"), theme.title())];
     let mut at = 0;
     for (i, item) in m.items.iter().enumerate() {
         if matches!(item, Item::Trained(_)) && !matches!(m.items[i - 1], Item::Trained(_)) {
@@ -193,7 +194,16 @@ fn draw_checklist(
 /// The comparison's state and its last progress lines, at most `room`.
 fn progress_lines(m: &MethodsScreen, theme: Theme, room: usize) -> Vec<Line<'static>> {
     let head = match (&m.job, &m.result) {
-        (Job::Running, _) => Line::styled("comparing…", theme.warn()),
+        (Job::Running, _) => Line::styled(
+            match &m.progress {
+                Some(p) => format!("comparing… {} · x cancels", p.line()),
+                None => "comparing… · x cancels".to_owned(),
+            },
+            theme.warn(),
+        ),
+        (Job::Failed(why), _) if why == crate::compare::cache::CANCELLED => {
+            Line::styled("comparison cancelled", theme.warn())
+        }
         (Job::Failed(why), _) => Line::styled(format!("comparison failed: {why}"), theme.bad()),
         (Job::Idle, Some(_)) => Line::styled("Tab shows the last results", theme.good()),
         (Job::Idle, None) => Line::styled("no comparison yet", theme.dim()),

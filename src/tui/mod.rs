@@ -32,7 +32,7 @@ mod tests;
 
 use crate::config::Config;
 use crate::live::{self, Remote};
-use crate::presets::{discover, save_user_preset, user_presets_dir};
+use crate::presets::{save_user_preset, PresetPlaces};
 use crate::run_dir::{list_runs, read_metrics};
 use app::{update, App, Effect, Msg, Quit};
 use crossbeam_channel::{never, select, unbounded, Receiver};
@@ -186,7 +186,8 @@ struct Host {
     events: Receiver<crate::events::Event>,
     root: PathBuf,
     saved_root: PathBuf,
-    user_dir: Option<PathBuf>,
+    /// Where the presets are looked for (and user presets saved).
+    places: PresetPlaces,
     /// Size and modification time of each `metrics.jsonl` when last read.
     metrics_seen: HashMap<PathBuf, Option<(u64, Option<SystemTime>)>>,
     /// Messages of the comparison worker, while one runs.
@@ -195,13 +196,13 @@ struct Host {
 
 impl Host {
     /// A host over the project at `project_root`, with no trainer yet.
-    fn new(project_root: &Path, user_dir: Option<PathBuf>) -> Self {
+    fn new(project_root: &Path, places: PresetPlaces) -> Self {
         Host {
             remote: None,
             events: never(),
             root: project_root.to_path_buf(),
             saved_root: project_root.join("saved"),
-            user_dir,
+            places,
             metrics_seen: HashMap::new(),
             compare: never(),
         }
@@ -251,7 +252,7 @@ impl Host {
                 }
                 Vec::new()
             }
-            Effect::SavePreset(name, config) => vec![Msg::Saved(match &self.user_dir {
+            Effect::SavePreset(name, config) => vec![Msg::Saved(match &self.places.user {
                 Some(dir) => save_user_preset(dir, &name, &config).map_err(|e| format!("{e:#}")),
                 None => Err("no user configuration folder on this system".into()),
             })],
@@ -265,7 +266,7 @@ impl Host {
             }
             Effect::LoadMetrics(dir) => self.load_metrics(dir),
             Effect::LoadPresets => {
-                vec![Msg::Presets(discover(&self.root, self.user_dir.as_deref()))]
+                vec![Msg::Presets(self.places.discover())]
             }
             Effect::Compare(dir, opts) => {
                 self.compare = spawn_compare(dir, *opts);
@@ -331,6 +332,19 @@ fn spawn_compare(dir: PathBuf, opts: crate::compare::cli::CompareOptions) -> Rec
     let (tx, rx) = unbounded();
     let said = |d: &PathBuf, m| Msg::Compare(d.clone(), m);
     let (lines, failed, d) = (tx.clone(), tx.clone(), dir.clone());
+    // At most 5 progress messages a second reach the loop (and the last of each pass).
+    let (progress, pd) = (tx.clone(), dir.clone());
+    let last = std::sync::Mutex::new(None::<std::time::Instant>);
+    let mut opts = opts;
+    opts.watch = opts.watch.clone().with_progress(std::sync::Arc::new(
+        move |p: &crate::compare::cache::PassProgress| {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if p.done >= p.total || last.is_none_or(|t| t.elapsed().as_millis() >= 200) {
+                *last = Some(std::time::Instant::now());
+                let _ = progress.send(said(&pd, CompareMsg::Progress(p.clone())));
+            }
+        },
+    ));
     let spawned = std::thread::Builder::new()
         .name("mislas-compare".into())
         .spawn(move || {
@@ -394,14 +408,15 @@ fn queue_op(
 /// # Errors
 /// The terminal cannot be put in raw mode or drawn on, or signals cannot be registered.
 pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
-    let user_dir = user_presets_dir();
-    let presets = discover(project_root, user_dir.as_deref());
+    let places = PresetPlaces::find(project_root);
+    let presets = places.discover();
     let mut app = App::new(
         project_root.to_path_buf(),
         presets,
         theme::Theme::from_env(),
     );
-    let mut host = Host::new(project_root, user_dir);
+    app.presets.places = places.describe();
+    let mut host = Host::new(project_root, places);
     let signals = spawn_signals()?;
     let mut guard = TerminalGuard::enter()?;
     let mut input = spawn_input();

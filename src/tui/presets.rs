@@ -1,6 +1,6 @@
 //! The presets screen: presets grouped by data set with architecture, stage, imbalance factor
 //! and epochs; whether each data set is found (and where it was looked for when not); user
-//! presets alongside the project's.
+//! presets alongside the project's, and where it looks for them.
 use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
 use super::line_input::LineInput;
 use super::theme::Theme;
@@ -78,6 +78,8 @@ pub struct PresetsScreen {
     pub filter: String,
     /// The filter being typed.
     pub filtering: Option<LineInput>,
+    /// Where the presets are looked for, in words ([`crate::presets::PresetPlaces::describe`]).
+    pub places: String,
 }
 
 /// What a key on the presets screen asks of the app.
@@ -334,6 +336,54 @@ fn preset_row(p: &Preset, theme: Theme) -> Row<'static> {
     }
 }
 
+/// The detail lines of preset `p`: its file, its run's main keys, whether its data is found.
+fn preset_lines(p: &Preset, theme: Theme) -> Vec<Line<'static>> {
+    let dim = theme.dim();
+    let mut lines = Vec::new();
+    lines.push(Line::from(vec![
+        Span::styled("File ", dim),
+        Span::raw(p.path.display().to_string()),
+    ]));
+    match (&p.config, &p.data) {
+        (Err(e), _) => lines.push(Line::styled(e.clone(), theme.bad())),
+        (Ok(c), data) => {
+            lines.push(Line::from(vec![
+                Span::styled("Run ", dim),
+                Span::raw(format!(
+                    "{} · {} classes · lr {} · batch {} · {}",
+                    c.name,
+                    c.num_classes,
+                    c.lr,
+                    c.batch_size,
+                    if c.stage() == crate::config::Stage::Stage1 {
+                        format!("mixup {}", if c.mixup { "on" } else { "off" })
+                    } else if c.recipe == crate::config::ClassifierRecipe::Mislas {
+                        format!(
+                            "LAS ε {}→{}",
+                            c.smooth_head.map_or("–".into(), |v| v.to_string()),
+                            c.smooth_tail.map_or("–".into(), |v| v.to_string())
+                        )
+                    } else {
+                        format!("{} (cross-entropy)", c.recipe)
+                    }
+                )),
+            ]));
+            lines.push(match data {
+                Some(DataStatus::Found(path)) => Line::from(vec![
+                    Span::styled("Data ", dim),
+                    Span::styled(format!("found: {}", path.display()), theme.good()),
+                ]),
+                Some(DataStatus::Missing(path)) => Line::from(vec![
+                    Span::styled("Data ", dim),
+                    Span::styled(format!("not found at {}", path.display()), theme.bad()),
+                ]),
+                None => Line::from(""),
+            });
+        }
+    }
+    lines
+}
+
 fn draw_detail(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let block = panel("Selected", false, theme);
     let dim = theme.dim();
@@ -353,52 +403,18 @@ fn draw_detail(s: &PresetsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
             dim,
         ));
     } else if let Some(p) = s.selected_preset() {
-        lines.push(Line::from(vec![
-            Span::styled("File ", dim),
-            Span::raw(p.path.display().to_string()),
-        ]));
-        match (&p.config, &p.data) {
-            (Err(e), _) => lines.push(Line::styled(e.clone(), theme.bad())),
-            (Ok(c), data) => {
-                lines.push(Line::from(vec![
-                    Span::styled("Run ", dim),
-                    Span::raw(format!(
-                        "{} · {} classes · lr {} · batch {} · {}",
-                        c.name,
-                        c.num_classes,
-                        c.lr,
-                        c.batch_size,
-                        if c.stage() == crate::config::Stage::Stage1 {
-                            format!("mixup {}", if c.mixup { "on" } else { "off" })
-                        } else if c.recipe == crate::config::ClassifierRecipe::Mislas {
-                            format!(
-                                "LAS ε {}→{}",
-                                c.smooth_head.map_or("–".into(), |v| v.to_string()),
-                                c.smooth_tail.map_or("–".into(), |v| v.to_string())
-                            )
-                        } else {
-                            format!("{} (cross-entropy)", c.recipe)
-                        }
-                    )),
-                ]));
-                lines.push(match data {
-                    Some(DataStatus::Found(path)) => Line::from(vec![
-                        Span::styled("Data ", dim),
-                        Span::styled(format!("found: {}", path.display()), theme.good()),
-                    ]),
-                    Some(DataStatus::Missing(path)) => Line::from(vec![
-                        Span::styled("Data ", dim),
-                        Span::styled(format!("not found at {}", path.display()), theme.bad()),
-                    ]),
-                    None => Line::from(""),
-                });
-            }
-        }
+        lines.extend(preset_lines(p, theme));
     } else {
         lines.push(Line::styled(
-            "No preset: add YAML files under presets/<dataset>/",
+            "No preset: add YAML files under presets/<dataset>/ or save one from the form",
             dim,
         ));
+    }
+    if !s.places.is_empty() && s.filtering.is_none() {
+        lines.push(Line::from(vec![
+            Span::styled("Looks in ", dim),
+            Span::raw(s.places.clone()),
+        ]));
     }
     f.render_widget(
         Paragraph::new(lines)

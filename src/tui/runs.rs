@@ -237,6 +237,8 @@ pub enum RunsAction {
     OpenMethods(PathBuf),
     /// Run the Methods view's checked methods.
     RunMethods,
+    /// Cancel the Methods view's comparison in progress.
+    CancelCompare,
 }
 
 /// A change to a queued run from the queue view.
@@ -450,6 +452,7 @@ impl RunsScreen {
         match m.on_key(key) {
             MethodsAction::None => RunsAction::None,
             MethodsAction::Run => RunsAction::RunMethods,
+            MethodsAction::Cancel => RunsAction::CancelCompare,
             MethodsAction::Back => {
                 self.view = match m.from_detail {
                     true => RunsView::Detail(m.dir.clone()),

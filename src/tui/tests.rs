@@ -1672,3 +1672,23 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
 
 mod methods;
 mod seed_groups;
+
+#[test]
+fn the_presets_screen_says_where_it_looks() {
+    let (d, mut app) = project();
+    let places = crate::presets::PresetPlaces {
+        project_root: d.path().to_path_buf(),
+        release: d.path().join("presets"),
+        installed: false,
+        user: Some(d.path().join("config/presets")),
+        problem: None,
+    };
+    app.presets.places = places.describe();
+    let s = render(&app, 120, 30);
+    let want = format!(
+        "Looks in {} (project) · {} (yours)",
+        d.path().join("presets").display(),
+        d.path().join("config/presets").display()
+    );
+    assert!(s.contains(&want), "{want}\n{s}");
+}

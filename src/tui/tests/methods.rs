@@ -86,7 +86,7 @@ fn m_opens_the_methods_view_only_on_a_finished_stage1_run() {
         (s2, "is a stage-2 run"),
         (
             stage1_run(root, "fm_s1_nobest", 3, false),
-            "has no ckps/model_best",
+            "has no ckps/current.safetensors nor ckps/model_best",
         ),
     ];
     for (run, why) in cases {
@@ -427,4 +427,80 @@ fn enter_launches_the_first_missing_trained_method_and_queues_the_rest() {
         Screen::Run,
         "the launched run shows on the run screen"
     );
+}
+
+#[test]
+fn the_view_compares_and_trains_from_the_last_checkpoint_and_says_which() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let s1 = stage1_run(root, "fm_s1_done", 3, true);
+    let best = s1.best_checkpoint.clone().unwrap();
+    let last = best.with_file_name("current.safetensors");
+    fs::write(&last, "").unwrap();
+    on_runs(&mut app, vec![s1.clone()]);
+    send(&mut app, [ch('m')]);
+    let s = render(&app, 80, 24);
+    assert!(s.contains("Post-hoc, on current.safetensors"), "{s}");
+    let m = app.runs.methods.as_mut().unwrap();
+    assert_eq!(m.checkpoint, last);
+    // CE and a trained method: compare scores the last checkpoint, LWS trains from it.
+    m.checked = m
+        .items
+        .iter()
+        .map(|i| matches!(i, Item::Trained(t) if t.name == "lws") || i.label() == "CE")
+        .collect();
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let [Effect::Compare(_, opts), Effect::Launch(lws)] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(opts.cfg.resume, last.display().to_string());
+    let Job::Single(lws) = lws.as_ref() else {
+        panic!()
+    };
+    assert_eq!(lws.resume, last.display().to_string());
+}
+
+#[test]
+fn the_backbone_pass_shows_its_progress_and_x_cancels_it() {
+    use crate::compare::cache::{PassProgress, CANCELLED};
+    let (d, mut app) = project();
+    let run = stage1_run(d.path(), "fm_s1_done", 3, true);
+    on_runs(&mut app, vec![run.clone()]);
+    send(&mut app, [ch('m')]);
+    // x without a comparison does nothing.
+    assert!(send(&mut app, [ch('x')]).is_empty());
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let [Effect::Compare(_, opts)] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    let progress = PassProgress {
+        source: "test set".into(),
+        done: 250,
+        total: 1000,
+        elapsed_s: 5.0,
+    };
+    send(
+        &mut app,
+        [Msg::Compare(
+            run.dir.clone(),
+            CompareMsg::Progress(progress),
+        )],
+    );
+    let s = render(&app, 120, 30);
+    // 250 images in 5 s: 50 img/s, 750 left: 15 s.
+    assert!(
+        s.contains("backbone on the test set: 250/1000 images (25 %) · 50 img/s · ETA 0:15"),
+        "{s}"
+    );
+    assert!(!opts.watch.is_cancelled());
+    send(&mut app, [ch('x')]);
+    assert!(opts.watch.is_cancelled(), "x sets the worker's stop flag");
+    assert_eq!(status_text(&app), "cancelling the comparison…");
+    send(
+        &mut app,
+        [Msg::Compare(run.dir, CompareMsg::Failed(CANCELLED.into()))],
+    );
+    assert_eq!(app.comparing, None);
+    assert_eq!(status_text(&app), "comparison cancelled");
+    assert!(render(&app, 120, 30).contains("comparison cancelled"));
 }
