@@ -208,9 +208,10 @@ pub fn subsample(
 mod tests {
     use super::*;
 
-    /// 10 classes, 40 images each, training counts descending except two swapped classes.
+    /// 10 classes, 100 images each, training counts descending except for class 8 (the most
+    /// frequent).
     fn case() -> (Vec<i64>, Vec<usize>) {
-        let labels = (0..400).map(|i| (i * 7 % 10) as i64).collect();
+        let labels = (0..1000).map(|i| (i * 7 % 10) as i64).collect();
         let train = vec![500, 300, 200, 120, 80, 50, 30, 20, 600, 10];
         (labels, train)
     }
@@ -228,8 +229,8 @@ mod tests {
                 let set = subsample(&labels, &train, prior, 3).unwrap().unwrap();
                 for c in 0..10 {
                     let r = if back { 9 - rank[c] } else { rank[c] } as f64;
-                    // By hand: 40·ρ^(−r/9), floored.
-                    let want = (40.0 * (rho as f64).powf(-r / 9.0) + 1e-9).floor() as usize;
+                    // By hand: 100·ρ^(−r/9), floored.
+                    let want = (100.0 * (rho as f64).powf(-r / 9.0) + 1e-9).floor() as usize;
                     assert_eq!(set.class_counts[c], want, "{} class {c}", prior.name());
                     let got = set
                         .indices
@@ -238,8 +239,8 @@ mod tests {
                         .count();
                     assert_eq!(got, want);
                 }
-                // The most frequent training class (8) keeps 40 forward and ⌊40/ρ⌋ backward.
-                let top = if back { 40 / rho as usize } else { 40 };
+                // The most frequent training class (8) keeps 100 forward and 100/ρ backward.
+                let top = if back { 100 / rho as usize } else { 100 };
                 assert_eq!(set.class_counts[8], top);
             }
         }
@@ -265,7 +266,7 @@ mod tests {
         let u = subsample(&labels, &train, TestPrior::Uniform, 5)
             .unwrap()
             .unwrap();
-        assert_eq!(u.indices, (0..400).collect::<Vec<_>>());
+        assert_eq!(u.indices, (0..1000).collect::<Vec<_>>());
         assert!(u.true_prior().iter().all(|&p| (p - 0.1).abs() < 1e-12));
     }
 

@@ -463,8 +463,12 @@ mod tests {
             assert!((b.many.unwrap() - m.figures[many].top1).abs() < 1e-9);
         }
         // The estimated priors of EM and BBSE are reported with their L1 error.
-        let em = &set.rows[3].figures;
-        assert!(em.prior_l1.unwrap() < 0.2, "{:?}", em.prior);
+        for r in &set.rows[3..5] {
+            let q = r.figures.prior.as_ref().unwrap();
+            assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{q:?}");
+            let l1 = crate::compare::prior::l1(q, &[0.2; 5]);
+            assert!((r.figures.prior_l1.unwrap() - l1).abs() < 1e-12);
+        }
         assert!(set.rows[0].figures.prior_l1.is_none());
         let known = &set.rows[5].figures;
         assert!(known.prior_l1.unwrap().abs() < 1e-12);
