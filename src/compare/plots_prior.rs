@@ -8,13 +8,16 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
+/// A method's name and, per set, (value, interval low, interval high).
+type Series = (String, Vec<(f64, f64, f64)>);
+
 struct AgainstPrior<'a> {
     c: &'a TestPriorComparison,
 }
 
 impl AgainstPrior<'_> {
     /// Per method: its name and, per set, (value, lo, hi) of top-1 (`top1`) or ECE.
-    fn series(&self, top1: bool) -> Vec<(String, Vec<(f64, f64, f64)>)> {
+    fn series(&self, top1: bool) -> Vec<Series> {
         let Some(first) = self.c.sets.first() else {
             return Vec::new();
         };

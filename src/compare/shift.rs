@@ -227,8 +227,8 @@ mod tests {
                 (TestPrior::Backward(rho), true),
             ] {
                 let set = subsample(&labels, &train, prior, 3).unwrap().unwrap();
-                for c in 0..10 {
-                    let r = if back { 9 - rank[c] } else { rank[c] } as f64;
+                for (c, &rk) in rank.iter().enumerate() {
+                    let r = if back { 9 - rk } else { rk } as f64;
                     // By hand: 100·ρ^(−r/9), floored.
                     let want = (100.0 * (rho as f64).powf(-r / 9.0) + 1e-9).floor() as usize;
                     assert_eq!(set.class_counts[c], want, "{} class {c}", prior.name());
