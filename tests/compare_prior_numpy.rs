@@ -6,7 +6,7 @@
 mod common;
 use common::python;
 use mislas::compare::estimators::{overconfidence_error, tace, Outputs, TACE_THRESHOLD};
-use mislas::compare::prior::{bbse_prior, em_prior};
+use mislas::compare::prior::{bbse_prior, em_prior, implied_prior};
 use serde_json::Value;
 use tch::Tensor;
 
@@ -49,6 +49,15 @@ def em(z, src, tol=1e-8, iters=1000):
         if moved < tol: return q, it
     return q, iters
 
+def implied(zv, pval, tol=1e-8, iters=1000):
+    lz = log_softmax(zv); b = np.zeros(len(pval))
+    for _ in range(iters):
+        mean = np.exp(log_softmax(lz + b)).mean(0)
+        if np.abs(mean - pval).max() < tol: break
+        b = b + np.log(pval) - np.log(np.maximum(mean, 1e-8))
+    p = np.log(pval) - b
+    return np.exp(p - p.max()) / np.exp(p - p.max()).sum()
+
 def bbse(zv, yv, zt, k):
     pv, pt = zv.argmax(1), zt.argmax(1)
     C = np.zeros((k, k))
@@ -88,8 +97,11 @@ for name, q, drop in [('shifted', [0.4, 0.25, 0.15, 0.1, 0.07, 0.03], False),
     zt, _ = draw(900, np.array(q))
     src = np.bincount(yv, minlength=k) / len(yv)
     qe, it = em(zt, src)
+    # Logits biased toward class 0 and 1, as a long-tailed model's: the implied source prior.
+    bias = np.array([2.0, 1.0, 0, 0, -0.5, -1.0])
+    imp = implied(zv + bias, src)
     priors.append(dict(name=name, k=k, zv=zv.ravel().tolist(), yv=yv.tolist(), zt=zt.ravel().tolist(),
-                       src=src.tolist(), em=qe.tolist(), em_iters=it, bbse=bbse(zv, yv, zt, k).tolist()))
+                       src=src.tolist(), em=qe.tolist(), implied=imp.tolist(), bias=bias.tolist(), em_iters=it, bbse=bbse(zv, yv, zt, k).tolist()))
 print(json.dumps(dict(cases=cases, priors=priors)))
 "#;
 
@@ -150,6 +162,18 @@ fn oe_tace_em_and_bbse_match_numpy() {
                 c["em"]
             );
         }
+        let biased = &zv + Tensor::from_slice(&floats(&c["bias"]));
+        let p = implied_prior(&biased, &floats(&c["src"]));
+        for (a, b) in p.iter().zip(floats(&c["implied"])) {
+            assert!(
+                (a - b).abs() < 1e-6,
+                "{}: implied {p:?} vs NumPy {}",
+                c["name"],
+                c["implied"]
+            );
+        }
+        // The head classes the logits favour get the larger implied prior.
+        assert!(p[0] > p[2] && p[2] > p[5], "{p:?}");
         let q = bbse_prior(&zv, &ints(&c["yv"]), &zt, k);
         for (a, b) in q.iter().zip(floats(&c["bbse"])) {
             assert!(

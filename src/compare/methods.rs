@@ -65,7 +65,8 @@ impl Step {
     }
 
     /// Whether the step moves the posteriors to the test set's prior (known or estimated):
-    /// on the validation split it is the identity, on a test set it depends on that set.
+    /// on the validation split it moves toward that split's class frequencies, on a test set
+    /// it depends on that set.
     pub fn is_prior_aware(self) -> bool {
         matches!(self, Step::LaTarget | Step::Em | Step::Bbse)
     }
@@ -296,9 +297,9 @@ impl Applied {
 }
 
 impl Applied {
-    /// A prior-aware step on the validation split (toward its own class frequencies: logit
-    /// adjustment for `la-q`, the identity for EM/BBSE, whose source prior they are) and on the
-    /// whole scored split (toward its true prior for `la-q`, its estimate for EM/BBSE).
+    /// A prior-aware step on the validation split (toward its own class frequencies,
+    /// [`prior::Correction::on_validation`]) and on the whole scored split (toward its true
+    /// prior for `la-q`, its estimate for EM/BBSE).
     fn prior_step(
         &self,
         step: Step,
@@ -329,12 +330,7 @@ impl Applied {
             tau,
         };
         let (scored, q) = correction.apply(&self.scored, &truth);
-        let val = if step == Step::LaTarget {
-            let p_val = prior::label_frequencies(&val_labels, k);
-            correction.apply(&self.val, &p_val).0
-        } else {
-            self.val.shallow_clone()
-        };
+        let val = correction.on_validation();
         let f = la.unwrap_or_else(|| Fitted::TestPrior {
             estimator: step.label().into(),
             l1_error: prior::l1(&q, &truth),

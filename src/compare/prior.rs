@@ -10,11 +10,15 @@
 //! * Black-box shift estimation, BBSE (Lipton, Wang & Smola, ICML 2018, Eq. 4 and Alg. 1 with
 //!   the hard confusion matrix): Ĉ w = μ̂, q̂ = w ⊙ p_s.
 //!
-//! The source prior p_s is the validation split's class frequencies: the post-hoc steps before
-//! the correction are fitted there, so the posteriors are (at best) calibrated under that prior
-//! (Alexandari et al., ICML 2020, "bias-corrected calibration" then EM). Each estimate is
-//! followed by the posterior correction p(y|x) ∝ p_s(y|x)·q̂(y)/p_s(y), in logits
-//! `z + ln q̂ − ln p_s` ([`correct_posterior`]).
+//! The source prior p_s of the correction is the prior the model's posteriors imply on the
+//! validation split ([`implied_prior`]): a model trained on long-tailed data keeps its training
+//! prior in its logits (temperature scaling does not remove it), a class-balanced classifier
+//! stage does not; the p_s for which the validation split's true class frequencies p_val are
+//! the fixed point of EM covers both (the bias correction of Alexandari et al., ICML 2020,
+//! "Maximum likelihood with bias-corrected calibration", in a moment-matching form). Each
+//! estimate is followed by the posterior correction p(y|x) ∝ p_s(y|x)·q̂(y)/p_s(y), in logits
+//! `z + ln q̂ − ln p_s` ([`correct_posterior`]). BBSE's confusion matrix needs no calibration;
+//! its weights multiply p_val.
 use tch::{Kind, Tensor};
 
 /// Estimated prior probabilities below this are raised to it inside the logarithm of the
@@ -92,6 +96,32 @@ fn l_inf(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The prior p_s `[K]` implied by validation logits `[N, K]` whose true class frequencies are
+/// `p_val`: the one for which EM on the validation split stays at p_val, i.e.
+/// mean_i softmax(z_i + ln p_val − ln p_s) = p_val. With b = ln p_val − ln p_s this is the
+/// stationary point of the convex mean_i logsumexp(z_i + b) − Σ_c p_val,c·b_c, reached by
+/// b ← b + ln p_val − ln mean_i softmax(z_i + b) (float64) until no class's mean moves by more
+/// than [`EM_TOLERANCE`] or [`EM_MAX_ITERATIONS`]; p_s ∝ p_val·e^{−b}, normalised.
+pub fn implied_prior(val_logits: &Tensor, p_val: &[f64]) -> Vec<f64> {
+    let z = val_logits
+        .to_kind(Kind::Double)
+        .log_softmax(1, Kind::Double);
+    let lv = log_vector(p_val);
+    let mut b = Tensor::zeros([p_val.len() as i64], (Kind::Double, tch::Device::Cpu));
+    for _ in 0..EM_MAX_ITERATIONS {
+        let mean = (&z + &b)
+            .softmax(1, Kind::Double)
+            .mean_dim(0, false, Kind::Double);
+        let gap = Vec::<f64>::try_from(&mean).expect("means copy");
+        if l_inf(&gap, p_val) < EM_TOLERANCE {
+            break;
+        }
+        b = &b + &lv - mean.clamp_min(PRIOR_FLOOR).log();
+    }
+    let p = Vec::<f64>::try_from((&lv - &b).softmax(0, Kind::Double)).expect("prior copies");
+    p
+}
+
 /// Arg-max of each row of `[N, K]` logits.
 fn predictions(logits: &Tensor) -> Vec<i64> {
     Vec::<i64>::try_from(logits.argmax(1, false)).expect("predictions copy")
@@ -167,11 +197,26 @@ pub struct Correction<'a> {
 }
 
 impl Correction<'_> {
+    /// The validation logits moved to the validation split's own class frequencies p_val (the
+    /// test set of known prior that the later steps are fitted on): `la-q` adjusts toward
+    /// p_val; EM and BBSE apply z + ln p_val − ln p_s ([`implied_prior`]).
+    pub fn on_validation(&self) -> Tensor {
+        let k = self.log_train.size()[0] as usize;
+        let p_val = label_frequencies(self.val_labels, k);
+        match self.estimator {
+            Estimator::Known => adjust_toward(self.val_logits, self.log_train, &p_val, self.tau),
+            Estimator::Em | Estimator::Bbse => {
+                let p_s = implied_prior(self.val_logits, &p_val);
+                correct_posterior(self.val_logits, &p_val, &p_s)
+            }
+        }
+    }
+
     /// The corrected test logits `[N, K]` and the prior they were moved to: the true one
     /// (`[K]`, known) or the estimate.
     pub fn apply(&self, test_logits: &Tensor, true_prior: &[f64]) -> (Tensor, Vec<f64>) {
         let k = true_prior.len();
-        let source = || label_frequencies(self.val_labels, k);
+        let source = || implied_prior(self.val_logits, &label_frequencies(self.val_labels, k));
         match self.estimator {
             Estimator::Known => (
                 adjust_toward(test_logits, self.log_train, true_prior, self.tau),
