@@ -4,6 +4,9 @@
 //! * [`estimators`]: top-1, ECE (the reference's 15 equal-width bins), adaptive ECE, classwise
 //!   ECE, MCE, NLL, Brier, per-class over-confidence, overall and per group of classes;
 //! * [`bootstrap`]: 95 % percentile intervals of top-1 and ECE, paired across methods.
+//! * [`shift`]: shifted test priors (SADE's forward/uniform/backward subsets of the scored
+//!   split); [`test_priors`]: every method scored on them (with OE and TACE);
+//!   [`prior`]: the prior-aware steps `la-q`, `em`, `bbse`; [`plots_prior`]: their figure.
 pub mod bootstrap;
 pub mod cache;
 pub mod cli;
