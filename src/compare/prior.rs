@@ -118,8 +118,7 @@ pub fn implied_prior(val_logits: &Tensor, p_val: &[f64]) -> Vec<f64> {
         }
         b = &b + &lv - mean.clamp_min(PRIOR_FLOOR).log();
     }
-    let p = Vec::<f64>::try_from((&lv - &b).softmax(0, Kind::Double)).expect("prior copies");
-    p
+    Vec::<f64>::try_from((&lv - &b).softmax(0, Kind::Double)).expect("prior copies")
 }
 
 /// Arg-max of each row of `[N, K]` logits.
