@@ -44,14 +44,7 @@ impl AgainstPrior<'_> {
     fn panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, top1: bool) -> Result<()> {
         let series = self.series(top1);
         let n = self.c.sets.len();
-        let (lo, hi) = series
-            .iter()
-            .flat_map(|(_, p)| p.iter())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
-                (l.min(p.1), h.max(p.2))
-            });
-        let pad = ((hi - lo) * 0.08).max(0.5);
-        let y = (lo - pad).max(0.0)..(hi + pad);
+        let y = y_range(&series);
         let names: Vec<String> = self.c.sets.iter().map(|t| t.set.name.clone()).collect();
         let what = if top1 { "top-1 %" } else { "ECE %" };
         let mut ch = ChartBuilder::on(area)
@@ -110,6 +103,18 @@ impl AgainstPrior<'_> {
         }
         Ok(())
     }
+}
+
+/// The y range of every band, padded by 8 % (at least half a point), not below 0.
+fn y_range(series: &[Series]) -> std::ops::Range<f64> {
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+            (l.min(p.1), h.max(p.2))
+        });
+    let pad = ((hi - lo) * 0.08).max(0.5);
+    (lo - pad).max(0.0)..(hi + pad)
 }
 
 impl Figure for AgainstPrior<'_> {

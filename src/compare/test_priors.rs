@@ -7,7 +7,7 @@ use super::bootstrap::{paired_bootstrap, Compact, Interval};
 use super::estimators::{
     accuracy_per_class, adaptive_ece, overconfidence_error, tace, Group, Outputs, TACE_THRESHOLD,
 };
-use super::methods::{fit_methods, BaseMethods, Scoring};
+use super::methods::{fit_methods, Base, BaseMethods, FittedMethod, Scoring};
 use super::shift::{subsample, ShiftedSet, TestPrior};
 use crate::metrics::{calibration, NUM_BINS};
 use anyhow::{Context, Result};
@@ -112,8 +112,6 @@ pub fn score(
     }
     let fitted = fit_methods(bases, s)?;
     let labels = Vec::<i64>::try_from(&first.scored.labels)?;
-    let log_train = super::posthoc::log_prior(&s.train_class_counts);
-    let all = [s.groups[0].clone()];
     for &prior in priors {
         let Some(set) = subsample(&labels, &s.train_class_counts, prior, s.seed)? else {
             let why = format!(
@@ -126,26 +124,7 @@ pub fn score(
             result.skipped.push(why);
             continue;
         };
-        let rows = Tensor::from_slice(&set.indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        let sub: Vec<i64> = set.indices.iter().map(|&i| labels[i]).collect();
-        let truth = set.true_prior();
-        let mut out_rows = Vec::new();
-        let mut compacts = Vec::new();
-        for (base, m) in &fitted {
-            let (z, moved) = m.logits_on(base, &rows, &truth, &log_train)?;
-            let out = Outputs::from_logits(&z, sub.clone());
-            compacts.push(Compact::of(&out, &all));
-            out_rows.push(PriorRow {
-                name: m.name.clone(),
-                spec: m.spec.clone(),
-                figures: figures_of(&out, &s.groups, moved, &truth),
-            });
-        }
-        let intervals = paired_bootstrap(&compacts, 1, s.draws, s.seed);
-        for (r, iv) in out_rows.iter_mut().zip(intervals) {
-            r.figures.top1_ci = iv[0].top1;
-            r.figures.ece_ci = iv[0].ece;
-        }
+        let out_rows = score_set(&fitted, &labels, &set, s)?;
         let n = set.indices.len();
         log(&format!(
             "=> test prior {}: {n} images, indices sha256 {}…{}",
@@ -163,6 +142,38 @@ pub fn score(
         });
     }
     Ok(result)
+}
+
+/// Every fitted method on one set, with paired intervals of top-1 and ECE.
+fn score_set(
+    fitted: &[(&Base, FittedMethod)],
+    labels: &[i64],
+    set: &ShiftedSet,
+    s: &Scoring,
+) -> Result<Vec<PriorRow>> {
+    let log_train = super::posthoc::log_prior(&s.train_class_counts);
+    let all = [s.groups[0].clone()];
+    let rows = Tensor::from_slice(&set.indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let sub: Vec<i64> = set.indices.iter().map(|&i| labels[i]).collect();
+    let truth = set.true_prior();
+    let mut out_rows = Vec::new();
+    let mut compacts = Vec::new();
+    for (base, m) in fitted {
+        let (z, moved) = m.logits_on(base, &rows, &truth, &log_train)?;
+        let out = Outputs::from_logits(&z, sub.clone());
+        compacts.push(Compact::of(&out, &all));
+        out_rows.push(PriorRow {
+            name: m.name.clone(),
+            spec: m.spec.clone(),
+            figures: figures_of(&out, &s.groups, moved, &truth),
+        });
+    }
+    let intervals = paired_bootstrap(&compacts, 1, s.draws, s.seed);
+    for (r, iv) in out_rows.iter_mut().zip(intervals) {
+        r.figures.top1_ci = iv[0].top1;
+        r.figures.ece_ci = iv[0].ece;
+    }
+    Ok(out_rows)
 }
 
 fn class_minimum(labels: &[i64], k: usize) -> usize {
@@ -308,8 +319,19 @@ impl TestPriorComparison {
             return Ok(());
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let csv_path = dir.join("test_priors.csv");
-        let mut w = csv::Writer::from_path(&csv_path)
+        self.write_csv(&dir.join("test_priors.csv"))?;
+        let md = dir.join("test_priors.md");
+        std::fs::write(&md, self.markdown())
+            .with_context(|| format!("cannot write {}", md.display()))?;
+        let json = dir.join("test_priors.json");
+        std::fs::write(&json, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", json.display()))?;
+        Ok(())
+    }
+
+    /// `test_priors.csv`: one line per set and method.
+    fn write_csv(&self, csv_path: &Path) -> Result<()> {
+        let mut w = csv::Writer::from_path(csv_path)
             .with_context(|| format!("cannot write {}", csv_path.display()))?;
         w.write_record([
             "test_prior",
@@ -364,12 +386,6 @@ impl TestPriorComparison {
         }
         w.flush()
             .with_context(|| format!("cannot write {}", csv_path.display()))?;
-        let md = dir.join("test_priors.md");
-        std::fs::write(&md, self.markdown())
-            .with_context(|| format!("cannot write {}", md.display()))?;
-        let json = dir.join("test_priors.json");
-        std::fs::write(&json, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("cannot write {}", json.display()))?;
         Ok(())
     }
 }
