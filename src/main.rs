@@ -127,7 +127,8 @@ struct CompareArgs {
     trained: Vec<String>,
     /// Methods, comma-separated, BASE[+STEP…] with BASE `ce` (the stage-1 checkpoint) or a
     /// --trained NAME and STEP tau-norm, ncm, la (logit adjustment), ts (temperature scaling),
-    /// vs (vector scaling).
+    /// vs (vector scaling), la-q (logit adjustment toward the test set's known prior), em or
+    /// bbse (the test prior estimated, then the posteriors corrected).
     /// Default: every post-hoc method on ce, alone and +ts, and each trained base, alone and +ts.
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
@@ -143,6 +144,11 @@ struct CompareArgs {
     /// Fit on the whole test set and score it too: the reference's protocol (optimistic).
     #[arg(long)]
     reference_protocol: bool,
+    /// Shifted test priors every method is also scored on (SADE's protocol), comma-separated:
+    /// forward50, forward25, forward10, forward5, forward2, uniform, backward2 … backward50;
+    /// `all` for the eleven, `none` for none.
+    #[arg(long, default_value = mislas::compare::shift::DEFAULT_PRIORS)]
+    test_priors: String,
     /// KEY VALUE overrides of the configuration (e.g. `device cpu`).
     #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
     opts: Vec<String>,
@@ -181,6 +187,7 @@ fn compare(args: CompareArgs) -> Result<i32> {
     opts.out = args.out;
     opts.draws = args.draws;
     opts.seed = args.seed;
+    opts.test_priors = mislas::compare::shift::TestPrior::parse_list(&args.test_priors)?;
     if args.reference_protocol {
         opts.protocol = Protocol::Reference;
     }

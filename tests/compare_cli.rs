@@ -22,7 +22,8 @@ fn unknown_step_is_named() {
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "method 'ce+foo': unknown post-hoc step 'foo' (expected tau-norm, ncm, la, ts or vs)"
+            "method 'ce+foo': unknown post-hoc step 'foo' (expected tau-norm, ncm, la, ts, vs, \
+             la-q, em or bbse)"
         ),
         "{err}"
     );
@@ -284,4 +285,29 @@ fn the_backbone_pass_shows_progress_and_ctrl_c_cancels_it() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn unknown_test_prior_lists_the_known_ones() {
+    let (code, err) = compare(&[
+        "--checkpoint",
+        "x.safetensors",
+        "--test-priors",
+        "forward50,forward3",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "--test-priors: unknown test prior 'forward3'; known: forward50, forward25, \
+             forward10, forward5, forward2, uniform, backward2, backward5, backward10, \
+             backward25, backward50, all, none"
+        ),
+        "{err}"
+    );
+    let (code, err) = compare(&["--checkpoint", "x.safetensors", "--methods", "ce+em+bbse"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("method 'ce+em+bbse': at most one of la-q, em and bbse"),
+        "{err}"
+    );
 }

@@ -7,6 +7,7 @@ use super::estimators::Group;
 use super::methods::{run_methods, Base, BaseMethods, MethodSpec, Scoring, View};
 use super::posthoc;
 use super::report::Comparison;
+use super::shift::{TestPrior, DEFAULT_PRIORS};
 use super::split::{self, Protocol, Validation};
 use crate::config::{Config, Stage};
 use anyhow::{bail, Context, Result};
@@ -35,6 +36,9 @@ pub struct CompareOptions {
     pub protocol: Protocol,
     /// Progress of the backbone passes, and a way to stop the comparison.
     pub watch: Watch,
+    /// Shifted test priors every method is also scored on ([`super::test_priors`]); empty:
+    /// none.
+    pub test_priors: Vec<TestPrior>,
 }
 
 impl CompareOptions {
@@ -49,6 +53,7 @@ impl CompareOptions {
             seed: 0,
             protocol: Protocol::Holdout,
             watch: Watch::default(),
+            test_priors: TestPrior::parse_list(DEFAULT_PRIORS).expect("default test priors"),
         }
     }
 }
@@ -171,9 +176,23 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         rows,
     };
     comparison.write(&out)?;
-    let figures = super::plots::write_all(&comparison, &out.join("figures"))?;
+    let mut figures = super::plots::write_all(&comparison, &out.join("figures"))?;
+    let shifted = super::test_priors::score(&per_base, &scoring, &opts.test_priors, log)?;
+    shifted.write(&out)?;
+    for line in shifted.text_table().lines() {
+        log(line);
+    }
+    figures.extend(super::plots_prior::write_all(
+        &shifted,
+        &out.join("figures"),
+    )?);
     log(&format!(
-        "=> wrote results.csv, results.md, comparison.json and {} figures to {}",
+        "=> wrote results.csv, results.md, comparison.json{} and {} figures to {}",
+        if shifted.sets.is_empty() {
+            ""
+        } else {
+            ", test_priors.csv/.md/.json"
+        },
         figures.len(),
         out.display()
     ));

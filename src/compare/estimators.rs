@@ -406,3 +406,76 @@ pub fn figures(
         })
         .collect()
 }
+
+/// Over-confidence error (Thulasidasan et al., "On Mixup Training", NeurIPS 2019, §3.1):
+/// OE = Σ_b (n_b / n)·conf_b·max(conf_b − acc_b, 0) over the reference's 15 equal-width bins
+/// of the confidences ([`calibration`]'s bins: (lo, hi], a confidence of 0 in none, n the
+/// samples in some bin). It counts only the bins where confidence exceeds accuracy, weighted
+/// by their confidence. A fraction in [0, 1]; 0 with no sample.
+///
+/// # Panics
+/// The slices differ in length.
+pub fn overconfidence_error(confidences: &[f64], correct: &[bool]) -> f64 {
+    let (_, _, bins) = calibration(confidences, correct, NUM_BINS);
+    let total: usize = bins.iter().map(|b| b.count).sum();
+    if total == 0 {
+        return 0.0;
+    }
+    bins.iter()
+        .filter(|b| b.count > 0)
+        .map(|b| b.count as f64 * b.confidence * (b.confidence - b.accuracy).max(0.0))
+        .sum::<f64>()
+        / total as f64
+}
+
+/// The threshold of [`tace`] (Nixon et al. 2019 use 0.01 in their experiments).
+pub const TACE_THRESHOLD: f64 = 0.01;
+
+/// Thresholded adaptive calibration error (Nixon et al., "Measuring Calibration in Deep
+/// Learning", CVPR-W 2019, §4, TACE): for each class k, the probabilities p_k above
+/// `threshold` (strictly) of every sample, sorted (stable: ties keep sample order) and cut into
+/// `num_bins` equal-mass bins as `np.array_split` cuts; per bin r the gap
+/// |acc(r, k) − conf(r, k)| between the fraction of its samples whose label is k and their mean
+/// p_k. TACE = the mean of the gaps over the non-empty (class, bin) pairs, which is the paper's
+/// 1/(K·R) Σ_k Σ_r when every pair is non-empty (a class with fewer than R probabilities above
+/// the threshold, or none, then adds fewer terms rather than zeros). A fraction in [0, 1]; 0
+/// when no probability is above the threshold.
+///
+/// # Panics
+/// `num_bins` is 0.
+pub fn tace(outputs: &Outputs, threshold: f64, num_bins: usize) -> f64 {
+    assert!(num_bins > 0, "tace: num_bins must be positive");
+    let k = outputs.num_classes;
+    let mut per_class: Vec<Vec<(f64, bool)>> = vec![Vec::new(); k];
+    for (i, row) in outputs.probs.chunks_exact(k).enumerate() {
+        let y = outputs.labels[i] as usize;
+        for (c, &p) in row.iter().enumerate() {
+            if f64::from(p) > threshold {
+                per_class[c].push((f64::from(p), c == y));
+            }
+        }
+    }
+    let (mut gaps, mut terms) = (0.0, 0usize);
+    for mut v in per_class {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (base, extra) = (v.len() / num_bins, v.len() % num_bins);
+        let mut start = 0;
+        for b in 0..num_bins {
+            let len = base + usize::from(b < extra);
+            if len == 0 {
+                continue;
+            }
+            let bin = &v[start..start + len];
+            let conf: f64 = bin.iter().map(|s| s.0).sum();
+            let hits = bin.iter().filter(|s| s.1).count() as f64;
+            gaps += (hits - conf).abs() / len as f64;
+            terms += 1;
+            start += len;
+        }
+    }
+    if terms == 0 {
+        0.0
+    } else {
+        gaps / terms as f64
+    }
+}

@@ -6,6 +6,7 @@ use super::estimators::{
     accuracy_per_class, classwise_ece, figures, overconfidence_per_class, Figures, Group, Outputs,
 };
 use super::posthoc::{self, Fitted};
+use super::prior;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -24,6 +25,14 @@ pub enum Step {
     Temperature,
     /// Vector scaling: a scale and a shift per class (Guo et al. 2017, §4.2).
     Vector,
+    /// Logit adjustment toward the test set's known prior q: `z − τ·ln π + τ·ln q`, τ fitted
+    /// as for [`Step::LogitAdjustment`] ([`super::prior`]).
+    LaTarget,
+    /// EM / MLLS prior estimate on the test images, then the posterior correction.
+    Em,
+    /// BBSE prior estimate (confusion matrix of the validation split), then the posterior
+    /// correction.
+    Bbse,
 }
 
 impl Step {
@@ -35,6 +44,9 @@ impl Step {
             Step::LogitAdjustment => "la",
             Step::Temperature => "ts",
             Step::Vector => "vs",
+            Step::LaTarget => "la-q",
+            Step::Em => "em",
+            Step::Bbse => "bbse",
         }
     }
 
@@ -46,7 +58,17 @@ impl Step {
             Step::LogitAdjustment => "LA",
             Step::Temperature => "TS",
             Step::Vector => "VS",
+            Step::LaTarget => "LA→q",
+            Step::Em => "EM",
+            Step::Bbse => "BBSE",
         }
+    }
+
+    /// Whether the step moves the posteriors to the test set's prior (known or estimated):
+    /// on the validation split it moves toward that split's class frequencies, on a test set
+    /// it depends on that set.
+    pub fn is_prior_aware(self) -> bool {
+        matches!(self, Step::LaTarget | Step::Em | Step::Bbse)
     }
 }
 
@@ -80,11 +102,17 @@ impl MethodSpec {
                 "la" => Step::LogitAdjustment,
                 "ts" => Step::Temperature,
                 "vs" => Step::Vector,
+                "la-q" => Step::LaTarget,
+                "em" => Step::Em,
+                "bbse" => Step::Bbse,
                 other => bail!(
                     "method '{text}': unknown post-hoc step '{other}' (expected tau-norm, ncm, \
-                     la, ts or vs)"
+                     la, ts, vs, la-q, em or bbse)"
                 ),
             };
+            if step.is_prior_aware() && steps.iter().any(|s: &Step| s.is_prior_aware()) {
+                bail!("method '{text}': at most one of la-q, em and bbse");
+            }
             if matches!(step, Step::TauNorm | Step::Ncm) && !steps.is_empty() {
                 bail!(
                     "method '{text}': {} replaces the logits, so it must come right after the \
@@ -256,6 +284,7 @@ impl Applied {
                 let apply = |z: &Tensor| posthoc::vector_scale(z, &a, &b);
                 (apply(&self.val), apply(&self.scored), f)
             }
+            Step::LaTarget | Step::Em | Step::Bbse => self.prior_step(step, base, prior)?,
         };
         let mut fitted = self.fitted.clone();
         fitted.push(f);
@@ -265,6 +294,174 @@ impl Applied {
             fitted,
         })
     }
+}
+
+impl Applied {
+    /// A prior-aware step on the validation split (toward its own class frequencies,
+    /// [`prior::Correction::on_validation`]) and on the whole scored split (toward its true
+    /// prior for `la-q`, its estimate for EM/BBSE).
+    fn prior_step(
+        &self,
+        step: Step,
+        base: &Base,
+        log_train: &Tensor,
+    ) -> Result<(Tensor, Tensor, Fitted)> {
+        let val_labels = Vec::<i64>::try_from(&base.val.labels)?;
+        let scored_labels = Vec::<i64>::try_from(&base.scored.labels)?;
+        let k = log_train.size()[0] as usize;
+        let truth = prior::label_frequencies(&scored_labels, k);
+        let la = (step == Step::LaTarget).then(|| {
+            posthoc::fit_logit_adjustment(
+                &self.val,
+                &base.val.labels,
+                log_train,
+                &posthoc::logit_adjustment_grid(),
+            )
+        });
+        let tau = match &la {
+            Some(Fitted::LogitAdjustment { tau, .. }) => *tau,
+            _ => 1.0,
+        };
+        let correction = prior::Correction {
+            estimator: estimator_of(step),
+            val_logits: &self.val,
+            val_labels: &val_labels,
+            log_train,
+            tau,
+        };
+        let (scored, q) = correction.apply(&self.scored, &truth);
+        let val = correction.on_validation();
+        let f = la.unwrap_or_else(|| Fitted::TestPrior {
+            estimator: step.label().into(),
+            l1_error: prior::l1(&q, &truth),
+            prior: q,
+        });
+        Ok((val, scored, f))
+    }
+}
+
+/// The estimator of a prior-aware step.
+fn estimator_of(step: Step) -> prior::Estimator {
+    match step {
+        Step::Em => prior::Estimator::Em,
+        Step::Bbse => prior::Estimator::Bbse,
+        _ => prior::Estimator::Known,
+    }
+}
+
+/// A method fitted on the validation split, ready to be scored on any subset of the scored
+/// split whose class prior is known (a shifted test set, [`super::shift`]): the steps before
+/// its prior-aware step (if any) act on each image alone, so their scored logits are kept;
+/// the prior-aware step is redone on each subset; the steps after it act on each image alone
+/// with the parameters fitted on the validation split.
+#[derive(Debug)]
+pub struct FittedMethod {
+    /// The table's name, e.g. `CE + TS + EM`.
+    pub name: String,
+    /// The method as written.
+    pub spec: String,
+    /// Scored logits `[N, K]` before the prior-aware step (after every step without one).
+    before: Tensor,
+    /// Validation logits `[N_val, K]` before the prior-aware step.
+    val_before: Tensor,
+    /// The prior-aware step and its τ (`la-q`; 1 otherwise).
+    prior_step: Option<(Step, f64)>,
+    /// The steps after the prior-aware one.
+    after: Vec<Fitted>,
+}
+
+impl FittedMethod {
+    /// The method's logits on the scored images `rows` (`[M]` int64 positions into the scored
+    /// split) whose true class prior is `truth` (`[K]`), and the prior its prior-aware step
+    /// moved them to (`None` without one).
+    ///
+    /// # Errors
+    /// A step after the prior-aware one that does not act on each image alone (parsing rules
+    /// them out).
+    pub fn logits_on(
+        &self,
+        base: &Base,
+        rows: &Tensor,
+        truth: &[f64],
+        log_train: &Tensor,
+    ) -> Result<(Tensor, Option<Vec<f64>>)> {
+        let mut z = self.before.index_select(0, rows);
+        let mut moved = None;
+        if let Some((step, tau)) = self.prior_step {
+            let val_labels = Vec::<i64>::try_from(&base.val.labels)?;
+            let correction = prior::Correction {
+                estimator: estimator_of(step),
+                val_logits: &self.val_before,
+                val_labels: &val_labels,
+                log_train,
+                tau,
+            };
+            let (corrected, q) = correction.apply(&z, truth);
+            z = corrected;
+            moved = Some(q);
+        }
+        for f in &self.after {
+            z = match f {
+                Fitted::LogitAdjustment { tau, .. } => posthoc::adjust_logits(&z, log_train, *tau),
+                Fitted::Temperature { t, .. } => &z / *t,
+                Fitted::Vector { scale, shift, .. } => posthoc::vector_scale(
+                    &z,
+                    &Tensor::from_slice(scale),
+                    &Tensor::from_slice(shift),
+                ),
+                other => bail!("{} cannot follow a prior-aware step", other.describe()),
+            };
+        }
+        Ok((z, moved))
+    }
+}
+
+/// Fits every method of `bases` on its validation split ([`FittedMethod`]), sharing step
+/// sequences as [`run_methods`] does.
+///
+/// # Errors
+/// NCM without class means.
+pub fn fit_methods<'a>(
+    bases: &[BaseMethods<'a>],
+    s: &Scoring,
+) -> Result<Vec<(&'a Base, FittedMethod)>> {
+    let log_train = posthoc::log_prior(&s.train_class_counts);
+    let mut out = Vec::new();
+    for (base, methods) in bases {
+        let mut memo: HashMap<Vec<Step>, Applied> = HashMap::new();
+        memo.insert(Vec::new(), Applied::base(base));
+        for (spec, base_label) in methods {
+            for k in 1..=spec.steps.len() {
+                if !memo.contains_key(&spec.steps[..k]) {
+                    let next =
+                        memo[&spec.steps[..k - 1]].then(spec.steps[k - 1], base, &log_train)?;
+                    memo.insert(spec.steps[..k].to_vec(), next);
+                }
+            }
+            let at = spec.steps.iter().position(|st| st.is_prior_aware());
+            let cut = at.unwrap_or(spec.steps.len());
+            let done = &memo[&spec.steps];
+            let prior_step = at.map(|i| {
+                let tau = match &done.fitted[i] {
+                    Fitted::LogitAdjustment { tau, .. } => *tau,
+                    _ => 1.0,
+                };
+                (spec.steps[i], tau)
+            });
+            out.push((
+                *base,
+                FittedMethod {
+                    name: spec.label(base_label),
+                    spec: spec.canonical(),
+                    before: memo[&spec.steps[..cut]].scored.shallow_clone(),
+                    val_before: memo[&spec.steps[..cut]].val.shallow_clone(),
+                    prior_step,
+                    after: done.fitted[(cut + 1).min(done.fitted.len())..].to_vec(),
+                },
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// One base's methods, in order: `(spec, the base's table name)`.

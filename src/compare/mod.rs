@@ -7,6 +7,9 @@
 //!   for the binned ECE's bias), paired across methods; [`coverage`] measures how often they
 //!   hold the truth, by simulation;
 //! * [`debiased_ece`]: Kumar et al.'s debiased ECE, reported beside the plug-in one.
+//! * [`shift`]: shifted test priors (SADE's forward/uniform/backward subsets of the scored
+//!   split); [`test_priors`]: every method scored on them (with OE and TACE);
+//!   [`prior`]: the prior-aware steps `la-q`, `em`, `bbse`; [`plots_prior`]: their figure.
 pub mod bootstrap;
 pub mod cache;
 pub mod cli;
@@ -15,7 +18,11 @@ pub mod debiased_ece;
 pub mod estimators;
 pub mod methods;
 pub mod plots;
+pub mod plots_prior;
 pub mod posthoc;
+pub mod prior;
 pub mod progress;
 pub mod report;
+pub mod shift;
 pub mod split;
+pub mod test_priors;

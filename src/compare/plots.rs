@@ -45,7 +45,7 @@ const PALETTE: [RGBColor; 20] = [
     RGBColor(158, 218, 229),
 ];
 
-fn color(i: usize) -> RGBColor {
+pub(super) fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
@@ -71,17 +71,22 @@ fn ensure_font() -> Result<()> {
     .map_err(|e| anyhow!(e))
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(super) fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
 /// A figure that draws on any backend.
-trait Figure {
+pub(super) trait Figure {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()>;
 }
 
 /// Draws `fig` into `<stem>.svg` and `<stem>.png` of `size` pixels; returns the files.
-fn both(dir: &Path, stem: &str, size: (u32, u32), fig: &impl Figure) -> Result<Vec<PathBuf>> {
+pub(super) fn both(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    fig: &impl Figure,
+) -> Result<Vec<PathBuf>> {
     ensure_font()?;
     let svg = dir.join(format!("{stem}.svg"));
     {

@@ -51,6 +51,17 @@ pub enum Fitted {
         /// Newton iterations.
         iterations: usize,
     },
+    /// A prior-aware correction ([`super::prior`]) on the scored split: how its test prior was
+    /// obtained (`known`, `EM`, `BBSE`), that prior `[K]`, and its L1 distance to the scored
+    /// split's class frequencies.
+    TestPrior {
+        /// `known`, `EM` or `BBSE`.
+        estimator: String,
+        /// The prior the posteriors were moved to.
+        prior: Vec<f64>,
+        /// Σ_c |prior_c − true_c|.
+        l1_error: f64,
+    },
 }
 
 impl Fitted {
@@ -78,6 +89,11 @@ impl Fitted {
                     });
                 format!("VS a∈[{lo:.2}, {hi:.2}] (val NLL {nll_before:.4} → {nll_after:.4})")
             }
+            Fitted::TestPrior {
+                estimator,
+                l1_error,
+                ..
+            } => format!("test prior {estimator} (L1 error {l1_error:.4})"),
         }
     }
 }

@@ -248,6 +248,7 @@ fn fitted_short(r: &MethodResult) -> String {
             Fitted::LogitAdjustment { tau, .. } => format!("LA τ={tau:.1}"),
             Fitted::Temperature { t, .. } => format!("T={}", short_number(*t)),
             Fitted::Vector { .. } => "VS a, b".into(),
+            Fitted::TestPrior { estimator, .. } => format!("prior {estimator}"),
         })
         .collect();
     match (parts.is_empty(), r.spec.starts_with("ce")) {
