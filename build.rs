@@ -9,7 +9,7 @@
 //!   libjpeg-turbo and links `libjpeg`, statically when `libjpeg.a` is there (Debian:
 //!   `libjpeg62-turbo-dev`, which `scripts/setup.sh` installs); the build stops with a message
 //!   saying so when it is missing.
-//! * Compiles `src/dist/c10d.cc`, the C boundary to PyTorch's c10d (TCPStore, ProcessGroupGloo,
+//! * Compiles `src/distributed/c10d.cc`, the C boundary to PyTorch's c10d (TCPStore, ProcessGroupGloo,
 //!   and ProcessGroupNCCL when CUDA's headers are found), against the headers of the same
 //!   libtorch, and sets `mislas_c10d` (and `mislas_nccl`). Without gloo's headers (Debian:
 //!   `libgloo-dev`, which `scripts/setup.sh` installs) it is left out with a warning: mislas then
@@ -38,7 +38,7 @@ fn main() {
 /// Builds the c10d glue (see the module doc); `lib` is libtorch's `lib/` folder.
 fn c10d(lib: &Path) {
     println!("cargo::rustc-check-cfg=cfg(mislas_c10d, mislas_nccl)");
-    println!("cargo:rerun-if-changed=src/dist/c10d.cc");
+    println!("cargo:rerun-if-changed=src/distributed/c10d.cc");
     println!("cargo:rerun-if-env-changed=MISLAS_GLOO_INCLUDE");
     println!("cargo:rerun-if-env-changed=MISLAS_CUDA_INCLUDE");
     let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
@@ -55,7 +55,7 @@ fn c10d(lib: &Path) {
     let mut build = cc::Build::new();
     build
         .cpp(true)
-        .file("src/dist/c10d.cc")
+        .file("src/distributed/c10d.cc")
         .std("c++17")
         .opt_level(2)
         .include(&include)
@@ -77,7 +77,7 @@ fn c10d(lib: &Path) {
     }
     if let Err(e) = build.try_compile("mislas_c10d") {
         panic!(
-            "\n\ncompiling src/dist/c10d.cc against {} failed: {e}\n",
+            "\n\ncompiling src/distributed/c10d.cc against {} failed: {e}\n",
             include.display()
         );
     }

@@ -14,7 +14,7 @@
 //! 1. [`config`]: the key table, loading, validation;
 //! 2. [`data`], [`model`], [`metrics`], [`events`], [`wire`] (the run's wire: `Job`, `Link`,
 //!    `RunHandle`, `Flow`, `Poll`): facts and contracts;
-//! 3. [`method`], [`checkpoint`], [`run_dir`], [`dist`], [`presets`]: the parts the engine
+//! 3. [`method`], [`checkpoint`], [`run_dir`], [`distributed`], [`presets`]: the parts the engine
 //!    assembles;
 //! 4. [`engine`]: trainer, set-up, step, evaluation, recipes and the method catalogue;
 //! 5. [`compare`], [`live`], [`headless`], [`bench`], [`seeds`]: front-end-side work on runs;
@@ -25,7 +25,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod data;
-pub mod dist;
+pub mod distributed;
 pub mod engine;
 pub mod events;
 pub mod headless;

@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mislas::config::{Config, LoadedConfig};
-use mislas::dist::machine::{check_machine, machine_cuda_devices};
+use mislas::distributed::machine::{check_machine, machine_cuda_devices};
 use mislas::engine;
 use mislas::headless::{self, Outcome};
 use mislas::wire::Job;

@@ -3,7 +3,7 @@
 //! end's), what a control check decides ([`Poll`], [`Flow`]) and how an error becomes the
 //! [`Failure`] a front end is sent ([`Classify`]).
 //!
-//! It sits below the engine and `dist` (both speak it), above `config` and `events` (what
+//! It sits below the engine and `distributed` (both speak it), above `config` and `events` (what
 //! travels on it).
 use crate::config::Config;
 use crate::events::{Control, Event, Failure, FailureKind};

@@ -1,8 +1,8 @@
 //! Data-parallel training on PyTorch's c10d with Gloo, two ranks on 127.0.0.1 (the CPU
 //! tests): a step of two ranks equals a one-process step that accumulates the same two halves.
-use mislas::dist::c10d::{Backend, ProcessGroup};
-use mislas::dist::GradientSync;
-use mislas::dist::Replicas;
+use mislas::distributed::c10d::{Backend, ProcessGroup};
+use mislas::distributed::GradientSync;
+use mislas::distributed::Replicas;
 use mislas::engine::recipe::mixup::MixupCrossEntropy;
 use mislas::engine::step::{train_step, train_step_synced, StepOptions, TrainBatch};
 use mislas::method::sgd::Sgd;
@@ -214,7 +214,7 @@ fn two_ranks(data: &Path, name: &str, epochs: usize) -> Config {
 
 fn with_worker_binary() {
     // SAFETY: set before any run starts, to the same value in every test.
-    unsafe { std::env::set_var(mislas::dist::launch::ENV_BIN, BIN) };
+    unsafe { std::env::set_var(mislas::distributed::launch::ENV_BIN, BIN) };
 }
 
 /// Runs a job to its end, sending Stop after the batch `stop_after` (epoch, batch) is reported.

@@ -1,5 +1,5 @@
 //! Validation: the rules of [`KEYS`] ([`Config::validate`]) and the `resume` file
-//! ([`Config::check_resume`]). The checks against this machine are `dist::machine`'s.
+//! ([`Config::check_resume`]). The checks against this machine are `distributed::machine`'s.
 //!
 //! Each rule is a [`Check`](super::keys::Check) of one key's row; [`Config::validate`] also
 //! checks every integer key against its row's lower bound ([`ValueKind::min`]).

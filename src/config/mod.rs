@@ -367,7 +367,7 @@ pub struct Config {
     /// Data parallel: processes on this machine, one per device (`cuda:0` … `cuda:gpus−1`, or
     /// CPU processes with `device cpu`), as the reference's `torch.multiprocessing.spawn` of one
     /// process per GPU; `batch_size` stays the global batch, split evenly over all ranks. 1: one
-    /// process. See [`crate::dist`].
+    /// process. See [`crate::distributed`].
     pub gpus: usize,
     /// The reference's switch for one process per GPU: with `gpus` 1 on CUDA, every CUDA device
     /// of the machine gets a process.

@@ -13,7 +13,7 @@ fn reference_yaml_loads_unchanged() {
     assert_eq!(c.alpha, None);
     assert_eq!(c.tail_class_idx, [7, 10]);
     assert!(!c.deterministic);
-    // distributed, gpu, dist_backend; the other data-parallel keys are used (crate::dist).
+    // distributed, gpu, dist_backend; the other data-parallel keys are used (crate::distributed).
     assert_eq!(l.ignored.len(), 3);
     assert!(c.validate().is_empty(), "{:?}", c.validate());
 }

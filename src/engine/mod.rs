@@ -2,7 +2,7 @@
 //! and obeys [`Control`](crate::events::Control)s between batches. It knows nothing of any front end.
 //!
 //! ```text
-//! spawn(Job) ── trainer thread ──▶ run_job ──▶ dist::launch::start  other ranks, process group
+//! spawn(Job) ── trainer thread ──▶ run_job ──▶ distributed::launch::start  other ranks, process group
 //!                                    │                                (none for one process)
 //!                                    ├──────▶ trainer::run_stage      per stage, on this rank
 //!                                    │  setup::prepare      config, device, checkpoint, data, network
@@ -11,7 +11,7 @@
 //!                                    │                      batches: step::train_step (the recipe's Objective)
 //!   Event  ◀── Link::emit ───────────┘  (log lines written by the same `Event::log_lines`)
 //!   Control ──▶ Link::check (between batches, also during evaluation; with several ranks,
-//!               rank 0 reads them and every rank agrees: dist::Replicas::agree)
+//!               rank 0 reads them and every rank agrees: distributed::Replicas::agree)
 //! ```
 //!
 //! The last event of a thread is [`Event::Finished`] or [`Event::Failed`]; a panic of the
@@ -23,7 +23,7 @@ pub mod step;
 pub mod trainer;
 
 use crate::config::{parse_device_spec, Config, DeviceSpec};
-use crate::dist::Replicas;
+use crate::distributed::Replicas;
 use crate::events::{DeviceInfo, Event, Failure, FailureKind};
 use crate::wire::{Classify, Job, Link, RunHandle};
 use anyhow::{bail, Result};
@@ -71,10 +71,10 @@ pub fn spawn(job: Job, saved_root: PathBuf) -> RunHandle {
 /// reports them as [`Event::Failed`]).
 pub const TRAINER_THREAD: &str = "mislas-trainer";
 
-/// Runs the job's stages on this process's rank: [`crate::dist::launch::start`] starts and
+/// Runs the job's stages on this process's rank: [`crate::distributed::launch::start`] starts and
 /// joins the other ranks when the configuration asks for several (`gpus`, `world_size`).
 fn run_job(mut job: Job, saved_root: &Path, link: &Link) -> Result<(), Failure> {
-    let mut replicas = crate::dist::launch::start(&mut job, saved_root)?;
+    let mut replicas = crate::distributed::launch::start(&mut job, saved_root)?;
     let result = run_stages(job, saved_root, link, &replicas);
     // After a success the other ranks end with this one; after a failure they learn it at once
     // (this rank leaves the group) and get a few seconds.

@@ -1,7 +1,7 @@
 //! One training step: mixup, micro-batches, forward pass and loss of the stage's
 //! [`Objective`], backward (loss-scaled under `amp`) and one SGD step.
 use crate::config::Config;
-use crate::dist::GradientSync;
+use crate::distributed::GradientSync;
 use crate::method::grad_scaler::GradScaler;
 use crate::method::mixup::{mixup_data, MixedBatch};
 use crate::method::sgd::Sgd;

@@ -21,8 +21,8 @@ use crate::checkpoint::{self, Checkpoint, RunPosition};
 use crate::config::{BadImagePolicy, Config};
 use crate::data::loader::{epoch_loader, Batch, LoaderOptions};
 use crate::data::{self, LongTailData};
-use crate::dist::replicas::Agreed;
-use crate::dist::{GradientSync, Replicas};
+use crate::distributed::replicas::Agreed;
+use crate::distributed::{GradientSync, Replicas};
 use crate::events::{
     BatchStats, BestFigures, EpochReport, EvalProgress, Event, Failure, FailureKind, StageFinished,
     StageStarted, Warning,

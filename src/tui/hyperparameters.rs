@@ -148,7 +148,7 @@ fn help_line(key: &str) -> String {
 fn machine_devices() -> &'static str {
     static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     LINE.get_or_init(|| {
-        let n = crate::dist::machine::machine_cuda_devices();
+        let n = crate::distributed::machine::machine_cuda_devices();
         if n == 0 {
             return "no CUDA device; gpus N runs N CPU processes (Gloo)".to_owned();
         }
@@ -198,13 +198,13 @@ impl FormTab {
         t
     }
 
-    /// Recomputes the issues: [`Config::validate`], [`crate::dist::machine::check_machine`] on this machine,
+    /// Recomputes the issues: [`Config::validate`], [`crate::distributed::machine::check_machine`] on this machine,
     /// the `resume` file, the data set's files, and a stage-2 configuration without a stage-1
     /// checkpoint.
     pub fn revalidate(&mut self, root: &Path) {
         let c = &self.config;
         let machine =
-            crate::dist::machine::check_machine(&c, crate::dist::machine::machine_cuda_devices());
+            crate::distributed::machine::check_machine(&c, crate::distributed::machine::machine_cuda_devices());
         let mut v: Vec<(String, String)> = c
             .validate()
             .into_iter()
@@ -857,7 +857,7 @@ mod tests {
         let t = tab(&["amp", "true"]);
         assert_eq!(
             t.issue("amp").is_some(),
-            crate::dist::machine::machine_cuda_devices() == 0,
+            crate::distributed::machine::machine_cuda_devices() == 0,
             "{:?}",
             t.issues
         );

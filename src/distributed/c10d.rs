@@ -1,4 +1,4 @@
-//! PyTorch's c10d process group, reached through `src/dist/c10d.cc` (compiled by `build.rs`).
+//! PyTorch's c10d process group, reached through `src/distributed/c10d.cc` (compiled by `build.rs`).
 //!
 //! A [`ProcessGroup`] is what `torch.distributed.init_process_group` makes: a `TCPStore`
 //! rendezvous served by rank 0 and a `ProcessGroupGloo` (CPU tensors) or `ProcessGroupNCCL`
