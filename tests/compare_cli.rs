@@ -3,6 +3,9 @@
 //! and Ctrl-C cancels cleanly.
 use std::process::Command;
 
+mod fixtures;
+use fixtures::tiny_cifar10;
+
 fn compare(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
         .arg("compare")
@@ -171,26 +174,6 @@ fn checkpoints_of_the_wrong_stage_or_data_are_refused() {
         )),
         "{err}"
     );
-}
-
-/// A small CIFAR-10 in the binary release's format under `root/cifar-10-batches-bin`: 5 × 100
-/// training and 100 test images, 10 per class per file, each class a different brightness.
-fn tiny_cifar10(root: &std::path::Path) {
-    let dir = root.join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = |name: &str, salt: usize| {
-        let mut v = Vec::new();
-        for i in 0..100usize {
-            let label = (i % 10) as u8;
-            v.push(label);
-            v.extend((0..3072).map(|p| label * 20 + ((p * 7 + i * 31 + salt) % 60) as u8));
-        }
-        std::fs::write(dir.join(name), v).unwrap();
-    };
-    for k in 1..=5 {
-        file(&format!("data_batch_{k}.bin"), k);
-    }
-    file("test_batch.bin", 0);
 }
 
 /// On a one-epoch tiny CIFAR-10-LT stage 1 (one image per batch, so that the pass has 100

@@ -11,31 +11,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+mod fixtures;
 mod tmux;
+use fixtures::tiny_cifar10;
 use tmux::{copy_dir, Tmux};
 
 const PRESET: &str = "presets/cifar10/cifar10_imb01_stage1_mixup.yaml";
 const WAIT: Duration = Duration::from_secs(90);
-
-/// A small CIFAR-10 in the binary release's format under `root/cifar-10-batches-bin`: 5 × 100
-/// training and 100 test images, 10 per class per file, each class a different brightness.
-fn tiny_cifar10(root: &Path) {
-    let dir = root.join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = |name: &str, salt: usize| {
-        let mut v = Vec::new();
-        for i in 0..100usize {
-            let label = (i % 10) as u8;
-            v.push(label);
-            v.extend((0..3072).map(|p| label * 20 + ((p * 7 + i * 31 + salt) % 60) as u8));
-        }
-        std::fs::write(dir.join(name), v).unwrap();
-    };
-    for k in 1..=5 {
-        file(&format!("data_batch_{k}.bin"), k);
-    }
-    file("test_batch.bin", 0);
-}
 
 /// Trains the one-epoch stage 1 `tiny_s1` in `root` (headless).
 fn train_stage1(root: &Path) {

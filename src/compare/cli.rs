@@ -103,27 +103,13 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     if cfg.resume.is_empty() {
         bail!("compare needs the stage-1 checkpoint: --checkpoint PATH");
     }
-    let mut methods = if opts.methods.is_empty() {
-        default_methods(&opts.trained)
-    } else {
-        opts.methods.clone()
-    };
-    let mut seen = std::collections::HashSet::new();
-    methods.retain(|m| seen.insert(m.canonical()));
+    let methods = asked_methods(opts);
     check_draws(opts.draws, log)?;
     check_bases(&methods, &opts.trained)?;
     check_checkpoints(cfg, &opts.trained)?;
     let ckpt = PathBuf::from(&cfg.resume);
     let cache_dir = cache::cache_dir_for(&ckpt, Path::new("saved"));
-    // A folder per comparison, so that an earlier one (its table and figures) is never
-    // overwritten or mixed with this one's.
-    let out = opts.out.clone().unwrap_or_else(|| {
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
-        cache_dir
-            .parent()
-            .map_or_else(|| PathBuf::from("saved/compare"), |p| p.join("compare"))
-            .join(stamp)
-    });
+    let out = output_folder(opts, &cache_dir);
     let counts = crate::data::load(cfg)
         .with_context(|| format!("data of '{}'", cfg.name))?
         .class_counts;
@@ -175,10 +161,49 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         interval: super::bootstrap::DEFAULT_INTERVAL,
         rows,
     };
-    comparison.write(&out)?;
-    let mut figures = super::plots::write_all(&comparison, &out.join("figures"))?;
-    let shifted = super::test_priors::score(&per_base, &scoring, &opts.test_priors, log)?;
-    shifted.write(&out)?;
+    write_outputs(&comparison, &per_base, &scoring, opts, &out, log)?;
+    Ok((comparison, out))
+}
+
+/// The methods asked (or [`default_methods`]), each once, in the order asked.
+fn asked_methods(opts: &CompareOptions) -> Vec<MethodSpec> {
+    let mut methods = if opts.methods.is_empty() {
+        default_methods(&opts.trained)
+    } else {
+        opts.methods.clone()
+    };
+    let mut seen = std::collections::HashSet::new();
+    methods.retain(|m| seen.insert(m.canonical()));
+    methods
+}
+
+/// The comparison's output folder: `--out`, else a new folder per comparison (so that an
+/// earlier one, its table and figures, is never overwritten or mixed with this one's) beside
+/// the checkpoint's cache.
+fn output_folder(opts: &CompareOptions, cache_dir: &Path) -> PathBuf {
+    opts.out.clone().unwrap_or_else(|| {
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+        cache_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("saved/compare"), |p| p.join("compare"))
+            .join(stamp)
+    })
+}
+
+/// Writes the comparison's tables and figures, then scores and writes the shifted test priors
+/// (`test_priors.*` and their figure), and says what was written.
+fn write_outputs(
+    comparison: &Comparison,
+    per_base: &[BaseMethods<'_>],
+    scoring: &Scoring,
+    opts: &CompareOptions,
+    out: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    comparison.write(out)?;
+    let mut figures = super::plots::write_all(comparison, &out.join("figures"))?;
+    let shifted = super::test_priors::score(per_base, scoring, &opts.test_priors, log)?;
+    shifted.write(out)?;
     for line in shifted.text_table().lines() {
         log(line);
     }
@@ -196,7 +221,7 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         figures.len(),
         out.display()
     ));
-    Ok((comparison, out))
+    Ok(())
 }
 
 /// At least 2 bootstrap draws (a percentile interval of one draw is a point); fewer than 200

@@ -203,8 +203,10 @@ impl FormTab {
     /// checkpoint.
     pub fn revalidate(&mut self, root: &Path) {
         let c = &self.config;
-        let machine =
-            crate::distributed::machine::check_machine(&c, crate::distributed::machine::machine_cuda_devices());
+        let machine = crate::distributed::machine::check_machine(
+            &c,
+            crate::distributed::machine::machine_cuda_devices(),
+        );
         let mut v: Vec<(String, String)> = c
             .validate()
             .into_iter()
