@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
         rows,
     };
     let tv = Instant::now();
-    let vs = posthoc::fit_vector_scaling(&base.val.logits, &base.val.labels);
+    let vs = posthoc::fit_vector_scaling(&base.val.logits, &base.val.labels)?;
     let vs_s = tv.elapsed().as_secs_f64();
     println!(
         "  vector scaling fit (optional, not in the default set) {vs_s:6.2} s: {}",

@@ -51,7 +51,7 @@ fn main() {
                 hi: 1.0,
                 k,
             };
-            let sim = simulate(&s, n, draws, reps, 7, &kinds);
+            let sim = simulate(&s, n, draws, reps, 7, &kinds).expect("the bootstrap threads run");
             let (b, p) = (sim.coverage[0], sim.coverage[1]);
             println!(
                 "{n:>6} {k:>5.2} {:>8.3} {:>8.3} {:>9.3} | {:>10.1}% {:>8.1}% {:>8.1}% | {:>10.1}% {:>8.1}% {:>8.1}%",

@@ -129,7 +129,7 @@ fn estimators_match_numpy() {
         let probs: Vec<f32> = f64s(&case["probs"]).iter().map(|&p| p as f32).collect();
         let labels: Vec<i64> = f64s(&case["labels"]).iter().map(|&y| y as i64).collect();
         let out = Outputs::from_probabilities(k, probs, labels);
-        let cw = classwise_ece(&out);
+        let cw = classwise_ece(&out).unwrap();
         for (c, (got, want)) in cw.iter().zip(f64s(&case["classwise"])).enumerate() {
             close(
                 *got,
@@ -219,7 +219,7 @@ fn estimators_match_numpy() {
     let logits: Vec<f32> = f64s(&l["logits"]).iter().map(|&x| x as f32).collect();
     let labels: Vec<i64> = f64s(&l["labels"]).iter().map(|&y| y as i64).collect();
     let t = tch::Tensor::from_slice(&logits).view([-1, 4]);
-    let out = Outputs::from_logits(&t, labels);
+    let out = Outputs::from_logits(&t, labels).unwrap();
     for (got, want) in out.nll.iter().zip(f64s(&l["nll"])) {
         close(*got, want, 1e-6, "NLL from logits");
     }
@@ -283,7 +283,7 @@ fn vector_scaling_matches_pytorch_lbfgs() {
         nll_before,
         nll_after,
         iterations,
-    } = fit_vector_scaling(&logits, &labels)
+    } = fit_vector_scaling(&logits, &labels).unwrap()
     else {
         unreachable!()
     };

@@ -147,7 +147,7 @@ fn oe_tace_em_and_bbse_match_numpy() {
     for c in expected["priors"].as_array().unwrap() {
         let k = c["k"].as_u64().unwrap() as usize;
         let (zv, zt) = (logits(&c["zv"], k), logits(&c["zt"], k));
-        let (q, iters) = em_prior(&zt, &floats(&c["src"]));
+        let (q, iters) = em_prior(&zt, &floats(&c["src"])).unwrap();
         let want = c["em_iters"].as_u64().unwrap() as i64;
         assert!(
             (iters as i64 - want).abs() <= 1,
@@ -163,7 +163,7 @@ fn oe_tace_em_and_bbse_match_numpy() {
             );
         }
         let biased = &zv + Tensor::from_slice(&floats(&c["bias"]));
-        let p = implied_prior(&biased, &floats(&c["src"]));
+        let p = implied_prior(&biased, &floats(&c["src"])).unwrap();
         for (a, b) in p.iter().zip(floats(&c["implied"])) {
             assert!(
                 (a - b).abs() < 1e-6,
@@ -174,7 +174,7 @@ fn oe_tace_em_and_bbse_match_numpy() {
         }
         // The head classes the logits favour get the larger implied prior.
         assert!(p[0] > p[2] && p[2] > p[5], "{p:?}");
-        let q = bbse_prior(&zv, &ints(&c["yv"]), &zt, k);
+        let q = bbse_prior(&zv, &ints(&c["yv"]), &zt, k).unwrap();
         for (a, b) in q.iter().zip(floats(&c["bbse"])) {
             assert!(
                 (a - b).abs() < 1e-6,

@@ -285,6 +285,9 @@ fn draw_sums(c: &Compact, groups: usize, count: &[u32]) -> Sums {
 /// group's size varies between draws, as it would between test sets). Two threads share the
 /// draws. With no sample, every interval is [0, 0].
 ///
+/// # Errors
+/// A worker thread failed.
+///
 /// # Panics
 /// More than 64 groups, or `draws` is 0.
 pub fn bootstrap(
@@ -292,15 +295,18 @@ pub fn bootstrap(
     groups: &[Group],
     draws: usize,
     seed: u64,
-) -> Vec<GroupIntervals> {
+) -> anyhow::Result<Vec<GroupIntervals>> {
     let compact = Compact::of(outputs, groups);
-    paired_bootstrap(&[compact], groups.len(), draws, seed).remove(0)
+    Ok(paired_bootstrap(&[compact], groups.len(), draws, seed)?.remove(0))
 }
 
 /// [`bootstrap`] of several methods scored on the same N images, on the same resamples (a
 /// paired bootstrap): each draw's indices are generated once, counted per sample, and every
 /// method's figures taken from the counts (Σ over drawn indices = Σ_i count_i · term_i).
 /// Result: per method, per group (`groups` of them) the [`DEFAULT_INTERVAL`] intervals.
+///
+/// # Errors
+/// A worker thread failed.
 ///
 /// # Panics
 /// Methods of different N, or `draws` is 0.
@@ -309,8 +315,8 @@ pub fn paired_bootstrap(
     groups: usize,
     draws: usize,
     seed: u64,
-) -> Vec<Vec<GroupIntervals>> {
-    paired_bootstrap_of(methods, groups, draws, seed, &[DEFAULT_INTERVAL]).remove(0)
+) -> anyhow::Result<Vec<Vec<GroupIntervals>>> {
+    Ok(paired_bootstrap_of(methods, groups, draws, seed, &[DEFAULT_INTERVAL])?.remove(0))
 }
 
 /// [`paired_bootstrap`] with intervals of each of `kinds`, read from the same draws: per kind,
@@ -324,14 +330,14 @@ pub fn paired_bootstrap_of(
     draws: usize,
     seed: u64,
     kinds: &[IntervalKind],
-) -> Vec<Vec<Vec<GroupIntervals>>> {
+) -> anyhow::Result<Vec<Vec<Vec<GroupIntervals>>>> {
     assert!(draws > 0, "bootstrap: at least one draw");
     let n = methods.first().map_or(0, Compact::len);
     assert!(
         methods.iter().all(|m| m.len() == n),
         "paired bootstrap: every method on the same images"
     );
-    let all = draw_all(methods, groups, draws, seed);
+    let all = draw_all(methods, groups, draws, seed)?;
     let estimates: Vec<Vec<(f64, f64)>> = methods.iter().map(|c| c.figures(groups)).collect();
     let debiased: Vec<Vec<f64>> = methods.iter().map(|c| c.debiased_ece(groups)).collect();
     let per_kind = |kind: IntervalKind| -> Vec<Vec<GroupIntervals>> {
@@ -352,7 +358,7 @@ pub fn paired_bootstrap_of(
             })
             .collect()
     };
-    kinds.iter().map(|&k| per_kind(k)).collect()
+    Ok(kinds.iter().map(|&k| per_kind(k)).collect())
 }
 
 /// Per draw, per method, per group: (top-1, ECE) on the resamples of [`paired_bootstrap`], two
@@ -362,7 +368,7 @@ fn draw_all(
     groups: usize,
     draws: usize,
     seed: u64,
-) -> Vec<Vec<Vec<(f64, f64)>>> {
+) -> anyhow::Result<Vec<Vec<Vec<(f64, f64)>>>> {
     let n = methods.first().map_or(0, Compact::len);
     let run = |range: std::ops::Range<usize>| -> Vec<Vec<Vec<(f64, f64)>>> {
         let mut count = vec![0u32; n];
@@ -384,13 +390,13 @@ fn draw_all(
     let mut all = std::thread::scope(|s| {
         let h = s.spawn(|| run(half..draws));
         let mut first = run(0..half);
-        first.extend(h.join().expect("bootstrap thread"));
-        first
-    });
+        first.extend(super::joined(h, "bootstrap")?);
+        Ok::<_, anyhow::Error>(first)
+    })?;
     if n == 0 {
         all = vec![vec![vec![(0.0, 0.0); groups]; methods.len()]];
     }
-    all
+    Ok(all)
 }
 
 #[cfg(test)]
@@ -426,13 +432,18 @@ mod tests {
         let groups = Group::standard(&[500, 50, 10, 5], [0, 1], [1, 3], [3, 4]);
         let kinds = [IntervalKind::Percentile, IntervalKind::Basic];
         let compact = Compact::of(&out, &groups);
-        let both = paired_bootstrap_of(&[compact], groups.len(), 40, 11, &kinds);
+        let both = paired_bootstrap_of(&[compact], groups.len(), 40, 11, &kinds).unwrap();
         assert_eq!(
             both[1][0],
-            bootstrap(&out, &groups, 40, 11),
+            bootstrap(&out, &groups, 40, 11).unwrap(),
             "basic by default"
         );
-        let full = figures(&out, &groups, &classwise_ece(&out), &out.brier_per_sample());
+        let full = figures(
+            &out,
+            &groups,
+            &classwise_ece(&out).unwrap(),
+            &out.brier_per_sample(),
+        );
         let mut per_draw = vec![(Vec::new(), Vec::new()); groups.len()];
         for d in 0..40 {
             let idx = resample(11, d, out.len());
@@ -443,7 +454,12 @@ mod tests {
                 .collect();
             let labels = idx.iter().map(|&i| out.labels[i]).collect();
             let r = Outputs::from_probabilities(k, probs, labels);
-            let f = figures(&r, &groups, &classwise_ece(&r), &r.brier_per_sample());
+            let f = figures(
+                &r,
+                &groups,
+                &classwise_ece(&r).unwrap(),
+                &r.brier_per_sample(),
+            );
             for (g, fg) in f.iter().enumerate() {
                 per_draw[g].0.push(fg.top1);
                 per_draw[g].1.push(fg.ece);
@@ -475,7 +491,12 @@ mod tests {
     fn the_debiased_ece_uses_the_plug_ins_bins() {
         let out = outputs();
         let groups = Group::standard(&[500, 500, 500, 500], [0, 4], [4, 4], [4, 4]);
-        let f = figures(&out, &groups, &classwise_ece(&out), &out.brier_per_sample());
+        let f = figures(
+            &out,
+            &groups,
+            &classwise_ece(&out).unwrap(),
+            &out.brier_per_sample(),
+        );
         let bins: Vec<(f64, f64, f64)> = f[0]
             .bins
             .iter()
@@ -511,10 +532,15 @@ mod tests {
     fn bootstrap_is_seeded_and_brackets_the_estimate() {
         let out = outputs();
         let groups = Group::standard(&[500, 500, 500, 500], [0, 4], [4, 4], [4, 4]);
-        let a = bootstrap(&out, &groups, 200, 3);
-        assert_eq!(a, bootstrap(&out, &groups, 200, 3));
-        assert_ne!(a, bootstrap(&out, &groups, 200, 4));
-        let f = figures(&out, &groups, &classwise_ece(&out), &out.brier_per_sample());
+        let a = bootstrap(&out, &groups, 200, 3).unwrap();
+        assert_eq!(a, bootstrap(&out, &groups, 200, 3).unwrap());
+        assert_ne!(a, bootstrap(&out, &groups, 200, 4).unwrap());
+        let f = figures(
+            &out,
+            &groups,
+            &classwise_ece(&out).unwrap(),
+            &out.brier_per_sample(),
+        );
         let (iv, fig) = (a[0], &f[0]);
         assert!(
             iv.top1.lo < fig.top1 && fig.top1 < iv.top1.hi,

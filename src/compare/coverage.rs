@@ -93,6 +93,9 @@ pub struct Simulation {
 /// resamples, seeded by `seed`; the intervals of every kind in `kinds` are read from the same
 /// draws.
 ///
+/// # Errors
+/// A bootstrap worker thread failed.
+///
 /// # Panics
 /// `replications` or `draws` is 0.
 pub fn simulate(
@@ -102,7 +105,7 @@ pub fn simulate(
     replications: usize,
     seed: u64,
     kinds: &[IntervalKind],
-) -> Simulation {
+) -> anyhow::Result<Simulation> {
     assert!(replications > 0, "coverage: at least one replication");
     let (top1, ece) = (s.true_top1(), s.true_ece());
     let mut hits = vec![[0usize; 3]; kinds.len()];
@@ -114,7 +117,7 @@ pub fn simulate(
         let estimate = c.figures(1)[0].1;
         sum_ece += estimate;
         sum_debiased += c.debiased_ece(1)[0];
-        let per_kind = paired_bootstrap_of(&[c], 1, draws, seed + r as u64, kinds);
+        let per_kind = paired_bootstrap_of(&[c], 1, draws, seed + r as u64, kinds)?;
         for (h, iv) in hits.iter_mut().zip(&per_kind) {
             let iv = iv[0][0];
             h[0] += usize::from(iv.top1.lo <= top1 && top1 <= iv.top1.hi);
@@ -123,7 +126,7 @@ pub fn simulate(
         }
     }
     let share = |k: usize| k as f64 / replications as f64;
-    Simulation {
+    Ok(Simulation {
         coverage: kinds
             .iter()
             .zip(&hits)
@@ -136,7 +139,7 @@ pub fn simulate(
             .collect(),
         mean_ece: sum_ece / replications as f64,
         mean_debiased_ece: sum_debiased / replications as f64,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +199,7 @@ mod tests {
                 hi: 1.0,
                 k,
             };
-            let sim = simulate(&s, 2000, 200, reps, seed, &kinds);
+            let sim = simulate(&s, 2000, 200, reps, seed, &kinds).unwrap();
             eprintln!("k {k}: true ECE {:.3} %: {sim:?}", s.true_ece());
             for c in &sim.coverage {
                 assert!(c.top1 >= floor, "k {k}: top-1 {c:?}");

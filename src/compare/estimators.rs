@@ -47,9 +47,12 @@ impl Outputs {
     /// `softmax(logits)` in float32 and NLL `−log_softmax(logits)[y]` (float64 logits keep
     /// float64 for the NLL), as [`crate::metrics::EvalAccumulator`] computes them.
     ///
+    /// # Errors
+    /// The logits cannot be read as numbers.
+    ///
     /// # Panics
     /// `logits` is not `[N, K]` with N labels, or a label is outside `0..K`.
-    pub fn from_logits(logits: &tch::Tensor, labels: Vec<i64>) -> Self {
+    pub fn from_logits(logits: &tch::Tensor, labels: Vec<i64>) -> anyhow::Result<Self> {
         use tch::{Device, Kind, Tensor};
         let size = logits.size();
         assert!(
@@ -65,27 +68,27 @@ impl Outputs {
             Kind::Float
         };
         let logits = logits.to_kind(kind);
-        let probs = Vec::<f32>::try_from(
-            logits
+        let probs = super::values::<f32>(
+            &logits
                 .softmax(1, kind)
                 .to_kind(Kind::Float)
                 .contiguous()
                 .view([-1]),
-        )
-        .expect("softmax copies to a vector");
+            "the softmax probabilities",
+        )?;
         let y = Tensor::from_slice(&labels);
         if let Some(bad) = labels.iter().find(|&&l| !(0..k as i64).contains(&l)) {
             panic!("Outputs::from_logits: label {bad} outside 0..{k}");
         }
-        let nll = Vec::<f64>::try_from(
-            -logits
+        let nll = super::values::<f64>(
+            &-logits
                 .log_softmax(1, kind)
                 .gather(1, &y.unsqueeze(1), false)
                 .squeeze_dim(1)
                 .to_kind(Kind::Double),
-        )
-        .expect("NLL copies to a vector");
-        Self::with_nll(k, probs, labels, nll)
+            "the per-sample NLL",
+        )?;
+        Ok(Self::with_nll(k, probs, labels, nll))
     }
 
     fn check<'a>(
@@ -281,7 +284,10 @@ pub fn adaptive_ece(confidences: &[f64], correct: &[bool], num_bins: usize) -> f
 /// as in [`calibration`]; a class whose probabilities are all 0 has ECE 0. Fractions in [0, 1].
 ///
 /// Runs over the `[N, K]` matrix once, on up to two threads.
-pub fn classwise_ece(outputs: &Outputs) -> Vec<f64> {
+///
+/// # Errors
+/// A worker thread failed.
+pub fn classwise_ece(outputs: &Outputs) -> anyhow::Result<Vec<f64>> {
     let k = outputs.num_classes;
     let edges = linspace_edges(NUM_BINS);
     // Per class and bin: count, Σ p, Σ 1[y = k].
@@ -305,9 +311,10 @@ pub fn classwise_ece(outputs: &Outputs) -> Vec<f64> {
     let mid = n / 2;
     let (a, b) = std::thread::scope(|s| {
         let h = s.spawn(|| accumulate(mid..n));
-        (accumulate(0..mid), h.join().expect("classwise ECE thread"))
+        (accumulate(0..mid), super::joined(h, "classwise ECE"))
     });
-    (0..k)
+    let b = b?;
+    Ok((0..k)
         .map(|c| {
             let (mut total, mut gap) = (0u64, 0.0);
             for bin in 0..NUM_BINS {
@@ -324,7 +331,7 @@ pub fn classwise_ece(outputs: &Outputs) -> Vec<f64> {
                 gap / total as f64
             }
         })
-        .collect()
+        .collect())
 }
 
 /// Per class, mean confidence minus accuracy over the samples of that true class, in

@@ -241,7 +241,7 @@ impl Applied {
                     &base.val.labels,
                     &base.weight,
                     &posthoc::tau_norm_grid(),
-                );
+                )?;
                 let Fitted::TauNorm { tau, .. } = f else {
                     unreachable!()
                 };
@@ -261,7 +261,7 @@ impl Applied {
                     &base.val.labels,
                     prior,
                     &posthoc::logit_adjustment_grid(),
-                );
+                )?;
                 let Fitted::LogitAdjustment { tau, .. } = f else {
                     unreachable!()
                 };
@@ -276,7 +276,7 @@ impl Applied {
                 (&self.val / t, &self.scored / t, f)
             }
             Step::Vector => {
-                let f = posthoc::fit_vector_scaling(&self.val, &base.val.labels);
+                let f = posthoc::fit_vector_scaling(&self.val, &base.val.labels)?;
                 let Fitted::Vector { scale, shift, .. } = &f else {
                     unreachable!()
                 };
@@ -310,14 +310,15 @@ impl Applied {
         let scored_labels = Vec::<i64>::try_from(&base.scored.labels)?;
         let k = log_train.size()[0] as usize;
         let truth = prior::label_frequencies(&scored_labels, k);
-        let la = (step == Step::LaTarget).then(|| {
-            posthoc::fit_logit_adjustment(
+        let la = match step {
+            Step::LaTarget => Some(posthoc::fit_logit_adjustment(
                 &self.val,
                 &base.val.labels,
                 log_train,
                 &posthoc::logit_adjustment_grid(),
-            )
-        });
+            )?),
+            _ => None,
+        };
         let tau = match &la {
             Some(Fitted::LogitAdjustment { tau, .. }) => *tau,
             _ => 1.0,
@@ -329,8 +330,8 @@ impl Applied {
             log_train,
             tau,
         };
-        let (scored, q) = correction.apply(&self.scored, &truth);
-        let val = correction.on_validation();
+        let (scored, q) = correction.apply(&self.scored, &truth)?;
+        let val = correction.on_validation()?;
         let f = la.unwrap_or_else(|| Fitted::TestPrior {
             estimator: step.label().into(),
             l1_error: prior::l1(&q, &truth),
@@ -396,7 +397,7 @@ impl FittedMethod {
                 log_train,
                 tau,
             };
-            let (corrected, q) = correction.apply(&z, truth);
+            let (corrected, q) = correction.apply(&z, truth)?;
             z = corrected;
             moved = Some(q);
         }
@@ -506,7 +507,7 @@ pub fn run_methods(
             compacts.push(compact);
         }
     }
-    let intervals = paired_bootstrap(&compacts, s.groups.len(), s.draws, s.seed);
+    let intervals = paired_bootstrap(&compacts, s.groups.len(), s.draws, s.seed)?;
     for (row, iv) in rows.iter_mut().zip(intervals) {
         row.intervals = iv;
     }
@@ -542,8 +543,8 @@ fn score(
     s: &Scoring,
 ) -> Result<(MethodResult, Compact)> {
     let labels = Vec::<i64>::try_from(&base.scored.labels)?;
-    let out = Outputs::from_logits(&applied.scored, labels);
-    let cw = classwise_ece(&out);
+    let out = Outputs::from_logits(&applied.scored, labels)?;
+    let cw = classwise_ece(&out)?;
     let brier = out.brier_per_sample();
     let row = MethodResult {
         name: spec.label(base_label),

@@ -26,3 +26,32 @@ pub mod report;
 pub mod shift;
 pub mod split;
 pub mod test_priors;
+
+/// The values of a tensor as a vector of `T` (the tensor's kind must be `T`'s).
+///
+/// # Errors
+/// The tensor cannot be read as `T` values: the message names `what`.
+pub(crate) fn values<T>(t: &tch::Tensor, what: &str) -> anyhow::Result<Vec<T>>
+where
+    for<'a> Vec<T>: TryFrom<&'a tch::Tensor, Error = tch::TchError>,
+{
+    Vec::<T>::try_from(t).map_err(|e| anyhow::anyhow!("cannot read {what} ({e})"))
+}
+
+/// Joins a worker thread of a scoped pair.
+///
+/// # Errors
+/// The worker panicked (a libtorch error): the message names `what` and the panic's text.
+pub(crate) fn joined<T>(
+    handle: std::thread::ScopedJoinHandle<'_, T>,
+    what: &str,
+) -> anyhow::Result<T> {
+    handle.join().map_err(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "unknown error".into());
+        anyhow::anyhow!("the {what} thread failed: {text}")
+    })
+}

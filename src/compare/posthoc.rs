@@ -6,6 +6,7 @@
 //!
 //! All tensors are float32 on the CPU: features `[N, F]`, logits `[N, K]`, classifier weight
 //! `[K, F]`.
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -137,14 +138,14 @@ pub fn fit_tau_norm(
     val_labels: &Tensor,
     weight: &Tensor,
     grid: &[f64],
-) -> Fitted {
+) -> Result<Fitted> {
     let raw = val_features.matmul(&weight.tr());
-    let norms = Vec::<f64>::try_from(
-        weight
+    let norms = super::values::<f64>(
+        &weight
             .norm_scalaropt_dim(2, [1i64].as_slice(), false)
             .to_kind(Kind::Double),
-    )
-    .expect("norms [K] copy");
+        "the classifier's row norms",
+    )?;
     let scales: Vec<Vec<f32>> = grid
         .iter()
         .map(|&t| norms.iter().map(|&n| n.powf(-t) as f32).collect())
@@ -153,12 +154,12 @@ pub fn fit_tau_norm(
     let sweep = grid
         .iter()
         .copied()
-        .zip(sweep_top1(&raw, val_labels, &scales, &shifts))
+        .zip(sweep_top1(&raw, val_labels, &scales, &shifts)?)
         .collect::<Vec<_>>();
-    Fitted::TauNorm {
+    Ok(Fitted::TauNorm {
         tau: best(&sweep),
         sweep,
-    }
+    })
 }
 
 /// Top-1 (%) of `logits` `[N, K]` against `labels` `[N]` under each of T per-class affine
@@ -175,7 +176,7 @@ pub fn sweep_top1(
     labels: &Tensor,
     scales: &[Vec<f32>],
     shifts: &[Vec<f32>],
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let k = logits.size()[1] as usize;
     assert_eq!(
         scales.len(),
@@ -183,9 +184,11 @@ pub fn sweep_top1(
         "sweep_top1: one shift per scale"
     );
     assert!(scales.iter().chain(shifts).all(|m| m.len() == k));
-    let z = Vec::<f32>::try_from(logits.to_kind(Kind::Float).contiguous().view([-1]))
-        .expect("logits copy");
-    let y = Vec::<i64>::try_from(labels).expect("labels copy");
+    let z = super::values::<f32>(
+        &logits.to_kind(Kind::Float).contiguous().view([-1]),
+        "the logits",
+    )?;
+    let y = super::values::<i64>(labels, "the labels")?;
     let hits = |rows: std::ops::Range<usize>| -> Vec<usize> {
         let mut hits = vec![0usize; scales.len()];
         for i in rows {
@@ -206,12 +209,13 @@ pub fn sweep_top1(
     let n = y.len();
     let (a, b) = std::thread::scope(|s| {
         let h = s.spawn(|| hits(n / 2..n));
-        (hits(0..n / 2), h.join().expect("sweep thread"))
+        (hits(0..n / 2), super::joined(h, "sweep"))
     });
-    a.iter()
+    let b = b?;
+    Ok(a.iter()
         .zip(&b)
         .map(|(x, y)| 100.0 * (x + y) as f64 / n.max(1) as f64)
-        .collect()
+        .collect())
 }
 
 fn best(sweep: &[(f64, f64)]) -> f64 {
@@ -272,8 +276,8 @@ pub fn fit_logit_adjustment(
     val_labels: &Tensor,
     log_prior: &Tensor,
     grid: &[f64],
-) -> Fitted {
-    let lp = Vec::<f32>::try_from(log_prior.to_kind(Kind::Float)).expect("log prior copy");
+) -> Result<Fitted> {
+    let lp = super::values::<f32>(&log_prior.to_kind(Kind::Float), "the log prior")?;
     let scales = vec![vec![1.0f32; lp.len()]; grid.len()];
     let shifts: Vec<Vec<f32>> = grid
         .iter()
@@ -282,12 +286,12 @@ pub fn fit_logit_adjustment(
     let sweep = grid
         .iter()
         .copied()
-        .zip(sweep_top1(val_logits, val_labels, &scales, &shifts))
+        .zip(sweep_top1(val_logits, val_labels, &scales, &shifts)?)
         .collect::<Vec<_>>();
-    Fitted::LogitAdjustment {
+    Ok(Fitted::LogitAdjustment {
         tau: best(&sweep),
         sweep,
-    }
+    })
 }
 
 /// Mean NLL (nats) of `logits / t`: float32 log-softmax, mean in float64.
@@ -378,7 +382,7 @@ const MAX_STEP: f64 = 4.0;
 /// at least 1e-4 of the predicted decrease (Armijo);
 /// it stops when an iteration gains less than 1e-10 nats, at most 100 iterations. Float32
 /// tensors, sums in float64.
-pub fn fit_vector_scaling(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
+pub fn fit_vector_scaling(val_logits: &Tensor, val_labels: &Tensor) -> Result<Fitted> {
     let z = val_logits.to_kind(Kind::Float);
     let (n, k) = (z.size()[0], z.size()[1]);
     let dev = z.device();
@@ -432,13 +436,13 @@ pub fn fit_vector_scaling(val_logits: &Tensor, val_labels: &Tensor) -> Fitted {
             break;
         }
     }
-    Fitted::Vector {
-        scale: Vec::<f32>::try_from(&a).expect("a [K] copies"),
-        shift: Vec::<f32>::try_from(&b).expect("b [K] copies"),
+    Ok(Fitted::Vector {
+        scale: super::values::<f32>(&a, "the vector scales")?,
+        shift: super::values::<f32>(&b, "the vector shifts")?,
         nll_before,
         nll_after: nll,
         iterations,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -493,7 +497,7 @@ mod tests {
             vec![0.0, 1.0, 0.0, -1.0, 0.5, 0.0, 2.0],
             vec![-0.7, 0.2, 0.1, 0.0, -0.3, 0.45, 0.0],
         ];
-        let got = sweep_top1(&z, &y, &scales, &shifts);
+        let got = sweep_top1(&z, &y, &scales, &shifts).unwrap();
         for t in 0..3 {
             let m = &z * Tensor::from_slice(&scales[t]) + Tensor::from_slice(&shifts[t]);
             assert!((got[t] - top1(&m, &y)).abs() < 1e-9, "map {t}");
@@ -538,7 +542,7 @@ mod tests {
             nll_before,
             nll_after,
             ..
-        } = fit_vector_scaling(&z, &labels)
+        } = fit_vector_scaling(&z, &labels).unwrap()
         else {
             unreachable!()
         };
@@ -605,7 +609,7 @@ mod tests {
         let lp = log_prior(&[1000, 300, 100, 10]);
         let biased = &clean + &lp;
         let Fitted::LogitAdjustment { tau, sweep } =
-            fit_logit_adjustment(&biased, &labels, &lp, &logit_adjustment_grid())
+            fit_logit_adjustment(&biased, &labels, &lp, &logit_adjustment_grid()).unwrap()
         else {
             unreachable!()
         };

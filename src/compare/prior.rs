@@ -19,6 +19,7 @@
 //! estimate is followed by the posterior correction p(y|x) ∝ p_s(y|x)·q̂(y)/p_s(y), in logits
 //! `z + ln q̂ − ln p_s` ([`correct_posterior`]). BBSE's confusion matrix needs no calibration;
 //! its weights multiply p_val.
+use anyhow::Result;
 use tch::{Kind, Tensor};
 
 /// Estimated prior probabilities below this are raised to it inside the logarithm of the
@@ -68,25 +69,28 @@ fn log_vector(p: &[f64]) -> Tensor {
 /// p^t(y|x_i) = softmax(z_i + ln q^t − ln p_s), q^{t+1} = mean_i p^t(·|x_i), in float64, until
 /// max_c |q^{t+1}_c − q^t_c| < [`EM_TOLERANCE`] or [`EM_MAX_ITERATIONS`]. Returns the prior and
 /// the iterations run.
-pub fn em_prior(logits: &Tensor, source: &[f64]) -> (Vec<f64>, usize) {
+///
+/// # Errors
+/// The logits cannot be read.
+pub fn em_prior(logits: &Tensor, source: &[f64]) -> Result<(Vec<f64>, usize)> {
     let z = logits.to_kind(Kind::Double).log_softmax(1, Kind::Double);
     let ls = log_vector(source);
     let mut q = source.to_vec();
     for it in 1..=EM_MAX_ITERATIONS {
         let shift = log_vector(&q) - &ls;
-        let next = Vec::<f64>::try_from((&z + shift).softmax(1, Kind::Double).mean_dim(
-            0,
-            false,
-            Kind::Double,
-        ))
-        .expect("EM prior copies");
+        let next = super::values::<f64>(
+            &(&z + shift)
+                .softmax(1, Kind::Double)
+                .mean_dim(0, false, Kind::Double),
+            "the EM prior",
+        )?;
         let moved = l_inf(&next, &q);
         q = next;
         if moved < EM_TOLERANCE {
-            return (q, it);
+            return Ok((q, it));
         }
     }
-    (q, EM_MAX_ITERATIONS)
+    Ok((q, EM_MAX_ITERATIONS))
 }
 
 fn l_inf(a: &[f64], b: &[f64]) -> f64 {
@@ -102,7 +106,10 @@ fn l_inf(a: &[f64], b: &[f64]) -> f64 {
 /// stationary point of the convex mean_i logsumexp(z_i + b) − Σ_c p_val,c·b_c, reached by
 /// b ← b + ln p_val − ln mean_i softmax(z_i + b) (float64) until no class's mean moves by more
 /// than [`EM_TOLERANCE`] or [`EM_MAX_ITERATIONS`]; p_s ∝ p_val·e^{−b}, normalised.
-pub fn implied_prior(val_logits: &Tensor, p_val: &[f64]) -> Vec<f64> {
+///
+/// # Errors
+/// The logits cannot be read.
+pub fn implied_prior(val_logits: &Tensor, p_val: &[f64]) -> Result<Vec<f64>> {
     let z = val_logits
         .to_kind(Kind::Double)
         .log_softmax(1, Kind::Double);
@@ -112,18 +119,18 @@ pub fn implied_prior(val_logits: &Tensor, p_val: &[f64]) -> Vec<f64> {
         let mean = (&z + &b)
             .softmax(1, Kind::Double)
             .mean_dim(0, false, Kind::Double);
-        let gap = Vec::<f64>::try_from(&mean).expect("means copy");
+        let gap = super::values::<f64>(&mean, "the mean posteriors")?;
         if l_inf(&gap, p_val) < EM_TOLERANCE {
             break;
         }
         b = &b + &lv - mean.clamp_min(PRIOR_FLOOR).log();
     }
-    Vec::<f64>::try_from((&lv - &b).softmax(0, Kind::Double)).expect("prior copies")
+    super::values::<f64>(&(&lv - &b).softmax(0, Kind::Double), "the implied prior")
 }
 
 /// Arg-max of each row of `[N, K]` logits.
-fn predictions(logits: &Tensor) -> Vec<i64> {
-    Vec::<i64>::try_from(logits.argmax(1, false)).expect("predictions copy")
+fn predictions(logits: &Tensor) -> Result<Vec<i64>> {
+    super::values::<i64>(&logits.argmax(1, false), "the predictions")
 }
 
 /// BBSE estimate of the test prior (Lipton et al. 2018): the hard confusion matrix of the
@@ -132,20 +139,23 @@ fn predictions(logits: &Tensor) -> Vec<i64> {
 /// w = argmin ‖Ĉ w − μ̂‖₂ (LAPACK `gelsd`, NumPy's `lstsq`: the exact solution when Ĉ is
 /// invertible, the least-norm one when a class is never predicted), clipped at 0, and
 /// q̂ = w ⊙ p_s renormalised. Falls back to p_s if every weight clips to 0.
+///
+/// # Errors
+/// The logits or the least-squares solution cannot be read.
 pub fn bbse_prior(
     val_logits: &Tensor,
     val_labels: &[i64],
     test_logits: &Tensor,
     k: usize,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     let mut c = vec![0.0f64; k * k];
-    let val_pred = predictions(val_logits);
+    let val_pred = predictions(val_logits)?;
     let nv = val_labels.len().max(1) as f64;
     for (&p, &y) in val_pred.iter().zip(val_labels) {
         c[p as usize * k + y as usize] += 1.0 / nv;
     }
     let mut mu = vec![0.0f64; k];
-    let test_pred = predictions(test_logits);
+    let test_pred = predictions(test_logits)?;
     let nt = test_pred.len().max(1) as f64;
     for &p in &test_pred {
         mu[p as usize] += 1.0 / nt;
@@ -153,18 +163,18 @@ pub fn bbse_prior(
     let a = Tensor::from_slice(&c).view([k as i64, k as i64]);
     let b = Tensor::from_slice(&mu).view([k as i64, 1]);
     let (w, _, _, _) = a.linalg_lstsq(&b, None::<f64>, "gelsd");
-    let w = Vec::<f64>::try_from(w.view([-1])).expect("BBSE weights copy");
+    let w = super::values::<f64>(&w.view([-1]), "the BBSE weights")?;
     let mut p_s = vec![0.0f64; k];
     for &y in val_labels {
         p_s[y as usize] += 1.0 / nv;
     }
     let q: Vec<f64> = w.iter().zip(&p_s).map(|(w, p)| w.max(0.0) * p).collect();
     let total: f64 = q.iter().sum();
-    if total > 0.0 {
+    Ok(if total > 0.0 {
         q.iter().map(|x| x / total).collect()
     } else {
         p_s
-    }
+    })
 }
 
 /// The posterior correction toward `target` (Saerens et al. 2002, Eq. 2.4):
@@ -199,39 +209,45 @@ impl Correction<'_> {
     /// The validation logits moved to the validation split's own class frequencies p_val (the
     /// test set of known prior that the later steps are fitted on): `la-q` adjusts toward
     /// p_val; EM and BBSE apply z + ln p_val − ln p_s ([`implied_prior`]).
-    pub fn on_validation(&self) -> Tensor {
+    ///
+    /// # Errors
+    /// The logits cannot be read.
+    pub fn on_validation(&self) -> Result<Tensor> {
         let k = self.log_train.size()[0] as usize;
         let p_val = label_frequencies(self.val_labels, k);
-        match self.estimator {
+        Ok(match self.estimator {
             Estimator::Known => adjust_toward(self.val_logits, self.log_train, &p_val, self.tau),
             Estimator::Em | Estimator::Bbse => {
-                let p_s = implied_prior(self.val_logits, &p_val);
+                let p_s = implied_prior(self.val_logits, &p_val)?;
                 correct_posterior(self.val_logits, &p_val, &p_s)
             }
-        }
+        })
     }
 
     /// The corrected test logits `[N, K]` and the prior they were moved to: the true one
     /// (`[K]`, known) or the estimate.
-    pub fn apply(&self, test_logits: &Tensor, true_prior: &[f64]) -> (Tensor, Vec<f64>) {
+    ///
+    /// # Errors
+    /// The logits cannot be read.
+    pub fn apply(&self, test_logits: &Tensor, true_prior: &[f64]) -> Result<(Tensor, Vec<f64>)> {
         let k = true_prior.len();
         let source = || implied_prior(self.val_logits, &label_frequencies(self.val_labels, k));
-        match self.estimator {
+        Ok(match self.estimator {
             Estimator::Known => (
                 adjust_toward(test_logits, self.log_train, true_prior, self.tau),
                 true_prior.to_vec(),
             ),
             Estimator::Em => {
-                let p_s = source();
-                let (q, _) = em_prior(test_logits, &p_s);
+                let p_s = source()?;
+                let (q, _) = em_prior(test_logits, &p_s)?;
                 (correct_posterior(test_logits, &q, &p_s), q)
             }
             Estimator::Bbse => {
-                let p_s = source();
-                let q = bbse_prior(self.val_logits, self.val_labels, test_logits, k);
+                let p_s = source()?;
+                let q = bbse_prior(self.val_logits, self.val_labels, test_logits, k)?;
                 (correct_posterior(test_logits, &q, &p_s), q)
             }
-        }
+        })
     }
 }
 
@@ -269,7 +285,7 @@ mod tests {
         let source = [0.25; 4];
         let q = [0.5, 0.3, 0.15, 0.05];
         let (logits, labels) = gaussian_set(20_000, &q, &source, 1);
-        let (est, iters) = em_prior(&logits, &source);
+        let (est, iters) = em_prior(&logits, &source).unwrap();
         assert!(iters < EM_MAX_ITERATIONS, "EM did not converge");
         let tol = tolerance(&q, 20_000);
         assert!(
@@ -290,7 +306,7 @@ mod tests {
         let q = [0.05, 0.15, 0.3, 0.5];
         let (val, val_labels) = gaussian_set(8_000, &source, &source, 2);
         let (test, _) = gaussian_set(20_000, &q, &source, 3);
-        let est = bbse_prior(&val, &val_labels, &test, 4);
+        let est = bbse_prior(&val, &val_labels, &test, 4).unwrap();
         // ŵ_c ≈ μ̂_c / Ĉ_cc: the delta method adds the validation's variance,
         // q_c²(1 − p_c)/(p_c·N_val), to the test's q_c(1 − q_c)/N_test; 4 σ per class.
         let tol: f64 = q

@@ -160,7 +160,7 @@ fn score_set(
     let mut compacts = Vec::new();
     for (base, m) in fitted {
         let (z, moved) = m.logits_on(base, &rows, &truth, &log_train)?;
-        let out = Outputs::from_logits(&z, sub.clone());
+        let out = Outputs::from_logits(&z, sub.clone())?;
         compacts.push(Compact::of(&out, &all));
         out_rows.push(PriorRow {
             name: m.name.clone(),
@@ -168,7 +168,7 @@ fn score_set(
             figures: figures_of(&out, &s.groups, moved, &truth),
         });
     }
-    let intervals = paired_bootstrap(&compacts, 1, s.draws, s.seed);
+    let intervals = paired_bootstrap(&compacts, 1, s.draws, s.seed)?;
     for (r, iv) in out_rows.iter_mut().zip(intervals) {
         r.figures.top1_ci = iv[0].top1;
         r.figures.ece_ci = iv[0].ece;
