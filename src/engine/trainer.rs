@@ -36,7 +36,7 @@ use crate::wire::{Classify, Flow, Link};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 /// Under `amp`, non-finite losses in a row after which the run stops (the loss scale has then
 /// halved this many times, from 2^16 to below 10^-10: the forward pass itself overflows).
@@ -228,7 +228,7 @@ impl<'a> Trainer<'a> {
         );
         let mut scaler = cfg.amp.then(|| GradScaler::new(p.device));
         if let (Some(ck), Some(_)) = (&p.checkpoint, position) {
-            restore_optimizer(ck, &mut sgd, scaler.as_mut())?;
+            restore_optimizer(ck, &mut sgd, scaler.as_mut(), recipe.as_ref())?;
         }
         replicas
             .broadcast_state(&p.net)
@@ -806,6 +806,12 @@ impl<'a> Trainer<'a> {
         if let Some(s) = &self.scaler {
             state.extend(s.state());
         }
+        state.extend(
+            self.recipe
+                .state()
+                .into_iter()
+                .map(|(k, t)| (format!("{}{k}", recipe::RECIPE_STATE), t)),
+        );
         checkpoint::save(&path, &self.net, &state, at).kind(FailureKind::Io)?;
         self.emit(Event::Checkpoint { path, best })
     }
@@ -968,12 +974,20 @@ fn restore_optimizer(
     ck: &Checkpoint,
     sgd: &mut Sgd,
     scaler: Option<&mut GradScaler>,
+    recipe: &dyn StageRecipe,
 ) -> Result<(), Failure> {
-    let (scaler_state, sgd_state): (Vec<_>, Vec<_>) = ck
+    let (recipe_state, rest): (Vec<_>, Vec<_>) = ck
         .optimizer
         .iter()
         .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .partition(|(k, _)| k.starts_with(recipe::RECIPE_STATE));
+    let (scaler_state, sgd_state): (Vec<_>, Vec<_>) = rest
+        .into_iter()
         .partition(|(k, _)| k.starts_with(grad_scaler::STATE_PREFIX));
+    let recipe_state: Vec<(String, Tensor)> = recipe_state
+        .into_iter()
+        .map(|(k, t)| (k[recipe::RECIPE_STATE.len()..].to_owned(), t))
+        .collect();
     let bad = |e: String| {
         Failure::new(
             FailureKind::Checkpoint,
@@ -984,7 +998,7 @@ fn restore_optimizer(
     if let (Some(s), false) = (scaler, scaler_state.is_empty()) {
         s.load_state(&scaler_state).map_err(bad)?;
     }
-    Ok(())
+    recipe.load_state(&recipe_state).map_err(bad)
 }
 
 /// Opens the run folder a resume continues, or creates a new one with its `config.yaml` and

@@ -28,6 +28,10 @@ use crate::model::{Network, Part};
 use anyhow::Result;
 use tch::{Device, Tensor};
 
+/// Prefix of a recipe's own state among a checkpoint's optimizer state
+/// ([`StageRecipe::state`]).
+pub const RECIPE_STATE: &str = "recipe.";
+
 /// How a stage starts: what was restored before [`StageRecipe::prepare_network`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -92,6 +96,24 @@ pub trait StageRecipe: Send {
 
     /// Whether the backbone's BatchNorm runs in train mode while training.
     fn backbone_train(&self) -> bool;
+
+    /// What the recipe itself must keep in a checkpoint so that a resumed run continues
+    /// exactly (saved beside the optimizer's state as `optim.recipe.*`); none by default.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Restores [`StageRecipe::state`] when this recipe's own run is resumed, after
+    /// [`StageRecipe::prepare_network`]; `state` holds the names without [`RECIPE_STATE`].
+    ///
+    /// # Errors
+    /// A state this recipe does not know (the message names it).
+    fn load_state(&self, state: &[(String, Tensor)]) -> Result<(), String> {
+        match state.first() {
+            Some((name, _)) => Err(format!("recipe state '{name}' is not this recipe's")),
+            None => Ok(()),
+        }
+    }
 
     /// One line for the run's log: what this recipe trains, with which loss and sampler, and
     /// which settings it leaves unused.

@@ -20,8 +20,9 @@
 //! * MaxNorm's radius is set once from the starting classifier, r = min + t·(max − min) of its
 //!   class-vector norms (`maxnorm_thresh` t = 0.1).
 //!
-//! A resumed wb run cannot see the stage-1 classifier any more; it takes r as the largest class
-//! norm of the resumed classifier, which is r itself whenever a projection has happened.
+//! r is kept in the run's checkpoints (`optim.recipe.maxnorm_radius`, [`StageRecipe::state`]), so
+//! a resumed run bounds its classifier by the same r as the uninterrupted one. A checkpoint
+//! written before r was kept resumes with the largest class norm of its classifier.
 use super::mixup::InstanceBalanced;
 use super::{EpochStream, StageRecipe, Start};
 use crate::config::{Config, Stage};
@@ -149,6 +150,9 @@ fn classifier_weight(net: &Network) -> Option<Tensor> {
         .map(|(_, t)| t)
 }
 
+/// The name of MaxNorm's radius r (a one-element f64 tensor) in the recipe's checkpoint state.
+const RADIUS_STATE: &str = "maxnorm_radius";
+
 impl StageRecipe for WbRecipe {
     fn stage(&self) -> Stage {
         Stage::Stage2
@@ -188,6 +192,25 @@ impl StageRecipe for WbRecipe {
 
     fn backbone_train(&self) -> bool {
         self.shift_bn
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.radius()
+            .map(|r| vec![(RADIUS_STATE.to_owned(), Tensor::from_slice(&[r]))])
+            .unwrap_or_default()
+    }
+
+    fn load_state(&self, state: &[(String, Tensor)]) -> Result<(), String> {
+        for (name, t) in state {
+            if name != RADIUS_STATE || t.numel() != 1 {
+                return Err(format!(
+                    "recipe state '{name}' is not weight balancing's MaxNorm radius"
+                ));
+            }
+            let r = t.to_kind(Kind::Double).double_value(&[0]);
+            *self.radius.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        }
+        Ok(())
     }
 
     fn after_step(&self, net: &Network) {
@@ -272,6 +295,37 @@ mod tests {
         let line = recipe.describe();
         assert!(line.starts_with("recipe wb: classifier"), "{line}");
         assert!(line.contains(&format!("= {r:.4}")), "{line}");
+    }
+
+    /// The radius travels in the recipe's checkpoint state: a resumed run (whose classifier's
+    /// largest norm is no longer r) bounds by the same r; a state not its own is refused.
+    #[test]
+    fn a_resumed_run_keeps_its_radius() {
+        let counts = [500, 300, 200, 100, 60, 40, 20, 10, 8, 5];
+        let first = WbRecipe::new(&cfg(), &counts).unwrap();
+        tch::manual_seed(0);
+        let mut net = Network::new("resnet32_fe", 1, 10, Device::Cpu).unwrap();
+        first
+            .prepare_network(&mut net, Start::FromCheckpoint)
+            .unwrap();
+        let r = first.radius().unwrap();
+        let state = first.state();
+        assert_eq!(state.len(), 1);
+        // Weight decay shrank every row below r since the last projection.
+        let weight = classifier_weight(&net).unwrap();
+        tch::no_grad(|| {
+            let _ = weight.shallow_clone().g_mul_scalar_(0.01);
+        });
+        let resumed = WbRecipe::new(&cfg(), &counts).unwrap();
+        resumed
+            .prepare_network(&mut net, Start::Continuing)
+            .unwrap();
+        assert!(resumed.radius().unwrap() < r * 0.5);
+        resumed.load_state(&state).unwrap();
+        assert_eq!(resumed.radius(), Some(r));
+        let other = vec![("lws_scale".to_owned(), Tensor::from_slice(&[1.0f64]))];
+        let e = resumed.load_state(&other).unwrap_err();
+        assert!(e.contains("'lws_scale'"), "{e}");
     }
 
     /// The class-balanced loss by hand: K = 2, z = [0, 0] (p = ½, ½), target 0, weights
