@@ -361,6 +361,9 @@ pub fn paired_bootstrap_of(
     Ok(kinds.iter().map(|&k| per_kind(k)).collect())
 }
 
+/// One draw's figures: per method, per group, (top-1, ECE).
+type DrawFigures = Vec<Vec<(f64, f64)>>;
+
 /// Per draw, per method, per group: (top-1, ECE) on the resamples of [`paired_bootstrap`], two
 /// threads sharing the draws; one draw of zeros when there is no sample.
 fn draw_all(
@@ -368,7 +371,7 @@ fn draw_all(
     groups: usize,
     draws: usize,
     seed: u64,
-) -> anyhow::Result<Vec<Vec<Vec<(f64, f64)>>>> {
+) -> anyhow::Result<Vec<DrawFigures>> {
     let n = methods.first().map_or(0, Compact::len);
     let run = |range: std::ops::Range<usize>| -> Vec<Vec<Vec<(f64, f64)>>> {
         let mut count = vec![0u32; n];

@@ -204,7 +204,7 @@ impl FormTab {
     pub fn revalidate(&mut self, root: &Path) {
         let c = &self.config;
         let machine = crate::distributed::machine::check_machine(
-            &c,
+            c,
             crate::distributed::machine::machine_cuda_devices(),
         );
         let mut v: Vec<(String, String)> = c

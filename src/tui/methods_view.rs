@@ -131,7 +131,7 @@ fn cursor_note(m: &MethodsScreen, found: &[Option<Found>], theme: Theme) -> Vec<
             format!("training in {}: compared once it ends", file_name(&dir)),
             theme.warn(),
         )],
-        (Item::Trained(t), _) => match m.plan_of(*t) {
+        (Item::Trained(t), _) => match m.plan_of(t) {
             Some(Ok(p)) => vec![Line::styled(
                 format!(
                     "Enter trains it: {} epochs from {}",
@@ -169,7 +169,7 @@ fn draw_checklist(
         .iter()
         .map(|i| match i {
             Item::Trained(t) => Some(find_trained(
-                *t,
+                t,
                 &m.checkpoint,
                 &runs.all_runs,
                 &runs.facts,

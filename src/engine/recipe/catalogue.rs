@@ -472,8 +472,10 @@ mod tests {
 
     #[test]
     fn applying_a_row_gives_a_configuration_of_that_row() {
-        let mut base = Config::default();
-        base.mode = Some(Stage::Stage2);
+        let base = Config {
+            mode: Some(Stage::Stage2),
+            ..Config::default()
+        };
         for m in classifier_stages() {
             let mut c = base.clone();
             m.apply(&mut c);
