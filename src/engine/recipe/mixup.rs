@@ -219,13 +219,51 @@ impl StageRecipe for MixupRecipe {
             Some(a) => format!("mixup (α = {a}) {}", self.loss_words),
             None => format!("{} (no mixup)", self.loss_words),
         };
+        let warmup = if !self.cos && self.warmup_epochs >= self.num_epochs {
+            format!(
+                "; the {}-epoch warm-up is not shorter than the {} epochs, so lr never reaches \
+                 {} (set warmup_epochs)",
+                self.warmup_epochs, self.num_epochs, self.lr
+            )
+        } else {
+            String::new()
+        };
         format!(
             "recipe: stage 1 — backbone and classifier trained with {loss} on instance-balanced \
-             batches, BatchNorm in train mode"
+             batches, BatchNorm in train mode{warmup}"
         )
     }
 
     fn backbone_train(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A warm-up as long as the run is said in the log line (it used to pass silently).
+    #[test]
+    fn a_warmup_longer_than_the_run_is_said() {
+        let cfg = Config {
+            num_epochs: 1,
+            warmup_epochs: Some(5),
+            ..Config::default()
+        };
+        let line = MixupRecipe::new(&cfg, &[10, 5]).unwrap().describe();
+        assert!(
+            line.ends_with(
+                "; the 5-epoch warm-up is not shorter than the 1 epochs, so lr never reaches 0.1 \
+                 (set warmup_epochs)"
+            ),
+            "{line}"
+        );
+        let cfg = Config {
+            num_epochs: 10,
+            ..cfg
+        };
+        let line = MixupRecipe::new(&cfg, &[10, 5]).unwrap().describe();
+        assert!(!line.contains("warm-up"), "{line}");
     }
 }
