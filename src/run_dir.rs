@@ -75,7 +75,9 @@ impl RunDir {
         }
     }
 
-    /// Opens (or creates) a run folder and appends to its log and metrics.
+    /// Opens (or creates) a run folder and appends to its log and metrics. Temporary
+    /// checkpoint files a kill left in its checkpoint folder (`.<name>.tmp`, see
+    /// `checkpoint::write_atomically`) are removed: the run resumes from the last complete one.
     ///
     /// # Errors
     /// As [`RunDir::create`].
@@ -85,6 +87,7 @@ impl RunDir {
         for d in [&root, &log_dir, &ckpt_dir] {
             fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
+        remove_partial_checkpoints(&ckpt_dir);
         let append = |p: PathBuf| {
             OpenOptions::new()
                 .create(true)
@@ -258,4 +261,47 @@ pub fn list_runs(saved_root: &Path) -> Vec<RunSummary> {
         .collect();
     runs.sort_by_key(|r| std::cmp::Reverse(r.0));
     runs.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Removes the temporary files (`.<name>.tmp`) of checkpoint writes that a kill interrupted;
+/// a file that cannot be removed is left (the next write of that name replaces it).
+fn remove_partial_checkpoints(ckpt_dir: &Path) {
+    let Ok(entries) = fs::read_dir(ckpt_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kill during a checkpoint write leaves `.current.safetensors.tmp`; the next run in the
+    /// folder removes it and keeps every complete file.
+    #[test]
+    fn opening_a_run_removes_interrupted_checkpoint_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            name: "r".into(),
+            ..Config::default()
+        };
+        let ckps = dir.path().join(&cfg.model_dir);
+        fs::create_dir_all(&ckps).unwrap();
+        for f in [".current.safetensors.tmp", ".model_best.safetensors.tmp"] {
+            fs::write(ckps.join(f), "partial").unwrap();
+        }
+        fs::write(ckps.join("current.safetensors"), "complete").unwrap();
+        RunDir::open(dir.path().to_path_buf(), &cfg).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&ckps)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["current.safetensors"]);
+    }
 }
