@@ -247,7 +247,10 @@ pub fn device_info(device: Device) -> DeviceInfo {
         }
         _ => DeviceInfo {
             id: "cpu".into(),
-            name: format!("CPU ({} threads)", tch::get_num_threads()),
+            name: match tch::get_num_threads() {
+                1 => "CPU (1 thread)".to_owned(),
+                n => format!("CPU ({n} threads)"),
+            },
             memory_total_bytes: None,
         },
     }
