@@ -1,15 +1,21 @@
 //! The headless front end: follows a [`RunHandle`]'s events on the terminal — the run's log
 //! lines on stdout (so `> file` keeps them), progress on stderr (bars on a TTY) — and turns
-//! SIGINT, SIGTERM and SIGHUP into [`Control::Stop`], so an interrupted run saves its checkpoint
-//! before the process exits.
+//! SIGINT, SIGTERM, SIGHUP and SIGUSR1 into [`Control::Stop`], so an interrupted run saves its
+//! checkpoint before the process exits. SIGUSR1 (Slurm's `--signal=B:USR1@SECONDS` before a time
+//! limit or a preemption), and SIGTERM inside a Slurm job, end it as [`Outcome::Preempted`]:
+//! "requeue me".
 use crate::events::{Control, EvalProgress, Event};
 use crate::wire::RunHandle;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The exit status of a preempted run that saved its checkpoint: "requeue me" (`EX_TEMPFAIL`
+/// of `sysexits.h`, a temporary failure).
+pub const EXIT_REQUEUE: i32 = 75;
 
 /// How a followed run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,16 +24,21 @@ pub enum Outcome {
     Finished,
     /// Stopped by a signal after saving its checkpoint.
     Stopped,
+    /// Stopped by a preemption signal after saving its checkpoint: to be requeued, and resumed
+    /// from that checkpoint.
+    Preempted,
     /// Failed with this message.
     Failed(String),
 }
 
 impl Outcome {
-    /// Process exit status: 0 finished, 130 stopped by a signal, 1 failed.
+    /// Process exit status: 0 finished, 130 stopped by a signal, [`EXIT_REQUEUE`] preempted,
+    /// 1 failed.
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Finished => 0,
             Outcome::Stopped => 130,
+            Outcome::Preempted => EXIT_REQUEUE,
             Outcome::Failed(_) => 1,
         }
     }
@@ -39,7 +50,7 @@ impl Outcome {
 /// as [`Event::Failed`].
 pub fn follow(handle: RunHandle) -> Outcome {
     quiet_trainer_panics();
-    forward_signals(&handle);
+    let preempted = forward_signals(&handle);
     let mut view = Follower {
         tty: std::io::stderr().is_terminal(),
         bar: None,
@@ -53,7 +64,16 @@ pub fn follow(handle: RunHandle) -> Outcome {
         let msg = crate::engine::panic_text(p.as_ref());
         view.outcome = Outcome::Failed(format!("the trainer thread panicked: {msg}"));
     }
-    view.outcome
+    match view.outcome {
+        Outcome::Stopped if preempted.load(Ordering::SeqCst) => Outcome::Preempted,
+        other => other,
+    }
+}
+
+/// Whether `sig` asks for a requeue: SIGUSR1 always, SIGTERM inside a Slurm job (`SLURM_JOB_ID`
+/// set: Slurm's preemption and time limit send it).
+pub fn is_preemption(sig: i32, in_slurm_job: bool) -> bool {
+    sig == SIGUSR1 || (sig == SIGTERM && in_slurm_job)
 }
 
 /// Leaves panics of the trainer thread to the engine (which sends their message as
@@ -67,13 +87,18 @@ fn quiet_trainer_panics() {
     }));
 }
 
-/// SIGINT, SIGTERM and SIGHUP ask the trainer to stop after a checkpoint; a second one exits.
-fn forward_signals(handle: &RunHandle) {
+/// SIGINT, SIGTERM, SIGHUP and SIGUSR1 ask the trainer to stop after a checkpoint; a second one
+/// exits. Returns the flag a preemption signal ([`is_preemption`]) sets.
+fn forward_signals(handle: &RunHandle) -> Arc<AtomicBool> {
     let signalled = Arc::new(AtomicBool::new(false));
+    let preempted = Arc::new(AtomicBool::new(false));
     let stop_tx = handle.controls.clone();
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
-        return;
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+    else {
+        return preempted;
     };
+    let in_slurm_job = std::env::var_os("SLURM_JOB_ID").is_some();
+    let flag = preempted.clone();
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if signalled.swap(true, Ordering::SeqCst) {
@@ -87,10 +112,14 @@ fn forward_signals(handle: &RunHandle) {
                 // SAFETY: ends the process at once; nothing after it runs.
                 unsafe { _exit(130) }
             }
+            if is_preemption(sig, in_slurm_job) {
+                flag.store(true, Ordering::SeqCst);
+            }
             eprintln!("\nsignal {sig}: stopping after the current batch and saving a checkpoint…");
             let _ = stop_tx.send(Control::Stop);
         }
     });
+    preempted
 }
 
 /// The headless view of a run.
@@ -219,4 +248,21 @@ fn progress_bar(len: u64) -> ProgressBar {
             .progress_chars("=> "),
     );
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SIGUSR1 always asks for a requeue, SIGTERM only inside a Slurm job; a preempted run
+    /// exits with 75, a stopped one with 130.
+    #[test]
+    fn preemption_signals_and_exit_statuses() {
+        assert!(is_preemption(SIGUSR1, false));
+        assert!(is_preemption(SIGTERM, true));
+        assert!(!is_preemption(SIGTERM, false));
+        assert!(!is_preemption(SIGINT, true));
+        assert_eq!(Outcome::Preempted.exit_code(), 75);
+        assert_eq!(Outcome::Stopped.exit_code(), 130);
+    }
 }

@@ -489,7 +489,38 @@ fn follow_rank(job: Job, saved: PathBuf, attachable: bool) -> i32 {
             eprintln!("error: {msg}");
             1
         }
+        Outcome::Preempted if attachable => {
+            requeue_slurm_job();
+            Outcome::Preempted.exit_code()
+        }
         other => other.exit_code(),
+    }
+}
+
+/// A preempted run inside a Slurm job asks Slurm to requeue the job (`scontrol requeue`), so
+/// that it starts again and resumes from the checkpoint it just saved. Outside Slurm the exit
+/// status ([`headless::EXIT_REQUEUE`]) says it to whatever started the run.
+fn requeue_slurm_job() {
+    let Some(job) = std::env::var_os("SLURM_JOB_ID") else {
+        eprintln!(
+            "=> preempted: checkpoint saved; exit status {} asks to be started again",
+            headless::EXIT_REQUEUE
+        );
+        return;
+    };
+    let job = job.to_string_lossy().into_owned();
+    match std::process::Command::new("scontrol")
+        .args(["requeue", &job])
+        .output()
+    {
+        Ok(out) if out.status.success() => eprintln!("=> preempted: Slurm job {job} requeued"),
+        Ok(out) => eprintln!(
+            "=> preempted, but Slurm refused to requeue job {job}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => {
+            eprintln!("=> preempted, but scontrol could not be run to requeue job {job}: {e}")
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! non-zero exit.
 use std::process::{Command, Output};
 
+mod fixtures;
+
 fn mislas(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mislas"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -417,4 +419,74 @@ fn presets_are_found_outside_the_clone() {
     let o = run(&["config", "--cfg", STAGE1]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("dataset: fashion_mnist"));
+}
+
+/// SIGUSR1 (Slurm's warning before a time limit or a preemption) mid-epoch: the run saves its
+/// checkpoint at the next batch and exits with 75, "requeue me"; outside Slurm it says so.
+#[test]
+fn sigusr1_saves_a_checkpoint_and_exits_to_be_requeued() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fixtures::tiny_cifar10(&root.join("data"));
+    let preset = format!(
+        "{}/presets/cifar10/cifar10_imb01_stage1_mixup.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .env_remove("SLURM_JOB_ID")
+        .args([
+            "train",
+            "--cfg",
+            &preset,
+            "name",
+            "preempt",
+            "data_path",
+            "./data",
+        ])
+        // Three epochs, so that the signal lands inside the run however loaded the machine.
+        .args(["num_epochs", "3", "batch_size", "2", "warmup_epochs", "0"])
+        .args(["device", "cpu", "workers", "0", "print_freq", "5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = out.lines();
+    // The first training line: the run is inside its epoch.
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("Epoch: [0][") {
+            break;
+        }
+    }
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("exit status 75 asks to be started again"),
+        "{err}"
+    );
+    assert!(
+        rest.iter().any(|l| l.starts_with("=> stopped ")),
+        "{rest:?}"
+    );
+    let run = std::fs::read_dir(root.join("saved"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("config.yaml").is_file())
+        .unwrap();
+    let ck = mislas::checkpoint::load(&run.join("ckps/current.safetensors")).unwrap();
+    let pos = ck.position.unwrap();
+    assert!(pos.epoch < 3, "saved at epoch {}", pos.epoch);
+    assert_eq!(
+        mislas::run_dir::read_metrics(&run).unwrap().len(),
+        pos.epoch
+    );
 }
