@@ -4,7 +4,7 @@
 use std::process::Command;
 
 mod fixtures;
-use fixtures::tiny_cifar10;
+use fixtures::{tiny_cifar10, train_tiny_stage1};
 
 fn compare(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
@@ -186,31 +186,7 @@ fn the_backbone_pass_shows_progress_and_ctrl_c_cancels_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     tiny_cifar10(&root.join("data"));
-    let preset = format!(
-        "{}/presets/cifar10/cifar10_imb01_stage1_mixup.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
-        .current_dir(root)
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .args([
-            "train",
-            "--cfg",
-            &preset,
-            "name",
-            "tiny_s1",
-            "data_path",
-            "./data",
-        ])
-        .args(["num_epochs", "1", "batch_size", "32", "warmup_epochs", "0"])
-        .args(["device", "cpu", "workers", "0", "print_freq", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    train_tiny_stage1(root);
     let run = std::fs::read_dir(root.join("saved"))
         .unwrap()
         .flatten()

@@ -13,36 +13,10 @@ use std::time::Duration;
 
 mod fixtures;
 mod tmux;
-use fixtures::tiny_cifar10;
+use fixtures::{tiny_cifar10, train_tiny_stage1};
 use tmux::{copy_dir, Tmux};
 
-const PRESET: &str = "presets/cifar10/cifar10_imb01_stage1_mixup.yaml";
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Trains the one-epoch stage 1 `tiny_s1` in `root` (headless).
-fn train_stage1(root: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
-        .current_dir(root)
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .args([
-            "train",
-            "--cfg",
-            PRESET,
-            "name",
-            "tiny_s1",
-            "data_path",
-            "./data",
-        ])
-        .args(["num_epochs", "1", "batch_size", "32", "warmup_epochs", "0"])
-        .args(["device", "cpu", "workers", "0", "print_freq", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Whether a line shows `name` followed by a figure and its interval: `10.00 [2.00,18.00]`.
 fn row_with_interval(screen: &str, name: &str) -> bool {
@@ -69,7 +43,7 @@ fn methods_view_runs_ce_and_ts_and_shows_the_table_with_intervals() {
         &root.join("presets"),
     );
     tiny_cifar10(&root.join("data"));
-    train_stage1(root);
+    train_tiny_stage1(root);
 
     let t = Tmux {
         socket: format!("mislas-methods-{}", std::process::id()),
