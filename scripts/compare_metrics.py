@@ -2,6 +2,7 @@
 """Compares two runs' metrics.jsonl field by field (nested fields flattened) and lists the fields
 that differ: `python3 scripts/compare_metrics.py A/metrics.jsonl B/metrics.jsonl`. The
 restructure check: every field equal but train_seconds, eval_seconds and images_per_sec."""
+import json, sys
 def flat(d,p=''):
     if isinstance(d,dict):
         for k,v in d.items(): yield from flat(v,p+'.'+k if p else k)
