@@ -3,7 +3,9 @@
 //! confidence histogram; one overlay of every method's reliability curve; and per class
 //! accuracy and over-confidence against the training frequency (log scale).
 //!
-//! Text layout needs a TrueType font (plotters' pure-Rust `ab_glyph` text): DejaVu Sans
+//! Each figure is drawn once, as SVG; the PNG is that SVG rendered by `resvg` (text shaped
+//! on its baseline, anti-aliased lines), so the two files show the same figure. Text layout
+//! needs a TrueType font, for plotters' `ab_glyph` measurements and for `resvg`: DejaVu Sans
 //! (Debian's `fonts-dejavu-core`, installed by `scripts/setup.sh`), or the file `MISLAS_FONT`
 //! names. Without one no figure is drawn and the error says what to install; the tables are
 //! written before the figures.
@@ -49,10 +51,11 @@ pub(super) fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// Registers the PNG font once.
-fn ensure_font() -> Result<()> {
-    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| {
+/// The figures' font: registered once with plotters (text measurements) and returned as
+/// bytes for `resvg`.
+fn font() -> Result<&'static [u8]> {
+    static FONT: std::sync::OnceLock<Result<&'static [u8], String>> = std::sync::OnceLock::new();
+    FONT.get_or_init(|| {
         let candidates: Vec<PathBuf> = std::env::var_os("MISLAS_FONT")
             .map(PathBuf::from)
             .into_iter()
@@ -63,12 +66,42 @@ fn ensure_font() -> Result<()> {
              to a .ttf file (the tables are written)"
                 .to_owned()
         })?;
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into()))
-            .map_err(|_| format!("{}: not a TrueType font", path.display()))
+        let bytes: &'static [u8] = Box::leak(
+            std::fs::read(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .into(),
+        );
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| format!("{}: not a TrueType font", path.display()))?;
+        Ok(bytes)
     })
     .clone()
     .map_err(|e| anyhow!(e))
+}
+
+/// Renders an SVG document to PNG bytes at its own size, with `font` as every family.
+fn svg_to_png(svg: &str, font: &'static [u8]) -> Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options::default();
+    let db = opt.fontdb_mut();
+    db.load_font_data(font.to_vec());
+    let family = db
+        .faces()
+        .next()
+        .and_then(|f| f.families.first())
+        .map(|f| f.0.clone());
+    let family = family.ok_or_else(|| anyhow!("the figures' font has no family name"))?;
+    db.set_sans_serif_family(family.clone());
+    opt.font_family = family;
+    let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| anyhow!("the figure's SVG: {e}"))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| anyhow!("a figure of {}×{} pixels", size.width(), size.height()))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap
+        .encode_png()
+        .map_err(|e| anyhow!("PNG encoding: {e}"))
 }
 
 pub(super) fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -87,28 +120,21 @@ pub(super) fn both(
     size: (u32, u32),
     fig: &impl Figure,
 ) -> Result<Vec<PathBuf>> {
-    ensure_font()?;
+    let font = font()?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        fig.draw(&root)?;
+        root.present().map_err(err)?;
+    }
     let svg = dir.join(format!("{stem}.svg"));
-    {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        fig.draw(&root)?;
-        root.present()
-            .map_err(err)
-            .with_context(|| format!("cannot write {}", svg.display()))?;
-    }
-    let mut files = vec![svg];
+    std::fs::write(&svg, &text).with_context(|| format!("cannot write {}", svg.display()))?;
     let png = dir.join(format!("{stem}.png"));
-    {
-        let root = BitMapBackend::new(&png, size).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        fig.draw(&root)?;
-        root.present()
-            .map_err(err)
-            .with_context(|| format!("cannot write {}", png.display()))?;
-    }
-    files.push(png);
-    Ok(files)
+    let bytes =
+        svg_to_png(&text, font).with_context(|| format!("cannot draw {}", png.display()))?;
+    std::fs::write(&png, bytes).with_context(|| format!("cannot write {}", png.display()))?;
+    Ok(vec![svg, png])
 }
 
 struct Reliability<'a> {
@@ -140,31 +166,46 @@ impl Figure for Reliability<'_> {
             .map_err(err)?;
         let blue = RGBColor(31, 119, 180);
         let red = RGBColor(214, 39, 40);
+        let green = RGBColor(44, 160, 44);
         let filled = || f.bins.iter().filter(|b| b.count > 0);
-        ch.draw_series(filled().map(|b| {
-            Rectangle::new(
-                [(b.lo + 0.004, 0.0), (b.hi - 0.004, b.accuracy)],
-                blue.mix(0.8).filled(),
-            )
-        }))
-        .map_err(err)?
-        .label("accuracy of the bin")
-        .legend(move |(x, y)| {
-            Rectangle::new([(x, y - 5), (x + 14, y + 5)], blue.mix(0.8).filled())
-        });
-        // The gap between accuracy and mean confidence.
-        ch.draw_series(filled().map(|b| {
-            let (a, c) = (b.accuracy.min(b.confidence), b.accuracy.max(b.confidence));
-            Rectangle::new(
-                [(b.lo + 0.004, a), (b.hi - 0.004, c)],
-                red.mix(0.35).filled(),
-            )
-        }))
-        .map_err(err)?
-        .label("gap to its mean confidence")
-        .legend(move |(x, y)| {
-            Rectangle::new([(x, y - 5), (x + 14, y + 5)], red.mix(0.35).filled())
-        });
+        let bar = |lo: f64, hi: f64, b: &crate::metrics::ReliabilityBin, c: RGBAColor| {
+            Rectangle::new([(b.lo + 0.004, lo), (b.hi - 0.004, hi)], c.filled())
+        };
+        // Accuracy as a bar up to min(accuracy, confidence); the gap to the bin's mean
+        // confidence above it, red where confidence is higher (over-confident) and green
+        // where accuracy is (under-confident): each bar still ends at the bin's accuracy,
+        // and no two colours overlap.
+        let legend = |c: RGBAColor| {
+            move |(x, y): (i32, i32)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled())
+        };
+        let series = [
+            ("accuracy of the bin", blue.mix(0.8), 0),
+            (
+                "gap, over-confident (confidence > accuracy)",
+                red.mix(0.45),
+                1,
+            ),
+            (
+                "gap, under-confident (accuracy > confidence)",
+                green.mix(0.6),
+                2,
+            ),
+        ];
+        for (label, c, part) in series {
+            let parts = filled().filter_map(|b| {
+                let (acc, conf) = (b.accuracy, b.confidence);
+                match part {
+                    0 => Some(bar(0.0, acc.min(conf), b, c)),
+                    1 if conf > acc => Some(bar(acc, conf, b, c)),
+                    2 if acc > conf => Some(bar(conf, acc, b, c)),
+                    _ => None,
+                }
+            });
+            ch.draw_series(parts)
+                .map_err(err)?
+                .label(label)
+                .legend(legend(c));
+        }
         ch.draw_series(LineSeries::new(
             [(0.0, 0.0), (1.0, 1.0)],
             BLACK.stroke_width(1),
@@ -384,4 +425,42 @@ pub fn write_all(c: &Comparison, dir: &Path) -> Result<Vec<PathBuf>> {
     )?);
     files.extend(both(dir, "per_class", (1200, 520), &PerClass { c })?);
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Square;
+    impl Figure for Square {
+        fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+            area.draw(&Rectangle::new([(10, 10), (30, 30)], RED.filled()))
+                .map_err(err)?;
+            area.draw(&Text::new("1.5 τ", (40, 40), ("sans-serif", 13)))
+                .map_err(err)
+        }
+    }
+
+    #[test]
+    fn the_png_is_the_svg_rendered_at_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = both(dir.path(), "square", (64, 48), &Square).unwrap();
+        assert_eq!(files.len(), 2);
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(svg.contains("1.5 τ"), "the text is SVG text: {svg}");
+        let png = image::open(&files[1]).unwrap().to_rgb8();
+        assert_eq!(png.dimensions(), (64, 48));
+        assert_eq!(png.get_pixel(20, 20).0, [255, 0, 0], "inside the square");
+        assert_eq!(
+            png.get_pixel(5, 5).0,
+            [255, 255, 255],
+            "the white background"
+        );
+        // The text was drawn: some dark pixels right of and below (40, 40)'s anchor.
+        let dark = (40..64)
+            .flat_map(|x| (30..48).map(move |y| (x, y)))
+            .filter(|&(x, y)| png.get_pixel(x, y).0[0] < 128)
+            .count();
+        assert!(dark > 10, "{dark} dark pixels of text");
+    }
 }
