@@ -1,6 +1,7 @@
 //! Throughput figures (`mislas bench`, `cargo bench`): stage-1 images/s of the full pipeline
 //! (loader threads + augmentation + mixup + SGD step) against a bare tch loop on pre-made
-//! tensors (same model, same batch), loader images/s alone, and the process's peak memory.
+//! tensors (same model, same batch), loader images/s alone, the process's peak memory, and
+//! what one in-epoch checkpoint costs ([`checkpoint_cost`]).
 use crate::config::Config;
 use crate::data::loader::{epoch_loader, EpochLoader, LoaderOptions};
 use crate::data::{sampler, LongTailData};
@@ -269,4 +270,137 @@ fn print_figures(cfg: &Config, device: Device, batches: usize, figures: &BenchFi
         "  peak memory        {:>9.1} MB",
         figures.peak_memory_bytes as f64 / 1e6
     );
+}
+
+/// What one in-epoch checkpoint costs: the median wall time of `ckps/current.safetensors`'s
+/// atomic write (temporary file, fsync, rename; [`crate::checkpoint::save`]) and its size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckpointCost {
+    /// Median write time over the timed writes, milliseconds.
+    pub median_ms: f64,
+    /// Slowest timed write, milliseconds.
+    pub max_ms: f64,
+    /// The file's size, bytes.
+    pub bytes: u64,
+    /// Timed writes.
+    pub writes: usize,
+}
+
+impl CheckpointCost {
+    /// The share of training time the checkpoints take at one per `every_minutes`, %:
+    /// median write time / interval.
+    pub fn share_of(&self, every_minutes: f64) -> f64 {
+        100.0 * self.median_ms / (every_minutes * 60_000.0)
+    }
+}
+
+/// Times `writes` (≥ 1) checkpoint writes of `cfg`'s network on its device, with an SGD
+/// momentum buffer per trainable tensor as the optimizer state (what stage 1 saves), into a
+/// temporary folder inside `dir` (where the runs' checkpoints go, so the same disk), removed
+/// afterwards. Needs no data: the network's input channels come from the data-set table.
+///
+/// # Errors
+/// An unusable configuration (device, backbone), or a folder or file that cannot be written;
+/// the message names it.
+pub fn checkpoint_cost(
+    cfg: &Config,
+    dir: &std::path::Path,
+    writes: usize,
+) -> Result<CheckpointCost> {
+    use crate::checkpoint::{save, RunPosition};
+    use anyhow::Context;
+    let device = setup::stage_device(cfg)?;
+    let channels = cfg.dataset.spec().normalization.mean.len() as i64;
+    let net = setup::network_for(cfg, channels, device)?;
+    let momentum: Vec<(String, Tensor)> = net
+        .vs
+        .trainable_variables()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("momentum.{i}"), t.zeros_like()))
+        .collect();
+    let folder = dir.join(format!(".bench-checkpoint-{}", std::process::id()));
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let path = folder.join("current.safetensors");
+    let pos = RunPosition {
+        stage: crate::config::Stage::Stage1,
+        epoch: 0,
+        batch: 1,
+        best_top1: 0.0,
+        best_ece: 0.0,
+        seed: cfg.seed,
+        batch_size: cfg.batch_size,
+        epoch_loss_sum: 0.0,
+        epoch_correct: 0.0,
+        epoch_seen: 0.0,
+    };
+    let mut times = Vec::new();
+    let result = (0..writes.max(1) + 1).try_for_each(|i| {
+        let t = Instant::now();
+        save(&path, &net, &momentum, &pos)?;
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&folder);
+    result?;
+    let max_ms = times.iter().copied().fold(0.0, f64::max);
+    Ok(CheckpointCost {
+        median_ms: median(times.clone()),
+        max_ms,
+        bytes,
+        writes: times.len(),
+    })
+}
+
+/// Prints [`checkpoint_cost`]'s figures and their share at the configured `checkpoint_every`.
+pub fn print_checkpoint_cost(cfg: &Config, cost: &CheckpointCost) {
+    println!(
+        "  checkpoint write   {:>9.1} ms median, {:.1} ms slowest of {} ({:.1} MB, {}); at \
+         checkpoint_every {} min: {:.3} % of training time, and a kill -9 loses at most {} min",
+        cost.median_ms,
+        cost.max_ms,
+        cost.writes,
+        cost.bytes as f64 / 1e6,
+        cfg.backbone,
+        cfg.checkpoint_every,
+        cost.share_of(cfg.checkpoint_every),
+        cfg.checkpoint_every
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_cost_is_the_size_of_weights_and_momentum_and_leaves_nothing_behind() {
+        let cfg = Config {
+            device: "cpu".into(),
+            num_classes: 10,
+            ..Config::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cost = checkpoint_cost(&cfg, dir.path(), 2).unwrap();
+        assert_eq!(cost.writes, 2);
+        assert!(cost.median_ms > 0.0 && cost.max_ms >= cost.median_ms);
+        // ResNet-32 on 3 channels with 10 classes: every variable once (f32) and a momentum
+        // buffer per trainable one, plus the safetensors header.
+        let net = setup::network_for(&cfg, 3, Device::Cpu).unwrap();
+        let numel = |ts: Vec<Tensor>| ts.iter().map(|t| t.numel() as u64).sum::<u64>();
+        let all = numel(net.vs.variables().into_values().collect());
+        let trainable = numel(net.vs.trainable_variables());
+        let payload = 4 * (all + trainable);
+        assert!(
+            cost.bytes > payload && cost.bytes < payload + 64 * 1024,
+            "{} bytes for a payload of {payload}",
+            cost.bytes
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no leftovers");
+        let share = cost.share_of(10.0);
+        assert!((share - 100.0 * cost.median_ms / 600_000.0).abs() < 1e-12);
+    }
 }

@@ -106,6 +106,9 @@ enum Command {
         /// Timed training batches per measurement.
         #[arg(long, default_value_t = 20)]
         batches: usize,
+        /// Only time checkpoint writes (no data needed: e.g. a ResNet-50 preset without ImageNet).
+        #[arg(long)]
+        checkpoint_only: bool,
         /// KEY VALUE overrides.
         #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
         opts: Vec<String>,
@@ -357,9 +360,18 @@ fn run(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("{} is not a mislas job", job.display()))?;
             Ok(follow_rank(job, cli.saved, false))
         }
-        Command::Bench { cfg, batches, opts } => {
+        Command::Bench {
+            cfg,
+            batches,
+            checkpoint_only,
+            opts,
+        } => {
             let loaded = load(&cfg, &opts)?;
-            mislas::bench::run(&loaded.config, batches)?;
+            if !checkpoint_only {
+                mislas::bench::run(&loaded.config, batches)?;
+            }
+            let cost = mislas::bench::checkpoint_cost(&loaded.config, &cli.saved, 5)?;
+            mislas::bench::print_checkpoint_cost(&loaded.config, &cost);
             Ok(0)
         }
     }
