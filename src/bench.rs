@@ -399,7 +399,11 @@ mod tests {
             "{} bytes for a payload of {payload}",
             cost.bytes
         );
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no leftovers");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no leftovers"
+        );
         let share = cost.share_of(10.0);
         assert!((share - 100.0 * cost.median_ms / 600_000.0).abs() < 1e-12);
     }

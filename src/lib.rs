@@ -17,7 +17,8 @@
 //! 3. [`method`], [`checkpoint`], [`run_dir`], [`distributed`], [`presets`]: the parts the engine
 //!    assembles;
 //! 4. [`engine`]: trainer, set-up, step, evaluation, recipes and the method catalogue;
-//! 5. [`compare`], [`live`], [`headless`], [`bench`], [`seeds`]: front-end-side work on runs;
+//! 5. [`compare`], [`live`], [`headless`], [`bench`], [`seeds`], [`export`]: front-end-side
+//!    work on runs;
 //! 6. [`queue`]: the SQLite queue, sweeps, the scheduler;
 //! 7. [`tui`]: the terminal UI; then the binary's `main`.
 pub mod bench;
@@ -28,6 +29,7 @@ pub mod data;
 pub mod distributed;
 pub mod engine;
 pub mod events;
+pub mod export;
 pub mod headless;
 pub mod live;
 pub mod method;

@@ -97,6 +97,17 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// The run folders of `--saved` as CSV: one row per run, or with `--groups` one row per
+    /// configuration with the mean ± sample standard deviation over its seeds.
+    Runs {
+        /// One row per configuration (runs differing only in seed, name, resume), as the runs
+        /// screen's `g`.
+        #[arg(long)]
+        groups: bool,
+        /// Write the CSV to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Throughput: stage-1 images/s of the full pipeline and of a bare loop, loader images/s,
     /// peak memory.
     Bench {
@@ -347,6 +358,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Compare(args) => compare(args),
         Command::Presets => list_presets(),
+        Command::Runs { groups, out } => export_runs(&cli.saved, groups, out.as_deref()),
         Command::Queue { action } => queue(action, &cli.saved),
         Command::Eval { cfg, opts } => {
             let loaded = load(&cfg, &opts)?;
@@ -375,6 +387,38 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `mislas runs`: the run folders under `saved` (newest first) or their seed groups, as CSV
+/// on standard output or into `out`.
+fn export_runs(saved: &Path, groups: bool, out: Option<&Path>) -> Result<i32> {
+    if !saved.is_dir() {
+        bail!(
+            "{}: no such folder of run folders (--saved)",
+            saved.display()
+        );
+    }
+    let runs = mislas::run_dir::list_runs(saved);
+    let sink: Box<dyn std::io::Write> = match out {
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    if groups {
+        mislas::export::write_groups(&mislas::seeds::group_by_seed(&runs), sink)?;
+    } else {
+        mislas::export::write_runs(&runs, sink)?;
+    }
+    if let Some(p) = out {
+        eprintln!(
+            "{} run folders of {} written to {}",
+            runs.len(),
+            saved.display(),
+            p.display()
+        );
+    }
+    Ok(0)
 }
 
 /// The two stages' configurations of `mislas pipeline`: `stage1.KEY VALUE` / `stage2.KEY VALUE`

@@ -17,7 +17,9 @@ const LAYERS: &[&[&str]] = &[
         "presets",
     ],
     &["engine"],
-    &["compare", "live", "headless", "bench", "seeds", "runs"],
+    &[
+        "compare", "live", "headless", "bench", "seeds", "runs", "export",
+    ],
     &["queue"],
     &["tui"],
 ];
