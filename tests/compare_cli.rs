@@ -301,7 +301,12 @@ fn stage1_bases_of_other_data_or_stage_are_refused() {
             format!("--base ce={bs}: the name 'ce' is taken by --checkpoint"),
         ),
         (
-            vec!["--base".into(), format!("bs={bs}"), "--trained".into(), format!("bs={crt}")],
+            vec![
+                "--base".into(),
+                format!("bs={bs}"),
+                "--trained".into(),
+                format!("bs={crt}"),
+            ],
             format!("--trained bs={crt}: the name 'bs' is taken by another --base or --trained"),
         ),
         (
@@ -319,8 +324,10 @@ fn stage1_bases_of_other_data_or_stage_are_refused() {
     let (code, err) = compare(&["--checkpoint", &s1, "--methods", "ce,bs+ts"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("method 'bs' needs the checkpoint of 'bs': add --trained bs=PATH (a \
-             classifier stage) or --base bs=PATH (another stage-1 backbone)"),
+        err.contains(
+            "method 'bs' needs the checkpoint of 'bs': add --trained bs=PATH (a \
+             classifier stage) or --base bs=PATH (another stage-1 backbone)"
+        ),
         "{err}"
     );
 }
@@ -349,7 +356,13 @@ fn backbones_of_two_stage1_losses_side_by_side() {
     let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
         .current_dir(root)
         .env("OMP_WAIT_POLICY", "PASSIVE")
-        .args(["compare", "--checkpoint", &ce, "--base", &format!("bs={bs}")])
+        .args([
+            "compare",
+            "--checkpoint",
+            &ce,
+            "--base",
+            &format!("bs={bs}"),
+        ])
         .args(["--methods", "ce,ce+ts,bs,bs+ts,bs+la", "--draws", "50"])
         .args(["--test-priors", "forward2,uniform,forward50"])
         .args(["--out", out_dir.to_str().unwrap()])
@@ -388,13 +401,26 @@ fn backbones_of_two_stage1_losses_side_by_side() {
             r["intervals"][0]["top1"]["hi"].as_f64().unwrap(),
         );
         let t = all["top1"].as_f64().unwrap();
-        assert!(lo <= t && t <= hi && lo < hi, "{}: {t} [{lo}, {hi}]", r["name"]);
+        assert!(
+            lo <= t && t <= hi && lo < hi,
+            "{}: {t} [{lo}, {hi}]",
+            r["name"]
+        );
     }
     let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
-    assert!(md.contains("Stage-1 base `bs` (Balanced Softmax): "), "{md}");
+    assert!(
+        md.contains("Stage-1 base `bs` (Balanced Softmax): "),
+        "{md}"
+    );
     // Shifted priors: forward2 is scored (5 per class in half B: 5, 4, …, 2 images); forward50
     // leaves the rarest class none and uniform is the 50 images; both said.
     let tp = std::fs::read_to_string(out_dir.join("test_priors.md")).unwrap();
-    assert!(tp.contains("### forward2 (") && tp.contains("Balanced Softmax + TS"), "{tp}");
-    assert!(err.contains("=> warning: forward50: the rarest class would get 0"), "{err}");
+    assert!(
+        tp.contains("### forward2 (") && tp.contains("Balanced Softmax + TS"),
+        "{tp}"
+    );
+    assert!(
+        err.contains("=> warning: forward50: the rarest class would get 0"),
+        "{err}"
+    );
 }

@@ -249,16 +249,21 @@ fn calibration_intervals_match_numpy_on_the_same_resamples() {
         CalibrationValues,
     };
     let (n, k, draws, seed) = (180usize, 5usize, 40usize, 7u64);
-    // Two methods: softmax of fixed pseudo-random logits at two temperatures.
-    let z: Vec<f64> = (0..n * k)
-        .map(|i| ((i * 7919 % 1009) as f64 / 1009.0 - 0.5) * 6.0)
-        .collect();
+    // Two methods: softmax of seeded normal logits (no two samples alike, so no ties) at
+    // two temperatures.
+    tch::manual_seed(5);
+    let z = Vec::<f64>::try_from(
+        Tensor::randn([(n * k) as i64], (tch::Kind::Double, tch::Device::Cpu)) * 2.0,
+    )
+    .unwrap();
     let labels: Vec<i64> = (0..n).map(|i| ((i * 31 + i / 7) % k) as i64).collect();
     let methods: Vec<Outputs> = [1.0, 0.4]
         .iter()
         .map(|t| {
+            // Float32 probabilities, NLL −ln p_y of them (as NumPy computes it).
             let logits = Tensor::from_slice(&z).view([n as i64, k as i64]) / *t;
-            Outputs::from_logits(&logits, labels.clone()).unwrap()
+            let p = logits.softmax(1, tch::Kind::Float).view([-1]);
+            Outputs::from_probabilities(k, Vec::<f32>::try_from(&p).unwrap(), labels.clone())
         })
         .collect();
     let idx: Vec<Vec<usize>> = (0..draws).map(|d| resample(seed, d, n)).collect();
@@ -275,21 +280,40 @@ fn calibration_intervals_match_numpy_on_the_same_resamples() {
     let got = draw_values(&compacts, draws, seed).unwrap();
     let names = ["AECE", "NLL", "Brier", "OE", "TACE"];
     let five = |v: &CalibrationValues| [v.adaptive_ece, v.nll, v.brier, v.oe, v.tace];
-    let pct = paired_calibration_intervals(&compacts, draws, seed, IntervalKind::Percentile)
-        .unwrap();
+    let pct =
+        paired_calibration_intervals(&compacts, draws, seed, IntervalKind::Percentile).unwrap();
     let basic = paired_calibration_intervals(&compacts, draws, seed, IntervalKind::Basic).unwrap();
     for (m, w) in want.as_array().unwrap().iter().enumerate() {
         for (d, row) in w["draws"].as_array().unwrap().iter().enumerate() {
             for ((a, b), name) in five(&got[d][m]).iter().zip(floats(row)).zip(names) {
-                assert!((a - b).abs() < 1e-9, "method {m} draw {d} {name}: {a} vs NumPy {b}");
+                assert!(
+                    (a - b).abs() < 1e-9,
+                    "method {m} draw {d} {name}: {a} vs NumPy {b}"
+                );
             }
         }
         let (full, lo, hi) = (floats(&w["full"]), floats(&w["q_lo"]), floats(&w["q_hi"]));
         let ivs = |c: &CalibrationIntervals| [c.adaptive_ece, c.nll, c.brier, c.oe, c.tace];
-        for (f, ((p, b), name)) in ivs(&pct[m]).iter().zip(ivs(&basic[m])).zip(names).enumerate() {
-            let expect_basic = ((2.0 * full[f] - hi[f]).max(0.0), (2.0 * full[f] - lo[f]).max(0.0));
-            for (a, e) in [(p.lo, lo[f]), (p.hi, hi[f]), (b.lo, expect_basic.0), (b.hi, expect_basic.1)] {
-                assert!((a - e).abs() < 1e-9, "method {m} {name} interval: {a} vs NumPy {e}");
+        for (f, ((p, b), name)) in ivs(&pct[m])
+            .iter()
+            .zip(ivs(&basic[m]))
+            .zip(names)
+            .enumerate()
+        {
+            let expect_basic = (
+                (2.0 * full[f] - hi[f]).max(0.0),
+                (2.0 * full[f] - lo[f]).max(0.0),
+            );
+            for (a, e) in [
+                (p.lo, lo[f]),
+                (p.hi, hi[f]),
+                (b.lo, expect_basic.0),
+                (b.hi, expect_basic.1),
+            ] {
+                assert!(
+                    (a - e).abs() < 1e-9,
+                    "method {m} {name} interval: {a} vs NumPy {e}"
+                );
             }
         }
     }

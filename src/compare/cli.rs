@@ -131,7 +131,11 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     let (bases, names, describe, scored_indices) =
         load_bases(opts, &methods, &validation, &out, log)?;
     opts.watch.check()?;
-    check_scored_size(bases.first().map_or(0, |b| b.scored.labels.size()[0] as usize))?;
+    check_scored_size(
+        bases
+            .first()
+            .map_or(0, |b| b.scored.labels.size()[0] as usize),
+    )?;
     let scoring = Scoring {
         groups: groups.clone(),
         train_class_counts: counts.clone(),
@@ -312,9 +316,7 @@ fn sade_sets(
             file.display(),
             set.indices.len(),
             if left_out > 0 {
-                format!(
-                    "; {left_out} more are in the validation split, fitted on, and left out"
-                )
+                format!("; {left_out} more are in the validation split, fitted on, and left out")
             } else {
                 String::new()
             }
@@ -412,14 +414,7 @@ pub fn run_config(checkpoint: &Path) -> Option<Config> {
 
 /// Every method's base is `ce`, a `--base` or a `--trained` name.
 fn check_bases(methods: &[MethodSpec], opts: &CompareOptions) -> Result<()> {
-    let known = |b: &str| {
-        b == "ce"
-            || opts
-                .trained
-                .iter()
-                .chain(&opts.bases)
-                .any(|(n, _)| n == b)
-    };
+    let known = |b: &str| b == "ce" || opts.trained.iter().chain(&opts.bases).any(|(n, _)| n == b);
     for m in methods {
         if !known(&m.base) {
             bail!(
@@ -483,7 +478,8 @@ fn check_stage1_bases(cfg: &Config, bases: &[(String, PathBuf)]) -> Result<()> {
                 path.display()
             );
         }
-        if (c.dataset, c.imb_factor, c.num_classes) != (cfg.dataset, cfg.imb_factor, cfg.num_classes)
+        if (c.dataset, c.imb_factor, c.num_classes)
+            != (cfg.dataset, cfg.imb_factor, cfg.num_classes)
         {
             bail!(
                 "--base {name}={}: trained on {}, not on the --checkpoint's {}; bases are \
@@ -531,9 +527,8 @@ pub fn base_labels(opts: &CompareOptions) -> std::collections::HashMap<String, S
         std::iter::once(("ce".to_owned(), PathBuf::from(&opts.cfg.resume)))
             .chain(opts.bases.iter().cloned())
             .collect();
-    let loss_label = |path: &Path| {
-        run_config(path).map(|c| catalogue::of_stage1(&c).label.to_owned())
-    };
+    let loss_label =
+        |path: &Path| run_config(path).map(|c| catalogue::of_stage1(&c).label.to_owned());
     let mut labels = std::collections::HashMap::new();
     let raw: Vec<(String, String)> = stage1
         .iter()
@@ -757,7 +752,13 @@ mod tests {
         let dir = tmp.path();
         let ce = run(dir, "ce", "stage1_mixup", "", "");
         let bs = run(dir, "bs", "stage1_mixup", "", "loss: balanced_softmax\n");
-        let on_bs = run(dir, "mislas_bs", "stage2_mislas", &bs.display().to_string(), "");
+        let on_bs = run(
+            dir,
+            "mislas_bs",
+            "stage2_mislas",
+            &bs.display().to_string(),
+            "",
+        );
         let on_ce = run(dir, "crt_ce", "stage2_crt", &ce.display().to_string(), "");
         let loaded = Config::from_file(&dir.join("ce/config.yaml")).unwrap();
         let mut opts = CompareOptions::new(loaded.config);
@@ -780,7 +781,10 @@ mod tests {
         let ce2 = run(dir, "ce2", "stage1_mixup", "", "");
         opts.bases.push(("ce2".into(), ce2));
         let l = base_labels(&opts);
-        assert_eq!((&*l["ce"], &*l["ce2"]), ("CE (stage 1) (ce)", "CE (stage 1) (ce2)"));
+        assert_eq!(
+            (&*l["ce"], &*l["ce2"]),
+            ("CE (stage 1) (ce)", "CE (stage 1) (ce2)")
+        );
         assert!(check_stage1_bases(&opts.cfg, &opts.bases).is_ok());
     }
 
@@ -789,7 +793,9 @@ mod tests {
         assert!(check_scored_size(20).is_ok());
         let e = check_scored_size(19).unwrap_err().to_string();
         assert!(
-            e.starts_with("the scored split has 19 images: too few for bootstrap intervals (at least 20)"),
+            e.starts_with(
+                "the scored split has 19 images: too few for bootstrap intervals (at least 20)"
+            ),
             "{e}"
         );
     }

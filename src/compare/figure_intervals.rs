@@ -378,7 +378,11 @@ mod tests {
             let best = (0..k)
                 .max_by(|&a, &b| raw[a].total_cmp(&raw[b]))
                 .unwrap_or(0);
-            labels.push(if i % 20 < 13 { best } else { (best + 1 + i) % k } as i64);
+            labels.push(if i % 20 < 13 {
+                best
+            } else {
+                (best + 1 + i) % k
+            } as i64);
         }
         Outputs::from_probabilities(k, probs, labels)
     }

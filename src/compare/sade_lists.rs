@@ -206,7 +206,10 @@ mod tests {
 
         let bad = |text: &str| {
             let p = write("bad.txt", text);
-            format!("{:#}", read_set(&p, TestPrior::Uniform, &images).unwrap_err())
+            format!(
+                "{:#}",
+                read_set(&p, TestPrior::Uniform, &images).unwrap_err()
+            )
         };
         let e = bad("test/0/img6.jpg 0\ntest/9/other.jpg 0\n");
         assert!(

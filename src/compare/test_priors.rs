@@ -7,7 +7,9 @@ use super::bootstrap::{paired_bootstrap, Compact, Interval, MIN_BOOTSTRAP_IMAGES
 use super::estimators::{
     accuracy_per_class, adaptive_ece, overconfidence_error, tace, Group, Outputs, TACE_THRESHOLD,
 };
-use super::figure_intervals::{paired_calibration_intervals, CalibrationCompact, CalibrationIntervals};
+use super::figure_intervals::{
+    paired_calibration_intervals, CalibrationCompact, CalibrationIntervals,
+};
 use super::methods::{fit_methods, Base, BaseMethods, FittedMethod, Scoring};
 use super::shift::{subsample, ShiftedSet, TestPrior};
 use crate::metrics::{calibration, NUM_BINS};
@@ -611,7 +613,10 @@ mod tests {
             }
         }
         let md = shifted.markdown();
-        assert!(md.contains("### forward50 (126 images, drawn, indices") && md.contains("CE + TS + BBSE"));
+        assert!(
+            md.contains("### forward50 (126 images, drawn, indices")
+                && md.contains("CE + TS + BBSE")
+        );
         let mut lines = Vec::new();
         let too_far = score(&per_base, &s, &[], &mut |l| lines.push(l.to_owned())).unwrap();
         assert!(too_far.sets.is_empty() && lines.is_empty());
@@ -644,7 +649,10 @@ mod tests {
             ]
         );
         assert_eq!(lines.len(), 3);
-        assert!(lines.iter().all(|l| l.starts_with("=> warning: ")), "{lines:?}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("=> warning: ")),
+            "{lines:?}"
+        );
         assert!(r.markdown().contains("\nSkipped: forward2: 9 images"));
     }
 }
