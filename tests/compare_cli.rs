@@ -252,12 +252,12 @@ fn unknown_test_prior_lists_the_known_ones() {
         "--checkpoint",
         "x.safetensors",
         "--test-priors",
-        "forward50,forward3",
+        "forward50,forward7",
     ]);
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "--test-priors: unknown test prior 'forward3'; known: forward50, forward25, \
+            "--test-priors: unknown test prior 'forward7'; known: forward50, forward25, \
              forward10, forward5, forward2, uniform, backward2, backward5, backward10, \
              backward25, backward50, forward3, backward3, all, none"
         ),
