@@ -799,4 +799,69 @@ mod tests {
             "{e}"
         );
     }
+
+    /// SADE's list files of ImageNet-LT under `data_path` (written here in the list-file
+    /// format, against a written test list) replace the drawn sets of their priors; the log
+    /// says which were found and which priors are drawn; a file naming an image outside the
+    /// test list stops the comparison with the file and line.
+    #[test]
+    fn sades_list_files_are_found_and_said() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let preset = format!(
+            "{}/presets/imagenet/imagenet_resnet50_stage1_mixup.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut cfg = Config::from_file(Path::new(&preset)).unwrap().config;
+        cfg.data_path = root.display().to_string();
+        // 30 test images of 3 classes (ids as written: 0, 1, 2), the model's K = 3.
+        cfg.num_classes = 3;
+        let test: String = (0..30)
+            .map(|i| format!("test/{}/{i}.JPEG {}\n", i % 3, i % 3))
+            .collect();
+        std::fs::write(root.join("ImageNet_LT_test.txt"), test).unwrap();
+        let forward: String = (0..30)
+            .filter(|i| i % 3 == 0 || i % 9 == 1 || *i == 2)
+            .map(|i| format!("test/{}/{i}.JPEG {}\n", i % 3, i % 3))
+            .collect();
+        std::fs::create_dir_all(root.join("ImageNet_LT")).unwrap();
+        let file = root.join("ImageNet_LT/ImageNet_LT_forward50.txt");
+        std::fs::write(&file, forward).unwrap();
+        let mut opts = CompareOptions::new(cfg);
+        opts.test_priors = TestPrior::parse_list("forward50,uniform").unwrap();
+        let scored: Vec<usize> = (0..30).collect();
+        let labels = Tensor::from_slice(&(0..30).map(|i| i % 3).collect::<Vec<i64>>());
+        let view = View {
+            features: Tensor::zeros([30, 2], (tch::Kind::Float, tch::Device::Cpu)),
+            logits: Tensor::zeros([30, 3], (tch::Kind::Float, tch::Device::Cpu)),
+            labels,
+        };
+        let mut lines = Vec::new();
+        let sets = sade_sets(&opts, &scored, &view, &mut |l| lines.push(l.to_owned())).unwrap();
+        assert_eq!(sets.len(), 1);
+        assert_eq!(sets[0].prior, TestPrior::Forward(50));
+        // Class 0: 10 images; class 1: 1, 10, 19, 28; class 2: image 2.
+        assert_eq!(sets[0].class_counts, vec![10, 4, 1]);
+        assert_eq!(sets[0].source.as_deref(), Some(file.to_str().unwrap()));
+        assert_eq!(
+            lines,
+            vec![
+                format!(
+                    "=> test prior forward50: SADE's list file {} (15 images)",
+                    file.display()
+                ),
+                "=> no SADE list file for uniform: drawn from the scored split".to_owned(),
+            ]
+        );
+        std::fs::write(&file, "test/0/0.JPEG 0\ntest/0/99.JPEG 0\n").unwrap();
+        let e = sade_sets(&opts, &scored, &view, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "ImageNet_LT_forward50.txt:2: the image 'test/0/99.JPEG' is not in the test list"
+            ),
+            "{e}"
+        );
+    }
 }
