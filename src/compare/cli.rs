@@ -105,15 +105,7 @@ pub fn base_label(name: &str) -> String {
 pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparison, PathBuf)> {
     keep_freed_memory();
     let cfg = &opts.cfg;
-    if cfg.resume.is_empty() {
-        bail!("compare needs the stage-1 checkpoint: --checkpoint PATH");
-    }
-    let methods = asked_methods(opts);
-    check_draws(opts.draws, log)?;
-    check_names(opts)?;
-    check_bases(&methods, opts)?;
-    check_checkpoints(cfg, &opts.trained)?;
-    check_stage1_bases(cfg, &opts.bases)?;
+    let methods = check_options(opts, log)?;
     let labels = base_labels(opts);
     let ckpt = PathBuf::from(&cfg.resume);
     let cache_dir = cache::cache_dir_for(&ckpt, Path::new("saved"));
@@ -142,35 +134,23 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
         draws: opts.draws,
         seed: opts.seed,
     };
-    let per_base: Vec<BaseMethods<'_>> = bases
-        .iter()
-        .zip(&names)
-        .map(|(base, name)| {
-            let specs = methods
-                .iter()
-                .filter(|m| m.base == *name)
-                .map(|m| (m, labels[name].clone()))
-                .collect();
-            (base, specs)
-        })
-        .collect();
+    let per_base = methods_per_base(&bases, &names, &methods, &labels);
     let mut rows = run_methods(&per_base, &scoring, log)?;
     // The table keeps the order the methods were asked in.
     rows.sort_by_key(|r| methods.iter().position(|m| m.canonical() == r.spec));
+    let used = |list: &[(String, PathBuf)]| -> Vec<(String, String)> {
+        list.iter()
+            .filter(|(n, _)| names.contains(n))
+            .map(|(n, p)| (n.clone(), p.display().to_string()))
+            .collect()
+    };
     let comparison = Comparison {
         protocol: opts.protocol,
         checkpoint: cfg.resume.clone(),
-        trained: opts
-            .trained
-            .iter()
-            .filter(|(n, _)| names.contains(n))
-            .map(|(n, p)| (n.clone(), p.display().to_string()))
-            .collect(),
-        bases: opts
-            .bases
-            .iter()
-            .filter(|(n, _)| names.contains(n))
-            .map(|(n, p)| (n.clone(), labels[n].clone(), p.display().to_string()))
+        trained: used(&opts.trained),
+        bases: used(&opts.bases)
+            .into_iter()
+            .map(|(n, p)| (n.clone(), labels[&n].clone(), p))
             .collect(),
         validation: describe.0,
         scored: describe.1,
@@ -187,6 +167,44 @@ pub fn run(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<(Comparis
     };
     write_outputs(&comparison, &per_base, &scoring, opts, &lists, &out, log)?;
     Ok((comparison, out))
+}
+
+/// Each base with its methods and table label (`names[i]` is `bases[i]`'s name).
+fn methods_per_base<'a>(
+    bases: &'a [Base],
+    names: &[String],
+    methods: &'a [MethodSpec],
+    labels: &std::collections::HashMap<String, String>,
+) -> Vec<BaseMethods<'a>> {
+    bases
+        .iter()
+        .zip(names)
+        .map(|(base, name)| {
+            let specs = methods
+                .iter()
+                .filter(|m| m.base == *name)
+                .map(|m| (m, labels[name].clone()))
+                .collect();
+            (base, specs)
+        })
+        .collect()
+}
+
+/// The checks made before anything runs (see the README): a stage-1 checkpoint, enough
+/// draws, distinct base names, every method's base given, checkpoints of the right stage and
+/// data. Returns the methods asked ([`asked_methods`]).
+fn check_options(opts: &CompareOptions, log: &mut dyn FnMut(&str)) -> Result<Vec<MethodSpec>> {
+    let cfg = &opts.cfg;
+    if cfg.resume.is_empty() {
+        bail!("compare needs the stage-1 checkpoint: --checkpoint PATH");
+    }
+    let methods = asked_methods(opts);
+    check_draws(opts.draws, log)?;
+    check_names(opts)?;
+    check_bases(&methods, opts)?;
+    check_checkpoints(cfg, &opts.trained)?;
+    check_stage1_bases(cfg, &opts.bases)?;
+    Ok(methods)
 }
 
 /// The methods asked (or [`default_methods`]), each once, in the order asked.
@@ -279,14 +297,7 @@ fn sade_sets(
         .filter_map(|&p| find(root, cfg.dataset, p).map(|f| (p, f)))
         .collect();
     if found.is_empty() {
-        if super::sade_lists::file_name(cfg.dataset, TestPrior::Uniform).is_some()
-            && !opts.test_priors.is_empty()
-        {
-            log(&format!(
-                "=> no SADE list file under {} for the asked test priors: every set is drawn",
-                root.display()
-            ));
-        }
+        say_drawn(opts, &found, log);
         return Ok(Vec::new());
     }
     let test_file = crate::data::list_file::list_paths(cfg)?.1;
@@ -323,6 +334,16 @@ fn sade_sets(
         ));
         sets.push(set);
     }
+    say_drawn(opts, &found, log);
+    Ok(sets)
+}
+
+/// Says which asked priors have no SADE list file (and so are drawn), for a data set that has
+/// SADE lists.
+fn say_drawn(opts: &CompareOptions, found: &[(TestPrior, PathBuf)], log: &mut dyn FnMut(&str)) {
+    if super::sade_lists::file_name(opts.cfg.dataset, TestPrior::Uniform).is_none() {
+        return;
+    }
     let drawn: Vec<String> = opts
         .test_priors
         .iter()
@@ -331,11 +352,11 @@ fn sade_sets(
         .collect();
     if !drawn.is_empty() {
         log(&format!(
-            "=> no SADE list file for {}: drawn from the scored split",
+            "=> no SADE list file under {} for {}: drawn from the scored split",
+            opts.cfg.data_path,
             drawn.join(", ")
         ));
     }
-    Ok(sets)
 }
 
 /// At least 2 bootstrap draws (a percentile interval of one draw is a point); fewer than 200
@@ -850,7 +871,10 @@ mod tests {
                     "=> test prior forward50: SADE's list file {} (15 images)",
                     file.display()
                 ),
-                "=> no SADE list file for uniform: drawn from the scored split".to_owned(),
+                format!(
+                    "=> no SADE list file under {} for uniform: drawn from the scored split",
+                    root.display()
+                ),
             ]
         );
         std::fs::write(&file, "test/0/0.JPEG 0\ntest/0/99.JPEG 0\n").unwrap();

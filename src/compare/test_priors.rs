@@ -141,28 +141,17 @@ pub fn score_with_lists(
             Some(l) => Some(l),
             None => subsample(&labels, &s.train_class_counts, prior, s.seed)?,
         };
-        let Some(set) = drawn else {
-            let why = format!(
-                "{}: the rarest class would get 0 of the {} scored images per class (ρ too \
-                 large for this scored set); skipped",
-                prior.name(),
-                class_minimum(&labels, s.train_class_counts.len())
-            );
-            log(&format!("=> warning: {why}"));
-            result.skipped.push(why);
-            continue;
+        let too_small = |set: &ShiftedSet| set.indices.len() < MIN_BOOTSTRAP_IMAGES;
+        let set = match drawn {
+            Some(set) if !too_small(&set) => set,
+            other => {
+                let why = skip_reason(prior, other.as_ref(), &labels, s);
+                log(&format!("=> warning: {why}"));
+                result.skipped.push(why);
+                continue;
+            }
         };
         let n = set.indices.len();
-        if n < MIN_BOOTSTRAP_IMAGES {
-            let why = format!(
-                "{}: {n} images, too few for bootstrap intervals (at least {MIN_BOOTSTRAP_IMAGES}); \
-                 skipped",
-                set.name
-            );
-            log(&format!("=> warning: {why}"));
-            result.skipped.push(why);
-            continue;
-        }
         let out_rows = score_set(&fitted, &labels, &set, s)?;
         log(&format!(
             "=> test prior {}: {n} images{}, indices sha256 {}…{}",
@@ -226,6 +215,25 @@ fn score_set(
     Ok(out_rows)
 }
 
+/// Why a prior's set is skipped: ρ leaves the rarest class no image (no set), or the set is
+/// too small for the bootstrap.
+fn skip_reason(prior: TestPrior, set: Option<&ShiftedSet>, labels: &[i64], s: &Scoring) -> String {
+    match set {
+        None => format!(
+            "{}: the rarest class would get 0 of the {} scored images per class (ρ too large for \
+             this scored set); skipped",
+            prior.name(),
+            class_minimum(labels, s.train_class_counts.len())
+        ),
+        Some(set) => format!(
+            "{}: {} images, too few for bootstrap intervals (at least {MIN_BOOTSTRAP_IMAGES}); \
+             skipped",
+            set.name,
+            set.indices.len()
+        ),
+    }
+}
+
 fn class_minimum(labels: &[i64], k: usize) -> usize {
     let mut n = vec![0usize; k];
     for &y in labels {
@@ -286,6 +294,41 @@ fn ci_digits(v: f64, i: Interval, digits: usize) -> String {
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |x| format!("{x:.digits$}"))
 }
+
+/// The columns of `test_priors.csv`.
+const CSV_HEADER: [&str; 31] = [
+    "test_prior",
+    "method",
+    "spec",
+    "samples",
+    "top1",
+    "top1_lo",
+    "top1_hi",
+    "many",
+    "medium",
+    "few",
+    "ece",
+    "ece_lo",
+    "ece_hi",
+    "adaptive_ece",
+    "adaptive_ece_lo",
+    "adaptive_ece_hi",
+    "nll",
+    "nll_lo",
+    "nll_hi",
+    "brier",
+    "brier_lo",
+    "brier_hi",
+    "oe",
+    "oe_lo",
+    "oe_hi",
+    "tace",
+    "tace_lo",
+    "tace_hi",
+    "prior_l1",
+    "indices_sha256",
+    "list_file",
+];
 
 impl TestPriorComparison {
     /// One Markdown table per set: every method's figures.
@@ -393,39 +436,7 @@ impl TestPriorComparison {
     fn write_csv(&self, csv_path: &Path) -> Result<()> {
         let mut w = csv::Writer::from_path(csv_path)
             .with_context(|| format!("cannot write {}", csv_path.display()))?;
-        w.write_record([
-            "test_prior",
-            "method",
-            "spec",
-            "samples",
-            "top1",
-            "top1_lo",
-            "top1_hi",
-            "many",
-            "medium",
-            "few",
-            "ece",
-            "ece_lo",
-            "ece_hi",
-            "adaptive_ece",
-            "adaptive_ece_lo",
-            "adaptive_ece_hi",
-            "nll",
-            "nll_lo",
-            "nll_hi",
-            "brier",
-            "brier_lo",
-            "brier_hi",
-            "oe",
-            "oe_lo",
-            "oe_hi",
-            "tace",
-            "tace_lo",
-            "tace_hi",
-            "prior_l1",
-            "indices_sha256",
-            "list_file",
-        ])?;
+        w.write_record(CSV_HEADER)?;
         let num = |v: f64| format!("{v:.6}");
         let on = |v: Option<f64>| v.map_or(String::new(), num);
         for t in &self.sets {
