@@ -94,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         protocol: Protocol::Holdout,
         checkpoint: "synthetic".into(),
         trained: Vec::new(),
+        bases: Vec::new(),
         validation: "synthetic validation (20 per class)".into(),
         scored: "synthetic test (50 per class)".into(),
         groups,

@@ -139,6 +139,12 @@ struct CompareArgs {
     /// crt=…, lws=…, mislas=…, mislas-no-las=…, mislas-no-shift=….
     #[arg(long = "trained", value_name = "NAME=PATH")]
     trained: Vec<String>,
+    /// Another stage-1 checkpoint of the same data, NAME=PATH (repeatable): a backbone trained
+    /// with another stage-1 loss (e.g. bs=… for Balanced Softmax, ldam=…), a base like `ce`
+    /// for the methods (bs, bs+ts, bs+la, …), labelled with its loss; trained bases started
+    /// from it are labelled "… on <its loss>".
+    #[arg(long = "base", value_name = "NAME=PATH")]
+    base: Vec<String>,
     /// Methods, comma-separated, BASE[+STEP…] with BASE `ce` (the stage-1 checkpoint) or a
     /// --trained NAME and STEP tau-norm, ncm, la (logit adjustment), ts (temperature scaling),
     /// vs (vector scaling), la-q (logit adjustment toward the test set's known prior), em or
@@ -192,6 +198,12 @@ fn compare(args: CompareArgs) -> Result<i32> {
             );
         };
         opts.trained.push((name.to_owned(), PathBuf::from(path)));
+    }
+    for b in &args.base {
+        let Some((name, path)) = b.split_once('=') else {
+            bail!("--base '{b}': expected NAME=PATH, e.g. bs=saved/…/ckps/current.safetensors");
+        };
+        opts.bases.push((name.to_owned(), PathBuf::from(path)));
     }
     opts.methods = args
         .methods

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 mod fixtures;
-use fixtures::{tiny_cifar10, train_tiny_stage1};
+use fixtures::{tiny_cifar10, train_tiny_stage1, train_tiny_stage1_as};
 
 fn compare(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
@@ -252,14 +252,14 @@ fn unknown_test_prior_lists_the_known_ones() {
         "--checkpoint",
         "x.safetensors",
         "--test-priors",
-        "forward50,forward3",
+        "forward50,forward7",
     ]);
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "--test-priors: unknown test prior 'forward3'; known: forward50, forward25, \
+            "--test-priors: unknown test prior 'forward7'; known: forward50, forward25, \
              forward10, forward5, forward2, uniform, backward2, backward5, backward10, \
-             backward25, backward50, all, none"
+             backward25, backward50, forward3, backward3, all, none"
         ),
         "{err}"
     );
@@ -267,6 +267,160 @@ fn unknown_test_prior_lists_the_known_ones() {
     assert_eq!(code, 1);
     assert!(
         err.contains("method 'ce+em+bbse': at most one of la-q, em and bbse"),
+        "{err}"
+    );
+}
+
+/// `--base`: another stage-1 checkpoint must be a stage-1 run of the same data (its loss and
+/// backbone may differ), and base names are unique words; each refusal names the flag, the
+/// file and what was expected, before any network runs.
+#[test]
+fn stage1_bases_of_other_data_or_stage_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let s1 = fake_run(root.path(), "s1", "stage1", "");
+    let bs = fake_run(root.path(), "bs", "stage1", "loss: balanced_softmax\n");
+    let crt = fake_run(root.path(), "crt", "stage2", "");
+    let other = fake_run(root.path(), "bs_if10", "stage1", "");
+    let f = root.path().join("bs_if10/config.yaml");
+    let t = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, t.replace("imb_factor: 0.01", "imb_factor: 0.1")).unwrap();
+    let cases: [(Vec<String>, String); 5] = [
+        (
+            vec!["--base".into(), format!("bs={other}")],
+            format!(
+                "--base bs={other}: trained on fashion_mnist, IF 0.1, 10 classes, not on the \
+                 --checkpoint's fashion_mnist, IF 0.01, 10 classes"
+            ),
+        ),
+        (
+            vec!["--base".into(), format!("c={crt}")],
+            format!("--base c={crt}: a stage-2 checkpoint; a --base is another stage-1 backbone"),
+        ),
+        (
+            vec!["--base".into(), format!("ce={bs}")],
+            format!("--base ce={bs}: the name 'ce' is taken by --checkpoint"),
+        ),
+        (
+            vec![
+                "--base".into(),
+                format!("bs={bs}"),
+                "--trained".into(),
+                format!("bs={crt}"),
+            ],
+            format!("--trained bs={crt}: the name 'bs' is taken by another --base or --trained"),
+        ),
+        (
+            vec!["--base".into(), "bs".into()],
+            "--base 'bs': expected NAME=PATH".into(),
+        ),
+    ];
+    for (extra, want) in &cases {
+        let mut args = vec!["--checkpoint", s1.as_str(), "--methods", "ce"];
+        args.extend(extra.iter().map(String::as_str));
+        let (code, err) = compare(&args);
+        assert_eq!(code, 1, "{extra:?}: {err}");
+        assert!(err.contains(want.as_str()), "{extra:?}: {err}");
+    }
+    let (code, err) = compare(&["--checkpoint", &s1, "--methods", "ce,bs+ts"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "method 'bs' needs the checkpoint of 'bs': add --trained bs=PATH (a \
+             classifier stage) or --base bs=PATH (another stage-1 backbone)"
+        ),
+        "{err}"
+    );
+}
+
+/// Issue 20: one `compare` over backbones of two stage-1 losses (tiny one-epoch CIFAR-10-LT
+/// runs with cross-entropy and Balanced Softmax): rows labelled from the catalogue, every
+/// method fitted and scored on the same halves, with intervals, and the base listed.
+#[test]
+fn backbones_of_two_stage1_losses_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    tiny_cifar10(&root.join("data"));
+    train_tiny_stage1_as(root, "tiny_ce", &[]);
+    train_tiny_stage1_as(root, "tiny_bs", &["loss", "balanced_softmax"]);
+    let ck = |name: &str| {
+        let run = std::fs::read_dir(root.join("saved"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(name))
+            .unwrap();
+        run.join("ckps/current.safetensors").display().to_string()
+    };
+    let (ce, bs) = (ck("tiny_ce"), ck("tiny_bs"));
+    let out_dir = root.join("cmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .args([
+            "compare",
+            "--checkpoint",
+            &ce,
+            "--base",
+            &format!("bs={bs}"),
+        ])
+        .args(["--methods", "ce,ce+ts,bs,bs+ts,bs+la", "--draws", "50"])
+        .args(["--test-priors", "forward2,uniform,forward50"])
+        .args(["--out", out_dir.to_str().unwrap()])
+        .args(["workers", "0", "device", "cpu"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("comparison.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "CE (stage 1)",
+            "CE (stage 1) + TS",
+            "Balanced Softmax",
+            "Balanced Softmax + TS",
+            "Balanced Softmax + LA"
+        ]
+    );
+    assert_eq!(json["bases"][0][0], "bs");
+    assert_eq!(json["bases"][0][1], "Balanced Softmax");
+    // The same 50 scored images (half B) for every row, each with a top-1 interval around it.
+    for r in json["rows"].as_array().unwrap() {
+        let all = &r["figures"][0];
+        assert_eq!(all["samples"], 50, "{}", r["name"]);
+        let (lo, hi) = (
+            r["intervals"][0]["top1"]["lo"].as_f64().unwrap(),
+            r["intervals"][0]["top1"]["hi"].as_f64().unwrap(),
+        );
+        let t = all["top1"].as_f64().unwrap();
+        assert!(
+            lo <= t && t <= hi && lo < hi,
+            "{}: {t} [{lo}, {hi}]",
+            r["name"]
+        );
+    }
+    let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
+    assert!(
+        md.contains("Stage-1 base `bs` (Balanced Softmax): "),
+        "{md}"
+    );
+    // Shifted priors: forward2 is scored (5 per class in half B: 5, 4, …, 2 images); forward50
+    // leaves the rarest class none and uniform is the 50 images; both said.
+    let tp = std::fs::read_to_string(out_dir.join("test_priors.md")).unwrap();
+    assert!(
+        tp.contains("### forward2 (") && tp.contains("Balanced Softmax + TS"),
+        "{tp}"
+    );
+    assert!(
+        err.contains("=> warning: forward50: the rarest class would get 0"),
         "{err}"
     );
 }

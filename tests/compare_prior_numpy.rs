@@ -185,3 +185,136 @@ fn oe_tace_em_and_bbse_match_numpy() {
         }
     }
 }
+
+/// NumPy's figures of every resample of the Rust bootstrap: the script reads the probabilities,
+/// labels and each draw's resampled indices (from `mislas::compare::bootstrap::resample`) and
+/// computes adaptive ECE (`np.array_split` of the stable arg-sort of the confidences, Nixon et
+/// al. 2019), NLL, Brier, OE and TACE on each resample, then the 2.5th and 97.5th percentiles.
+const RESAMPLE_SCRIPT: &str = r#"
+import json, sys
+import numpy as np
+
+def calibration_bins(conf, correct, nb=15):
+    edges = np.linspace(0, 1, nb + 1)
+    idx = np.digitize(conf, edges, right=True)
+    return [(conf[idx == b], correct[idx == b]) for b in range(1, nb + 1)]
+
+def oe(conf, correct):
+    bins = calibration_bins(conf, correct)
+    tot = sum(len(c) for c, _ in bins)
+    return sum(len(c) * c.mean() * max(c.mean() - k.mean(), 0) for c, k in bins if len(c)) / tot
+
+def aece(conf, correct, nb=15):
+    order = np.argsort(conf, kind='stable')
+    return sum(abs(correct[b].sum() - conf[b].sum()) for b in np.array_split(order, nb) if len(b)) / len(conf)
+
+def tace(p, y, thr=0.01, nb=15):
+    gaps = []
+    for k in range(p.shape[1]):
+        m = p[:, k] > thr
+        pk, hit = p[m, k], (y[m] == k).astype(np.float64)
+        order = np.argsort(pk, kind='stable')
+        for b in np.array_split(order, nb):
+            if len(b):
+                gaps.append(abs(hit[b].mean() - pk[b].mean()))
+    return float(np.mean(gaps)) if gaps else 0.0
+
+def figures(p, y):
+    conf, ok = p.max(1), (p.argmax(1) == y).astype(np.float64)
+    onehot = np.eye(p.shape[1])[y]
+    return [100 * aece(conf, ok), float(np.mean(-np.log(p[np.arange(len(y)), y]))),
+            float(np.mean(((p - onehot) ** 2).sum(1))), 100 * oe(conf, ok), 100 * tace(p, y)]
+
+d = json.load(open(sys.argv[1]))
+out = []
+for m in d['methods']:
+    p = np.array(m['probs'], dtype=np.float32).astype(np.float64).reshape(-1, d['k'])
+    y = np.array(d['labels'])
+    full = figures(p, y)
+    draws = np.array([figures(p[idx], y[idx]) for idx in d['draws']])
+    out.append(dict(full=full, draws=draws.tolist(),
+                    q_lo=np.percentile(draws, 2.5, axis=0).tolist(),
+                    q_hi=np.percentile(draws, 97.5, axis=0).tolist()))
+print(json.dumps(out))
+"#;
+
+/// The intervals of AECE, NLL, Brier, OE and TACE on a shifted set: every resample's figures
+/// and the percentile and basic intervals against NumPy on the same resampled indices, for two
+/// methods sharing the draws (1e-9).
+#[test]
+fn calibration_intervals_match_numpy_on_the_same_resamples() {
+    use mislas::compare::bootstrap::{resample, IntervalKind};
+    use mislas::compare::figure_intervals::{
+        draw_values, paired_calibration_intervals, CalibrationCompact, CalibrationIntervals,
+        CalibrationValues,
+    };
+    let (n, k, draws, seed) = (180usize, 5usize, 40usize, 7u64);
+    // Two methods: softmax of seeded normal logits (no two samples alike, so no ties) at
+    // two temperatures.
+    tch::manual_seed(5);
+    let z = Vec::<f64>::try_from(
+        Tensor::randn([(n * k) as i64], (tch::Kind::Double, tch::Device::Cpu)) * 2.0,
+    )
+    .unwrap();
+    let labels: Vec<i64> = (0..n).map(|i| ((i * 31 + i / 7) % k) as i64).collect();
+    let methods: Vec<Outputs> = [1.0, 0.4]
+        .iter()
+        .map(|t| {
+            // Float32 probabilities, NLL −ln p_y of them (as NumPy computes it).
+            let logits = Tensor::from_slice(&z).view([n as i64, k as i64]) / *t;
+            let p = logits.softmax(1, tch::Kind::Float).view([-1]);
+            Outputs::from_probabilities(k, Vec::<f32>::try_from(&p).unwrap(), labels.clone())
+        })
+        .collect();
+    let idx: Vec<Vec<usize>> = (0..draws).map(|d| resample(seed, d, n)).collect();
+    let input = serde_json::json!({
+        "k": k, "labels": labels, "draws": idx,
+        "methods": methods.iter().map(|o| serde_json::json!({"probs": o.probs})).collect::<Vec<_>>(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.json");
+    std::fs::write(&file, input.to_string()).unwrap();
+    let want: Value =
+        serde_json::from_str(&python(RESAMPLE_SCRIPT, &[file.to_str().unwrap()])).unwrap();
+    let compacts: Vec<CalibrationCompact> = methods.iter().map(CalibrationCompact::of).collect();
+    let got = draw_values(&compacts, draws, seed).unwrap();
+    let names = ["AECE", "NLL", "Brier", "OE", "TACE"];
+    let five = |v: &CalibrationValues| [v.adaptive_ece, v.nll, v.brier, v.oe, v.tace];
+    let pct =
+        paired_calibration_intervals(&compacts, draws, seed, IntervalKind::Percentile).unwrap();
+    let basic = paired_calibration_intervals(&compacts, draws, seed, IntervalKind::Basic).unwrap();
+    for (m, w) in want.as_array().unwrap().iter().enumerate() {
+        for (d, row) in w["draws"].as_array().unwrap().iter().enumerate() {
+            for ((a, b), name) in five(&got[d][m]).iter().zip(floats(row)).zip(names) {
+                assert!(
+                    (a - b).abs() < 1e-9,
+                    "method {m} draw {d} {name}: {a} vs NumPy {b}"
+                );
+            }
+        }
+        let (full, lo, hi) = (floats(&w["full"]), floats(&w["q_lo"]), floats(&w["q_hi"]));
+        let ivs = |c: &CalibrationIntervals| [c.adaptive_ece, c.nll, c.brier, c.oe, c.tace];
+        for (f, ((p, b), name)) in ivs(&pct[m])
+            .iter()
+            .zip(ivs(&basic[m]))
+            .zip(names)
+            .enumerate()
+        {
+            let expect_basic = (
+                (2.0 * full[f] - hi[f]).max(0.0),
+                (2.0 * full[f] - lo[f]).max(0.0),
+            );
+            for (a, e) in [
+                (p.lo, lo[f]),
+                (p.hi, hi[f]),
+                (b.lo, expect_basic.0),
+                (b.hi, expect_basic.1),
+            ] {
+                assert!(
+                    (a - e).abs() < 1e-9,
+                    "method {m} {name} interval: {a} vs NumPy {e}"
+                );
+            }
+        }
+    }
+}

@@ -26,6 +26,12 @@ use serde::{Deserialize, Serialize};
 /// Draws of the bootstrap when not told otherwise.
 pub const DEFAULT_DRAWS: usize = 1000;
 
+/// Fewer scored images than this: no bootstrap interval is drawn (`compare` refuses a scored
+/// split this small and skips a shifted test set this small, saying so). A resampled top-1 of
+/// n images takes at most n + 1 values, so under 20 an interval's ends move in steps of 5
+/// points or more.
+pub const MIN_BOOTSTRAP_IMAGES: usize = 20;
+
 /// How a 95 % interval is read from the B bootstrap values θ̂*_b of a figure whose estimate on
 /// the scored images is θ̂; q(p) is the p-th percentile of the θ̂*_b ([`percentile`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +105,17 @@ pub struct GroupIntervals {
 pub fn resample(seed: u64, draw: usize, n: usize) -> Vec<usize> {
     let mut rng = draw_rng(seed, draw);
     (0..n).map(|_| rng.random_range(0..n)).collect()
+}
+
+/// The multiplicities of draw `draw` of N = `count.len()` samples: `count[i]` is how often
+/// [`resample`]`(seed, draw, N)` holds i (the same generator, so the same resample).
+pub fn resample_counts(seed: u64, draw: usize, count: &mut [u32]) {
+    let n = count.len();
+    let mut rng = draw_rng(seed, draw);
+    count.fill(0);
+    for _ in 0..n {
+        count[rng.random_range(0..n)] += 1;
+    }
 }
 
 fn draw_rng(seed: u64, draw: usize) -> rand::rngs::StdRng {
@@ -377,11 +394,7 @@ fn draw_all(
         let mut count = vec![0u32; n];
         range
             .map(|d| {
-                let mut rng = draw_rng(seed, d);
-                count.fill(0);
-                for _ in 0..n {
-                    count[rng.random_range(0..n)] += 1;
-                }
+                resample_counts(seed, d, &mut count);
                 methods
                     .iter()
                     .map(|c| draw_figures(c, groups, &count))

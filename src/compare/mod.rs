@@ -6,9 +6,12 @@
 //! * [`bootstrap`]: 95 % intervals of top-1 and ECE (basic bootstrap by default, which accounts
 //!   for the binned ECE's bias), paired across methods; [`coverage`] measures how often they
 //!   hold the truth, by simulation;
+//! * [`figure_intervals`]: intervals of adaptive ECE, NLL, Brier, OE and TACE on the
+//!   bootstrap's resamples (for the shifted test priors);
 //! * [`debiased_ece`]: Kumar et al.'s debiased ECE, reported beside the plug-in one.
 //! * [`shift`]: shifted test priors (SADE's forward/uniform/backward subsets of the scored
-//!   split); [`test_priors`]: every method scored on them (with OE and TACE);
+//!   split), or [`sade_lists`] (SADE's list files of ImageNet-LT, Places-LT, iNaturalist 2018);
+//!   [`test_priors`]: every method scored on them (with OE and TACE);
 //!   [`prior`]: the prior-aware steps `la-q`, `em`, `bbse`; [`plots_prior`]: their figure.
 pub mod bootstrap;
 pub mod cache;
@@ -16,6 +19,7 @@ pub mod cli;
 pub mod coverage;
 pub mod debiased_ece;
 pub mod estimators;
+pub mod figure_intervals;
 pub mod methods;
 pub mod plots;
 pub mod plots_prior;
@@ -23,6 +27,7 @@ pub mod posthoc;
 pub mod prior;
 pub mod progress;
 pub mod report;
+pub mod sade_lists;
 pub mod shift;
 pub mod split;
 pub mod test_priors;

@@ -19,6 +19,9 @@ pub struct Comparison {
     /// The trained bases: `(name, checkpoint file)`.
     #[serde(default)]
     pub trained: Vec<(String, String)>,
+    /// The other stage-1 bases (`--base`): `(name, label, checkpoint file)`.
+    #[serde(default)]
+    pub bases: Vec<(String, String, String)>,
     /// Where post-hoc parameters were fitted, in words (names the half or list).
     pub validation: String,
     /// Which images were scored, in words.
@@ -51,6 +54,9 @@ impl Comparison {
         let _ = writeln!(s, "Fitted on: {}.  ", self.validation);
         let _ = writeln!(s, "Scored on: {}.  ", self.scored);
         let _ = writeln!(s, "Stage-1 checkpoint (`ce`): {}.  ", self.checkpoint);
+        for (name, label, path) in &self.bases {
+            let _ = writeln!(s, "Stage-1 base `{name}` ({label}): {path}.  ");
+        }
         for (name, path) in &self.trained {
             let _ = writeln!(s, "Trained base `{name}`: {path}.  ");
         }

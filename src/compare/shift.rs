@@ -43,6 +43,15 @@ impl TestPrior {
         v
     }
 
+    /// Every prior `--test-priors` accepts: the eleven of [`TestPrior::all`], then `forward3`
+    /// and `backward3` (SADE's iNaturalist 2018 sets; drawn like the others where no list
+    /// file is found).
+    pub fn known() -> Vec<TestPrior> {
+        let mut v = TestPrior::all();
+        v.extend([TestPrior::Forward(3), TestPrior::Backward(3)]);
+        v
+    }
+
     /// The name: `forward50`, `uniform`, `backward2`.
     pub fn name(self) -> String {
         match self {
@@ -72,11 +81,11 @@ impl TestPrior {
             let found: Vec<TestPrior> = match word {
                 "none" => Vec::new(),
                 "all" => TestPrior::all(),
-                w => match TestPrior::all().into_iter().find(|p| p.name() == w) {
+                w => match TestPrior::known().into_iter().find(|p| p.name() == w) {
                     Some(p) => vec![p],
                     None => bail!(
                         "--test-priors: unknown test prior '{w}'; known: {}, all, none",
-                        TestPrior::all()
+                        TestPrior::known()
                             .iter()
                             .map(|p| p.name())
                             .collect::<Vec<_>>()
@@ -143,6 +152,9 @@ pub struct ShiftedSet {
     pub indices: Vec<usize>,
     /// SHA-256 of the indices ([`indices_digest`]).
     pub sha256: String,
+    /// SADE's list file the set was read from ([`super::sade_lists`]); `None`: drawn here.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 impl ShiftedSet {
@@ -201,6 +213,7 @@ pub fn subsample(
         sha256: indices_digest(&indices),
         class_counts: counts,
         indices,
+        source: None,
     }))
 }
 

@@ -3,9 +3,12 @@
 //! NLL, Brier, over-confidence error and TACE, with paired bootstrap intervals of top-1 and
 //! ECE; for prior-aware methods, the L1 error of the prior they moved to. Fitting stays on the
 //! validation split; each shifted set is a subset of the scored split.
-use super::bootstrap::{paired_bootstrap, Compact, Interval};
+use super::bootstrap::{paired_bootstrap, Compact, Interval, MIN_BOOTSTRAP_IMAGES};
 use super::estimators::{
     accuracy_per_class, adaptive_ece, overconfidence_error, tace, Group, Outputs, TACE_THRESHOLD,
+};
+use super::figure_intervals::{
+    paired_calibration_intervals, CalibrationCompact, CalibrationIntervals,
 };
 use super::methods::{fit_methods, Base, BaseMethods, FittedMethod, Scoring};
 use super::shift::{subsample, ShiftedSet, TestPrior};
@@ -53,6 +56,11 @@ pub struct PriorFigures {
     pub prior_l1: Option<f64>,
     /// That prior `[K]`.
     pub prior: Option<Vec<f64>>,
+    /// 95 % bootstrap intervals of adaptive ECE, NLL, Brier, OE and TACE, on the resamples of
+    /// the top-1 and ECE intervals ([`super::figure_intervals`]); [0, 0] in files written
+    /// before they were.
+    #[serde(default)]
+    pub intervals: CalibrationIntervals,
 }
 
 /// One method on one set.
@@ -99,6 +107,21 @@ pub fn score(
     priors: &[TestPrior],
     log: &mut dyn FnMut(&str),
 ) -> Result<TestPriorComparison> {
+    score_with_lists(bases, s, priors, &[], log)
+}
+
+/// [`score`], with the sets of `lists` (read from SADE's list files, [`super::sade_lists`])
+/// used for their priors instead of drawn ones.
+///
+/// # Errors
+/// As [`score`].
+pub fn score_with_lists(
+    bases: &[BaseMethods<'_>],
+    s: &Scoring,
+    priors: &[TestPrior],
+    lists: &[ShiftedSet],
+    log: &mut dyn FnMut(&str),
+) -> Result<TestPriorComparison> {
     let mut result = TestPriorComparison {
         seed: s.seed,
         draws: s.draws,
@@ -113,22 +136,29 @@ pub fn score(
     let fitted = fit_methods(bases, s)?;
     let labels = Vec::<i64>::try_from(&first.scored.labels)?;
     for &prior in priors {
-        let Some(set) = subsample(&labels, &s.train_class_counts, prior, s.seed)? else {
-            let why = format!(
-                "{}: the rarest class would get 0 of the {} scored images per class (ρ too \
-                 large for this scored set); skipped",
-                prior.name(),
-                class_minimum(&labels, s.train_class_counts.len())
-            );
-            log(&format!("=> warning: {why}"));
-            result.skipped.push(why);
-            continue;
+        let listed = lists.iter().find(|l| l.prior == prior).cloned();
+        let drawn = match listed {
+            Some(l) => Some(l),
+            None => subsample(&labels, &s.train_class_counts, prior, s.seed)?,
         };
-        let out_rows = score_set(&fitted, &labels, &set, s)?;
+        let too_small = |set: &ShiftedSet| set.indices.len() < MIN_BOOTSTRAP_IMAGES;
+        let set = match drawn {
+            Some(set) if !too_small(&set) => set,
+            other => {
+                let why = skip_reason(prior, other.as_ref(), &labels, s);
+                log(&format!("=> warning: {why}"));
+                result.skipped.push(why);
+                continue;
+            }
+        };
         let n = set.indices.len();
+        let out_rows = score_set(&fitted, &labels, &set, s)?;
         log(&format!(
-            "=> test prior {}: {n} images, indices sha256 {}…{}",
+            "=> test prior {}: {n} images{}, indices sha256 {}…{}",
             set.name,
+            set.source
+                .as_ref()
+                .map_or(String::new(), |f| format!(" from SADE's list file {f}")),
             &set.sha256[..12],
             if n < FEW_IMAGES {
                 " (warning: too few images for stable bootstrap intervals)"
@@ -158,10 +188,12 @@ fn score_set(
     let truth = set.true_prior();
     let mut out_rows = Vec::new();
     let mut compacts = Vec::new();
+    let mut calibration_compacts = Vec::new();
     for (base, m) in fitted {
         let (z, moved) = m.logits_on(base, &rows, &truth, &log_train)?;
         let out = Outputs::from_logits(&z, sub.clone())?;
         compacts.push(Compact::of(&out, &all));
+        calibration_compacts.push(CalibrationCompact::of(&out));
         out_rows.push(PriorRow {
             name: m.name.clone(),
             spec: m.spec.clone(),
@@ -169,11 +201,37 @@ fn score_set(
         });
     }
     let intervals = paired_bootstrap(&compacts, 1, s.draws, s.seed)?;
-    for (r, iv) in out_rows.iter_mut().zip(intervals) {
+    let more = paired_calibration_intervals(
+        &calibration_compacts,
+        s.draws,
+        s.seed,
+        super::bootstrap::DEFAULT_INTERVAL,
+    )?;
+    for ((r, iv), more) in out_rows.iter_mut().zip(intervals).zip(more) {
         r.figures.top1_ci = iv[0].top1;
         r.figures.ece_ci = iv[0].ece;
+        r.figures.intervals = more;
     }
     Ok(out_rows)
+}
+
+/// Why a prior's set is skipped: ρ leaves the rarest class no image (no set), or the set is
+/// too small for the bootstrap.
+fn skip_reason(prior: TestPrior, set: Option<&ShiftedSet>, labels: &[i64], s: &Scoring) -> String {
+    match set {
+        None => format!(
+            "{}: the rarest class would get 0 of the {} scored images per class (ρ too large for \
+             this scored set); skipped",
+            prior.name(),
+            class_minimum(labels, s.train_class_counts.len())
+        ),
+        Some(set) => format!(
+            "{}: {} images, too few for bootstrap intervals (at least {MIN_BOOTSTRAP_IMAGES}); \
+             skipped",
+            set.name,
+            set.indices.len()
+        ),
+    }
 }
 
 fn class_minimum(labels: &[i64], k: usize) -> usize {
@@ -221,16 +279,56 @@ fn figures_of(
         tace: 100.0 * tace(out, TACE_THRESHOLD, NUM_BINS),
         prior_l1: moved.as_ref().map(|q| super::prior::l1(q, truth)),
         prior: moved,
+        intervals: CalibrationIntervals::default(),
     }
 }
 
 fn ci(v: f64, i: Interval) -> String {
-    format!("{v:.2} [{:.2}, {:.2}]", i.lo, i.hi)
+    ci_digits(v, i, 2)
+}
+
+fn ci_digits(v: f64, i: Interval, digits: usize) -> String {
+    format!("{v:.digits$} [{:.digits$}, {:.digits$}]", i.lo, i.hi)
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |x| format!("{x:.digits$}"))
 }
+
+/// The columns of `test_priors.csv`.
+const CSV_HEADER: [&str; 31] = [
+    "test_prior",
+    "method",
+    "spec",
+    "samples",
+    "top1",
+    "top1_lo",
+    "top1_hi",
+    "many",
+    "medium",
+    "few",
+    "ece",
+    "ece_lo",
+    "ece_hi",
+    "adaptive_ece",
+    "adaptive_ece_lo",
+    "adaptive_ece_hi",
+    "nll",
+    "nll_lo",
+    "nll_hi",
+    "brier",
+    "brier_lo",
+    "brier_hi",
+    "oe",
+    "oe_lo",
+    "oe_hi",
+    "tace",
+    "tace_lo",
+    "tace_hi",
+    "prior_l1",
+    "indices_sha256",
+    "list_file",
+];
 
 impl TestPriorComparison {
     /// One Markdown table per set: every method's figures.
@@ -238,7 +336,8 @@ impl TestPriorComparison {
         let mut s = String::from(
             "Shifted test priors (SADE's protocol): subsets of the scored images; fitting stays on \
              the validation split. Top-1 over images; many/medium/few: mean per-class accuracy. \
-             95 % intervals (top-1, ECE): bootstrap of the set's images, ",
+             95 % intervals (every figure but many/medium/few): basic bootstrap of the set's \
+             images, ",
         );
         let _ = writeln!(s, "{} draws, seed {}.", self.draws, self.seed);
         for why in &self.skipped {
@@ -247,33 +346,37 @@ impl TestPriorComparison {
         for t in &self.sets {
             let _ = writeln!(
                 s,
-                "\n### {} ({} images, indices sha256 {})\n",
+                "\n### {} ({} images, {}, indices sha256 {})\n",
                 t.set.name,
                 t.set.indices.len(),
+                t.set
+                    .source
+                    .as_ref()
+                    .map_or("drawn".to_owned(), |f| format!("SADE's list file {f}")),
                 t.set.sha256
             );
             let _ = writeln!(
                 s,
-                "| Method | Top-1 % [95 % CI] | many | med. | few | ECE % [95 % CI] | AECE % | \
-                 NLL | Brier | OE % | TACE % | prior L1 |"
+                "| Method | Top-1 % [95 % CI] | many | med. | few | ECE % [95 % CI] | AECE % [95 % CI] | \
+                 NLL [95 % CI] | Brier [95 % CI] | OE % [95 % CI] | TACE % [95 % CI] | prior L1 |"
             );
             let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
             for r in &t.rows {
                 let f = &r.figures;
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {:.2} | {:.4} | {:.4} | {:.2} | {:.3} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.name,
                     ci(f.top1, f.top1_ci),
                     opt(f.many, 2),
                     opt(f.medium, 2),
                     opt(f.few, 2),
                     ci(f.ece, f.ece_ci),
-                    f.adaptive_ece,
-                    f.nll,
-                    f.brier,
-                    f.oe,
-                    f.tace,
+                    ci(f.adaptive_ece, f.intervals.adaptive_ece),
+                    ci_digits(f.nll, f.intervals.nll, 4),
+                    ci_digits(f.brier, f.intervals.brier, 4),
+                    ci(f.oe, f.intervals.oe),
+                    ci_digits(f.tace, f.intervals.tace, 3),
                     opt(f.prior_l1, 4)
                 );
             }
@@ -333,28 +436,7 @@ impl TestPriorComparison {
     fn write_csv(&self, csv_path: &Path) -> Result<()> {
         let mut w = csv::Writer::from_path(csv_path)
             .with_context(|| format!("cannot write {}", csv_path.display()))?;
-        w.write_record([
-            "test_prior",
-            "method",
-            "spec",
-            "samples",
-            "top1",
-            "top1_lo",
-            "top1_hi",
-            "many",
-            "medium",
-            "few",
-            "ece",
-            "ece_lo",
-            "ece_hi",
-            "adaptive_ece",
-            "nll",
-            "brier",
-            "oe",
-            "tace",
-            "prior_l1",
-            "indices_sha256",
-        ])?;
+        w.write_record(CSV_HEADER)?;
         let num = |v: f64| format!("{v:.6}");
         let on = |v: Option<f64>| v.map_or(String::new(), num);
         for t in &self.sets {
@@ -375,12 +457,23 @@ impl TestPriorComparison {
                     num(f.ece_ci.lo),
                     num(f.ece_ci.hi),
                     num(f.adaptive_ece),
+                    num(f.intervals.adaptive_ece.lo),
+                    num(f.intervals.adaptive_ece.hi),
                     num(f.nll),
+                    num(f.intervals.nll.lo),
+                    num(f.intervals.nll.hi),
                     num(f.brier),
+                    num(f.intervals.brier.lo),
+                    num(f.intervals.brier.hi),
                     num(f.oe),
+                    num(f.intervals.oe.lo),
+                    num(f.intervals.oe.hi),
                     num(f.tace),
+                    num(f.intervals.tace.lo),
+                    num(f.intervals.tace.hi),
                     on(f.prior_l1),
                     t.set.sha256.clone(),
+                    t.set.source.clone().unwrap_or_default(),
                 ])?;
             }
         }
@@ -522,12 +615,55 @@ mod tests {
                 );
                 assert!((0.0..=100.0).contains(&f.oe) && f.oe <= f.ece + 1e-9);
                 assert!((0.0..=100.0).contains(&f.tace));
+                // The new intervals are drawn: a mean lies inside its basic interval.
+                let iv = &f.intervals;
+                for (v, i, what) in [(f.nll, iv.nll, "NLL"), (f.brier, iv.brier, "Brier")] {
+                    assert!(i.lo < v && v < i.hi, "{} {what} {v} {i:?}", r.spec);
+                }
+                assert!(iv.tace.hi > iv.tace.lo && iv.adaptive_ece.hi > iv.adaptive_ece.lo);
             }
         }
         let md = shifted.markdown();
-        assert!(md.contains("### forward50 (126 images") && md.contains("CE + TS + BBSE"));
+        assert!(
+            md.contains("### forward50 (126 images, drawn, indices")
+                && md.contains("CE + TS + BBSE")
+        );
         let mut lines = Vec::new();
         let too_far = score(&per_base, &s, &[], &mut |l| lines.push(l.to_owned())).unwrap();
         assert!(too_far.sets.is_empty() && lines.is_empty());
+    }
+
+    /// Bad input of issue 21: a ρ that leaves the rarest class no image, and a set too small
+    /// for the bootstrap, are each said (log and `skipped`, and the Markdown) and skipped.
+    #[test]
+    fn empty_classes_and_tiny_sets_are_said_and_skipped() {
+        let (mut base, s) = setup();
+        // 3 scored images per class: forward50 gives the rarest class ⌊3/50⌋ = 0; forward2
+        // gives 3, 2, 2, 1, 1 = 9 images (< 20); uniform 15 (< 20).
+        base.scored = view(3, 2).0;
+        let specs = [MethodSpec::parse("ce+ts").unwrap()];
+        let per_base = vec![(&base, specs.iter().map(|m| (m, "CE".to_owned())).collect())];
+        let priors = TestPrior::parse_list("forward50,forward2,uniform").unwrap();
+        let mut lines = Vec::new();
+        let r = score(&per_base, &s, &priors, &mut |l| lines.push(l.to_owned())).unwrap();
+        assert!(r.sets.is_empty());
+        assert_eq!(
+            r.skipped,
+            vec![
+                "forward50: the rarest class would get 0 of the 3 scored images per class (ρ too \
+                 large for this scored set); skipped"
+                    .to_owned(),
+                "forward2: 9 images, too few for bootstrap intervals (at least 20); skipped"
+                    .to_owned(),
+                "uniform: 15 images, too few for bootstrap intervals (at least 20); skipped"
+                    .to_owned(),
+            ]
+        );
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines.iter().all(|l| l.starts_with("=> warning: ")),
+            "{lines:?}"
+        );
+        assert!(r.markdown().contains("\nSkipped: forward2: 9 images"));
     }
 }
