@@ -550,10 +550,21 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
                     .run_dir
                     .as_ref()
                     .map_or(String::new(), |d| d.display().to_string());
+                let restarts = match j.restarts {
+                    0 => String::new(),
+                    1 => " (1 restart)".to_owned(),
+                    n => format!(" ({n} restarts)"),
+                };
                 println!(
-                    "{:>4}  {:<8} {:<7} {}  {}",
+                    "{:>4}  {:<8} {:<7} {}{restarts}  {}",
                     j.id, j.state, device, j.name, dir
                 );
+                // Why each attempt ended, when there was more than one or the run failed.
+                if j.restarts > 0 || j.state != queue::state::DONE {
+                    for (k, why) in j.ends.iter().enumerate() {
+                        println!("        attempt {}: {why}", k + 1);
+                    }
+                }
             }
             Ok(0)
         }
