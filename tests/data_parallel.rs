@@ -516,6 +516,68 @@ fn ranks_started_with_other_settings_say_which_and_end() {
     assert!(!tmp.path().join("saved").exists(), "no run folder was made");
 }
 
+/// Two tasks as `srun -n 2` starts them (no torchrun environment, SLURM_* set as srun sets
+/// them, the port derived from SLURM_JOB_ID): they meet, train together on Gloo and write one
+/// run folder.
+#[test]
+fn two_tasks_started_as_srun_would_rank_from_slurm_and_write_one_run_folder() {
+    use mislas::distributed::srun;
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let mut cfg = two_ranks(tmp.path(), "dp_srun", 1);
+    cfg.gpus = 1;
+    let yaml = tmp.path().join("cfg.yaml");
+    write_config(&cfg, &yaml);
+    // A job id whose port (15000 + id mod 10000) is free here.
+    let job_id = (0..srun::PORT_SPAN)
+        .map(|k| 40_000 + (k + std::process::id() as u64) % srun::PORT_SPAN)
+        .find(|id| std::net::TcpListener::bind(("127.0.0.1", srun::port_of_job(*id))).is_ok())
+        .unwrap();
+    let saved = tmp.path().join("saved").display().to_string();
+    let tasks: Vec<_> = (0..2)
+        .map(|r| {
+            let dir = tmp.path().join(format!("task{r}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut c = Command::new(BIN);
+            c.args([
+                "--saved",
+                &saved,
+                "train",
+                "--cfg",
+                &yaml.display().to_string(),
+            ])
+            .env_remove("RANK")
+            .env_remove("WORLD_SIZE")
+            .env_remove("MASTER_ADDR")
+            .env_remove("MASTER_PORT")
+            .env("SLURM_JOB_ID", job_id.to_string())
+            .env("SLURM_PROCID", r.to_string())
+            .env("SLURM_LOCALID", r.to_string())
+            .env("SLURM_NTASKS", "2")
+            .env("SLURM_NTASKS_PER_NODE", "2")
+            .env("SLURM_JOB_NODELIST", "localhost")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap());
+            (c.spawn().unwrap(), dir)
+        })
+        .collect();
+    for (mut p, dir) in tasks {
+        let ok = p.wait().unwrap().success();
+        let err = std::fs::read_to_string(dir.join("stderr.txt")).unwrap();
+        assert!(ok, "{}: {err}", dir.display());
+    }
+    let folders: Vec<PathBuf> = std::fs::read_dir(&saved)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert_eq!(mislas::run_dir::read_metrics(&folders[0]).unwrap().len(), 1);
+    let out = std::fs::read_to_string(tmp.path().join("task0/stdout.txt")).unwrap();
+    assert!(out.contains("data parallel over 2 ranks"), "{out}");
+}
+
 #[test]
 fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
     let _one = serial();
