@@ -559,8 +559,10 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
                     "{:>4}  {:<8} {:<7} {}{restarts}  {}",
                     j.id, j.state, device, j.name, dir
                 );
-                // Why each attempt ended, when there was more than one or the run failed.
-                if j.restarts > 0 || j.state != queue::state::DONE {
+                // Why each attempt ended, when there was more than one or the last did not
+                // finish the run.
+                let finished = j.ends.last().is_some_and(|w| w.starts_with("finished"));
+                if j.restarts > 0 || !finished {
                     for (k, why) in j.ends.iter().enumerate() {
                         println!("        attempt {}: {why}", k + 1);
                     }
