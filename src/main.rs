@@ -353,6 +353,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::RankWorker { job } => {
             let text = std::fs::read_to_string(&job)
                 .with_context(|| format!("cannot read the job file {}", job.display()))?;
+            // Read once: removed now, so that it is not left in the temporary folder when rank
+            // 0 dies before it could remove it.
+            let _ = std::fs::remove_file(&job);
             let job: Job = serde_yaml::from_str(&text)
                 .with_context(|| format!("{} is not a mislas job", job.display()))?;
             Ok(follow_rank(job, cli.saved, false))

@@ -423,6 +423,52 @@ fn a_killed_rank_ends_every_rank_with_its_name_and_the_checkpoint_resumes() {
     );
 }
 
+/// Rank 0 writes each worker's job file to the temporary folder; the worker removes it once
+/// read, so that none is left there when rank 0 dies (kill -9) before it could remove it.
+#[test]
+fn a_workers_job_file_is_gone_once_the_worker_has_read_it() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let temp = tmp.path().join("tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let saved = tmp.path().join("saved");
+    let cfg = two_ranks(tmp.path(), "dp_jobfile", 2);
+    let yaml = tmp.path().join("cfg.yaml");
+    write_config(&cfg, &yaml);
+    let job_files = || -> Vec<String> {
+        std::fs::read_dir(&temp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("mislas-job-"))
+            .collect()
+    };
+    let mut rank0 = Command::new(BIN)
+        .args(["--saved", &saved.display().to_string(), "train", "--cfg"])
+        .arg(&yaml)
+        .env("TMPDIR", &temp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    // Epoch 0's checkpoint: both ranks train, the worker read its job long ago.
+    first_checkpoint(&saved);
+    let left = job_files();
+    // SAFETY: a signal to the process this test started.
+    unsafe { libc::kill(rank0.id() as libc::pid_t, libc::SIGKILL) };
+    rank0.wait().unwrap();
+    assert!(
+        left.is_empty(),
+        "job files left while the run trains: {left:?}"
+    );
+    assert!(
+        job_files().is_empty(),
+        "after rank 0's kill -9: {:?}",
+        job_files()
+    );
+}
+
 #[test]
 fn bad_data_parallel_settings_are_clear_errors_without_a_hang() {
     let _one = serial();
