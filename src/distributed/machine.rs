@@ -88,7 +88,8 @@ pub fn cpu_cores() -> usize {
 fn cpu_ranks_issue(gpus: usize, cores: usize) -> Option<String> {
     (gpus > cores).then(|| {
         format!(
-            "{gpus} CPU processes on a machine with {cores} core{}: each rank needs a core of its              own; use gpus {} or fewer",
+            "{gpus} CPU processes on a machine with {cores} core{}: each rank needs a core of \
+             its own; use gpus {} or fewer",
             if cores == 1 { "" } else { "s" },
             cores.max(1)
         )
