@@ -489,6 +489,15 @@ fn bad_data_parallel_settings_are_clear_errors_without_a_hang() {
     c.gpus = 3;
     let e = fails(c);
     assert!(e.contains("batch_size 32") && e.contains("3 ranks"), "{e}");
+    // More CPU ranks than this machine has cores: refused before any rank starts.
+    let mut c = two_ranks(tmp.path(), "dp_cores", 1);
+    c.gpus = std::thread::available_parallelism().map_or(1, |n| n.get()) * 2 + 2;
+    c.batch_size = c.gpus * 4;
+    let e = fails(c);
+    assert!(
+        e.contains("CPU processes on a machine with") && e.contains("use gpus"),
+        "{e}"
+    );
     // The rendezvous port is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut c = two_ranks(tmp.path(), "dp_port", 1);

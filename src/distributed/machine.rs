@@ -85,7 +85,7 @@ pub fn cpu_cores() -> usize {
 /// `gpus` CPU processes (Gloo) on a machine of `cores` cores: more processes than cores is
 /// refused (each rank gets one libtorch thread at least, so they would fight over the cores
 /// and train slower than fewer ranks: issue 18, `gpus 64` on 2 cores passed silently).
-fn cpu_ranks_issue(gpus: usize, cores: usize) -> Option<String> {
+pub(super) fn cpu_ranks_issue(gpus: usize, cores: usize) -> Option<String> {
     (gpus > cores).then(|| {
         format!(
             "{gpus} CPU processes on a machine with {cores} core{}: each rank needs a core of \
