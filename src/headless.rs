@@ -132,10 +132,9 @@ struct Follower {
 
 impl Follower {
     fn on_event(&mut self, event: Event) {
+        // Every log line on stdout, the failed-run line too (main says it again on stderr).
         for line in event.log_lines() {
-            if !matches!(event, Event::Failed(_)) {
-                self.print(&line);
-            }
+            self.print(&line);
         }
         match event {
             Event::StageStarted(s) => {

@@ -380,6 +380,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::RankWorker { job } => {
             let text = std::fs::read_to_string(&job)
                 .with_context(|| format!("cannot read the job file {}", job.display()))?;
+            // Read once: removed now, so that it is not left in the temporary folder when rank
+            // 0 dies before it could remove it.
+            let _ = std::fs::remove_file(&job);
             let job: Job = serde_yaml::from_str(&text)
                 .with_context(|| format!("{} is not a mislas job", job.display()))?;
             Ok(follow_rank(job, cli.saved, false))
@@ -618,10 +621,23 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
                     .run_dir
                     .as_ref()
                     .map_or(String::new(), |d| d.display().to_string());
+                let restarts = match j.restarts {
+                    0 => String::new(),
+                    1 => " (1 restart)".to_owned(),
+                    n => format!(" ({n} restarts)"),
+                };
                 println!(
-                    "{:>4}  {:<8} {:<7} {}  {}",
+                    "{:>4}  {:<8} {:<7} {}{restarts}  {}",
                     j.id, j.state, device, j.name, dir
                 );
+                // Why each attempt ended, when there was more than one or the last did not
+                // finish the run.
+                let finished = j.ends.last().is_some_and(|w| w.starts_with("finished"));
+                if j.restarts > 0 || !finished {
+                    for (k, why) in j.ends.iter().enumerate() {
+                        println!("        attempt {}: {why}", k + 1);
+                    }
+                }
             }
             Ok(0)
         }

@@ -88,6 +88,13 @@ fn train_on_a_missing_data_folder_fails_clearly() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/nonexistent/fmnist"), "{}", stderr(&o));
+    // The failed-run line is a log line: on stdout too (issue 18), the message on stderr.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().find(|l| l.starts_with("=> failed ("));
+    assert!(
+        line.is_some_and(|l| l.contains("/nonexistent/fmnist")),
+        "{out}"
+    );
     // Nothing is created for a run that could not start.
     assert_eq!(std::fs::read_dir(saved.path()).unwrap().count(), 0);
 }
@@ -489,4 +496,30 @@ fn sigusr1_saves_a_checkpoint_and_exits_to_be_requeued() {
         mislas::run_dir::read_metrics(&run).unwrap().len(),
         pos.epoch
     );
+}
+
+/// The README's paragraph on how a run fails names every kind of failure as the run says it.
+#[test]
+fn the_readme_names_every_failure_kind() {
+    use mislas::events::FailureKind as K;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let para = readme
+        .split("**How a run fails.**")
+        .nth(1)
+        .and_then(|r| r.split("\n\n").next())
+        .expect("the README has its paragraph on failures")
+        .replace('\n', " ");
+    for k in [
+        K::Config,
+        K::Data,
+        K::Checkpoint,
+        K::NonFinite,
+        K::OutOfMemory,
+        K::Io,
+        K::LostRank,
+        K::Internal,
+    ] {
+        assert!(para.contains(&k.to_string()), "{k} is missing: {para}");
+    }
 }

@@ -423,6 +423,52 @@ fn a_killed_rank_ends_every_rank_with_its_name_and_the_checkpoint_resumes() {
     );
 }
 
+/// Rank 0 writes each worker's job file to the temporary folder; the worker removes it once
+/// read, so that none is left there when rank 0 dies (kill -9) before it could remove it.
+#[test]
+fn a_workers_job_file_is_gone_once_the_worker_has_read_it() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let temp = tmp.path().join("tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let saved = tmp.path().join("saved");
+    let cfg = two_ranks(tmp.path(), "dp_jobfile", 2);
+    let yaml = tmp.path().join("cfg.yaml");
+    write_config(&cfg, &yaml);
+    let job_files = || -> Vec<String> {
+        std::fs::read_dir(&temp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("mislas-job-"))
+            .collect()
+    };
+    let mut rank0 = Command::new(BIN)
+        .args(["--saved", &saved.display().to_string(), "train", "--cfg"])
+        .arg(&yaml)
+        .env("TMPDIR", &temp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    // Epoch 0's checkpoint: both ranks train, the worker read its job long ago.
+    first_checkpoint(&saved);
+    let left = job_files();
+    // SAFETY: a signal to the process this test started.
+    unsafe { libc::kill(rank0.id() as libc::pid_t, libc::SIGKILL) };
+    rank0.wait().unwrap();
+    assert!(
+        left.is_empty(),
+        "job files left while the run trains: {left:?}"
+    );
+    assert!(
+        job_files().is_empty(),
+        "after rank 0's kill -9: {:?}",
+        job_files()
+    );
+}
+
 #[test]
 fn bad_data_parallel_settings_are_clear_errors_without_a_hang() {
     let _one = serial();
@@ -443,6 +489,15 @@ fn bad_data_parallel_settings_are_clear_errors_without_a_hang() {
     c.gpus = 3;
     let e = fails(c);
     assert!(e.contains("batch_size 32") && e.contains("3 ranks"), "{e}");
+    // More CPU ranks than this machine has cores: refused before any rank starts.
+    let mut c = two_ranks(tmp.path(), "dp_cores", 1);
+    c.gpus = std::thread::available_parallelism().map_or(1, |n| n.get()) * 2 + 2;
+    c.batch_size = c.gpus * 4;
+    let e = fails(c);
+    assert!(
+        e.contains("CPU processes on a machine with") && e.contains("use gpus"),
+        "{e}"
+    );
     // The rendezvous port is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut c = two_ranks(tmp.path(), "dp_port", 1);
@@ -514,6 +569,68 @@ fn ranks_started_with_other_settings_say_which_and_end() {
         );
     }
     assert!(!tmp.path().join("saved").exists(), "no run folder was made");
+}
+
+/// Two tasks as `srun -n 2` starts them (no torchrun environment, SLURM_* set as srun sets
+/// them, the port derived from SLURM_JOB_ID): they meet, train together on Gloo and write one
+/// run folder.
+#[test]
+fn two_tasks_started_as_srun_would_rank_from_slurm_and_write_one_run_folder() {
+    use mislas::distributed::srun;
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_cifar10(tmp.path());
+    let mut cfg = two_ranks(tmp.path(), "dp_srun", 1);
+    cfg.gpus = 1;
+    let yaml = tmp.path().join("cfg.yaml");
+    write_config(&cfg, &yaml);
+    // A job id whose port (15000 + id mod 10000) is free here.
+    let job_id = (0..srun::PORT_SPAN)
+        .map(|k| 40_000 + (k + std::process::id() as u64) % srun::PORT_SPAN)
+        .find(|id| std::net::TcpListener::bind(("127.0.0.1", srun::port_of_job(*id))).is_ok())
+        .unwrap();
+    let saved = tmp.path().join("saved").display().to_string();
+    let tasks: Vec<_> = (0..2)
+        .map(|r| {
+            let dir = tmp.path().join(format!("task{r}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut c = Command::new(BIN);
+            c.args([
+                "--saved",
+                &saved,
+                "train",
+                "--cfg",
+                &yaml.display().to_string(),
+            ])
+            .env_remove("RANK")
+            .env_remove("WORLD_SIZE")
+            .env_remove("MASTER_ADDR")
+            .env_remove("MASTER_PORT")
+            .env("SLURM_JOB_ID", job_id.to_string())
+            .env("SLURM_PROCID", r.to_string())
+            .env("SLURM_LOCALID", r.to_string())
+            .env("SLURM_NTASKS", "2")
+            .env("SLURM_NTASKS_PER_NODE", "2")
+            .env("SLURM_JOB_NODELIST", "localhost")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr.txt")).unwrap());
+            (c.spawn().unwrap(), dir)
+        })
+        .collect();
+    for (mut p, dir) in tasks {
+        let ok = p.wait().unwrap().success();
+        let err = std::fs::read_to_string(dir.join("stderr.txt")).unwrap();
+        assert!(ok, "{}: {err}", dir.display());
+    }
+    let folders: Vec<PathBuf> = std::fs::read_dir(&saved)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert_eq!(mislas::run_dir::read_metrics(&folders[0]).unwrap().len(), 1);
+    let out = std::fs::read_to_string(tmp.path().join("task0/stdout.txt")).unwrap();
+    assert!(out.contains("data parallel over 2 ranks"), "{out}");
 }
 
 #[test]

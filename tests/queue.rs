@@ -316,3 +316,103 @@ fn a_scheduler_killed_at_any_step_never_loses_doubles_or_orphans_a_run() {
         }
     }
 }
+
+/// The run's figures without its timing fields (equal between an interrupted run and an
+/// uninterrupted one).
+fn figures(dir: &Path) -> Vec<mislas::events::EpochReport> {
+    let mut m = mislas::run_dir::read_metrics(dir).unwrap();
+    for e in &mut m {
+        (e.train_seconds, e.eval_seconds, e.images_per_sec) = (0.0, 0.0, 0.0);
+    }
+    m
+}
+
+/// Retries (`max_restarts`): a run killed with -9 right after its first in-epoch checkpoint is
+/// started again by the scheduler, resumes from that checkpoint in its own run folder and ends
+/// with the figures and weights of the same run left uninterrupted; a run killed before any
+/// checkpoint is not retried, and `queue ls` says why each attempt ended.
+#[test]
+fn a_run_killed_after_its_checkpoint_is_retried_once_one_killed_before_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (project, data_dir) = (tmp.path().join("project"), tmp.path().join("data"));
+    write_tree(&tmp.path().join("tiny"));
+    std::fs::create_dir_all(&project).unwrap();
+    let cfg = Config {
+        num_epochs: 2,
+        // 6 ms: a checkpoint at every batch after the first.
+        checkpoint_every: 0.0001,
+        ..tiny_config(&tmp.path().join("tiny"))
+    };
+    std::fs::write(project.join("tiny.yaml"), cfg.to_yaml()).unwrap();
+    let q = |args: &[&str]| mislas(&project, &data_dir, args);
+    for name in ["killed", "whole", "early"] {
+        ok(&q(&[
+            "queue",
+            "add",
+            "train",
+            "--cfg",
+            "tiny.yaml",
+            "name",
+            name,
+        ]));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(&project)
+        .env("MISLAS_DATA_DIR", &data_dir)
+        .env(
+            "MISLAS_RUN_FAULT",
+            "kill_after_checkpoint@killed,kill_before_checkpoint@early",
+        )
+        .args(["queue", "run"])
+        .output()
+        .unwrap();
+    let log = ok(&out);
+    assert!(
+        log.contains("queue: run 1 killed (signal 9, SIGKILL): restart 1 of 2, from "),
+        "{log}"
+    );
+    assert!(
+        log.contains("queue: run 3 failed: killed (signal 9, SIGKILL): before its first checkpoint: not retried"),
+        "{log}"
+    );
+    let jobs = mislas::queue::Queue::open(&data_dir)
+        .unwrap()
+        .list()
+        .unwrap();
+    let summary: Vec<(&str, u32, usize)> = jobs
+        .iter()
+        .map(|j| (j.state.as_str(), j.restarts, j.ends.len()))
+        .collect();
+    assert_eq!(summary, [("done", 1, 2), ("done", 0, 1), ("failed", 0, 1)]);
+    let (killed, whole) = (
+        jobs[0].run_dir.clone().unwrap(),
+        jobs[1].run_dir.clone().unwrap(),
+    );
+    // The restart resumed the run's own folder, from its checkpoint of epoch 0.
+    assert_eq!(
+        jobs[0].resume.as_deref(),
+        Some(killed.join("ckps/current.safetensors").as_path())
+    );
+    let saved: Vec<_> = std::fs::read_dir(project.join("saved")).unwrap().collect();
+    assert_eq!(saved.len(), 3, "one folder per run, none for the restart");
+    assert_eq!(figures(&killed).len(), 2);
+    assert_eq!(figures(&killed), figures(&whole));
+    let (a, b) = (
+        mislas::checkpoint::load(&killed.join("ckps/current.safetensors")).unwrap(),
+        mislas::checkpoint::load(&whole.join("ckps/current.safetensors")).unwrap(),
+    );
+    for (k, t) in &a.tensors {
+        assert!(t.equal(&b.tensors[k]), "{k} differs after the restart");
+    }
+    // `queue ls`: the restart count and why each attempt ended.
+    let ls = ok(&q(&["queue", "ls"]));
+    assert!(ls.contains("killed (1 restart)"), "{ls}");
+    assert!(
+        ls.contains("attempt 1: killed (signal 9, SIGKILL): restart 1 of 2")
+            && ls.contains("attempt 2: finished")
+            && ls.contains(
+                "attempt 1: killed (signal 9, SIGKILL): before its first checkpoint: not retried"
+            ),
+        "{ls}"
+    );
+}

@@ -249,6 +249,10 @@ pub struct Config {
     /// Minutes between the checkpoints written inside an epoch (`ckps/current.safetensors` at a
     /// batch boundary, as a stop writes it); > 0.
     pub checkpoint_every: f64,
+    /// Times `mislas queue run` starts this run again from its checkpoint after it failed or
+    /// died having made progress (the queue's `retry` module decides); ≥ 0. Restarts after a
+    /// preemption (exit 75) do not count.
+    pub max_restarts: usize,
     /// Data set.
     pub dataset: DatasetName,
     /// Folder holding the data set's files.

@@ -179,6 +179,12 @@ fn check_before_launch(job: &Job, topo: &Topology, cuda: usize) -> Result<()> {
         probe.resume.clear();
         probe.ensure_valid()?;
     }
+    if topo.backend == Backend::Gloo {
+        let cores = super::machine::cpu_cores();
+        if let Some(why) = super::machine::cpu_ranks_issue(topo.local_size, cores) {
+            bail!("gpus: {why}");
+        }
+    }
     Ok(())
 }
 

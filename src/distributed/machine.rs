@@ -59,6 +59,11 @@ fn check_data_parallel(cfg: &Config, cuda_device_count: usize) -> Option<FieldIs
             "{} processes need as many CUDA devices, and this machine has {cuda_device_count}",
             cfg.gpus
         )
+    } else if let Some(why) = (!on_cuda)
+        .then(|| cpu_ranks_issue(cfg.gpus, cpu_cores()))
+        .flatten()
+    {
+        why
     } else if on_cuda && !super::c10d::has_nccl() {
         "this mislas was built without NCCL (CUDA's headers were missing at build time: run \
          scripts/setup.sh, then rebuild), so it runs one process per CUDA machine"
@@ -69,6 +74,25 @@ fn check_data_parallel(cfg: &Config, cuda_device_count: usize) -> Option<FieldIs
     Some(FieldIssue {
         key: "gpus",
         message,
+    })
+}
+
+/// The cores this process may use (1 when unknown).
+pub fn cpu_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `gpus` CPU processes (Gloo) on a machine of `cores` cores: more processes than cores is
+/// refused (each rank gets one libtorch thread at least, so they would fight over the cores
+/// and train slower than fewer ranks: issue 18, `gpus 64` on 2 cores passed silently).
+pub(super) fn cpu_ranks_issue(gpus: usize, cores: usize) -> Option<String> {
+    (gpus > cores).then(|| {
+        format!(
+            "{gpus} CPU processes on a machine with {cores} core{}: each rank needs a core of \
+             its own; use gpus {} or fewer",
+            if cores == 1 { "" } else { "s" },
+            cores.max(1)
+        )
     })
 }
 
@@ -118,6 +142,25 @@ mod tests {
         c.device = "cpu".into();
         assert!(check_machine(&c, 0).is_empty());
         assert!(c.validate().iter().any(|i| i.key == "amp"));
+    }
+
+    #[test]
+    fn more_cpu_ranks_than_cores_are_refused() {
+        assert_eq!(cpu_ranks_issue(2, 2), None);
+        assert_eq!(
+            cpu_ranks_issue(64, 2).as_deref(),
+            Some("64 CPU processes on a machine with 2 cores: each rank needs a core of its own; use gpus 2 or fewer")
+        );
+        let mut c = reference();
+        c.device = "cpu".into();
+        c.gpus = cpu_cores() + 1;
+        let issues = check_machine(&c, 0);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].key, "gpus");
+        // On CUDA the count is the devices', not the cores'.
+        c.device = "cuda".into();
+        c.gpus = 2;
+        assert!(check_machine(&c, 2).is_empty());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! * [`c10d`]: the process group (TCPStore rendezvous, Gloo on CPU, NCCL on CUDA);
 //! * [`Topology`]: where this process stands (rank, world size, rendezvous), from a
-//!   `torchrun`-style environment or from the configuration's `gpus`, `world_size`, `rank`,
-//!   `dist_url`;
+//!   `torchrun`-style environment, from the tasks of an `srun` step ([`srun`]) or from the
+//!   configuration's `gpus`, `world_size`, `rank`, `dist_url`;
 //! * [`GradientSync`]: what a data-parallel step adds between the backward pass and the SGD
 //!   step (the engine's step calls it);
 //! * [`machine`]: the checks of a configuration against this machine and this build;
@@ -15,6 +15,7 @@ pub mod c10d;
 pub mod launch;
 pub mod machine;
 pub mod replicas;
+pub mod srun;
 
 pub use replicas::Replicas;
 
@@ -74,7 +75,8 @@ pub struct Topology {
 impl Topology {
     /// The topology of a run of `cfg` in a process whose environment `env` gives; `None` for
     /// one process. A `torchrun`-style environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
-    /// `MASTER_ADDR`, `MASTER_PORT`) wins over the configuration.
+    /// `MASTER_ADDR`, `MASTER_PORT`) wins over the configuration; without one, the tasks of an
+    /// `srun` step rank from Slurm's variables ([`srun`]).
     ///
     /// From the configuration, as the reference: `gpus` processes per machine (with
     /// `multiprocessing_distributed` and `gpus` 1 on CUDA, one per CUDA device:
@@ -102,6 +104,9 @@ impl Topology {
         }
         if env(ENV_WORLD_SIZE).is_some() {
             bail!("{ENV_WORLD_SIZE} is set but {ENV_RANK} is not: a torchrun-style launch sets both (and {ENV_MASTER_ADDR}, {ENV_MASTER_PORT})");
+        }
+        if let Some(t) = srun::topology(env, backend, timeout)? {
+            return Ok(Some(t));
         }
         let local_size = match (cfg.multiprocessing_distributed, cfg.gpus, backend) {
             (true, 1, Backend::Nccl) => cuda_devices.max(1),

@@ -99,6 +99,13 @@ pub struct StageOutcome {
     pub best: Option<BestFigures>,
 }
 
+/// Environment variable of the run's fault drills (tests of the queue's retries): the run kills
+/// itself with SIGKILL at the step it names, unless it was resumed: `kill_after_checkpoint`
+/// (right after its first in-epoch checkpoint, `checkpoint_every`), `kill_before_checkpoint`
+/// (before its first training step, no checkpoint written); `STEP@NAME` only in the run named
+/// `NAME`; several, comma-separated.
+pub const RUN_FAULT_ENV: &str = "MISLAS_RUN_FAULT";
+
 /// Runs one stage of `cfg` (its `mode`) on this process's rank of `replicas`
 /// ([`Replicas::single`] alone), writing its run folder under `saved_root` (rank 0).
 ///
@@ -386,7 +393,9 @@ impl<'a> Trainer<'a> {
             }
             if agreed.checkpoint && batch.index > first_batch {
                 self.checkpoint_in_epoch(epoch, batch.index, t.sums)?;
+                self.fault_point("kill_after_checkpoint");
             }
+            self.fault_point("kill_before_checkpoint");
             self.train_batch(epoch, &batch, agreed.skip_step, &mut t)?;
         }
         t.train_seconds = t.started.elapsed().as_secs_f64();
@@ -528,6 +537,22 @@ impl<'a> Trainer<'a> {
         self.replicas
             .agree(self.link, skip_here, due)
             .kind(FailureKind::LostRank)
+    }
+
+    /// Fault drills ([`RUN_FAULT_ENV`]): kills this process (SIGKILL, as `kill -9`) at `step`
+    /// when the variable names it, in a run started afresh (not resumed), so that the restart
+    /// a queue makes of it runs to its end.
+    fn fault_point(&self, step: &str) {
+        let named = |item: &str| match item.split_once('@') {
+            Some((s, name)) => s == step && name == self.cfg.name,
+            None => item == step,
+        };
+        let drill = std::env::var(RUN_FAULT_ENV).unwrap_or_default();
+        if self.cfg.resume.is_empty() && drill.split(',').any(named) {
+            eprintln!("=> fault drill: kill -9 at {step}");
+            // SAFETY: a signal to this process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
     }
 
     /// The in-epoch checkpoint: the run saved before `batch` of `epoch` is trained, exactly as

@@ -24,6 +24,10 @@
 //! that never did any work, and it goes back to the queue at its place.
 //! `MISLAS_QUEUE_FAULT` ([`FAULT_ENV`]) aborts the scheduler at a named step, for fault drills.
 //!
+//! A run that ended is started again or not as [`retry`] decides: one that failed or died after
+//! writing a checkpoint resumes from it (at most `max_restarts` times), a preempted one
+//! (exit 75) always; each attempt's end is recorded in words (`queue ls`).
+//!
 //! A sweep is a grid over keys ([`expand_grid`]): `--grid smooth_head 0.1,0.2 --grid seed 0,1`
 //! queues one run per point, named by its values.
 use anyhow::{bail, Context, Result};
@@ -92,6 +96,12 @@ pub struct Job {
     pub run_dir: Option<PathBuf>,
     /// Its process, while running.
     pub pid: Option<i64>,
+    /// Times it was started again ([`retry`]).
+    pub restarts: u32,
+    /// Why each attempt ended, in words, oldest first ([`retry::decide`]).
+    pub ends: Vec<String>,
+    /// The checkpoint its next (or current) attempt resumes from, after a restart.
+    pub resume: Option<PathBuf>,
 }
 
 /// The queue database.
@@ -172,6 +182,8 @@ impl Queue {
              );",
         )
         .with_context(|| format!("{}: not a mislas queue", path.display()))?;
+        retry::migrate(&db)
+            .with_context(|| format!("{}: cannot add the restart columns", path.display()))?;
         Ok(Queue {
             db,
             dir: dir.to_path_buf(),
@@ -203,7 +215,8 @@ impl Queue {
     /// The database cannot be read.
     pub fn list(&self) -> Result<Vec<Job>> {
         let mut st = self.db.prepare(
-            "SELECT id, name, args, project, saved, state, device, run_dir, pid
+            "SELECT id, name, args, project, saved, state, device, run_dir, pid,
+                    restarts, ends, resume
              FROM jobs ORDER BY position, id",
         )?;
         let rows = st.query_map([], |r| {
@@ -217,10 +230,16 @@ impl Queue {
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<i64>>(8)?,
+                (
+                    r.get::<_, i64>(9)?,
+                    r.get::<_, String>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                ),
             ))
         })?;
         rows.map(|r| {
-            let (id, name, args, project, saved, state, device, run_dir, pid) = r?;
+            let (id, name, args, project, saved, state, device, run_dir, pid, more) = r?;
+            let (restarts, ends, resume) = more;
             Ok(Job {
                 id,
                 name,
@@ -231,6 +250,9 @@ impl Queue {
                 device,
                 run_dir: run_dir.map(PathBuf::from),
                 pid,
+                restarts: restarts as u32,
+                ends: serde_json::from_str(&ends).unwrap_or_default(),
+                resume: resume.map(PathBuf::from),
             })
         })
         .collect()
@@ -324,8 +346,14 @@ impl Queue {
             .optional()?;
         if let Some(id) = id {
             tx.execute(
-                "UPDATE jobs SET state = ?2, device = ?3, started = datetime('now') WHERE id = ?1",
-                params![id, state::STARTING, device],
+                "UPDATE jobs SET state = ?2, device = ?3, started = datetime('now'),
+                                 attempt_started = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    state::STARTING,
+                    device,
+                    retry::unix_seconds(std::time::SystemTime::now())
+                ],
             )?;
         }
         tx.commit()?;
@@ -333,15 +361,6 @@ impl Queue {
             Some(id) => self.list()?.into_iter().find(|j| j.id == id),
             None => None,
         })
-    }
-
-    fn set_ended_unwatched(&self, id: i64, run_dir: &Path) -> Result<()> {
-        self.db.execute(
-            "UPDATE jobs SET state = ?2, pid = NULL, run_dir = ?3, ended = datetime('now')
-             WHERE id = ?1",
-            params![id, state::ENDED, run_dir.display().to_string()],
-        )?;
-        Ok(())
     }
 
     /// Puts a run that never did any work back in the queue, at its place.
@@ -562,6 +581,7 @@ pub fn point_name(base: &str, point: &[(String, String)]) -> String {
     name
 }
 
+pub mod retry;
 mod scheduler;
 pub use scheduler::run_scheduler;
 

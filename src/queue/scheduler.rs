@@ -1,5 +1,6 @@
 //! The scheduler of `mislas queue run`: it starts the queued runs as processes of their own,
 //! with the durable start protocol of [`super`], and records how each ended.
+use super::retry::{self, Attempt, Decision};
 use super::{state, Job, Queue, FAULT_ENV};
 use anyhow::{bail, Context, Result};
 use rusqlite::params;
@@ -48,6 +49,8 @@ impl SchedulerLock {
 struct Running {
     id: i64,
     device: String,
+    /// When its process was started (a checkpoint newer than this is progress).
+    started: std::time::SystemTime,
     child: std::process::Child,
 }
 
@@ -187,16 +190,21 @@ impl Slots {
         Ok(())
     }
 
-    /// A run whose processes are gone and that no scheduler watched end: `ended` with its run
-    /// folder, or, without one, back in the queue.
+    /// A run whose processes are gone and that no scheduler watched end: with its run folder,
+    /// `ended` or started again as [`retry::decide`] says from that folder; without one, back
+    /// in the queue.
     fn settle(&self, queue: &Queue, id: i64) -> Result<()> {
         match announced_run_dir(&self.logs, id) {
             Some(dir) => {
-                queue.set_ended_unwatched(id, &dir)?;
+                let attempt = Attempt::read(Some(&dir), None, None, queue.attempt_start(id)?);
+                let (decision, why) = queue.after_attempt(id, &attempt, Some(&dir))?;
                 println!(
                     "queue: run {id} ended while no scheduler watched it: {} says how",
                     dir.display()
                 );
+                if let Decision::Restart { .. } = decision {
+                    println!("queue: run {id} {why}");
+                }
             }
             None => {
                 queue.requeue(id)?;
@@ -243,11 +251,21 @@ impl Slots {
         self.running.retain_mut(|r| match r.child.try_wait() {
             Ok(Some(status)) => {
                 fault_point("before_ended");
+                use std::os::unix::process::ExitStatusExt;
                 let dir = announced_run_dir(&logs, r.id);
-                if let Err(e) = queue.ended(r.id, status.code(), dir.as_deref()) {
-                    eprintln!("queue: run {}: {e:#}", r.id);
-                }
+                let attempt =
+                    Attempt::read(dir.as_deref(), status.code(), status.signal(), r.started);
                 println!("queue: run {} on {} ended ({status})", r.id, r.device);
+                match queue.after_attempt(r.id, &attempt, dir.as_deref()) {
+                    Ok((Decision::Restart { .. }, why)) => {
+                        println!("queue: run {} {why}", r.id)
+                    }
+                    Ok((Decision::Final(st), why)) if st != state::DONE => {
+                        println!("queue: run {} {st}: {why}", r.id)
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("queue: run {}: {e:#}", r.id),
+                }
                 false
             }
             _ => true,
@@ -284,10 +302,15 @@ fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
     let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let announce = announce_path(logs, job.id);
     let _ = fs::remove_file(&announce);
+    let args = match &job.resume {
+        Some(ck) => retry::resumed_args(&job.args, job.run_dir.as_deref(), ck),
+        None => job.args.clone(),
+    };
+    let started = std::time::SystemTime::now();
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--saved")
         .arg(&job.saved)
-        .args(&job.args)
+        .args(&args)
         .args(["device", device.split('/').next().unwrap_or(device)])
         .current_dir(&job.project)
         .env(crate::live::ANNOUNCE_ENV, &announce)
@@ -314,6 +337,7 @@ fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
     Ok(Running {
         id: job.id,
         device: device.to_owned(),
+        started,
         child,
     })
 }
