@@ -224,10 +224,20 @@ fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
     fixtures::tiny_cifar10(&root.join("data"));
     let mut add = words(&["queue", "add", "train", "--cfg"]);
     add.push(preset());
-    // Batch size 2, three epochs: enough batches per epoch for the signal to land inside the first.
-    add.extend(tiny_args("pre", "3", "2"));
+    // Batch size 4: about 50 batches per epoch, for the signal to land inside the first.
+    add.extend(tiny_args("pre", "2", "4"));
     ok(&mislas(root, &add));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mislas"))
+    // The uninterrupted run, here, meanwhile.
+    let whole = std::thread::spawn({
+        let root = root.to_path_buf();
+        move || {
+            let mut args = words(&["train", "--cfg", &preset()]);
+            args.extend(tiny_args("pre", "2", "4"));
+            args.extend(words(&["run_dir", "whole"]));
+            ok(&mislas(&root, &args));
+        }
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_mislas"))
         .current_dir(root)
         .env("MISLAS_DATA_DIR", root.join("queue"))
         .env("OMP_WAIT_POLICY", "PASSIVE")
@@ -267,7 +277,8 @@ fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("=> stopped "), "{text}");
+    // Stopped inside an epoch, at a batch boundary.
+    assert!(text.contains("=> stopped at epoch "), "{text}");
     assert!(text.contains(&format!("Slurm job {id} requeued")), "{text}");
     assert!(
         text.contains(&format!(
@@ -283,12 +294,14 @@ fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
     // One folder only, and the figures of the run trained without a break.
     let folders = std::fs::read_dir(root.join("saved")).unwrap().count();
     assert_eq!(folders, 1);
-    let mut args = words(&["train", "--cfg", &preset()]);
-    args.extend(tiny_args("pre", "3", "2"));
-    args.extend(words(&["run_dir", "whole"]));
-    ok(&mislas(root, &args));
+    let pos = mislas::checkpoint::load(&run.join("ckps/current.safetensors"))
+        .unwrap()
+        .position
+        .unwrap();
+    assert_eq!((pos.epoch, pos.batch), (2, 0));
+    whole.join().unwrap();
     let (a, b) = (figures(&run), figures(&root.join("whole")));
-    assert_eq!(a.len(), 3);
+    assert_eq!(a.len(), 2);
     assert_eq!(a, b, "the requeued run and the uninterrupted run differ");
 }
 
