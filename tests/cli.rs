@@ -506,8 +506,22 @@ fn fixed_folder_pipeline(root: &Path, tag: &str) -> Command {
         .arg("--stage2")
         .arg(preset("cifar10_imb01_stage2_mislas.yaml"))
         .args(["data_path", "./data", "num_epochs", "1", "device", "cpu"])
-        .args(["workers", "0", "print_freq", "5", "stage1.warmup_epochs", "0"])
-        .args(["stage1.batch_size", "32", "stage2.batch_size", "2"])
+        .args([
+            "workers",
+            "0",
+            "print_freq",
+            "5",
+            "stage1.warmup_epochs",
+            "0",
+        ])
+        .args([
+            "stage1.batch_size",
+            "32",
+            "stage2.batch_size",
+            "4",
+            "lr",
+            "0.01",
+        ])
         .args(["stage1.run_dir", &format!("{tag}/s1")])
         .args(["stage2.run_dir", &format!("{tag}/s2")]);
     c
@@ -542,7 +556,11 @@ fn a_pipeline_in_fixed_folders_is_continued_by_the_same_command() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(child.wait().unwrap().code(), Some(75), "{rest:?}");
-    assert!(rest.iter().any(|l| l.starts_with("=> stopped at epoch 0 batch")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("=> stopped at epoch 0 batch")),
+        "{rest:?}"
+    );
     let stopped = mislas::checkpoint::load(&root.join("pre/s2/ckps/current.safetensors"))
         .unwrap()
         .position
@@ -551,7 +569,12 @@ fn a_pipeline_in_fixed_folders_is_continued_by_the_same_command() {
     let again = fixed_folder_pipeline(root, "pre").output().unwrap();
     let out = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{out}\n{}", stderr(&again));
-    assert_eq!(out.matches("=> restart 1 of this run in this folder").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("=> restart 1 of this run in this folder")
+            .count(),
+        2,
+        "{out}"
+    );
     // Stage 1 trains nothing; stage 2 starts at the batch where it stopped (its first log line
     // is the first multiple of print_freq 5 from there).
     let first = out.find("Epoch: [").unwrap();
@@ -592,7 +615,10 @@ fn a_pipeline_in_fixed_folders_is_continued_by_the_same_command() {
     for s in ["s1", "s2"] {
         let (a, b) = (figures(&format!("pre/{s}")), figures(&format!("whole/{s}")));
         assert_eq!(a.len(), 1);
-        assert_eq!(a, b, "{s}: the continued pipeline differs from the uninterrupted one");
+        assert_eq!(
+            a, b,
+            "{s}: the continued pipeline differs from the uninterrupted one"
+        );
     }
 
     // Stage 2 pointed at stage 1's folder would overwrite it: refused.
@@ -602,5 +628,8 @@ fn a_pipeline_in_fixed_folders_is_continued_by_the_same_command() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("run_dir whole/s1") && e.contains("another"), "{e}");
+    assert!(
+        e.contains("run_dir whole/s1") && e.contains("another"),
+        "{e}"
+    );
 }
