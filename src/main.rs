@@ -596,39 +596,7 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
     let mut q = Queue::open(&dir)?;
     match action {
         QueueAction::Add { grid, yes, command } => queue_add(&q, &grid, yes, &command, saved),
-        QueueAction::Ls => {
-            if let Err(e) = q.refresh_slurm() {
-                eprintln!("note: the Slurm states could not be refreshed: {e:#}");
-            }
-            let jobs = q.list()?;
-            let slurm = q.slurm_jobs()?;
-            if jobs.is_empty() {
-                println!(
-                    "the queue ({}) is empty: `mislas queue add train --cfg FILE …` adds a run",
-                    dir.display()
-                );
-                return Ok(0);
-            }
-            println!(
-                "{:>4}  {:<8} {:<7} NAME  RUN FOLDER",
-                "ID", "STATE", "DEVICE"
-            );
-            for j in jobs {
-                let device = j.device.as_deref().unwrap_or("");
-                let dir = j
-                    .run_dir
-                    .as_ref()
-                    .map_or(String::new(), |d| d.display().to_string());
-                println!(
-                    "{:>4}  {:<8} {:<7} {}  {}",
-                    j.id, j.state, device, j.name, dir
-                );
-                if let Some(s) = slurm.iter().find(|s| s.id == j.id) {
-                    println!("      {}", slurm_line(s));
-                }
-            }
-            Ok(0)
-        }
+        QueueAction::Ls => queue_ls(&q, &dir),
         QueueAction::Rm { ids } => each(&ids, |id| {
             if !q.remove_slurm(id)? {
                 q.remove(id)?;
@@ -673,6 +641,42 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `mislas queue ls`: every run with its state, device and folder; a run handed to Slurm also
+/// gets its job's line (states asked of Slurm first).
+fn queue_ls(q: &mislas::queue::Queue, dir: &Path) -> Result<i32> {
+    if let Err(e) = q.refresh_slurm() {
+        eprintln!("note: the Slurm states could not be refreshed: {e:#}");
+    }
+    let jobs = q.list()?;
+    let slurm = q.slurm_jobs()?;
+    if jobs.is_empty() {
+        println!(
+            "the queue ({}) is empty: `mislas queue add train --cfg FILE …` adds a run",
+            dir.display()
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:>4}  {:<8} {:<7} NAME  RUN FOLDER",
+        "ID", "STATE", "DEVICE"
+    );
+    for j in jobs {
+        let device = j.device.as_deref().unwrap_or("");
+        let dir = j
+            .run_dir
+            .as_ref()
+            .map_or(String::new(), |d| d.display().to_string());
+        println!(
+            "{:>4}  {:<8} {:<7} {}  {}",
+            j.id, j.state, device, j.name, dir
+        );
+        if let Some(s) = slurm.iter().find(|s| s.id == j.id) {
+            println!("      {}", slurm_line(s));
+        }
+    }
+    Ok(0)
 }
 
 /// `queue ls`'s line of a run's Slurm job: its id, state, reason and exit code.

@@ -8,6 +8,9 @@
 //! - Preemption: a job signalled with `scancel --signal=USR1 --batch` inside its first epoch
 //!   saves a checkpoint, requeues itself, restarts in the same run folder (restart 1, Slurm's
 //!   count) and ends with metrics equal to an uninterrupted run's.
+//! - A 2-task `srun` data-parallel run on Gloo (two CPU tasks on the one node, the torchrun
+//!   variables set from `SLURM_PROCID`/`SLURM_NTASKS`/`SLURM_LOCALID`) completes and writes one
+//!   run folder.
 //! - Bad input: a partition Slurm does not know fails the run with Slurm's message; `queue
 //!   hold`/`release`/`rm` act on the Slurm job; a job that fails on the node shows Slurm's
 //!   state and exit code.
@@ -20,7 +23,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Tests in this binary: the last one to end brings the cluster down.
-const TESTS: usize = 3;
+const TESTS: usize = 4;
 static ENDED: AtomicUsize = AtomicUsize::new(0);
 static SERIAL: Mutex<()> = Mutex::new(());
 /// `Ok(brought_up_here)`, or why Slurm is not there.
@@ -373,4 +376,56 @@ fn slurm_refusals_and_failures_are_shown_in_its_words() {
     );
     let ls = ok(&mislas(root, &words(&["queue", "ls"])));
     assert!(ls.contains("queued"), "{ls}");
+}
+
+#[test]
+fn a_two_task_srun_trains_one_data_parallel_run() {
+    let Some(_c) = cluster("a_two_task_srun_trains_one_data_parallel_run") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fixtures::tiny_cifar10(&root.join("data"));
+    let mut train = vec![
+        env!("CARGO_BIN_EXE_mislas").to_owned(),
+        "train".into(),
+        "--cfg".into(),
+        preset(),
+    ];
+    train.extend(tiny_args("dp", "1", "32"));
+    train.extend(words(&["run_dir", "dp"]));
+    let port = 29_000 + std::process::id() % 1000;
+    let script = format!(
+        "#!/bin/bash\n#SBATCH -n 2\n#SBATCH -o {out}\ncd {root}\n\
+         srun -n 2 bash -c 'RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID \
+         MASTER_ADDR=127.0.0.1 MASTER_PORT={port} OMP_WAIT_POLICY=PASSIVE exec {train}'\n",
+        out = root.join("dp.out").display(),
+        root = root.display(),
+        train = train.join(" ")
+    );
+    std::fs::write(root.join("dp.sh"), script).unwrap();
+    let sub = Command::new("sbatch")
+        .args(["--parsable"])
+        .arg(root.join("dp.sh"))
+        .output()
+        .unwrap();
+    let id = ok(&sub).trim().to_owned();
+    let state = poll(240, "the srun job to end", || {
+        let s = mislas::queue::slurm::query_status(&id).ok()?;
+        s.is_final().then_some(s)
+    });
+    let out = std::fs::read_to_string(root.join("dp.out")).unwrap_or_default();
+    assert_eq!(state.state, "COMPLETED", "{out}");
+    assert!(out.contains("data parallel over 2 ranks"), "{out}");
+    let folders: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("config.yaml").is_file())
+        .collect();
+    assert_eq!(folders.len(), 1, "one run folder for both ranks");
+    assert_eq!(figures(&root.join("dp")).len(), 1);
+    assert!(
+        !root.join("saved").exists(),
+        "no second run folder under saved/"
+    );
 }
