@@ -633,3 +633,22 @@ fn a_pipeline_in_fixed_folders_is_continued_by_the_same_command() {
         "{e}"
     );
 }
+
+/// `checkpoint_every` 0 or negative (or not a number) is refused by name, with what is expected.
+#[test]
+fn checkpoint_every_must_be_a_positive_number_of_minutes() {
+    for v in ["0", "-5"] {
+        let o = mislas(&["config", "--cfg", STAGE1, "checkpoint_every", v]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!(
+                "checkpoint_every: must be a positive number of minutes (e.g. 10), is {v}"
+            )),
+            "{e}"
+        );
+    }
+    let o = mislas(&["config", "--cfg", STAGE1, "checkpoint_every", "often"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("checkpoint_every"), "{}", stderr(&o));
+}
