@@ -286,7 +286,72 @@ enum QueueAction {
         /// Runs side by side on a CPU-only machine (they share its cores).
         #[arg(long, default_value_t = 1)]
         cpu_slots: usize,
+        #[command(flatten)]
+        slurm: SlurmArgs,
     },
+}
+
+/// `queue run --slurm` and its sbatch options (defaults: the per-user `slurm.yaml`).
+#[derive(clap::Args, Debug)]
+struct SlurmArgs {
+    /// Submit each queued run as an sbatch job instead of starting it here; follows the jobs
+    /// until none pends or runs (`--detach`: returns once submitted).
+    #[arg(long)]
+    slurm: bool,
+    /// Return once every run is submitted (with --slurm); `queue ls` asks Slurm.
+    #[arg(long, requires = "slurm")]
+    detach: bool,
+    /// sbatch --partition.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// sbatch --account.
+    #[arg(long, requires = "slurm")]
+    account: Option<String>,
+    /// sbatch --time (MINUTES, HH:MM:SS, D-HH:MM:SS).
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// GPUs per run (--gpus-per-task, and the run's `gpus`).
+    #[arg(long, requires = "slurm")]
+    gpus: Option<u32>,
+    /// sbatch --cpus-per-task.
+    #[arg(long, requires = "slurm")]
+    cpus: Option<u32>,
+    /// sbatch --mem (e.g. 16G).
+    #[arg(long, requires = "slurm")]
+    mem: Option<String>,
+    /// Seconds before the time limit at which Slurm sends USR1 (the run checkpoints and
+    /// requeues itself) [default: 120].
+    #[arg(long, requires = "slurm")]
+    signal_seconds: Option<u64>,
+    /// More sbatch options, as one word each (`--sbatch=--qos=high`); repeatable.
+    #[arg(
+        long = "sbatch",
+        value_name = "OPTION",
+        requires = "slurm",
+        allow_hyphen_values = true
+    )]
+    extra: Vec<String>,
+}
+
+impl SlurmArgs {
+    /// The sbatch options: `slurm.yaml`'s, overridden by the command line's.
+    fn options(&self) -> Result<mislas::queue::slurm::SlurmOptions> {
+        use mislas::queue::slurm::{config_path, SlurmOptions};
+        let file = match config_path() {
+            Some(p) => SlurmOptions::from_file(&p)?,
+            None => SlurmOptions::default(),
+        };
+        Ok(file.overridden_by(SlurmOptions {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            time: self.time.clone(),
+            gpus: self.gpus,
+            cpus: self.cpus,
+            mem: self.mem.clone(),
+            signal_seconds: self.signal_seconds,
+            extra: self.extra.clone(),
+        }))
+    }
 }
 
 fn main() {
@@ -602,55 +667,37 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
     let mut q = Queue::open(&dir)?;
     match action {
         QueueAction::Add { grid, yes, command } => queue_add(&q, &grid, yes, &command, saved),
-        QueueAction::Ls => {
-            let jobs = q.list()?;
-            if jobs.is_empty() {
-                println!(
-                    "the queue ({}) is empty: `mislas queue add train --cfg FILE …` adds a run",
-                    dir.display()
-                );
-                return Ok(0);
+        QueueAction::Ls => queue_ls(&q, &dir),
+        QueueAction::Rm { ids } => each(&ids, |id| {
+            if !q.remove_slurm(id)? {
+                q.remove(id)?;
             }
-            println!(
-                "{:>4}  {:<8} {:<7} NAME  RUN FOLDER",
-                "ID", "STATE", "DEVICE"
-            );
-            for j in jobs {
-                let device = j.device.as_deref().unwrap_or("");
-                let dir = j
-                    .run_dir
-                    .as_ref()
-                    .map_or(String::new(), |d| d.display().to_string());
-                let restarts = match j.restarts {
-                    0 => String::new(),
-                    1 => " (1 restart)".to_owned(),
-                    n => format!(" ({n} restarts)"),
-                };
-                println!(
-                    "{:>4}  {:<8} {:<7} {}{restarts}  {}",
-                    j.id, j.state, device, j.name, dir
-                );
-                // Why each attempt ended, when there was more than one or the last did not
-                // finish the run.
-                let finished = j.ends.last().is_some_and(|w| w.starts_with("finished"));
-                if j.restarts > 0 || !finished {
-                    for (k, why) in j.ends.iter().enumerate() {
-                        println!("        attempt {}: {why}", k + 1);
-                    }
-                }
+            Ok(())
+        }),
+        QueueAction::Hold { ids } => each(&ids, |id| {
+            if !q.hold_slurm(id)? {
+                q.hold(id)?;
             }
-            Ok(0)
-        }
-        QueueAction::Rm { ids } => each(&ids, |id| q.remove(id)),
-        QueueAction::Hold { ids } => each(&ids, |id| q.hold(id)),
-        QueueAction::Release { ids } => each(&ids, |id| q.release(id)),
+            Ok(())
+        }),
+        QueueAction::Release { ids } => each(&ids, |id| {
+            if !q.release_slurm(id)? {
+                q.release(id)?;
+            }
+            Ok(())
+        }),
         QueueAction::First { id } => each(&[id], |id| q.to_front(id)),
         QueueAction::Index => {
             let n = q.reindex(&std::env::current_dir()?.join(saved))?;
             println!("indexed {n} runs of {}", saved.display());
             Ok(0)
         }
-        QueueAction::Run { cpu_slots } => {
+        QueueAction::Run { slurm, .. } if slurm.slurm => {
+            let exe = std::env::current_exe().context("cannot find the mislas executable")?;
+            queue::slurm::run_on_slurm(&mut q, &exe, &slurm.options()?, slurm.detach)?;
+            Ok(0)
+        }
+        QueueAction::Run { cpu_slots, .. } => {
             let devices: Vec<String> = match machine_cuda_devices() {
                 0 => (0..cpu_slots.max(1))
                     .map(|i| match i {
@@ -665,6 +712,70 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `mislas queue ls`: every run with its state, device and folder; a run handed to Slurm also
+/// gets its job's line (states asked of Slurm first).
+fn queue_ls(q: &mislas::queue::Queue, dir: &Path) -> Result<i32> {
+    if let Err(e) = q.refresh_slurm() {
+        eprintln!("note: the Slurm states could not be refreshed: {e:#}");
+    }
+    let jobs = q.list()?;
+    let slurm = q.slurm_jobs()?;
+    if jobs.is_empty() {
+        println!(
+            "the queue ({}) is empty: `mislas queue add train --cfg FILE …` adds a run",
+            dir.display()
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:>4}  {:<8} {:<7} NAME  RUN FOLDER",
+        "ID", "STATE", "DEVICE"
+    );
+    for j in jobs {
+        let device = j.device.as_deref().unwrap_or("");
+        let dir = j
+            .run_dir
+            .as_ref()
+            .map_or(String::new(), |d| d.display().to_string());
+        let restarts = match j.restarts {
+            0 => String::new(),
+            1 => " (1 restart)".to_owned(),
+            n => format!(" ({n} restarts)"),
+        };
+        println!(
+            "{:>4}  {:<8} {:<7} {}{restarts}  {}",
+            j.id, j.state, device, j.name, dir
+        );
+        if let Some(s) = slurm.iter().find(|s| s.id == j.id) {
+            println!("      {}", slurm_line(s));
+        }
+        // Why each attempt ended, when there was more than one or the last did not finish
+        // the run.
+        let finished = j.ends.last().is_some_and(|w| w.starts_with("finished"));
+        if j.restarts > 0 || !finished {
+            for (k, why) in j.ends.iter().enumerate() {
+                println!("        attempt {}: {why}", k + 1);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `queue ls`'s line of a run's Slurm job: its id, state, reason and exit code.
+fn slurm_line(s: &mislas::queue::slurm::SlurmJob) -> String {
+    let mut line = match s.job_id.as_str() {
+        "" => format!("Slurm: {}", s.state),
+        id => format!("Slurm job {id}: {}", s.state),
+    };
+    if let Some(r) = &s.reason {
+        line.push_str(&format!(", {r}"));
+    }
+    if let Some(c) = &s.exit_code {
+        line.push_str(&format!(", exit code {c}"));
+    }
+    line
 }
 
 /// `mislas queue add`: one run per point of the grid (one run without a grid), each checked

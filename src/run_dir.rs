@@ -8,7 +8,10 @@
 //!   metrics.jsonl               one JSON EpochReport per evaluated epoch
 //!   <log_dir>/<name>.txt        the reference's text log
 //!   <model_dir>/current.safetensors, <model_dir>/model_best.safetensors
+//!   restarts.json               how many times the run was continued (RESTARTS), when it was
 //! ```
+//!
+//! With the `run_dir` key the folder is the one it names instead ([`RunDir::create_at`]).
 use crate::config::{Config, Stage};
 use crate::events::EpochReport;
 use anyhow::{Context, Result};
@@ -21,6 +24,23 @@ use std::path::{Path, PathBuf};
 pub const CURRENT: &str = "current.safetensors";
 /// File name of the best checkpoint inside the model folder.
 pub const BEST: &str = "model_best.safetensors";
+
+/// File of a run folder that counts the run's restarts ([`Restarts`]).
+pub const RESTARTS: &str = "restarts.json";
+
+/// How many times a run was continued in its folder after its first start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restarts {
+    /// Restarts so far: Slurm's `SLURM_RESTART_COUNT` when the run is a Slurm job's, else the
+    /// folder's own count (one more than the last record).
+    pub count: u64,
+    /// Where `count` comes from: `SLURM_RESTART_COUNT` or `run folder`.
+    pub source: String,
+    /// Starts of the run in this folder, the first included (the folder's own count + 1).
+    pub starts: u64,
+    /// The Slurm job of the latest start, when under Slurm.
+    pub slurm_job: Option<String>,
+}
 
 /// Record of the long-tailed training subset, so anyone can check it against the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +93,66 @@ impl RunDir {
                 }
             }
         }
+    }
+
+    /// The run folder `root` itself (the `run_dir` key), for a run that starts there from
+    /// nothing: created when missing; an existing one that holds no checkpoint (a run killed
+    /// before its first) loses its `metrics.jsonl`, which no checkpoint continues.
+    ///
+    /// # Errors
+    /// `root` already holds a checkpoint (`<model_dir>/current.safetensors` or
+    /// `model_best.safetensors`) that this run does not continue: starting afresh there would
+    /// overwrite another run; or a folder or file cannot be created.
+    pub fn create_at(root: &Path, cfg: &Config) -> Result<RunDir> {
+        let ckpt_dir = root.join(&cfg.model_dir);
+        for f in [CURRENT, BEST] {
+            if ckpt_dir.join(f).is_file() {
+                anyhow::bail!(
+                    "run_dir {}: its checkpoint {} is not one this stage continues (another \
+                     stage or run wrote it); name another folder in run_dir, or leave run_dir \
+                     empty for a new one",
+                    root.display(),
+                    ckpt_dir.join(f).display()
+                );
+            }
+        }
+        let metrics = root.join("metrics.jsonl");
+        if metrics.is_file() {
+            fs::remove_file(&metrics)
+                .with_context(|| format!("cannot remove {}", metrics.display()))?;
+        }
+        Self::open(root.to_path_buf(), cfg)
+    }
+
+    /// Records one more start of a run continued in this folder in [`RESTARTS`] and returns
+    /// the record: the count is `slurm` (`SLURM_RESTART_COUNT`, with the job id) when given,
+    /// else one more than the folder's last record.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn record_restart(&self, slurm: Option<(u64, String)>) -> Result<Restarts> {
+        let p = self.root.join(RESTARTS);
+        let last = read_restarts(&self.root);
+        let starts = last.as_ref().map_or(1, |r| r.starts) + 1;
+        let record = match slurm {
+            Some((count, job)) => Restarts {
+                count,
+                source: "SLURM_RESTART_COUNT".into(),
+                starts,
+                slurm_job: Some(job),
+            },
+            None => Restarts {
+                count: last.map_or(0, |r| r.count) + 1,
+                source: "run folder".into(),
+                starts,
+                slurm_job: None,
+            },
+        };
+        if self.writes() {
+            fs::write(&p, serde_json::to_string_pretty(&record)?)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        Ok(record)
     }
 
     /// Opens (or creates) a run folder and appends to its log and metrics. Temporary
@@ -177,6 +257,13 @@ impl RunDir {
         writeln!(metrics, "{line}").context("cannot write metrics.jsonl")?;
         metrics.flush().context("cannot write metrics.jsonl")
     }
+}
+
+/// The [`RESTARTS`] record of a run folder; `None` for a run never continued (or an
+/// unreadable record).
+pub fn read_restarts(run_dir: &Path) -> Option<Restarts> {
+    let text = fs::read_to_string(run_dir.join(RESTARTS)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Reads `metrics.jsonl` of a run folder; a partly written last line (a run still writing) is
@@ -303,5 +390,47 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["current.safetensors"]);
+    }
+
+    /// The folder's own count goes 1, 2; Slurm's count wins when given; starts always grow.
+    #[test]
+    fn restarts_are_counted_by_the_folder_or_taken_from_slurm() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let run = RunDir::open(dir.path().to_path_buf(), &cfg).unwrap();
+        assert_eq!(read_restarts(dir.path()), None);
+        assert_eq!(run.record_restart(None).unwrap().count, 1);
+        let second = run.record_restart(None).unwrap();
+        assert_eq!((second.count, second.starts), (2, 3));
+        let slurm = run.record_restart(Some((1, "17".into()))).unwrap();
+        assert_eq!(
+            slurm,
+            Restarts {
+                count: 1,
+                source: "SLURM_RESTART_COUNT".into(),
+                starts: 4,
+                slurm_job: Some("17".into())
+            }
+        );
+        assert_eq!(read_restarts(dir.path()), Some(slurm));
+    }
+
+    /// A fresh start in a named folder drops the metrics of a run killed before its first
+    /// checkpoint, and refuses a folder whose checkpoint it would overwrite.
+    #[test]
+    fn a_named_folder_starts_afresh_only_without_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let root = dir.path().join("run");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("metrics.jsonl"), "{}\n").unwrap();
+        RunDir::create_at(&root, &cfg).unwrap();
+        assert_eq!(fs::read_to_string(root.join("metrics.jsonl")).unwrap(), "");
+        fs::write(root.join("ckps").join(BEST), "x").unwrap();
+        let e = RunDir::create_at(&root, &cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("model_best.safetensors") && e.contains("run_dir"),
+            "{e}"
+        );
     }
 }

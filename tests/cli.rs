@@ -1,6 +1,7 @@
 //! The command line as a user meets it: `mislas config` prints the resolved configuration or the
 //! error, and bad input ends with one clear message naming the file and what was expected, and a
 //! non-zero exit.
+use std::path::Path;
 use std::process::{Command, Output};
 
 mod fixtures;
@@ -522,4 +523,165 @@ fn the_readme_names_every_failure_kind() {
     ] {
         assert!(para.contains(&k.to_string()), "{k} is missing: {para}");
     }
+}
+
+/// The tiny pipeline on [`fixtures::tiny_cifar10`] in `root`, each stage in a fixed folder
+/// (`run_dir`): `s1`/`s2` under `root/<tag>`.
+fn fixed_folder_pipeline(root: &Path, tag: &str) -> Command {
+    let preset = |f: &str| format!("{}/presets/cifar10/{f}", env!("CARGO_MANIFEST_DIR"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mislas"));
+    c.current_dir(root)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .env_remove("SLURM_JOB_ID")
+        .env_remove("SLURM_RESTART_COUNT")
+        .args(["pipeline", "--stage1"])
+        .arg(preset("cifar10_imb01_stage1_mixup.yaml"))
+        .arg("--stage2")
+        .arg(preset("cifar10_imb01_stage2_mislas.yaml"))
+        .args(["data_path", "./data", "num_epochs", "1", "device", "cpu"])
+        .args([
+            "workers",
+            "0",
+            "print_freq",
+            "5",
+            "stage1.warmup_epochs",
+            "0",
+        ])
+        .args([
+            "stage1.batch_size",
+            "32",
+            "stage2.batch_size",
+            "4",
+            "lr",
+            "0.01",
+        ])
+        .args(["stage1.run_dir", &format!("{tag}/s1")])
+        .args(["stage2.run_dir", &format!("{tag}/s2")]);
+    c
+}
+
+/// A pipeline preempted (SIGUSR1) inside stage 2 and started again with the same command line
+/// continues by itself: stage 1 (finished) hands on its best checkpoint without training, stage 2
+/// continues in its folder from the batch where it stopped; each stage counts one restart, and
+/// stage 2's metrics equal an uninterrupted pipeline's. A stage pointed at a folder holding
+/// another stage's checkpoint is refused, naming the folder.
+#[test]
+fn a_pipeline_in_fixed_folders_is_continued_by_the_same_command() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fixtures::tiny_cifar10(&root.join("data"));
+    let mut child = fixed_folder_pipeline(root, "pre")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut in_stage2 = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        in_stage2 |= line.starts_with("=> stage2 of ");
+        if in_stage2 && line.starts_with("Epoch: [0][") {
+            break;
+        }
+    }
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(75), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("=> stopped at epoch 0 batch")),
+        "{rest:?}"
+    );
+    let stopped = mislas::checkpoint::load(&root.join("pre/s2/ckps/current.safetensors"))
+        .unwrap()
+        .position
+        .unwrap();
+
+    let again = fixed_folder_pipeline(root, "pre").output().unwrap();
+    let out = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{out}\n{}", stderr(&again));
+    assert_eq!(
+        out.matches("=> restart 1 of this run in this folder")
+            .count(),
+        2,
+        "{out}"
+    );
+    // Stage 1 trains nothing; stage 2 starts at the batch where it stopped (its first log line
+    // is the first multiple of print_freq 5 from there).
+    let first = out.find("Epoch: [").unwrap();
+    assert!(out.find("=> stage2 of ").unwrap() < first, "{out}");
+    let b: usize = out[first..]["Epoch: [0][".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (stopped.batch..stopped.batch + 5).contains(&b),
+        "stopped at batch {}, restarted with batch {b}",
+        stopped.batch
+    );
+    for s in ["s1", "s2"] {
+        let r = mislas::run_dir::read_restarts(&root.join("pre").join(s)).unwrap();
+        assert_eq!((r.count, r.starts, r.source.as_str()), (1, 2, "run folder"));
+    }
+    assert_eq!(std::fs::read_dir(root.join("pre")).unwrap().count(), 2);
+
+    let whole = fixed_folder_pipeline(root, "whole").output().unwrap();
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let figures = |dir: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(root.join(dir).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for k in ["train_seconds", "eval_seconds", "images_per_sec"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v
+            })
+            .collect()
+    };
+    for s in ["s1", "s2"] {
+        let (a, b) = (figures(&format!("pre/{s}")), figures(&format!("whole/{s}")));
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            a, b,
+            "{s}: the continued pipeline differs from the uninterrupted one"
+        );
+    }
+
+    // Stage 2 pointed at stage 1's folder would overwrite it: refused.
+    let o = fixed_folder_pipeline(root, "whole")
+        .args(["stage2.run_dir", "whole/s1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("run_dir whole/s1") && e.contains("another"),
+        "{e}"
+    );
+}
+
+/// `checkpoint_every` 0 or negative (or not a number) is refused by name, with what is expected.
+#[test]
+fn checkpoint_every_must_be_a_positive_number_of_minutes() {
+    for v in ["0", "-5"] {
+        let o = mislas(&["config", "--cfg", STAGE1, "checkpoint_every", v]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!(
+                "checkpoint_every: must be a positive number of minutes (e.g. 10), is {v}"
+            )),
+            "{e}"
+        );
+    }
+    let o = mislas(&["config", "--cfg", STAGE1, "checkpoint_every", "often"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("checkpoint_every"), "{}", stderr(&o));
 }

@@ -268,6 +268,13 @@ pub struct Config {
     /// Empty means none.
     #[serde(deserialize_with = "load::string_or_null")]
     pub resume: String,
+    /// The run's own folder; empty means a new `saved/<name>_<YYYYMMDDHHMM>/`. When set, the
+    /// stage writes there, and when the folder already holds its own latest checkpoint
+    /// (`<model_dir>/current.safetensors` of the same stage) it continues from it at its batch,
+    /// whatever `resume` says: a job that Slurm requeues (or that is started again) continues
+    /// its run without a person.
+    #[serde(deserialize_with = "load::string_or_null")]
+    pub run_dir: String,
     /// Half-open range [start, end) of many-shot (head) class indices, classes ordered by
     /// descending training count.
     pub head_class_idx: [usize; 2],

@@ -123,7 +123,27 @@ pub fn run_stage(
     link: &Link,
     replicas: &Replicas,
 ) -> Result<StageOutcome, Failure> {
-    Trainer::new(cfg, saved_root, link, replicas)?.fit()
+    let cfg = own_checkpoint(cfg);
+    Trainer::new(&cfg, saved_root, link, replicas)?.fit()
+}
+
+/// `cfg` with `resume` set to the run's own latest checkpoint when `run_dir` names a folder
+/// that holds one (`<run_dir>/<model_dir>/current.safetensors`): a restarted job continues its
+/// run at the batch where it stopped, whatever checkpoint it was first started from. Otherwise
+/// `cfg` unchanged.
+fn own_checkpoint(cfg: &Config) -> std::borrow::Cow<'_, Config> {
+    if cfg.run_dir.is_empty() {
+        return std::borrow::Cow::Borrowed(cfg);
+    }
+    let current = Path::new(&cfg.run_dir)
+        .join(&cfg.model_dir)
+        .join(crate::run_dir::CURRENT);
+    if !current.is_file() {
+        return std::borrow::Cow::Borrowed(cfg);
+    }
+    let mut own = cfg.clone();
+    own.resume = current.display().to_string();
+    std::borrow::Cow::Owned(own)
 }
 
 /// Sums over the trained batches of an epoch (what a mid-epoch checkpoint records).
@@ -252,6 +272,9 @@ impl<'a> Trainer<'a> {
         let mut opening: Vec<Event> = loaded.into_iter().map(Event::Log).collect();
         opening.push(Event::Log(format!("=> {}", recipe.describe())));
         if position.is_some() {
+            if run.writes() {
+                opening.push(Event::Log(restart_line(&run)?));
+            }
             opening.extend(changed_settings(cfg, &run.root));
         }
         let best = position
@@ -1035,9 +1058,26 @@ fn open_run_dir(
     data: &LongTailData,
 ) -> Result<RunDir, Failure> {
     if let Some(root) = continue_in {
+        let named = Path::new(&cfg.run_dir);
+        if !cfg.run_dir.is_empty() && !same_folder(named, &root) {
+            return Err(Failure::new(
+                FailureKind::Config,
+                format!(
+                    "run_dir {} and resume {} (the latest checkpoint of the run in {}) name two \
+                     runs: leave one of them empty",
+                    cfg.run_dir,
+                    cfg.resume,
+                    root.display()
+                ),
+            ));
+        }
         return RunDir::open(root, cfg).kind(FailureKind::Io);
     }
-    let run = RunDir::create(saved_root, cfg).kind(FailureKind::Io)?;
+    let run = match cfg.run_dir.is_empty() {
+        true => RunDir::create(saved_root, cfg),
+        false => RunDir::create_at(Path::new(&cfg.run_dir), cfg),
+    }
+    .kind(FailureKind::Io)?;
     run.write_config(cfg).kind(FailureKind::Io)?;
     let record = SubsetRecord {
         class_counts: data.class_counts.clone(),
@@ -1047,6 +1087,32 @@ fn open_run_dir(
     run.write_subset(&record, &data.kept_indices)
         .kind(FailureKind::Io)?;
     Ok(run)
+}
+
+/// Whether two paths name one folder (the same after resolving links and `..`).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Records a restart of a continued run in its folder ([`RunDir::record_restart`]; Slurm's
+/// `SLURM_RESTART_COUNT` when the run is a Slurm job's) and returns its log line.
+fn restart_line(run: &RunDir) -> Result<String, Failure> {
+    let slurm = std::env::var("SLURM_RESTART_COUNT")
+        .ok()
+        .and_then(|c| c.trim().parse::<u64>().ok())
+        .map(|c| (c, std::env::var("SLURM_JOB_ID").unwrap_or_default()));
+    let r = run.record_restart(slurm).kind(FailureKind::Io)?;
+    Ok(match &r.slurm_job {
+        Some(job) => format!(
+            "=> restart {} of this run (Slurm job {job}, SLURM_RESTART_COUNT; start {} in this \
+             folder)",
+            r.count, r.starts
+        ),
+        None => format!("=> restart {} of this run in this folder", r.count),
+    })
 }
 
 /// The run folder on this rank: rank 0 opens or creates it ([`open_run_dir`]) and tells the

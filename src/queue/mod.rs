@@ -70,6 +70,9 @@ pub mod state {
     pub const STOPPED: &str = "stopped";
     /// Ended with an error.
     pub const FAILED: &str = "failed";
+    /// Handed to Slurm (`queue run --slurm`): its Slurm job (`slurm_jobs`) says whether it
+    /// pends or runs.
+    pub const SUBMITTED: &str = "submitted";
     /// Ended while no scheduler watched it (the one that started it had ended): its run
     /// folder says how.
     pub const ENDED: &str = "ended";
@@ -184,6 +187,7 @@ impl Queue {
         .with_context(|| format!("{}: not a mislas queue", path.display()))?;
         retry::migrate(&db)
             .with_context(|| format!("{}: cannot add the restart columns", path.display()))?;
+        slurm::migrate(&db).with_context(|| format!("{}: not a mislas queue", path.display()))?;
         Ok(Queue {
             db,
             dir: dir.to_path_buf(),
@@ -584,6 +588,7 @@ pub fn point_name(base: &str, point: &[(String, String)]) -> String {
 pub mod retry;
 mod scheduler;
 pub use scheduler::run_scheduler;
+pub mod slurm;
 
 #[cfg(test)]
 mod tests {

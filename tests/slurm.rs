@@ -1,0 +1,431 @@
+//! The queue's Slurm backend against a real one-node Slurm (Debian's slurm-wlm and munge,
+//! brought up by `scripts/slurm_ci.sh up` once for this binary, serialised across its tests,
+//! and brought down after the last test when this binary brought it up). Where Slurm cannot be
+//! installed or started (no root, no apt), each test says it is skipped and why, and passes.
+//!
+//! - A queued sweep of three one-epoch runs on the Slurm backend completes; each run's
+//!   `metrics.jsonl` equals the same run started here (timing fields aside).
+//! - Preemption: a job signalled with `scancel --signal=USR1 --batch` inside its first epoch
+//!   saves a checkpoint, requeues itself, restarts in the same run folder (restart 1, Slurm's
+//!   count) and ends with metrics equal to an uninterrupted run's.
+//! - A 2-task `srun` data-parallel run on Gloo (two CPU tasks on the one node, the torchrun
+//!   variables set from `SLURM_PROCID`/`SLURM_NTASKS`/`SLURM_LOCALID`) completes and writes one
+//!   run folder.
+//! - Bad input: a partition Slurm does not know fails the run with Slurm's message; `queue
+//!   hold`/`release`/`rm` act on the Slurm job; a job that fails on the node shows Slurm's
+//!   state and exit code.
+mod fixtures;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Tests in this binary: the last one to end brings the cluster down.
+const TESTS: usize = 4;
+static ENDED: AtomicUsize = AtomicUsize::new(0);
+static SERIAL: Mutex<()> = Mutex::new(());
+/// `Ok(brought_up_here)`, or why Slurm is not there.
+static CLUSTER: OnceLock<Result<bool, String>> = OnceLock::new();
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm_ci.sh")
+}
+
+/// The cluster for one test: holds the serialising lock, and counts the test as ended on drop.
+struct Cluster {
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if ENDED.fetch_add(1, Ordering::SeqCst) + 1 == TESTS && CLUSTER.get() == Some(&Ok(true)) {
+            let _ = Command::new("bash").arg(script()).arg("down").output();
+        }
+    }
+}
+
+/// Brings the cluster up (once); `None` (after printing why) when the test is to be skipped.
+fn cluster(test: &str) -> Option<Cluster> {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let up = CLUSTER.get_or_init(|| {
+        let was_up = Command::new("scontrol")
+            .arg("ping")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("UP"));
+        if was_up {
+            return Ok(false);
+        }
+        match Command::new("bash").arg(script()).arg("up").output() {
+            Ok(o) if o.status.success() => Ok(true),
+            Ok(o) => Err(format!(
+                "scripts/slurm_ci.sh up failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            )),
+            Err(e) => Err(format!("cannot run bash scripts/slurm_ci.sh: {e}")),
+        }
+    });
+    let guard = Cluster { _serial: serial };
+    match up {
+        Ok(_) => Some(guard),
+        Err(why) => {
+            eprintln!("skipped {test}: no Slurm on this machine ({why})");
+            None
+        }
+    }
+}
+
+fn preset() -> String {
+    format!(
+        "{}/presets/cifar10/cifar10_imb01_stage1_mixup.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The tiny one-stage run's command line (after `train --cfg PRESET`).
+fn tiny_args(name: &str, epochs: &str, batch: &str) -> Vec<String> {
+    [
+        "name",
+        name,
+        "data_path",
+        "./data",
+        "num_epochs",
+        epochs,
+        "batch_size",
+        batch,
+        "warmup_epochs",
+        "0",
+        "device",
+        "cpu",
+        "workers",
+        "0",
+        "print_freq",
+        "5",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn mislas(root: &Path, args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("MISLAS_DATA_DIR", root.join("queue"))
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .env_remove("SLURM_JOB_ID")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn words(v: &[&str]) -> Vec<String> {
+    v.iter().map(|w| w.to_string()).collect()
+}
+
+/// `metrics.jsonl` of a run folder without its timing fields, one JSON value per epoch.
+fn figures(run: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_else(|e| panic!("{}: {e}", run.display()));
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let m = v.as_object_mut().unwrap();
+            for k in ["train_seconds", "eval_seconds", "images_per_sec"] {
+                assert!(m.remove(k).is_some(), "{k} missing in {l}");
+            }
+            v
+        })
+        .collect()
+}
+
+/// Trains `args` here, in a run folder of its own named by `run_dir`; returns the folder.
+fn local_run(root: &Path, name: &str, extra: &[String]) -> PathBuf {
+    let dir = root.join("local").join(name);
+    let mut args = words(&["train", "--cfg", &preset()]);
+    args.extend(tiny_args(name, "1", "32"));
+    args.extend(extra.iter().cloned());
+    args.extend(["run_dir".into(), dir.display().to_string()]);
+    ok(&mislas(root, &args));
+    dir
+}
+
+/// Polls `f` every 100 ms until it gives `Some`, for at most `secs` seconds.
+fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_queued_sweep_runs_as_slurm_jobs_with_the_figures_of_local_runs() {
+    let Some(_c) = cluster("a_queued_sweep_runs_as_slurm_jobs…") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fixtures::tiny_cifar10(&root.join("data"));
+    let mut add = words(&["queue", "add", "--grid", "seed", "0,1,2", "train", "--cfg"]);
+    add.push(preset());
+    add.extend(tiny_args("sw", "1", "32"));
+    ok(&mislas(root, &add));
+    // The same runs here, while Slurm runs the queue.
+    let local = std::thread::scope(|s| {
+        let slurm = s.spawn(|| mislas(root, &words(&["queue", "run", "--slurm"])));
+        let local: Vec<PathBuf> = (0..3)
+            .map(|seed| {
+                let n = seed.to_string();
+                local_run(root, &format!("sw_seed{seed}"), &words(&["seed", &n]))
+            })
+            .collect();
+        let out = ok(&slurm.join().unwrap());
+        assert_eq!(out.matches("submitted as Slurm job").count(), 3, "{out}");
+        local
+    });
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert_eq!(ls.matches("  done ").count(), 3, "{ls}");
+    assert_eq!(ls.matches(": COMPLETED").count(), 3, "{ls}");
+    for (i, here) in local.iter().enumerate() {
+        let run = root.join(format!("saved/sw_seed{i}_q{}", i + 1));
+        let (a, b) = (figures(&run), figures(here));
+        assert_eq!(a.len(), 1, "{}", run.display());
+        assert_eq!(a, b, "seed {i}: Slurm's run and the local run differ");
+        let log = std::fs::read_to_string(root.join(format!("queue/logs/{}.log", i + 1))).unwrap();
+        assert!(log.contains("=> stage1 of 'sw_seed"), "{log}");
+    }
+}
+
+#[test]
+fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
+    let Some(_c) = cluster("a_job_signalled_mid_epoch_requeues…") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fixtures::tiny_cifar10(&root.join("data"));
+    let mut add = words(&["queue", "add", "train", "--cfg"]);
+    add.push(preset());
+    // Batch size 4: about 50 batches per epoch, for the signal to land inside the first.
+    add.extend(tiny_args("pre", "2", "4"));
+    ok(&mislas(root, &add));
+    // The uninterrupted run, here, meanwhile.
+    let whole = std::thread::spawn({
+        let root = root.to_path_buf();
+        move || {
+            let mut args = words(&["train", "--cfg", &preset()]);
+            args.extend(tiny_args("pre", "2", "4"));
+            args.extend(words(&["run_dir", "whole"]));
+            ok(&mislas(&root, &args));
+        }
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("MISLAS_DATA_DIR", root.join("queue"))
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .args(["queue", "run", "--slurm"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = root.join("queue/logs/1.log");
+    // The job trains inside its first epoch: its first training line.
+    poll(120, "the first training line of the job", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("Epoch: [0][").then_some(())
+    });
+    let job = std::fs::read_to_string(root.join("queue/logs/1.sbatch")).unwrap();
+    assert!(job.contains("exec "), "{job}");
+    let id = poll(30, "the job id in queue ls", || {
+        let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+        ls.split("Slurm job ")
+            .nth(1)
+            .and_then(|t| t.split(':').next())
+            .map(str::to_owned)
+    });
+    let sig = Command::new("scancel")
+        .args(["--signal=USR1", "--batch", &id])
+        .output()
+        .unwrap();
+    assert!(
+        sig.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sig.stderr)
+    );
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Stopped inside an epoch, at a batch boundary.
+    assert!(text.contains("=> stopped at epoch "), "{text}");
+    assert!(text.contains(&format!("Slurm job {id} requeued")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "=> restart 1 of this run (Slurm job {id}, SLURM_RESTART_COUNT"
+        )),
+        "{text}"
+    );
+    let run = root.join("saved/pre_q1");
+    let restarts = mislas::run_dir::read_restarts(&run).unwrap();
+    assert_eq!((restarts.count, restarts.starts), (1, 2));
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert!(ls.contains(&format!("Slurm job {id}: COMPLETED")), "{ls}");
+    // One folder only, and the figures of the run trained without a break.
+    let folders = std::fs::read_dir(root.join("saved")).unwrap().count();
+    assert_eq!(folders, 1);
+    let pos = mislas::checkpoint::load(&run.join("ckps/current.safetensors"))
+        .unwrap()
+        .position
+        .unwrap();
+    assert_eq!((pos.epoch, pos.batch), (2, 0));
+    whole.join().unwrap();
+    let (a, b) = (figures(&run), figures(&root.join("whole")));
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b, "the requeued run and the uninterrupted run differ");
+}
+
+#[test]
+fn slurm_refusals_and_failures_are_shown_in_its_words() {
+    let Some(_c) = cluster("slurm_refusals_and_failures_are_shown…") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fixtures::tiny_cifar10(&root.join("data"));
+    let add = |extra: &[&str]| {
+        let mut a = words(&["queue", "add", "train", "--cfg"]);
+        a.push(preset());
+        a.extend(tiny_args("bad", "1", "32"));
+        a.extend(words(extra));
+        ok(&mislas(root, &a));
+    };
+    // A partition Slurm does not know: the run fails with Slurm's message.
+    add(&[]);
+    let o = mislas(
+        root,
+        &words(&["queue", "run", "--slurm", "--partition", "nosuchpart"]),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("invalid partition"), "{err}");
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert!(
+        ls.contains("failed") && ls.contains("invalid partition"),
+        "{ls}"
+    );
+    // A run that fails on the node (no data there): Slurm's FAILED with its exit code.
+    add(&["data_path", "./nowhere"]);
+    ok(&mislas(root, &words(&["queue", "run", "--slurm"])));
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert!(
+        ls.contains(": FAILED") && ls.contains("exit code 1:0"),
+        "{ls}"
+    );
+    // Hold, release and rm act on the Slurm job: a held job pends with Slurm's reason.
+    add(&["num_epochs", "50"]);
+    ok(&mislas(
+        root,
+        &words(&["queue", "run", "--slurm", "--detach", "--sbatch=--hold"]),
+    ));
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert!(ls.contains("PENDING, JobHeldUser"), "{ls}");
+    ok(&mislas(root, &words(&["queue", "release", "3"])));
+    poll(60, "the released job to run", || {
+        let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+        ls.contains(": RUNNING").then_some(())
+    });
+    ok(&mislas(root, &words(&["queue", "rm", "3"])));
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert!(!ls.contains("   3  "), "{ls}");
+    // No sbatch on the PATH: said before anything is taken.
+    add(&[]);
+    let o = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("MISLAS_DATA_DIR", root.join("queue"))
+        .env("PATH", "/nonexistent")
+        .args(["queue", "run", "--slurm"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("`sbatch` is not on the PATH"),
+        "{err}"
+    );
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert!(ls.contains("queued"), "{ls}");
+}
+
+#[test]
+fn a_two_task_srun_trains_one_data_parallel_run() {
+    let Some(_c) = cluster("a_two_task_srun_trains_one_data_parallel_run") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fixtures::tiny_cifar10(&root.join("data"));
+    let mut train = vec![
+        env!("CARGO_BIN_EXE_mislas").to_owned(),
+        "train".into(),
+        "--cfg".into(),
+        preset(),
+    ];
+    train.extend(tiny_args("dp", "1", "32"));
+    train.extend(words(&["run_dir", "dp"]));
+    let port = 29_000 + std::process::id() % 1000;
+    let script = format!(
+        "#!/bin/bash\n#SBATCH -n 2\n#SBATCH -o {out}\ncd {root}\n\
+         srun -n 2 bash -c 'RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID \
+         MASTER_ADDR=127.0.0.1 MASTER_PORT={port} OMP_WAIT_POLICY=PASSIVE exec {train}'\n",
+        out = root.join("dp.out").display(),
+        root = root.display(),
+        train = train.join(" ")
+    );
+    std::fs::write(root.join("dp.sh"), script).unwrap();
+    let sub = Command::new("sbatch")
+        .args(["--parsable"])
+        .arg(root.join("dp.sh"))
+        .output()
+        .unwrap();
+    let id = ok(&sub).trim().to_owned();
+    let state = poll(240, "the srun job to end", || {
+        let s = mislas::queue::slurm::query_status(&id).ok()?;
+        s.is_final().then_some(s)
+    });
+    let out = std::fs::read_to_string(root.join("dp.out")).unwrap_or_default();
+    assert_eq!(state.state, "COMPLETED", "{out}");
+    assert!(out.contains("data parallel over 2 ranks"), "{out}");
+    let folders: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("config.yaml").is_file())
+        .collect();
+    assert_eq!(folders.len(), 1, "one run folder for both ranks");
+    assert_eq!(figures(&root.join("dp")).len(), 1);
+    assert!(
+        !root.join("saved").exists(),
+        "no second run folder under saved/"
+    );
+}
