@@ -68,7 +68,25 @@ pub fn topology(
         None => bail!("SLURM_PROCID is set, so SLURM_LOCALID must be too (srun sets both)"),
     };
     let local_size = local_size(env)?.unwrap_or(world_size).max(1);
-    let master_addr = match env(ENV_MASTER_ADDR) {
+    let master_addr = master_addr(env)?;
+    let master_port = master_port(env)?;
+    Ok(Some(Topology {
+        rank,
+        world_size,
+        local_rank,
+        local_size,
+        master_addr,
+        master_port,
+        backend,
+        timeout,
+        launches_local_ranks: false,
+    }))
+}
+
+/// The host of the rendezvous: `MASTER_ADDR`, else the first host of the step's (or the job's)
+/// node list.
+fn master_addr(env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    Ok(match env(ENV_MASTER_ADDR) {
         Some(a) => a,
         None => {
             let (name, list) = match (env("SLURM_STEP_NODELIST"), env("SLURM_JOB_NODELIST")) {
@@ -85,8 +103,12 @@ pub fn topology(
                 .next()
                 .with_context(|| format!("{name} is empty"))?
         }
-    };
-    let master_port = match (env(ENV_MASTER_PORT), env("SLURM_JOB_ID")) {
+    })
+}
+
+/// The port of the rendezvous: `MASTER_PORT`, else [`port_of_job`] of `SLURM_JOB_ID`.
+fn master_port(env: &dyn Fn(&str) -> Option<String>) -> Result<u16> {
+    Ok(match (env(ENV_MASTER_PORT), env("SLURM_JOB_ID")) {
         (Some(p), _) => p
             .trim()
             .parse::<u16>()
@@ -102,18 +124,7 @@ pub fn topology(
             "SLURM_PROCID is set but SLURM_JOB_ID is not: the rendezvous port is derived from \
              it (or set {ENV_MASTER_PORT})"
         ),
-    };
-    Ok(Some(Topology {
-        rank,
-        world_size,
-        local_rank,
-        local_size,
-        master_addr,
-        master_port,
-        backend,
-        timeout,
-        launches_local_ranks: false,
-    }))
+    })
 }
 
 /// Ranks on this node: `SLURM_NTASKS_PER_NODE`, else the first count of Slurm's tasks-per-node
