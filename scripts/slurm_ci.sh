@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# up.sh — one-node Slurm "cluster" for CI on Debian 12 (bookworm), run as root, no systemd.
+# scripts/slurm_ci.sh — the project's one-node Slurm "cluster" for its tests (tests/slurm.rs) on Debian 12 (bookworm),
+# run as root, no systemd; adapted from ../shared/slurm/up.sh (accounting off by default: SLURM_ACCT=0).
 # Tested on: Debian 12 under gVisor (runsc), 2 cores, slurm-wlm 22.05.8-4+deb12u3, munge 0.5.15,
 #            MariaDB 10.11.19 (only with SLURM_ACCT=1).
 #
-#   up.sh up       install (if needed) + write config + start munged, [mariadb, slurmdbd,] slurmctld, slurmd
-#   up.sh down     cancel all jobs, stop every daemon this script started (by PID file only)
-#   up.sh status   show daemons / sinfo / squeue
+#   slurm_ci.sh up       install (if needed) + write config + start munged, [mariadb, slurmdbd,] slurmctld, slurmd
+#   slurm_ci.sh down     cancel all jobs, stop every daemon this script started (by PID file only)
+#   slurm_ci.sh status   show daemons / sinfo / squeue
 #
 # Env knobs:
 #   SLURM_ACCT=1        (default 0) 1: also bring up MariaDB + slurmdbd so `sacct` works.
@@ -62,7 +63,7 @@ install_pkgs() {
 write_conf() {
   mkdir -p "$ETC" "$D"/{spool/ctld,spool/d,log,run}
   cat > "$ETC/slurm.conf" <<EOF
-# one-node CI cluster, written by up.sh
+# one-node CI cluster, written by scripts/slurm_ci.sh
 ClusterName=ci
 SlurmctldHost=$H
 SlurmUser=root
