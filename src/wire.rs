@@ -243,6 +243,40 @@ impl Link {
 mod tests {
     use super::*;
 
+    /// Stage-2 names: kept when distinct, the recipe appended to all when two coincide,
+    /// refused when name and recipe both coincide or there is no stage 2.
+    #[test]
+    fn stage2_runs_are_named_apart() {
+        use crate::config::ClassifierRecipe;
+        let c = |name: &str, recipe| Config {
+            name: name.into(),
+            recipe,
+            ..Config::default()
+        };
+        let names = |s: &[Config]| s.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let mut own = vec![
+            c("a_stage2_mislas", ClassifierRecipe::Mislas),
+            c("a_stage2_crt", ClassifierRecipe::Crt),
+        ];
+        name_stage2_runs(&mut own).unwrap();
+        assert_eq!(names(&own), ["a_stage2_mislas", "a_stage2_crt"]);
+        let mut swept = vec![
+            c("r_seed0", ClassifierRecipe::Mislas),
+            c("r_seed0", ClassifierRecipe::Crt),
+            c("other", ClassifierRecipe::Lws),
+        ];
+        name_stage2_runs(&mut swept).unwrap();
+        assert_eq!(
+            names(&swept),
+            ["r_seed0_mislas", "r_seed0_crt", "other_lws"]
+        );
+        let mut twins = vec![c("r", ClassifierRecipe::Crt), c("r", ClassifierRecipe::Crt)];
+        let e = name_stage2_runs(&mut twins).unwrap_err().to_string();
+        assert!(e.contains("same name and recipe (r_crt, r_crt)"), "{e}");
+        let e = name_stage2_runs(&mut []).unwrap_err().to_string();
+        assert!(e.contains("at least one stage-2"), "{e}");
+    }
+
     #[test]
     fn pause_blocks_until_resume_and_stop_wins() {
         let (etx, erx) = crossbeam_channel::unbounded();

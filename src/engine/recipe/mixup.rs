@@ -80,6 +80,7 @@ pub struct MixupRecipe {
     cos: bool,
     warmup_epochs: usize,
     lr_milestones: Vec<usize>,
+    lr_decay: f64,
     stream: InstanceBalanced,
     pretrained_weights: PathBuf,
 }
@@ -136,6 +137,7 @@ impl MixupRecipe {
             cos: cfg.cos,
             warmup_epochs: cfg.effective_warmup(),
             lr_milestones: cfg.lr_milestones.clone(),
+            lr_decay: cfg.lr_decay,
             stream: InstanceBalanced::of(cfg),
             pretrained_weights: PathBuf::from(&cfg.pretrained_weights),
         })
@@ -203,6 +205,7 @@ impl StageRecipe for MixupRecipe {
             self.cos,
             self.warmup_epochs,
             &self.lr_milestones,
+            self.lr_decay,
         )]
     }
 
