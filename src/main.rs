@@ -394,6 +394,11 @@ fn pipeline_configs(
         }
     }
     let c1 = load(stage1, &[both.clone(), only1].concat())?;
+    // A sweep's every point is checked before any is queued: stage 1 too (`loss ldam` without
+    // `classifier normed` is refused here, not an hour later).
+    if let Some(i) = c1.config.validate().first() {
+        bail!("{}: {}: {}", stage1.display(), i.key, i.message);
+    }
     let mut c2 = Vec::new();
     for path in stage2 {
         let c = load(path, &[both.clone(), only2.clone()].concat())?.config;
