@@ -580,12 +580,19 @@ pub fn launch(job: &crate::wire::Job, saved_root: &Path, project_root: &Path) ->
     cmd.arg("--saved").arg(saved_root);
     match job {
         Job::Single(cfg) => cmd.arg("train").arg("--cfg").arg(write("stage.yaml", cfg)?),
-        Job::Pipeline { stage1, stage2 } => cmd
-            .arg("pipeline")
-            .arg("--stage1")
-            .arg(write("stage1.yaml", stage1)?)
-            .arg("--stage2")
-            .arg(write("stage2.yaml", stage2)?),
+        Job::Pipeline { stage1, stage2 } => {
+            cmd.arg("pipeline")
+                .arg("--stage1")
+                .arg(write("stage1.yaml", stage1)?);
+            for (i, c) in stage2.iter().enumerate() {
+                let file = match i {
+                    0 => "stage2.yaml".to_owned(),
+                    _ => format!("stage2_{}.yaml", i + 1),
+                };
+                cmd.arg("--stage2").arg(write(&file, c)?);
+            }
+            &mut cmd
+        }
     };
     let output = launch_dir.join("output.log");
     let out =

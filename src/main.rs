@@ -54,14 +54,16 @@ enum Command {
     /// Classifier-stage methods and calibration fixes side by side on one stage-1 checkpoint:
     /// table with bootstrap intervals, CSV, Markdown, JSON and figures.
     Compare(CompareArgs),
-    /// Stage 1, then stage 2 on stage 1's best checkpoint (default: Fashion-MNIST-LT, IF 0.01).
+    /// Stage 1, then stage 2 on stage 1's best checkpoint (default: Fashion-MNIST-LT, IF 0.01);
+    /// several `--stage2` run one after another on the same checkpoint, each in its own folder.
     Pipeline {
         /// Stage-1 configuration.
         #[arg(long, default_value = DEFAULT_STAGE1)]
         stage1: PathBuf,
-        /// Stage-2 configuration.
+        /// Stage-2 configuration; repeat it (`--stage2 A --stage2 B`) for several classifier
+        /// stages on one stage-1 run.
         #[arg(long, default_value = DEFAULT_STAGE2)]
-        stage2: PathBuf,
+        stage2: Vec<PathBuf>,
         /// KEY VALUE overrides for both stages; `stage1.KEY VALUE` / `stage2.KEY VALUE` for one.
         #[arg(allow_negative_numbers = true, value_name = "KEY VALUE")]
         opts: Vec<String>,
@@ -246,7 +248,8 @@ enum QueueAction {
     /// Queue a `train …` or `pipeline …` command line; with `--grid`, one run per grid point.
     Add {
         /// A sweep key and its comma-separated values, e.g. `--grid seed 0,1,2`; repeat for a
-        /// grid (`--grid smooth_head 0.1,0.2 --grid seed 0,1`: four runs).
+        /// grid (`--grid smooth_head 0.1,0.2 --grid seed 0,1`: four runs). A value may set
+        /// other keys at its points: `--grid stage1.loss ce,ce+stage1.mixup=false`.
         #[arg(long, num_args = 2, value_names = ["KEY", "VALUES"])]
         grid: Vec<String>,
         /// Queue more than 100 runs without asking.
@@ -428,7 +431,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(follow(
                 Job::Pipeline {
                     stage1: c1.config,
-                    stage2: c2.config,
+                    stage2: c2,
                 },
                 cli.saved,
             ))
@@ -501,13 +504,14 @@ fn export_runs(saved: &Path, groups: bool, out: Option<&Path>) -> Result<i32> {
     Ok(0)
 }
 
-/// The two stages' configurations of `mislas pipeline`: `stage1.KEY VALUE` / `stage2.KEY VALUE`
-/// override one stage, `KEY VALUE` both; stage 2's is checked before stage 1 runs for hours.
+/// The stages' configurations of `mislas pipeline`: `stage1.KEY VALUE` / `stage2.KEY VALUE`
+/// override one stage (`stage2.` every stage 2), `KEY VALUE` all; the stage 2s are checked
+/// before stage 1 runs for hours, and named apart ([`mislas::wire::name_stage2_runs`]).
 fn pipeline_configs(
     stage1: &Path,
-    stage2: &Path,
+    stage2: &[PathBuf],
     opts: &[String],
-) -> Result<(LoadedConfig, LoadedConfig)> {
+) -> Result<(LoadedConfig, Vec<Config>)> {
     let (mut both, mut only1, mut only2) = (Vec::new(), Vec::new(), Vec::new());
     if !opts.len().is_multiple_of(2) {
         bail!(
@@ -526,15 +530,25 @@ fn pipeline_configs(
         }
     }
     let c1 = load(stage1, &[both.clone(), only1].concat())?;
-    let c2 = load(stage2, &[both, only2].concat())?;
-    // Fail before stage 1 runs for hours when stage 2's configuration is unusable.
-    let mut probe = c2.config.clone();
-    probe.resume.clear();
-    let mut issues = probe.validate();
-    issues.extend(check_machine(&probe, machine_cuda_devices()));
-    if let Some(i) = issues.first() {
-        bail!("{}: {}: {}", stage2.display(), i.key, i.message);
+    // A sweep's every point is checked before any is queued: stage 1 too (`loss ldam` without
+    // `classifier normed` is refused here, not an hour later).
+    if let Some(i) = c1.config.validate().first() {
+        bail!("{}: {}: {}", stage1.display(), i.key, i.message);
     }
+    let mut c2 = Vec::new();
+    for path in stage2 {
+        let c = load(path, &[both.clone(), only2.clone()].concat())?.config;
+        // Fail before stage 1 runs for hours when a stage-2 configuration is unusable.
+        let mut probe = c.clone();
+        probe.resume.clear();
+        let mut issues = probe.validate();
+        issues.extend(check_machine(&probe, machine_cuda_devices()));
+        if let Some(i) = issues.first() {
+            bail!("{}: {}: {}", path.display(), i.key, i.message);
+        }
+        c2.push(c);
+    }
+    mislas::wire::name_stage2_runs(&mut c2)?;
     Ok((c1, c2))
 }
 
@@ -612,7 +626,7 @@ fn follow(job: Job, saved: PathBuf) -> i32 {
 fn follow_rank(job: Job, saved: PathBuf, attachable: bool) -> i32 {
     let stages = match &job {
         Job::Single(_) => 1,
-        Job::Pipeline { .. } => 2,
+        Job::Pipeline { stage2, .. } => 1 + stage2.len(),
     };
     let mut handle = engine::spawn(job, saved);
     if attachable {
@@ -883,7 +897,13 @@ fn queued_name(args: &[String], point: &[(String, String)]) -> Result<(String, V
             opts,
         }) => {
             let (c1, c2) = pipeline_configs(&stage1, &stage2, &opts)?;
-            let (n1, n2) = (named(&c1.config), named(&c2.config));
+            let n1 = named(&c1.config);
+            // Several stage 2s share the stage-1 run's name, and each gets its recipe's
+            // (`…_seed0_mislas`, `…_seed0_crt`).
+            let n2 = match c2.as_slice() {
+                [one] => named(one),
+                _ => n1.clone(),
+            };
             Ok((
                 n1.clone(),
                 vec!["stage1.name".into(), n1, "stage2.name".into(), n2],

@@ -18,12 +18,14 @@ use std::thread::JoinHandle;
 pub enum Job {
     /// One stage, as the configuration's `mode` says.
     Single(Config),
-    /// Stage 1, then stage 2 with `resume` set to stage 1's best checkpoint.
+    /// Stage 1, then each stage 2 in turn, each with `resume` set to stage 1's best checkpoint
+    /// and a run folder of its own (e.g. MiSLAS and cRT on one backbone).
     Pipeline {
         /// Stage-1 configuration.
         stage1: Config,
-        /// Stage-2 configuration (its `resume` is replaced).
-        stage2: Config,
+        /// Stage-2 configurations, at least one, run in this order (their `resume` is replaced);
+        /// [`name_stage2_runs`] keeps their names apart.
+        stage2: Vec<Config>,
     },
 }
 
@@ -74,7 +76,7 @@ impl Job {
     pub fn configs(&self) -> Vec<&Config> {
         match self {
             Job::Single(cfg) => vec![cfg],
-            Job::Pipeline { stage1, stage2 } => vec![stage1, stage2],
+            Job::Pipeline { stage1, stage2 } => std::iter::once(stage1).chain(stage2).collect(),
         }
     }
 
@@ -84,10 +86,43 @@ impl Job {
             Job::Single(cfg) => change(cfg),
             Job::Pipeline { stage1, stage2 } => {
                 change(stage1);
-                change(stage2);
+                stage2.iter_mut().for_each(change);
             }
         }
     }
+}
+
+/// Names the stage-2 runs of a pipeline so that each writes its own run folder: names that are
+/// all different stay as they are; where two coincide (a sweep's `stage2.name` gives all of
+/// them one name), every stage 2 gets `_<recipe>` appended (`…_seed0_mislas`, `…_seed0_crt`).
+///
+/// # Errors
+/// No stage-2 configuration, or two with the same name and the same `recipe` (their run
+/// folders could not be told apart): the message names them.
+pub fn name_stage2_runs(stage2: &mut [Config]) -> Result<()> {
+    if stage2.is_empty() {
+        anyhow::bail!("a pipeline needs at least one stage-2 configuration");
+    }
+    let distinct = |s: &[Config]| {
+        s.iter()
+            .enumerate()
+            .all(|(i, c)| s[..i].iter().all(|d| d.name != c.name))
+    };
+    if distinct(stage2) {
+        return Ok(());
+    }
+    for c in stage2.iter_mut() {
+        c.name = format!("{}_{}", c.name, c.recipe.name());
+    }
+    if !distinct(stage2) {
+        let names: Vec<&str> = stage2.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!(
+            "two stage-2 configurations have the same name and recipe ({}): give them \
+             different names (`name`) or recipes",
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Gives an error a [`FailureKind`]: the one way the engine's `anyhow` errors become the
@@ -207,6 +242,40 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stage-2 names: kept when distinct, the recipe appended to all when two coincide,
+    /// refused when name and recipe both coincide or there is no stage 2.
+    #[test]
+    fn stage2_runs_are_named_apart() {
+        use crate::config::ClassifierRecipe;
+        let c = |name: &str, recipe| Config {
+            name: name.into(),
+            recipe,
+            ..Config::default()
+        };
+        let names = |s: &[Config]| s.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let mut own = vec![
+            c("a_stage2_mislas", ClassifierRecipe::Mislas),
+            c("a_stage2_crt", ClassifierRecipe::Crt),
+        ];
+        name_stage2_runs(&mut own).unwrap();
+        assert_eq!(names(&own), ["a_stage2_mislas", "a_stage2_crt"]);
+        let mut swept = vec![
+            c("r_seed0", ClassifierRecipe::Mislas),
+            c("r_seed0", ClassifierRecipe::Crt),
+            c("other", ClassifierRecipe::Lws),
+        ];
+        name_stage2_runs(&mut swept).unwrap();
+        assert_eq!(
+            names(&swept),
+            ["r_seed0_mislas", "r_seed0_crt", "other_lws"]
+        );
+        let mut twins = vec![c("r", ClassifierRecipe::Crt), c("r", ClassifierRecipe::Crt)];
+        let e = name_stage2_runs(&mut twins).unwrap_err().to_string();
+        assert!(e.contains("same name and recipe (r_crt, r_crt)"), "{e}");
+        let e = name_stage2_runs(&mut []).unwrap_err().to_string();
+        assert!(e.contains("at least one stage-2"), "{e}");
+    }
 
     #[test]
     fn pause_blocks_until_resume_and_stop_wins() {

@@ -685,3 +685,203 @@ fn checkpoint_every_must_be_a_positive_number_of_minutes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("checkpoint_every"), "{}", stderr(&o));
 }
+
+/// Issue 20's sweep as one `queue add`: a grid over the stage-1 loss (values that bring their
+/// other keys: LDAM with DRW and the normed classifier) and the seed, each point a pipeline
+/// with two stage 2s (MiSLAS, cRT). Every point is checked before any is queued, stage 1
+/// included: LDAM without `classifier normed` queues nothing.
+#[test]
+fn a_sweep_of_stage1_losses_queues_one_pipeline_per_point() {
+    let data = tempfile::tempdir().unwrap();
+    let queue = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mislas"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("MISLAS_DATA_DIR", data.path())
+            .args(["--saved", &data.path().join("saved").display().to_string()])
+            .args(args)
+            .output()
+            .expect("mislas runs")
+    };
+    let pipeline = [
+        "pipeline",
+        "--stage2",
+        "presets/fashion_mnist/fashion_mnist_imb001_stage2_mislas.yaml",
+        "--stage2",
+        "presets/fashion_mnist/fashion_mnist_imb001_stage2_crt.yaml",
+        "stage1.num_epochs",
+        "2",
+        "device",
+        "cpu",
+    ];
+    let add = |losses: &str| {
+        let mut args = vec!["queue", "add", "--grid", "seed", "0,1", "--grid"];
+        args.extend(["stage1.loss", losses]);
+        args.extend(pipeline);
+        queue(&args)
+    };
+    let o = add("ce,ldam+stage1.reweight=drw+stage1.drw_epoch=1+classifier=normed");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let names: Vec<&str> = out.lines().collect();
+    let base = "fashion_mnist_imb001_stage1_mixup";
+    assert_eq!(
+        names,
+        [
+            format!("queued 1: {base}_seed0_stage1.lossce"),
+            format!(
+                "queued 2: {base}_seed0_stage1.lossldam_stage1.reweightdrw_stage1.drw_epoch1_\
+                 classifiernormed"
+            ),
+            format!("queued 3: {base}_seed1_stage1.lossce"),
+            format!(
+                "queued 4: {base}_seed1_stage1.lossldam_stage1.reweightdrw_stage1.drw_epoch1_\
+                 classifiernormed"
+            ),
+        ]
+    );
+    // LDAM on the linear classifier: refused, naming the stage-1 file and the key; the queue
+    // keeps its four runs.
+    let o = add("ce,ldam");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("fashion_mnist_imb001_stage1_mixup.yaml: loss:") && e.contains("normed"),
+        "{e}"
+    );
+    let ls = queue(&["queue", "ls"]);
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().count(), 5);
+}
+
+/// `scripts/sweep_table.py` on run folders written by hand: mean ± sample std (ddof 1) over
+/// seeds at each run's last epoch, stage-2 runs grouped by the stage-1 run their `resume`
+/// names, an unfinished run left out, and the differences larger than the spread.
+#[test]
+fn the_sweep_table_script_groups_and_averages_run_folders() {
+    use mislas::config::{ClassifierRecipe, Config, Stage, StageOneLossName};
+    let saved = tempfile::tempdir().unwrap();
+    // (folder, config, [(top-1, ECE, NLL, many)] per epoch, epochs of the stage)
+    let run = |dir: &str, c: &Config, evals: &[(f64, f64, f64, f64)], total: usize| {
+        let d = saved.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.yaml"), c.to_yaml()).unwrap();
+        let lines: Vec<String> = evals
+            .iter()
+            .enumerate()
+            .map(|(e, (t, ece, nll, many))| {
+                serde_json::json!({"epoch": e, "num_epochs": total, "train_seconds": 60.0,
+                    "eval_seconds": 30.0, "eval": {"top1": t, "ece": ece, "nll": nll,
+                    "many_shot": many, "medium_shot": t, "few_shot": null}})
+                .to_string()
+            })
+            .collect();
+        std::fs::write(d.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    };
+    let s1 = |loss, seed| Config {
+        mode: Some(Stage::Stage1),
+        loss,
+        seed,
+        num_epochs: 2,
+        ..Config::default()
+    };
+    let s2 = |parent: &str, seed| Config {
+        mode: Some(Stage::Stage2),
+        recipe: ClassifierRecipe::Crt,
+        seed,
+        num_epochs: 1,
+        resume: saved
+            .path()
+            .join(parent)
+            .join("ckps/model_best.safetensors")
+            .display()
+            .to_string(),
+        ..Config::default()
+    };
+    use StageOneLossName::{BalancedSoftmax as Bs, Ce};
+    // CE: last-epoch top-1 60, 62, 64 (mean 62, std 2); its cRT runs 70, 71, 72 (std 1).
+    for (k, top1) in [60.0, 62.0, 64.0].into_iter().enumerate() {
+        let seed = k as u64;
+        let dir = format!("ce{k}");
+        run(
+            &dir,
+            &s1(Ce, seed),
+            &[(10.0, 9.0, 9.0, 9.0), (top1, 5.0, 1.0, 50.0)],
+            2,
+        );
+        run(
+            &format!("ce{k}_crt"),
+            &s2(&dir, seed),
+            &[(70.0 + k as f64, 3.0, 0.9, 66.0)],
+            1,
+        );
+    }
+    // Balanced Softmax: 70, 71, 72 in stage 1 (well above CE's 62 ± 2); cRT 70.5, 71, 71.5.
+    for (k, top1) in [70.0, 71.0, 72.0].into_iter().enumerate() {
+        let seed = k as u64;
+        let dir = format!("bs{k}");
+        run(
+            &dir,
+            &s1(Bs, seed),
+            &[(20.0, 9.0, 9.0, 9.0), (top1, 5.0, 1.0, 50.0)],
+            2,
+        );
+        let t = 70.5 + 0.5 * k as f64;
+        run(
+            &format!("bs{k}_crt"),
+            &s2(&dir, seed),
+            &[(t, 3.0, 0.9, 66.0)],
+            1,
+        );
+    }
+    // An unfinished stage-1 run (1 of 2 epochs) of a fourth CE seed: left out.
+    run("ce3", &s1(Ce, 3), &[(99.0, 1.0, 0.1, 99.0)], 2);
+    let json = saved.path().join("table.json");
+    let o = Command::new("python3")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["scripts/sweep_table.py"])
+        .arg(saved.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("python3 runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let fig = |row: &str, key: &str| -> Vec<f64> {
+        let f = &v["table"][row][key];
+        vec![
+            f[0].as_f64().unwrap(),
+            f[1].as_f64().unwrap(),
+            f[2].as_f64().unwrap(),
+        ]
+    };
+    let close = |got: Vec<f64>, want: [f64; 3]| {
+        assert!(
+            got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-12),
+            "{got:?} vs {want:?}"
+        );
+    };
+    close(fig("CE | stage 1", "top1"), [62.0, 2.0, 3.0]);
+    close(fig("CE | cRT", "top1"), [71.0, 1.0, 3.0]);
+    close(fig("Balanced Softmax | stage 1", "top1"), [71.0, 1.0, 3.0]);
+    close(fig("Balanced Softmax | cRT", "top1"), [71.0, 0.5, 3.0]);
+    close(fig("CE | stage 1", "many_shot"), [50.0, 0.0, 3.0]);
+    assert!(v["table"]["CE | stage 1"]["few_shot"].is_null());
+    assert_eq!(v["seeds"]["CE | stage 1"], serde_json::json!([0, 1, 2]));
+    // Stage 1: 71 − 62 = 9 > 2 + 1; cRT: 71 − 71 = 0, not larger than the spread.
+    let diffs: Vec<&str> = v["larger_than_spread"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        diffs,
+        ["stage 1, Balanced Softmax: top-1 +9.00 (71.00 ± 1.00 vs 62.00 ± 2.00)"]
+    );
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        md.contains("| CE | stage 1 | 0,1,2 | 62.00 ± 2.00 | 50.00 ± 0.00 | 62.00 ± 2.00 |"),
+        "{md}"
+    );
+    assert!(md.contains("few % (no class in that group)"), "{md}");
+}

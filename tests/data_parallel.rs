@@ -656,6 +656,7 @@ fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
     stage2.gpus = 2;
     stage2.dist_timeout = 20.0;
     with_worker_binary();
+    let stage2 = vec![stage2];
     let h = engine::spawn(Job::Pipeline { stage1, stage2 }, tmp.path().join("saved"));
     let events: Vec<Event> = h.events.iter().collect();
     h.join().unwrap();

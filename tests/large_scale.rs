@@ -174,7 +174,7 @@ fn imagenet_layout_resnet50_two_stages_on_cpu() {
     let events = run(
         Job::Pipeline {
             stage1: s1,
-            stage2: s2,
+            stage2: vec![s2],
         },
         saved.path(),
     );
@@ -387,7 +387,7 @@ fn places_layout_trains_the_block_on_a_frozen_pretrained_backbone() {
     let events = run(
         Job::Pipeline {
             stage1: s1,
-            stage2: s2,
+            stage2: vec![s2],
         },
         saved.path(),
     );

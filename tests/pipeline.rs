@@ -93,7 +93,7 @@ fn two_stages_learn_on_fashion_mnist_lt() {
     let events = run(
         Job::Pipeline {
             stage1: s1,
-            stage2: s2,
+            stage2: vec![s2],
         },
         saved.path(),
     );

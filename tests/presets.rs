@@ -563,6 +563,31 @@ fn baseline_presets_carry_their_papers_settings() {
         (ldam.lr_milestones.clone(), ldam.effective_warmup()),
         (vec![160, 180], 5)
     );
+    // The rate of every epoch is that of LDAM-DRW's `adjust_learning_rate` (kaidic/LDAM-DRW,
+    // cifar_train.py), e = epoch + 1: lr·e/5 for e ≤ 5, lr·0.0001 for e > 180, lr·0.01 for
+    // e > 160, else lr.
+    for epoch in 0..ldam.num_epochs {
+        let e = epoch + 1;
+        let code = match e {
+            e if e <= 5 => 0.1 * e as f64 / 5.0,
+            e if e > 180 => 0.1 * 0.0001,
+            e if e > 160 => 0.1 * 0.01,
+            _ => 0.1,
+        };
+        let ours = mislas::method::schedule::stage1_lr(
+            ldam.lr,
+            epoch,
+            ldam.num_epochs,
+            ldam.cos,
+            ldam.effective_warmup(),
+            &ldam.lr_milestones,
+            ldam.lr_decay,
+        );
+        assert!(
+            (ours - code).abs() < 1e-15,
+            "epoch {epoch}: {ours} vs the code's {code}"
+        );
+    }
     let on_ldam = load("cifar10", "cifar10_imb001_stage2_ldam_drw_mislas").config;
     let mut plain = load("cifar10", "cifar10_imb001_stage2_mislas").config;
     assert_eq!(on_ldam.classifier, ClassifierKind::Normed);

@@ -193,6 +193,15 @@ pub(super) fn lr_milestones(c: &Config) -> Option<String> {
         .then(|| "must be increasing".into())
 }
 
+pub(super) fn lr_decay(c: &Config) -> Option<String> {
+    (!(c.lr_decay > 0.0 && c.lr_decay <= 1.0)).then(|| {
+        format!(
+            "must be in (0, 1] (0.1: the reference's step decay; 1: none), is {}",
+            c.lr_decay
+        )
+    })
+}
+
 pub(super) fn amp(c: &Config) -> Option<String> {
     (c.amp && matches!(parse_device_spec(&c.device), Ok(DeviceSpec::Cpu)))
         .then(|| "mixed precision needs a CUDA device; set device cuda, or amp false".into())

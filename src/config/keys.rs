@@ -214,8 +214,11 @@ pub static KEYS: &[KeySpec] = &[
     key("warmup_epochs", OptInt { min: 0 }, "null", Both,
         "Linear lr warm-up epochs; null: 5 with step decay, 0 with cosine", None),
     key("lr_milestones", IntList, "[160, 180]", Both,
-        "Epochs after which the step schedule multiplies lr by 0.1 each",
+        "Epochs after which the step schedule multiplies lr by lr_decay each",
         Some(checks::lr_milestones)),
+    key("lr_decay", Float, "0.1", Both,
+        "Step schedule: lr factor at each of lr_milestones (0.1; LDAM-DRW's code 0.01)",
+        Some(checks::lr_decay)),
     // ---- the machine ----
     key("amp", Bool, "false", Both,
         "CUDA mixed precision: fp16 autocast + dynamic loss scaling (GradScaler)",

@@ -326,8 +326,13 @@ pub struct Config {
     pub device: String,
     /// Linear warm-up epochs; `null` means the reference's: 5 with step decay, 0 with cosine.
     pub warmup_epochs: Option<usize>,
-    /// Step decay epochs (1-based) after which the lr is ×0.1, ×0.01, …. Reference: [160, 180].
+    /// Step decay epochs (1-based) after which the lr is ×`lr_decay`, ×`lr_decay`², ….
+    /// Reference: [160, 180].
     pub lr_milestones: Vec<usize>,
+    /// The factor in (0, 1] of each step at `lr_milestones`: 0.1 (the reference's ×0.1, ×0.01),
+    /// 0.01 for LDAM-DRW's CIFAR code (×0.01 after epoch 160, ×0.0001 after 180).
+    #[serde(deserialize_with = "load::f64_any")]
+    pub lr_decay: f64,
     /// How per-class counts fall (`exp` in the reference).
     pub imb_type: ImbalanceType,
     /// LAS curve shape. Reference: concave.

@@ -109,9 +109,11 @@ fn run_stages(
 ) -> Result<(), Failure> {
     match job {
         Job::Single(cfg) => trainer::run_stage(&cfg, saved_root, link, replicas).map(|_| ()),
-        Job::Pipeline { stage1, mut stage2 } => {
-            // What stage 2 needs of the machine is checked before stage 1 spends its hours.
-            setup::stage_device(&stage2).kind(FailureKind::Config)?;
+        Job::Pipeline { stage1, stage2 } => {
+            // What the stage 2s need of the machine is checked before stage 1 spends its hours.
+            for c in &stage2 {
+                setup::stage_device(c).kind(FailureKind::Config)?;
+            }
             let first = trainer::run_stage(&stage1, saved_root, link, replicas)?;
             if first.stopped {
                 return Ok(());
@@ -125,8 +127,15 @@ fn run_stages(
                     ),
                 )
             })?;
-            stage2.resume = best.display().to_string();
-            trainer::run_stage(&stage2, saved_root, link, replicas).map(|_| ())
+            // Each stage 2 starts from the same checkpoint, in its own run folder; a stop ends
+            // the pipeline.
+            for mut c in stage2 {
+                c.resume = best.display().to_string();
+                if trainer::run_stage(&c, saved_root, link, replicas)?.stopped {
+                    break;
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -5,12 +5,14 @@ use std::f64::consts::PI;
 
 /// Stage-1 learning rate of 0-based `epoch` of `num_epochs` (E), base rate `lr`, with
 /// `warmup_epochs` (W; the reference's: 5 with step decay, 0 with cosine, see
-/// `Config::effective_warmup`) and 1-based `milestones` (reference: [160, 180]). With
-/// e = epoch + 1:
+/// `Config::effective_warmup`), 1-based `milestones` (reference: [160, 180]) and the factor
+/// `decay` (γ) of each step. With e = epoch + 1:
 ///
 /// * warm-up, e ≤ W: lr·e/W (both schedules);
-/// * step (`cos: false`): lr·0.1^m, m = the number of milestones M with e > M — the
-///   reference's lr for e ≤ 160, lr·0.1 for 160 < e ≤ 180, lr·0.01 after;
+/// * step (`cos: false`): lr·γ^m, m = the number of milestones M with e > M — with γ = 0.1 the
+///   reference's lr for e ≤ 160, lr·0.1 for 160 < e ≤ 180, lr·0.01 after; with γ = 0.01
+///   LDAM-DRW's `adjust_learning_rate` (kaidic/LDAM-DRW, `cifar_train.py`: lr·e/5 for e ≤ 5,
+///   lr·0.01 for e > 160, lr·0.0001 for e > 180);
 /// * cosine (`cos: true`): lr·½(1 + cos(π·(epoch − W)/(E − W))), annealing over the epochs
 ///   after the warm-up. With W = 0 this is the reference's lr·½(1 + cos(π·epoch/E)); the
 ///   reference has no warm-up with cosine, so restarting the cosine after the warm-up is this
@@ -25,6 +27,7 @@ pub fn stage1_lr(
     cos: bool,
     warmup_epochs: usize,
     milestones: &[usize],
+    decay: f64,
 ) -> f64 {
     let e = epoch + 1;
     if e <= warmup_epochs {
@@ -35,7 +38,7 @@ pub fn stage1_lr(
         cosine(lr, epoch - warmup_epochs, span)
     } else {
         let drops = milestones.iter().filter(|&&m| e > m).count();
-        lr * 0.1f64.powi(drops as i32)
+        lr * decay.powi(drops as i32)
     }
 }
 
@@ -76,11 +79,47 @@ mod tests {
             (199, 0.001),
         ];
         for (epoch, lr) in want {
-            let got = stage1_lr(0.1, epoch, 200, false, 5, &[160, 180]);
+            let got = stage1_lr(0.1, epoch, 200, false, 5, &[160, 180], 0.1);
             assert!(close(got, lr), "epoch {epoch}: {got}");
         }
         // No warm-up: the first epoch is at the full rate.
-        assert_eq!(stage1_lr(0.1, 0, 200, false, 0, &[160, 180]), 0.1);
+        assert_eq!(stage1_lr(0.1, 0, 200, false, 0, &[160, 180], 0.1), 0.1);
+    }
+
+    /// LDAM-DRW's CIFAR schedule by hand (kaidic/LDAM-DRW, `cifar_train.py`,
+    /// `adjust_learning_rate`, lr 0.1, 200 epochs): e = epoch + 1; e ≤ 5: 0.1·e/5; e > 180:
+    /// 0.1·0.0001; e > 160: 0.1·0.01; else 0.1 — milestones [160, 180] with γ = 0.01.
+    #[test]
+    fn ldam_drw_schedule_matches_its_code() {
+        let code = |epoch: usize| {
+            let e = epoch + 1;
+            match e {
+                e if e <= 5 => 0.1 * e as f64 / 5.0,
+                e if e > 180 => 0.1 * 0.0001,
+                e if e > 160 => 0.1 * 0.01,
+                _ => 0.1,
+            }
+        };
+        for epoch in 0..200 {
+            let got = stage1_lr(0.1, epoch, 200, false, 5, &[160, 180], 0.01);
+            assert!(
+                (got - code(epoch)).abs() < 1e-15,
+                "epoch {epoch}: {got} vs {}",
+                code(epoch)
+            );
+        }
+        assert!(close(
+            stage1_lr(0.1, 159, 200, false, 5, &[160, 180], 0.01),
+            0.1
+        ));
+        assert!(close(
+            stage1_lr(0.1, 160, 200, false, 5, &[160, 180], 0.01),
+            1e-3
+        ));
+        assert!(close(
+            stage1_lr(0.1, 180, 200, false, 5, &[160, 180], 0.01),
+            1e-5
+        ));
     }
 
     /// Cosine without warm-up, by hand: 0.1·½(1 + cos(π·epoch/200)): epoch 0 → 0.1,
@@ -95,7 +134,7 @@ mod tests {
             (150, 0.05 * (1.0 - h)),
             (199, 0.05 * (1.0 - (PI / 200.0).cos())),
         ] {
-            let got = stage1_lr(0.1, epoch, 200, true, 0, &[160, 180]);
+            let got = stage1_lr(0.1, epoch, 200, true, 0, &[160, 180], 0.1);
             assert!(close(got, lr), "epoch {epoch}: {got}");
         }
     }
@@ -112,11 +151,11 @@ mod tests {
             (55, 0.05),
             (104, 0.05 * (1.0 + (99.0 * PI / 100.0).cos())),
         ] {
-            let got = stage1_lr(0.1, epoch, 105, true, 5, &[]);
+            let got = stage1_lr(0.1, epoch, 105, true, 5, &[], 0.1);
             assert!(close(got, lr), "epoch {epoch}: {got}");
         }
         // All epochs in warm-up (E ≤ W): no division by zero.
-        assert!(close(stage1_lr(0.1, 2, 3, true, 5, &[]), 0.06));
+        assert!(close(stage1_lr(0.1, 2, 3, true, 5, &[], 0.1), 0.06));
     }
 
     /// Stage 2 by hand with lr 0.1 over 10 epochs: η(0) = 0.1, η(5) = 0.05,

@@ -29,7 +29,8 @@
 //! (exit 75) always; each attempt's end is recorded in words (`queue ls`).
 //!
 //! A sweep is a grid over keys ([`expand_grid`]): `--grid smooth_head 0.1,0.2 --grid seed 0,1`
-//! queues one run per point, named by its values.
+//! queues one run per point, named by its values; a value may set other keys with it
+//! (`ce+stage1.mixup=false`).
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::fs;
@@ -510,13 +511,21 @@ impl Queue {
         };
         let args: Vec<String> = match job {
             J::Single(c) => vec!["train".into(), "--cfg".into(), write("stage.yaml", c)?],
-            J::Pipeline { stage1, stage2 } => vec![
-                "pipeline".into(),
-                "--stage1".into(),
-                write("stage1.yaml", stage1)?,
-                "--stage2".into(),
-                write("stage2.yaml", stage2)?,
-            ],
+            J::Pipeline { stage1, stage2 } => {
+                let mut args = vec![
+                    "pipeline".into(),
+                    "--stage1".into(),
+                    write("stage1.yaml", stage1)?,
+                ];
+                for (i, c) in stage2.iter().enumerate() {
+                    let file = match i {
+                        0 => "stage2.yaml".to_owned(),
+                        _ => format!("stage2_{}.yaml", i + 1),
+                    };
+                    args.extend(["--stage2".into(), write(&file, c)?]);
+                }
+                args
+            }
         };
         self.add(name, &args, project, saved)
     }
@@ -525,9 +534,17 @@ impl Queue {
 /// A grid over keys: `[(key, [v1, v2, …]), …]` → every combination, the first key varying
 /// slowest, each as `KEY VALUE` pairs.
 ///
+/// A value may bring other keys along, set at its points only: `V+KEY=VALUE+KEY=VALUE…`
+/// ([`split_value`]). So one axis can hold settings that need more than one key, e.g. the
+/// stage-1 losses of a comparison: `--grid stage1.loss
+/// ce,ldam+stage1.reweight=drw+classifier=normed,ce+stage1.mixup=false` gives the point of
+/// `ldam` the pairs `stage1.loss ldam`, `stage1.reweight drw`, `classifier normed`.
+///
 /// # Errors
-/// A key has no values (the grid would be empty), or a key appears twice.
+/// A key has no values (the grid would be empty), a key appears twice (as a grid key or as a
+/// key a value brings), or a value brings a pair without a value.
 pub fn expand_grid(grid: &[(String, Vec<String>)]) -> Result<Vec<Vec<(String, String)>>> {
+    let mut axes: Vec<Vec<Vec<(String, String)>>> = Vec::new();
     for (i, (k, vs)) in grid.iter().enumerate() {
         if vs.is_empty() {
             bail!("sweep: {k} has no values, so the sweep has no runs");
@@ -535,21 +552,68 @@ pub fn expand_grid(grid: &[(String, Vec<String>)]) -> Result<Vec<Vec<(String, St
         if grid[..i].iter().any(|(k2, _)| k2 == k) {
             bail!("sweep: {k} appears twice");
         }
+        let mut axis = Vec::new();
+        for v in vs {
+            let (v, along) = split_value(v)?;
+            for (k2, _) in &along {
+                if k2 == k || grid.iter().any(|(k3, _)| k3 == k2) {
+                    bail!(
+                        "sweep: {k2} appears twice (as a grid key and with the value {v} of {k})"
+                    );
+                }
+            }
+            axis.push(std::iter::once((k.clone(), v)).chain(along).collect());
+        }
+        axes.push(axis);
     }
     let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for (k, vs) in grid {
+    for axis in &axes {
         points = points
             .into_iter()
             .flat_map(|p| {
-                vs.iter().map(move |v| {
+                axis.iter().map(move |pairs| {
                     let mut q = p.clone();
-                    q.push((k.clone(), v.clone()));
+                    q.extend(pairs.iter().cloned());
                     q
                 })
             })
             .collect();
     }
     Ok(points)
+}
+
+/// Splits a grid value into its own value and the `KEY=VALUE` pairs it brings along:
+/// `ldam+stage1.reweight=drw+classifier=normed` → `ldam`, `[(stage1.reweight, drw),
+/// (classifier, normed)]`. A `+` begins a pair only where a key (letters, digits, `_`, `.`,
+/// starting with a letter) and `=` follow, so `1e+3` stays one value.
+///
+/// # Errors
+/// A pair's value is empty (`+mixup=`).
+pub fn split_value(v: &str) -> Result<(String, Vec<(String, String)>)> {
+    let starts_pair = |rest: &str| {
+        rest.split_once('=').is_some_and(|(k, _)| {
+            k.starts_with(|c: char| c.is_ascii_alphabetic())
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+    };
+    let mut cuts = vec![];
+    for (i, _) in v.match_indices('+') {
+        if starts_pair(&v[i + 1..]) {
+            cuts.push(i);
+        }
+    }
+    let own = v[..cuts.first().copied().unwrap_or(v.len())].to_owned();
+    let mut along = Vec::new();
+    for (j, &c) in cuts.iter().enumerate() {
+        let end = cuts.get(j + 1).copied().unwrap_or(v.len());
+        let (k, val) = v[c + 1..end].split_once('=').unwrap_or_default();
+        if val.is_empty() {
+            bail!("sweep: the value {v} sets {k} to nothing: write +{k}=VALUE");
+        }
+        along.push((k.to_owned(), val.to_owned()));
+    }
+    Ok((own, along))
 }
 
 /// Parses `--grid KEY VALUES` pairs (`VALUES` comma-separated) into a grid.
@@ -619,6 +683,53 @@ mod tests {
                 ("seed".into(), "1".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_value_brings_its_own_keys_to_its_points_only() {
+        let grid = parse_grid(&s(&[
+            "stage1.loss",
+            "ce,ldam+stage1.reweight=drw+classifier=normed,ce+stage1.mixup=false",
+            "seed",
+            "0,1",
+        ]))
+        .unwrap();
+        let points = expand_grid(&grid).unwrap();
+        assert_eq!(points.len(), 6);
+        let p = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(points[0], p(&[("stage1.loss", "ce"), ("seed", "0")]));
+        assert_eq!(
+            points[3],
+            p(&[
+                ("stage1.loss", "ldam"),
+                ("stage1.reweight", "drw"),
+                ("classifier", "normed"),
+                ("seed", "1")
+            ])
+        );
+        assert_eq!(
+            point_name("r", &points[4]),
+            "r_stage1.lossce_stage1.mixupfalse_seed0"
+        );
+        // A `+` that no `KEY=` follows is part of the value.
+        assert_eq!(split_value("1e+3").unwrap(), ("1e+3".to_owned(), vec![]));
+        let (v, along) = split_value("2e+2+lr=1e+1").unwrap();
+        assert_eq!((v.as_str(), along), ("2e+2", p(&[("lr", "1e+1")])));
+    }
+
+    #[test]
+    fn a_key_a_value_brings_is_checked_like_a_grid_key() {
+        let e = expand_grid(&parse_grid(&s(&["loss", "ce,focal+seed=1", "seed", "0"])).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("seed appears twice"), "{e}");
+        let e = expand_grid(&parse_grid(&s(&["loss", "ce+loss=focal"])).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("loss appears twice"), "{e}");
+        let e = split_value("ce+mixup=").unwrap_err();
+        assert!(e.to_string().contains("sets mixup to nothing"), "{e}");
     }
 
     #[test]

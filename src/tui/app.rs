@@ -636,7 +636,7 @@ impl App {
     /// Starts `job` as a run process of its own and shows it on the run screen.
     fn launch(&mut self, job: Box<Job>, label: String) -> Vec<Effect> {
         let stages = match *job {
-            Job::Pipeline { .. } => 2,
+            Job::Pipeline { ref stage2, .. } => 1 + stage2.len(),
             Job::Single(_) => 1,
         };
         self.run = Some(RunScreen::new(label, stages));

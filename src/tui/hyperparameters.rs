@@ -601,6 +601,7 @@ impl FormScreen {
             let stage1 = self.tabs[0].config.clone();
             let stage2 = self.tabs[1].config.clone();
             let label = format!("{} → {}", stage1.name, stage2.name);
+            let stage2 = vec![stage2];
             FormAction::Launch(Box::new(Job::Pipeline { stage1, stage2 }), label)
         } else {
             let c = self.current().config.clone();

@@ -482,7 +482,8 @@ fn launching_both_stages_and_one_stage() {
         [Effect::Launch(job)] => match job.as_ref() {
             Job::Pipeline { stage1, stage2 } => {
                 assert_eq!(stage1.num_epochs, 1);
-                assert_eq!(stage2.stage(), Stage::Stage2);
+                assert_eq!(stage2.len(), 1);
+                assert_eq!(stage2[0].stage(), Stage::Stage2);
             }
             other => panic!("{other:?}"),
         },

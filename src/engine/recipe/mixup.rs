@@ -80,6 +80,7 @@ pub struct MixupRecipe {
     cos: bool,
     warmup_epochs: usize,
     lr_milestones: Vec<usize>,
+    lr_decay: f64,
     stream: InstanceBalanced,
     pretrained_weights: PathBuf,
 }
@@ -136,6 +137,7 @@ impl MixupRecipe {
             cos: cfg.cos,
             warmup_epochs: cfg.effective_warmup(),
             lr_milestones: cfg.lr_milestones.clone(),
+            lr_decay: cfg.lr_decay,
             stream: InstanceBalanced::of(cfg),
             pretrained_weights: PathBuf::from(&cfg.pretrained_weights),
         })
@@ -203,6 +205,7 @@ impl StageRecipe for MixupRecipe {
             self.cos,
             self.warmup_epochs,
             &self.lr_milestones,
+            self.lr_decay,
         )]
     }
 
@@ -230,12 +233,35 @@ impl StageRecipe for MixupRecipe {
         };
         format!(
             "recipe: stage 1 — backbone and classifier trained with {loss} on instance-balanced \
-             batches, BatchNorm in train mode{warmup}"
+             batches, BatchNorm in train mode{warmup}{}",
+            self.unused_step_keys()
         )
     }
 
     fn backbone_train(&self) -> bool {
         true
+    }
+}
+
+impl MixupRecipe {
+    /// The step schedule's keys set away from their defaults while the cosine schedule runs,
+    /// which reads neither, as a clause for the log line; empty when there are none.
+    fn unused_step_keys(&self) -> String {
+        let d = Config::default();
+        let mut set = Vec::new();
+        if self.cos && self.lr_milestones != d.lr_milestones {
+            set.push(format!("lr_milestones {:?}", self.lr_milestones));
+        }
+        if self.cos && self.lr_decay != d.lr_decay {
+            set.push(format!("lr_decay {}", self.lr_decay));
+        }
+        match set.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; {} not used by the cosine schedule (cos true)",
+                set.join(", ")
+            ),
+        }
     }
 }
 
@@ -265,5 +291,28 @@ mod tests {
         };
         let line = MixupRecipe::new(&cfg, &[10, 5]).unwrap().describe();
         assert!(!line.contains("warm-up"), "{line}");
+    }
+
+    /// The step decay's keys under the cosine schedule, which ignores them, are said in the log
+    /// line; with the step schedule they are used and nothing is said.
+    #[test]
+    fn step_keys_under_cosine_are_said() {
+        let cfg = Config {
+            cos: true,
+            lr_decay: 0.01,
+            lr_milestones: vec![8, 9],
+            num_epochs: 10,
+            ..Config::default()
+        };
+        let line = MixupRecipe::new(&cfg, &[10, 5]).unwrap().describe();
+        assert!(
+            line.ends_with(
+                "; lr_milestones [8, 9], lr_decay 0.01 not used by the cosine schedule (cos true)"
+            ),
+            "{line}"
+        );
+        let step = Config { cos: false, ..cfg };
+        let line = MixupRecipe::new(&step, &[10, 5]).unwrap().describe();
+        assert!(!line.contains("not used"), "{line}");
     }
 }

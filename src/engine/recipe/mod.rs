@@ -225,17 +225,24 @@ mod tests {
             "{l}"
         );
         for recipe in [
+            ClassifierRecipe::Mislas,
             ClassifierRecipe::Crt,
             ClassifierRecipe::Lws,
             ClassifierRecipe::Wb,
         ] {
-            let stage2 = Config {
+            let mut stage2 = Config {
                 mode: Some(Stage::Stage2),
                 recipe,
                 loss: StageOneLossName::Focal,
                 reweight: Reweight::Cb,
                 ..Config::default()
             };
+            if recipe == ClassifierRecipe::Mislas {
+                // MiSLAS's own keys, which it needs (the others would name them unused).
+                stage2.smooth_head = Some(0.3);
+                stage2.smooth_tail = Some(0.0);
+                stage2.lr_factor = Some(0.5);
+            }
             let l = line(&stage2);
             assert!(
                 l.ends_with(
