@@ -661,6 +661,10 @@ fn checkpoint_config(cfg: &Config, checkpoint: &Path) -> Config {
     c
 }
 
+/// A checkpoint's validation and scored views, their descriptions, and the test-set index of
+/// each scored image.
+type Views = (View, View, (String, String), Vec<usize>);
+
 /// The validation and scored views of a checkpoint's test outputs, and their descriptions;
 /// the stratified halves' indices are written next to the cache (`split_<seed>.json`).
 fn views(
@@ -670,7 +674,7 @@ fn views(
     opts: &CompareOptions,
     dir: &Path,
     log: &mut dyn FnMut(&str),
-) -> Result<(View, View, (String, String), Vec<usize>)> {
+) -> Result<Views> {
     let protocol = opts.protocol;
     let n = test.labels.len();
     let all: Vec<usize> = (0..n).collect();
