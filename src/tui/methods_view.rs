@@ -3,18 +3,20 @@
 //! NLL, what was fitted), its protocol and output folder, and the reliability curves of the
 //! rows shown, one colour each, over the diagonal. Nothing here changes state.
 use super::methods::{find_trained, Found, Item, Job, MethodsScreen, Page};
-use super::runs::RunsScreen;
 use super::theme::Theme;
 use super::view::panel;
 use crate::compare::cli::base_label;
 use crate::compare::methods::{MethodResult, MethodSpec};
 use crate::compare::posthoc::Fitted;
+use crate::run_dir::RunSummary;
+use crate::runs::status::FolderFacts;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Colours of the reliability curves, by row (the table's `●` is the legend).
@@ -27,16 +29,38 @@ pub const PALETTE: [Color; 6] = [
     Color::LightBlue,
 ];
 
-/// Draws the Methods view of `m` in `area`; `runs` and `live` tell which trained methods have
-/// a run.
-pub fn draw(
-    m: &MethodsScreen,
-    runs: &RunsScreen,
-    live: &[PathBuf],
-    theme: Theme,
-    f: &mut Frame<'_>,
-    area: Rect,
-) {
+/// What the Methods screen draws besides its own state: the saved runs and their folders'
+/// facts (which trained methods have a run), the folders this process writes, the styles.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodsView<'a> {
+    /// Every run in `saved/`.
+    pub runs: &'a [RunSummary],
+    /// What their folders say.
+    pub facts: &'a HashMap<PathBuf, FolderFacts>,
+    /// Folders this process writes.
+    pub live: &'a [PathBuf],
+    /// Styles.
+    pub theme: Theme,
+}
+
+/// Draws the Methods screen of `m` in `area` (a word on how to open one when there is none).
+pub fn draw(m: Option<&MethodsScreen>, v: &MethodsView<'_>, f: &mut Frame<'_>, area: Rect) {
+    let theme = v.theme;
+    let Some(m) = m else {
+        let block = panel("Methods", true, theme);
+        let text = vec![
+            Line::raw("No run chosen yet."),
+            Line::styled(
+                "On the runs screen (4), m on a finished stage-1 run compares methods on it.",
+                theme.dim(),
+            ),
+        ];
+        f.render_widget(
+            Paragraph::new(text).wrap(Wrap { trim: false }).block(block),
+            area,
+        );
+        return;
+    };
     match (m.page, &m.result) {
         (Page::Results, Some((c, out))) => {
             let title = format!(
@@ -50,7 +74,7 @@ pub fn draw(
             f.render_widget(block, area);
             draw_results(m, (c, out), theme, f, inner);
         }
-        _ => draw_checklist(m, runs, live, theme, f, area),
+        _ => draw_checklist(m, v, f, area),
     }
 }
 
@@ -152,14 +176,8 @@ fn spec_word(s: &MethodSpec) -> String {
 
 /// The checklist and, beside it, the note on the selected method and the comparison's
 /// progress or error.
-fn draw_checklist(
-    m: &MethodsScreen,
-    runs: &RunsScreen,
-    live: &[PathBuf],
-    theme: Theme,
-    f: &mut Frame<'_>,
-    area: Rect,
-) {
+fn draw_checklist(m: &MethodsScreen, v: &MethodsView<'_>, f: &mut Frame<'_>, area: Rect) {
+    let theme = v.theme;
     let title = format!("Methods · {} · Space check · Enter run", m.name);
     let block = panel(&title, true, theme);
     let inner = block.inner(area);
@@ -168,13 +186,7 @@ fn draw_checklist(
         .items
         .iter()
         .map(|i| match i {
-            Item::Trained(t) => Some(find_trained(
-                t,
-                &m.checkpoint,
-                &runs.all_runs,
-                &runs.facts,
-                live,
-            )),
+            Item::Trained(t) => Some(find_trained(t, &m.checkpoint, v.runs, v.facts, v.live)),
             Item::PostHoc(_) => None,
         })
         .collect();

@@ -5,14 +5,13 @@
 //! a stopped or failed one with a current checkpoint can be resumed from here; a finished
 //! stage-1 one opens the Methods view ([`super::methods`]).
 use super::keys::{lookup, Binding, NAV_CODES};
-use super::methods::{MethodsAction, MethodsScreen};
 use super::run::{class_bars, draw_classes, epoch_curves, EpochCurves, CLASS_TITLE};
-use super::run_status::{status, FolderFacts, RunStatus};
 use super::theme::Theme;
 use super::view::panel;
 use super::widgets::{Curve, LineChart, Reliability};
 use crate::events::EpochReport;
 use crate::run_dir::RunSummary;
+use crate::runs::status::{status, FolderFacts, RunStatus};
 use crate::seeds::{MeanStd, Role};
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -181,8 +180,6 @@ pub enum RunsView {
     Group(usize),
     /// The queue.
     Queue,
-    /// The Methods view of [`RunsScreen::methods`].
-    Methods,
 }
 
 /// State of the runs screen.
@@ -210,8 +207,6 @@ pub struct RunsScreen {
     pub queue_selected: usize,
     /// The selected seed group.
     pub group_selected: usize,
-    /// The Methods view of the stage-1 run it was last opened on.
-    pub methods: Option<MethodsScreen>,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -233,12 +228,8 @@ pub enum RunsAction {
     LoadQueue,
     /// Change the queue.
     Queue(QueueEdit),
-    /// Open the Methods view of the run in this folder.
+    /// Open the Methods screen of the run in this folder.
     OpenMethods(PathBuf),
-    /// Run the Methods view's checked methods.
-    RunMethods,
-    /// Cancel the Methods view's comparison in progress.
-    CancelCompare,
 }
 
 /// A change to a queued run from the queue view.
@@ -410,11 +401,7 @@ impl RunsScreen {
     /// The folders on screen, to re-read on each tick.
     pub fn open_dirs(&self) -> Vec<PathBuf> {
         match &self.view {
-            RunsView::List
-            | RunsView::Groups
-            | RunsView::Group(_)
-            | RunsView::Queue
-            | RunsView::Methods => Vec::new(),
+            RunsView::List | RunsView::Groups | RunsView::Group(_) | RunsView::Queue => Vec::new(),
             RunsView::Detail(d) => vec![d.clone()],
             RunsView::Compare(a, b) => vec![a.clone(), b.clone()],
         }
@@ -425,41 +412,7 @@ impl RunsScreen {
         match &self.view {
             RunsView::Detail(d) => Some(d.clone()),
             RunsView::List => selected,
-            RunsView::Compare(..)
-            | RunsView::Groups
-            | RunsView::Group(_)
-            | RunsView::Queue
-            | RunsView::Methods => None,
-        }
-    }
-
-    /// Shows the Methods view `m` (kept, with its results, while it is of the same run).
-    pub fn open_methods(&mut self, mut m: MethodsScreen) {
-        m.from_detail = matches!(self.view, RunsView::Detail(_));
-        match &mut self.methods {
-            Some(old) if old.dir == m.dir => old.from_detail = m.from_detail,
-            _ => self.methods = Some(m),
-        }
-        self.view = RunsView::Methods;
-    }
-
-    /// A key of the Methods view.
-    fn on_methods_key(&mut self, key: KeyEvent) -> RunsAction {
-        let Some(m) = &mut self.methods else {
-            self.view = RunsView::List;
-            return RunsAction::None;
-        };
-        match m.on_key(key) {
-            MethodsAction::None => RunsAction::None,
-            MethodsAction::Run => RunsAction::RunMethods,
-            MethodsAction::Cancel => RunsAction::CancelCompare,
-            MethodsAction::Back => {
-                self.view = match m.from_detail {
-                    true => RunsView::Detail(m.dir.clone()),
-                    false => RunsView::List,
-                };
-                RunsAction::None
-            }
+            RunsView::Compare(..) | RunsView::Groups | RunsView::Group(_) | RunsView::Queue => None,
         }
     }
 
@@ -472,9 +425,6 @@ impl RunsScreen {
     pub fn on_key(&mut self, key: KeyEvent) -> RunsAction {
         if self.is_typing() {
             return self.on_filter_key(key);
-        }
-        if self.view == RunsView::Methods {
-            return self.on_methods_key(key);
         }
         let Some(action) = lookup(KEYS, &key) else {
             return RunsAction::None;
@@ -570,10 +520,6 @@ pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, a
         RunsView::Groups => draw_groups(s, theme, f, area),
         RunsView::Group(i) => draw_group(s, *i, theme, f, area),
         RunsView::Queue => draw_queue(s, theme, f, area),
-        RunsView::Methods => match &s.methods {
-            Some(m) => super::methods_view::draw(m, s, live, theme, f, area),
-            None => f.render_widget(Paragraph::new("No Methods view."), area),
-        },
         RunsView::Compare(a, b) => {
             let [diff, area] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);

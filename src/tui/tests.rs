@@ -6,7 +6,6 @@ use super::app::{
 use super::hyperparameters::FormMode;
 use super::keys::help_rows;
 use super::run::RunState;
-use super::run_status::{FolderFacts, RunStatus};
 use super::runs::RunsView;
 use super::theme::Theme;
 use super::view::view;
@@ -18,6 +17,7 @@ use crate::events::{
 use crate::metrics::{EvalReport, ReliabilityBin};
 use crate::presets::discover;
 use crate::run_dir::RunSummary;
+use crate::runs::status::{FolderFacts, RunStatus};
 use crate::wire::Job;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
@@ -1189,10 +1189,6 @@ fn help_and_footer_list_every_table_row() {
     let s = render(&app, 160, 90);
     let mut rows = help_rows(GLOBAL_KEYS);
     rows.extend(help_rows(super::view::HELP_KEYS));
-    let methods = help_rows(super::methods::KEYS);
-    let (footer, _) = super::view::hints_of(methods.clone(), 1000);
-    assert_eq!(footer.len(), methods.len(), "the Methods view");
-    rows.extend(methods);
     for (screen, _, table) in super::view::screen_tables() {
         let (footer, _) = super::view::footer_hints(screen, 1000);
         assert_eq!(footer.len(), table.len(), "{screen:?}");
@@ -1311,7 +1307,7 @@ fn load_runs(app: &mut App, root: &Path) {
         .map(|r| {
             (
                 r.dir.clone(),
-                super::run_status::read_facts(&r.dir, r.config.as_ref()),
+                crate::runs::status::read_facts(&r.dir, r.config.as_ref()),
             )
         })
         .collect();
@@ -1691,4 +1687,45 @@ fn the_presets_screen_says_where_it_looks() {
         d.path().join("config/presets").display()
     );
     assert!(s.contains(&want), "{want}\n{s}");
+}
+
+/// The catalogue of screens: one row per screen, keys 1, 2, … in order, the global number keys
+/// are exactly the rows' keys, and each key shows its screen with its name lit in the header.
+#[test]
+fn the_screen_catalogue_drives_the_number_keys_and_the_header() {
+    use super::screens::{by_key, Screen as S, SCREENS};
+    let all = [S::Presets, S::Hyperparameters, S::Run, S::Runs, S::Methods];
+    for s in all {
+        assert_eq!(SCREENS.iter().filter(|r| r.screen == s).count(), 1, "{s:?}");
+    }
+    assert_eq!(SCREENS.len(), all.len());
+    let keys: Vec<char> = SCREENS.iter().map(|r| r.key).collect();
+    assert_eq!(keys, ['1', '2', '3', '4', '5']);
+    let global: Vec<KeyCode> = GLOBAL_KEYS
+        .iter()
+        .find(|b| b.action == super::app::GlobalKey::Screen)
+        .unwrap()
+        .codes
+        .to_vec();
+    assert_eq!(
+        global,
+        keys.iter().map(|&c| KeyCode::Char(c)).collect::<Vec<_>>()
+    );
+    assert_eq!(by_key(KeyCode::Char('6')), None);
+    let (_d, mut app) = project();
+    for r in SCREENS {
+        send(&mut app, [ch(r.key)]);
+        assert_eq!(app.screen, r.screen);
+        assert_eq!(by_key(KeyCode::Char(r.key)), Some(r.screen));
+        let s = render(&app, 80, 24);
+        assert!(s
+            .lines()
+            .next()
+            .unwrap()
+            .contains(&format!(" {} {} ", r.key, r.name)));
+    }
+    // The Methods screen before any run was chosen says how to choose one.
+    send(&mut app, [ch('5')]);
+    let s = render(&app, 80, 24);
+    assert!(s.contains("m on a finished stage-1 run"), "{s}");
 }
