@@ -54,8 +54,19 @@ pub enum Msg {
     Queue(Result<Vec<crate::queue::Job>, String>),
     /// A change to the queue was made (what, in words) or not (why).
     QueueChanged(Result<String, String>),
+    /// A read was handed to the loader thread: its answer comes later.
+    Loading(Loading),
     /// The comparison worker of the Methods view of this stage-1 run said something.
     Compare(PathBuf, CompareMsg),
+}
+
+/// What the loader thread is reading for a screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loading {
+    /// The runs of `saved/`.
+    Runs,
+    /// The queue.
+    Queue,
 }
 
 /// What the loop does on the app's behalf; results come back as [`Msg`]s.
@@ -830,7 +841,16 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.quit = Quit::Now;
             Vec::new()
         }
+        Msg::Loading(Loading::Runs) => {
+            app.runs.loading = true;
+            Vec::new()
+        }
+        Msg::Loading(Loading::Queue) => {
+            app.runs.queue_loading = true;
+            Vec::new()
+        }
         Msg::Runs(runs, facts) => {
+            app.runs.loading = false;
             app.runs.set_runs(runs);
             app.runs.set_facts(facts);
             if !std::mem::replace(&mut app.listed, true) && app.run.is_none() {
@@ -852,10 +872,12 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Queue(Ok(jobs)) => {
+            app.runs.queue_loading = false;
             app.runs.set_queue(jobs);
             Vec::new()
         }
         Msg::Queue(Err(e)) | Msg::QueueChanged(Err(e)) => {
+            app.runs.queue_loading = false;
             app.set_status(format!("queue: {e}"), true);
             Vec::new()
         }

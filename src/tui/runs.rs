@@ -207,6 +207,10 @@ pub struct RunsScreen {
     pub queue_selected: usize,
     /// The selected seed group.
     pub group_selected: usize,
+    /// Whether the runs are being read (the loader thread answers).
+    pub loading: bool,
+    /// Whether the queue is being read.
+    pub queue_loading: bool,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -690,8 +694,12 @@ fn draw_group(s: &RunsScreen, i: usize, theme: Theme, f: &mut Frame<'_>, area: R
 fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = "Queue · mislas queue run starts it · Space hold  x cancel  t to front";
     if s.queue.is_empty() {
+        let text = match s.queue_loading {
+            true => "\nloading the queue…",
+            false => "\nThe queue is empty: Q (or B) in the form adds a run.",
+        };
         f.render_widget(
-            Paragraph::new("\nThe queue is empty: Q (or B) in the form adds a run.")
+            Paragraph::new(text)
                 .centered()
                 .block(panel(title, true, theme)),
             area,
@@ -754,6 +762,7 @@ fn filter_note(s: &RunsScreen) -> String {
 /// The list's place when it is empty: no run yet, or none the filter keeps.
 fn draw_no_runs(s: &RunsScreen, title: &str, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let text = match s.all_runs.is_empty() {
+        true if s.loading => "\nloading the runs of saved/…".to_owned(),
         true => "\nNo run folder in saved/ yet.".to_owned(),
         false => format!(
             "\nNo run of the {} in saved/ matches the filter {}: / edits it, Esc clears it.",
@@ -778,7 +787,8 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ),
         None => "Runs in saved/".to_owned(),
-    } + &filter_note(s);
+    } + &filter_note(s)
+        + if s.loading { " · loading…" } else { "" };
     if s.runs.is_empty() {
         return draw_no_runs(s, &title, theme, f, area);
     }

@@ -1666,6 +1666,7 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
     }
 }
 
+mod loader;
 mod methods;
 mod seed_groups;
 
