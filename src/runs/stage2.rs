@@ -6,6 +6,7 @@
 //! here draws or touches a tensor.
 use super::status::{status, FolderFacts, RunStatus};
 use crate::compare::report::Comparison;
+use crate::compare::test_priors::TestPriorComparison;
 use crate::config::{is_shared_key, Config, Stage};
 use crate::engine::recipe::catalogue::{Builds, Method};
 use crate::presets::Preset;
@@ -242,4 +243,13 @@ pub fn latest_comparison(dir: &Path) -> Option<(Comparison, PathBuf)> {
         let c = serde_json::from_str::<Comparison>(&text).ok()?;
         Some((c, f))
     })
+}
+
+/// The shifted-test-prior figures a comparison wrote beside its table (`<out>/test_priors.json`,
+/// [`crate::compare::test_priors`]); `None` when it scored none or the file cannot be read.
+pub fn test_priors_of(out: &Path) -> Option<TestPriorComparison> {
+    let text = std::fs::read_to_string(out.join("test_priors.json")).ok()?;
+    serde_json::from_str::<TestPriorComparison>(&text)
+        .ok()
+        .filter(|t| !t.sets.is_empty())
 }

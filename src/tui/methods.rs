@@ -14,13 +14,14 @@ use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
 use crate::compare::cli::{base_label, CompareOptions};
 use crate::compare::methods::MethodSpec;
 use crate::compare::report::Comparison;
+use crate::compare::test_priors::{PriorFigures, TestPriorComparison};
 use crate::config::Config;
 use crate::engine::recipe::catalogue;
 use crate::presets::Preset;
 use crate::run_dir::RunSummary;
 pub use crate::runs::stage2::{
-    find_trained, last_checkpoint, latest_comparison, stage2_plan, unavailable, Found, Stage2Plan,
-    Trained,
+    find_trained, last_checkpoint, latest_comparison, stage2_plan, test_priors_of, unavailable,
+    Found, Stage2Plan, Trained,
 };
 use crate::runs::status::{FolderFacts, RunStatus};
 use crossterm::event::{KeyCode, KeyEvent};
@@ -118,6 +119,8 @@ pub enum MethodsKey {
     Move,
     /// Cancel the comparison in progress.
     Cancel,
+    /// The test prior the table shows: the scored split, then each shifted set.
+    Prior,
     /// Back to the runs.
     Back,
 }
@@ -158,6 +161,13 @@ pub const KEYS: &[Binding<MethodsKey>] = &[
         MethodsKey::Cancel,
         "cancel",
         "cancel the comparison in progress",
+    ),
+    Binding::new(
+        &[KeyCode::Char('p')],
+        "p",
+        MethodsKey::Prior,
+        "prior",
+        "results: the table's test prior (scored split, forward50 … uniform … backward50)",
     ),
     Binding::new(
         NAV_CODES,
@@ -218,6 +228,10 @@ pub struct MethodsScreen {
     pub progress: Option<crate::compare::cache::PassProgress>,
     /// The last comparison and its output folder.
     pub result: Option<(Comparison, PathBuf)>,
+    /// Its figures on shifted test priors, when it scored any.
+    pub priors: Option<TestPriorComparison>,
+    /// The shifted set the table shows (an index into `priors.sets`); `None`: the scored split.
+    pub prior: Option<usize>,
     /// The selected row of the results.
     pub row: usize,
     /// Which rows the diagram shows.
@@ -248,6 +262,7 @@ impl MethodsScreen {
             .map(|t| (t, stage2_plan(t, &config, &checkpoint, presets)))
             .collect();
         let result = latest_comparison(&r.dir);
+        let priors = result.as_ref().and_then(|(_, out)| test_priors_of(out));
         let shown = result.as_ref().map_or_else(Vec::new, |(c, _)| {
             (0..c.rows.len())
                 .map(|i| i < super::methods_view::PALETTE.len())
@@ -267,6 +282,8 @@ impl MethodsScreen {
             log: Vec::new(),
             progress: None,
             result,
+            priors,
+            prior: None,
             row: 0,
             shown,
             from_detail: false,
@@ -296,6 +313,7 @@ impl MethodsScreen {
                 };
             }
             MethodsKey::Page => {}
+            MethodsKey::Prior => self.next_prior(),
             MethodsKey::Move if results => {
                 super::list_nav::navigate(&mut self.row, self.shown.len(), key.code);
             }
@@ -327,6 +345,31 @@ impl MethodsScreen {
             }
         }
         MethodsAction::None
+    }
+
+    /// `p`: the next test prior of the table — the scored split, then each shifted set in the
+    /// comparison's order, then the scored split again. Nothing without shifted sets.
+    fn next_prior(&mut self) {
+        let n = self.priors.as_ref().map_or(0, |p| p.sets.len());
+        self.prior = match self.prior {
+            _ if n == 0 => None,
+            None => Some(0),
+            Some(i) if i + 1 < n => Some(i + 1),
+            Some(_) => None,
+        };
+    }
+
+    /// The name of the table's test prior: `forward50`, or `None` for the scored split.
+    pub fn prior_name(&self) -> Option<&str> {
+        let set = self.priors.as_ref()?.sets.get(self.prior?)?;
+        Some(set.set.name.as_str())
+    }
+
+    /// The figures of the method written `spec` on the table's shifted set; `None` on the
+    /// scored split or when that set did not score it.
+    pub fn prior_figures(&self, spec: &str) -> Option<&PriorFigures> {
+        let set = self.priors.as_ref()?.sets.get(self.prior?)?;
+        set.rows.iter().find(|r| r.spec == spec).map(|r| &r.figures)
     }
 
     /// Whether a trained method of the checklist has a run in progress.
@@ -368,6 +411,8 @@ impl MethodsScreen {
                     .map(|i| i < super::methods_view::PALETTE.len())
                     .collect();
                 self.row = 0;
+                self.priors = test_priors_of(&out);
+                self.prior = None;
                 self.result = Some((*c, out));
                 self.page = Page::Results;
                 self.job = Job::Idle;

@@ -8,6 +8,7 @@ use super::view::panel;
 use crate::compare::cli::base_label;
 use crate::compare::methods::{MethodResult, MethodSpec};
 use crate::compare::posthoc::Fitted;
+use crate::compare::test_priors::TestPriorComparison;
 use crate::run_dir::RunSummary;
 use crate::runs::status::FolderFacts;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -306,10 +307,19 @@ fn draw_results(
             Span::styled("fitted on ", dim),
             Span::raw(c.validation.clone()),
         ]),
-        Line::from(vec![
-            Span::styled("scored on ", dim),
-            Span::raw(c.scored.clone()),
-        ]),
+        Line::from(match m.prior_name() {
+            None => vec![
+                Span::styled("scored on ", dim),
+                Span::raw(c.scored.clone()),
+                Span::styled(prior_hint(m), dim),
+            ],
+            Some(name) => vec![
+                Span::styled("scored on ", dim),
+                Span::styled(format!("test prior {name}"), theme.warn()),
+                Span::styled(format!(" of {}", c.scored), dim),
+                Span::styled(prior_hint(m), dim),
+            ],
+        }),
     ];
     f.render_widget(Paragraph::new(protocol_lines), protocol);
     draw_table(m, c, theme, f, table);
@@ -321,7 +331,163 @@ fn draw_results(
         ])),
         written,
     );
-    draw_curves(m, c, theme, f, chart);
+    match &m.priors {
+        Some(p) => {
+            let [left, right] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(chart);
+            draw_curves(m, c, theme, f, left);
+            let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2); 2]).areas(right);
+            let v = PriorChart { m, c, p, theme };
+            draw_prior_chart(&v, PriorFigure::Top1, f, top);
+            draw_prior_chart(&v, PriorFigure::Ece, f, bottom);
+        }
+        None => draw_curves(m, c, theme, f, chart),
+    }
+}
+
+/// ` · p: test prior` when the comparison scored shifted test priors.
+fn prior_hint(m: &MethodsScreen) -> &'static str {
+    match &m.priors {
+        Some(_) => " · p: test prior",
+        None => "",
+    }
+}
+
+/// A figure drawn against the test prior.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorFigure {
+    /// Top-1 over the images, %.
+    Top1,
+    /// ECE, %.
+    Ece,
+}
+
+/// Each shown row's `figure` on each shifted set, as `(x, y)` in increasing x, with x the
+/// set's position on the prior axis (−ln ρ forward, 0 uniform, +ln ρ backward:
+/// [`crate::compare::shift::TestPrior::axis`]); rows as the table's colours.
+pub fn prior_points(
+    m: &MethodsScreen,
+    c: &crate::compare::report::Comparison,
+    p: &TestPriorComparison,
+    figure: PriorFigure,
+) -> Vec<(usize, Vec<(f64, f64)>)> {
+    c.rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| m.shown.get(*i).copied().unwrap_or(false))
+        .map(|(i, r)| {
+            let mut pts: Vec<(f64, f64)> = p
+                .sets
+                .iter()
+                .filter_map(|s| {
+                    let f = &s.rows.iter().find(|x| x.spec == r.spec)?.figures;
+                    let y = match figure {
+                        PriorFigure::Top1 => f.top1,
+                        PriorFigure::Ece => f.ece,
+                    };
+                    Some((s.set.prior.axis(), y))
+                })
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (i, pts)
+        })
+        .collect()
+}
+
+/// A test prior's name on a narrow axis: `fwd50`, `uniform`, `bwd50`.
+fn axis_name(p: crate::compare::shift::TestPrior) -> String {
+    use crate::compare::shift::TestPrior;
+    match p {
+        TestPrior::Forward(r) => format!("fwd{r}"),
+        TestPrior::Uniform => "uniform".into(),
+        TestPrior::Backward(r) => format!("bwd{r}"),
+    }
+}
+
+/// What a chart against the test prior draws: the screen (rows shown, the table's prior), the
+/// comparison (rows, in the table's order), its shifted-prior figures, the styles.
+#[derive(Debug, Clone, Copy)]
+struct PriorChart<'a> {
+    m: &'a MethodsScreen,
+    c: &'a crate::compare::report::Comparison,
+    p: &'a TestPriorComparison,
+    theme: Theme,
+}
+
+/// `figure` against the test prior, one line per shown row in its colour, the table's test
+/// prior marked with a dotted vertical line; the x axis names its first, middle and last sets.
+fn draw_prior_chart(v: &PriorChart<'_>, figure: PriorFigure, f: &mut Frame<'_>, area: Rect) {
+    let PriorChart { m, c, p, theme } = *v;
+    let points = prior_points(m, c, p, figure);
+    let mut sorted: Vec<(f64, String)> = p
+        .sets
+        .iter()
+        .map(|s| (s.set.prior.axis(), axis_name(s.set.prior)))
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        return;
+    };
+    let xb = if last.0 > first.0 {
+        [first.0, last.0]
+    } else {
+        [first.0 - 0.5, first.0 + 0.5]
+    };
+    let ys = points.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), y| {
+        (l.min(y), h.max(y))
+    });
+    let (lo, hi) = match lo.is_finite() {
+        true => ((lo - 1.0).max(0.0), hi + 1.0),
+        false => (0.0, 100.0),
+    };
+    let marked = m
+        .prior
+        .and_then(|i| p.sets.get(i))
+        .map(|s| [(s.set.prior.axis(), lo), (s.set.prior.axis(), hi)]);
+    let mut sets = Vec::new();
+    if let Some(line) = &marked {
+        let set = Dataset::default()
+            .graph_type(GraphType::Line)
+            .marker(Marker::Dot);
+        sets.push(set.style(theme.warn()).data(line));
+    }
+    for (i, pts) in &points {
+        let style = theme.fg(PALETTE[i % PALETTE.len()]);
+        let set = Dataset::default()
+            .graph_type(GraphType::Line)
+            .marker(Marker::Braille);
+        sets.push(set.style(style).data(pts));
+    }
+    let title = match figure {
+        PriorFigure::Top1 => "Top-1 % by test prior",
+        PriorFigure::Ece => "ECE % by test prior",
+    };
+    let mid = &sorted[sorted.len() / 2].1;
+    let x_labels = vec![
+        Span::raw(first.1.clone()),
+        Span::raw(if sorted.len() > 2 {
+            mid.clone()
+        } else {
+            String::new()
+        }),
+        Span::raw(last.1.clone()),
+    ];
+    let y_labels = vec![Span::raw(format!("{lo:.0}")), Span::raw(format!("{hi:.0}"))];
+    let chart = Chart::new(sets)
+        .block(panel(title, false, theme))
+        .x_axis(
+            Axis::default()
+                .bounds(xb)
+                .labels(x_labels)
+                .style(theme.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .labels(y_labels)
+                .style(theme.dim()),
+        );
+    f.render_widget(chart, area);
 }
 
 /// The results table; the selected row highlighted, each row's `●` in its curve's colour
@@ -339,6 +505,19 @@ fn draw_table(
         .enumerate()
         .map(|(i, r)| {
             let (fig, ci) = (&r.figures[0], &r.intervals[0]);
+            let (top1, ece, nll) = match m.prior_figures(&r.spec) {
+                Some(p) => (
+                    with_ci(p.top1, p.top1_ci.lo, p.top1_ci.hi),
+                    with_ci(p.ece, p.ece_ci.lo, p.ece_ci.hi),
+                    short_number(p.nll),
+                ),
+                None if m.prior.is_some() => ("–".into(), "–".into(), "–".into()),
+                None => (
+                    with_ci(fig.top1, ci.top1.lo, ci.top1.hi),
+                    with_ci(fig.ece, ci.ece.lo, ci.ece.hi),
+                    short_number(fig.nll),
+                ),
+            };
             let shown = m.shown.get(i).copied().unwrap_or(false);
             let dot = match shown {
                 true => Span::styled("●", theme.fg(PALETTE[i % PALETTE.len()])),
@@ -347,9 +526,9 @@ fn draw_table(
             Row::new(vec![
                 Line::from(dot),
                 Line::raw(short_name(r)),
-                Line::raw(with_ci(fig.top1, ci.top1.lo, ci.top1.hi)),
-                Line::raw(with_ci(fig.ece, ci.ece.lo, ci.ece.hi)),
-                Line::raw(short_number(fig.nll)),
+                Line::raw(top1),
+                Line::raw(ece),
+                Line::raw(nll),
                 Line::raw(fitted_short(r)),
             ])
         })

@@ -1669,6 +1669,7 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
 mod loader;
 mod methods;
 mod seed_groups;
+mod test_priors;
 
 #[test]
 fn the_presets_screen_says_where_it_looks() {

@@ -14,7 +14,7 @@ fn row(name: &str) -> Trained {
 }
 
 /// A finished stage-1 run of `fm_s1` with its best checkpoint, in `root`'s `saved/`.
-fn stage1_run(root: &Path, name: &str, epochs: usize, best: bool) -> RunSummary {
+pub(super) fn stage1_run(root: &Path, name: &str, epochs: usize, best: bool) -> RunSummary {
     let dir = root.join("saved").join(name);
     let ckpt = dir.join("ckps/model_best.safetensors");
     fs::create_dir_all(ckpt.parent().unwrap()).unwrap();
@@ -63,7 +63,7 @@ fn trained_config(method: Trained, ckpt: &Path) -> Config {
 }
 
 /// The app on the runs screen with `runs` listed.
-fn on_runs(app: &mut App, runs: Vec<RunSummary>) {
+pub(super) fn on_runs(app: &mut App, runs: Vec<RunSummary>) {
     send(app, [ch('4'), Msg::Runs(runs, HashMap::new())]);
     app.runs.selected = 0;
     app.status = None;
