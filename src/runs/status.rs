@@ -60,7 +60,7 @@ impl RunStatus {
         match self {
             RunStatus::Live => "● live",
             RunStatus::Writing => "● writing",
-            RunStatus::Died => "✗ dead",
+            RunStatus::Died => "✗ killed",
             RunStatus::Finished => "✓ done",
             RunStatus::Stopped => "■ stopped",
             RunStatus::Failed => "✗ failed",

@@ -14,7 +14,7 @@ use crate::config::{Config, Stage};
 use crate::events::{Control, EpochReport, Event, Failure, FailureKind};
 use crate::presets::{partner, Preset};
 use crate::run_dir::RunSummary;
-use crate::runs::status::FolderFacts;
+use crate::runs::status::{FolderFacts, RunStatus};
 use crate::wire::Job;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 use std::collections::HashMap;
@@ -596,18 +596,43 @@ impl App {
         }
     }
 
-    /// `R` on a run: the form to resume it, when it stopped or failed with a current checkpoint.
+    /// `R` on a run: the form to resume it, when it stopped, failed or was killed with a current
+    /// checkpoint; else why not, in words.
     fn resume(&mut self, dir: PathBuf) -> Vec<Effect> {
         let live = self.live_dirs();
         let status = self.runs.status(&dir, &live);
-        if !status.is_some_and(|s| s.resumable()) {
-            self.set_status(
-                "only a stopped or failed run with ckps/current.safetensors can be resumed",
-                true,
-            );
-            return Vec::new();
+        let name = self.runs.find(&dir).map_or("the run", |r| r.name.as_str());
+        let checkpoint = self.runs.facts(&dir).current_checkpoint;
+        let why = match status {
+            None => Some("the run folder is gone".to_owned()),
+            Some(RunStatus::Finished) => Some(format!(
+                "{name} finished: nothing to resume (m compares methods on a stage-1 run)"
+            )),
+            Some(RunStatus::Live | RunStatus::Writing) => Some(format!(
+                "{name} is running: a attaches to it, s on the run screen stops it"
+            )),
+            Some(s) if s.resumable() && checkpoint.is_none() => Some(format!(
+                "{name} {} before its first checkpoint (ckps/current.safetensors): nothing to \
+                 resume; its preset (1) trains it again",
+                match s {
+                    RunStatus::Died => "was killed",
+                    RunStatus::Failed => "failed",
+                    _ => "stopped",
+                }
+            )),
+            Some(s) if s.resumable() => None,
+            Some(_) => Some(format!(
+                "{name}: nothing says how it ended; only a stopped, failed or killed run with \
+                 ckps/current.safetensors can be resumed"
+            )),
+        };
+        match why {
+            Some(why) => {
+                self.set_status(why, true);
+                Vec::new()
+            }
+            None => self.discard_then(AfterDiscard::Resume(dir)),
         }
-        self.discard_then(AfterDiscard::Resume(dir))
     }
 
     /// `a` on a live run: follow it on the run screen (from its beginning).

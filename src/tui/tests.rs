@@ -1731,3 +1731,52 @@ fn the_screen_catalogue_drives_the_number_keys_and_the_header() {
     let s = render(&app, 80, 24);
     assert!(s.contains("m on a finished stage-1 run"), "{s}");
 }
+
+/// `R` says why a run cannot be resumed: a failed or killed run that never wrote a checkpoint
+/// (it died before its first one), a finished one, a live one; a killed run is listed as
+/// killed.
+#[test]
+fn r_says_why_a_run_cannot_be_resumed() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let failed = "unusable image /x.jpg (epoch 0 batch 3)";
+    run_folder(root, "a_failed_early", (0, 3), failed, false);
+    run_folder(
+        root,
+        "b_done",
+        (3, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    let killed = run_folder(root, "c_killed", (1, 3), "Epoch: [0][ 40/118]", false);
+    send(&mut app, [ch('4')]);
+    load_runs(&mut app, root);
+    // What the folder of a process killed by kill -9 says (its lock free, no last event).
+    let mut facts = app.runs.facts(&killed);
+    facts.alive = Some(false);
+    send(&mut app, [Msg::Facts(killed.clone(), facts)]);
+    let s = render(&app, 80, 24);
+    let row = s.lines().find(|l| l.contains("c_killed")).unwrap();
+    assert!(row.contains("✗ killed"), "{row}");
+    for (name, why) in [
+        (
+            "a_failed_early",
+            "a_failed_early failed before its first checkpoint (ckps/current.safetensors)",
+        ),
+        ("b_done", "b_done finished: nothing to resume"),
+        (
+            "c_killed",
+            "c_killed was killed before its first checkpoint",
+        ),
+    ] {
+        app.runs.selected = app.runs.runs.iter().position(|r| r.name == name).unwrap();
+        assert!(send(&mut app, [ch('R')]).is_empty());
+        assert_eq!(app.screen, Screen::Runs);
+        let status = app.status.clone().unwrap();
+        assert!(
+            status.error && status.text.contains(why),
+            "{name}: {}",
+            status.text
+        );
+    }
+}
