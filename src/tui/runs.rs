@@ -792,10 +792,12 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
     if s.runs.is_empty() {
         return draw_no_runs(s, &title, theme, f, area);
     }
-    // The name column: what the borders, the mark and the other columns (45 wide, 6 gaps)
-    // leave.
+    let extra = extra_columns(usize::from(area.width));
+    // The name column: what the borders, the mark and the other columns (45 wide, 6 gaps, and
+    // the extra columns with a gap each) leave.
+    let extra_width: usize = extra.iter().map(|c| usize::from(c.width()) + 1).sum();
     let name_width = usize::from(area.width)
-        .saturating_sub(2 + 2 + 45 + 6)
+        .saturating_sub(2 + 2 + 45 + 6 + extra_width)
         .max(12);
     let rows: Vec<Row<'_>> = s
         .runs
@@ -809,7 +811,7 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
                 "  "
             };
             let state = s.status(&r.dir, live).map_or("", RunStatus::label);
-            Row::new(vec![
+            let mut cells = vec![
                 format!("{mark}{}", fit_middle(&r.name, name_width)),
                 state.to_owned(),
                 r.stage.map_or("?".into(), |st| st.to_string()),
@@ -821,31 +823,123 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
                 fig(last.map(|e| e.eval.top1)),
                 fig(last.map(|e| e.best_top1)),
                 fig(last.map(|e| e.best_ece)),
-            ])
+            ];
+            let facts = s.facts(&r.dir);
+            cells.extend(extra.iter().map(|c| c.cell(r, &facts)));
+            Row::new(cells)
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(20),
-            Constraint::Length(12),
-            Constraint::Length(6),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(8),
-        ],
-    )
-    .header(
-        Row::new([
-            "  Run", "State", "Stage", "Epochs", "Top-1", "Best", "ECE@best",
-        ])
-        .style(theme.dim()),
-    )
-    .block(panel(&title, true, theme))
-    .row_highlight_style(theme.selected());
+    let mut widths = vec![
+        Constraint::Min(20),
+        Constraint::Length(12),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(8),
+    ];
+    widths.extend(extra.iter().map(|c| Constraint::Length(c.width())));
+    let mut header = vec![
+        "  Run", "State", "Stage", "Epochs", "Top-1", "Best", "ECE@best",
+    ];
+    header.extend(extra.iter().map(|c| c.header()));
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.dim()))
+        .block(panel(&title, true, theme))
+        .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(s.selected));
     f.render_stateful_widget(table, area, &mut state);
+}
+
+/// Columns of the runs list shown when the terminal is wide enough, in the order they are
+/// given room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraColumn {
+    /// The epoch (1-based) of the best top-1.
+    BestEpoch,
+    /// Training and evaluation time of its epochs.
+    Duration,
+    /// When it started (local time).
+    Started,
+    /// The device of its configuration, `×N` with N data-parallel processes.
+    Device,
+}
+
+impl ExtraColumn {
+    /// Every extra column, the first given room first.
+    pub const ALL: [ExtraColumn; 4] = [
+        ExtraColumn::BestEpoch,
+        ExtraColumn::Duration,
+        ExtraColumn::Started,
+        ExtraColumn::Device,
+    ];
+
+    fn width(self) -> u16 {
+        match self {
+            ExtraColumn::BestEpoch => 5,
+            ExtraColumn::Duration => 7,
+            ExtraColumn::Started => 11,
+            ExtraColumn::Device => 9,
+        }
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            ExtraColumn::BestEpoch => "@ep",
+            ExtraColumn::Duration => "Time",
+            ExtraColumn::Started => "Started",
+            ExtraColumn::Device => "Device",
+        }
+    }
+
+    /// The cell of run `r`.
+    pub fn cell(self, r: &RunSummary, facts: &FolderFacts) -> String {
+        match self {
+            ExtraColumn::BestEpoch => best_epoch(r).map_or("–".into(), |e| e.to_string()),
+            ExtraColumn::Duration => match r.epochs.is_empty() {
+                true => "–".into(),
+                false => super::view::format_duration(
+                    r.epochs
+                        .iter()
+                        .map(|e| e.train_seconds + e.eval_seconds)
+                        .sum(),
+                ),
+            },
+            ExtraColumn::Started => facts.started.map_or("–".into(), |t| {
+                chrono::DateTime::<chrono::Local>::from(t)
+                    .format("%m-%d %H:%M")
+                    .to_string()
+            }),
+            ExtraColumn::Device => r.config.as_ref().map_or("?".into(), |c| match c.gpus {
+                0 | 1 => c.device.clone(),
+                n => format!("{}×{n}", c.device),
+            }),
+        }
+    }
+}
+
+/// The extra columns that fit `width` columns beside a name column of at least 18.
+pub fn extra_columns(width: usize) -> Vec<ExtraColumn> {
+    let mut room = width.saturating_sub(2 + 2 + 45 + 6 + 18);
+    let mut out = Vec::new();
+    for c in ExtraColumn::ALL {
+        let w = usize::from(c.width()) + 1;
+        if w > room {
+            break;
+        }
+        room -= w;
+        out.push(c);
+    }
+    out
+}
+
+/// The epoch (1-based) whose top-1 is the run's best: the last record marked best.
+pub fn best_epoch(r: &RunSummary) -> Option<usize> {
+    r.epochs
+        .iter()
+        .rev()
+        .find(|e| e.is_best)
+        .map(|e| e.epoch + 1)
 }
 
 /// The detail's line on where the run stands; "following" only when something writes it.

@@ -865,6 +865,7 @@ fn a_dead_run_shows_as_dead_and_resumable() {
         last_log_line: Some("Epoch: [0][10/20]".into()),
         current_checkpoint: Some(dir.join("ckps/current.safetensors")),
         modified: Some(std::time::SystemTime::now()),
+        started: None,
     };
     send(
         &mut app,
@@ -1778,5 +1779,64 @@ fn r_says_why_a_run_cannot_be_resumed() {
             "{name}: {}",
             status.text
         );
+    }
+}
+
+/// The runs list gives the best epoch at 80 columns, and duration, start and device where the
+/// terminal is wide enough.
+#[test]
+fn the_runs_list_shows_best_epoch_duration_start_and_device() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let dir = run_folder(
+        root,
+        "a_run",
+        (3, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    // Epoch 2 of 3 (index 1) is the best; each epoch took 40 s + 8 s.
+    let metrics: String = (0..3)
+        .map(|e| {
+            let mut r = epoch(Stage::Stage1, e, 3, 60.0, 5.0);
+            r.is_best = e == 1;
+            serde_json::to_string(&r).unwrap() + "\n"
+        })
+        .collect();
+    fs::write(dir.join("metrics.jsonl"), metrics).unwrap();
+    let start = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
+    fs::File::options()
+        .write(true)
+        .open(dir.join("config.yaml"))
+        .unwrap()
+        .set_modified(start)
+        .unwrap();
+    send(&mut app, [ch('4')]);
+    load_runs(&mut app, root);
+    let r = &app.runs.runs[0];
+    assert_eq!(super::runs::best_epoch(r), Some(2));
+    let s = render(&app, 80, 24);
+    assert!(s.contains("@ep"), "{s}");
+    let row = s.lines().find(|l| l.contains("a_run")).unwrap();
+    assert!(
+        row.trim_end()
+            .trim_end_matches('┃')
+            .trim_end()
+            .ends_with(" 2"),
+        "{row}"
+    );
+    assert!(!s.contains("Started"), "{s}");
+    let stamp = chrono::DateTime::<chrono::Local>::from(start)
+        .format("%m-%d %H:%M")
+        .to_string();
+    let device = r.config.as_ref().unwrap().device.clone();
+    let s = render(&app, 130, 30);
+    for text in ["@ep", "Time", "Started", "Device"] {
+        assert!(s.contains(text), "{text}: {s}");
+    }
+    let row = s.lines().find(|l| l.contains("a_run")).unwrap();
+    // 3 × 48 s.
+    for text in ["2m24s", stamp.as_str(), device.as_str()] {
+        assert!(row.contains(text), "{text}: {row}");
     }
 }
