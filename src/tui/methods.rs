@@ -1,4 +1,4 @@
-//! The Methods view of the runs screen (`m` on a finished stage-1 run): a checklist of the
+//! The Methods screen (`m` on a finished stage-1 run of the runs screen, then `5`): a checklist of the
 //! methods of `mislas compare` — post-hoc ones on the run's last checkpoint
 //! (`ckps/current.safetensors`, as `mislas compare` and the README's protocol use: no epoch
 //! picked on the test set it scores; `model_best` only when the run has nothing else), and the
@@ -9,7 +9,11 @@
 //! Enter runs the checked methods: a trained one without a finished run becomes a stage-2 run,
 //! started by the app's own launch (or queued behind a run in progress), so the run screen and
 //! the queue show it; the others go to [`crate::compare::cli::run`] on a worker thread of the
-//! loop, which answers with [`CompareMsg`]s. Nothing here touches a tensor.
+//! loop, which answers with [`CompareMsg`]s. On the results page `p` picks the table's test
+//! prior among the shifted sets the comparison scored ([`crate::compare::test_priors`]), and
+//! the charts draw top-1 and ECE against the test prior. Which stage-2 runs train which method
+//! and how a missing one would be configured is not UI logic: it lives in
+//! [`crate::runs::stage2`]. Nothing here touches a tensor.
 use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
 use crate::compare::cli::{base_label, CompareOptions};
 use crate::compare::methods::MethodSpec;

@@ -10,7 +10,7 @@
 //! place the state changes and [`view::view`] draws it. One loop selects over the run's
 //! events, the terminal's input (read on its own thread), signals, and timers; it drains every
 //! pending trainer event before drawing and draws only after a change, at most 15 times a
-//! second. The trainer never waits for the UI: its channel is unbounded. The Methods view's
+//! second. The trainer never waits for the UI: its channel is unbounded. The Methods screen's
 //! comparison runs on a worker thread of its own whose messages join the same loop.
 pub mod app;
 pub mod hyperparameters;

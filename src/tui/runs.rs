@@ -3,7 +3,8 @@
 //! re-read every second so that a run a headless `mislas train` is writing is followed live;
 //! two can be compared side by side. Each run shows its state (live, finished, stopped, failed);
 //! a stopped or failed one with a current checkpoint can be resumed from here; a finished
-//! stage-1 one opens the Methods view ([`super::methods`]).
+//! stage-1 one opens the Methods screen ([`super::methods`]). The runs and their metrics are
+//! read on the loader thread ([`super::loader`]); the list says "loading…" until they come.
 use super::keys::{lookup, Binding, NAV_CODES};
 use super::run::{class_bars, draw_classes, epoch_curves, EpochCurves, CLASS_TITLE};
 use super::theme::Theme;
