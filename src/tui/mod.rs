@@ -11,7 +11,8 @@
 //! events, the terminal's input (read on its own thread), signals, and timers; it drains every
 //! pending trainer event before drawing and draws only after a change, at most 15 times a
 //! second. The trainer never waits for the UI: its channel is unbounded. The Methods screen's
-//! comparison runs on a worker thread of its own whose messages join the same loop.
+//! comparison runs on a worker thread of its own whose messages join the same loop, and so do
+//! the answers of the loader thread that reads runs, metrics and the queue ([`loader`]).
 pub mod app;
 pub mod hyperparameters;
 pub mod keys;
