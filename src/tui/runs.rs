@@ -919,9 +919,10 @@ impl ExtraColumn {
     }
 }
 
-/// The extra columns that fit `width` columns beside a name column of at least 18.
+/// The extra columns that fit `width` columns beside a name column of at least 20 (none at
+/// 80 columns: the name keeps its room).
 pub fn extra_columns(width: usize) -> Vec<ExtraColumn> {
-    let mut room = width.saturating_sub(2 + 2 + 45 + 6 + 18);
+    let mut room = width.saturating_sub(2 + 2 + 45 + 6 + 20);
     let mut out = Vec::new();
     for c in ExtraColumn::ALL {
         let w = usize::from(c.width()) + 1;
