@@ -251,6 +251,9 @@ pub enum FailureKind {
     LostRank,
     /// An error inside mislas or libtorch that none of the above explains.
     Internal,
+    /// The run's process ended without a last event: killed (kill -9, the out-of-memory
+    /// killer) or the machine restarted.
+    Killed,
 }
 
 impl std::fmt::Display for FailureKind {
@@ -264,6 +267,7 @@ impl std::fmt::Display for FailureKind {
             FailureKind::Io => "write error",
             FailureKind::LostRank => "data-parallel error",
             FailureKind::Internal => "internal error",
+            FailureKind::Killed => "process killed",
         })
     }
 }

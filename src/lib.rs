@@ -17,8 +17,8 @@
 //! 3. [`method`], [`checkpoint`], [`run_dir`], [`distributed`], [`presets`]: the parts the engine
 //!    assembles;
 //! 4. [`engine`]: trainer, set-up, step, evaluation, recipes and the method catalogue;
-//! 5. [`compare`], [`live`], [`headless`], [`bench`], [`seeds`], [`export`]: front-end-side
-//!    work on runs;
+//! 5. [`compare`], [`live`], [`headless`], [`bench`], [`seeds`], [`export`], [`runs`] (how a
+//!    run stands, its trained methods): front-end-side work on runs;
 //! 6. [`queue`]: the SQLite queue, sweeps, the scheduler;
 //! 7. [`tui`]: the terminal UI; then the binary's `main`.
 pub mod bench;
@@ -38,6 +38,7 @@ pub mod model;
 pub mod presets;
 pub mod queue;
 pub mod run_dir;
+pub mod runs;
 pub mod seeds;
 pub mod tui;
 pub mod wire;

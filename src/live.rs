@@ -521,7 +521,7 @@ pub fn died(dir: &Path) -> Failure {
         .ok()
         .filter(|p| p.is_file());
     let mut f = Failure::new(
-        FailureKind::Internal,
+        FailureKind::Killed,
         format!(
             "the run's process (pid {pid}) ended without a last event: it was killed (kill -9) \
              or the machine restarted{}",
@@ -724,6 +724,11 @@ mod tests {
         drop(h);
         assert_eq!(is_alive(d), Some(false));
         assert!(died_without_end(d), "no last event: died");
+        // Said as a kill, not as an error inside mislas (issue 18).
+        let f = died(d);
+        assert_eq!(f.kind, FailureKind::Killed);
+        assert_eq!(f.kind.to_string(), "process killed");
+        assert!(f.message.contains("kill -9") && f.message.contains("no checkpoint"));
         EventLog::open(d).unwrap().append(&Event::Finished).unwrap();
         assert!(!died_without_end(d), "ended with Finished");
         // A socket file left behind (kill -9) is replaced by the next run.

@@ -125,6 +125,15 @@ fn methods_view_runs_ce_and_ts_and_shows_the_table_with_intervals() {
     assert!(row_with_interval(&s, "● CE+TS "), "{s}");
     t.keys(&["Escape"]);
     t.wait_for("the runs", WAIT, |s| s.contains("Runs in saved/"));
+    // A screen of its own: 5 shows it again, with its results; 4 the runs.
+    t.keys(&["5"]);
+    let s = t.wait_for("the Methods screen", WAIT, |s| {
+        s.contains("Methods · tiny_s1_")
+    });
+    assert!(s.lines().next().unwrap().contains("5 Methods"), "{s}");
+    assert!(row_with_interval(&s, "● CE+TS "), "{s}");
+    t.keys(&["4"]);
+    t.wait_for("the runs", WAIT, |s| s.contains("Runs in saved/"));
     t.keys(&["q"]);
     t.wait_for("mislas to end", WAIT, |s| s.contains("mislas-exit=0"));
 }

@@ -3,10 +3,9 @@
 //! and [`Effect`]s what the loop does for it (launch, send a control, read or write files).
 use super::hyperparameters::{FormAction, FormScreen, FormTab};
 use super::keys::{lookup, Binding};
-use super::methods::{CompareMsg, Job as CompareJob, MethodsScreen, RunPlan};
+use super::methods::{CompareMsg, Job as CompareJob, MethodsAction, MethodsScreen, RunPlan};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
-use super::run_status::FolderFacts;
 use super::runs::{QueueEdit, RunsAction, RunsScreen, RunsView};
 use super::theme::Theme;
 use super::view::{HelpKey, HELP_KEYS};
@@ -15,23 +14,13 @@ use crate::config::{Config, Stage};
 use crate::events::{Control, EpochReport, Event, Failure, FailureKind};
 use crate::presets::{partner, Preset};
 use crate::run_dir::RunSummary;
+use crate::runs::status::{FolderFacts, RunStatus};
 use crate::wire::Job;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// The four screens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    /// Presets by data set.
-    Presets,
-    /// The hyperparameter form.
-    Hyperparameters,
-    /// The live run.
-    Run,
-    /// Runs in `saved/`.
-    Runs,
-}
+pub use super::screens::Screen;
 
 /// Everything that can happen to the app.
 #[derive(Debug, Clone)]
@@ -65,8 +54,19 @@ pub enum Msg {
     Queue(Result<Vec<crate::queue::Job>, String>),
     /// A change to the queue was made (what, in words) or not (why).
     QueueChanged(Result<String, String>),
+    /// A read was handed to the loader thread: its answer comes later.
+    Loading(Loading),
     /// The comparison worker of the Methods view of this stage-1 run said something.
     Compare(PathBuf, CompareMsg),
+}
+
+/// What the loader thread is reading for a screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loading {
+    /// The runs of `saved/`.
+    Runs,
+    /// The queue.
+    Queue,
 }
 
 /// What the loop does on the app's behalf; results come back as [`Msg`]s.
@@ -134,7 +134,7 @@ pub enum Confirm {
 /// What a key does everywhere (unless a text input has the keyboard; Ctrl-C even then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GlobalKey {
-    /// Go to screen 1–4.
+    /// Go to screen 1–5 ([`super::screens::SCREENS`]).
     Screen,
     /// Open the help.
     Help,
@@ -152,11 +152,12 @@ pub const GLOBAL_KEYS: &[Binding<GlobalKey>] = &[
             KeyCode::Char('2'),
             KeyCode::Char('3'),
             KeyCode::Char('4'),
+            KeyCode::Char('5'),
         ],
-        "1-4",
+        "1-5",
         GlobalKey::Screen,
         "screens",
-        "presets, hyperparameters, run, runs",
+        "presets, hyperparameters, run, runs, methods",
     ),
     Binding::new(
         &[KeyCode::Char('?')],
@@ -242,6 +243,8 @@ pub struct App {
     pub comparing: Option<PathBuf>,
     /// The hold on that comparison (its stop flag), while it runs.
     pub compare_watch: Option<crate::compare::cache::Watch>,
+    /// The Methods screen of the stage-1 run it was last opened on.
+    pub methods: Option<MethodsScreen>,
 }
 
 impl App {
@@ -262,6 +265,7 @@ impl App {
             listed: false,
             comparing: None,
             compare_watch: None,
+            methods: None,
         }
     }
 
@@ -281,7 +285,7 @@ impl App {
             Screen::Presets => self.presets.filtering.is_some(),
             Screen::Hyperparameters => self.form.as_ref().is_some_and(FormScreen::is_typing),
             Screen::Runs => self.runs.is_typing(),
-            Screen::Run => false,
+            Screen::Run | Screen::Methods => false,
         }
     }
 
@@ -472,11 +476,9 @@ impl App {
                 }
                 Some(GlobalKey::Quit) => return self.ask_quit(),
                 Some(GlobalKey::Screen) => {
-                    return match key.code {
-                        KeyCode::Char('1') => self.goto(Screen::Presets),
-                        KeyCode::Char('2') => self.goto(Screen::Hyperparameters),
-                        KeyCode::Char('3') => self.goto(Screen::Run),
-                        _ => self.goto(Screen::Runs),
+                    return match super::screens::by_key(key.code) {
+                        Some(screen) => self.goto(screen),
+                        None => Vec::new(),
                     }
                 }
                 Some(GlobalKey::Interrupt) | None => {}
@@ -564,30 +566,73 @@ impl App {
                     Vec::new()
                 }
                 RunsAction::OpenMethods(dir) => self.open_methods(&dir),
-                RunsAction::RunMethods => self.run_methods(),
-                RunsAction::CancelCompare => {
-                    if let Some(w) = &self.compare_watch {
-                        w.cancel();
-                        self.set_status("cancelling the comparison…", false);
-                    }
-                    Vec::new()
-                }
             },
+            Screen::Methods => self.on_methods_key(key),
         }
     }
 
-    /// `R` on a run: the form to resume it, when it stopped or failed with a current checkpoint.
+    /// A key of the Methods screen.
+    fn on_methods_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(m) = &mut self.methods else {
+            return Vec::new();
+        };
+        match m.on_key(key) {
+            MethodsAction::None => Vec::new(),
+            MethodsAction::Run => self.run_methods(),
+            MethodsAction::Cancel => {
+                if let Some(w) = &self.compare_watch {
+                    w.cancel();
+                    self.set_status("cancelling the comparison…", false);
+                }
+                Vec::new()
+            }
+            MethodsAction::Back => {
+                self.runs.view = match m.from_detail {
+                    true => RunsView::Detail(m.dir.clone()),
+                    false => RunsView::List,
+                };
+                self.goto(Screen::Runs)
+            }
+        }
+    }
+
+    /// `R` on a run: the form to resume it, when it stopped, failed or was killed with a current
+    /// checkpoint; else why not, in words.
     fn resume(&mut self, dir: PathBuf) -> Vec<Effect> {
         let live = self.live_dirs();
         let status = self.runs.status(&dir, &live);
-        if !status.is_some_and(|s| s.resumable()) {
-            self.set_status(
-                "only a stopped or failed run with ckps/current.safetensors can be resumed",
-                true,
-            );
-            return Vec::new();
+        let name = self.runs.find(&dir).map_or("the run", |r| r.name.as_str());
+        let checkpoint = self.runs.facts(&dir).current_checkpoint;
+        let why = match status {
+            None => Some("the run folder is gone".to_owned()),
+            Some(RunStatus::Finished) => Some(format!(
+                "{name} finished: nothing to resume (m compares methods on a stage-1 run)"
+            )),
+            Some(RunStatus::Live | RunStatus::Writing) => Some(format!(
+                "{name} is running: a attaches to it, s on the run screen stops it"
+            )),
+            Some(s) if s.resumable() && checkpoint.is_none() => Some(format!(
+                "{name} {} before its first checkpoint (ckps/current.safetensors): nothing to \
+                 resume; its preset (1) trains it again",
+                match s {
+                    RunStatus::Died => "was killed",
+                    RunStatus::Failed => "failed",
+                    _ => "stopped",
+                }
+            )),
+            Some(s) if s.resumable() => None,
+            Some(_) => Some(format!(
+                "{name}: nothing says how it ended; only a stopped, failed or killed run with \
+                 ckps/current.safetensors can be resumed"
+            )),
+        };
+        match why {
+            Some(why) => {
+                self.set_status(why, true);
+                Vec::new()
+            }
+            None => self.discard_then(AfterDiscard::Resume(dir)),
         }
-        self.discard_then(AfterDiscard::Resume(dir))
     }
 
     /// `a` on a live run: follow it on the run screen (from its beginning).
@@ -644,7 +689,7 @@ impl App {
         vec![Effect::Launch(job)]
     }
 
-    /// `m` on a run: its Methods view, or why it has none.
+    /// `m` on a run: its Methods screen, or why it has none.
     fn open_methods(&mut self, dir: &std::path::Path) -> Vec<Effect> {
         let live = self.live_dirs();
         let (Some(r), Some(st)) = (self.runs.find(dir), self.runs.status(dir, &live)) else {
@@ -652,7 +697,15 @@ impl App {
             return Vec::new();
         };
         match MethodsScreen::open(r, st, &self.presets.presets) {
-            Ok(m) => self.runs.open_methods(m),
+            Ok(mut m) => {
+                m.from_detail = matches!(self.runs.view, RunsView::Detail(_));
+                match &mut self.methods {
+                    // Kept, with its results, while it is of the same run.
+                    Some(old) if old.dir == m.dir => old.from_detail = m.from_detail,
+                    _ => self.methods = Some(m),
+                }
+                self.screen = Screen::Methods;
+            }
             Err(why) => self.set_status(why, true),
         }
         Vec::new()
@@ -662,7 +715,7 @@ impl App {
     /// first launched when no run is in progress, the others queued) and compares the rest on
     /// the worker.
     fn run_methods(&mut self) -> Vec<Effect> {
-        let Some(m) = &self.runs.methods else {
+        let Some(m) = &self.methods else {
             return Vec::new();
         };
         let plan = m.run_plan(&self.runs.all_runs, &self.runs.facts, &self.live_dirs());
@@ -685,7 +738,7 @@ impl App {
                 None => {
                     said.push(format!("comparing {} methods", opts.methods.len()));
                     self.comparing = Some(dir.clone());
-                    if let Some(m) = &mut self.runs.methods {
+                    if let Some(m) = &mut self.methods {
                         m.job = CompareJob::Running;
                         m.log.clear();
                         m.progress = None;
@@ -737,7 +790,7 @@ impl App {
             ),
             CompareMsg::Line(_) | CompareMsg::Progress(_) => {}
         }
-        if let Some(m) = self.runs.methods.as_mut().filter(|m| m.dir == dir) {
+        if let Some(m) = self.methods.as_mut().filter(|m| m.dir == dir) {
             m.on_compare(msg);
         }
     }
@@ -776,11 +829,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => app.on_key(k),
         Msg::Resize => Vec::new(),
-        Msg::Tick if app.screen == Screen::Runs && app.runs.view == RunsView::Methods => {
+        Msg::Tick if app.screen == Screen::Methods => {
             // A trained method's run in progress: the list again, to see it finish.
             let live = app.live_dirs();
             let runs = &app.runs;
-            match &runs.methods {
+            match &app.methods {
                 Some(m) if m.waiting(&runs.all_runs, &runs.facts, &live) => vec![Effect::LoadRuns],
                 _ => Vec::new(),
             }
@@ -813,7 +866,16 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.quit = Quit::Now;
             Vec::new()
         }
+        Msg::Loading(Loading::Runs) => {
+            app.runs.loading = true;
+            Vec::new()
+        }
+        Msg::Loading(Loading::Queue) => {
+            app.runs.queue_loading = true;
+            Vec::new()
+        }
         Msg::Runs(runs, facts) => {
+            app.runs.loading = false;
             app.runs.set_runs(runs);
             app.runs.set_facts(facts);
             if !std::mem::replace(&mut app.listed, true) && app.run.is_none() {
@@ -835,10 +897,12 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Queue(Ok(jobs)) => {
+            app.runs.queue_loading = false;
             app.runs.set_queue(jobs);
             Vec::new()
         }
         Msg::Queue(Err(e)) | Msg::QueueChanged(Err(e)) => {
+            app.runs.queue_loading = false;
             app.set_status(format!("queue: {e}"), true);
             Vec::new()
         }

@@ -644,7 +644,10 @@ pub fn draw(
     .areas(area);
     draw_tabs(form, theme, f, tabs_area);
     draw_table(form, theme, f, table_area);
-    draw_help(form, runs, theme, f, table_area, help_area);
+    if let FormMode::Pick(sel) = &form.mode {
+        draw_picker(runs, *sel, theme, f, table_area);
+    }
+    draw_help(form, theme, f, help_area);
 }
 
 /// The tab bar: one tab per stage, the visible one selected.
@@ -740,14 +743,8 @@ fn help_title(mode: &FormMode) -> &'static str {
 
 /// The help panel of the selected field in `help_area`, with the input line while typing; the
 /// `resume` picker, when open, covers `table_area`.
-fn draw_help(
-    form: &FormScreen,
-    runs: &[RunSummary],
-    theme: Theme,
-    f: &mut Frame<'_>,
-    table_area: Rect,
-    help_area: Rect,
-) {
+/// The help pane under the form: the key's help, its issue, the line being typed.
+fn draw_help(form: &FormScreen, theme: Theme, f: &mut Frame<'_>, help_area: Rect) {
     let tab = form.current();
     let key = form.key();
     let mut lines = vec![Line::from(vec![
@@ -767,10 +764,7 @@ fn draw_help(
                 lines.insert(1, Line::styled(format!("✗ {e}"), theme.bad()));
             }
         }
-        FormMode::Pick(sel) => {
-            draw_picker(runs, *sel, theme, f, table_area);
-        }
-        FormMode::Browse => {}
+        FormMode::Pick(_) | FormMode::Browse => {}
     }
     f.render_widget(
         Paragraph::new(lines)

@@ -3,18 +3,21 @@
 //! NLL, what was fitted), its protocol and output folder, and the reliability curves of the
 //! rows shown, one colour each, over the diagonal. Nothing here changes state.
 use super::methods::{find_trained, Found, Item, Job, MethodsScreen, Page};
-use super::runs::RunsScreen;
 use super::theme::Theme;
 use super::view::panel;
 use crate::compare::cli::base_label;
 use crate::compare::methods::{MethodResult, MethodSpec};
 use crate::compare::posthoc::Fitted;
+use crate::compare::test_priors::TestPriorComparison;
+use crate::run_dir::RunSummary;
+use crate::runs::status::FolderFacts;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Colours of the reliability curves, by row (the table's `●` is the legend).
@@ -27,16 +30,38 @@ pub const PALETTE: [Color; 6] = [
     Color::LightBlue,
 ];
 
-/// Draws the Methods view of `m` in `area`; `runs` and `live` tell which trained methods have
-/// a run.
-pub fn draw(
-    m: &MethodsScreen,
-    runs: &RunsScreen,
-    live: &[PathBuf],
-    theme: Theme,
-    f: &mut Frame<'_>,
-    area: Rect,
-) {
+/// What the Methods screen draws besides its own state: the saved runs and their folders'
+/// facts (which trained methods have a run), the folders this process writes, the styles.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodsView<'a> {
+    /// Every run in `saved/`.
+    pub runs: &'a [RunSummary],
+    /// What their folders say.
+    pub facts: &'a HashMap<PathBuf, FolderFacts>,
+    /// Folders this process writes.
+    pub live: &'a [PathBuf],
+    /// Styles.
+    pub theme: Theme,
+}
+
+/// Draws the Methods screen of `m` in `area` (a word on how to open one when there is none).
+pub fn draw(m: Option<&MethodsScreen>, v: &MethodsView<'_>, f: &mut Frame<'_>, area: Rect) {
+    let theme = v.theme;
+    let Some(m) = m else {
+        let block = panel("Methods", true, theme);
+        let text = vec![
+            Line::raw("No run chosen yet."),
+            Line::styled(
+                "On the runs screen (4), m on a finished stage-1 run compares methods on it.",
+                theme.dim(),
+            ),
+        ];
+        f.render_widget(
+            Paragraph::new(text).wrap(Wrap { trim: false }).block(block),
+            area,
+        );
+        return;
+    };
     match (m.page, &m.result) {
         (Page::Results, Some((c, out))) => {
             let title = format!(
@@ -50,7 +75,7 @@ pub fn draw(
             f.render_widget(block, area);
             draw_results(m, (c, out), theme, f, inner);
         }
-        _ => draw_checklist(m, runs, live, theme, f, area),
+        _ => draw_checklist(m, v, f, area),
     }
 }
 
@@ -152,14 +177,8 @@ fn spec_word(s: &MethodSpec) -> String {
 
 /// The checklist and, beside it, the note on the selected method and the comparison's
 /// progress or error.
-fn draw_checklist(
-    m: &MethodsScreen,
-    runs: &RunsScreen,
-    live: &[PathBuf],
-    theme: Theme,
-    f: &mut Frame<'_>,
-    area: Rect,
-) {
+fn draw_checklist(m: &MethodsScreen, v: &MethodsView<'_>, f: &mut Frame<'_>, area: Rect) {
+    let theme = v.theme;
     let title = format!("Methods · {} · Space check · Enter run", m.name);
     let block = panel(&title, true, theme);
     let inner = block.inner(area);
@@ -168,13 +187,7 @@ fn draw_checklist(
         .items
         .iter()
         .map(|i| match i {
-            Item::Trained(t) => Some(find_trained(
-                t,
-                &m.checkpoint,
-                &runs.all_runs,
-                &runs.facts,
-                live,
-            )),
+            Item::Trained(t) => Some(find_trained(t, &m.checkpoint, v.runs, v.facts, v.live)),
             Item::PostHoc(_) => None,
         })
         .collect();
@@ -294,10 +307,19 @@ fn draw_results(
             Span::styled("fitted on ", dim),
             Span::raw(c.validation.clone()),
         ]),
-        Line::from(vec![
-            Span::styled("scored on ", dim),
-            Span::raw(c.scored.clone()),
-        ]),
+        Line::from(match m.prior_name() {
+            None => vec![
+                Span::styled("scored on ", dim),
+                Span::raw(c.scored.clone()),
+                Span::styled(prior_hint(m), dim),
+            ],
+            Some(name) => vec![
+                Span::styled("scored on ", dim),
+                Span::styled(format!("test prior {name}"), theme.warn()),
+                Span::styled(format!(" of {}", c.scored), dim),
+                Span::styled(prior_hint(m), dim),
+            ],
+        }),
     ];
     f.render_widget(Paragraph::new(protocol_lines), protocol);
     draw_table(m, c, theme, f, table);
@@ -309,7 +331,163 @@ fn draw_results(
         ])),
         written,
     );
-    draw_curves(m, c, theme, f, chart);
+    match &m.priors {
+        Some(p) => {
+            let [left, right] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(chart);
+            draw_curves(m, c, theme, f, left);
+            let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2); 2]).areas(right);
+            let v = PriorChart { m, c, p, theme };
+            draw_prior_chart(&v, PriorFigure::Top1, f, top);
+            draw_prior_chart(&v, PriorFigure::Ece, f, bottom);
+        }
+        None => draw_curves(m, c, theme, f, chart),
+    }
+}
+
+/// ` · p: test prior` when the comparison scored shifted test priors.
+fn prior_hint(m: &MethodsScreen) -> &'static str {
+    match &m.priors {
+        Some(_) => " · p: test prior",
+        None => "",
+    }
+}
+
+/// A figure drawn against the test prior.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorFigure {
+    /// Top-1 over the images, %.
+    Top1,
+    /// ECE, %.
+    Ece,
+}
+
+/// Each shown row's `figure` on each shifted set, as `(x, y)` in increasing x, with x the
+/// set's position on the prior axis (−ln ρ forward, 0 uniform, +ln ρ backward:
+/// [`crate::compare::shift::TestPrior::axis`]); rows as the table's colours.
+pub fn prior_points(
+    m: &MethodsScreen,
+    c: &crate::compare::report::Comparison,
+    p: &TestPriorComparison,
+    figure: PriorFigure,
+) -> Vec<(usize, Vec<(f64, f64)>)> {
+    c.rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| m.shown.get(*i).copied().unwrap_or(false))
+        .map(|(i, r)| {
+            let mut pts: Vec<(f64, f64)> = p
+                .sets
+                .iter()
+                .filter_map(|s| {
+                    let f = &s.rows.iter().find(|x| x.spec == r.spec)?.figures;
+                    let y = match figure {
+                        PriorFigure::Top1 => f.top1,
+                        PriorFigure::Ece => f.ece,
+                    };
+                    Some((s.set.prior.axis(), y))
+                })
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (i, pts)
+        })
+        .collect()
+}
+
+/// A test prior's name on a narrow axis: `fwd50`, `uniform`, `bwd50`.
+fn axis_name(p: crate::compare::shift::TestPrior) -> String {
+    use crate::compare::shift::TestPrior;
+    match p {
+        TestPrior::Forward(r) => format!("fwd{r}"),
+        TestPrior::Uniform => "uniform".into(),
+        TestPrior::Backward(r) => format!("bwd{r}"),
+    }
+}
+
+/// What a chart against the test prior draws: the screen (rows shown, the table's prior), the
+/// comparison (rows, in the table's order), its shifted-prior figures, the styles.
+#[derive(Debug, Clone, Copy)]
+struct PriorChart<'a> {
+    m: &'a MethodsScreen,
+    c: &'a crate::compare::report::Comparison,
+    p: &'a TestPriorComparison,
+    theme: Theme,
+}
+
+/// `figure` against the test prior, one line per shown row in its colour, the table's test
+/// prior marked with a dotted vertical line; the x axis names its first, middle and last sets.
+fn draw_prior_chart(v: &PriorChart<'_>, figure: PriorFigure, f: &mut Frame<'_>, area: Rect) {
+    let PriorChart { m, c, p, theme } = *v;
+    let points = prior_points(m, c, p, figure);
+    let mut sorted: Vec<(f64, String)> = p
+        .sets
+        .iter()
+        .map(|s| (s.set.prior.axis(), axis_name(s.set.prior)))
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        return;
+    };
+    let xb = if last.0 > first.0 {
+        [first.0, last.0]
+    } else {
+        [first.0 - 0.5, first.0 + 0.5]
+    };
+    let ys = points.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), y| {
+        (l.min(y), h.max(y))
+    });
+    let (lo, hi) = match lo.is_finite() {
+        true => ((lo - 1.0).max(0.0), hi + 1.0),
+        false => (0.0, 100.0),
+    };
+    let marked = m
+        .prior
+        .and_then(|i| p.sets.get(i))
+        .map(|s| [(s.set.prior.axis(), lo), (s.set.prior.axis(), hi)]);
+    let mut sets = Vec::new();
+    if let Some(line) = &marked {
+        let set = Dataset::default()
+            .graph_type(GraphType::Line)
+            .marker(Marker::Dot);
+        sets.push(set.style(theme.warn()).data(line));
+    }
+    for (i, pts) in &points {
+        let style = theme.fg(PALETTE[i % PALETTE.len()]);
+        let set = Dataset::default()
+            .graph_type(GraphType::Line)
+            .marker(Marker::Braille);
+        sets.push(set.style(style).data(pts));
+    }
+    let title = match figure {
+        PriorFigure::Top1 => "Top-1 % by test prior",
+        PriorFigure::Ece => "ECE % by test prior",
+    };
+    let mid = &sorted[sorted.len() / 2].1;
+    let x_labels = vec![
+        Span::raw(first.1.clone()),
+        Span::raw(if sorted.len() > 2 {
+            mid.clone()
+        } else {
+            String::new()
+        }),
+        Span::raw(last.1.clone()),
+    ];
+    let y_labels = vec![Span::raw(format!("{lo:.0}")), Span::raw(format!("{hi:.0}"))];
+    let chart = Chart::new(sets)
+        .block(panel(title, false, theme))
+        .x_axis(
+            Axis::default()
+                .bounds(xb)
+                .labels(x_labels)
+                .style(theme.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .labels(y_labels)
+                .style(theme.dim()),
+        );
+    f.render_widget(chart, area);
 }
 
 /// The results table; the selected row highlighted, each row's `●` in its curve's colour
@@ -327,6 +505,19 @@ fn draw_table(
         .enumerate()
         .map(|(i, r)| {
             let (fig, ci) = (&r.figures[0], &r.intervals[0]);
+            let (top1, ece, nll) = match m.prior_figures(&r.spec) {
+                Some(p) => (
+                    with_ci(p.top1, p.top1_ci.lo, p.top1_ci.hi),
+                    with_ci(p.ece, p.ece_ci.lo, p.ece_ci.hi),
+                    short_number(p.nll),
+                ),
+                None if m.prior.is_some() => ("–".into(), "–".into(), "–".into()),
+                None => (
+                    with_ci(fig.top1, ci.top1.lo, ci.top1.hi),
+                    with_ci(fig.ece, ci.ece.lo, ci.ece.hi),
+                    short_number(fig.nll),
+                ),
+            };
             let shown = m.shown.get(i).copied().unwrap_or(false);
             let dot = match shown {
                 true => Span::styled("●", theme.fg(PALETTE[i % PALETTE.len()])),
@@ -335,9 +526,9 @@ fn draw_table(
             Row::new(vec![
                 Line::from(dot),
                 Line::raw(short_name(r)),
-                Line::raw(with_ci(fig.top1, ci.top1.lo, ci.top1.hi)),
-                Line::raw(with_ci(fig.ece, ci.ece.lo, ci.ece.hi)),
-                Line::raw(short_number(fig.nll)),
+                Line::raw(top1),
+                Line::raw(ece),
+                Line::raw(nll),
                 Line::raw(fitted_short(r)),
             ])
         })

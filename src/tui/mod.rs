@@ -10,19 +10,21 @@
 //! place the state changes and [`view::view`] draws it. One loop selects over the run's
 //! events, the terminal's input (read on its own thread), signals, and timers; it drains every
 //! pending trainer event before drawing and draws only after a change, at most 15 times a
-//! second. The trainer never waits for the UI: its channel is unbounded. The Methods view's
-//! comparison runs on a worker thread of its own whose messages join the same loop.
+//! second. The trainer never waits for the UI: its channel is unbounded. The Methods screen's
+//! comparison runs on a worker thread of its own whose messages join the same loop, and so do
+//! the answers of the loader thread that reads runs, metrics and the queue ([`loader`]).
 pub mod app;
 pub mod hyperparameters;
 pub mod keys;
 pub mod line_input;
 pub mod list_nav;
+pub mod loader;
 pub mod methods;
 pub mod methods_view;
 pub mod presets;
 pub mod run;
-pub mod run_status;
 pub mod runs;
+pub mod screens;
 pub mod theme;
 pub mod view;
 pub mod widgets;
@@ -30,26 +32,22 @@ pub mod widgets;
 #[cfg(test)]
 mod tests;
 
-use crate::config::Config;
 use crate::live::{self, Remote};
 use crate::presets::{save_user_preset, PresetPlaces};
-use crate::run_dir::{list_runs, read_metrics};
 use app::{update, App, Effect, Msg, Quit};
 use crossbeam_channel::{never, select, unbounded, Receiver};
 use crossterm::event::{self as ct, Event as TermEvent};
 use crossterm::{cursor, execute, terminal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
-use run_status::read_facts;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use std::collections::HashMap;
 use std::io::{self, Stdout, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread::ThreadId;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Shortest time between two frames (15 frames per second at most).
 const FRAME: Duration = Duration::from_millis(66);
@@ -188,24 +186,32 @@ struct Host {
     saved_root: PathBuf,
     /// Where the presets are looked for (and user presets saved).
     places: PresetPlaces,
-    /// Size and modification time of each `metrics.jsonl` when last read.
-    metrics_seen: HashMap<PathBuf, Option<(u64, Option<SystemTime>)>>,
+    /// Reads runs, metrics and the queue off this thread.
+    loader: loader::Loader,
     /// Messages of the comparison worker, while one runs.
     compare: Receiver<Msg>,
 }
 
 impl Host {
     /// A host over the project at `project_root`, with no trainer yet.
-    fn new(project_root: &Path, places: PresetPlaces) -> Self {
-        Host {
+    ///
+    /// # Errors
+    /// The loader thread cannot be started.
+    fn new(project_root: &Path, places: PresetPlaces) -> std::io::Result<Self> {
+        let loader = loader::Loader::spawn(loader::Places {
+            root: project_root.to_path_buf(),
+            saved_root: project_root.join("saved"),
+            queue_dir: None,
+        })?;
+        Ok(Host {
             remote: None,
             events: never(),
             root: project_root.to_path_buf(),
             saved_root: project_root.join("saved"),
             places,
-            metrics_seen: HashMap::new(),
+            loader,
             compare: never(),
-        }
+        })
     }
 
     /// Performs an effect; returns the messages that answer it.
@@ -230,21 +236,13 @@ impl Host {
                     Err(e) => vec![Msg::Attached(dir, Err(format!("{e:#}")))],
                 }
             }
-            Effect::LoadQueue => vec![Msg::Queue(
-                self.queue()
-                    .and_then(|q| q.list().map_err(|e| format!("{e:#}"))),
-            )],
+            Effect::LoadQueue => {
+                self.loader.ask(loader::Load::Queue);
+                vec![Msg::Loading(app::Loading::Queue)]
+            }
             Effect::QueueOp(op) => {
-                let done = self.queue().and_then(|q| {
-                    queue_op(&q, op, &self.root, &self.saved_root).map_err(|e| format!("{e:#}"))
-                });
-                vec![
-                    Msg::QueueChanged(done),
-                    Msg::Queue(
-                        self.queue()
-                            .and_then(|q| q.list().map_err(|e| format!("{e:#}"))),
-                    ),
-                ]
+                self.loader.ask(loader::Load::QueueOp(op));
+                Vec::new()
             }
             Effect::Control(c) => {
                 if let Some(r) = &self.remote {
@@ -257,14 +255,13 @@ impl Host {
                 None => Err("no user configuration folder on this system".into()),
             })],
             Effect::LoadRuns => {
-                let runs = list_runs(&self.saved_root);
-                let facts = runs
-                    .iter()
-                    .map(|r| (r.dir.clone(), read_facts(&r.dir, r.config.as_ref())))
-                    .collect();
-                vec![Msg::Runs(runs, facts)]
+                self.loader.ask(loader::Load::Runs);
+                vec![Msg::Loading(app::Loading::Runs)]
             }
-            Effect::LoadMetrics(dir) => self.load_metrics(dir),
+            Effect::LoadMetrics(dir) => {
+                self.loader.ask(loader::Load::Metrics(dir));
+                Vec::new()
+            }
             Effect::LoadPresets => {
                 vec![Msg::Presets(self.places.discover())]
             }
@@ -275,39 +272,10 @@ impl Host {
         }
     }
 
-    /// The queue database (opened for each use: other front ends and the scheduler use it too).
-    fn queue(&self) -> Result<crate::queue::Queue, String> {
-        crate::queue::data_dir()
-            .and_then(|d| crate::queue::Queue::open(&d))
-            .map_err(|e| format!("{e:#}"))
-    }
-
     /// Shows `remote`'s events from now on (a run followed before goes on without this UI).
     fn follow(&mut self, remote: Remote) {
         self.events = remote.events.clone();
         self.remote = Some(remote);
-    }
-
-    /// A run's folder facts, and its metrics when `metrics.jsonl` changed since last read (a
-    /// followed run costs a stat per tick otherwise).
-    fn load_metrics(&mut self, dir: PathBuf) -> Vec<Msg> {
-        let config = Config::from_file(&dir.join("config.yaml")).ok();
-        let facts = Msg::Facts(
-            dir.clone(),
-            read_facts(&dir, config.as_ref().map(|l| &l.config)),
-        );
-        let stamp = std::fs::metadata(dir.join("metrics.jsonl"))
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()));
-        if self.metrics_seen.get(&dir) == Some(&stamp) {
-            return vec![facts];
-        }
-        self.metrics_seen.insert(dir.clone(), stamp);
-        let epochs = match stamp {
-            Some(_) => read_metrics(&dir).map_err(|e| format!("{e:#}")),
-            None => Ok(Vec::new()),
-        };
-        vec![facts, Msg::Metrics(dir, epochs)]
     }
 
     /// Applies `msg` and every effect it leads to; returns how many messages that was.
@@ -371,7 +339,7 @@ fn spawn_compare(dir: PathBuf, opts: crate::compare::cli::CompareOptions) -> Rec
 }
 
 /// Performs a change to the queue; returns what was done, in words.
-fn queue_op(
+pub(crate) fn queue_op(
     q: &crate::queue::Queue,
     op: app::QueueOp,
     root: &Path,
@@ -416,7 +384,7 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
         theme::Theme::from_env(),
     );
     app.presets.places = places.describe();
-    let mut host = Host::new(project_root, places);
+    let mut host = Host::new(project_root, places)?;
     let signals = spawn_signals()?;
     let mut guard = TerminalGuard::enter()?;
     let mut input = spawn_input();
@@ -479,6 +447,7 @@ fn event_loop(
         let timeout = pacing.timeout(Instant::now());
         let events = host.events.clone();
         let compare = host.compare.clone();
+        let loaded = host.loader.answers.clone();
         select! {
             recv(events) -> ev => match ev {
                 Ok(ev) => {
@@ -510,6 +479,12 @@ fn event_loop(
             recv(signals) -> _ => {
                 host.dispatch(app, Msg::Signal);
                 pacing.dirty = true;
+            },
+            recv(loaded) -> msg => {
+                if let Ok(m) = msg {
+                    host.dispatch(app, m);
+                    pacing.dirty = true;
+                }
             },
             recv(compare) -> msg => {
                 match msg {

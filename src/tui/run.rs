@@ -856,7 +856,7 @@ fn draw_panel(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: 
     let focused = run.focus == p;
     match p {
         Panel::Loss => draw_loss(run, focused, theme, f, area),
-        Panel::Top1 | Panel::Ece => draw_epoch_chart(run, p, focused, theme, f, area),
+        Panel::Top1 | Panel::Ece => draw_epoch_chart(run, p, theme, f, area),
         Panel::Reliability => draw_reliability(run, focused, theme, f, area),
         Panel::Classes => draw_class_panel(run, focused, theme, f, area),
         Panel::Log => draw_log(run, focused, theme, f, area),
@@ -891,14 +891,8 @@ fn draw_loss(run: &RunScreen, focused: bool, theme: Theme, f: &mut Frame<'_>, ar
 }
 
 /// The top-1 or the ECE panel (`p`): the figure of every evaluated epoch.
-fn draw_epoch_chart(
-    run: &RunScreen,
-    p: Panel,
-    focused: bool,
-    theme: Theme,
-    f: &mut Frame<'_>,
-    area: Rect,
-) {
+fn draw_epoch_chart(run: &RunScreen, p: Panel, theme: Theme, f: &mut Frame<'_>, area: Rect) {
+    let focused = run.focus == p;
     let last = run.epochs.last();
     let EpochCurves {
         top1,

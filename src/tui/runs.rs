@@ -3,16 +3,16 @@
 //! re-read every second so that a run a headless `mislas train` is writing is followed live;
 //! two can be compared side by side. Each run shows its state (live, finished, stopped, failed);
 //! a stopped or failed one with a current checkpoint can be resumed from here; a finished
-//! stage-1 one opens the Methods view ([`super::methods`]).
+//! stage-1 one opens the Methods screen ([`super::methods`]). The runs and their metrics are
+//! read on the loader thread ([`super::loader`]); the list says "loading…" until they come.
 use super::keys::{lookup, Binding, NAV_CODES};
-use super::methods::{MethodsAction, MethodsScreen};
 use super::run::{class_bars, draw_classes, epoch_curves, EpochCurves, CLASS_TITLE};
-use super::run_status::{status, FolderFacts, RunStatus};
 use super::theme::Theme;
 use super::view::panel;
 use super::widgets::{Curve, LineChart, Reliability};
 use crate::events::EpochReport;
 use crate::run_dir::RunSummary;
+use crate::runs::status::{status, FolderFacts, RunStatus};
 use crate::seeds::{MeanStd, Role};
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -181,8 +181,6 @@ pub enum RunsView {
     Group(usize),
     /// The queue.
     Queue,
-    /// The Methods view of [`RunsScreen::methods`].
-    Methods,
 }
 
 /// State of the runs screen.
@@ -210,8 +208,10 @@ pub struct RunsScreen {
     pub queue_selected: usize,
     /// The selected seed group.
     pub group_selected: usize,
-    /// The Methods view of the stage-1 run it was last opened on.
-    pub methods: Option<MethodsScreen>,
+    /// Whether the runs are being read (the loader thread answers).
+    pub loading: bool,
+    /// Whether the queue is being read.
+    pub queue_loading: bool,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -233,12 +233,8 @@ pub enum RunsAction {
     LoadQueue,
     /// Change the queue.
     Queue(QueueEdit),
-    /// Open the Methods view of the run in this folder.
+    /// Open the Methods screen of the run in this folder.
     OpenMethods(PathBuf),
-    /// Run the Methods view's checked methods.
-    RunMethods,
-    /// Cancel the Methods view's comparison in progress.
-    CancelCompare,
 }
 
 /// A change to a queued run from the queue view.
@@ -410,11 +406,7 @@ impl RunsScreen {
     /// The folders on screen, to re-read on each tick.
     pub fn open_dirs(&self) -> Vec<PathBuf> {
         match &self.view {
-            RunsView::List
-            | RunsView::Groups
-            | RunsView::Group(_)
-            | RunsView::Queue
-            | RunsView::Methods => Vec::new(),
+            RunsView::List | RunsView::Groups | RunsView::Group(_) | RunsView::Queue => Vec::new(),
             RunsView::Detail(d) => vec![d.clone()],
             RunsView::Compare(a, b) => vec![a.clone(), b.clone()],
         }
@@ -425,41 +417,7 @@ impl RunsScreen {
         match &self.view {
             RunsView::Detail(d) => Some(d.clone()),
             RunsView::List => selected,
-            RunsView::Compare(..)
-            | RunsView::Groups
-            | RunsView::Group(_)
-            | RunsView::Queue
-            | RunsView::Methods => None,
-        }
-    }
-
-    /// Shows the Methods view `m` (kept, with its results, while it is of the same run).
-    pub fn open_methods(&mut self, mut m: MethodsScreen) {
-        m.from_detail = matches!(self.view, RunsView::Detail(_));
-        match &mut self.methods {
-            Some(old) if old.dir == m.dir => old.from_detail = m.from_detail,
-            _ => self.methods = Some(m),
-        }
-        self.view = RunsView::Methods;
-    }
-
-    /// A key of the Methods view.
-    fn on_methods_key(&mut self, key: KeyEvent) -> RunsAction {
-        let Some(m) = &mut self.methods else {
-            self.view = RunsView::List;
-            return RunsAction::None;
-        };
-        match m.on_key(key) {
-            MethodsAction::None => RunsAction::None,
-            MethodsAction::Run => RunsAction::RunMethods,
-            MethodsAction::Cancel => RunsAction::CancelCompare,
-            MethodsAction::Back => {
-                self.view = match m.from_detail {
-                    true => RunsView::Detail(m.dir.clone()),
-                    false => RunsView::List,
-                };
-                RunsAction::None
-            }
+            RunsView::Compare(..) | RunsView::Groups | RunsView::Group(_) | RunsView::Queue => None,
         }
     }
 
@@ -472,9 +430,6 @@ impl RunsScreen {
     pub fn on_key(&mut self, key: KeyEvent) -> RunsAction {
         if self.is_typing() {
             return self.on_filter_key(key);
-        }
-        if self.view == RunsView::Methods {
-            return self.on_methods_key(key);
         }
         let Some(action) = lookup(KEYS, &key) else {
             return RunsAction::None;
@@ -570,10 +525,6 @@ pub fn draw(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, a
         RunsView::Groups => draw_groups(s, theme, f, area),
         RunsView::Group(i) => draw_group(s, *i, theme, f, area),
         RunsView::Queue => draw_queue(s, theme, f, area),
-        RunsView::Methods => match &s.methods {
-            Some(m) => super::methods_view::draw(m, s, live, theme, f, area),
-            None => f.render_widget(Paragraph::new("No Methods view."), area),
-        },
         RunsView::Compare(a, b) => {
             let [diff, area] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
@@ -744,8 +695,12 @@ fn draw_group(s: &RunsScreen, i: usize, theme: Theme, f: &mut Frame<'_>, area: R
 fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = "Queue · mislas queue run starts it · Space hold  x cancel  t to front";
     if s.queue.is_empty() {
+        let text = match s.queue_loading {
+            true => "\nloading the queue…",
+            false => "\nThe queue is empty: Q (or B) in the form adds a run.",
+        };
         f.render_widget(
-            Paragraph::new("\nThe queue is empty: Q (or B) in the form adds a run.")
+            Paragraph::new(text)
                 .centered()
                 .block(panel(title, true, theme)),
             area,
@@ -808,6 +763,7 @@ fn filter_note(s: &RunsScreen) -> String {
 /// The list's place when it is empty: no run yet, or none the filter keeps.
 fn draw_no_runs(s: &RunsScreen, title: &str, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let text = match s.all_runs.is_empty() {
+        true if s.loading => "\nloading the runs of saved/…".to_owned(),
         true => "\nNo run folder in saved/ yet.".to_owned(),
         false => format!(
             "\nNo run of the {} in saved/ matches the filter {}: / edits it, Esc clears it.",
@@ -832,14 +788,17 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ),
         None => "Runs in saved/".to_owned(),
-    } + &filter_note(s);
+    } + &filter_note(s)
+        + if s.loading { " · loading…" } else { "" };
     if s.runs.is_empty() {
         return draw_no_runs(s, &title, theme, f, area);
     }
-    // The name column: what the borders, the mark and the other columns (45 wide, 6 gaps)
-    // leave.
+    let extra = extra_columns(usize::from(area.width));
+    // The name column: what the borders, the mark and the other columns (45 wide, 6 gaps, and
+    // the extra columns with a gap each) leave.
+    let extra_width: usize = extra.iter().map(|c| usize::from(c.width()) + 1).sum();
     let name_width = usize::from(area.width)
-        .saturating_sub(2 + 2 + 45 + 6)
+        .saturating_sub(2 + 2 + 45 + 6 + extra_width)
         .max(12);
     let rows: Vec<Row<'_>> = s
         .runs
@@ -853,7 +812,7 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
                 "  "
             };
             let state = s.status(&r.dir, live).map_or("", RunStatus::label);
-            Row::new(vec![
+            let mut cells = vec![
                 format!("{mark}{}", fit_middle(&r.name, name_width)),
                 state.to_owned(),
                 r.stage.map_or("?".into(), |st| st.to_string()),
@@ -865,31 +824,124 @@ fn draw_list(s: &RunsScreen, live: &[PathBuf], theme: Theme, f: &mut Frame<'_>, 
                 fig(last.map(|e| e.eval.top1)),
                 fig(last.map(|e| e.best_top1)),
                 fig(last.map(|e| e.best_ece)),
-            ])
+            ];
+            let facts = s.facts(&r.dir);
+            cells.extend(extra.iter().map(|c| c.cell(r, &facts)));
+            Row::new(cells)
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(20),
-            Constraint::Length(12),
-            Constraint::Length(6),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(8),
-        ],
-    )
-    .header(
-        Row::new([
-            "  Run", "State", "Stage", "Epochs", "Top-1", "Best", "ECE@best",
-        ])
-        .style(theme.dim()),
-    )
-    .block(panel(&title, true, theme))
-    .row_highlight_style(theme.selected());
+    let mut widths = vec![
+        Constraint::Min(20),
+        Constraint::Length(12),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(8),
+    ];
+    widths.extend(extra.iter().map(|c| Constraint::Length(c.width())));
+    let mut header = vec![
+        "  Run", "State", "Stage", "Epochs", "Top-1", "Best", "ECE@best",
+    ];
+    header.extend(extra.iter().map(|c| c.header()));
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.dim()))
+        .block(panel(&title, true, theme))
+        .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(s.selected));
     f.render_stateful_widget(table, area, &mut state);
+}
+
+/// Columns of the runs list shown when the terminal is wide enough, in the order they are
+/// given room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraColumn {
+    /// The epoch (1-based) of the best top-1.
+    BestEpoch,
+    /// Training and evaluation time of its epochs.
+    Duration,
+    /// When it started (local time).
+    Started,
+    /// The device of its configuration, `×N` with N data-parallel processes.
+    Device,
+}
+
+impl ExtraColumn {
+    /// Every extra column, the first given room first.
+    pub const ALL: [ExtraColumn; 4] = [
+        ExtraColumn::BestEpoch,
+        ExtraColumn::Duration,
+        ExtraColumn::Started,
+        ExtraColumn::Device,
+    ];
+
+    fn width(self) -> u16 {
+        match self {
+            ExtraColumn::BestEpoch => 5,
+            ExtraColumn::Duration => 7,
+            ExtraColumn::Started => 11,
+            ExtraColumn::Device => 9,
+        }
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            ExtraColumn::BestEpoch => "@ep",
+            ExtraColumn::Duration => "Time",
+            ExtraColumn::Started => "Started",
+            ExtraColumn::Device => "Device",
+        }
+    }
+
+    /// The cell of run `r`.
+    pub fn cell(self, r: &RunSummary, facts: &FolderFacts) -> String {
+        match self {
+            ExtraColumn::BestEpoch => best_epoch(r).map_or("–".into(), |e| e.to_string()),
+            ExtraColumn::Duration => match r.epochs.is_empty() {
+                true => "–".into(),
+                false => super::view::format_duration(
+                    r.epochs
+                        .iter()
+                        .map(|e| e.train_seconds + e.eval_seconds)
+                        .sum(),
+                ),
+            },
+            ExtraColumn::Started => facts.started.map_or("–".into(), |t| {
+                chrono::DateTime::<chrono::Local>::from(t)
+                    .format("%m-%d %H:%M")
+                    .to_string()
+            }),
+            ExtraColumn::Device => r.config.as_ref().map_or("?".into(), |c| match c.gpus {
+                0 | 1 => c.device.clone(),
+                n => format!("{}×{n}", c.device),
+            }),
+        }
+    }
+}
+
+/// The extra columns that fit `width` columns beside a name column of at least 20 (none at
+/// 80 columns: the name keeps its room).
+pub fn extra_columns(width: usize) -> Vec<ExtraColumn> {
+    let mut room = width.saturating_sub(2 + 2 + 45 + 6 + 20);
+    let mut out = Vec::new();
+    for c in ExtraColumn::ALL {
+        let w = usize::from(c.width()) + 1;
+        if w > room {
+            break;
+        }
+        room -= w;
+        out.push(c);
+    }
+    out
+}
+
+/// The epoch (1-based) whose top-1 is the run's best: the last record marked best.
+pub fn best_epoch(r: &RunSummary) -> Option<usize> {
+    r.epochs
+        .iter()
+        .rev()
+        .find(|e| e.is_best)
+        .map(|e| e.epoch + 1)
 }
 
 /// The detail's line on where the run stands; "following" only when something writes it.

@@ -6,7 +6,6 @@ use super::app::{
 use super::hyperparameters::FormMode;
 use super::keys::help_rows;
 use super::run::RunState;
-use super::run_status::{FolderFacts, RunStatus};
 use super::runs::RunsView;
 use super::theme::Theme;
 use super::view::view;
@@ -18,6 +17,7 @@ use crate::events::{
 use crate::metrics::{EvalReport, ReliabilityBin};
 use crate::presets::discover;
 use crate::run_dir::RunSummary;
+use crate::runs::status::{FolderFacts, RunStatus};
 use crate::wire::Job;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
@@ -866,6 +866,7 @@ fn a_dead_run_shows_as_dead_and_resumable() {
         last_log_line: Some("Epoch: [0][10/20]".into()),
         current_checkpoint: Some(dir.join("ckps/current.safetensors")),
         modified: Some(std::time::SystemTime::now()),
+        started: None,
     };
     send(
         &mut app,
@@ -1190,10 +1191,6 @@ fn help_and_footer_list_every_table_row() {
     let s = render(&app, 160, 90);
     let mut rows = help_rows(GLOBAL_KEYS);
     rows.extend(help_rows(super::view::HELP_KEYS));
-    let methods = help_rows(super::methods::KEYS);
-    let (footer, _) = super::view::hints_of(methods.clone(), 1000);
-    assert_eq!(footer.len(), methods.len(), "the Methods view");
-    rows.extend(methods);
     for (screen, _, table) in super::view::screen_tables() {
         let (footer, _) = super::view::footer_hints(screen, 1000);
         assert_eq!(footer.len(), table.len(), "{screen:?}");
@@ -1312,7 +1309,7 @@ fn load_runs(app: &mut App, root: &Path) {
         .map(|r| {
             (
                 r.dir.clone(),
-                super::run_status::read_facts(&r.dir, r.config.as_ref()),
+                crate::runs::status::read_facts(&r.dir, r.config.as_ref()),
             )
         })
         .collect();
@@ -1671,8 +1668,10 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
     }
 }
 
+mod loader;
 mod methods;
 mod seed_groups;
+mod test_priors;
 
 #[test]
 fn the_presets_screen_says_where_it_looks() {
@@ -1692,4 +1691,151 @@ fn the_presets_screen_says_where_it_looks() {
         d.path().join("config/presets").display()
     );
     assert!(s.contains(&want), "{want}\n{s}");
+}
+
+/// The catalogue of screens: one row per screen, keys 1, 2, … in order, the global number keys
+/// are exactly the rows' keys, and each key shows its screen with its name lit in the header.
+#[test]
+fn the_screen_catalogue_drives_the_number_keys_and_the_header() {
+    use super::screens::{by_key, Screen as S, SCREENS};
+    let all = [S::Presets, S::Hyperparameters, S::Run, S::Runs, S::Methods];
+    for s in all {
+        assert_eq!(SCREENS.iter().filter(|r| r.screen == s).count(), 1, "{s:?}");
+    }
+    assert_eq!(SCREENS.len(), all.len());
+    let keys: Vec<char> = SCREENS.iter().map(|r| r.key).collect();
+    assert_eq!(keys, ['1', '2', '3', '4', '5']);
+    let global: Vec<KeyCode> = GLOBAL_KEYS
+        .iter()
+        .find(|b| b.action == super::app::GlobalKey::Screen)
+        .unwrap()
+        .codes
+        .to_vec();
+    assert_eq!(
+        global,
+        keys.iter().map(|&c| KeyCode::Char(c)).collect::<Vec<_>>()
+    );
+    assert_eq!(by_key(KeyCode::Char('6')), None);
+    let (_d, mut app) = project();
+    for r in SCREENS {
+        send(&mut app, [ch(r.key)]);
+        assert_eq!(app.screen, r.screen);
+        assert_eq!(by_key(KeyCode::Char(r.key)), Some(r.screen));
+        let s = render(&app, 80, 24);
+        assert!(s
+            .lines()
+            .next()
+            .unwrap()
+            .contains(&format!(" {} {} ", r.key, r.name)));
+    }
+    // The Methods screen before any run was chosen says how to choose one.
+    send(&mut app, [ch('5')]);
+    let s = render(&app, 80, 24);
+    assert!(s.contains("m on a finished stage-1 run"), "{s}");
+}
+
+/// `R` says why a run cannot be resumed: a failed or killed run that never wrote a checkpoint
+/// (it died before its first one), a finished one, a live one; a killed run is listed as
+/// killed.
+#[test]
+fn r_says_why_a_run_cannot_be_resumed() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let failed = "unusable image /x.jpg (epoch 0 batch 3)";
+    run_folder(root, "a_failed_early", (0, 3), failed, false);
+    run_folder(
+        root,
+        "b_done",
+        (3, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    let killed = run_folder(root, "c_killed", (1, 3), "Epoch: [0][ 40/118]", false);
+    send(&mut app, [ch('4')]);
+    load_runs(&mut app, root);
+    // What the folder of a process killed by kill -9 says (its lock free, no last event).
+    let mut facts = app.runs.facts(&killed);
+    facts.alive = Some(false);
+    send(&mut app, [Msg::Facts(killed.clone(), facts)]);
+    let s = render(&app, 80, 24);
+    let row = s.lines().find(|l| l.contains("c_killed")).unwrap();
+    assert!(row.contains("✗ killed"), "{row}");
+    for (name, why) in [
+        (
+            "a_failed_early",
+            "a_failed_early failed before its first checkpoint (ckps/current.safetensors)",
+        ),
+        ("b_done", "b_done finished: nothing to resume"),
+        (
+            "c_killed",
+            "c_killed was killed before its first checkpoint",
+        ),
+    ] {
+        app.runs.selected = app.runs.runs.iter().position(|r| r.name == name).unwrap();
+        assert!(send(&mut app, [ch('R')]).is_empty());
+        assert_eq!(app.screen, Screen::Runs);
+        let status = app.status.clone().unwrap();
+        assert!(
+            status.error && status.text.contains(why),
+            "{name}: {}",
+            status.text
+        );
+    }
+}
+
+/// The runs list gives the best epoch, duration, start and device where the terminal is wide
+/// enough (none at 80 columns, where the name keeps its room).
+#[test]
+fn the_runs_list_shows_best_epoch_duration_start_and_device() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let dir = run_folder(
+        root,
+        "a_run",
+        (3, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    // Epoch 2 of 3 (index 1) is the best; each epoch took 40 s + 8 s.
+    let metrics: String = (0..3)
+        .map(|e| {
+            let mut r = epoch(Stage::Stage1, e, 3, 60.0, 5.0);
+            r.is_best = e == 1;
+            serde_json::to_string(&r).unwrap() + "\n"
+        })
+        .collect();
+    fs::write(dir.join("metrics.jsonl"), metrics).unwrap();
+    let start = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
+    fs::File::options()
+        .write(true)
+        .open(dir.join("config.yaml"))
+        .unwrap()
+        .set_modified(start)
+        .unwrap();
+    send(&mut app, [ch('4')]);
+    load_runs(&mut app, root);
+    let r = &app.runs.runs[0];
+    assert_eq!(super::runs::best_epoch(r), Some(2));
+    // At 80 columns the name keeps its room; from 90 the best epoch comes.
+    let s = render(&app, 80, 24);
+    assert!(!s.contains("@ep"), "{s}");
+    let s = render(&app, 90, 24);
+    assert!(s.contains("@ep"), "{s}");
+    let row = s.lines().find(|l| l.contains("a_run")).unwrap();
+    // ECE@best 5.00, then the best epoch: 2.
+    assert!(row.contains("5.00     2 "), "{row}");
+    assert!(!s.contains("Started"), "{s}");
+    let stamp = chrono::DateTime::<chrono::Local>::from(start)
+        .format("%m-%d %H:%M")
+        .to_string();
+    let device = r.config.as_ref().unwrap().device.clone();
+    let s = render(&app, 130, 30);
+    for text in ["@ep", "Time", "Started", "Device"] {
+        assert!(s.contains(text), "{text}: {s}");
+    }
+    let row = s.lines().find(|l| l.contains("a_run")).unwrap();
+    // 3 × 48 s.
+    for text in ["2m24s", stamp.as_str(), device.as_str()] {
+        assert!(row.contains(text), "{text}: {row}");
+    }
 }

@@ -4,8 +4,9 @@
 use super::app::{AfterDiscard, App, Confirm, Overlay, Screen, GLOBAL_KEYS};
 use super::keys::{help_rows, Binding, KeyHelp, SCROLL_CODES, SCROLL_KEYS};
 use super::run::RunState;
+use super::screens::{self, SCREENS};
 use super::theme::Theme;
-use super::{hyperparameters, methods, presets, run, runs};
+use super::{hyperparameters, methods_view, presets, run, runs};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -86,18 +87,12 @@ pub fn format_duration(seconds: f64) -> String {
     }
 }
 
-/// The screens' names and key tables, in screen order.
-pub fn screen_tables() -> [(Screen, &'static str, Vec<KeyHelp>); 4] {
-    [
-        (Screen::Presets, "1 Presets", help_rows(presets::KEYS)),
-        (
-            Screen::Hyperparameters,
-            "2 Hyperparameters",
-            help_rows(hyperparameters::KEYS),
-        ),
-        (Screen::Run, "3 Run", help_rows(run::KEYS)),
-        (Screen::Runs, "4 Runs", help_rows(runs::KEYS)),
-    ]
+/// The screens' titles (`1 Presets`) and key tables, in the catalogue's order.
+pub fn screen_tables() -> Vec<(Screen, String, Vec<KeyHelp>)> {
+    SCREENS
+        .iter()
+        .map(|r| (r.screen, screens::title(r.screen), (r.keys)()))
+        .collect()
 }
 
 /// Draws the whole UI.
@@ -131,6 +126,16 @@ pub fn view(app: &App, f: &mut Frame<'_>) {
         }
         Screen::Run => run::draw(app.run.as_ref(), theme, f, body),
         Screen::Runs => runs::draw(&app.runs, &app.live_dirs(), theme, f, body),
+        Screen::Methods => {
+            let live = app.live_dirs();
+            let view = methods_view::MethodsView {
+                runs: &app.runs.all_runs,
+                facts: &app.runs.facts,
+                live: &live,
+                theme,
+            };
+            methods_view::draw(app.methods.as_ref(), &view, f, body);
+        }
     }
     draw_footer(app, f, footer);
     match &app.overlay {
@@ -142,38 +147,47 @@ pub fn view(app: &App, f: &mut Frame<'_>) {
 
 fn draw_header(app: &App, f: &mut Frame<'_>, area: Rect) {
     let theme = app.theme;
-    let mut spans = vec![Span::styled(" mislas ", theme.title())];
-    for (i, (s, name)) in [
-        (Screen::Presets, "Presets"),
-        (Screen::Hyperparameters, "Hyperparameters"),
-        (Screen::Run, "Run"),
-        (Screen::Runs, "Runs"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let label = format!(" {} {name} ", i + 1);
-        spans.push(if s == app.screen {
-            Span::styled(label, theme.selected())
-        } else {
-            Span::raw(label)
-        });
+    let state = app.run.as_ref().map(|r| run_state_span(r, theme));
+    let state_width = state.as_ref().map_or(0, Span::width);
+    let tabs = |short: bool| -> Vec<Span<'static>> {
+        let mut spans = match short {
+            true => Vec::new(),
+            false => vec![Span::styled(" mislas ", theme.title())],
+        };
+        for r in SCREENS {
+            let label = format!(" {} {} ", r.key, if short { r.short } else { r.name });
+            spans.push(if r.screen == app.screen {
+                Span::styled(label, theme.selected())
+            } else {
+                Span::raw(label)
+            });
+        }
+        spans
+    };
+    let mut spans = tabs(false);
+    let width = |s: &[Span<'_>]| s.iter().map(Span::width).sum::<usize>();
+    if width(&spans) + state_width > usize::from(area.width) {
+        spans = tabs(true);
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
-    if let Some(r) = &app.run {
-        let text = match (&r.state, &r.batch, &r.stage) {
-            (RunState::Failed(_), _, _) => Span::styled("✗ run failed ", theme.bad()),
-            (RunState::Finished, _, _) => Span::styled("✓ run ended ", theme.good()),
-            (RunState::Stopped, _, _) => Span::styled("■ run stopped ", theme.warn()),
-            (RunState::Paused, _, _) => Span::styled("⏸ paused ", theme.warn()),
-            (RunState::Stopping, _, _) => Span::styled("■ stopping… ", theme.warn()),
-            (_, Some(b), Some(s)) => Span::styled(
-                format!("● {} epoch [{}] of {} ", s.stage, b.epoch, s.num_epochs),
-                theme.good(),
-            ),
-            _ => Span::styled("◌ starting ", theme.warn()),
-        };
+    if let Some(text) = state {
         f.render_widget(Paragraph::new(Line::from(text).right_aligned()), area);
+    }
+}
+
+/// The run's state at the header's right end: `● stage1 epoch [3] of 200`, `✓ run ended`.
+fn run_state_span(r: &run::RunScreen, theme: Theme) -> Span<'static> {
+    match (&r.state, &r.batch, &r.stage) {
+        (RunState::Failed(_), _, _) => Span::styled("✗ run failed ", theme.bad()),
+        (RunState::Finished, _, _) => Span::styled("✓ run ended ", theme.good()),
+        (RunState::Stopped, _, _) => Span::styled("■ run stopped ", theme.warn()),
+        (RunState::Paused, _, _) => Span::styled("⏸ paused ", theme.warn()),
+        (RunState::Stopping, _, _) => Span::styled("■ stopping… ", theme.warn()),
+        (_, Some(b), Some(s)) => Span::styled(
+            format!("● {} epoch [{}] of {} ", s.stage, b.epoch, s.num_epochs),
+            theme.good(),
+        ),
+        _ => Span::styled("◌ starting ", theme.warn()),
     }
 }
 
@@ -231,10 +245,7 @@ fn draw_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
         return;
     }
     let width = usize::from(area.width);
-    let (left, right) = match (app.screen, &app.runs.view) {
-        (Screen::Runs, runs::RunsView::Methods) => hints_of(help_rows(methods::KEYS), width),
-        _ => footer_hints(app.screen, width),
-    };
+    let (left, right) = footer_hints(app.screen, width);
     f.render_widget(Paragraph::new(Line::from(key_spans(left, theme))), area);
     f.render_widget(
         Paragraph::new(Line::from(key_spans(right, theme)).right_aligned()),
@@ -242,30 +253,20 @@ fn draw_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
     );
 }
 
-/// The title of the Methods view's keys in the help.
-const METHODS_TITLE: &str = "4 Runs · Methods view (m on a finished stage-1 run)";
-
-/// Every key, the current screen's first, then the global ones, then the other screens'; the
-/// Methods view's after the runs screen's.
+/// Every key, the current screen's first, then the global ones, then the other screens' in
+/// the catalogue's order.
 pub fn help_lines(current: Screen, theme: Theme) -> Vec<Line<'static>> {
     let tables = screen_tables();
     let mut sections: Vec<(String, Vec<KeyHelp>)> = Vec::new();
-    let methods = || (METHODS_TITLE.to_owned(), help_rows(methods::KEYS));
     for (s, title, rows) in &tables {
         if *s == current {
             sections.push((format!("{title} (this screen)"), rows.clone()));
         }
     }
-    if current == Screen::Runs {
-        sections.push(methods());
-    }
     sections.push(("Everywhere".into(), help_rows(GLOBAL_KEYS)));
     for (s, title, rows) in tables {
         if s != current {
-            sections.push((title.to_owned(), rows));
-            if s == Screen::Runs {
-                sections.push(methods());
-            }
+            sections.push((title, rows));
         }
     }
     sections.push(("This help".into(), help_rows(HELP_KEYS)));

@@ -14,7 +14,7 @@ fn row(name: &str) -> Trained {
 }
 
 /// A finished stage-1 run of `fm_s1` with its best checkpoint, in `root`'s `saved/`.
-fn stage1_run(root: &Path, name: &str, epochs: usize, best: bool) -> RunSummary {
+pub(super) fn stage1_run(root: &Path, name: &str, epochs: usize, best: bool) -> RunSummary {
     let dir = root.join("saved").join(name);
     let ckpt = dir.join("ckps/model_best.safetensors");
     fs::create_dir_all(ckpt.parent().unwrap()).unwrap();
@@ -63,7 +63,7 @@ fn trained_config(method: Trained, ckpt: &Path) -> Config {
 }
 
 /// The app on the runs screen with `runs` listed.
-fn on_runs(app: &mut App, runs: Vec<RunSummary>) {
+pub(super) fn on_runs(app: &mut App, runs: Vec<RunSummary>) {
     send(app, [ch('4'), Msg::Runs(runs, HashMap::new())]);
     app.runs.selected = 0;
     app.status = None;
@@ -93,13 +93,15 @@ fn m_opens_the_methods_view_only_on_a_finished_stage1_run() {
         on_runs(&mut app, vec![run]);
         assert!(send(&mut app, [ch('m')]).is_empty());
         assert_eq!(app.runs.view, RunsView::List);
+        assert_eq!(app.screen, Screen::Runs);
         assert!(status_text(&app).contains(why), "{}", status_text(&app));
         assert!(app.status.as_ref().unwrap().error);
     }
     let done = stage1_run(root, "fm_s1_done", 3, true);
     on_runs(&mut app, vec![done.clone()]);
     send(&mut app, [ch('m')]);
-    assert_eq!(app.runs.view, RunsView::Methods, "{}", status_text(&app));
+    assert_eq!(app.screen, Screen::Methods, "{}", status_text(&app));
+    assert!(app.methods.is_some());
     let s = render(&app, 80, 24);
     for text in [
         "Methods · fm_s1_done",
@@ -116,9 +118,20 @@ fn m_opens_the_methods_view_only_on_a_finished_stage1_run() {
     );
     // Esc goes back where m was pressed: the list, or the run's detail.
     send(&mut app, [key(KeyCode::Esc)]);
-    assert_eq!(app.runs.view, RunsView::List);
+    assert_eq!(
+        (app.screen, &app.runs.view),
+        (Screen::Runs, &RunsView::List)
+    );
     send(&mut app, [key(KeyCode::Enter), ch('m'), key(KeyCode::Esc)]);
-    assert_eq!(app.runs.view, RunsView::Detail(done.dir));
+    assert_eq!(app.screen, Screen::Runs);
+    assert_eq!(app.runs.view, RunsView::Detail(done.dir.clone()));
+    // A screen of its own: 5 shows it again (the same run, its state kept), 4 leaves it.
+    send(&mut app, [ch('5')]);
+    assert_eq!(app.screen, Screen::Methods);
+    assert_eq!(app.methods.as_ref().unwrap().dir, done.dir);
+    assert!(render(&app, 80, 24).contains(" 5 Methods "));
+    send(&mut app, [ch('4')]);
+    assert_eq!(app.screen, Screen::Runs);
 }
 
 #[test]
@@ -127,18 +140,18 @@ fn keys_check_methods_and_enter_compares_the_checked_ones_on_the_worker() {
     let run = stage1_run(d.path(), "fm_s1_done", 3, true);
     on_runs(&mut app, vec![run.clone()]);
     send(&mut app, [ch('m')]);
-    let m = app.runs.methods.as_ref().unwrap();
+    let m = app.methods.as_ref().unwrap();
     let checked: Vec<String> = m.checked_items().map(Item::label).collect();
     assert_eq!(checked, ["CE", "CE + TS"]);
     // Space unchecks CE; a checks every post-hoc method, a again none of them.
     send(&mut app, [key(KeyCode::Char(' '))]);
-    let m = app.runs.methods.as_ref().unwrap();
+    let m = app.methods.as_ref().unwrap();
     assert_eq!(
         m.checked_items().map(Item::label).collect::<Vec<_>>(),
         ["CE + TS"]
     );
     send(&mut app, [ch('a')]);
-    let m = app.runs.methods.as_ref().unwrap();
+    let m = app.methods.as_ref().unwrap();
     assert!(m.checked_items().all(|i| matches!(i, Item::PostHoc(_))));
     assert_eq!(m.checked_items().count(), 9);
     send(&mut app, [ch('a')]);
@@ -186,7 +199,7 @@ fn keys_check_methods_and_enter_compares_the_checked_ones_on_the_worker() {
         ],
     );
     assert_eq!(app.comparing, None);
-    let m = app.runs.methods.as_ref().unwrap();
+    let m = app.methods.as_ref().unwrap();
     assert_eq!(
         m.job,
         CompareJob::Failed("data of 'fm_s1': no file train-images".into())
@@ -382,7 +395,7 @@ fn enter_launches_the_first_missing_trained_method_and_queues_the_rest() {
     let crt = stage2_run(root, "crt_done", trained_config(row("crt"), &ckpt), true);
     on_runs(&mut app, vec![s1.clone(), crt]);
     send(&mut app, [ch('m')]);
-    let m = app.runs.methods.as_mut().unwrap();
+    let m = app.methods.as_mut().unwrap();
     let all: Vec<bool> = m
         .items
         .iter()
@@ -441,7 +454,7 @@ fn the_view_compares_and_trains_from_the_last_checkpoint_and_says_which() {
     send(&mut app, [ch('m')]);
     let s = render(&app, 80, 24);
     assert!(s.contains("Post-hoc, on current.safetensors"), "{s}");
-    let m = app.runs.methods.as_mut().unwrap();
+    let m = app.methods.as_mut().unwrap();
     assert_eq!(m.checkpoint, last);
     // CE and a trained method: compare scores the last checkpoint, LWS trains from it.
     m.checked = m

@@ -28,6 +28,8 @@ pub struct FolderFacts {
     pub current_checkpoint: Option<PathBuf>,
     /// When `metrics.jsonl` or the log last changed.
     pub modified: Option<SystemTime>,
+    /// When the run started: its `config.yaml` was written (the run writes it once, at start).
+    pub started: Option<SystemTime>,
     /// `Some(true)` while the process writing it lives (its `run.lock` is held), `Some(false)`
     /// when it died without a last event (kill -9, a restart; see
     /// [`crate::live::died_without_end`]), `None` otherwise (it ended, or no process of this
@@ -60,7 +62,7 @@ impl RunStatus {
         match self {
             RunStatus::Live => "● live",
             RunStatus::Writing => "● writing",
-            RunStatus::Died => "✗ dead",
+            RunStatus::Died => "✗ killed",
             RunStatus::Finished => "✓ done",
             RunStatus::Stopped => "■ stopped",
             RunStatus::Failed => "✗ failed",
@@ -124,6 +126,9 @@ pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
         .ok();
     FolderFacts {
         modified: metrics.max(log.as_ref().map(|l| l.1)),
+        started: fs::metadata(dir.join("config.yaml"))
+            .and_then(|m| m.modified())
+            .ok(),
         last_log_line: log.map(|l| l.0),
         current_checkpoint: current.is_file().then_some(current),
         alive: match crate::live::is_alive(dir) {
@@ -203,6 +208,7 @@ mod tests {
     fn facts(line: &str) -> FolderFacts {
         FolderFacts {
             modified: None,
+            started: None,
             last_log_line: Some(line.to_owned()),
             current_checkpoint: Some("saved/x/ckps/current.safetensors".into()),
             alive: None,
