@@ -520,6 +520,7 @@ fn the_readme_names_every_failure_kind() {
         K::Io,
         K::LostRank,
         K::Internal,
+        K::Killed,
     ] {
         assert!(para.contains(&k.to_string()), "{k} is missing: {para}");
     }

@@ -8,9 +8,9 @@
 //! - Preemption: a job signalled with `scancel --signal=USR1 --batch` inside its first epoch
 //!   saves a checkpoint, requeues itself, restarts in the same run folder (restart 1, Slurm's
 //!   count) and ends with metrics equal to an uninterrupted run's.
-//! - A 2-task `srun` data-parallel run on Gloo (two CPU tasks on the one node, the torchrun
-//!   variables set from `SLURM_PROCID`/`SLURM_NTASKS`/`SLURM_LOCALID`) completes and writes one
-//!   run folder.
+//! - A 2-task `srun` data-parallel run on Gloo (two CPU tasks on the one node, ranked by mislas
+//!   itself from `SLURM_PROCID`/`SLURM_NTASKS`/`SLURM_LOCALID`, no torchrun variable set; only
+//!   the address and port are given) completes and writes one run folder.
 //! - Bad input: a partition Slurm does not know fails the run with Slurm's message; `queue
 //!   hold`/`release`/`rm` act on the Slurm job; a job that fails on the node shows Slurm's
 //!   state and exit code.
@@ -397,8 +397,8 @@ fn a_two_task_srun_trains_one_data_parallel_run() {
     let port = 29_000 + std::process::id() % 1000;
     let script = format!(
         "#!/bin/bash\n#SBATCH -n 2\n#SBATCH -o {out}\ncd {root}\n\
-         srun -n 2 bash -c 'RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID \
-         MASTER_ADDR=127.0.0.1 MASTER_PORT={port} OMP_WAIT_POLICY=PASSIVE exec {train}'\n",
+         srun -n 2 bash -c 'MASTER_ADDR=127.0.0.1 MASTER_PORT={port} OMP_WAIT_POLICY=PASSIVE \
+         exec {train}'\n",
         out = root.join("dp.out").display(),
         root = root.display(),
         train = train.join(" ")

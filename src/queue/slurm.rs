@@ -574,9 +574,7 @@ pub fn run_on_slurm(
     opts: &SlurmOptions,
     detach: bool,
 ) -> Result<()> {
-    if let Err(e) = slurm_command("sbatch", &["--version"]) {
-        return Err(e);
-    }
+    slurm_command("sbatch", &["--version"])?;
     let logs = queue.dir.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     while let Some(job) = queue.take_next("slurm")? {
