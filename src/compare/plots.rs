@@ -145,112 +145,113 @@ struct Reliability<'a> {
 impl Figure for Reliability<'_> {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let r = &self.c.rows[self.row];
-        let f = &r.figures[0];
-        let i = &r.intervals[0];
+        let (f, i) = (&r.figures[0], &r.intervals[0]);
         let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 68 / 100);
         let title = format!(
             "{}: top-1 {:.2}%, ECE {:.2}% [{:.2}, {:.2}]",
             r.name, f.top1, f.ece, i.ece.lo, i.ece.hi
         );
-        let mut ch = ChartBuilder::on(&top)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(45)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(err)?;
-        ch.configure_mesh()
-            .y_desc("accuracy")
-            .x_desc("confidence")
-            .draw()
-            .map_err(err)?;
-        let blue = RGBColor(31, 119, 180);
-        let red = RGBColor(214, 39, 40);
-        let green = RGBColor(44, 160, 44);
-        let filled = || f.bins.iter().filter(|b| b.count > 0);
-        let bar = |lo: f64, hi: f64, b: &crate::metrics::ReliabilityBin, c: RGBAColor| {
-            Rectangle::new([(b.lo + 0.004, lo), (b.hi - 0.004, hi)], c.filled())
-        };
-        // Accuracy as a bar up to min(accuracy, confidence); the gap to the bin's mean
-        // confidence above it, red where confidence is higher (over-confident) and green
-        // where accuracy is (under-confident): each bar still ends at the bin's accuracy,
-        // and no two colours overlap.
-        let legend = |c: RGBAColor| {
-            move |(x, y): (i32, i32)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled())
-        };
-        let series = [
-            ("accuracy of the bin", blue.mix(0.8), 0),
-            (
-                "gap, over-confident (confidence > accuracy)",
-                red.mix(0.45),
-                1,
-            ),
-            (
-                "gap, under-confident (accuracy > confidence)",
-                green.mix(0.6),
-                2,
-            ),
-        ];
-        for (label, c, part) in series {
-            let parts = filled().filter_map(|b| {
-                let (acc, conf) = (b.accuracy, b.confidence);
-                match part {
-                    0 => Some(bar(0.0, acc.min(conf), b, c)),
-                    1 if conf > acc => Some(bar(acc, conf, b, c)),
-                    2 if acc > conf => Some(bar(conf, acc, b, c)),
-                    _ => None,
-                }
-            });
-            ch.draw_series(parts)
-                .map_err(err)?
-                .label(label)
-                .legend(legend(c));
-        }
-        ch.draw_series(LineSeries::new(
-            [(0.0, 0.0), (1.0, 1.0)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(err)?
-        .label("perfect calibration")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK));
-        ch.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(err)?;
-        let total: usize = f.bins.iter().map(|b| b.count).sum::<usize>().max(1);
-        let ymax = f
-            .bins
-            .iter()
-            .map(|b| b.count as f64 / total as f64)
-            .fold(0.0, f64::max)
-            .max(0.01)
-            * 1.1;
-        let mut h = ChartBuilder::on(&bottom)
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(45)
-            .build_cartesian_2d(0f64..1f64, 0f64..ymax)
-            .map_err(err)?;
-        h.configure_mesh()
-            .y_desc("fraction")
-            .x_desc("confidence (15 bins)")
-            .draw()
-            .map_err(err)?;
-        h.draw_series(f.bins.iter().map(|b| {
-            Rectangle::new(
-                [
-                    (b.lo + 0.004, 0.0),
-                    (b.hi - 0.004, b.count as f64 / total as f64),
-                ],
-                RGBColor(127, 127, 127).filled(),
-            )
-        }))
-        .map_err(err)?;
-        Ok(())
+        reliability_bars(&top, &title, &f.bins)?;
+        confidence_histogram(&bottom, &f.bins)
     }
+}
+
+/// The reliability diagram: per bin, accuracy as a bar up to min(accuracy, confidence) and the
+/// gap to the bin's mean confidence above it, red where confidence is higher (over-confident)
+/// and green where accuracy is (under-confident), so each bar still ends at the bin's accuracy
+/// and no two colours overlap; the diagonal of perfect calibration.
+fn reliability_bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    bins: &[crate::metrics::ReliabilityBin],
+) -> Result<()> {
+    let mut ch = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(45)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(err)?;
+    ch.configure_mesh()
+        .y_desc("accuracy")
+        .x_desc("confidence")
+        .draw()
+        .map_err(err)?;
+    let bar = |lo: f64, hi: f64, b: &crate::metrics::ReliabilityBin, c: RGBAColor| {
+        Rectangle::new([(b.lo + 0.004, lo), (b.hi - 0.004, hi)], c.filled())
+    };
+    let legend = |c: RGBAColor| {
+        move |(x, y): (i32, i32)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled())
+    };
+    let series = [
+        ("accuracy of the bin", RGBColor(31, 119, 180).mix(0.8)),
+        (
+            "gap, over-confident (confidence > accuracy)",
+            RGBColor(214, 39, 40).mix(0.45),
+        ),
+        (
+            "gap, under-confident (accuracy > confidence)",
+            RGBColor(44, 160, 44).mix(0.6),
+        ),
+    ];
+    for (part, (label, c)) in series.into_iter().enumerate() {
+        let parts = bins.iter().filter(|b| b.count > 0).filter_map(|b| {
+            let (acc, conf) = (b.accuracy, b.confidence);
+            match part {
+                0 => Some(bar(0.0, acc.min(conf), b, c)),
+                1 if conf > acc => Some(bar(acc, conf, b, c)),
+                2 if acc > conf => Some(bar(conf, acc, b, c)),
+                _ => None,
+            }
+        });
+        ch.draw_series(parts)
+            .map_err(err)?
+            .label(label)
+            .legend(legend(c));
+    }
+    ch.draw_series(LineSeries::new(
+        [(0.0, 0.0), (1.0, 1.0)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(err)?
+    .label("perfect calibration")
+    .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK));
+    ch.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)
+}
+
+/// The share of the scored images in each confidence bin.
+fn confidence_histogram<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    bins: &[crate::metrics::ReliabilityBin],
+) -> Result<()> {
+    let total: usize = bins.iter().map(|b| b.count).sum::<usize>().max(1);
+    let share = |b: &crate::metrics::ReliabilityBin| b.count as f64 / total as f64;
+    let ymax = bins.iter().map(share).fold(0.0, f64::max).max(0.01) * 1.1;
+    let mut h = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(45)
+        .build_cartesian_2d(0f64..1f64, 0f64..ymax)
+        .map_err(err)?;
+    h.configure_mesh()
+        .y_desc("fraction")
+        .x_desc("confidence (15 bins)")
+        .draw()
+        .map_err(err)?;
+    h.draw_series(bins.iter().map(|b| {
+        Rectangle::new(
+            [(b.lo + 0.004, 0.0), (b.hi - 0.004, share(b))],
+            RGBColor(127, 127, 127).filled(),
+        )
+    }))
+    .map_err(err)?;
+    Ok(())
 }
 
 struct Overlay<'a> {

@@ -179,7 +179,10 @@ fn check_before_launch(job: &Job, topo: &Topology, cuda: usize) -> Result<()> {
         probe.resume.clear();
         probe.ensure_valid()?;
     }
-    if topo.backend == Backend::Gloo {
+    // Only for the ranks mislas starts itself: ranks that torchrun or srun started are
+    // already running, and one of them refusing would leave the others waiting for it until
+    // `dist_timeout`.
+    if topo.backend == Backend::Gloo && topo.launches_local_ranks {
         let cores = super::machine::cpu_cores();
         if let Some(why) = super::machine::cpu_ranks_issue(topo.local_size, cores) {
             bail!("gpus: {why}");
