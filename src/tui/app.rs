@@ -829,36 +829,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => app.on_key(k),
         Msg::Resize => Vec::new(),
-        Msg::Tick if app.screen == Screen::Methods => {
-            // A trained method's run in progress: the list again, to see it finish.
-            let live = app.live_dirs();
-            let runs = &app.runs;
-            match &app.methods {
-                Some(m) if m.waiting(&runs.all_runs, &runs.facts, &live) => vec![Effect::LoadRuns],
-                _ => Vec::new(),
-            }
-        }
-        Msg::Tick => app
-            .runs
-            .open_dirs()
-            .into_iter()
-            .filter(|_| app.screen == Screen::Runs)
-            .map(Effect::LoadMetrics)
-            .collect(),
+        Msg::Tick => on_tick(app),
         Msg::Engine(e) => app.on_engine(e),
         Msg::EngineClosed(panic) => {
-            if let Some(r) = &mut app.run {
-                if r.is_active() {
-                    let why = panic.map_or_else(String::new, |p| format!(": {p}"));
-                    r.on_event(Event::Failed(Failure::new(
-                        FailureKind::Internal,
-                        format!("the trainer thread ended without a last event{why}"),
-                    )));
-                }
-            }
-            if app.quit == Quit::AfterStop {
-                app.quit = Quit::Now;
-            }
+            on_engine_closed(app, panic);
             Vec::new()
         }
         // A hang-up or SIGTERM: the run is a process of its own and goes on; the UI ends.
@@ -884,16 +858,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Attached(dir, Ok(stages)) => {
-            let name = dir.file_name().map_or_else(
-                || dir.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            app.run = Some(RunScreen::new(name, stages));
-            app.screen = Screen::Run;
-            app.set_status(
-                "attached: p pauses, s stops (any attached front end may); q leaves it running",
-                false,
-            );
+            on_attached(app, &dir, stages);
             Vec::new()
         }
         Msg::Queue(Ok(jobs)) => {
@@ -934,20 +899,72 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.on_compare(dir, m);
             Vec::new()
         }
-        Msg::Saved(result) => {
-            if let Some(form) = &mut app.form {
-                form.saved(&result);
-            }
-            match result {
-                Ok(path) => {
-                    app.set_status(format!("saved the preset {}", path.display()), false);
-                    vec![Effect::LoadPresets]
-                }
-                Err(e) => {
-                    app.set_status(format!("not saved: {e}"), true);
-                    Vec::new()
-                }
-            }
+        Msg::Saved(result) => on_saved(app, result),
+    }
+}
+
+/// A tick: on the Methods screen, the runs again while a trained method's run is in
+/// progress (to see it finish); on the Runs screen, the metrics of the open runs.
+fn on_tick(app: &mut App) -> Vec<Effect> {
+    if app.screen == Screen::Methods {
+        let live = app.live_dirs();
+        let runs = &app.runs;
+        return match &app.methods {
+            Some(m) if m.waiting(&runs.all_runs, &runs.facts, &live) => vec![Effect::LoadRuns],
+            _ => Vec::new(),
+        };
+    }
+    app.runs
+        .open_dirs()
+        .into_iter()
+        .filter(|_| app.screen == Screen::Runs)
+        .map(Effect::LoadMetrics)
+        .collect()
+}
+
+/// The trainer thread's channel closed: a run still active failed without a last event.
+fn on_engine_closed(app: &mut App, panic: Option<String>) {
+    if let Some(r) = &mut app.run {
+        if r.is_active() {
+            let why = panic.map_or_else(String::new, |p| format!(": {p}"));
+            r.on_event(Event::Failed(Failure::new(
+                FailureKind::Internal,
+                format!("the trainer thread ended without a last event{why}"),
+            )));
+        }
+    }
+    if app.quit == Quit::AfterStop {
+        app.quit = Quit::Now;
+    }
+}
+
+/// Attached to the run in `dir`: its screen, and what the keys do there.
+fn on_attached(app: &mut App, dir: &std::path::Path, stages: usize) {
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    app.run = Some(RunScreen::new(name, stages));
+    app.screen = Screen::Run;
+    app.set_status(
+        "attached: p pauses, s stops (any attached front end may); q leaves it running",
+        false,
+    );
+}
+
+/// A preset save ended: the form and the status line say how; a saved one reloads the list.
+fn on_saved(app: &mut App, result: Result<PathBuf, String>) -> Vec<Effect> {
+    if let Some(form) = &mut app.form {
+        form.saved(&result);
+    }
+    match result {
+        Ok(path) => {
+            app.set_status(format!("saved the preset {}", path.display()), false);
+            vec![Effect::LoadPresets]
+        }
+        Err(e) => {
+            app.set_status(format!("not saved: {e}"), true);
+            Vec::new()
         }
     }
 }
