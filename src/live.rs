@@ -6,6 +6,7 @@
 //!   events.jsonl   one JSON Event per line, append-only; a line counts once it ends in '\n'
 //!   live.json      the process writing the run: pid, where this session's events begin
 //!   run.lock       flock'ed (exclusive) by that process while it lives: free lock = dead run
+//!   live.node      the host that process runs on, and its Slurm job when it is one's
 //!   control.sock   Unix socket, owner-only (0600): `pause`, `resume`, `stop` (one per line)
 //! ```
 //!
@@ -35,6 +36,9 @@ pub const LIVE: &str = "live.json";
 pub const LOCK: &str = "run.lock";
 /// The control socket.
 pub const SOCKET: &str = "control.sock";
+/// The machine of the process writing the run: its host name on the first line, its Slurm
+/// job (`12`, or `12_3` for an array's task) on the second when it runs in one.
+pub const NODE: &str = "live.node";
 /// Environment variable: a file the process writes its job folder's path into once known (the
 /// terminal UI uses it to find the run it launched).
 pub const ANNOUNCE_ENV: &str = "MISLAS_ANNOUNCE";
@@ -60,7 +64,20 @@ pub struct LiveInfo {
 /// Whether the process that wrote `dir` lives: `None` when no process ever held its lock (a run
 /// of an older version, or one not started yet), `Some(false)` when the lock is free (the
 /// process ended, was killed, or the machine restarted), `Some(true)` while it is held.
+///
+/// A run written by a process on another machine ([`remote_node`]: a Slurm job on another
+/// node, the run folder on a shared file system) cannot be checked through its lock (flock
+/// is per machine on many cluster file systems): it is taken as live until its event file ends
+/// with its last event; it is never said to have died.
 pub fn is_alive(dir: &Path) -> Option<bool> {
+    if remote_node(dir).is_some() {
+        let job_dir = read_info(dir).map_or(dir.to_path_buf(), |i| i.job_dir);
+        let ended = matches!(
+            last_event(&job_dir),
+            Some(Event::Finished | Event::Failed(_))
+        );
+        return Some(!ended);
+    }
     let f = File::open(dir.join(LOCK)).ok()?;
     match f.try_lock_shared() {
         Ok(()) => {
@@ -96,6 +113,55 @@ pub fn last_event(dir: &Path) -> Option<Event> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
     take_events(&mut buf).pop()
+}
+
+/// This machine's host name (`gethostname`, as Slurm names nodes by their short name: up to
+/// the first dot).
+pub fn this_host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    name.split('.').next().unwrap_or_default().to_owned()
+}
+
+/// The node and Slurm job (`node`, `Some(job)`) of the process writing `dir`, as its
+/// [`NODE`] file says, when that node is not this machine; `None` for a run of this machine
+/// or one without the file.
+pub fn remote_node(dir: &Path) -> Option<(String, Option<String>)> {
+    let text = fs::read_to_string(dir.join(NODE)).ok()?;
+    let mut lines = text.lines().map(str::trim);
+    let host = lines.next().filter(|h| !h.is_empty())?;
+    let job = lines.next().filter(|j| !j.is_empty()).map(str::to_owned);
+    (host != this_host()).then(|| (host.to_owned(), job))
+}
+
+/// `on node X (Slurm job 12)` for a run written on another machine ([`remote_node`]).
+pub fn remote_note(dir: &Path) -> Option<String> {
+    let (host, job) = remote_node(dir)?;
+    Some(match job {
+        Some(j) => format!("on node {host} (Slurm job {j})"),
+        None => format!("on node {host}"),
+    })
+}
+
+/// Writes `dir/`[`NODE`] for this process: this host, and the Slurm job it runs in.
+fn write_node(dir: &Path) -> Result<()> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let job = match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        (Some(a), Some(t)) => Some(format!("{a}_{t}")),
+        _ => var("SLURM_JOB_ID"),
+    };
+    let p = dir.join(NODE);
+    fs::write(
+        &p,
+        format!("{}\n{}\n", this_host(), job.unwrap_or_default()),
+    )
+    .with_context(|| format!("cannot write {}", p.display()))
 }
 
 /// Reads `live.json` of `dir`.
@@ -219,6 +285,7 @@ impl Holder {
         let live = dir.join(LIVE);
         fs::write(&live, serde_json::to_string(info)?)
             .with_context(|| format!("cannot write {}", live.display()))?;
+        write_node(dir)?;
         Ok(Holder {
             _lock: lock,
             socket: None,
@@ -485,6 +552,12 @@ fn follow_file(dir: &Path, offset: u64, tx: &Sender<Event>) {
         }
     };
     let _ = file.seek(SeekFrom::Start(offset));
+    if let Some(note) = remote_note(dir) {
+        let _ = tx.send(Event::Log(format!(
+            "=> the run is {note}: its process cannot be checked from this machine; \
+             following its event file until the run ends"
+        )));
+    }
     let mut buf = Vec::new();
     loop {
         // Liveness first: a process that dies after this still has all its lines read below.
@@ -840,5 +913,52 @@ mod tests {
             other => panic!("expected the death, got {other:?}"),
         }
         assert!(remote.events.recv_timeout(Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn a_run_on_another_node_is_followed_to_its_end_never_called_dead() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let info = LiveInfo {
+            pid: 4242,
+            job_dir: d.to_path_buf(),
+            events_offset: 0,
+            stages: 1,
+        };
+        let h = Holder::take(d, &info).unwrap();
+        // This process's own node file names this machine: not remote.
+        assert_eq!(remote_node(d), None);
+        assert_eq!(
+            fs::read_to_string(d.join(NODE)).unwrap().lines().next(),
+            Some(this_host().as_str())
+        );
+        // As a Slurm job on another node writes it; its lock there is not seen here.
+        fs::write(d.join(NODE), "gpu-node-07\n12_3\n").unwrap();
+        drop(h);
+        assert_eq!(
+            remote_note(d).as_deref(),
+            Some("on node gpu-node-07 (Slurm job 12_3)")
+        );
+        let mut log = EventLog::open(d).unwrap();
+        log.append(&Event::Log("one".into())).unwrap();
+        assert_eq!(
+            is_alive(d),
+            Some(true),
+            "the lock is free, but it is elsewhere"
+        );
+        assert!(!died_without_end(d));
+        let remote = attach(d).unwrap();
+        let next = || remote.events.recv_timeout(Duration::from_secs(5)).unwrap();
+        match next() {
+            Event::Log(l) => assert!(l.contains("on node gpu-node-07 (Slurm job 12_3)"), "{l}"),
+            other => panic!("expected the node note, got {other:?}"),
+        }
+        assert_eq!(next(), Event::Log("one".into()));
+        // Still followed after the free lock's poll: no death reported.
+        std::thread::sleep(POLL * 3);
+        log.append(&Event::Finished).unwrap();
+        assert_eq!(next(), Event::Finished);
+        assert_eq!(is_alive(d), Some(false));
+        assert!(!died_without_end(d));
     }
 }

@@ -313,9 +313,18 @@ struct SlurmArgs {
     /// sbatch --time (MINUTES, HH:MM:SS, D-HH:MM:SS).
     #[arg(long, requires = "slurm")]
     time: Option<String>,
-    /// GPUs per run (--gpus-per-task, and the run's `gpus`).
+    /// GPUs per run on each node: 1 is one task with one GPU; more start one task per GPU
+    /// with srun (--ntasks-per-node, --gpus-per-node).
     #[arg(long, requires = "slurm")]
     gpus: Option<u32>,
+    /// Nodes per run (--nodes); more than 1 starts one task per GPU on each with srun (warns
+    /// when the run folder is not on a shared file system).
+    #[arg(long, requires = "slurm", value_parser = clap::value_parser!(u32).range(1..))]
+    nodes: Option<u32>,
+    /// Submit the queued runs (e.g. a sweep) as one job array with at most K tasks running
+    /// at once (sbatch --array=0-N%K).
+    #[arg(long, value_name = "K", requires = "slurm", value_parser = clap::value_parser!(u32).range(1..))]
+    array_throttle: Option<u32>,
     /// sbatch --cpus-per-task.
     #[arg(long, requires = "slurm")]
     cpus: Option<u32>,
@@ -349,9 +358,11 @@ impl SlurmArgs {
             account: self.account.clone(),
             time: self.time.clone(),
             gpus: self.gpus,
+            nodes: self.nodes,
             cpus: self.cpus,
             mem: self.mem.clone(),
             signal_seconds: self.signal_seconds,
+            array_throttle: self.array_throttle,
             extra: self.extra.clone(),
         }))
     }
@@ -731,8 +742,9 @@ fn queue(action: QueueAction, saved: &Path) -> Result<i32> {
 /// `mislas queue ls`: every run with its state, device and folder; a run handed to Slurm also
 /// gets its job's line (states asked of Slurm first).
 fn queue_ls(q: &mislas::queue::Queue, dir: &Path) -> Result<i32> {
-    if let Err(e) = q.refresh_slurm() {
-        eprintln!("note: the Slurm states could not be refreshed: {e:#}");
+    match q.refresh_slurm() {
+        Ok((_, notes)) => notes.iter().for_each(|n| eprintln!("{n}")),
+        Err(e) => eprintln!("note: the Slurm states could not be refreshed: {e:#}"),
     }
     let jobs = q.list()?;
     let slurm = q.slurm_jobs()?;

@@ -179,9 +179,33 @@ fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The lines of `squeue` for job array `array` whose tasks are running.
+fn running_tasks(array: &str) -> usize {
+    Command::new("squeue")
+        .args(["-h", "-r", "-j", array, "-t", "RUNNING", "-o", "%i"])
+        .output()
+        .map_or(0, |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count()
+        })
+}
+
+/// When run folder `run` started (its `config.yaml` written) and ended (its event file's last
+/// write).
+fn span(run: &Path) -> (std::time::SystemTime, std::time::SystemTime) {
+    let m = |f: &str| {
+        std::fs::metadata(run.join(f))
+            .and_then(|m| m.modified())
+            .unwrap()
+    };
+    (m("config.yaml"), m("events.jsonl"))
+}
+
 #[test]
-fn a_queued_sweep_runs_as_slurm_jobs_with_the_figures_of_local_runs() {
-    let Some(_c) = cluster("a_queued_sweep_runs_as_slurm_jobs…") else {
+fn a_queued_sweep_runs_as_a_throttled_job_array_with_the_figures_of_local_runs() {
+    let Some(_c) = cluster("a_queued_sweep_runs_as_a_throttled_job_array…") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -191,25 +215,85 @@ fn a_queued_sweep_runs_as_slurm_jobs_with_the_figures_of_local_runs() {
     add.push(preset());
     add.extend(tiny_args("sw", "1", "32"));
     ok(&mislas(root, &add));
-    // The same runs here, while Slurm runs the queue.
-    let local = std::thread::scope(|s| {
-        let slurm = s.spawn(|| mislas(root, &words(&["queue", "run", "--slurm"])));
-        let local: Vec<PathBuf> = (0..3)
-            .map(|seed| {
-                let n = seed.to_string();
-                local_run(root, &format!("sw_seed{seed}"), &words(&["seed", &n]))
-            })
-            .collect();
-        let out = ok(&slurm.join().unwrap());
-        assert_eq!(out.matches("submitted as Slurm job").count(), 3, "{out}");
-        local
+    let out = ok(&mislas(
+        root,
+        &words(&[
+            "queue",
+            "run",
+            "--slurm",
+            "--detach",
+            "--array-throttle",
+            "1",
+        ]),
+    ));
+    assert_eq!(out.matches("submitted as Slurm job").count(), 3, "{out}");
+    let array = out
+        .split("submitted as Slurm job ")
+        .nth(1)
+        .and_then(|t| t.split('_').next())
+        .unwrap()
+        .to_owned();
+    for i in 0..3 {
+        assert!(out.contains(&format!("Slurm job {array}_{i};")), "{out}");
+    }
+    // Hold the third run's task: it pends, held, while the others run one at a time.
+    ok(&mislas(root, &words(&["queue", "hold", "3"])));
+    let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+    assert!(
+        ls.contains(&format!("Slurm job {array}_2: PENDING, JobHeld")),
+        "{ls}"
+    );
+    // The same runs here, meanwhile.
+    let local = std::thread::spawn({
+        let root = root.to_path_buf();
+        move || -> Vec<PathBuf> {
+            (0..3)
+                .map(|seed| {
+                    let n = seed.to_string();
+                    local_run(&root, &format!("sw_seed{seed}"), &words(&["seed", &n]))
+                })
+                .collect()
+        }
+    });
+    let mut most_running = 0;
+    poll(240, "runs 1 and 2 to end", || {
+        most_running = most_running.max(running_tasks(&array));
+        let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+        (ls.matches("  done ").count() == 2).then_some(())
     });
     let ls = ok(&mislas(root, &words(&["queue", "ls"])));
-    assert_eq!(ls.matches("  done ").count(), 3, "{ls}");
-    assert_eq!(ls.matches(": COMPLETED").count(), 3, "{ls}");
-    for (i, here) in local.iter().enumerate() {
-        let run = root.join(format!("saved/sw_seed{i}_q{}", i + 1));
-        let (a, b) = (figures(&run), figures(here));
+    assert!(
+        ls.contains(&format!("Slurm job {array}_2: PENDING, JobHeld")),
+        "{ls}"
+    );
+    ok(&mislas(root, &words(&["queue", "release", "3"])));
+    let ls = poll(240, "run 3 to end", || {
+        most_running = most_running.max(running_tasks(&array));
+        let ls = ok(&mislas(root, &words(&["queue", "ls"])));
+        (ls.matches("  done ").count() == 3).then_some(ls)
+    });
+    assert_eq!(most_running, 1, "throttle 1: at most one task running");
+    for i in 0..3 {
+        assert!(
+            ls.contains(&format!("Slurm job {array}_{i}: COMPLETED")),
+            "{ls}"
+        );
+    }
+    let runs: Vec<PathBuf> = (0..3)
+        .map(|i| root.join(format!("saved/sw_seed{i}_q{}", i + 1)))
+        .collect();
+    // One at a time: each run started after the one before it ended.
+    for w in runs.windows(2) {
+        let (a, b) = (span(&w[0]), span(&w[1]));
+        assert!(
+            b.0 >= a.1,
+            "{} started before {} ended",
+            w[1].display(),
+            w[0].display()
+        );
+    }
+    for (i, (run, here)) in runs.iter().zip(local.join().unwrap()).enumerate() {
+        let (a, b) = (figures(run), figures(&here));
         assert_eq!(a.len(), 1, "{}", run.display());
         assert_eq!(a, b, "seed {i}: Slurm's run and the local run differ");
         let log = std::fs::read_to_string(root.join(format!("queue/logs/{}.log", i + 1))).unwrap();
@@ -336,14 +420,68 @@ fn slurm_refusals_and_failures_are_shown_in_its_words() {
         ls.contains("failed") && ls.contains("invalid partition"),
         "{ls}"
     );
-    // A run that fails on the node (no data there): Slurm's FAILED with its exit code.
+    // Three runs that fail on the node, in one submission: one without data (Slurm's FAILED,
+    // exit code 1:0), one killed with -9 after its first in-epoch checkpoint (FAILED, 0:9:
+    // submitted again, once, and it ends as the same run left uninterrupted), one killed
+    // before any checkpoint (not retried).
     add(&["data_path", "./nowhere"]);
-    ok(&mislas(root, &words(&["queue", "run", "--slurm"])));
+    let every = ["checkpoint_every", "0.0001"];
+    add(&[&["name", "killed"][..], &every].concat());
+    add(&[&["name", "early"][..], &every].concat());
+    let whole = std::thread::spawn({
+        let root = root.to_path_buf();
+        move || local_run(&root, "killed", &words(&every))
+    });
+    let o = Command::new(env!("CARGO_BIN_EXE_mislas"))
+        .current_dir(root)
+        .env("MISLAS_DATA_DIR", root.join("queue"))
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .env(
+            "MISLAS_RUN_FAULT",
+            "kill_after_checkpoint@killed,kill_before_checkpoint@early",
+        )
+        .args(["queue", "run", "--slurm"])
+        .output()
+        .unwrap();
+    let out = ok(&o);
+    assert!(
+        out.contains("queue: run 3 killed (signal 9, SIGKILL): restart 1 of 2, from ")
+            && out.contains(": submitted again as Slurm job "),
+        "{out}"
+    );
     let ls = ok(&mislas(root, &words(&["queue", "ls"])));
     assert!(
         ls.contains(": FAILED") && ls.contains("exit code 1:0"),
         "{ls}"
     );
+    let jobs = mislas::queue::Queue::open(&root.join("queue"))
+        .unwrap()
+        .list()
+        .unwrap();
+    let summary: Vec<(&str, u32, usize)> = jobs[1..]
+        .iter()
+        .map(|j| (j.state.as_str(), j.restarts, j.ends.len()))
+        .collect();
+    assert_eq!(
+        summary,
+        [("failed", 0, 1), ("done", 1, 2), ("failed", 0, 1)]
+    );
+    assert!(ls.contains("killed (1 restart)"), "{ls}");
+    assert!(
+        ls.contains("attempt 1: killed (signal 9, SIGKILL): restart 1 of 2")
+            && ls.contains("attempt 2: finished")
+            && ls.contains(
+                "attempt 1: killed (signal 9, SIGKILL): before its first checkpoint: not retried"
+            ),
+        "{ls}"
+    );
+    let killed = root.join("saved/killed_q3");
+    let log = std::fs::read_to_string(root.join("queue/logs/3.log")).unwrap();
+    assert!(
+        log.contains("=> fault drill: kill -9 at kill_after_checkpoint"),
+        "{log}"
+    );
+    assert_eq!(figures(&killed), figures(&whole.join().unwrap()));
     // Hold, release and rm act on the Slurm job: a held job pends with Slurm's reason.
     add(&["num_epochs", "50"]);
     ok(&mislas(
@@ -352,14 +490,14 @@ fn slurm_refusals_and_failures_are_shown_in_its_words() {
     ));
     let ls = ok(&mislas(root, &words(&["queue", "ls"])));
     assert!(ls.contains("PENDING, JobHeldUser"), "{ls}");
-    ok(&mislas(root, &words(&["queue", "release", "3"])));
+    ok(&mislas(root, &words(&["queue", "release", "5"])));
     poll(60, "the released job to run", || {
         let ls = ok(&mislas(root, &words(&["queue", "ls"])));
         ls.contains(": RUNNING").then_some(())
     });
-    ok(&mislas(root, &words(&["queue", "rm", "3"])));
+    ok(&mislas(root, &words(&["queue", "rm", "5"])));
     let ls = ok(&mislas(root, &words(&["queue", "ls"])));
-    assert!(!ls.contains("   3  "), "{ls}");
+    assert!(!ls.contains("   5  "), "{ls}");
     // No sbatch on the PATH: said before anything is taken.
     add(&[]);
     let o = Command::new(env!("CARGO_BIN_EXE_mislas"))
@@ -427,5 +565,103 @@ fn a_two_task_srun_trains_one_data_parallel_run() {
     assert!(
         !root.join("saved").exists(),
         "no second run folder under saved/"
+    );
+}
+
+/// A fake `sbatch` first on the PATH: `--version` answers; a submission is recorded in
+/// `sbatch.args` and refused with Slurm's words for an account Slurm does not know (Slurm
+/// checks accounts only with accounting on, `AccountingStorageEnforce=associations`, which
+/// the one-node cluster of these tests does not run), else given job id 42.
+fn fake_sbatch(dir: &Path) -> PathBuf {
+    let bin = dir.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let f = bin.join("sbatch");
+    std::fs::write(
+        &f,
+        format!(
+            "#!/bin/bash\n[ \"$1\" = --version ] && {{ echo 'slurm 22.05.8'; exit 0; }}\n\
+             printf '%s\\n' \"$@\" >> {log}\n\
+             case \" $* \" in *' --account=nosuch '*)\n\
+             echo 'sbatch: error: Batch job submission failed: Invalid account or \
+             account/partition combination specified' >&2; exit 1;; esac\necho 42\n",
+            log = dir.join("sbatch.args").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn an_unknown_account_and_a_multi_node_run_outside_a_shared_folder_are_said_in_words() {
+    // No cluster: a fake sbatch (`fake_sbatch`), so this runs everywhere.
+    let tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let root = tmp.path();
+    let bin = fake_sbatch(root);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mislas"))
+            .current_dir(root)
+            .env("MISLAS_DATA_DIR", root.join("queue"))
+            .env("PATH", &path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut add = words(&["queue", "add", "train", "--cfg"]);
+    add.push(preset());
+    add.extend(tiny_args("acct", "1", "32"));
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    ok(&run(&add));
+    let o = run(&["queue", "run", "--slurm", "--detach", "--account", "nosuch"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("queue: run 1 not submitted: Slurm refused `sbatch --parsable")
+            && err.contains(
+                ": Batch job submission failed: Invalid account or account/partition \
+                 combination specified"
+            ),
+        "{err}"
+    );
+    let ls = ok(&run(&["queue", "ls"]));
+    assert!(
+        ls.contains("   1  failed") && ls.contains("Slurm: REFUSED, Slurm refused"),
+        "{ls}"
+    );
+    // Two nodes of 4 GPUs, run folder under /tmp: warned before it is submitted; the job
+    // starts 8 ranks with srun.
+    ok(&run(&add));
+    let o = run(&[
+        "queue", "run", "--slurm", "--detach", "--nodes", "2", "--gpus", "4",
+    ]);
+    let (out, err) = (ok(&o), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(
+        out.contains("run 2 (acct) submitted as Slurm job 42"),
+        "{out}"
+    );
+    assert!(
+        err.contains("queue: run 2 (acct): warning: the run spans 2 nodes, but its run folder")
+            && err.contains("is under /tmp, which is local to each node"),
+        "{err}"
+    );
+    let args = std::fs::read_to_string(root.join("sbatch.args")).unwrap();
+    for want in [
+        "--nodes=2",
+        "--ntasks-per-node=4",
+        "--gpus-per-node=4",
+        "--account=nosuch",
+    ] {
+        assert!(args.contains(want), "{want} not in {args}");
+    }
+    let script = std::fs::read_to_string(root.join("queue/logs/2.sbatch")).unwrap();
+    assert!(
+        script.contains("\nexec srun --kill-on-bad-exit=1 ")
+            && script.contains(&format!("run_dir {}/saved/acct_q2", root.display())),
+        "{script}"
     );
 }

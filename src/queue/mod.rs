@@ -106,6 +106,8 @@ pub struct Job {
     pub ends: Vec<String>,
     /// The checkpoint its next (or current) attempt resumes from, after a restart.
     pub resume: Option<PathBuf>,
+    /// Its Slurm job as last seen (`queue run --slurm`), or why Slurm refused it.
+    pub slurm: Option<slurm::SlurmJob>,
 }
 
 /// The queue database.
@@ -220,9 +222,10 @@ impl Queue {
     /// The database cannot be read.
     pub fn list(&self) -> Result<Vec<Job>> {
         let mut st = self.db.prepare(
-            "SELECT id, name, args, project, saved, state, device, run_dir, pid,
-                    restarts, ends, resume
-             FROM jobs ORDER BY position, id",
+            "SELECT j.id, j.name, j.args, j.project, j.saved, j.state, j.device, j.run_dir,
+                    j.pid, j.restarts, j.ends, j.resume,
+                    s.job_id, s.state, s.reason, s.exit_code
+             FROM jobs j LEFT JOIN slurm_jobs s ON s.id = j.id ORDER BY j.position, j.id",
         )?;
         let rows = st.query_map([], |r| {
             Ok((
@@ -239,12 +242,21 @@ impl Queue {
                     r.get::<_, i64>(9)?,
                     r.get::<_, String>(10)?,
                     r.get::<_, Option<String>>(11)?,
+                    r.get::<_, Option<String>>(12)?.map(|job_id| {
+                        Ok::<_, rusqlite::Error>(slurm::SlurmJob {
+                            id: r.get(0)?,
+                            job_id,
+                            state: r.get(13)?,
+                            reason: r.get(14)?,
+                            exit_code: r.get(15)?,
+                        })
+                    }),
                 ),
             ))
         })?;
         rows.map(|r| {
             let (id, name, args, project, saved, state, device, run_dir, pid, more) = r?;
-            let (restarts, ends, resume) = more;
+            let (restarts, ends, resume, slurm) = more;
             Ok(Job {
                 id,
                 name,
@@ -258,6 +270,7 @@ impl Queue {
                 restarts: restarts as u32,
                 ends: serde_json::from_str(&ends).unwrap_or_default(),
                 resume: resume.map(PathBuf::from),
+                slurm: slurm.transpose()?,
             })
         })
         .collect()
@@ -651,6 +664,7 @@ pub fn point_name(base: &str, point: &[(String, String)]) -> String {
 
 pub mod retry;
 mod scheduler;
+pub mod shared_fs;
 pub use scheduler::run_scheduler;
 pub mod slurm;
 

@@ -35,6 +35,16 @@ pub enum Ending {
         /// The failure it reported, if any.
         failure: Option<FailureKind>,
     },
+    /// A Slurm job that ended in a state no exit status tells: `CANCELLED` (scancel: not
+    /// retried), `PREEMPTED` (without a requeue: restarted as a preemption), or a failure of
+    /// Slurm's (`TIMEOUT`, `NODE_FAIL`, `OUT_OF_MEMORY`, `BOOT_FAIL`, `FAILED` with exit code
+    /// `0:0`: retried as a failure is).
+    Slurm {
+        /// Slurm's state.
+        state: String,
+        /// Slurm's reason, when it gives one.
+        reason: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Ending {
@@ -59,6 +69,10 @@ impl std::fmt::Display for Ending {
             Ending::Unwatched { .. } => {
                 f.write_str("died while no scheduler watched it (no end in its event file)")
             }
+            Ending::Slurm { state, reason } => match reason {
+                Some(r) => write!(f, "ended in Slurm as {state} ({r})"),
+                None => write!(f, "ended in Slurm as {state}"),
+            },
         }
     }
 }
@@ -122,24 +136,17 @@ pub fn decide(
         Ending::Unwatched { finished: true, .. } => {
             return (Decision::Final(state::ENDED), ending.to_string())
         }
-        Ending::Exit(c, _) if *c == EXIT_REQUEUE => {
-            return match &attempt.progress {
-                Progress::Made(p) | Progress::Stale(p) => (
-                    Decision::Restart {
-                        resume: p.clone(),
-                        counted: false,
-                    },
-                    format!("{ending}: restarted from {}", p.display()),
-                ),
-                Progress::None => (
-                    Decision::Final(state::FAILED),
-                    format!("{ending}, but left no checkpoint to resume from: not restarted"),
-                ),
-            };
+        Ending::Slurm { state: s, .. } if s == "CANCELLED" => {
+            return (
+                Decision::Final(state::FAILED),
+                format!("{ending}: cancelled (scancel), not retried"),
+            )
         }
+        Ending::Exit(c, _) if *c == EXIT_REQUEUE => return preempted(attempt),
+        Ending::Slurm { state: s, .. } if s == "PREEMPTED" => return preempted(attempt),
         Ending::Exit(_, k) => *k,
         Ending::Unwatched { failure, .. } => *failure,
-        Ending::Signal(_) => None,
+        Ending::Signal(_) | Ending::Slurm { .. } => None,
     };
     // A run that ended unwatched stays `ended` (its folder says how), as before retries.
     let last = match ending {
@@ -166,6 +173,25 @@ pub fn decide(
                 failure_restarts + 1,
                 p.display()
             ),
+        ),
+    }
+}
+
+/// A preempted attempt: restarted from its checkpoint without counting, or failed without one.
+fn preempted(attempt: &Attempt) -> (Decision, String) {
+    use super::state;
+    let ending = &attempt.ending;
+    match &attempt.progress {
+        Progress::Made(p) | Progress::Stale(p) => (
+            Decision::Restart {
+                resume: p.clone(),
+                counted: false,
+            },
+            format!("{ending}: restarted from {}", p.display()),
+        ),
+        Progress::None => (
+            Decision::Final(state::FAILED),
+            format!("{ending}, but left no checkpoint to resume from: not restarted"),
         ),
     }
 }

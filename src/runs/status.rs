@@ -35,6 +35,9 @@ pub struct FolderFacts {
     /// [`crate::live::died_without_end`]), `None` otherwise (it ended, or no process of this
     /// version wrote it).
     pub alive: Option<bool>,
+    /// `on node X (Slurm job J)` when a process on another machine writes it
+    /// ([`crate::live::remote_note`]): its liveness is then its event file's, not its lock's.
+    pub node: Option<String>,
 }
 
 /// The state of a run in `saved/`.
@@ -135,6 +138,7 @@ pub fn read_facts(dir: &Path, config: Option<&Config>) -> FolderFacts {
             Some(false) if !crate::live::died_without_end(dir) => None,
             other => other,
         },
+        node: crate::live::remote_note(dir),
     }
 }
 
@@ -212,6 +216,7 @@ mod tests {
             last_log_line: Some(line.to_owned()),
             current_checkpoint: Some("saved/x/ckps/current.safetensors".into()),
             alive: None,
+            node: None,
         }
     }
 

@@ -137,8 +137,13 @@ fn open_queue(places: &Places) -> Result<crate::queue::Queue, String> {
 }
 
 /// The queue's jobs, or why they cannot be read.
+/// The states of runs handed to Slurm are asked of Slurm first, as `mislas queue ls` does (a
+/// Slurm that cannot be asked leaves them as last seen).
 fn list_queue(places: &Places) -> Result<Vec<crate::queue::Job>, String> {
-    open_queue(places).and_then(|q| q.list().map_err(|e| format!("{e:#}")))
+    open_queue(places).and_then(|q| {
+        let _ = q.refresh_slurm();
+        q.list().map_err(|e| format!("{e:#}"))
+    })
 }
 
 /// A run's folder facts, and its metrics when `metrics.jsonl` changed since last read (a

@@ -691,7 +691,8 @@ fn draw_group(s: &RunsScreen, i: usize, theme: Theme, f: &mut Frame<'_>, area: R
     f.render_widget(table, area);
 }
 
-/// The queue: id, state, device, name, run folder.
+/// The queue: id, state, device, name with its restarts, and, for a run handed to Slurm, its
+/// job id and Slurm's state and reason ([`queue_slurm_cell`]).
 fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = "Queue · mislas queue run starts it · Space hold  x cancel  t to front";
     if s.queue.is_empty() {
@@ -711,11 +712,17 @@ fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         .queue
         .iter()
         .map(|j| {
+            let restarts = match j.restarts {
+                0 => String::new(),
+                1 => " (1 restart)".to_owned(),
+                n => format!(" ({n} restarts)"),
+            };
             Row::new(vec![
                 j.id.to_string(),
                 j.state.clone(),
                 j.device.clone().unwrap_or_default(),
-                j.name.clone(),
+                format!("{}{restarts}", j.name),
+                queue_slurm_cell(j),
             ])
         })
         .collect();
@@ -723,16 +730,38 @@ fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
         rows,
         [
             Constraint::Length(4),
-            Constraint::Length(8),
-            Constraint::Length(7),
+            Constraint::Length(9),
+            Constraint::Length(12),
             Constraint::Min(20),
+            Constraint::Min(16),
         ],
     )
-    .header(Row::new(["Id", "State", "Device", "Name"]).style(theme.dim()))
+    .header(Row::new(["Id", "State", "Device", "Name", "Slurm · last attempt"]).style(theme.dim()))
     .block(panel(title, true, theme))
     .row_highlight_style(theme.selected());
     let mut state = TableState::default().with_selected(Some(s.queue_selected));
     f.render_stateful_widget(table, area, &mut state);
+}
+
+/// A queue row's Slurm job (`12_3 RUNNING`, `17 PENDING (Priority)`), and why its last
+/// attempt ended when it restarted or did not finish (as `mislas queue ls` says it).
+pub(crate) fn queue_slurm_cell(j: &crate::queue::Job) -> String {
+    let mut cell = match &j.slurm {
+        Some(sl) if sl.job_id.is_empty() => sl.state.clone(),
+        Some(sl) => format!("{} {}", sl.job_id, sl.state),
+        None => String::new(),
+    };
+    if let Some(r) = j.slurm.as_ref().and_then(|sl| sl.reason.as_deref()) {
+        cell.push_str(&format!(" ({r})"));
+    }
+    let finished = j.ends.last().is_some_and(|w| w.starts_with("finished"));
+    if let Some(last) = j.ends.last().filter(|_| j.restarts > 0 || !finished) {
+        if !cell.is_empty() {
+            cell.push_str(" · ");
+        }
+        cell.push_str(&format!("attempt {}: {last}", j.ends.len()));
+    }
+    cell
 }
 
 /// `name` in at most `width` characters: whole when it fits, else its start, `…` and its end,
@@ -968,10 +997,17 @@ fn progress_line(
         ""
     };
     let (text, style) = match st {
-        RunStatus::Live => (
-            format!("{stage} · {done} · live · a attaches"),
-            theme.good(),
-        ),
+        RunStatus::Live => match &facts.node {
+            // Another machine's run: its process cannot be checked from here.
+            Some(node) => (
+                format!("{stage} · {done} · {node} · a attaches"),
+                theme.good(),
+            ),
+            None => (
+                format!("{stage} · {done} · live · a attaches"),
+                theme.good(),
+            ),
+        },
         RunStatus::Died => (
             format!("{stage} · {done} · dead: its process was killed{resume}"),
             theme.bad(),
