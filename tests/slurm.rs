@@ -341,6 +341,22 @@ fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
     });
     let job = std::fs::read_to_string(root.join("queue/logs/1.sbatch")).unwrap();
     assert!(job.contains("exec "), "{job}");
+    // The UI attaches to it as to any run: its process is slurmd's, not a child of this one.
+    let run = root.join("saved/pre_q1");
+    assert_eq!(mislas::live::is_alive(&run), Some(true));
+    assert_eq!(mislas::live::remote_node(&run), None, "the same node");
+    let node = std::fs::read_to_string(run.join(mislas::live::NODE)).unwrap();
+    let node_job = node.lines().nth(1).unwrap_or_default().to_owned();
+    assert!(!node_job.is_empty(), "its Slurm job in {node}");
+    let attached = mislas::live::attach(&run).unwrap();
+    let first = attached
+        .events
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        !matches!(first, mislas::events::Event::Failed(_)),
+        "{first:?}"
+    );
     let id = poll(30, "the job id in queue ls", || {
         let ls = ok(&mislas(root, &words(&["queue", "ls"])));
         ls.split("Slurm job ")
@@ -348,6 +364,7 @@ fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
             .and_then(|t| t.split(':').next())
             .map(str::to_owned)
     });
+    assert_eq!(node_job, id, "live.node names the job");
     let sig = Command::new("scancel")
         .args(["--signal=USR1", "--batch", &id])
         .output()
@@ -373,7 +390,6 @@ fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
         )),
         "{text}"
     );
-    let run = root.join("saved/pre_q1");
     let restarts = mislas::run_dir::read_restarts(&run).unwrap();
     assert_eq!((restarts.count, restarts.starts), (1, 2));
     let ls = ok(&mislas(root, &words(&["queue", "ls"])));

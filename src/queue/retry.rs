@@ -14,6 +14,11 @@
 //!   times; one that made no progress would fail again and is not retried; nor is a failure
 //!   that repeats whatever the attempt (a configuration, data or checkpoint error, or a
 //!   non-finite loss: the run says which in its event file).
+//!
+//! A Slurm job that ended is an attempt too ([`super::slurm::SlurmStatus::attempt`]):
+//! `COMPLETED` a finish, `FAILED` with a signal or a status as a local run's, `CANCELLED`
+//! (scancel) not retried, `PREEMPTED` without a requeue a preemption, and Slurm's other ends
+//! (`TIMEOUT`, `NODE_FAIL`, `OUT_OF_MEMORY`, …) failures ([`Ending::Slurm`]).
 use crate::events::{Event, FailureKind};
 use crate::headless::EXIT_REQUEUE;
 use std::path::{Path, PathBuf};

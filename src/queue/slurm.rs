@@ -545,23 +545,23 @@ impl Queue {
         let Some(job) = self.slurm_job(id)? else {
             return Ok(false);
         };
-        // A job that ended since the last look is the queue's alone to act on.
+        // A job that ended since the last look is the queue's alone to act on, unless it was
+        // submitted again just now (a retry): then the new job is acted on.
         let mut notes = Vec::new();
-        if let Ok(s) = query_status(&job.job_id) {
-            self.record_status(id, &job.job_id, &s, &mut notes)?;
-            if s.is_final() {
-                notes.iter().for_each(|n| println!("{n}"));
-                return Ok(false);
+        let mut job_id = job.job_id;
+        if let Ok(s) = query_status(&job_id) {
+            match self.record_status(id, &job_id, &s, &mut notes)? {
+                Some(again) => job_id = again,
+                None if s.is_final() => return Ok(false),
+                None => {}
             }
         }
-        slurm_command(
-            command[0],
-            &[&command[1..], &[job.job_id.as_str()]].concat(),
-        )?;
-        if let Ok(s) = query_status(&job.job_id) {
-            self.record_status(id, &job.job_id, &s, &mut notes)?;
+        slurm_command(command[0], &[&command[1..], &[job_id.as_str()]].concat())?;
+        if let Ok(s) = query_status(&job_id) {
+            self.record_status(id, &job_id, &s, &mut notes)?;
         }
-        notes.iter().for_each(|n| println!("{n}"));
+        // What happened is in the run's ends (`queue ls`); nothing is printed (the UI calls
+        // this too).
         Ok(true)
     }
 }

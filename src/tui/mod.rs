@@ -352,16 +352,25 @@ pub(crate) fn queue_op(
             format!("queued {id}: {name} (mislas queue run starts the queue)")
         }
         app::QueueOp::ToggleHold(id) => {
-            let held = q
-                .list()?
-                .iter()
-                .any(|j| j.id == id && j.state == state::HELD);
-            match held {
-                true => q.release(id).map(|()| format!("released {id}"))?,
-                false => q.hold(id).map(|()| format!("held {id}"))?,
+            let job = q.list()?.into_iter().find(|j| j.id == id);
+            let held = job.as_ref().is_some_and(|j| j.state == state::HELD);
+            // A run handed to Slurm: its job is held or released (`scontrol`).
+            let slurm_held = job
+                .as_ref()
+                .and_then(|j| j.slurm.as_ref())
+                .and_then(|s| s.reason.as_deref())
+                .is_some_and(|r| r.starts_with("JobHeld"));
+            match (held, slurm_held) {
+                (_, true) if q.release_slurm(id)? => format!("released Slurm's job of {id}"),
+                (false, false) if q.hold_slurm(id)? => format!("held Slurm's job of {id}"),
+                (true, _) => q.release(id).map(|()| format!("released {id}"))?,
+                _ => q.hold(id).map(|()| format!("held {id}"))?,
             }
         }
-        app::QueueOp::Remove(id) => q.remove(id).map(|()| format!("removed {id}"))?,
+        app::QueueOp::Remove(id) => match q.remove_slurm(id)? {
+            true => format!("cancelled Slurm's job of {id} (scancel) and removed it"),
+            false => q.remove(id).map(|()| format!("removed {id}"))?,
+        },
         app::QueueOp::First(id) => q
             .to_front(id)
             .map(|()| format!("moved {id} to the front"))?,

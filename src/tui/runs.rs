@@ -732,8 +732,9 @@ fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
             Constraint::Length(4),
             Constraint::Length(9),
             Constraint::Length(12),
-            Constraint::Min(20),
-            Constraint::Min(16),
+            // The name gets a third of the rest, the Slurm job and last attempt two thirds.
+            Constraint::Fill(1),
+            Constraint::Fill(2),
         ],
     )
     .header(Row::new(["Id", "State", "Device", "Name", "Slurm · last attempt"]).style(theme.dim()))

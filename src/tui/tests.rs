@@ -867,6 +867,7 @@ fn a_dead_run_shows_as_dead_and_resumable() {
         current_checkpoint: Some(dir.join("ckps/current.safetensors")),
         modified: Some(std::time::SystemTime::now()),
         started: None,
+        node: None,
     };
     send(
         &mut app,
@@ -1671,6 +1672,7 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
 mod loader;
 mod methods;
 mod seed_groups;
+mod slurm_queue;
 mod test_priors;
 
 #[test]
