@@ -670,6 +670,9 @@ fn requeue_slurm_job() {
         return;
     };
     let job = job.to_string_lossy().into_owned();
+    // Said before: Slurm ends this process (SIGTERM) as it requeues the job, often before
+    // scontrol returns.
+    eprintln!("=> preempted: requeueing Slurm job {job} (scontrol requeue; Slurm ends this process and starts the job again)");
     match std::process::Command::new("scontrol")
         .args(["requeue", &job])
         .output()

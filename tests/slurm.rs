@@ -383,7 +383,10 @@ fn a_job_signalled_mid_epoch_requeues_and_ends_as_an_uninterrupted_run() {
     let text = std::fs::read_to_string(&log).unwrap();
     // Stopped inside an epoch, at a batch boundary.
     assert!(text.contains("=> stopped at epoch "), "{text}");
-    assert!(text.contains(&format!("Slurm job {id} requeued")), "{text}");
+    assert!(
+        text.contains(&format!("=> preempted: requeueing Slurm job {id}")),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "=> restart 1 of this run (Slurm job {id}, SLURM_RESTART_COUNT"
