@@ -386,13 +386,30 @@ impl Queue {
                 params![id, status],
             )?;
         }
-        if !matches!(decision, Decision::Restart { .. }) {
+        if let Decision::Final(st) = decision {
+            if st != state::DONE {
+                notes.push(format!("queue: run {id} {st}: {why}"));
+            }
             return Ok(None);
         }
         let args: Vec<String> = resubmit
             .as_deref()
             .and_then(|a| serde_json::from_str(a).ok())
             .unwrap_or_default();
+        self.resubmit(id, &why, run_dir.as_deref(), &args, notes)
+    }
+
+    /// Submits run `id` again with the sbatch arguments `args` of its first submission (a
+    /// retry, `why`); the new job's id, or `None` when Slurm refused it (the run is then
+    /// `failed`, with Slurm's message among its ends).
+    fn resubmit(
+        &self,
+        id: i64,
+        why: &str,
+        run_dir: Option<&Path>,
+        args: &[String],
+        notes: &mut Vec<String>,
+    ) -> Result<Option<String>> {
         let resubmitted = match args.is_empty() {
             true => Err(anyhow::anyhow!(
                 "its sbatch arguments were not recorded (submitted by an earlier version)"
@@ -402,13 +419,13 @@ impl Queue {
                     "UPDATE jobs SET attempt_started = ?2, started = datetime('now') WHERE id = ?1",
                     params![id, retry::unix_seconds(std::time::SystemTime::now())],
                 )?;
-                sbatch(&args)
+                sbatch(args)
             }
         };
         match resubmitted {
             Ok(new_id) => {
-                let dir = run_dir.unwrap_or_default();
-                self.record_submitted_in(id, &new_id, &dir, &args)?;
+                let dir = run_dir.unwrap_or(Path::new(""));
+                self.record_submitted_in(id, &new_id, dir, args)?;
                 notes.push(format!(
                     "queue: run {id} {why}: submitted again as Slurm job {new_id}"
                 ));
