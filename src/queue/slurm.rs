@@ -840,18 +840,17 @@ fn prepare(
     Ok((args, run_dir, overrides))
 }
 
+/// A run handed to Slurm: its job id (`12`, or `12_3` for an array's task), its run folder,
+/// and the sbatch arguments that submit it alone (again, after a failure).
+pub type Submitted = (String, PathBuf, Vec<String>);
+
 /// Submits run `job` as an sbatch job; returns Slurm's job id, the run's folder and the sbatch
 /// arguments (kept to submit it again after a failure).
 ///
 /// # Errors
 /// No sbatch, Slurm refuses the job (its message: a partition or account it does not know,
 /// a time over the limit), or the script cannot be written.
-pub fn submit(
-    job: &Job,
-    exe: &Path,
-    opts: &SlurmOptions,
-    logs: &Path,
-) -> Result<(String, PathBuf, Vec<String>)> {
+pub fn submit(job: &Job, exe: &Path, opts: &SlurmOptions, logs: &Path) -> Result<Submitted> {
     let (args, run_dir, _) = prepare(job, exe, opts, logs)?;
     Ok((sbatch(&args)?, run_dir, args))
 }
@@ -868,7 +867,7 @@ pub fn submit_array(
     opts: &SlurmOptions,
     logs: &Path,
     throttle: u32,
-) -> Result<Vec<(String, PathBuf, Vec<String>)>> {
+) -> Result<Vec<Submitted>> {
     let mut runs = Vec::new();
     let mut each = Vec::new();
     for job in jobs {
@@ -929,7 +928,7 @@ pub fn run_on_slurm(
             }
         }
     }
-    let submitted: Vec<(&Job, Result<(String, PathBuf, Vec<String>)>)> = match opts.array_throttle {
+    let submitted: Vec<(&Job, Result<Submitted>)> = match opts.array_throttle {
         Some(k) if !taken.is_empty() => match submit_array(&taken, exe, opts, &logs, k) {
             Ok(each) => taken.iter().zip(each.into_iter().map(Ok)).collect(),
             Err(e) => {
