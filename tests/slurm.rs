@@ -3,17 +3,24 @@
 //! and brought down after the last test when this binary brought it up). Where Slurm cannot be
 //! installed or started (no root, no apt), each test says it is skipped and why, and passes.
 //!
-//! - A queued sweep of three one-epoch runs on the Slurm backend completes; each run's
-//!   `metrics.jsonl` equals the same run started here (timing fields aside).
+//! - A queued sweep of three one-epoch runs submitted as one job array with throttle 1 (never
+//!   two tasks running; each run starts after the one before ends), its third task held and
+//!   released on its own; each run's `metrics.jsonl` equals the same run started here (timing
+//!   fields aside).
 //! - Preemption: a job signalled with `scancel --signal=USR1 --batch` inside its first epoch
-//!   saves a checkpoint, requeues itself, restarts in the same run folder (restart 1, Slurm's
-//!   count) and ends with metrics equal to an uninterrupted run's.
+//!   (attached to from here meanwhile, as the UI attaches) saves a checkpoint, requeues itself,
+//!   restarts in the same run folder (restart 1, Slurm's count) and ends with metrics equal to
+//!   an uninterrupted run's.
 //! - A 2-task `srun` data-parallel run on Gloo (two CPU tasks on the one node, ranked by mislas
 //!   itself from `SLURM_PROCID`/`SLURM_NTASKS`/`SLURM_LOCALID`, no torchrun variable set; only
 //!   the address and port are given) completes and writes one run folder.
-//! - Bad input: a partition Slurm does not know fails the run with Slurm's message; `queue
-//!   hold`/`release`/`rm` act on the Slurm job; a job that fails on the node shows Slurm's
-//!   state and exit code.
+//! - Bad input and retries: a partition Slurm does not know fails the run with Slurm's message;
+//!   a job that fails on the node shows Slurm's state and exit code; a job killed with -9 after
+//!   its first in-epoch checkpoint is submitted again once and ends as the run left
+//!   uninterrupted, one killed before any checkpoint is not retried; `queue
+//!   hold`/`release`/`rm` act on the Slurm job; no sbatch is said.
+//! - Without the cluster (a fake sbatch): an account Slurm refuses, and a two-node run whose
+//!   folder is under /tmp (warned about; its sbatch options and srun script).
 mod fixtures;
 
 use std::path::{Path, PathBuf};
