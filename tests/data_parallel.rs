@@ -672,6 +672,22 @@ fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
         .collect();
     assert_eq!(finished.len(), 2, "both stages ran");
     assert!(finished[1].best_checkpoint.is_some());
+    // Stage 2 (shift learning, `sync_bn_stats` by default) averages BatchNorm statistics over
+    // the ranks; stage 1 keeps DDP's broadcast.
+    let averaged: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log(l) if l.starts_with("=> data parallel over 2 ranks") => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(averaged.len(), 2, "{averaged:?}");
+    assert!(!averaged[0].contains("BatchNorm"), "{}", averaged[0]);
+    assert!(
+        averaged[1].contains("BatchNorm statistics averaged over the ranks"),
+        "{}",
+        averaged[1]
+    );
 }
 
 #[test]
