@@ -836,6 +836,36 @@ fn largest_difference(a: &Tensor, b: &Tensor) -> f64 {
         .double_value(&[])
 }
 
+/// The stem's BatchNorm statistics after STEPS updates, by PyTorch's formula from the
+/// convolution (weights `conv`) of each half of the batch: with momentum 0.1 from (0, 1),
+/// r = 0.9^S·r0 + (1 − 0.9^S)·s, s the mean over the halves of each half's batch mean (the
+/// whole batch's mean, checked here) and of each half's unbiased variance. Returns the
+/// averaged running mean and variance, and rank 0's running mean alone.
+fn stem_statistics(conv: &Tensor) -> (Tensor, Tensor, Tensor) {
+    let (x, _) = batch();
+    let half = |h: i64| {
+        let z = x
+            .index_select(0, &(Tensor::from_slice(&[0i64, 2, 4, 6]) + h))
+            .conv2d(conv, None::<Tensor>, [1], [1], [1], 1)
+            .to_kind(tch::Kind::Double);
+        let dims = [0i64, 2, 3];
+        (
+            z.mean_dim(dims.as_slice(), false, tch::Kind::Double),
+            z.var_dim(dims.as_slice(), true, false),
+        )
+    };
+    let ((m0, v0), (m1, v1)) = (half(0), half(1));
+    let keep = 0.9f64.powi(STEPS as i32);
+    let mean = (&m0 + &m1) * (0.5 * (1.0 - keep));
+    let var = (&v0 + &v1) * (0.5 * (1.0 - keep)) + keep;
+    let whole = x
+        .conv2d(conv, None::<Tensor>, [1], [1], [1], 1)
+        .to_kind(tch::Kind::Double)
+        .mean_dim([0i64, 2, 3].as_slice(), false, tch::Kind::Double);
+    assert!(largest_difference(&mean, &(whole * (1.0 - keep))) < 1e-9);
+    (mean, var, m0 * (1.0 - keep))
+}
+
 #[test]
 fn stage_2_on_two_ranks_averages_batchnorm_statistics_and_keeps_the_weights_equal() {
     let _one = serial();
@@ -859,32 +889,7 @@ fn stage_2_on_two_ranks_averages_batchnorm_statistics_and_keeps_the_weights_equa
     }
     assert!(apart > 1e-3, "the ranks' own statistics differ ({apart})");
 
-    // The stem's BatchNorm by PyTorch's formula, from the convolution of each half: after
-    // STEPS updates with momentum 0.1 from (0, 1), r = 0.9^S·r0 + (1 − 0.9^S)·s, with s the
-    // mean over the halves of each half's batch mean (the whole batch's mean) and of each
-    // half's unbiased variance.
-    let (x, _) = batch();
-    let conv = &initial["model.conv1.weight"];
-    let half = |h: i64| {
-        let z = x
-            .index_select(0, &(Tensor::from_slice(&[0i64, 2, 4, 6]) + h))
-            .conv2d(conv, None::<Tensor>, [1], [1], [1], 1)
-            .to_kind(tch::Kind::Double);
-        let dims = [0i64, 2, 3];
-        (
-            z.mean_dim(dims.as_slice(), false, tch::Kind::Double),
-            z.var_dim(dims.as_slice(), true, false),
-        )
-    };
-    let ((m0, v0), (m1, v1)) = (half(0), half(1));
-    let keep = 0.9f64.powi(STEPS as i32);
-    let mean = (&m0 + &m1) * (0.5 * (1.0 - keep));
-    let var = (&v0 + &v1) * (0.5 * (1.0 - keep)) + keep;
-    let whole = x
-        .conv2d(conv, None::<Tensor>, [1], [1], [1], 1)
-        .to_kind(tch::Kind::Double)
-        .mean_dim([0i64, 2, 3].as_slice(), false, tch::Kind::Double);
-    assert!(largest_difference(&mean, &(whole * (1.0 - keep))) < 1e-9);
+    let (mean, var, mean0) = stem_statistics(&initial["model.conv1.weight"]);
     let d = largest_difference(&avg0["model.bn1.running_mean"], &mean);
     assert!(d < 1e-5, "stem running_mean {d} from the whole batch's");
     let d = largest_difference(&avg0["model.bn1.running_var"], &var);
@@ -892,7 +897,7 @@ fn stage_2_on_two_ranks_averages_batchnorm_statistics_and_keeps_the_weights_equa
         d < 1e-4,
         "stem running_var {d} from the mean of the halves'"
     );
-    let d = largest_difference(&kept0["model.bn1.running_mean"], &(m0 * (1.0 - keep)));
+    let d = largest_difference(&kept0["model.bn1.running_mean"], &mean0);
     assert!(d < 1e-5, "rank 0 alone: {d} from its half's mean");
 
     // The stage's weights are equal on the ranks, and averaging changed none of them.
