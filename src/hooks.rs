@@ -91,8 +91,11 @@ impl RunEnd {
             message: None,
         };
         let text = std::fs::read_to_string(job_dir.join(crate::live::EVENTS)).unwrap_or_default();
+        // Only the events read below are parsed (a long run holds millions of batch lines).
+        let wanted = ["{\"StageStarted\"", "{\"Epoch\"", "{\"Failed\""];
         for event in text
             .lines()
+            .filter(|l| wanted.iter().any(|w| l.starts_with(w)))
             .filter_map(|l| serde_json::from_str::<Event>(l).ok())
         {
             match event {
