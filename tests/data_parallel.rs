@@ -656,6 +656,7 @@ fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
     stage2.gpus = 2;
     stage2.dist_timeout = 20.0;
     with_worker_binary();
+    let mut rank0_statistics = stage2.clone();
     let stage2 = vec![stage2];
     let h = engine::spawn(Job::Pipeline { stage1, stage2 }, tmp.path().join("saved"));
     let events: Vec<Event> = h.events.iter().collect();
@@ -688,6 +689,30 @@ fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
         "{}",
         averaged[1]
     );
+
+    // The same stage 2 with rank 0's statistics (DDP's broadcast): the classifier and LWS
+    // scales train bit for bit alike (train-mode BatchNorm does not read its running
+    // statistics), the running statistics differ.
+    rank0_statistics.sync_bn_stats = false;
+    rank0_statistics.name = "dp_pipe2_rank0".into();
+    rank0_statistics.resume = finished[0]
+        .best_checkpoint
+        .as_ref()
+        .unwrap()
+        .display()
+        .to_string();
+    let (dir, _) = run(rank0_statistics, &tmp.path().join("saved"), None);
+    let a = checkpoint::load(&current(&finished[1].run_dir)).unwrap();
+    let b = checkpoint::load(&current(&dir)).unwrap();
+    let mut differ = 0;
+    for (k, t) in &a.tensors {
+        if k.contains("running_") {
+            differ += usize::from(!t.equal(&b.tensors[k]));
+        } else {
+            assert!(t.equal(&b.tensors[k]), "{k} differs");
+        }
+    }
+    assert!(differ > 0, "averaged and rank 0's statistics are the same");
 }
 
 #[test]
