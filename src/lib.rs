@@ -18,7 +18,8 @@
 //!    assembles;
 //! 4. [`engine`]: trainer, set-up, step, evaluation, recipes and the method catalogue;
 //! 5. [`compare`], [`live`], [`headless`], [`bench`], [`seeds`], [`export`], [`runs`] (how a
-//!    run stands, its trained methods): front-end-side work on runs;
+//!    run stands, its trained methods), [`hooks`] (the command run when a run ends):
+//!    front-end-side work on runs;
 //! 6. [`queue`]: the SQLite queue, sweeps, the scheduler;
 //! 7. [`tui`]: the terminal UI; then the binary's `main`.
 pub mod bench;
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod events;
 pub mod export;
 pub mod headless;
+pub mod hooks;
 pub mod live;
 pub mod method;
 pub mod metrics;

@@ -43,6 +43,11 @@ pub const NODE: &str = "live.node";
 /// terminal UI uses it to find the run it launched).
 pub const ANNOUNCE_ENV: &str = "MISLAS_ANNOUNCE";
 
+/// Environment variable set on a run started by [`launch`] (a detached run): the run itself
+/// runs the per-user `on_run_end` hook when it ends ([`crate::hooks`]); a queued run's hook is
+/// the scheduler's.
+pub const DETACHED_ENV: &str = "MISLAS_DETACHED";
+
 /// How often a follower looks for new lines at the end of the event file.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -647,9 +652,11 @@ pub fn launch(job: &crate::wire::Job, saved_root: &Path, project_root: &Path) ->
         fs::write(&p, cfg.to_yaml()).with_context(|| format!("cannot write {}", p.display()))?;
         Ok(p)
     };
-    let mut cmd = std::process::Command::new(
-        std::env::current_exe().context("cannot find the mislas executable")?,
-    );
+    let exe = match std::env::var_os(crate::distributed::launch::ENV_BIN) {
+        Some(bin) => PathBuf::from(bin),
+        None => std::env::current_exe().context("cannot find the mislas executable")?,
+    };
+    let mut cmd = std::process::Command::new(exe);
     cmd.arg("--saved").arg(saved_root);
     match job {
         Job::Single(cfg) => cmd.arg("train").arg("--cfg").arg(write("stage.yaml", cfg)?),
@@ -673,6 +680,7 @@ pub fn launch(job: &crate::wire::Job, saved_root: &Path, project_root: &Path) ->
     let announce = launch_dir.join("run_dir");
     cmd.current_dir(project_root)
         .env(ANNOUNCE_ENV, &announce)
+        .env(DETACHED_ENV, "1")
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
@@ -680,21 +688,44 @@ pub fn launch(job: &crate::wire::Job, saved_root: &Path, project_root: &Path) ->
     let child = cmd
         .spawn()
         .context("cannot start the run's mislas process")?;
+    let ended = reap_when_ended(child)?;
     let (etx, erx) = crossbeam_channel::unbounded();
     let (ctx, crx) = crossbeam_channel::unbounded::<Control>();
     std::thread::Builder::new()
         .name("mislas-launch".into())
-        .spawn(move || follow_launched(child, &announce, &output, &etx, crx))?;
+        .spawn(move || follow_launched(&ended, &announce, &output, &etx, crx))?;
     Ok(Remote {
         events: erx,
         controls: ctx,
     })
 }
 
-/// Waits for the launched `child` to announce its run folder (or to end before), then passes
-/// that run's events to `etx` and `controls` to it; reaps the child at the end.
-fn follow_launched(
+/// Waits for `child` in a thread of its own, so that it is reaped the moment it ends: no
+/// `<defunct>` process is left while this process lives, however long its front end keeps
+/// following the run. Its exit status comes on the returned channel.
+///
+/// # Errors
+/// The thread cannot be started.
+pub fn reap_when_ended(
     mut child: std::process::Child,
+) -> Result<Receiver<std::process::ExitStatus>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("mislas-reaper".into())
+        .spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(status);
+            }
+        })
+        .context("cannot start the thread that waits for the run's process")?;
+    Ok(rx)
+}
+
+/// Waits for the launched process (its exit status comes on `ended`, [`reap_when_ended`]) to
+/// announce its run folder (or to end before), then passes that run's events to `etx` and
+/// `controls` to it.
+fn follow_launched(
+    ended: &Receiver<std::process::ExitStatus>,
     announce: &Path,
     output: &Path,
     etx: &Sender<Event>,
@@ -704,7 +735,7 @@ fn follow_launched(
         if let Ok(text) = fs::read_to_string(announce) {
             break PathBuf::from(text);
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(status) = ended.try_recv() {
             let text = fs::read_to_string(output).unwrap_or_default();
             let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error")).collect();
             let msg = match errors.is_empty() {
@@ -738,8 +769,6 @@ fn follow_launched(
             break;
         }
     }
-    // Reaps the process once it ends (it does soon after its last event).
-    let _ = child.wait();
 }
 
 #[cfg(test)]

@@ -639,13 +639,21 @@ fn follow_rank(job: Job, saved: PathBuf, attachable: bool) -> i32 {
         Job::Single(_) => 1,
         Job::Pipeline { stage2, .. } => 1 + stage2.len(),
     };
+    let name = match &job {
+        Job::Single(c) => c.name.clone(),
+        Job::Pipeline { stage1, .. } => stage1.name.clone(),
+    };
     let mut handle = engine::spawn(job, saved);
     if attachable {
         // Every run can be attached to: its events go to its run folder on the way to stdout.
         handle.events =
             mislas::live::publish(handle.events.clone(), handle.controls.clone(), stages);
     }
-    match headless::follow(handle) {
+    let outcome = headless::follow(handle);
+    if attachable {
+        announce_detached_end(&outcome, &name);
+    }
+    match outcome {
         Outcome::Failed(msg) => {
             eprintln!("error: {msg}");
             1
@@ -655,6 +663,20 @@ fn follow_rank(job: Job, saved: PathBuf, attachable: bool) -> i32 {
             Outcome::Preempted.exit_code()
         }
         other => other.exit_code(),
+    }
+}
+
+/// A run launched from the UI (detached) runs the per-user `on_run_end` hook itself as it ends
+/// ([`mislas::hooks::after_detached_run`]); a failing hook is a log line, nothing more.
+fn announce_detached_end(outcome: &Outcome, name: &str) {
+    use mislas::hooks::{after_detached_run, EndState};
+    let (state, message) = match outcome {
+        Outcome::Finished => (EndState::Finished, None),
+        Outcome::Stopped | Outcome::Preempted => (EndState::Stopped, None),
+        Outcome::Failed(m) => (EndState::Failed, Some(m.as_str())),
+    };
+    if let Some(line) = after_detached_run(state, message, name) {
+        println!("{line}");
     }
 }
 

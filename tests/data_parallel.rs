@@ -656,6 +656,7 @@ fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
     stage2.gpus = 2;
     stage2.dist_timeout = 20.0;
     with_worker_binary();
+    let mut rank0_statistics = stage2.clone();
     let stage2 = vec![stage2];
     let h = engine::spawn(Job::Pipeline { stage1, stage2 }, tmp.path().join("saved"));
     let events: Vec<Event> = h.events.iter().collect();
@@ -672,6 +673,46 @@ fn a_pipeline_on_two_ranks_runs_stage_2_on_stage_1s_best_checkpoint() {
         .collect();
     assert_eq!(finished.len(), 2, "both stages ran");
     assert!(finished[1].best_checkpoint.is_some());
+    // Stage 2 (shift learning, `sync_bn_stats` by default) averages BatchNorm statistics over
+    // the ranks; stage 1 keeps DDP's broadcast.
+    let averaged: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log(l) if l.starts_with("=> data parallel over 2 ranks") => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(averaged.len(), 2, "{averaged:?}");
+    assert!(!averaged[0].contains("BatchNorm"), "{}", averaged[0]);
+    assert!(
+        averaged[1].contains("BatchNorm statistics averaged over the ranks"),
+        "{}",
+        averaged[1]
+    );
+
+    // The same stage 2 with rank 0's statistics (DDP's broadcast): the classifier and LWS
+    // scales train bit for bit alike (train-mode BatchNorm does not read its running
+    // statistics), the running statistics differ.
+    rank0_statistics.sync_bn_stats = false;
+    rank0_statistics.name = "dp_pipe2_rank0".into();
+    rank0_statistics.resume = finished[0]
+        .best_checkpoint
+        .as_ref()
+        .unwrap()
+        .display()
+        .to_string();
+    let (dir, _) = run(rank0_statistics, &tmp.path().join("saved"), None);
+    let a = checkpoint::load(&current(&finished[1].run_dir)).unwrap();
+    let b = checkpoint::load(&current(&dir)).unwrap();
+    let mut differ = 0;
+    for (k, t) in &a.tensors {
+        if k.contains("running_") {
+            differ += usize::from(!t.equal(&b.tensors[k]));
+        } else {
+            assert!(t.equal(&b.tensors[k]), "{k} differs");
+        }
+    }
+    assert!(differ > 0, "averaged and rank 0's statistics are the same");
 }
 
 #[test]
@@ -742,4 +783,152 @@ fn two_machines_with_a_node_rank_each_train_together() {
     // Only node rank 0 (global rank 0) wrote a run folder.
     assert!(tmp.path().join("node0/saved").is_dir());
     assert!(!tmp.path().join("node1/saved").exists());
+}
+
+// ---- stage 2 on two ranks: BatchNorm statistics averaged over the ranks (`sync_bn_stats`) ----
+
+/// What a stage-2 rank ends with: its state before the first step (rank 0's), its BatchNorm
+/// buffers and its trained parameters.
+type Stage2Rank = (
+    BTreeMap<String, Tensor>,
+    BTreeMap<String, Tensor>,
+    BTreeMap<String, Tensor>,
+);
+
+/// One rank of stage 2 with shift learning, as the trainer runs it with `sync_bn_stats`: the
+/// backbone frozen in train mode (BatchNorm follows the batches, no buffer broadcast), the
+/// classifier trained STEPS steps on this rank's half of the batch with averaged gradients;
+/// then, with `average`, the running statistics averaged over the ranks.
+fn stage2_rank(rank: usize, port: u16, average: bool) -> Stage2Rank {
+    let group = ProcessGroup::join(
+        "127.0.0.1",
+        port,
+        rank,
+        2,
+        Backend::Gloo,
+        Duration::from_secs(60),
+        |_| Ok(()),
+    )
+    .expect("joins the group");
+    let replicas = Replicas::new(group, Vec::new(), Device::Cpu);
+    // Torch's generator is the threads' one: seeded and drawn under a lock, rank 0's weights
+    // are the same in every call.
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let net = {
+        let _drawing = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(rank as i64 + 20);
+        Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap()
+    };
+    net.freeze_backbone();
+    replicas.broadcast_state(&net).unwrap();
+    let initial = state(&net);
+    let mut sgd = Sgd::new(vec![net.part_parameters(Part::Classifier)], 0.1, 0.9, 5e-4);
+    let (x, y) = batch();
+    let mine = Tensor::from_slice(&[0i64, 2, 4, 6]) + rank as i64;
+    let (x, y) = (x.index_select(0, &mine), y.index_select(0, &mine));
+    let method = MixupCrossEntropy { alpha: None };
+    for step in 0..STEPS {
+        let b = TrainBatch {
+            images: &x,
+            labels: &y,
+            mixup_seed: step as u64,
+        };
+        let sync: &dyn GradientSync = &replicas;
+        let out = train_step_synced(&net, &mut sgd, None, &method, b, TRAIN, Some(sync)).unwrap();
+        assert!(out.applied);
+    }
+    if average {
+        replicas.average_batchnorm_statistics(&net).unwrap();
+    }
+    let buffers = state(&net)
+        .into_iter()
+        .filter(|(k, _)| k.contains("running_") || k.contains("num_batches_tracked"))
+        .collect();
+    (initial, buffers, parameters(&net))
+}
+
+fn stage2_two_ranks(average: bool) -> (Stage2Rank, Stage2Rank) {
+    let port = free_port();
+    let r1 = std::thread::spawn(move || stage2_rank(1, port, average));
+    let r0 = stage2_rank(0, port, average);
+    (r0, r1.join().unwrap())
+}
+
+fn largest_difference(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+/// The stem's BatchNorm statistics after STEPS updates, by PyTorch's formula from the
+/// convolution (weights `conv`) of each half of the batch: with momentum 0.1 from (0, 1),
+/// r = 0.9^S·r0 + (1 − 0.9^S)·s, s the mean over the halves of each half's batch mean (the
+/// whole batch's mean, checked here) and of each half's unbiased variance. Returns the
+/// averaged running mean and variance, and rank 0's running mean alone.
+fn stem_statistics(conv: &Tensor) -> (Tensor, Tensor, Tensor) {
+    let (x, _) = batch();
+    let half = |h: i64| {
+        let z = x
+            .index_select(0, &(Tensor::from_slice(&[0i64, 2, 4, 6]) + h))
+            .conv2d(conv, None::<Tensor>, [1], [1], [1], 1)
+            .to_kind(tch::Kind::Double);
+        let dims = [0i64, 2, 3];
+        (
+            z.mean_dim(dims.as_slice(), false, tch::Kind::Double),
+            z.var_dim(dims.as_slice(), true, false),
+        )
+    };
+    let ((m0, v0), (m1, v1)) = (half(0), half(1));
+    let keep = 0.9f64.powi(STEPS as i32);
+    let mean = (&m0 + &m1) * (0.5 * (1.0 - keep));
+    let var = (&v0 + &v1) * (0.5 * (1.0 - keep)) + keep;
+    let whole = x
+        .conv2d(conv, None::<Tensor>, [1], [1], [1], 1)
+        .to_kind(tch::Kind::Double)
+        .mean_dim([0i64, 2, 3].as_slice(), false, tch::Kind::Double);
+    assert!(largest_difference(&mean, &(whole * (1.0 - keep))) < 1e-9);
+    (mean, var, m0 * (1.0 - keep))
+}
+
+#[test]
+fn stage_2_on_two_ranks_averages_batchnorm_statistics_and_keeps_the_weights_equal() {
+    let _one = serial();
+    let ((initial, kept0, w_kept0), (_, kept1, _)) = stage2_two_ranks(false);
+    let ((_, avg0, w0), (_, avg1, w1)) = stage2_two_ranks(true);
+
+    // Averaged: every rank holds the mean over the ranks of what each rank had (the buffers
+    // without averaging; the training does not read them, so both runs train alike).
+    let mut apart = 0.0f64;
+    for (k, a) in &avg0 {
+        assert!(a.equal(&avg1[k]), "{k}: the ranks' statistics differ");
+        if k.ends_with("num_batches_tracked") {
+            assert_eq!(a.int64_value(&[]), STEPS as i64, "{k}");
+            assert!(a.equal(&kept0[k]) && a.equal(&kept1[k]), "{k} was averaged");
+            continue;
+        }
+        let mean = (&kept0[k] + &kept1[k]) / 2.0;
+        let d = largest_difference(a, &mean);
+        assert!(d < 1e-6, "{k}: {d} from the mean over the ranks");
+        apart = apart.max(largest_difference(&kept0[k], &kept1[k]));
+    }
+    assert!(apart > 1e-3, "the ranks' own statistics differ ({apart})");
+
+    let (mean, var, mean0) = stem_statistics(&initial["model.conv1.weight"]);
+    let d = largest_difference(&avg0["model.bn1.running_mean"], &mean);
+    assert!(d < 1e-5, "stem running_mean {d} from the whole batch's");
+    let d = largest_difference(&avg0["model.bn1.running_var"], &var);
+    assert!(
+        d < 1e-4,
+        "stem running_var {d} from the mean of the halves'"
+    );
+    let d = largest_difference(&kept0["model.bn1.running_mean"], &mean0);
+    assert!(d < 1e-5, "rank 0 alone: {d} from its half's mean");
+
+    // The stage's weights are equal on the ranks, and averaging changed none of them.
+    for (k, t) in &w0 {
+        assert!(t.equal(&w1[k]), "{k}: the ranks' weights differ");
+        assert!(t.equal(&w_kept0[k]), "{k}: averaging changed the training");
+    }
+    assert!(!w0.is_empty());
 }

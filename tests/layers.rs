@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["engine"],
     &[
-        "compare", "live", "headless", "bench", "seeds", "runs", "export",
+        "compare", "live", "headless", "bench", "seeds", "runs", "export", "hooks",
     ],
     &["queue"],
     &["tui"],

@@ -416,3 +416,147 @@ fn a_run_killed_after_its_checkpoint_is_retried_once_one_killed_before_is_not() 
         "{ls}"
     );
 }
+
+/// `hooks.yaml` in `data_dir` (the per-user folder of `MISLAS_DATA_DIR`) whose `on_run_end`
+/// writes its `MISLAS_` variables to `data_dir/hook-<run name>.env`, then exits with `status`.
+fn hook_writing_its_environment(data_dir: &Path, status: i32) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let cmd = format!(
+        "env | grep ^MISLAS_ | sort > \"$MISLAS_DATA_DIR/hook-$MISLAS_RUN_NAME.env\"; exit {status}"
+    );
+    std::fs::write(
+        data_dir.join("hooks.yaml"),
+        format!("on_run_end: '{cmd}'\n"),
+    )
+    .unwrap();
+}
+
+/// The variables a hook wrote ([`hook_writing_its_environment`]).
+fn hook_environment(data_dir: &Path, name: &str) -> std::collections::BTreeMap<String, String> {
+    let path = data_dir.join(format!("hook-{name}.env"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the hook wrote no {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The last epoch's top-1 of a run folder, as the hook's `MISLAS_TOP1` writes it.
+fn last_top1(dir: &Path) -> String {
+    let m = mislas::run_dir::read_metrics(dir).unwrap();
+    format!("{:.2}", m.last().unwrap().eval.top1)
+}
+
+/// The scheduler runs the per-user hook once for each run that ended: a finished one with its
+/// folder and top-1, a failed one with its message; the hook fails (exit 3), which is printed
+/// and changes no run's state.
+#[test]
+fn queued_runs_that_end_run_the_hook_and_a_failing_hook_fails_no_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (project, data_dir) = (tmp.path().join("project"), tmp.path().join("data"));
+    write_tree(&tmp.path().join("tiny"));
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("tiny.yaml"),
+        tiny_config(&tmp.path().join("tiny")).to_yaml(),
+    )
+    .unwrap();
+    hook_writing_its_environment(&data_dir, 3);
+    let q = |args: &[&str]| mislas(&project, &data_dir, args);
+    let add = |name: &str, more: &[&str]| {
+        let args = [
+            &["queue", "add", "train", "--cfg", "tiny.yaml", "name", name],
+            more,
+        ]
+        .concat();
+        ok(&q(&args));
+    };
+    add("hooked", &[]);
+    add("no_data", &["data_path", "./nowhere"]);
+    let out = q(&["queue", "run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("on_run_end hook of") && stderr.contains("exit status: 3"),
+        "{stderr}"
+    );
+
+    let finished = hook_environment(&data_dir, "hooked");
+    assert_eq!(finished["MISLAS_RUN_STATE"], "finished");
+    let dir = Path::new(&finished["MISLAS_RUN_DIR"]);
+    assert!(dir.join("config.yaml").is_file(), "{finished:?}");
+    assert_eq!(finished["MISLAS_TOP1"], last_top1(dir));
+    assert_eq!(finished["MISLAS_RUN_MESSAGE"], "");
+    let failed = hook_environment(&data_dir, "no_data");
+    assert_eq!(failed["MISLAS_RUN_STATE"], "failed");
+    assert_eq!(failed["MISLAS_TOP1"], "");
+    assert!(!failed["MISLAS_RUN_MESSAGE"].is_empty(), "{failed:?}");
+
+    let ls = ok(&q(&["queue", "ls"]));
+    let row = |name: &str| ls.lines().find(|l| l.contains(name)).unwrap().to_owned();
+    assert!(row("hooked").contains(" done "), "{ls}");
+    assert!(row("no_data").contains(" failed "), "{ls}");
+}
+
+/// The state letter of process `pid` (`Z` for a zombie), `None` once it is gone (reaped).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state …: comm may hold spaces, so read after its last ')'.
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// A run launched as the terminal UI launches one (detached, `live::launch`): once it ends its
+/// process is reaped while the launcher still follows it (no `<defunct>` child), and the run
+/// itself ran the per-user hook with its name, state, folder and top-1.
+#[test]
+fn a_launched_run_is_reaped_when_it_ends_and_runs_the_hook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (project, data_dir) = (tmp.path().join("project"), tmp.path().join("data"));
+    write_tree(&tmp.path().join("tiny"));
+    std::fs::create_dir_all(&project).unwrap();
+    hook_writing_its_environment(&data_dir, 0);
+    // SAFETY: read by the launched processes only; the other tests set theirs per command.
+    unsafe {
+        std::env::set_var(
+            mislas::distributed::launch::ENV_BIN,
+            env!("CARGO_BIN_EXE_mislas"),
+        );
+        std::env::set_var("MISLAS_DATA_DIR", &data_dir);
+    }
+    let mut cfg = tiny_config(&tmp.path().join("tiny"));
+    cfg.name = "detached".into();
+    let job = mislas::wire::Job::Single(cfg);
+    let remote = mislas::live::launch(&job, &project.join("saved"), &project).unwrap();
+    let mut run_dir = None;
+    let started = std::time::Instant::now();
+    loop {
+        let e = remote
+            .events
+            .recv_timeout(std::time::Duration::from_secs(600))
+            .expect("the run ends within 10 minutes");
+        match e {
+            mislas::events::Event::StageStarted(s) => run_dir = Some(s.run_dir),
+            mislas::events::Event::StageFinished(_) => break,
+            mislas::events::Event::Failed(f) => panic!("{}", f.message),
+            _ => {}
+        }
+    }
+    // The launcher still follows the run (`remote` lives): its process, once ended, is reaped
+    // (gone from /proc), not left a zombie.
+    let dir = run_dir.unwrap();
+    let pid = mislas::live::read_info(&dir).unwrap().pid;
+    let ended = std::time::Instant::now();
+    while let Some(state) = process_state(pid) {
+        assert!(
+            ended.elapsed().as_secs() < 30,
+            "the run's process {pid} is still '{state}' 30 s after its last event ({:.0} s in all)",
+            started.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let env = hook_environment(&data_dir, "detached");
+    assert_eq!(env["MISLAS_RUN_STATE"], "finished");
+    assert_eq!(Path::new(&env["MISLAS_RUN_DIR"]), dir);
+    assert_eq!(env["MISLAS_TOP1"], last_top1(&dir));
+    drop(remote);
+}

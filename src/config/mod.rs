@@ -295,6 +295,13 @@ pub struct Config {
     /// Shift learning: let BatchNorm running statistics follow the class-balanced stream in
     /// stage 2 (γ/β stay frozen).
     pub shift_bn: bool,
+    /// Data parallel, stage 2 with `shift_bn`: each rank's BatchNorm running statistics follow
+    /// its own share of every batch, and the ranks' running mean and variance are averaged
+    /// (all-reduce sum / N) before each evaluation and checkpoint, so that they are estimated
+    /// from the whole of each class-balanced batch. `false`: DDP's rank-0 broadcast before each
+    /// forward pass (the statistics are rank 0's, from 1/N of each batch). No effect on one
+    /// process.
+    pub sync_bn_stats: bool,
     /// Stage 2: classifier learning rate = lr · lr_factor (LWS uses lr).
     #[serde(deserialize_with = "load::opt_f64")]
     pub lr_factor: Option<f64>,

@@ -6,6 +6,7 @@
 //! | forward | buffers (BatchNorm statistics) broadcast from rank 0 (`broadcast_buffers=True`); no SyncBN | [`Replicas::broadcast_buffers`] |
 //! | backward | gradients summed in 25 MB buckets, divided by the world size | [`Replicas::average_gradients`], after the backward pass (not overlapped with it) |
 //! | sampler | `DistributedSampler`: the epoch's order padded to a multiple of N, rank r takes r, r+N, … | [`Replicas::shard`] |
+//! | stage 2, shift learning | (the reference runs stage 2 on one GPU) | with `sync_bn_stats`: no buffer broadcast; running statistics averaged before each evaluation and checkpoint, [`Replicas::average_batchnorm_statistics`] |
 //!
 //! Every collective failure becomes one message naming the rank that was lost
 //! ([`Replicas::lost_rank`]).
@@ -395,6 +396,46 @@ impl GradientSync for Replicas {
         let spent = started.elapsed().as_secs_f64();
         self.sync_seconds.set(self.sync_seconds.get() + spent);
         result
+    }
+}
+
+/// BatchNorm running statistics averaged over the ranks (stage 2's shift learning on N ranks;
+/// `sync_bn_stats`).
+impl Replicas {
+    /// Replaces every rank's BatchNorm `running_mean` and `running_var` by their mean over the
+    /// ranks (all-reduce sum, divided by N, in [`BUCKET_BYTES`] buckets); `num_batches_tracked`
+    /// is left as it is (every rank trained the same steps). Alone: nothing.
+    ///
+    /// BatchNorm's update `r ← (1 − m)·r + m·s` (PyTorch's `BatchNorm2d`, m = `momentum`, s
+    /// the batch's mean, or its unbiased variance) is affine in r and s with the same m on
+    /// every rank, so the mean over the ranks of statistics each rank updated from its own
+    /// share of every batch, from one start, is the update from the mean of the shares'
+    /// batch statistics: the batch mean itself for `running_mean` (equal shares), and the mean
+    /// of the shares' variances for `running_var` — timm's `distribute_bn(reduce=True)`.
+    ///
+    /// # Errors
+    /// A lost rank.
+    pub fn average_batchnorm_statistics(&self, net: &Network) -> Result<()> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        let stats: Vec<Tensor> = sorted_variables(net)
+            .into_iter()
+            .filter(|(name, _)| name.ends_with("running_mean") || name.ends_with("running_var"))
+            .map(|(_, t)| t)
+            .collect();
+        let n = self.world_size as f64;
+        let lost = |e| self.lost_rank("averaging BatchNorm statistics", e);
+        tch::no_grad(|| {
+            for bucket in buckets(&stats, BUCKET_BYTES) {
+                let parts: Vec<&Tensor> = bucket.iter().map(|&i| &stats[i]).collect();
+                let mut flat = [flatten(&parts)];
+                group.all_reduce_sum(&mut flat).map_err(lost)?;
+                let _ = flat[0].divide_scalar_(n);
+                unflatten(&flat[0], &parts);
+            }
+            Ok(())
+        })
     }
 }
 

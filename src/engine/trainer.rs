@@ -18,7 +18,7 @@ use super::setup::{self, Purpose};
 use super::step::{train_step_synced, StepOptions, StepOutput, TrainBatch, MIXUP_STREAM};
 use super::{device_info, panic_failure, resident_memory_bytes, stream_seed};
 use crate::checkpoint::{self, Checkpoint, RunPosition};
-use crate::config::{BadImagePolicy, Config};
+use crate::config::{BadImagePolicy, Config, Stage};
 use crate::data::loader::{epoch_loader, Batch, LoaderOptions};
 use crate::data::{self, LongTailData};
 use crate::distributed::replicas::Agreed;
@@ -215,6 +215,9 @@ struct Trainer<'a> {
     /// When the last checkpoint was written (or the stage started): the clock of
     /// `checkpoint_every`.
     last_checkpoint: Instant,
+    /// Data parallel with averaged BatchNorm statistics ([`Trainer::averages_bn_stats`]): a
+    /// step changed this rank's running statistics since they were last averaged.
+    bn_stats_local: std::cell::Cell<bool>,
 }
 
 impl<'a> Trainer<'a> {
@@ -300,6 +303,7 @@ impl<'a> Trainer<'a> {
             best,
             opening,
             last_checkpoint: Instant::now(),
+            bn_stats_local: std::cell::Cell::new(false),
         })
     }
 
@@ -344,7 +348,8 @@ impl<'a> Trainer<'a> {
             self.data.class_counts,
             self.data.test.len()
         )))?;
-        if let Some(line) = computation_line(cfg, self.replicas.world_size()) {
+        let averaged = self.averages_bn_stats();
+        if let Some(line) = computation_line(cfg, self.replicas.world_size(), averaged) {
             self.emit(Event::Log(line))?;
         }
         self.emit(Event::StageStarted(StageStarted {
@@ -523,10 +528,13 @@ impl<'a> Trainer<'a> {
         let (device, cfg) = (self.device, self.cfg);
         let opts = StepOptions::of(cfg, self.recipe.backbone_train());
         let seed = stream_seed(cfg.seed, epoch, batch.index, MIXUP_STREAM);
-        if opts.backbone_train {
-            self.replicas
+        match (opts.backbone_train, self.averages_bn_stats()) {
+            (true, true) => self.bn_stats_local.set(true),
+            (true, false) => self
+                .replicas
                 .broadcast_buffers(&self.net)
-                .kind(FailureKind::LostRank)?;
+                .kind(FailureKind::LostRank)?,
+            (false, _) => {}
         }
         let (net, sgd, scaler) = (&self.net, &mut self.sgd, self.scaler.as_mut());
         let objective = self.recipe.objective();
@@ -588,7 +596,41 @@ impl<'a> Trainer<'a> {
         sums: EpochSums,
     ) -> Result<(), Failure> {
         let at = self.position(epoch, batch, sums);
-        self.save_checkpoint(false, &at)
+        self.save_settled(&at)
+    }
+
+    /// `ckps/current.safetensors` at `at` after the ranks' BatchNorm statistics are made one
+    /// ([`Trainer::settle_bn_stats`]): the checkpoint of a position every rank agreed on (an
+    /// in-epoch checkpoint, a stop). A failure's save (which may be one rank's alone) does
+    /// not meet the other ranks: it keeps this rank's statistics.
+    fn save_settled(&mut self, at: &RunPosition) -> Result<(), Failure> {
+        self.settle_bn_stats()?;
+        self.save_checkpoint(false, at)
+    }
+
+    /// Data parallel, stage 2 with shift learning and `sync_bn_stats`: each rank's BatchNorm
+    /// running statistics follow its own share of every batch (no broadcast before the
+    /// forward pass) and are averaged over the ranks before each evaluation and checkpoint
+    /// ([`Trainer::settle_bn_stats`]).
+    fn averages_bn_stats(&self) -> bool {
+        self.replicas.world_size() > 1
+            && self.cfg.sync_bn_stats
+            && self.recipe.stage() == Stage::Stage2
+            && self.recipe.backbone_train()
+    }
+
+    /// Makes the ranks' BatchNorm statistics one before an evaluation or a checkpoint: their
+    /// mean over the ranks when [`Trainer::averages_bn_stats`] (once per change), else rank
+    /// 0's (DDP's broadcast). Every rank calls it at the same point; alone it does nothing.
+    fn settle_bn_stats(&self) -> Result<(), Failure> {
+        let settled = match self.averages_bn_stats() {
+            true if !self.bn_stats_local.get() => return Ok(()),
+            true => self.replicas.average_batchnorm_statistics(&self.net),
+            false => self.replicas.broadcast_buffers(&self.net),
+        };
+        settled.kind(FailureKind::LostRank)?;
+        self.bn_stats_local.set(false);
+        Ok(())
     }
 
     /// A non-finite loss: a warning while [`NonFiniteRule`] skips it, else the failure.
@@ -714,10 +756,8 @@ impl<'a> Trainer<'a> {
         let set_len = self.data.test.len();
         let lost = std::cell::Cell::new(None);
         let mut progress = self.evaluation_progress(epoch, started, &lost);
-        // Every rank evaluates rank 0's network (its BatchNorm statistics are the checkpoint's).
-        replicas
-            .broadcast_buffers(&self.net)
-            .kind(FailureKind::LostRank)?;
+        // Every rank evaluates one network (its BatchNorm statistics are the checkpoint's).
+        self.settle_bn_stats()?;
         let order = replicas.shard((0..set_len).collect());
         let opts = LoaderOptions {
             batch_size: cfg.effective_eval_batch_size(),
@@ -866,7 +906,7 @@ impl<'a> Trainer<'a> {
 
     /// The stop exit: saves the run where it stopped, says how to resume, ends the stage.
     fn stop(mut self, at: RunPosition) -> Result<StageOutcome, Failure> {
-        let saved = self.save_checkpoint(false, &at).and_then(|()| {
+        let saved = self.save_settled(&at).and_then(|()| {
             let during = match at.batch
                 >= self
                     .recipe
@@ -1151,12 +1191,17 @@ fn changed_settings(cfg: &Config, run_root: &Path) -> Option<Event> {
 }
 
 /// The log line that says how a step computes, when it differs from plain fp32.
-fn computation_line(cfg: &Config, world_size: usize) -> Option<String> {
+/// `averaged_bn`: the ranks' BatchNorm statistics are averaged ([`Trainer::averages_bn_stats`]).
+fn computation_line(cfg: &Config, world_size: usize, averaged_bn: bool) -> Option<String> {
     let mut parts = Vec::new();
     if world_size > 1 {
+        let bn = match averaged_bn {
+            true => ", BatchNorm statistics averaged over the ranks before each evaluation",
+            false => "",
+        };
         parts.push(format!(
             "data parallel over {world_size} ranks ({} images each of every batch of {}, \
-             gradients averaged)",
+             gradients averaged{bn})",
             cfg.batch_size / world_size,
             cfg.batch_size
         ));

@@ -202,8 +202,9 @@ impl Slots {
                     "queue: run {id} ended while no scheduler watched it: {} says how",
                     dir.display()
                 );
-                if let Decision::Restart { .. } = decision {
-                    println!("queue: run {id} {why}");
+                match decision {
+                    Decision::Restart { .. } => println!("queue: run {id} {why}"),
+                    Decision::Final(st) => hook_run_end(queue, id, st, Some(&dir), &why),
                 }
             }
             None => {
@@ -260,10 +261,12 @@ impl Slots {
                     Ok((Decision::Restart { .. }, why)) => {
                         println!("queue: run {} {why}", r.id)
                     }
-                    Ok((Decision::Final(st), why)) if st != state::DONE => {
-                        println!("queue: run {} {st}: {why}", r.id)
+                    Ok((Decision::Final(st), why)) => {
+                        if st != state::DONE {
+                            println!("queue: run {} {st}: {why}", r.id);
+                        }
+                        hook_run_end(queue, r.id, st, dir.as_deref(), &why);
                     }
-                    Ok(_) => {}
                     Err(e) => eprintln!("queue: run {}: {e:#}", r.id),
                 }
                 false
@@ -271,6 +274,35 @@ impl Slots {
             _ => true,
         });
         Ok(())
+    }
+}
+
+/// The per-user `on_run_end` hook ([`crate::hooks`]) of run `id`, whose queue state `st` is
+/// final (`why` says how it ended), told from its run folder `dir` when it made one (else by its
+/// queue name). A failing hook is printed; the run's state stays as it is.
+fn hook_run_end(queue: &Queue, id: i64, st: &str, dir: Option<&Path>, why: &str) {
+    use crate::hooks::{EndState, RunEnd};
+    let end_state = match st {
+        state::DONE => EndState::Finished,
+        state::STOPPED => EndState::Stopped,
+        _ => EndState::Failed,
+    };
+    let mut end = match dir {
+        Some(d) => RunEnd::from_job_dir(d, end_state),
+        None => {
+            let rows = queue.list().unwrap_or_default();
+            let name = rows.into_iter().find(|j| j.id == id).map(|j| j.name);
+            RunEnd::named(
+                &name.unwrap_or_else(|| format!("queue run {id}")),
+                end_state,
+            )
+        }
+    };
+    if end_state == EndState::Failed && end.message.is_none() {
+        end.message = Some(why.to_owned());
+    }
+    if let Some(line) = crate::hooks::on_run_end(&end) {
+        eprintln!("queue: run {id}: {line}");
     }
 }
 
@@ -314,6 +346,7 @@ fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
         .args(["device", device.split('/').next().unwrap_or(device)])
         .current_dir(&job.project)
         .env(crate::live::ANNOUNCE_ENV, &announce)
+        .env_remove(crate::live::DETACHED_ENV)
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);

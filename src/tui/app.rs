@@ -247,6 +247,10 @@ pub struct App {
     pub methods: Option<MethodsScreen>,
 }
 
+/// Why `r` or `b` starts no run while one runs (launched or attached): how to start it next.
+pub const RUN_IN_PROGRESS: &str = "a run is in progress: Q queues this one instead (B both; \
+    `mislas queue run` starts the queue, Q on screen 4 shows it), or stop the run (3, s)";
+
 impl App {
     /// The app on the presets screen.
     pub fn new(root: PathBuf, presets: Vec<Preset>, theme: Theme) -> Self {
@@ -669,7 +673,7 @@ impl App {
             }
             FormAction::Launch(job, label) => {
                 if self.run_active() {
-                    self.set_status("a run is in progress: stop it first (3, s)", true);
+                    self.set_status(RUN_IN_PROGRESS, true);
                     return Vec::new();
                 }
                 return self.launch(job, label);

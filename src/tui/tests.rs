@@ -849,6 +849,29 @@ fn live_runs_are_listed_at_start_and_attached_with_a() {
     );
 }
 
+/// `r` while the UI follows a run (here an attached one) starts nothing and says how to start
+/// it next: the queue.
+#[test]
+fn r_during_an_attached_run_points_at_the_queue() {
+    let (d, mut app) = project();
+    let dir = d.path().join("saved/live_run");
+    send(&mut app, [Msg::Attached(dir, Ok(1))]);
+    assert!(app.run_active());
+    send(&mut app, [ch('1')]);
+    open_fm_stage1(&mut app);
+    for k in ['r', 'b'] {
+        let fx = send(&mut app, [ch(k)]);
+        assert!(fx.is_empty(), "{k}: {fx:?}");
+        let status = app.status.as_ref().unwrap();
+        assert!(status.error);
+        assert_eq!(status.text, crate::tui::app::RUN_IN_PROGRESS);
+        assert!(
+            status.text.contains("Q queues this one") && status.text.contains("mislas queue run")
+        );
+    }
+    assert_eq!(app.screen, Screen::Hyperparameters);
+}
+
 #[test]
 fn a_dead_run_shows_as_dead_and_resumable() {
     let (d, mut app) = project();
