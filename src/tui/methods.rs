@@ -120,7 +120,8 @@ pub enum Job {
 /// What a key of the Methods view does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodsKey {
-    /// Check or uncheck a method; in the results, show or hide its curve.
+    /// Check or uncheck a method, or add or remove an offered stage-1 run as a backbone; in the
+    /// results, show or hide a row's curve.
     Toggle,
     /// Run the checked methods.
     Run,
