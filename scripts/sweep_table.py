@@ -16,8 +16,11 @@ Only finished runs count (as many evaluated epochs as `num_epochs`), one per see
 finish, as `mislas`'s seed groups do). After the table it lists which differences to the
 reference setup (`--reference`, default "CE": mixup cross-entropy, MiSLAS's stage 1) are larger
 than the spread: |mean_a − mean_b| > std_a + std_b (the two mean ± std intervals do not
-overlap), for top-1, ECE and NLL in every stage; and the sweep's wall time (first run folder
-created to last metrics line written) and the summed train + evaluation seconds.
+overlap), for top-1, ECE and NLL in every stage; and the sweep's times: from the first run folder
+created to the last metrics line written; the time at least one run was going (the union of the
+runs' spans, folder created to last metrics line, pauses under a minute counted in), and in
+how many sittings (a sweep stopped and taken up again later has a gap between its sittings); and the summed train + evaluation
+seconds.
 
 Standard library only: it runs with any Python 3.8+.
 """
@@ -214,7 +217,14 @@ def build(saved, reference):
     if spans:
         wall = max(r["ended"] for r in spans) - min(r["created"] for r in spans)
         busy = sum(e.get("train_seconds", 0) + e.get("eval_seconds", 0) for r in spans for e in r["epochs"])
-        timing = {"runs": len(spans), "wall_seconds": wall, "train_eval_seconds": busy}
+        going, sittings = union_of_spans([(r["created"], r["ended"]) for r in spans])
+        timing = {
+            "runs": len(spans),
+            "wall_seconds": wall,
+            "going_seconds": going,
+            "sittings": sittings,
+            "train_eval_seconds": busy,
+        }
     return {
         "markdown": "\n".join(lines),
         "notes": notes,
@@ -223,6 +233,30 @@ def build(saved, reference):
         "table": {"%s | %s" % k: {kk: v for kk, v in f.items()} for k, f in table.items()},
         "seeds": {"%s | %s" % k: v for k, v in seeds.items()},
     }
+
+
+# A pause between runs shorter than this (seconds) is the scheduler starting the next run, not
+# a sweep stopped and taken up again.
+JOIN_SECONDS = 60.0
+
+
+def union_of_spans(spans, join=JOIN_SECONDS):
+    """The length of the union of the (start, end) spans, pauses shorter than `join` seconds
+    counted in, and its number of pieces: the time the sweep was going, and in how many
+    sittings."""
+    total, pieces, end = 0.0, 0, None
+    for a, b in sorted(spans):
+        if end is not None and end < a <= end + join:
+            total += a - end
+            end = a
+        if end is None or a > end:
+            pieces += 1
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total, pieces
 
 
 def main():
@@ -245,9 +279,17 @@ def main():
     t = out["timing"]
     if t:
         print(
-            "\n%d finished runs; wall time %.1f min (first run folder to last metrics line); "
+            "\n%d finished runs; wall time %.1f min in %d sitting%s (the pauses between "
+            "sittings left out; %.1f min from the first run folder to the last metrics line); "
             "train + evaluation %.1f min summed over runs"
-            % (t["runs"], t["wall_seconds"] / 60, t["train_eval_seconds"] / 60)
+            % (
+                t["runs"],
+                t["going_seconds"] / 60,
+                t["sittings"],
+                "" if t["sittings"] == 1 else "s",
+                t["wall_seconds"] / 60,
+                t["train_eval_seconds"] / 60,
+            )
         )
     if a.json:
         with open(a.json, "w") as f:

@@ -835,6 +835,34 @@ fn the_sweep_table_script_groups_and_averages_run_folders() {
     }
     // An unfinished stage-1 run (1 of 2 epochs) of a fourth CE seed: left out.
     run("ce3", &s1(Ce, 3), &[(99.0, 1.0, 0.1, 99.0)], 2);
+    // When each run went (config.yaml written, last metrics line written), in seconds: the CE
+    // runs in a first sitting (a 30 s pause between two runs counts in), the Balanced Softmax
+    // ones in a second sitting 2.6 hours later: 450 + 400 s going, 10,400 s from first to last.
+    let spans = [
+        ("ce0", 0, 100),
+        ("ce0_crt", 100, 150),
+        ("ce1", 120, 200),
+        ("ce1_crt", 230, 300),
+        ("ce2", 300, 400),
+        ("ce2_crt", 400, 450),
+        ("bs0", 10_000, 10_100),
+        ("bs0_crt", 10_100, 10_150),
+        ("bs1", 10_150, 10_200),
+        ("bs1_crt", 10_200, 10_260),
+        ("bs2", 10_260, 10_300),
+        ("bs2_crt", 10_300, 10_400),
+    ];
+    let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for (dir, created, ended) in spans {
+        for (file, at) in [("config.yaml", created), ("metrics.jsonl", ended)] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(saved.path().join(dir).join(file))
+                .unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(at))
+                .unwrap();
+        }
+    }
     let json = saved.path().join("table.json");
     let o = Command::new("python3")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -885,4 +913,19 @@ fn the_sweep_table_script_groups_and_averages_run_folders() {
         "{md}"
     );
     assert!(md.contains("few % (no class in that group)"), "{md}");
+    let t = &v["timing"];
+    assert_eq!(
+        (
+            t["runs"].as_u64(),
+            t["sittings"].as_u64(),
+            t["going_seconds"].as_f64(),
+            t["wall_seconds"].as_f64()
+        ),
+        (Some(12), Some(2), Some(850.0), Some(10_400.0)),
+        "{t}"
+    );
+    assert!(
+        md.contains("12 finished runs; wall time 14.2 min in 2 sittings (the pauses between sittings left out; 173.3 min from the first run folder to the last metrics line); train + evaluation 27.0 min summed over runs"),
+        "{md}"
+    );
 }

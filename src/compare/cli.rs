@@ -539,8 +539,9 @@ pub fn check_scored_size(n: usize) -> Result<()> {
 
 /// The table name of every base of `opts`: `ce` and each `--base` by the catalogue label of
 /// the stage-1 loss its run folder's `config.yaml` names (`CE (stage 1)`, `Balanced
-/// Softmax`, `LDAM`, …; a name given twice gets ` (NAME)`); a `--trained` base by its
-/// catalogue label (`MiSLAS`), followed, when the comparison has more than one stage-1
+/// Softmax`, `LDAM`, …; a name given twice gets ` (NAME)`); a `--trained` base by the
+/// catalogue label of the method its run folder's `config.yaml` trains (`MiSLAS`, whatever its
+/// name: `mislas-bs`), else of its name, followed, when the comparison has more than one stage-1
 /// backbone, by ` on ` and the label of the backbone its run started from (its `resume`).
 pub fn base_labels(opts: &CompareOptions) -> std::collections::HashMap<String, String> {
     use crate::engine::recipe::catalogue;
@@ -576,7 +577,9 @@ pub fn base_labels(opts: &CompareOptions) -> std::collections::HashMap<String, S
         _ => a == b,
     };
     for (name, path) in &opts.trained {
-        let mut label = base_label(name);
+        // The method its run trained (`mislas-bs` is MiSLAS), else the name's catalogue row.
+        let trained_by = run_config(path).and_then(|c| catalogue::Method::of_config(&c));
+        let mut label = trained_by.map_or_else(|| base_label(name), |m| m.label.to_owned());
         if !opts.bases.is_empty() {
             let from = run_config(path).map(|c| PathBuf::from(c.resume));
             let backbone = from.and_then(|f| stage1.iter().find(|(_, p)| same(&f, p)));
@@ -788,7 +791,7 @@ mod tests {
         let loaded = Config::from_file(&dir.join("ce/config.yaml")).unwrap();
         let mut opts = CompareOptions::new(loaded.config);
         opts.cfg.resume = ce.display().to_string();
-        opts.trained = vec![("mislas".into(), on_bs), ("crt".into(), on_ce)];
+        opts.trained = vec![("mislas".into(), on_bs.clone()), ("crt".into(), on_ce)];
         let alone = base_labels(&opts);
         assert_eq!(alone["ce"], "CE (stage 1)");
         assert_eq!(alone["mislas"], "MiSLAS", "one backbone: no 'on …'");
@@ -803,6 +806,13 @@ mod tests {
                 "cRT on CE (stage 1)"
             )
         );
+        // A trained base is labelled by what its run trains, whatever it is called.
+        opts.trained.push(("mislas-bs".into(), on_bs));
+        assert_eq!(
+            base_labels(&opts)["mislas-bs"],
+            "MiSLAS on Balanced Softmax"
+        );
+        opts.trained.pop();
         let ce2 = run(dir, "ce2", "stage1_mixup", "", "");
         opts.bases.push(("ce2".into(), ce2));
         let l = base_labels(&opts);

@@ -311,11 +311,19 @@ fn hook_run_end(queue: &Queue, id: i64, st: &str, dir: Option<&Path>, why: &str)
 /// doc); its output goes to `logs/<id>.log`.
 ///
 /// # Errors
-/// The log or lock cannot be created, the lock is held (a process of this run still lives),
-/// or the process cannot be started.
+/// The run's working folder is gone (its relative paths would not resolve; spawning there
+/// fails with an error that names the executable instead), the log or lock cannot be created,
+/// the lock is held (a process of this run still lives), or the process cannot be started.
 fn start(job: &Job, device: &str, exe: &Path, logs: &Path) -> Result<Running> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
+    if !job.project.is_dir() {
+        bail!(
+            "its working folder {} (where it was queued; its relative paths start there) does \
+             not exist any more: queue it again from a folder that holds what it names",
+            job.project.display()
+        );
+    }
     let lock_path = start_lock_path(logs, job.id);
     let lock = fs::OpenOptions::new()
         .create(true)
@@ -454,6 +462,30 @@ mod tests {
         slots.reap(&q).unwrap();
         assert!(slots.adopted.is_empty() && !slots.busy("cpu"));
         assert_eq!(states(&q)[0], (state::ENDED.to_owned(), Some(live_run)));
+    }
+
+    /// A run queued from a folder that is gone is not spawned (spawning there would fail with
+    /// "No such file or directory" about the executable): the error names the folder, and
+    /// nothing is written for it.
+    #[test]
+    fn a_run_whose_working_folder_is_gone_says_which_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let gone = dir.path().join("worktree-removed");
+        q.add("x", &s(&["train"]), &gone, dir.path()).unwrap();
+        let job = q.list().unwrap().remove(0);
+        let logs = dir.path().join("logs");
+        fs::create_dir_all(&logs).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let e = format!("{:#}", start(&job, "cpu", &exe, &logs).err().unwrap());
+        assert!(
+            e.starts_with(&format!(
+                "its working folder {} (where it was queued",
+                gone.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(fs::read_dir(&logs).unwrap().count(), 0, "nothing written");
     }
 
     #[test]

@@ -708,6 +708,15 @@ impl App {
                     Some(old) if old.dir == m.dir => old.from_detail = m.from_detail,
                     _ => self.methods = Some(m),
                 }
+                if let Some(m) = &mut self.methods {
+                    let runs = &self.runs;
+                    let facts = &runs.facts;
+                    m.offer_bases(&super::methods::Saved {
+                        runs: &runs.all_runs,
+                        facts,
+                        live: &live,
+                    });
+                }
                 self.screen = Screen::Methods;
             }
             Err(why) => self.set_status(why, true),

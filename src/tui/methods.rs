@@ -13,16 +13,25 @@
 //! prior among the shifted sets the comparison scored ([`crate::compare::test_priors`]), and
 //! the charts draw top-1 and ECE against the test prior. Which stage-2 runs train which method
 //! and how a missing one would be configured is not UI logic: it lives in
-//! [`crate::runs::stage2`]. Nothing here touches a tensor.
+//! [`crate::runs::stage2`].
+//!
+//! Several backbones side by side: under the checklist, the other finished stage-1 runs of the
+//! same data ([`crate::runs::plan::base_candidates`]) are offered; Space on one adds it as a
+//! base (`mislas compare --base NAME=…`, NAME a word of its loss), Space again removes it. Enter
+//! then runs every checked method on every backbone — post-hoc ones on each checkpoint,
+//! trained ones compared where that backbone has their stage-2 run, trained where it has none —
+//! in one comparison with the same splits and resamples, the table's rows grouped by method.
+//! What Enter does is [`crate::runs::plan::run_plan`]'s [`RunPlan`]. Nothing here touches a
+//! tensor.
 use super::keys::{lookup, Binding, NAV_CODES, NAV_KEYS};
-use crate::compare::cli::{base_label, CompareOptions};
+use crate::compare::cli::base_label;
 use crate::compare::methods::MethodSpec;
 use crate::compare::report::Comparison;
 use crate::compare::test_priors::{PriorFigures, TestPriorComparison};
-use crate::config::Config;
 use crate::engine::recipe::catalogue;
 use crate::presets::Preset;
 use crate::run_dir::RunSummary;
+pub use crate::runs::plan::{base_candidates, base_name, Backbone, RunPlan, Saved, PRIMARY};
 pub use crate::runs::stage2::{
     find_trained, last_checkpoint, latest_comparison, stage2_plan, test_priors_of, unavailable,
     Found, Stage2Plan, Trained,
@@ -111,7 +120,8 @@ pub enum Job {
 /// What a key of the Methods view does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodsKey {
-    /// Check or uncheck a method; in the results, show or hide its curve.
+    /// Check or uncheck a method, or add or remove an offered stage-1 run as a backbone; in the
+    /// results, show or hide a row's curve.
     Toggle,
     /// Run the checked methods.
     Run,
@@ -136,7 +146,8 @@ pub const KEYS: &[Binding<MethodsKey>] = &[
         "Space",
         MethodsKey::Toggle,
         "check",
-        "check a method; in the results, show or hide its curve",
+        "check a method, or add/remove a stage-1 run as a backbone beside this one; in the \
+         results, show or hide a row's curve",
     ),
     Binding::new(
         &[KeyCode::Enter],
@@ -209,19 +220,22 @@ pub struct MethodsScreen {
     pub dir: PathBuf,
     /// Its name.
     pub name: String,
-    /// Its configuration.
-    pub config: Config,
-    /// The checkpoint compared and trained from: its last epoch's `current.safetensors`, or
-    /// its `model_best.safetensors` when that is all it has ([`last_checkpoint`]).
-    pub checkpoint: PathBuf,
+    /// The backbones compared: this run first (as [`PRIMARY`]: its configuration, the
+    /// checkpoint compared and trained from — its last epoch's `current.safetensors`, or its
+    /// `model_best.safetensors` when that is all it has ([`last_checkpoint`]) —, how each
+    /// trained method's run would be configured), then the runs added beside it.
+    pub backbones: Vec<Backbone>,
+    /// The other finished stage-1 runs of the same data, offered as backbones below the
+    /// methods ([`base_candidates`]).
+    pub candidates: Vec<RunSummary>,
+    /// The presets that configure a trained method on an added backbone.
+    pub presets: Vec<Preset>,
     /// The checklist.
     pub items: Vec<Item>,
     /// Which are checked.
     pub checked: Vec<bool>,
-    /// The checklist's cursor.
+    /// The checklist's cursor: an item, then a candidate (`items.len() + i`).
     pub cursor: usize,
-    /// How each trained method's run would be configured.
-    pub plans: Vec<(Trained, Result<Stage2Plan, String>)>,
     /// The page shown.
     pub page: Page,
     /// The comparison's state.
@@ -254,16 +268,13 @@ impl MethodsScreen {
         if let Some(why) = unavailable(r, st) {
             return Err(why);
         }
-        let (Some(config), Some(checkpoint)) = (r.config.clone(), last_checkpoint(r)) else {
+        let Some(primary) = Backbone::new(PRIMARY, r, presets) else {
             return Err(format!("{}: no configuration or checkpoint", r.name));
         };
         let items = items();
         let checked = items
             .iter()
             .map(|i| matches!(i, Item::PostHoc(s) if CHECKED_AT_FIRST.contains(&spec_text(s).as_str())))
-            .collect();
-        let plans = catalogue::classifier_stages()
-            .map(|t| (t, stage2_plan(t, &config, &checkpoint, presets)))
             .collect();
         let result = latest_comparison(&r.dir);
         let priors = result.as_ref().and_then(|(_, out)| test_priors_of(out));
@@ -275,12 +286,12 @@ impl MethodsScreen {
         Ok(MethodsScreen {
             dir: r.dir.clone(),
             name: r.name.clone(),
-            config,
-            checkpoint,
+            backbones: vec![primary],
+            candidates: Vec::new(),
+            presets: presets.to_vec(),
             items,
             checked,
             cursor: 0,
-            plans,
             page: Page::Checklist,
             job: Job::Idle,
             log: Vec::new(),
@@ -294,9 +305,64 @@ impl MethodsScreen {
         })
     }
 
-    /// The stage-2 plan of a trained method.
+    /// This run as a backbone: the checkpoint compared and trained from, its configuration.
+    pub fn primary(&self) -> &Backbone {
+        &self.backbones[0]
+    }
+
+    /// The checkpoint compared and trained from (this run's).
+    pub fn checkpoint(&self) -> &std::path::Path {
+        &self.primary().checkpoint
+    }
+
+    /// The stage-2 plan of a trained method on this run.
     pub fn plan_of(&self, t: Trained) -> Option<&Result<Stage2Plan, String>> {
-        self.plans.iter().find(|(m, _)| *m == t).map(|(_, p)| p)
+        self.primary().plan_of(t)
+    }
+
+    /// Offers the finished stage-1 runs of `saved` that can stand beside this one
+    /// ([`base_candidates`]); a backbone added before stays while its run is offered, and is
+    /// dropped (with its place in the checklist) when it is not any more.
+    pub fn offer_bases(&mut self, saved: &Saved<'_>) {
+        let primary = self.primary();
+        self.candidates = base_candidates(&primary.dir, &primary.config, saved)
+            .into_iter()
+            .cloned()
+            .collect();
+        let offered: Vec<&PathBuf> = self.candidates.iter().map(|r| &r.dir).collect();
+        let primary = self.backbones.remove(0);
+        self.backbones.retain(|b| offered.contains(&&b.dir));
+        self.backbones.insert(0, primary);
+        self.cursor = self.cursor.min(self.lines() - 1);
+    }
+
+    /// Lines of the checklist: the methods, then the offered backbones.
+    pub fn lines(&self) -> usize {
+        self.items.len() + self.candidates.len()
+    }
+
+    /// The backbone added from candidate `i`, if it is added.
+    pub fn added(&self, i: usize) -> Option<&Backbone> {
+        let dir = &self.candidates.get(i)?.dir;
+        self.backbones[1..].iter().find(|b| &b.dir == dir)
+    }
+
+    /// Space on candidate `i`: adds its run as a backbone (named by [`base_name`]), or removes
+    /// it when it is one.
+    fn toggle_candidate(&mut self, i: usize) {
+        let Some(r) = self.candidates.get(i) else {
+            return;
+        };
+        if let Some(at) = self.backbones.iter().skip(1).position(|b| b.dir == r.dir) {
+            self.backbones.remove(at + 1);
+            return;
+        }
+        let taken: Vec<&str> = self.backbones.iter().map(|b| b.name.as_str()).collect();
+        let Some(config) = &r.config else { return };
+        let name = base_name(config, &taken);
+        if let Some(b) = Backbone::new(&name, r, &self.presets) {
+            self.backbones.push(b);
+        }
     }
 
     /// Handles a key: dispatches through [`KEYS`].
@@ -322,18 +388,18 @@ impl MethodsScreen {
                 super::list_nav::navigate(&mut self.row, self.shown.len(), key.code);
             }
             MethodsKey::Move => {
-                super::list_nav::navigate(&mut self.cursor, self.items.len(), key.code);
+                let lines = self.lines();
+                super::list_nav::navigate(&mut self.cursor, lines, key.code);
             }
             MethodsKey::Toggle if results => {
                 if let Some(s) = self.shown.get_mut(self.row) {
                     *s = !*s;
                 }
             }
-            MethodsKey::Toggle => {
-                if let Some(c) = self.checked.get_mut(self.cursor) {
-                    *c = !*c;
-                }
-            }
+            MethodsKey::Toggle => match self.checked.get_mut(self.cursor) {
+                Some(c) => *c = !*c,
+                None => self.toggle_candidate(self.cursor - self.items.len()),
+            },
             MethodsKey::All => {
                 let post_hoc = |i: &Item| matches!(i, Item::PostHoc(_));
                 let all = self
@@ -384,10 +450,12 @@ impl MethodsScreen {
         live: &[PathBuf],
     ) -> bool {
         catalogue::classifier_stages().any(|t| {
-            matches!(
-                find_trained(t, &self.checkpoint, runs, facts, live),
-                Found::Training(_)
-            )
+            self.backbones.iter().any(|b| {
+                matches!(
+                    find_trained(t, &b.checkpoint, runs, facts, live),
+                    Found::Training(_)
+                )
+            })
         })
     }
 
@@ -437,64 +505,23 @@ pub fn spec_text(s: &MethodSpec) -> String {
         .join("+")
 }
 
-/// What Enter does with the checked methods.
-#[derive(Debug, Clone, Default)]
-pub struct RunPlan {
-    /// Trained methods to train: their stage-2 configurations.
-    pub train: Vec<(Trained, Config)>,
-    /// Trained methods whose run is in progress: compared once it has finished.
-    pub training: Vec<Trained>,
-    /// The comparison of the rest, when there is any.
-    pub compare: Option<CompareOptions>,
-    /// Trained methods that cannot be configured: why.
-    pub errors: Vec<String>,
-}
-
 impl MethodsScreen {
     /// What Enter does, given the saved runs and their facts, and the folders this process
-    /// writes.
+    /// writes: [`crate::runs::plan::run_plan`] of the checked methods on every backbone.
     pub fn run_plan(
         &self,
         runs: &[RunSummary],
         facts: &HashMap<PathBuf, FolderFacts>,
         live: &[PathBuf],
     ) -> RunPlan {
-        let mut plan = RunPlan::default();
-        let (mut methods, mut trained) = (Vec::new(), Vec::new());
+        let (mut post_hoc, mut trained) = (Vec::new(), Vec::new());
         for item in self.checked_items() {
-            let t = match item {
-                Item::PostHoc(spec) => {
-                    methods.push(spec.clone());
-                    continue;
-                }
-                Item::Trained(t) => *t,
-            };
-            match find_trained(t, &self.checkpoint, runs, facts, live) {
-                Found::Finished { checkpoint, .. } => {
-                    trained.push((t.name.to_owned(), checkpoint));
-                    methods.push(MethodSpec {
-                        base: t.name.to_owned(),
-                        steps: Vec::new(),
-                    });
-                }
-                Found::Training(_) => plan.training.push(t),
-                Found::Missing => match self.plan_of(t) {
-                    Some(Ok(p)) => plan.train.push((t, p.config.clone())),
-                    Some(Err(e)) => plan.errors.push(format!("{}: {e}", base_label(t.name))),
-                    None => {}
-                },
+            match item {
+                Item::PostHoc(spec) => post_hoc.push(spec.clone()),
+                Item::Trained(t) => trained.push(*t),
             }
         }
-        if !methods.is_empty() {
-            let mut cfg = self.config.clone();
-            cfg.resume = self.checkpoint.display().to_string();
-            let mut opts = CompareOptions::new(cfg);
-            opts.trained = trained;
-            opts.methods = methods;
-            // compare's default: a new `<run>/compare/<YYYYMMDD-HHMMSS>/` of this run.
-            opts.out = None;
-            plan.compare = Some(opts);
-        }
-        plan
+        let saved = Saved { runs, facts, live };
+        crate::runs::plan::run_plan(&self.backbones, &post_hoc, &trained, &saved)
     }
 }

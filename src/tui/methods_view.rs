@@ -1,8 +1,11 @@
 //! Drawing the Methods view ([`super::methods`]): the checklist with each trained method's
-//! run, the comparison's progress; the results table (top-1 and ECE with their 95 % intervals,
-//! NLL, what was fitted), its protocol and output folder, and the reliability curves of the
-//! rows shown, one colour each, over the diagonal. Nothing here changes state.
-use super::methods::{find_trained, Found, Item, Job, MethodsScreen, Page};
+//! run on each backbone, the stage-1 runs offered as backbones beside this one, the
+//! comparison's progress; the results table (top-1 and ECE with their 95 % intervals, NLL,
+//! what was fitted), its protocol, backbones and output folder, and the reliability curves of
+//! the rows shown, one colour each, over the diagonal. Nothing here changes state.
+use super::methods::{
+    base_name, find_trained, Backbone, Found, Item, Job, MethodsScreen, Page, Trained,
+};
 use super::theme::Theme;
 use super::view::panel;
 use crate::compare::cli::base_label;
@@ -106,68 +109,209 @@ fn found_mark(found: &Found, theme: Theme) -> Span<'static> {
     }
 }
 
-/// The checklist's lines (with headings) and the line of the cursor.
+/// A trained method's mark on one of several backbones: `✓` its run is done, `●` training,
+/// `+` Enter trains it.
+fn found_symbol(found: &Found, theme: Theme) -> Span<'static> {
+    match found {
+        Found::Finished { .. } => Span::styled("✓", theme.good()),
+        Found::Training(_) => Span::styled("●", theme.warn()),
+        Found::Missing => Span::styled("+", theme.dim()),
+    }
+}
+
+/// Checklist line `i`: cursor, check box (`on`), name, then `rest`.
+fn check_line(
+    m: &MethodsScreen,
+    (i, on): (usize, bool),
+    name: &str,
+    rest: Vec<Span<'static>>,
+    theme: Theme,
+) -> Line<'static> {
+    let mark = if on { "[x]" } else { "[ ]" };
+    let cursor = if i == m.cursor { "▶" } else { " " };
+    let mut spans = vec![Span::raw(format!("{cursor}{mark} {name:<18}"))];
+    spans.extend(rest);
+    let line = Line::from(spans);
+    if i == m.cursor {
+        line.style(theme.selected())
+    } else {
+        line
+    }
+}
+
+/// The checklist's lines (with headings) and the line of the cursor; `found[i]` is trained
+/// item `i`'s run on each backbone.
 fn checklist_lines(
     m: &MethodsScreen,
-    found: &[Option<Found>],
+    found: &[Vec<Found>],
     theme: Theme,
 ) -> (Vec<Line<'static>>, usize) {
     let file = m
-        .checkpoint
+        .checkpoint()
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-    let mut lines = vec![Line::styled(format!("Post-hoc, on {file}"), theme.title())];
+    let several = m.backbones.len() > 1;
+    let post_hoc = match several {
+        true => format!("Post-hoc, on each backbone's {file}"),
+        false => format!("Post-hoc, on {file}"),
+    };
+    let mut lines = vec![Line::styled(post_hoc, theme.title())];
     let mut at = 0;
     for (i, item) in m.items.iter().enumerate() {
         if matches!(item, Item::Trained(_)) && !matches!(m.items[i - 1], Item::Trained(_)) {
-            lines.push(Line::styled("Trained, stage-2 runs from it", theme.title()));
+            let names: Vec<&str> = m.backbones.iter().map(|b| b.name.as_str()).collect();
+            lines.push(Line::styled(
+                match several {
+                    true => format!("Trained, from each: {}", names.join(" ")),
+                    false => "Trained, stage-2 runs from it".to_owned(),
+                },
+                theme.title(),
+            ));
         }
         if i == m.cursor {
             at = lines.len();
         }
-        let mark = if m.checked[i] { "[x]" } else { "[ ]" };
-        let cursor = if i == m.cursor { "▶" } else { " " };
-        let mut spans = vec![Span::raw(format!("{cursor}{mark} {:<18}", item.label()))];
-        if let Some(Some(f)) = found.get(i) {
-            spans.push(found_mark(f, theme));
-        }
-        let line = Line::from(spans);
-        lines.push(if i == m.cursor {
-            line.style(theme.selected())
-        } else {
-            line
-        });
+        let marks = match found.get(i).map(Vec::as_slice) {
+            Some([one]) => vec![found_mark(one, theme)],
+            Some(each) => each
+                .iter()
+                .flat_map(|f| [found_symbol(f, theme), Span::raw(" ")])
+                .collect(),
+            None => Vec::new(),
+        };
+        lines.push(check_line(
+            m,
+            (i, m.checked[i]),
+            &item.label(),
+            marks,
+            theme,
+        ));
     }
+    candidate_lines(m, theme, &mut lines, &mut at);
     (lines, at)
 }
 
-/// What the right pane says of the item under the cursor.
-fn cursor_note(m: &MethodsScreen, found: &[Option<Found>], theme: Theme) -> Vec<Line<'static>> {
-    let dim = theme.dim();
-    match (&m.items[m.cursor], found.get(m.cursor).cloned().flatten()) {
-        (Item::PostHoc(s), _) => vec![Line::styled(
-            format!("{}: post-hoc, fitted on the validation split", spec_word(s)),
-            dim,
-        )],
-        (_, Some(Found::Finished { dir, .. })) => {
-            vec![Line::styled(format!("its run: {}", file_name(&dir)), dim)]
+/// The offered backbones' lines, under a heading, appended to `lines`; `at` becomes the
+/// cursor's line when it is on one of them.
+fn candidate_lines(
+    m: &MethodsScreen,
+    theme: Theme,
+    lines: &mut Vec<Line<'static>>,
+    at: &mut usize,
+) {
+    if !m.candidates.is_empty() {
+        lines.push(Line::styled(
+            "Backbones beside it (Space adds)",
+            theme.title(),
+        ));
+    }
+    for (k, r) in m.candidates.iter().enumerate() {
+        let i = m.items.len() + k;
+        if i == m.cursor {
+            *at = lines.len();
         }
-        (_, Some(Found::Training(dir))) => vec![Line::styled(
-            format!("training in {}: compared once it ends", file_name(&dir)),
+        let label = r.config.as_ref().map_or("?", |c| {
+            crate::engine::recipe::catalogue::of_stage1(c).label
+        });
+        let rest = match m.added(k) {
+            Some(b) => Span::styled(format!("as {}", b.name), theme.good()),
+            None => Span::styled(r.name.clone(), theme.dim()),
+        };
+        lines.push(check_line(
+            m,
+            (i, m.added(k).is_some()),
+            label,
+            vec![rest],
+            theme,
+        ));
+    }
+}
+
+/// What the right pane says of trained method `t`'s run on backbone `b` (found as `found`).
+fn trained_note(
+    m: &MethodsScreen,
+    t: Trained,
+    b: &Backbone,
+    found: &Found,
+    theme: Theme,
+) -> Line<'static> {
+    let dim = theme.dim();
+    let on = match m.backbones.len() {
+        1 => String::new(),
+        _ => format!("{}: ", b.name),
+    };
+    match found {
+        Found::Finished { dir, .. } => {
+            Line::styled(format!("{on}its run: {}", file_name(dir)), dim)
+        }
+        Found::Training(dir) => Line::styled(
+            format!("{on}training in {}: compared once it ends", file_name(dir)),
             theme.warn(),
-        )],
-        (Item::Trained(t), _) => match m.plan_of(t) {
-            Some(Ok(p)) => vec![Line::styled(
+        ),
+        Found::Missing => match b.plan_of(t) {
+            Some(Ok(p)) => Line::styled(
                 format!(
-                    "Enter trains it: {} epochs from {}",
+                    "{on}Enter trains it: {} epochs from {}",
                     p.config.num_epochs, p.from
                 ),
                 dim,
-            )],
-            Some(Err(e)) => vec![Line::styled(format!("cannot train it: {e}"), theme.bad())],
-            None => Vec::new(),
+            ),
+            Some(Err(e)) => Line::styled(format!("{on}cannot train it: {e}"), theme.bad()),
+            None => Line::raw(""),
         },
     }
+}
+
+/// What the right pane says of the line under the cursor: a post-hoc method, a trained
+/// method's run on each backbone, or an offered backbone.
+fn cursor_note(m: &MethodsScreen, found: &[Vec<Found>], theme: Theme) -> Vec<Line<'static>> {
+    let dim = theme.dim();
+    let Some(item) = m.items.get(m.cursor) else {
+        return candidate_note(m, m.cursor - m.items.len(), theme);
+    };
+    match item {
+        Item::PostHoc(s) => vec![Line::styled(
+            format!("{}: post-hoc, fitted on the validation split", spec_word(s)),
+            dim,
+        )],
+        Item::Trained(t) => m
+            .backbones
+            .iter()
+            .zip(found.get(m.cursor).into_iter().flatten())
+            .map(|(b, f)| trained_note(m, t, b, f, theme))
+            .collect(),
+    }
+}
+
+/// What the right pane says of offered backbone `k`: its run, and what Space does.
+fn candidate_note(m: &MethodsScreen, k: usize, theme: Theme) -> Vec<Line<'static>> {
+    let Some(r) = m.candidates.get(k) else {
+        return Vec::new();
+    };
+    let dim = theme.dim();
+    let mut lines = vec![Line::styled(format!("run {}", r.name), dim)];
+    match m.added(k) {
+        Some(b) => lines.push(Line::styled(
+            format!(
+                "a backbone as {}: every checked method runs on its {} too (Space removes it)",
+                b.name,
+                file_name(&b.checkpoint)
+            ),
+            theme.good(),
+        )),
+        None => {
+            let taken: Vec<&str> = m.backbones.iter().map(|b| b.name.as_str()).collect();
+            let name = r
+                .config
+                .as_ref()
+                .map_or_else(String::new, |c| base_name(c, &taken));
+            lines.push(Line::styled(
+                format!("Space adds it as backbone {name} beside {}", m.name),
+                dim,
+            ));
+        }
+    }
+    lines
 }
 
 /// `ce+tau-norm`.
@@ -179,22 +323,38 @@ fn spec_word(s: &MethodSpec) -> String {
 /// progress or error.
 fn draw_checklist(m: &MethodsScreen, v: &MethodsView<'_>, f: &mut Frame<'_>, area: Rect) {
     let theme = v.theme;
-    let title = format!("Methods · {} · Space check · Enter run", m.name);
+    let title = match m.backbones.len() {
+        1 => format!("Methods · {} · Space check · Enter run", m.name),
+        n => format!(
+            "Methods · {} + {} backbone{} · Space check · Enter run",
+            m.name,
+            n - 1,
+            if n == 2 { "" } else { "s" }
+        ),
+    };
     let block = panel(&title, true, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let found: Vec<Option<Found>> = m
+    let found: Vec<Vec<Found>> = m
         .items
         .iter()
         .map(|i| match i {
-            Item::Trained(t) => Some(find_trained(t, &m.checkpoint, v.runs, v.facts, v.live)),
-            Item::PostHoc(_) => None,
+            Item::Trained(t) => m
+                .backbones
+                .iter()
+                .map(|b| find_trained(t, &b.checkpoint, v.runs, v.facts, v.live))
+                .collect(),
+            Item::PostHoc(_) => Vec::new(),
         })
         .collect();
-    let [list, right] = Layout::horizontal([Constraint::Length(36), Constraint::Min(10)])
+    let (lines, at) = checklist_lines(m, &found, theme);
+    // 36 columns, wider for the marks and names of several backbones (at most 3/5 of the
+    // view).
+    let widest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+    let width = widest.clamp(36, (inner.width * 3 / 5).max(36));
+    let [list, right] = Layout::horizontal([Constraint::Length(width), Constraint::Min(10)])
         .spacing(1)
         .areas(inner);
-    let (lines, at) = checklist_lines(m, &found, theme);
     let height = usize::from(list.height);
     let offset = (at + 1).saturating_sub(height) as u16;
     f.render_widget(Paragraph::new(lines).scroll((offset, 0)), list);
@@ -230,6 +390,15 @@ fn progress_lines(m: &MethodsScreen, theme: Theme, room: usize) -> Vec<Line<'sta
                 .map(|l| Line::styled(l.clone(), theme.dim())),
         )
         .collect()
+}
+
+/// A row's name: `CE+τ-norm+TS`, `cRT+TS`; with several backbones the comparison's own
+/// (`Balanced Softmax + TS`, `MiSLAS on Balanced Softmax`), which says the backbone.
+fn row_name(c: &crate::compare::report::Comparison, r: &MethodResult) -> String {
+    match c.bases.is_empty() {
+        true => short_name(r),
+        false => r.name.clone(),
+    }
 }
 
 /// A row's short name: `CE+τ-norm+TS`, `cRT+TS`.
@@ -294,15 +463,16 @@ fn draw_results(
     area: Rect,
 ) {
     let table_h = (c.rows.len() as u16 + 1).min(area.height.saturating_sub(10).max(3));
+    let legend = u16::from(!c.bases.is_empty());
     let [protocol, table, written, chart] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(2 + legend),
         Constraint::Length(table_h),
         Constraint::Length(1),
         Constraint::Min(0),
     ])
     .areas(area);
     let dim = theme.dim();
-    let protocol_lines = vec![
+    let mut protocol_lines = vec![
         Line::from(vec![
             Span::styled("fitted on ", dim),
             Span::raw(c.validation.clone()),
@@ -321,6 +491,9 @@ fn draw_results(
             ],
         }),
     ];
+    if legend > 0 {
+        protocol_lines.push(backbones_line(m, c, theme));
+    }
     f.render_widget(Paragraph::new(protocol_lines), protocol);
     draw_table(m, c, theme, f, table);
     f.render_widget(
@@ -342,6 +515,31 @@ fn draw_results(
         }
         None => draw_curves(m, c, theme, f, chart),
     }
+}
+
+/// `backbones: ce = fm_s1 · balanced_softmax = fm_bs (Balanced Softmax)`: which run each
+/// stage-1 base of the comparison is.
+fn backbones_line(
+    m: &MethodsScreen,
+    c: &crate::compare::report::Comparison,
+    theme: Theme,
+) -> Line<'static> {
+    let run_of = |name: &str, path: &str| {
+        m.backbones
+            .iter()
+            .find(|b| b.name == name)
+            .map_or_else(|| path.to_owned(), |b| b.run.clone())
+    };
+    let mut spans = vec![
+        Span::styled("backbones: ", theme.dim()),
+        Span::raw(format!("ce = {}", m.name)),
+    ];
+    for (name, label, path) in &c.bases {
+        spans.push(Span::styled(" · ", theme.dim()));
+        spans.push(Span::raw(format!("{name} = {}", run_of(name, path))));
+        spans.push(Span::styled(format!(" ({label})"), theme.dim()));
+    }
+    Line::from(spans)
 }
 
 /// ` · p: test prior` when the comparison scored shifted test priors.
@@ -525,7 +723,7 @@ fn draw_table(
             };
             Row::new(vec![
                 Line::from(dot),
-                Line::raw(short_name(r)),
+                Line::raw(row_name(c, r)),
                 Line::raw(top1),
                 Line::raw(ece),
                 Line::raw(nll),

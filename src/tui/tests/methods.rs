@@ -455,7 +455,7 @@ fn the_view_compares_and_trains_from_the_last_checkpoint_and_says_which() {
     let s = render(&app, 80, 24);
     assert!(s.contains("Post-hoc, on current.safetensors"), "{s}");
     let m = app.methods.as_mut().unwrap();
-    assert_eq!(m.checkpoint, last);
+    assert_eq!(m.checkpoint(), last.as_path());
     // CE and a trained method: compare scores the last checkpoint, LWS trains from it.
     m.checked = m
         .items
@@ -516,4 +516,168 @@ fn the_backbone_pass_shows_its_progress_and_x_cancels_it() {
     assert_eq!(app.comparing, None);
     assert_eq!(status_text(&app), "comparison cancelled");
     assert!(render(&app, 120, 30).contains("comparison cancelled"));
+}
+
+/// A finished stage-1 run like [`stage1_run`], trained with `loss` on imbalance factor `imb`.
+fn stage1_run_of(
+    root: &Path,
+    name: &str,
+    loss: crate::config::StageOneLossName,
+    imb: f64,
+) -> RunSummary {
+    let mut r = stage1_run(root, name, 3, true);
+    let c = r.config.as_mut().unwrap();
+    (c.loss, c.imb_factor) = (loss, Some(imb));
+    r
+}
+
+/// A project with a finished CE stage-1 run, a finished Balanced Softmax one of the same data,
+/// a CE run of other data, an unfinished CE run, and a finished cRT run from each of the first
+/// two; the Methods view open on the CE run. Returns the app and the CE and BS runs.
+fn two_backbones(root: &Path, mut app: App) -> (App, RunSummary, RunSummary) {
+    use crate::config::StageOneLossName::{BalancedSoftmax, Ce};
+    let ce = stage1_run(root, "fm_s1_done", 3, true);
+    let bs = stage1_run_of(root, "fm_bs", BalancedSoftmax, 0.01);
+    let other_data = stage1_run_of(root, "fm_if10", Ce, 0.1);
+    let unfinished = stage1_run(root, "fm_short", 1, true);
+    let (ce_ck, bs_ck) = (
+        ce.best_checkpoint.clone().unwrap(),
+        bs.best_checkpoint.clone().unwrap(),
+    );
+    let crt_ce = stage2_run(root, "crt_ce", trained_config(row("crt"), &ce_ck), true);
+    let crt_bs = stage2_run(root, "crt_bs", trained_config(row("crt"), &bs_ck), true);
+    let runs = vec![
+        ce.clone(),
+        bs.clone(),
+        other_data,
+        unfinished,
+        crt_ce,
+        crt_bs,
+    ];
+    on_runs(&mut app, runs);
+    send(&mut app, [ch('m')]);
+    (app, ce, bs)
+}
+
+/// The other finished stage-1 runs of the same data are offered under the methods (not a
+/// stage-2 run, an unfinished run or a run of other data); Space on one adds it as a backbone
+/// named by its loss, Space again removes it.
+#[test]
+fn other_stage1_runs_of_the_same_data_are_offered_and_space_adds_or_removes_one() {
+    let (d, app) = project();
+    let (mut app, ce, bs) = two_backbones(d.path(), app);
+    let m = app.methods.as_ref().unwrap();
+    assert_eq!(m.dir, ce.dir);
+    let offered: Vec<&str> = m.candidates.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(offered, ["fm_bs"]);
+    let s = render(&app, 100, 30);
+    assert!(s.contains("Backbones beside it (Space adds)"), "{s}");
+    assert!(s.contains("[ ] Balanced Softmax  fm_bs"), "{s}");
+    // G: the last line, the offered run; Space adds it, as `balanced_softmax`.
+    send(&mut app, [ch('G')]);
+    let s = render(&app, 100, 30);
+    assert!(
+        s.contains("Space adds it as backbone balanced_softmax beside fm_s1_done"),
+        "{s}"
+    );
+    send(&mut app, [key(KeyCode::Char(' '))]);
+    let m = app.methods.as_ref().unwrap();
+    let names: Vec<&str> = m.backbones.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["ce", "balanced_softmax"]);
+    assert_eq!(m.backbones[1].checkpoint, bs.best_checkpoint.unwrap());
+    let s = render(&app, 100, 30);
+    for text in [
+        "Methods · fm_s1_done + 1 backbone",
+        "[x] Balanced Softmax  as balanced_softmax",
+        "Trained, from each: ce balanced_softmax",
+        // cRT has its run on both backbones, LWS on neither.
+        "cRT               ✓ ✓",
+        "LWS               + +",
+    ] {
+        assert!(s.contains(text), "{text}:\n{s}");
+    }
+    send(&mut app, [key(KeyCode::Char(' '))]);
+    assert_eq!(app.methods.as_ref().unwrap().backbones.len(), 1);
+    assert!(render(&app, 100, 30).contains("[ ] Balanced Softmax  fm_bs"));
+}
+
+/// With a second backbone, Enter runs every checked method on each, grouped by method, each
+/// trained one from that backbone's own stage-2 run, in one comparison; its results say which
+/// run each backbone is and name the rows as `compare` does.
+#[test]
+fn enter_compares_every_checked_method_on_every_backbone() {
+    let (d, app) = project();
+    let root = d.path();
+    let (mut app, ce, bs) = two_backbones(root, app);
+    send(&mut app, [ch('G'), key(KeyCode::Char(' '))]);
+    // CE, CE + TS and cRT (whose run is done on both backbones): one comparison.
+    let m = app.methods.as_mut().unwrap();
+    m.checked = m
+        .items
+        .iter()
+        .map(|i| ["CE", "CE + TS", "cRT"].contains(&i.label().as_str()))
+        .collect();
+    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let [Effect::Compare(dir, opts)] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(*dir, ce.dir);
+    let specs: Vec<String> = opts
+        .methods
+        .iter()
+        .map(crate::tui::methods::spec_text)
+        .collect();
+    let want = ["ce", "balanced_softmax", "ce+ts", "balanced_softmax+ts"];
+    assert_eq!(
+        specs,
+        [&want[..], &["crt", "crt-balanced_softmax"]].concat()
+    );
+    let (ce_ck, bs_ck) = (ce.best_checkpoint.unwrap(), bs.best_checkpoint.unwrap());
+    assert_eq!(opts.cfg.resume, ce_ck.display().to_string());
+    assert_eq!(opts.bases, [("balanced_softmax".to_owned(), bs_ck.clone())]);
+    let crt_ck = |run: &str| {
+        root.join("saved")
+            .join(run)
+            .join("ckps/model_best.safetensors")
+    };
+    assert_eq!(
+        opts.trained,
+        [
+            ("crt".to_owned(), crt_ck("crt_ce")),
+            ("crt-balanced_softmax".to_owned(), crt_ck("crt_bs"))
+        ]
+    );
+    // LWS, with no run on either backbone: one stage-2 run to train from each checkpoint.
+    let (m, runs) = (app.methods.as_mut().unwrap(), &app.runs);
+    m.checked = m.items.iter().map(|i| i.label() == "LWS").collect();
+    let plan = m.run_plan(&runs.all_runs, &runs.facts, &[]);
+    let resumes: Vec<(&str, &str)> = plan
+        .train
+        .iter()
+        .map(|(t, c)| (t.name, c.resume.as_str()))
+        .collect();
+    let (ce_s, bs_s) = (ce_ck.display().to_string(), bs_ck.display().to_string());
+    assert_eq!(resumes, [("lws", ce_s.as_str()), ("lws", bs_s.as_str())]);
+    assert!(plan.compare.is_none() && plan.errors.is_empty());
+    // The results: which run each backbone is; rows named as compare names them.
+    let mut c = super::test_priors::comparison();
+    let label = "Balanced Softmax".to_owned();
+    c.bases = vec![(
+        "balanced_softmax".into(),
+        label,
+        bs_ck.display().to_string(),
+    )];
+    let mut row_bs = super::test_priors::method("balanced_softmax+ts", 64.0, 4.0);
+    row_bs.name = "Balanced Softmax + TS".into();
+    c.rows.push(row_bs);
+    let done = CompareMsg::Done(Box::new(c), root.join("saved/fm_s1_done/compare/x"));
+    send(&mut app, [Msg::Compare(ce.dir.clone(), done)]);
+    let s = render(&app, 120, 30);
+    for text in [
+        "backbones: ce = fm_s1_done · balanced_softmax = fm_bs (Balanced Softmax)",
+        "Balanced Softmax + TS",
+        "64.00 [62.00,66.00]",
+    ] {
+        assert!(s.contains(text), "{text}:\n{s}");
+    }
 }

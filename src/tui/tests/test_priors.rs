@@ -17,7 +17,7 @@ fn ci(lo: f64, hi: f64) -> Interval {
 }
 
 /// A method's row on the whole scored split: top-1 `top1`, ECE `ece`.
-fn method(spec: &str, top1: f64, ece: f64) -> MethodResult {
+pub(super) fn method(spec: &str, top1: f64, ece: f64) -> MethodResult {
     MethodResult {
         name: spec.to_uppercase(),
         spec: spec.into(),
@@ -43,7 +43,7 @@ fn method(spec: &str, top1: f64, ece: f64) -> MethodResult {
     }
 }
 
-fn comparison() -> Comparison {
+pub(super) fn comparison() -> Comparison {
     Comparison {
         protocol: Protocol::Holdout,
         checkpoint: "ckps/current.safetensors".into(),
