@@ -19,7 +19,9 @@
 //! | `MISLAS_RUN_MESSAGE` | a failed run's message; empty otherwise |
 //!
 //! Who runs it: the queue's scheduler for the runs it started or adopted, once, when a run's
-//! queue state is final (not before a retry); a run launched from the terminal UI (detached,
+//! queue state is final (not before a retry); for a run on Slurm, the process that reads the
+//! job's end from Slurm and decides it (`queue run --slurm`, `queue ls` or the UI), after the
+//! decision is committed; a run launched from the terminal UI (detached,
 //! [`crate::live::DETACHED_ENV`]) for itself, as it ends. A hook that cannot start, exits with
 //! another status than 0 or runs longer than [`HOOK_TIMEOUT`] (then killed) is logged; it
 //! never changes how the run ended.
@@ -76,14 +78,11 @@ pub struct RunEnd {
 impl RunEnd {
     /// The end of the job whose events are in `job_dir/events.jsonl` (a pipeline's stage-1
     /// folder holds every stage's events): name and folder of the last stage that started, the
-    /// figures of its last epoch, the last failure's message. Without readable events, the
-    /// folder's name and no figures.
-    pub fn from_job_dir(job_dir: &Path, state: EndState) -> RunEnd {
+    /// figures of its last epoch, the last failure's message. Without readable events (a run
+    /// that failed before its first stage started), `name` and no figures.
+    pub fn from_job_dir(job_dir: &Path, state: EndState, name: &str) -> RunEnd {
         let mut end = RunEnd {
-            name: job_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: name.to_owned(),
             state,
             dir: job_dir.to_path_buf(),
             last: None,
@@ -215,7 +214,7 @@ pub fn after_detached_run(state: EndState, message: Option<&str>, name: &str) ->
         .and_then(|f| std::fs::read_to_string(f).ok())
         .map(|text| PathBuf::from(text.trim_end()));
     let mut end = match job_dir {
-        Some(dir) => RunEnd::from_job_dir(&dir, state),
+        Some(dir) => RunEnd::from_job_dir(&dir, state, name),
         None => RunEnd::named(name, state),
     };
     if let Some(m) = message {

@@ -451,6 +451,18 @@ fn slurm_refusals_and_failures_are_shown_in_its_words() {
     // submitted again, once, and it ends as the same run left uninterrupted), one killed
     // before any checkpoint (not retried).
     add(&["data_path", "./nowhere"]);
+    // The per-user hook runs once for each of them, when its queue state is final (not after
+    // the killed run's first attempt): each call appends its state to a file of the run's name.
+    let hooks = root.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(
+        root.join("queue/hooks.yaml"),
+        format!(
+            "on_run_end: 'echo \"$MISLAS_RUN_STATE $MISLAS_BEST_TOP1\" >> {}/$MISLAS_RUN_NAME'\n",
+            hooks.display()
+        ),
+    )
+    .unwrap();
     let every = ["checkpoint_every", "0.0001"];
     add(&[&["name", "killed"][..], &every].concat());
     add(&[&["name", "early"][..], &every].concat());
@@ -508,6 +520,14 @@ fn slurm_refusals_and_failures_are_shown_in_its_words() {
         "{log}"
     );
     assert_eq!(figures(&killed), figures(&whole.join().unwrap()));
+    let hooked = |name: &str| std::fs::read_to_string(hooks.join(name)).unwrap_or_default();
+    assert_eq!(hooked("bad"), "failed \n");
+    assert_eq!(hooked("early"), "failed \n");
+    let best = figures(&killed)
+        .iter()
+        .filter_map(|m| m["eval"]["top1"].as_f64())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(hooked("killed"), format!("finished {best:.2}\n"));
     // Hold, release and rm act on the Slurm job: a held job pends with Slurm's reason.
     add(&["num_epochs", "50"]);
     ok(&mislas(

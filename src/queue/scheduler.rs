@@ -280,23 +280,19 @@ impl Slots {
 /// The per-user `on_run_end` hook ([`crate::hooks`]) of run `id`, whose queue state `st` is
 /// final (`why` says how it ended), told from its run folder `dir` when it made one (else by its
 /// queue name). A failing hook is printed; the run's state stays as it is.
-fn hook_run_end(queue: &Queue, id: i64, st: &str, dir: Option<&Path>, why: &str) {
+pub(super) fn hook_run_end(queue: &Queue, id: i64, st: &str, dir: Option<&Path>, why: &str) {
     use crate::hooks::{EndState, RunEnd};
     let end_state = match st {
         state::DONE => EndState::Finished,
         state::STOPPED => EndState::Stopped,
         _ => EndState::Failed,
     };
+    let rows = queue.list().unwrap_or_default();
+    let name = rows.into_iter().find(|j| j.id == id).map(|j| j.name);
+    let name = name.unwrap_or_else(|| format!("queue run {id}"));
     let mut end = match dir {
-        Some(d) => RunEnd::from_job_dir(d, end_state),
-        None => {
-            let rows = queue.list().unwrap_or_default();
-            let name = rows.into_iter().find(|j| j.id == id).map(|j| j.name);
-            RunEnd::named(
-                &name.unwrap_or_else(|| format!("queue run {id}")),
-                end_state,
-            )
-        }
+        Some(d) => RunEnd::from_job_dir(d, end_state, &name),
+        None => RunEnd::named(&name, end_state),
     };
     if end_state == EndState::Failed && end.message.is_none() {
         end.message = Some(why.to_owned());

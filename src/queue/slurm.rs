@@ -341,12 +341,19 @@ impl Queue {
         notes: &mut Vec<String>,
     ) -> Result<Option<String>> {
         self.db.execute_batch("BEGIN IMMEDIATE")?;
-        let out = self.record_status_locked(id, job_id, s, notes);
+        let mut ended = None;
+        let out = self.record_status_locked(id, job_id, s, notes, &mut ended);
         match &out {
             Ok(_) => self.db.execute_batch("COMMIT")?,
             Err(_) => {
                 let _ = self.db.execute_batch("ROLLBACK");
+                return out;
             }
+        }
+        // The hook runs once the decision is committed (it may take up to a minute; the
+        // database must not stay locked meanwhile), by the one process that took it.
+        if let Some((st, why, dir)) = ended {
+            super::scheduler::hook_run_end(self, id, st, dir.as_deref(), &why);
         }
         out
     }
@@ -357,6 +364,7 @@ impl Queue {
         job_id: &str,
         s: &SlurmStatus,
         notes: &mut Vec<String>,
+        ended: &mut Option<(&'static str, String, Option<PathBuf>)>,
     ) -> Result<Option<String>> {
         let row: Option<(String, Option<String>, Option<String>)> = self
             .db
@@ -390,6 +398,7 @@ impl Queue {
             if st != state::DONE {
                 notes.push(format!("queue: run {id} {st}: {why}"));
             }
+            *ended = Some((st, why, run_dir));
             return Ok(None);
         }
         let args: Vec<String> = resubmit
