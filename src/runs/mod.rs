@@ -1,6 +1,8 @@
 //! Runs in `saved/` as front ends see them, above the run folders of [`crate::run_dir`]: how a
 //! run stands from its folder ([`status`]), and the trained methods of a stage-1 run — the
 //! stage-2 runs found for it and the configurations that would train the missing ones
-//! ([`stage2`]). The UI, `compare` and the queue share them.
+//! ([`stage2`]). The UI, `compare` and the queue share them. A run's configuration as a new
+//! run's ([`rerun`]).
+pub mod rerun;
 pub mod stage2;
 pub mod status;

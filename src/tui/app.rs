@@ -117,6 +117,8 @@ pub enum AfterDiscard {
     Open(usize),
     /// Open the form to resume the run in this folder.
     Resume(PathBuf),
+    /// Open the form with the configuration of the run in this folder as a new run.
+    Rerun(PathBuf),
 }
 
 /// A question over the current screen.
@@ -379,6 +381,7 @@ impl App {
             AfterDiscard::Quit => self.quit = Quit::Now,
             AfterDiscard::Open(i) => self.open_preset_now(i),
             AfterDiscard::Resume(dir) => self.open_resume(&dir),
+            AfterDiscard::Rerun(dir) => self.open_rerun(&dir),
         }
         Vec::new()
     }
@@ -453,6 +456,29 @@ impl App {
             "resume: r continues the run in its folder where it stopped",
             false,
         );
+    }
+
+    /// The form of a new run with the configuration of the run in `dir` ("re-run with one
+    /// change", [`crate::runs::rerun::rerun_config`]): a new name, not resumed; edits are
+    /// marked against that configuration, so the one change shows.
+    fn open_rerun(&mut self, dir: &std::path::Path) {
+        let Some(r) = self.runs.find(dir) else {
+            return self.set_status("the run folder is gone", true);
+        };
+        let Some(config) = &r.config else {
+            let why = format!("{}: its config.yaml cannot be read", r.dir.display());
+            return self.set_status(why, true);
+        };
+        let config = crate::runs::rerun::rerun_config(config, dir);
+        let label = format!("re-run of {}", r.name);
+        let text = format!(
+            "{label}: a new run named {} (its folder stays as it is); change a key, r runs it",
+            config.name
+        );
+        let tab = FormTab::new(label, r.dir.join("config.yaml"), config, &self.root);
+        self.form = Some(FormScreen::new(vec![tab], 0));
+        self.screen = Screen::Hyperparameters;
+        self.set_status(text, false);
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
@@ -554,6 +580,7 @@ impl App {
                 RunsAction::Refresh => vec![Effect::LoadRuns],
                 RunsAction::Load(dirs) => dirs.into_iter().map(Effect::LoadMetrics).collect(),
                 RunsAction::Resume(dir) => self.resume(dir),
+                RunsAction::Rerun(dir) => self.discard_then(AfterDiscard::Rerun(dir)),
                 RunsAction::Attach(dir) => self.attach(dir),
                 RunsAction::LoadQueue => vec![Effect::LoadQueue],
                 RunsAction::Queue(edit) => vec![Effect::QueueOp(match edit {

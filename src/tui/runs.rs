@@ -33,6 +33,8 @@ pub enum RunsKey {
     Resume,
     /// Attach to a live run (its own process): the run screen, replayed from its beginning.
     Attach,
+    /// Open the run's configuration as a new run in the form (a new name; not resumed).
+    Rerun,
     /// Mark the run; on a second run, compare the two.
     Compare,
     /// Read the runs (or the open ones) again.
@@ -72,6 +74,13 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         RunsKey::Resume,
         "resume",
         "resume a stopped, failed or dead run (opens its form)",
+    ),
+    Binding::new(
+        &[KeyCode::Char('e')],
+        "e",
+        RunsKey::Rerun,
+        "re-run",
+        "re-run with a change: the run's config.yaml as a new run in the form (new name, not resumed)",
     ),
     Binding::new(
         &[KeyCode::Char('a')],
@@ -225,6 +234,8 @@ pub enum RunsAction {
     Load(Vec<PathBuf>),
     /// Resume the run in this folder.
     Resume(PathBuf),
+    /// Open the configuration of the run in this folder as a new run.
+    Rerun(PathBuf),
     /// Attach to the live run in this folder.
     Attach(PathBuf),
     /// Show this in the status bar (an error).
@@ -450,6 +461,11 @@ impl RunsScreen {
             RunsKey::Resume => {
                 if let Some(d) = self.target(selected) {
                     return RunsAction::Resume(d);
+                }
+            }
+            RunsKey::Rerun => {
+                if let Some(d) = self.target(selected) {
+                    return RunsAction::Rerun(d);
                 }
             }
             RunsKey::Groups => self.view = RunsView::Groups,

@@ -1670,6 +1670,7 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
 
 mod loader;
 mod methods;
+mod runs_actions;
 mod seed_groups;
 mod test_priors;
 
