@@ -2,7 +2,8 @@
 //! run stands from its folder ([`status`]), and the trained methods of a stage-1 run — the
 //! stage-2 runs found for it and the configurations that would train the missing ones
 //! ([`stage2`]). The UI, `compare` and the queue share them. A run's configuration as a new
-//! run's ([`rerun`]).
+//! run's ([`rerun`]); a run folder archived or deleted ([`archive`]).
+pub mod archive;
 pub mod rerun;
 pub mod stage2;
 pub mod status;

@@ -58,6 +58,8 @@ pub enum Msg {
     Loading(Loading),
     /// The comparison worker of the Methods view of this stage-1 run said something.
     Compare(PathBuf, CompareMsg),
+    /// A run folder was archived or deleted (what, in words) or not (why).
+    Removed(Result<String, String>),
 }
 
 /// What the loader thread is reading for a screen.
@@ -90,9 +92,21 @@ pub enum Effect {
     LoadMetrics(PathBuf),
     /// Scan the presets again; answers [`Msg::Presets`].
     LoadPresets,
+    /// Archive or delete a run folder (and its queue entries); answers [`Msg::Removed`], then
+    /// [`Msg::Runs`].
+    RemoveRun(PathBuf, Removal),
     /// Run `mislas compare` for the Methods view of this stage-1 run on a worker thread;
     /// answers [`Msg::Compare`]s.
     Compare(PathBuf, Box<CompareOptions>),
+}
+
+/// What `d` on the runs screen does with a run folder, once confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Move it to `saved/.archive/` ([`crate::runs::archive::archive_run`]).
+    Archive,
+    /// Delete it for good ([`crate::runs::archive::delete_run`]).
+    Delete,
 }
 
 /// A change to the queue asked for in the UI.
@@ -131,6 +145,10 @@ pub enum Confirm {
     Quit(usize),
     /// Discard this many unsaved edits of the form, then do this?
     Discard(usize, AfterDiscard),
+    /// Archive the run in this folder (`y`), or go on to delete it (`D`)?
+    Remove(PathBuf),
+    /// Delete the run in this folder for good?
+    Delete(PathBuf),
 }
 
 /// What a key does everywhere (unless a text input has the keyboard; Ctrl-C even then).
@@ -535,6 +553,18 @@ impl App {
                 self.quit = Quit::Now;
                 Vec::new()
             }
+            Overlay::Confirm(Confirm::Remove(dir)) if key.code == KeyCode::Char('D') => {
+                self.overlay = Some(Overlay::Confirm(Confirm::Delete(dir)));
+                Vec::new()
+            }
+            Overlay::Confirm(Confirm::Delete(dir)) => match key.code {
+                KeyCode::Char('y') => self.remove(dir, Removal::Delete),
+                KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
+                _ => {
+                    self.overlay = Some(Overlay::Confirm(Confirm::Delete(dir)));
+                    Vec::new()
+                }
+            },
             Overlay::Confirm(c) => match key.code {
                 KeyCode::Char('y' | 'Y' | 's') | KeyCode::Enter => match c {
                     Confirm::Stop => self.stop(),
@@ -543,6 +573,8 @@ impl App {
                         self.stop()
                     }
                     Confirm::Discard(_, then) => self.after_discard(then),
+                    Confirm::Remove(dir) => self.remove(dir, Removal::Archive),
+                    Confirm::Delete(dir) => self.remove(dir, Removal::Delete),
                 },
                 KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
                 _ => {
@@ -581,6 +613,7 @@ impl App {
                 RunsAction::Load(dirs) => dirs.into_iter().map(Effect::LoadMetrics).collect(),
                 RunsAction::Resume(dir) => self.resume(dir),
                 RunsAction::Rerun(dir) => self.discard_then(AfterDiscard::Rerun(dir)),
+                RunsAction::Remove(dir) => self.ask_remove(dir),
                 RunsAction::Attach(dir) => self.attach(dir),
                 RunsAction::LoadQueue => vec![Effect::LoadQueue],
                 RunsAction::Queue(edit) => vec![Effect::QueueOp(match edit {
@@ -660,6 +693,40 @@ impl App {
             }
             None => self.discard_then(AfterDiscard::Resume(dir)),
         }
+    }
+
+    /// `d` on a run: asks whether to archive it (or delete it); a live one is refused.
+    fn ask_remove(&mut self, dir: PathBuf) -> Vec<Effect> {
+        let live = self.live_dirs();
+        let name = self.runs.find(&dir).map_or("the run", |r| r.name.as_str());
+        match self.runs.status(&dir, &live) {
+            None => self.set_status("the run folder is gone", true),
+            Some(RunStatus::Live | RunStatus::Writing) => {
+                let why = format!(
+                    "{name} is running: stop it first (a attaches, s stops); a live run is never \
+                     archived or deleted"
+                );
+                self.set_status(why, true);
+            }
+            Some(_) => self.overlay = Some(Overlay::Confirm(Confirm::Remove(dir))),
+        }
+        Vec::new()
+    }
+
+    /// Archives or deletes the run in `dir` (confirmed): the list no longer shows it.
+    fn remove(&mut self, dir: PathBuf, how: Removal) -> Vec<Effect> {
+        let open = match &self.runs.view {
+            RunsView::Detail(d) => d == &dir,
+            RunsView::Compare(a, b) => a == &dir || b == &dir,
+            _ => false,
+        };
+        if open {
+            self.runs.view = RunsView::List;
+        }
+        if self.runs.marked.as_ref() == Some(&dir) {
+            self.runs.marked = None;
+        }
+        vec![Effect::RemoveRun(dir, how)]
     }
 
     /// `a` on a live run: follow it on the run screen (from its beginning).
@@ -927,6 +994,14 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Saved(result) => on_saved(app, result),
+        Msg::Removed(Ok(what)) => {
+            app.set_status(what, false);
+            Vec::new()
+        }
+        Msg::Removed(Err(why)) => {
+            app.set_status(why, true);
+            Vec::new()
+        }
     }
 }
 

@@ -244,6 +244,10 @@ impl Host {
                 self.loader.ask(loader::Load::QueueOp(op));
                 Vec::new()
             }
+            Effect::RemoveRun(dir, how) => {
+                self.loader.ask(loader::Load::Remove(dir, how));
+                vec![Msg::Loading(app::Loading::Runs)]
+            }
             Effect::Control(c) => {
                 if let Some(r) = &self.remote {
                     let _ = r.controls.send(c);

@@ -35,6 +35,10 @@ pub enum RunsKey {
     Attach,
     /// Open the run's configuration as a new run in the form (a new name; not resumed).
     Rerun,
+    /// Archive the run's folder to `saved/.archive/`, or delete it (asks first; not a live run).
+    Remove,
+    /// Hide stopped, failed, killed and unfinished runs from the list, or show them again.
+    HideEnded,
     /// Mark the run; on a second run, compare the two.
     Compare,
     /// Read the runs (or the open ones) again.
@@ -76,13 +80,6 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "resume a stopped, failed or dead run (opens its form)",
     ),
     Binding::new(
-        &[KeyCode::Char('e')],
-        "e",
-        RunsKey::Rerun,
-        "re-run",
-        "re-run with a change: the run's config.yaml as a new run in the form (new name, not resumed)",
-    ),
-    Binding::new(
         &[KeyCode::Char('a')],
         "a",
         RunsKey::Attach,
@@ -104,6 +101,13 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "finished stage-1 run: compare methods (table, reliability)",
     ),
     Binding::new(
+        &[KeyCode::Char('e')],
+        "e",
+        RunsKey::Rerun,
+        "re-run",
+        "re-run with a change: the run's config.yaml as a new run in the form (new name, not resumed)",
+    ),
+    Binding::new(
         &[KeyCode::Char('g')],
         "g",
         RunsKey::Groups,
@@ -123,6 +127,21 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         RunsKey::Queue,
         "queue",
         "the queue (mislas queue run starts it): Space holds, x cancels, t to the front",
+    ),
+    Binding::new(
+        &[KeyCode::Char('d')],
+        "d",
+        RunsKey::Remove,
+        "archive",
+        "archive the run to saved/.archive/ (y), or delete it for good (D, asked again); \
+         its queue entry goes too; a live run is refused",
+    ),
+    Binding::new(
+        &[KeyCode::Char('H')],
+        "H",
+        RunsKey::HideEnded,
+        "hide ended",
+        "hide stopped, failed, killed and unfinished runs from the list, or show them again",
     ),
     Binding::new(
         &[KeyCode::Char(' ')],
@@ -221,6 +240,10 @@ pub struct RunsScreen {
     pub loading: bool,
     /// Whether the queue is being read.
     pub queue_loading: bool,
+    /// Whether stopped, failed, killed and unfinished runs are hidden from the list (`H`).
+    pub hide_ended: bool,
+    /// How many runs the filter keeps that `hide_ended` hides.
+    pub hidden: usize,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -236,6 +259,8 @@ pub enum RunsAction {
     Resume(PathBuf),
     /// Open the configuration of the run in this folder as a new run.
     Rerun(PathBuf),
+    /// Archive or delete the run in this folder (the app asks first).
+    Remove(PathBuf),
     /// Attach to the live run in this folder.
     Attach(PathBuf),
     /// Show this in the status bar (an error).
@@ -266,11 +291,12 @@ impl RunsScreen {
         self.apply_filter();
     }
 
-    /// `runs`: those of `all_runs` the filter keeps (all of them when it is not usable).
+    /// `runs`: those of `all_runs` the filter keeps (all of them when it is not usable), less
+    /// the ended ones when `hide_ended` ([`is_debris`]).
     fn apply_filter(&mut self) {
         let current = self.runs.get(self.selected).map(|r| r.dir.clone());
         let filter = self.filter.clone();
-        self.runs = self
+        let kept: Vec<RunSummary> = self
             .all_runs
             .iter()
             .filter(|r| {
@@ -281,14 +307,25 @@ impl RunsScreen {
             })
             .cloned()
             .collect();
+        let now = SystemTime::now();
+        let n = kept.len();
+        self.runs = kept
+            .into_iter()
+            .filter(|r| !(self.hide_ended && is_debris(status(r, &self.facts(&r.dir), false, now))))
+            .collect();
+        self.hidden = n - self.runs.len();
         self.selected = current
             .and_then(|d| self.runs.iter().position(|r| r.dir == d))
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .min(self.runs.len().saturating_sub(1));
     }
 
     /// Records what the folders of the runs say.
     pub fn set_facts(&mut self, facts: HashMap<PathBuf, FolderFacts>) {
         self.facts.extend(facts);
+        if self.hide_ended {
+            self.apply_filter();
+        }
     }
 
     /// What a run's folder says (nothing when it was not read).
@@ -468,6 +505,15 @@ impl RunsScreen {
                     return RunsAction::Rerun(d);
                 }
             }
+            RunsKey::Remove => {
+                if let Some(d) = self.target(selected) {
+                    return RunsAction::Remove(d);
+                }
+            }
+            RunsKey::HideEnded => {
+                self.hide_ended = !self.hide_ended;
+                self.apply_filter();
+            }
             RunsKey::Groups => self.view = RunsView::Groups,
             RunsKey::Filter => self.filter_input = Some(self.filter.clone()),
             RunsKey::Queue => {
@@ -511,6 +557,15 @@ impl RunsScreen {
         }
         RunsAction::None
     }
+}
+
+/// Whether a run in state `st` is what `H` hides: one that ended without finishing (stopped,
+/// failed, killed, or with nothing to say how it ended).
+pub fn is_debris(st: RunStatus) -> bool {
+    matches!(
+        st,
+        RunStatus::Stopped | RunStatus::Failed | RunStatus::Died | RunStatus::Unfinished
+    )
 }
 
 /// Epochs of the run's stage: from the last record, else its configuration.
@@ -767,12 +822,17 @@ fn fit_middle(name: &str, width: usize) -> String {
     out
 }
 
-/// ` · filter lr=0.1` when a filter is on (or being typed).
+/// ` · filter lr=0.1` when a filter is on (or being typed), ` · 3 ended hidden (H)` when
+/// ended runs are hidden.
 fn filter_note(s: &RunsScreen) -> String {
-    match (&s.filter_input, s.filter.trim()) {
+    let filter = match (&s.filter_input, s.filter.trim()) {
         (Some(t), _) => format!(" · filter: {t}▏"),
         (None, "") => String::new(),
         (None, f) => format!(" · filter {f}"),
+    };
+    match s.hide_ended {
+        true => format!("{filter} · {} ended hidden (H)", s.hidden),
+        false => filter,
     }
 }
 
@@ -781,6 +841,10 @@ fn draw_no_runs(s: &RunsScreen, title: &str, theme: Theme, f: &mut Frame<'_>, ar
     let text = match s.all_runs.is_empty() {
         true if s.loading => "\nloading the runs of saved/…".to_owned(),
         true => "\nNo run folder in saved/ yet.".to_owned(),
+        false if s.hidden > 0 && s.filter.trim().is_empty() => format!(
+            "\nEvery run of the {} in saved/ ended without finishing and is hidden: H shows them.",
+            s.all_runs.len()
+        ),
         false => format!(
             "\nNo run of the {} in saved/ matches the filter {}: / edits it, Esc clears it.",
             s.all_runs.len(),

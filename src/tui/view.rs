@@ -319,6 +319,14 @@ fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     );
 }
 
+/// The last part of `dir`, as the runs list names a run.
+fn folder_name(dir: &std::path::Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
     let edits = |n: usize| format!("{n} unsaved edit{}", if n == 1 { "" } else { "s" });
     let question = match c {
@@ -337,6 +345,15 @@ fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
             "Open another configuration and discard {} in the form?",
             edits(n)
         ),
+        Confirm::Remove(dir) => format!(
+            "Archive {}? Its folder moves to saved/.archive/ (moved back by hand); its queue \
+             entry is removed.",
+            folder_name(dir)
+        ),
+        Confirm::Delete(dir) => format!(
+            "Delete {} and its checkpoints for good? This cannot be undone.",
+            folder_name(dir)
+        ),
     };
     let w = 70.min(body.width);
     let area = Rect::new(
@@ -354,6 +371,20 @@ fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
             Span::raw(" stop it (checkpoint)  "),
             Span::styled("n", theme.key()),
             Span::raw(" cancel"),
+        ]),
+        Confirm::Remove(_) => Line::from(vec![
+            Span::styled("y", theme.key()),
+            Span::raw(" archive  "),
+            Span::styled("D", theme.key()),
+            Span::raw(" delete for good…  "),
+            Span::styled("n", theme.key()),
+            Span::raw(" cancel"),
+        ]),
+        Confirm::Delete(_) => Line::from(vec![
+            Span::styled("y", theme.key()),
+            Span::raw(" delete it  "),
+            Span::styled("n", theme.key()),
+            Span::raw(" keep it"),
         ]),
         _ => Line::from(vec![
             Span::styled("y", theme.key()),

@@ -59,3 +59,164 @@ fn e_opens_a_runs_configuration_as_a_new_run_with_one_change() {
     let old = Config::from_file(&dir.join("config.yaml")).unwrap().config;
     assert_eq!((old.name.as_str(), old.lr), ("fm_s1", 0.1));
 }
+
+/// A queue in `root/queue` with one entry per folder of `dirs` (its run folder recorded, as
+/// the scheduler records it), in state `state`.
+fn queue_with_entries(root: &Path, dirs: &[(&Path, &str)]) -> crate::queue::Queue {
+    let q = crate::queue::Queue::open(&root.join("queue")).unwrap();
+    let db = rusqlite::Connection::open(root.join("queue/queue.sqlite")).unwrap();
+    for (dir, state) in dirs {
+        let args = ["train".to_owned()];
+        let id = q.add("x", &args, root, &root.join("saved")).unwrap();
+        db.execute(
+            "UPDATE jobs SET run_dir = ?2, state = ?3 WHERE id = ?1",
+            rusqlite::params![id, dir.display().to_string(), state],
+        )
+        .unwrap();
+    }
+    q
+}
+
+/// `d` asks first; `y` archives the run to `saved/.archive/` with its queue entry, `D` then `y`
+/// deletes one for good, `n` keeps it; a live run and a run the queue has running are refused
+/// with nothing touched.
+#[test]
+fn d_archives_or_deletes_a_run_with_its_queue_entry_after_asking() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let stopped = run_folder(root, "b_stopped", (1, 3), "=> stopped at epoch 1", true);
+    let done = run_folder(
+        root,
+        "c_done",
+        (3, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    let queued_running = run_folder(root, "d_queued", (1, 3), "Epoch: [1][ 40/118]", true);
+    let live = run_folder(root, "a_live", (1, 3), "Epoch: [1][ 40/118]", true);
+    let lock = fs::File::create(live.join(crate::live::LOCK)).unwrap();
+    lock.lock().unwrap();
+    let q = queue_with_entries(root, &[(&stopped, "stopped"), (&queued_running, "running")]);
+    let places = crate::tui::loader::Places {
+        root: root.to_path_buf(),
+        saved_root: root.join("saved"),
+        queue_dir: Some(root.join("queue")),
+    };
+    // What the loop does with an effect: the loader's answer, applied.
+    let perform = |app: &mut App, fx: Vec<Effect>| {
+        for e in fx {
+            let Effect::RemoveRun(dir, how) = e else {
+                panic!("only a removal: {e:?}");
+            };
+            let msg = Msg::Removed(crate::tui::loader::remove_run(&places, &dir, how));
+            send(app, [msg]);
+            load_runs(app, root);
+        }
+    };
+    load_runs(&mut app, root);
+    send(&mut app, [ch('4')]);
+    // A live run: refused, no question.
+    select_run(&mut app, "a_live");
+    assert!(send(&mut app, [ch('d')]).is_empty());
+    assert_eq!(app.overlay, None);
+    assert!(app
+        .status
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("a_live is running"));
+    // n keeps it.
+    select_run(&mut app, "b_stopped");
+    send(&mut app, [ch('d')]);
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Confirm(Confirm::Remove(stopped.clone())))
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Archive b_stopped?"), "{screen}");
+    assert!(screen.contains("D delete for good"), "{screen}");
+    assert!(send(&mut app, [ch('n')]).is_empty());
+    assert!(stopped.is_dir());
+    // y archives it, with its queue entry; the list no longer has it.
+    let fx = send(&mut app, [ch('d'), ch('y')]);
+    perform(&mut app, fx);
+    let archived = root.join("saved/.archive/b_stopped");
+    assert!(!stopped.exists() && archived.join("ckps/current.safetensors").is_file());
+    let status = app.status.clone().unwrap();
+    assert!(!status.error, "{}", status.text);
+    assert!(
+        status.text.contains("removed queue entry 1"),
+        "{}",
+        status.text
+    );
+    assert_eq!(
+        q.list().unwrap().iter().map(|j| j.id).collect::<Vec<_>>(),
+        [2]
+    );
+    assert!(app.runs.find(&stopped).is_none());
+    // D, then y, deletes for good; any other key on the second question keeps asking.
+    select_run(&mut app, "c_done");
+    send(&mut app, [ch('d'), ch('D')]);
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Confirm(Confirm::Delete(done.clone())))
+    );
+    assert!(render(&app, 80, 24).contains("cannot be undone"));
+    assert!(
+        send(&mut app, [key(KeyCode::Enter)]).is_empty(),
+        "only y deletes"
+    );
+    let fx = send(&mut app, [ch('y')]);
+    perform(&mut app, fx);
+    assert!(!done.exists());
+    assert!(app.status.as_ref().unwrap().text.starts_with("deleted "));
+    // A run the queue has running: refused, its folder and entry kept.
+    select_run(&mut app, "d_queued");
+    let fx = send(&mut app, [ch('d'), ch('y')]);
+    perform(&mut app, fx);
+    let status = app.status.clone().unwrap();
+    assert!(
+        status.error && status.text.contains("queue entry 2 is running"),
+        "{}",
+        status.text
+    );
+    assert!(queued_running.join("config.yaml").is_file());
+}
+
+/// `H` hides runs that ended without finishing (stopped, failed, killed, unfinished) and says
+/// how many; `H` again shows them.
+#[test]
+fn h_hides_stopped_and_failed_runs_and_shows_them_again() {
+    let (d, mut app) = project();
+    let root = d.path();
+    run_folder(
+        root,
+        "a_failed",
+        (0, 3),
+        "unusable image /x.jpg (epoch 0 batch 3)",
+        false,
+    );
+    run_folder(root, "b_stopped", (1, 3), "=> stopped at epoch 1", true);
+    run_folder(
+        root,
+        "c_done",
+        (3, 3),
+        "Best Prec@1: 60.000% ECE: 5.000%",
+        true,
+    );
+    load_runs(&mut app, root);
+    send(&mut app, [ch('4')]);
+    assert_eq!(app.runs.runs.len(), 3);
+    send(&mut app, [ch('H')]);
+    let names: Vec<&str> = app.runs.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["c_done"]);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("2 ended hidden (H)"), "{screen}");
+    assert!(!screen.contains("b_stopped"), "{screen}");
+    // Nothing was touched: a new listing keeps them hidden, H shows them.
+    load_runs(&mut app, root);
+    assert_eq!(app.runs.runs.len(), 1);
+    send(&mut app, [ch('H')]);
+    assert_eq!(app.runs.runs.len(), 3);
+    assert!(render(&app, 80, 24).contains("b_stopped"));
+}
