@@ -3,6 +3,7 @@
 //! and [`Effect`]s what the loop does for it (launch, send a control, read or write files).
 use super::hyperparameters::{FormAction, FormScreen, FormTab};
 use super::keys::{lookup, Binding};
+use super::launch_dialog::{LaunchAnswer, LaunchDialog};
 use super::methods::{CompareMsg, Job as CompareJob, MethodsAction, MethodsScreen, RunPlan};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
@@ -204,12 +205,14 @@ pub const GLOBAL_KEYS: &[Binding<GlobalKey>] = &[
 ];
 
 /// What covers the current screen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     /// Every key of every screen.
     Help,
     /// A yes/no question.
     Confirm(Confirm),
+    /// The epochs and device of the trained methods Enter on the Methods screen would train.
+    Launch(Box<LaunchDialog>),
 }
 
 /// Whether the app is ending.
@@ -265,6 +268,9 @@ pub struct App {
     pub compare_watch: Option<crate::compare::cache::Watch>,
     /// The Methods screen of the stage-1 run it was last opened on.
     pub methods: Option<MethodsScreen>,
+    /// The trained methods' configurations the launch dialog confirmed, for the next
+    /// [`App::run_methods`].
+    pub confirmed_training: Option<Vec<(super::methods::Trained, Config)>>,
 }
 
 impl App {
@@ -286,6 +292,7 @@ impl App {
             comparing: None,
             compare_watch: None,
             methods: None,
+            confirmed_training: None,
         }
     }
 
@@ -548,6 +555,20 @@ impl App {
                 }
                 Vec::new()
             }
+            Overlay::Launch(mut dialog) => match dialog.on_key(key) {
+                LaunchAnswer::Stay => {
+                    self.overlay = Some(Overlay::Launch(dialog));
+                    Vec::new()
+                }
+                LaunchAnswer::Cancel => {
+                    self.set_status("nothing trained or compared", false);
+                    Vec::new()
+                }
+                LaunchAnswer::Train(rows) => {
+                    self.confirmed_training = Some(rows);
+                    self.run_methods()
+                }
+            },
             Overlay::Confirm(Confirm::Quit(_)) if key.code == KeyCode::Char('l') => {
                 // The run is a process of its own: it goes on without this UI.
                 self.quit = Quit::Now;
@@ -824,6 +845,20 @@ impl App {
             self.set_status("check methods with Space first", true);
             return Vec::new();
         }
+        // Trained methods start only once the launch dialog has confirmed their epochs and
+        // devices; Esc there starts nothing.
+        let train = match self.confirmed_training.take() {
+            Some(rows) => rows
+                .into_iter()
+                .filter(|(t, _)| train.iter().any(|(u, _)| u == t))
+                .collect(),
+            None if !train.is_empty() => {
+                let dialog = LaunchDialog::new(train, self.run_active());
+                self.overlay = Some(Overlay::Launch(Box::new(dialog)));
+                return Vec::new();
+            }
+            None => train,
+        };
         let mut said = errors;
         let mut effects = Vec::new();
         if let Some(opts) = compare {

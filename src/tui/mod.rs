@@ -16,6 +16,7 @@
 pub mod app;
 pub mod hyperparameters;
 pub mod keys;
+pub mod launch_dialog;
 pub mod line_input;
 pub mod list_nav;
 pub mod loader;

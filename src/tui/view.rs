@@ -141,6 +141,7 @@ pub fn view(app: &App, f: &mut Frame<'_>) {
     match &app.overlay {
         Some(Overlay::Help) => draw_help(app, f, body),
         Some(Overlay::Confirm(c)) => draw_confirm(c, theme, f, body),
+        Some(Overlay::Launch(d)) => super::launch_dialog::draw(d, theme, f, body),
         None => {}
     }
 }
