@@ -81,6 +81,8 @@ pub enum Effect {
     Attach(PathBuf),
     /// Read the queue; answers [`Msg::Queue`].
     LoadQueue,
+    /// Ring the terminal bell (BEL, once).
+    Bell,
     /// Change the queue; answers [`Msg::QueueChanged`], then [`Msg::Queue`].
     QueueOp(QueueOp),
     /// Send a control to the trainer.
@@ -163,6 +165,8 @@ pub enum GlobalKey {
     Quit,
     /// Stop a run after its checkpoint and quit; a second one quits at once.
     Interrupt,
+    /// Turn the terminal bell on or off.
+    Bell,
 }
 
 /// Keys of every screen.
@@ -202,7 +206,27 @@ pub const GLOBAL_KEYS: &[Binding<GlobalKey>] = &[
         "stop a run after its checkpoint and quit; twice: at once",
     )
     .with_ctrl(),
+    Binding::new(
+        &[KeyCode::Char('g')],
+        "Ctrl-G",
+        GlobalKey::Bell,
+        "bell",
+        "bell on/off: the terminal bell rings when a run watched here or in the queue view ends \
+         or fails (MISLAS_BELL=off starts with it off)",
+    )
+    .with_ctrl(),
 ];
+
+/// Environment variable: `off` (or `0`, `false`, `no`) starts the UI with its bell off.
+pub const BELL_ENV: &str = "MISLAS_BELL";
+
+/// Whether the bell is on at start, given the value of [`BELL_ENV`].
+pub fn bell_from_env(value: Option<&str>) -> bool {
+    !matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("off" | "0" | "false" | "no")
+    )
+}
 
 /// What covers the current screen.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +295,8 @@ pub struct App {
     /// The trained methods' configurations the launch dialog confirmed, for the next
     /// [`App::run_methods`].
     pub confirmed_training: Option<Vec<(super::methods::Trained, Config)>>,
+    /// Whether the bell rings when a run watched here ends or fails (Ctrl-G).
+    pub bell: bool,
 }
 
 impl App {
@@ -293,6 +319,7 @@ impl App {
             compare_watch: None,
             methods: None,
             confirmed_training: None,
+            bell: true,
         }
     }
 
@@ -514,6 +541,15 @@ impl App {
         if global == Some(GlobalKey::Interrupt) {
             return self.interrupt();
         }
+        if global == Some(GlobalKey::Bell) {
+            self.bell = !self.bell;
+            let text = match self.bell {
+                true => "bell on: it rings when a watched run ends or fails (Ctrl-G: off)",
+                false => "bell off (Ctrl-G: on again)",
+            };
+            self.set_status(text, false);
+            return Vec::new();
+        }
         self.status = None;
         if let Some(overlay) = self.overlay.take() {
             return self.on_overlay_key(overlay, key);
@@ -532,7 +568,7 @@ impl App {
                         None => Vec::new(),
                     }
                 }
-                Some(GlobalKey::Interrupt) | None => {}
+                Some(GlobalKey::Interrupt | GlobalKey::Bell) | None => {}
             }
         }
         self.on_screen_key(key)
@@ -933,7 +969,14 @@ impl App {
             Event::Finished | Event::Failed(_) => true,
             _ => false,
         };
+        // A word when the run ends or fails, unless its stop was asked for here.
+        let ring = matches!(event, Event::Finished | Event::Failed(_))
+            && run.is_active()
+            && run.state != super::run::RunState::Stopping;
         let mut effects = Vec::new();
+        if ring && self.bell {
+            effects.push(Effect::Bell);
+        }
         match &event {
             Event::Failed(f) => {
                 self.status = Some(Status {
@@ -960,10 +1003,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Resize => Vec::new(),
         Msg::Tick => on_tick(app),
         Msg::Engine(e) => app.on_engine(e),
-        Msg::EngineClosed(panic) => {
-            on_engine_closed(app, panic);
-            Vec::new()
-        }
+        Msg::EngineClosed(panic) => on_engine_closed(app, panic),
         // A hang-up or SIGTERM: the run is a process of its own and goes on; the UI ends.
         Msg::Signal => {
             app.quit = Quit::Now;
@@ -990,11 +1030,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             on_attached(app, &dir, stages);
             Vec::new()
         }
-        Msg::Queue(Ok(jobs)) => {
-            app.runs.queue_loading = false;
-            app.runs.set_queue(jobs);
-            Vec::new()
-        }
+        Msg::Queue(Ok(jobs)) => on_queue(app, jobs),
         Msg::Queue(Err(e)) | Msg::QueueChanged(Err(e)) => {
             app.runs.queue_loading = false;
             app.set_status(format!("queue: {e}"), true);
@@ -1029,12 +1065,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Saved(result) => on_saved(app, result),
-        Msg::Removed(Ok(what)) => {
-            app.set_status(what, false);
-            Vec::new()
-        }
-        Msg::Removed(Err(why)) => {
-            app.set_status(why, true);
+        Msg::Removed(said) => {
+            let error = said.is_err();
+            app.set_status(said.unwrap_or_else(|e| e), error);
             Vec::new()
         }
     }
@@ -1059,8 +1092,10 @@ fn on_tick(app: &mut App) -> Vec<Effect> {
         .collect()
 }
 
-/// The trainer thread's channel closed: a run still active failed without a last event.
-fn on_engine_closed(app: &mut App, panic: Option<String>) {
+/// The trainer thread's channel closed: a run still active failed without a last event (the
+/// bell rings for it).
+fn on_engine_closed(app: &mut App, panic: Option<String>) -> Vec<Effect> {
+    let mut effects = Vec::new();
     if let Some(r) = &mut app.run {
         if r.is_active() {
             let why = panic.map_or_else(String::new, |p| format!(": {p}"));
@@ -1068,10 +1103,43 @@ fn on_engine_closed(app: &mut App, panic: Option<String>) {
                 FailureKind::Internal,
                 format!("the trainer thread ended without a last event{why}"),
             )));
+            if app.bell {
+                effects.push(Effect::Bell);
+            }
         }
     }
     if app.quit == Quit::AfterStop {
         app.quit = Quit::Now;
+    }
+    effects
+}
+
+/// The queue was read: the runs that ended since the last read (but the one the run screen
+/// watches, which rang already) ring the bell and are said.
+fn on_queue(app: &mut App, jobs: Vec<crate::queue::Job>) -> Vec<Effect> {
+    app.runs.queue_loading = false;
+    let watched: Vec<PathBuf> = app.run.as_ref().map_or_else(Vec::new, |r| {
+        let stages = r.stage.iter().map(|s| s.run_dir.clone());
+        stages
+            .chain(r.finished.iter().map(|f| f.run_dir.clone()))
+            .collect()
+    });
+    let ended: Vec<String> = super::runs::ended_jobs(&app.runs.queue, &jobs)
+        .into_iter()
+        .filter(|j| j.run_dir.as_ref().is_none_or(|d| !watched.contains(d)))
+        .map(|j| format!("queued run {} ({}) {}", j.id, j.name, j.state))
+        .collect();
+    app.runs.set_queue(jobs);
+    if ended.is_empty() {
+        return Vec::new();
+    }
+    let failed = ended
+        .iter()
+        .any(|e| e.ends_with(crate::queue::state::FAILED));
+    app.set_status(ended.join("; "), failed);
+    match app.bell {
+        true => vec![Effect::Bell],
+        false => Vec::new(),
     }
 }
 

@@ -237,6 +237,12 @@ impl Host {
                     Err(e) => vec![Msg::Attached(dir, Err(format!("{e:#}")))],
                 }
             }
+            Effect::Bell => {
+                // BEL between two frames: the terminal rings (or flashes) and draws nothing.
+                let mut out = io::stdout();
+                let _ = out.write_all(b"\x07").and_then(|()| out.flush());
+                Vec::new()
+            }
             Effect::LoadQueue => {
                 self.loader.ask(loader::Load::Queue);
                 vec![Msg::Loading(app::Loading::Queue)]
@@ -389,6 +395,7 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
         theme::Theme::from_env(),
     );
     app.presets.places = places.describe();
+    app.bell = app::bell_from_env(std::env::var(app::BELL_ENV).ok().as_deref());
     let mut host = Host::new(project_root, places)?;
     let signals = spawn_signals()?;
     let mut guard = TerminalGuard::enter()?;

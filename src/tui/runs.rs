@@ -559,6 +559,26 @@ impl RunsScreen {
     }
 }
 
+/// The jobs of `new` that ended since `old` was read: in an end state now (done, stopped,
+/// failed, ended) and waiting or running then. A job not in `old` (the first read) is not one.
+pub fn ended_jobs<'a>(
+    old: &[crate::queue::Job],
+    new: &'a [crate::queue::Job],
+) -> Vec<&'a crate::queue::Job> {
+    use crate::queue::state::{
+        DONE, ENDED, FAILED, HELD, QUEUED, RUNNING, STARTING, STOPPED, SUBMITTED,
+    };
+    new.iter()
+        .filter(|j| [DONE, STOPPED, FAILED, ENDED].contains(&j.state.as_str()))
+        .filter(|j| {
+            old.iter().any(|o| {
+                o.id == j.id
+                    && [QUEUED, HELD, STARTING, RUNNING, SUBMITTED].contains(&o.state.as_str())
+            })
+        })
+        .collect()
+}
+
 /// Whether a run in state `st` is what `H` hides: one that ended without finishing (stopped,
 /// failed, killed, or with nothing to say how it ended).
 pub fn is_debris(st: RunStatus) -> bool {

@@ -220,3 +220,97 @@ fn h_hides_stopped_and_failed_runs_and_shows_them_again() {
     assert_eq!(app.runs.runs.len(), 3);
     assert!(render(&app, 80, 24).contains("b_stopped"));
 }
+
+/// The bells among `fx`.
+fn bells(fx: &[Effect]) -> usize {
+    fx.iter().filter(|e| matches!(e, Effect::Bell)).count()
+}
+
+/// The run watched on the run screen rings the bell once when it ends or fails, not when its
+/// stop was asked for here; Ctrl-G turns the bell off and on; `MISLAS_BELL=off` starts it off.
+#[test]
+fn the_bell_rings_once_when_a_watched_run_ends_or_fails() {
+    let (_d, mut app) = app_with_run();
+    assert!(app.bell);
+    let fx = send(
+        &mut app,
+        [
+            Msg::Engine(finished(Stage::Stage2, false)),
+            Msg::Engine(Event::Finished),
+        ],
+    );
+    assert_eq!(bells(&fx), 1, "{fx:?}");
+    // Nothing more once it ended (a closed channel after the end is no failure).
+    assert_eq!(bells(&send(&mut app, [Msg::EngineClosed(None)])), 0);
+    // A failure rings; the trainer's channel closing without a last event too.
+    let (_d, mut app) = app_with_run();
+    let failure = Failure::new(FailureKind::Io, "disk full");
+    assert_eq!(
+        bells(&send(&mut app, [Msg::Engine(Event::Failed(failure))])),
+        1
+    );
+    let (_d, mut app) = app_with_run();
+    assert_eq!(bells(&send(&mut app, [Msg::EngineClosed(None)])), 1);
+    // A stop asked here: no bell.
+    let (_d, mut app) = app_with_run();
+    send(&mut app, [ch('s'), ch('y')]);
+    let fx = send(
+        &mut app,
+        [
+            Msg::Engine(finished(Stage::Stage2, true)),
+            Msg::Engine(Event::Finished),
+        ],
+    );
+    assert_eq!(bells(&fx), 0, "{fx:?}");
+    // Ctrl-G: off, said; the end of the run rings nothing.
+    let (_d, mut app) = app_with_run();
+    send(&mut app, [ctrl('g')]);
+    assert!(!app.bell);
+    assert!(app.status.as_ref().unwrap().text.starts_with("bell off"));
+    assert_eq!(bells(&send(&mut app, [Msg::Engine(Event::Finished)])), 0);
+    send(&mut app, [ctrl('g')]);
+    assert!(app.bell);
+    use crate::tui::app::bell_from_env;
+    for (value, on) in [(None, true), (Some("off"), false), (Some(" 0"), false)] {
+        assert_eq!(bell_from_env(value), on, "{value:?}");
+    }
+    assert!(bell_from_env(Some("on")) && !bell_from_env(Some("No")));
+}
+
+/// A queued run shown in the queue view rings the bell when a read finds it ended (once), and
+/// the status line says which; the first read, and a run still going, ring nothing.
+#[test]
+fn the_bell_rings_when_a_queued_run_ends() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let (a, b) = (root.join("saved/a"), root.join("saved/b"));
+    let q = queue_with_entries(root, &[(&a, "running"), (&b, "queued")]);
+    let db = rusqlite::Connection::open(root.join("queue/queue.sqlite")).unwrap();
+    let set = |id: i64, state: &str| {
+        db.execute(
+            "UPDATE jobs SET state = ?2 WHERE id = ?1",
+            rusqlite::params![id, state],
+        )
+        .unwrap();
+    };
+    let read = |app: &mut App| send(app, [Msg::Queue(Ok(q.list().unwrap()))]);
+    send(&mut app, [ch('4'), ch('Q')]);
+    assert_eq!(bells(&read(&mut app)), 0, "the first read");
+    set(1, "done");
+    set(2, "running");
+    assert_eq!(bells(&read(&mut app)), 1);
+    let status = app.status.clone().unwrap();
+    assert_eq!(status.text, "queued run 1 (x) done");
+    assert!(!status.error);
+    assert_eq!(bells(&read(&mut app)), 0, "once");
+    set(2, "failed");
+    assert_eq!(bells(&read(&mut app)), 1);
+    assert!(app.status.as_ref().unwrap().error);
+    // Off: said, not rung.
+    set(2, "queued");
+    read(&mut app);
+    set(2, "done");
+    app.bell = false;
+    assert_eq!(bells(&read(&mut app)), 0);
+    assert!(app.status.as_ref().unwrap().text.contains("queued run 2"));
+}
