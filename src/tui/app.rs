@@ -28,8 +28,8 @@ pub use super::screens::Screen;
 pub enum Msg {
     /// A key press.
     Key(KeyEvent),
-    /// The terminal was resized (the next frame uses the new size).
-    Resize,
+    /// The terminal was resized to this many columns and rows (the next frame uses them).
+    Resize(u16, u16),
     /// A second passed: runs on screen are re-read from disk.
     Tick,
     /// An event of the trainer.
@@ -297,6 +297,8 @@ pub struct App {
     pub confirmed_training: Option<Vec<(super::methods::Trained, Config)>>,
     /// Whether the bell rings when a run watched here ends or fails (Ctrl-G).
     pub bell: bool,
+    /// The terminal's columns and rows, as last known (the help scrolls by them).
+    pub size: (u16, u16),
 }
 
 impl App {
@@ -320,6 +322,7 @@ impl App {
             methods: None,
             confirmed_training: None,
             bell: true,
+            size: super::view::MIN_SIZE,
         }
     }
 
@@ -579,14 +582,17 @@ impl App {
         match overlay {
             Overlay::Help => {
                 if lookup(HELP_KEYS, &key) == Some(HelpKey::Scroll) {
-                    let total = super::view::help_lines(self.screen, self.theme).len();
+                    // As far as the last line at the bottom of the help as drawn at this size.
+                    let (columns, rows, lines) =
+                        super::view::help_layout(self.screen, self.theme, self.size);
+                    let last = lines.len().saturating_sub(columns * rows);
                     self.help_scroll = match key.code {
                         KeyCode::Up | KeyCode::Char('k') => self.help_scroll.saturating_sub(1),
                         KeyCode::PageUp => self.help_scroll.saturating_sub(10),
                         KeyCode::PageDown => self.help_scroll + 10,
                         _ => self.help_scroll + 1,
                     }
-                    .min(total.saturating_sub(1));
+                    .min(last);
                     self.overlay = Some(Overlay::Help);
                 }
                 Vec::new()
@@ -1000,7 +1006,10 @@ impl App {
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => app.on_key(k),
-        Msg::Resize => Vec::new(),
+        Msg::Resize(columns, rows) => {
+            app.size = (columns, rows);
+            Vec::new()
+        }
         Msg::Tick => on_tick(app),
         Msg::Engine(e) => app.on_engine(e),
         Msg::EngineClosed(panic) => on_engine_closed(app, panic),
@@ -1074,13 +1083,22 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
 }
 
 /// A tick: on the Methods screen, the runs again while a trained method's run is in
-/// progress (to see it finish); on the Runs screen, the metrics of the open runs.
+/// progress (to see it finish); on the Runs screen, the metrics of the open runs, or every
+/// [`QUEUE_POLL_TICKS`] the queue while the queue view is shown.
 fn on_tick(app: &mut App) -> Vec<Effect> {
     if app.screen == Screen::Methods {
         let live = app.live_dirs();
         let runs = &app.runs;
         return match &app.methods {
             Some(m) if m.waiting(&runs.all_runs, &runs.facts, &live) => vec![Effect::LoadRuns],
+            _ => Vec::new(),
+        };
+    }
+    if app.screen == Screen::Runs && app.runs.view == RunsView::Queue {
+        // The queue view follows the queue by itself (read on the loader thread).
+        app.runs.queue_ticks += 1;
+        return match app.runs.queue_ticks % QUEUE_POLL_TICKS {
+            0 => vec![Effect::LoadQueue],
             _ => Vec::new(),
         };
     }
@@ -1091,6 +1109,9 @@ fn on_tick(app: &mut App) -> Vec<Effect> {
         .map(Effect::LoadMetrics)
         .collect()
 }
+
+/// Ticks (seconds) between two reads of the queue while its view is shown.
+pub const QUEUE_POLL_TICKS: u32 = 2;
 
 /// The trainer thread's channel closed: a run still active failed without a last event (the
 /// bell rings for it).

@@ -150,7 +150,7 @@ fn spawn_input() -> Receiver<Msg> {
         .spawn(move || loop {
             let msg = match ct::read() {
                 Ok(TermEvent::Key(k)) => Msg::Key(k),
-                Ok(TermEvent::Resize(..)) => Msg::Resize,
+                Ok(TermEvent::Resize(columns, rows)) => Msg::Resize(columns, rows),
                 Ok(_) => continue,
                 Err(_) => break,
             };
@@ -399,6 +399,9 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
     let mut host = Host::new(project_root, places)?;
     let signals = spawn_signals()?;
     let mut guard = TerminalGuard::enter()?;
+    if let Ok(size) = guard.terminal.size() {
+        app.size = (size.width, size.height);
+    }
     let mut input = spawn_input();
     for e in app.init() {
         for m in host.perform(e) {

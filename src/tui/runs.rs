@@ -244,6 +244,10 @@ pub struct RunsScreen {
     pub hide_ended: bool,
     /// How many runs the filter keeps that `hide_ended` hides.
     pub hidden: usize,
+    /// Ticks while the queue view was shown (it reads the queue every few).
+    pub queue_ticks: u32,
+    /// Whether the queue was read once (a read after that is not "loading…").
+    pub queue_read: bool,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -349,10 +353,16 @@ impl RunsScreen {
         }
     }
 
-    /// Replaces the queue's rows, keeping the selection in range.
+    /// Replaces the queue's rows, keeping the selection on the same run (`t` moves it to the
+    /// front: the cursor follows it), else in range.
     pub fn set_queue(&mut self, jobs: Vec<crate::queue::Job>) {
+        let id = self.queue.get(self.queue_selected).map(|j| j.id);
         self.queue = jobs;
-        self.queue_selected = self.queue_selected.min(self.queue.len().saturating_sub(1));
+        self.queue_read = true;
+        self.queue_selected = id
+            .and_then(|id| self.queue.iter().position(|j| j.id == id))
+            .unwrap_or(self.queue_selected)
+            .min(self.queue.len().saturating_sub(1));
     }
 
     /// A key of the queue view.
@@ -495,21 +505,11 @@ impl RunsScreen {
             RunsKey::Back => self.back_in_list(key.code),
             RunsKey::Refresh if open => return RunsAction::Load(self.open_dirs()),
             RunsKey::Refresh => return RunsAction::Refresh,
-            RunsKey::Resume => {
-                if let Some(d) = self.target(selected) {
-                    return RunsAction::Resume(d);
-                }
-            }
-            RunsKey::Rerun => {
-                if let Some(d) = self.target(selected) {
-                    return RunsAction::Rerun(d);
-                }
-            }
-            RunsKey::Remove => {
-                if let Some(d) = self.target(selected) {
-                    return RunsAction::Remove(d);
-                }
-            }
+            RunsKey::Resume
+            | RunsKey::Rerun
+            | RunsKey::Remove
+            | RunsKey::Attach
+            | RunsKey::Methods => return run_action(action, self.target(selected)),
             RunsKey::HideEnded => {
                 self.hide_ended = !self.hide_ended;
                 self.apply_filter();
@@ -521,17 +521,6 @@ impl RunsScreen {
                 return RunsAction::LoadQueue;
             }
             RunsKey::Hold | RunsKey::Cancel | RunsKey::First => {}
-            RunsKey::Attach => {
-                if let Some(d) = self.target(selected) {
-                    return RunsAction::Attach(d);
-                }
-            }
-            RunsKey::Methods => {
-                return match self.target(selected) {
-                    Some(d) => RunsAction::OpenMethods(d),
-                    None => RunsAction::Status("m: select a finished stage-1 run first".into()),
-                }
-            }
             _ if open => {}
             RunsKey::Move => {
                 super::list_nav::navigate(&mut self.selected, self.runs.len(), key.code);
@@ -556,6 +545,25 @@ impl RunsScreen {
             }
         }
         RunsAction::None
+    }
+}
+
+/// What a key that acts on one run asks for `target` (the open run, or the one selected in the
+/// list; none in the other views).
+fn run_action(action: RunsKey, target: Option<PathBuf>) -> RunsAction {
+    let Some(d) = target else {
+        return match action {
+            RunsKey::Methods => RunsAction::Status("m: select a finished stage-1 run first".into()),
+            _ => RunsAction::None,
+        };
+    };
+    match action {
+        RunsKey::Resume => RunsAction::Resume(d),
+        RunsKey::Rerun => RunsAction::Rerun(d),
+        RunsKey::Remove => RunsAction::Remove(d),
+        RunsKey::Attach => RunsAction::Attach(d),
+        RunsKey::Methods => RunsAction::OpenMethods(d),
+        _ => RunsAction::None,
     }
 }
 
@@ -786,7 +794,7 @@ fn draw_group(s: &RunsScreen, i: usize, theme: Theme, f: &mut Frame<'_>, area: R
 fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = "Queue · mislas queue run starts it · Space hold  x cancel  t to front";
     if s.queue.is_empty() {
-        let text = match s.queue_loading {
+        let text = match s.queue_loading && !s.queue_read {
             true => "\nloading the queue…",
             false => "\nThe queue is empty: Q (or B) in the form adds a run.",
         };

@@ -314,3 +314,108 @@ fn the_bell_rings_when_a_queued_run_ends() {
     assert_eq!(bells(&read(&mut app)), 0);
     assert!(app.status.as_ref().unwrap().text.contains("queued run 2"));
 }
+
+/// Whitespace runs made one space.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At 120 columns the help's two columns wrap each description under its start: every
+/// description of the Runs screen reads whole (it was cut at the column's edge); at 80×24 the
+/// help scrolls down to its last line and no further.
+#[test]
+fn the_help_wraps_its_descriptions_at_120_columns_and_scrolls_to_its_end() {
+    let (_d, mut app) = project();
+    send(&mut app, [ch('4'), Msg::Resize(120, 40), ch('?')]);
+    let screen = render(&app, 120, 40);
+    // The two text columns (inside the border, 59 wide each), the left one first.
+    let column = |from: usize| -> String {
+        let text: Vec<String> = screen
+            .lines()
+            .map(|l| l.chars().skip(from).take(59).collect())
+            .collect();
+        text.join(" ")
+    };
+    let both = squeeze(&(column(1) + " " + &column(60)));
+    for b in super::super::runs::KEYS {
+        assert!(
+            both.contains(&squeeze(b.help)),
+            "{:?} whole:\n{screen}",
+            b.help
+        );
+    }
+    assert!(screen.lines().all(|l| l.chars().count() <= 120), "{screen}");
+    // 80×24: PageDown goes as far as the last line, which shows; Up then moves at once.
+    send(&mut app, [key(KeyCode::Esc), Msg::Resize(80, 24), ch('?')]);
+    send(&mut app, (0..30).map(|_| key(KeyCode::PageDown)));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("close this help"), "{screen}");
+    let bottom = app.help_scroll;
+    send(&mut app, [key(KeyCode::Up)]);
+    assert_eq!(app.help_scroll, bottom - 1);
+    assert!(!render(&app, 80, 24).contains("close this help"));
+}
+
+/// The queue view reads the queue by itself every two seconds while it is shown (on the
+/// loader thread: an effect, never a wait), and not on other screens.
+#[test]
+fn the_queue_view_refreshes_by_itself() {
+    let (_d, mut app) = project();
+    send(&mut app, [ch('4'), ch('Q')]);
+    let loads = |fx: Vec<Effect>| fx.iter().filter(|e| matches!(e, Effect::LoadQueue)).count();
+    let ticks: Vec<usize> = (0..4).map(|_| loads(send(&mut app, [Msg::Tick]))).collect();
+    assert_eq!(ticks, [0, 1, 0, 1]);
+    send(&mut app, [key(KeyCode::Esc)]);
+    assert_eq!(loads(send(&mut app, [Msg::Tick, Msg::Tick])), 0, "the list");
+    send(&mut app, [ch('Q'), ch('1')]);
+    assert_eq!(
+        loads(send(&mut app, [Msg::Tick, Msg::Tick])),
+        0,
+        "another screen"
+    );
+}
+
+/// `t` on the second queued run moves it to the front and the cursor with it.
+#[test]
+fn t_in_the_queue_view_takes_the_cursor_along() {
+    let (d, mut app) = project();
+    let root = d.path();
+    let q = queue_with_entries(
+        root,
+        &[(&root.join("a"), "queued"), (&root.join("b"), "queued")],
+    );
+    send(
+        &mut app,
+        [ch('4'), ch('Q'), Msg::Queue(Ok(q.list().unwrap()))],
+    );
+    let fx = send(&mut app, [key(KeyCode::Down), ch('t')]);
+    for e in fx {
+        let Effect::QueueOp(op) = e else {
+            panic!("{e:?}")
+        };
+        crate::tui::queue_op(&q, op, root, &root.join("saved")).unwrap();
+    }
+    send(&mut app, [Msg::Queue(Ok(q.list().unwrap()))]);
+    assert_eq!(app.runs.queue[0].id, 2);
+    assert_eq!(app.runs.queue_selected, 0, "the cursor is on run 2");
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Queue"), "{screen}");
+}
+
+/// A run stopped by another front end (its stage ends stopped, then the run): the header says
+/// stopped, never a green "run ended", and no ETA is left.
+#[test]
+fn a_run_stopped_elsewhere_shows_stopped_without_an_eta() {
+    let (_d, mut app) = app_with_run();
+    send(
+        &mut app,
+        [
+            Msg::Engine(finished(Stage::Stage2, true)),
+            Msg::Engine(Event::Finished),
+        ],
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("■ run stopped"), "{screen}");
+    assert!(!screen.contains("run ended"), "{screen}");
+    assert!(screen.contains("ETA –"), "{screen}");
+}
