@@ -526,8 +526,9 @@ impl App {
         };
         let config = crate::runs::rerun::rerun_config(config, dir);
         let label = format!("re-run of {}", r.name);
+        // The name first: at 80 columns the form's value column cuts it.
         let text = format!(
-            "{label}: a new run named {} (its folder stays as it is); change a key, r runs it",
+            "new run {}: change a key, r runs it (the old folder stays)",
             config.name
         );
         let tab = FormTab::new(label, r.dir.join("config.yaml"), config, &self.root);
@@ -765,10 +766,7 @@ impl App {
         match self.runs.status(&dir, &live) {
             None => self.set_status("the run folder is gone", true),
             Some(RunStatus::Live | RunStatus::Writing) => {
-                let why = format!(
-                    "{name} is running: stop it first (a attaches, s stops); a live run is never \
-                     archived or deleted"
-                );
+                let why = format!("{name} is running: stop it first (a attaches, s stops)");
                 self.set_status(why, true);
             }
             Some(_) => self.overlay = Some(Overlay::Confirm(Confirm::Remove(dir))),

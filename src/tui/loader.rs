@@ -163,12 +163,14 @@ pub fn remove_run(places: &Places, dir: &Path, how: Removal) -> Result<String, S
             j.state
         ));
     }
+    // Short enough for the status line: the run's name, the archive under the project.
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
     let mut said = match how {
-        Removal::Archive => archive_run(&places.saved_root, dir)
-            .map(|to| format!("archived {} to {}", dir.display(), to.display())),
-        Removal::Delete => {
-            delete_run(&places.saved_root, dir).map(|()| format!("deleted {}", dir.display()))
-        }
+        Removal::Archive => archive_run(&places.saved_root, dir).map(|to| {
+            let to = to.strip_prefix(&places.root).unwrap_or(&to).to_owned();
+            format!("archived {name} to {}", to.display())
+        }),
+        Removal::Delete => delete_run(&places.saved_root, dir).map(|()| format!("deleted {name}")),
     }
     .map_err(|e| format!("{e:#}"))?;
     if let Ok(q) = &queue {
