@@ -578,40 +578,49 @@ impl App {
         self.on_screen_key(key)
     }
 
+    /// Scrolls the help by a line or a page, as far as its last line at the bottom of the help
+    /// as drawn at the terminal's size.
+    fn scroll_help(&mut self, code: KeyCode) {
+        let (columns, rows, lines) = super::view::help_layout(self.screen, self.theme, self.size);
+        let last = lines.len().saturating_sub(columns * rows);
+        self.help_scroll = match code {
+            KeyCode::Up | KeyCode::Char('k') => self.help_scroll.saturating_sub(1),
+            KeyCode::PageUp => self.help_scroll.saturating_sub(10),
+            KeyCode::PageDown => self.help_scroll + 10,
+            _ => self.help_scroll + 1,
+        }
+        .min(last);
+    }
+
+    /// A key of the launch dialog: it stays, starts nothing, or trains what it confirmed.
+    fn on_launch_key(&mut self, mut dialog: Box<LaunchDialog>, key: KeyEvent) -> Vec<Effect> {
+        match dialog.on_key(key) {
+            LaunchAnswer::Stay => {
+                self.overlay = Some(Overlay::Launch(dialog));
+                Vec::new()
+            }
+            LaunchAnswer::Cancel => {
+                self.set_status("nothing trained or compared", false);
+                Vec::new()
+            }
+            LaunchAnswer::Train(rows) => {
+                self.confirmed_training = Some(rows);
+                self.run_methods()
+            }
+        }
+    }
+
     /// A key while `overlay` covers the screen (taken off; put back when it stays).
     fn on_overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {
         match overlay {
             Overlay::Help => {
                 if lookup(HELP_KEYS, &key) == Some(HelpKey::Scroll) {
-                    // As far as the last line at the bottom of the help as drawn at this size.
-                    let (columns, rows, lines) =
-                        super::view::help_layout(self.screen, self.theme, self.size);
-                    let last = lines.len().saturating_sub(columns * rows);
-                    self.help_scroll = match key.code {
-                        KeyCode::Up | KeyCode::Char('k') => self.help_scroll.saturating_sub(1),
-                        KeyCode::PageUp => self.help_scroll.saturating_sub(10),
-                        KeyCode::PageDown => self.help_scroll + 10,
-                        _ => self.help_scroll + 1,
-                    }
-                    .min(last);
+                    self.scroll_help(key.code);
                     self.overlay = Some(Overlay::Help);
                 }
                 Vec::new()
             }
-            Overlay::Launch(mut dialog) => match dialog.on_key(key) {
-                LaunchAnswer::Stay => {
-                    self.overlay = Some(Overlay::Launch(dialog));
-                    Vec::new()
-                }
-                LaunchAnswer::Cancel => {
-                    self.set_status("nothing trained or compared", false);
-                    Vec::new()
-                }
-                LaunchAnswer::Train(rows) => {
-                    self.confirmed_training = Some(rows);
-                    self.run_methods()
-                }
-            },
+            Overlay::Launch(dialog) => self.on_launch_key(dialog, key),
             Overlay::Confirm(Confirm::Quit(_)) if key.code == KeyCode::Char('l') => {
                 // The run is a process of its own: it goes on without this UI.
                 self.quit = Quit::Now;
@@ -885,19 +894,8 @@ impl App {
             self.set_status("check methods with Space first", true);
             return Vec::new();
         }
-        // Trained methods start only once the launch dialog has confirmed their epochs and
-        // devices; Esc there starts nothing.
-        let train = match self.confirmed_training.take() {
-            Some(rows) => rows
-                .into_iter()
-                .filter(|(t, _)| train.iter().any(|(u, _)| u == t))
-                .collect(),
-            None if !train.is_empty() => {
-                let dialog = LaunchDialog::new(train, self.run_active());
-                self.overlay = Some(Overlay::Launch(Box::new(dialog)));
-                return Vec::new();
-            }
-            None => train,
+        let Some(train) = self.confirmed(train) else {
+            return Vec::new();
         };
         let mut said = errors;
         let mut effects = Vec::new();
@@ -933,6 +931,28 @@ impl App {
         }
         self.set_status(said.join("; "), false);
         effects
+    }
+
+    /// The trained methods to train, once the launch dialog has confirmed their epochs and
+    /// devices (those of `train` it confirmed); `None` while it asks (it opens here when
+    /// `train` is not empty), and Esc there starts nothing.
+    fn confirmed(
+        &mut self,
+        train: Vec<(super::methods::Trained, Config)>,
+    ) -> Option<Vec<(super::methods::Trained, Config)>> {
+        match self.confirmed_training.take() {
+            Some(rows) => Some(
+                rows.into_iter()
+                    .filter(|(t, _)| train.iter().any(|(u, _)| u == t))
+                    .collect(),
+            ),
+            None if !train.is_empty() => {
+                let dialog = LaunchDialog::new(train, self.run_active());
+                self.overlay = Some(Overlay::Launch(Box::new(dialog)));
+                None
+            }
+            None => Some(train),
+        }
     }
 
     /// A message of the comparison worker of the run in `dir`.

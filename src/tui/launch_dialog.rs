@@ -210,7 +210,17 @@ pub fn draw(d: &LaunchDialog, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         .wrap(Wrap { trim: true }),
         top,
     );
-    let rows: Vec<Row<'_>> = d
+    let mut state = TableState::default().with_selected(Some(d.row));
+    f.render_stateful_widget(methods_table(d, theme), table, &mut state);
+    f.render_widget(
+        Paragraph::new(notes(d, theme)).wrap(Wrap { trim: true }),
+        bottom,
+    );
+}
+
+/// The methods with their fields, the selected one with its cursor.
+fn methods_table(d: &LaunchDialog, theme: Theme) -> Table<'static> {
+    let rows: Vec<Row<'static>> = d
         .rows
         .iter()
         .zip(&d.fields)
@@ -223,7 +233,7 @@ pub fn draw(d: &LaunchDialog, theme: Theme, f: &mut Frame<'_>, body: Rect) {
             Row::new(vec![Line::raw(base_label(t.name)), cell(0), cell(1)])
         })
         .collect();
-    let t = Table::new(
+    Table::new(
         rows,
         [
             Constraint::Min(18),
@@ -231,9 +241,11 @@ pub fn draw(d: &LaunchDialog, theme: Theme, f: &mut Frame<'_>, body: Rect) {
             Constraint::Length(14),
         ],
     )
-    .header(Row::new(["Method", "Epochs", "Device"]).style(theme.dim()));
-    let mut state = TableState::default().with_selected(Some(d.row));
-    f.render_stateful_widget(t, table, &mut state);
+    .header(Row::new(["Method", "Epochs", "Device"]).style(theme.dim()))
+}
+
+/// Below the table: the devices, why the last Enter did not train, the keys.
+fn notes(d: &LaunchDialog, theme: Theme) -> Vec<Line<'static>> {
     let mut lines = vec![Line::styled(
         "device: auto, cpu, cuda, cuda:N (with gpus for several)",
         theme.dim(),
@@ -247,5 +259,5 @@ pub fn draw(d: &LaunchDialog, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         keys.push(Span::raw(format!("{}  ", b.short)));
     }
     lines.push(Line::from(keys));
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), bottom);
+    lines
 }
