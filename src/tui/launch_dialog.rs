@@ -197,11 +197,13 @@ pub fn draw(d: &LaunchDialog, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         Constraint::Min(0),
     ])
     .areas(inner);
-    let how = match d.run_active {
-        true => "each queued behind the run in progress",
-        false => "the first now on the run screen, the others queued",
-    };
     let n = d.rows.len();
+    let how = match (d.run_active, n) {
+        (true, 1) => "queued behind the run in progress",
+        (true, _) => "each queued behind the run in progress",
+        (false, 1) => "it starts now, on the run screen",
+        (false, _) => "the first now, on the run screen, the others queued",
+    };
     let s = if n == 1 { "" } else { "s" };
     f.render_widget(
         Paragraph::new(format!(

@@ -326,13 +326,14 @@ pub fn help_layout(
     // The body less the overlay's borders and its note line; the header and footer take a row each.
     let width = usize::from(size.0).saturating_sub(2);
     let rows = usize::from(size.1).saturating_sub(2 + 2 + 1).max(1);
+    // Each column's text ends a column short of its edge: two columns never touch.
     if width >= 100 {
-        let lines = help_lines(current, theme, width / 2);
+        let lines = help_lines(current, theme, width / 2 - 1);
         if lines.len() > rows {
             return (2, rows, lines);
         }
     }
-    (1, rows, help_lines(current, theme, width))
+    (1, rows, help_lines(current, theme, width - 1))
 }
 
 /// The first line shown for a help scrolled by `scroll` in `columns` columns of `rows` rows.
