@@ -190,3 +190,174 @@ fn tui_launches_a_run_shows_an_epoch_and_quits_cleanly() {
         "the stop's checkpoint: {ckpts:?}"
     );
 }
+
+/// A run folder `saved/<name>` of the Fashion-MNIST-LT stage-1 preset with `seed`, no evaluated
+/// epoch, and a current checkpoint (a run stopped before its first evaluation).
+fn stopped_run(project: &Path, name: &str, seed: u64) -> PathBuf {
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("presets/fashion_mnist/fashion_mnist_imb001_stage1_mixup.yaml");
+    let mut c = Config::from_file(&preset).unwrap().config;
+    c.seed = seed;
+    let dir = project.join("saved").join(name);
+    std::fs::create_dir_all(dir.join("ckps")).unwrap();
+    std::fs::write(dir.join("config.yaml"), c.to_yaml()).unwrap();
+    std::fs::write(dir.join("metrics.jsonl"), "").unwrap();
+    std::fs::write(dir.join("ckps/current.safetensors"), "").unwrap();
+    // Written long ago: nothing is writing it now.
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seed);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("metrics.jsonl"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    dir
+}
+
+/// The runs screen's actions on run folders made for the test, at 80×24 (no training, so
+/// seconds): the queue view shows a run queued from another terminal without a key pressed;
+/// `e` opens a run's configuration as a new run; `d`, `y` archives a run to `saved/.archive/`;
+/// at 120×40 the help's descriptions read whole.
+#[test]
+fn tui_runs_screen_reruns_archives_and_follows_the_queue() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: needs tmux");
+        return;
+    }
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("presets"),
+        &root.join("presets"),
+    );
+    let a = stopped_run(root, "fm_a_202612060101", 5);
+    stopped_run(root, "fm_b_202612060102", 6);
+    let data_dir = root.join("user-data");
+    let bin = env!("CARGO_BIN_EXE_mislas");
+    let t = Tmux {
+        socket: format!("mislas-runs-{}", std::process::id()),
+    };
+    t.run(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        SESSION,
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "-c",
+        &root.display().to_string(),
+        "env",
+        "-u",
+        "NO_COLOR",
+        "TERM=xterm-256color",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    // The queue in a folder of the test's own.
+    t.text(&format!(
+        "MISLAS_DATA_DIR='{}' XDG_CONFIG_HOME='{}' '{bin}'; echo mislas-exit=$?",
+        data_dir.display(),
+        root.join("config").display()
+    ));
+    t.keys(&["Enter"]);
+    t.wait_for("the presets screen", Duration::from_secs(30), |s| {
+        s.contains("Presets")
+    });
+    t.keys(&["4"]);
+    t.wait_for("the runs", Duration::from_secs(20), |s| {
+        s.contains("fm_a_202612060101") && s.contains("fm_b_202612060102")
+    });
+
+    // The queue view: empty, then a run queued from elsewhere shows up by itself.
+    t.keys(&["Q"]);
+    t.wait_for("the empty queue", Duration::from_secs(20), |s| {
+        s.contains("The queue is empty")
+    });
+    let preset = root.join("presets/fashion_mnist/fashion_mnist_imb001_stage1_mixup.yaml");
+    let out = Command::new(bin)
+        .current_dir(root)
+        .env("MISLAS_DATA_DIR", &data_dir)
+        .args(["queue", "add", "train", "--cfg"])
+        .arg(&preset)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = t.wait_for(
+        "the queued run, no key pressed",
+        Duration::from_secs(10),
+        |s| s.contains("queued") && !s.contains("The queue is empty"),
+    );
+    assert_footer(&s);
+
+    // Only fm_a (seed 5): e opens its configuration as a new run.
+    t.keys(&["Escape", "/"]);
+    t.text("seed=5");
+    t.keys(&["Enter"]);
+    t.wait_for("the filtered list", Duration::from_secs(10), |s| {
+        s.contains("fm_a_202612060101") && !s.contains("fm_b_202612060102")
+    });
+    t.keys(&["e"]);
+    let s = t.wait_for("the re-run's form", Duration::from_secs(10), |s| {
+        s.contains("re-run of fm_a_202612060101")
+    });
+    assert!(
+        s.contains("new run fashion_mnist_imb001_stage1_mixup_rerun: change a key"),
+        "{s}"
+    );
+
+    // d asks; y archives it, whole.
+    t.keys(&["4", "d"]);
+    t.wait_for("the question", Duration::from_secs(10), |s| {
+        s.contains("Archive fm_a_202612060101?") && s.contains("delete for good")
+    });
+    t.keys(&["y"]);
+    t.wait_for(
+        "the archived run gone from the list",
+        Duration::from_secs(20),
+        |s| {
+            s.contains("No run of the 1 in saved/ matches")
+                && s.contains("archived fm_a_202612060101 to saved/.archive/fm_a_202612060101")
+        },
+    );
+    let archived = root.join("saved/.archive/fm_a_202612060101");
+    assert!(!a.exists() && archived.join("ckps/current.safetensors").is_file());
+
+    // At 120×40 the help's descriptions are whole (wrapped, not cut at the column's edge).
+    t.run(&["resize-window", "-t", SESSION, "-x", "120", "-y", "40"]);
+    t.keys(&["Escape", "?"]);
+    let s = t.wait_for("the help", Duration::from_secs(10), |s| {
+        s.contains("Keys ·")
+    });
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let columns: String = [1usize, 60]
+        .iter()
+        .map(|&from| {
+            s.lines()
+                .map(|l| l.chars().skip(from).take(59).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    for whole in [
+        "re-run with a change: the run's config.yaml as a new run in the form (new name, not resumed)",
+        "group runs that differ only in seed: mean ± std over seeds; Enter lists a group's runs",
+    ] {
+        assert!(words(&columns).contains(whole), "{whole}:\n{s}");
+    }
+    t.keys(&["Escape", "q"]);
+    let s = t.wait_for("mislas to exit", Duration::from_secs(20), |s| {
+        s.lines()
+            .any(|l| l.starts_with("mislas-exit=") && !l.contains('$'))
+    });
+    assert!(s.contains("mislas-exit=0"), "{s}");
+}

@@ -3,6 +3,7 @@
 //! and [`Effect`]s what the loop does for it (launch, send a control, read or write files).
 use super::hyperparameters::{FormAction, FormScreen, FormTab};
 use super::keys::{lookup, Binding};
+use super::launch_dialog::{LaunchAnswer, LaunchDialog};
 use super::methods::{CompareMsg, Job as CompareJob, MethodsAction, MethodsScreen, RunPlan};
 use super::presets::{PresetsAction, PresetsScreen};
 use super::run::{RunAction, RunScreen};
@@ -27,8 +28,8 @@ pub use super::screens::Screen;
 pub enum Msg {
     /// A key press.
     Key(KeyEvent),
-    /// The terminal was resized (the next frame uses the new size).
-    Resize,
+    /// The terminal was resized to this many columns and rows (the next frame uses them).
+    Resize(u16, u16),
     /// A second passed: runs on screen are re-read from disk.
     Tick,
     /// An event of the trainer.
@@ -58,6 +59,8 @@ pub enum Msg {
     Loading(Loading),
     /// The comparison worker of the Methods view of this stage-1 run said something.
     Compare(PathBuf, CompareMsg),
+    /// A run folder was archived or deleted (what, in words) or not (why).
+    Removed(Result<String, String>),
 }
 
 /// What the loader thread is reading for a screen.
@@ -78,6 +81,8 @@ pub enum Effect {
     Attach(PathBuf),
     /// Read the queue; answers [`Msg::Queue`].
     LoadQueue,
+    /// Ring the terminal bell (BEL, once).
+    Bell,
     /// Change the queue; answers [`Msg::QueueChanged`], then [`Msg::Queue`].
     QueueOp(QueueOp),
     /// Send a control to the trainer.
@@ -90,9 +95,21 @@ pub enum Effect {
     LoadMetrics(PathBuf),
     /// Scan the presets again; answers [`Msg::Presets`].
     LoadPresets,
+    /// Archive or delete a run folder (and its queue entries); answers [`Msg::Removed`], then
+    /// [`Msg::Runs`].
+    RemoveRun(PathBuf, Removal),
     /// Run `mislas compare` for the Methods view of this stage-1 run on a worker thread;
     /// answers [`Msg::Compare`]s.
     Compare(PathBuf, Box<CompareOptions>),
+}
+
+/// What `d` on the runs screen does with a run folder, once confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Move it to `saved/.archive/` ([`crate::runs::archive::archive_run`]).
+    Archive,
+    /// Delete it for good ([`crate::runs::archive::delete_run`]).
+    Delete,
 }
 
 /// A change to the queue asked for in the UI.
@@ -117,6 +134,8 @@ pub enum AfterDiscard {
     Open(usize),
     /// Open the form to resume the run in this folder.
     Resume(PathBuf),
+    /// Open the form with the configuration of the run in this folder as a new run.
+    Rerun(PathBuf),
 }
 
 /// A question over the current screen.
@@ -129,6 +148,10 @@ pub enum Confirm {
     Quit(usize),
     /// Discard this many unsaved edits of the form, then do this?
     Discard(usize, AfterDiscard),
+    /// Archive the run in this folder (`y`), or go on to delete it (`D`)?
+    Remove(PathBuf),
+    /// Delete the run in this folder for good?
+    Delete(PathBuf),
 }
 
 /// What a key does everywhere (unless a text input has the keyboard; Ctrl-C even then).
@@ -142,6 +165,8 @@ pub enum GlobalKey {
     Quit,
     /// Stop a run after its checkpoint and quit; a second one quits at once.
     Interrupt,
+    /// Turn the terminal bell on or off.
+    Bell,
 }
 
 /// Keys of every screen.
@@ -181,15 +206,37 @@ pub const GLOBAL_KEYS: &[Binding<GlobalKey>] = &[
         "stop a run after its checkpoint and quit; twice: at once",
     )
     .with_ctrl(),
+    Binding::new(
+        &[KeyCode::Char('g')],
+        "Ctrl-G",
+        GlobalKey::Bell,
+        "bell",
+        "bell on/off: the terminal bell rings when a run watched here or in the queue view ends \
+         or fails (MISLAS_BELL=off starts with it off)",
+    )
+    .with_ctrl(),
 ];
 
+/// Environment variable: `off` (or `0`, `false`, `no`) starts the UI with its bell off.
+pub const BELL_ENV: &str = "MISLAS_BELL";
+
+/// Whether the bell is on at start, given the value of [`BELL_ENV`].
+pub fn bell_from_env(value: Option<&str>) -> bool {
+    !matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("off" | "0" | "false" | "no")
+    )
+}
+
 /// What covers the current screen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     /// Every key of every screen.
     Help,
     /// A yes/no question.
     Confirm(Confirm),
+    /// The epochs and device of the trained methods Enter on the Methods screen would train.
+    Launch(Box<LaunchDialog>),
 }
 
 /// Whether the app is ending.
@@ -245,6 +292,13 @@ pub struct App {
     pub compare_watch: Option<crate::compare::cache::Watch>,
     /// The Methods screen of the stage-1 run it was last opened on.
     pub methods: Option<MethodsScreen>,
+    /// The trained methods' configurations the launch dialog confirmed, for the next
+    /// [`App::run_methods`].
+    pub confirmed_training: Option<Vec<(super::methods::Trained, Config)>>,
+    /// Whether the bell rings when a run watched here ends or fails (Ctrl-G).
+    pub bell: bool,
+    /// The terminal's columns and rows, as last known (the help scrolls by them).
+    pub size: (u16, u16),
 }
 
 /// Why `r` or `b` starts no run while one runs (launched or attached): how to start it next.
@@ -270,6 +324,9 @@ impl App {
             comparing: None,
             compare_watch: None,
             methods: None,
+            confirmed_training: None,
+            bell: true,
+            size: super::view::MIN_SIZE,
         }
     }
 
@@ -383,6 +440,7 @@ impl App {
             AfterDiscard::Quit => self.quit = Quit::Now,
             AfterDiscard::Open(i) => self.open_preset_now(i),
             AfterDiscard::Resume(dir) => self.open_resume(&dir),
+            AfterDiscard::Rerun(dir) => self.open_rerun(&dir),
         }
         Vec::new()
     }
@@ -459,6 +517,30 @@ impl App {
         );
     }
 
+    /// The form of a new run with the configuration of the run in `dir` ("re-run with one
+    /// change", [`crate::runs::rerun::rerun_config`]): a new name, not resumed; edits are
+    /// marked against that configuration, so the one change shows.
+    fn open_rerun(&mut self, dir: &std::path::Path) {
+        let Some(r) = self.runs.find(dir) else {
+            return self.set_status("the run folder is gone", true);
+        };
+        let Some(config) = &r.config else {
+            let why = format!("{}: its config.yaml cannot be read", r.dir.display());
+            return self.set_status(why, true);
+        };
+        let config = crate::runs::rerun::rerun_config(config, dir);
+        let label = format!("re-run of {}", r.name);
+        // The name first: at 80 columns the form's value column cuts it.
+        let text = format!(
+            "new run {}: change a key, r runs it (the old folder stays)",
+            config.name
+        );
+        let tab = FormTab::new(label, r.dir.join("config.yaml"), config, &self.root);
+        self.form = Some(FormScreen::new(vec![tab], 0));
+        self.screen = Screen::Hyperparameters;
+        self.set_status(text, false);
+    }
+
     fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         if key.kind == KeyEventKind::Release {
             return Vec::new();
@@ -466,6 +548,15 @@ impl App {
         let global = lookup(GLOBAL_KEYS, &key);
         if global == Some(GlobalKey::Interrupt) {
             return self.interrupt();
+        }
+        if global == Some(GlobalKey::Bell) {
+            self.bell = !self.bell;
+            let text = match self.bell {
+                true => "bell on: it rings when a watched run ends or fails (Ctrl-G: off)",
+                false => "bell off (Ctrl-G: on again)",
+            };
+            self.set_status(text, false);
+            return Vec::new();
         }
         self.status = None;
         if let Some(overlay) = self.overlay.take() {
@@ -485,10 +576,42 @@ impl App {
                         None => Vec::new(),
                     }
                 }
-                Some(GlobalKey::Interrupt) | None => {}
+                Some(GlobalKey::Interrupt | GlobalKey::Bell) | None => {}
             }
         }
         self.on_screen_key(key)
+    }
+
+    /// Scrolls the help by a line or a page, as far as its last line at the bottom of the help
+    /// as drawn at the terminal's size.
+    fn scroll_help(&mut self, code: KeyCode) {
+        let (columns, rows, lines) = super::view::help_layout(self.screen, self.theme, self.size);
+        let last = lines.len().saturating_sub(columns * rows);
+        self.help_scroll = match code {
+            KeyCode::Up | KeyCode::Char('k') => self.help_scroll.saturating_sub(1),
+            KeyCode::PageUp => self.help_scroll.saturating_sub(10),
+            KeyCode::PageDown => self.help_scroll + 10,
+            _ => self.help_scroll + 1,
+        }
+        .min(last);
+    }
+
+    /// A key of the launch dialog: it stays, starts nothing, or trains what it confirmed.
+    fn on_launch_key(&mut self, mut dialog: Box<LaunchDialog>, key: KeyEvent) -> Vec<Effect> {
+        match dialog.on_key(key) {
+            LaunchAnswer::Stay => {
+                self.overlay = Some(Overlay::Launch(dialog));
+                Vec::new()
+            }
+            LaunchAnswer::Cancel => {
+                self.set_status("nothing trained or compared", false);
+                Vec::new()
+            }
+            LaunchAnswer::Train(rows) => {
+                self.confirmed_training = Some(rows);
+                self.run_methods()
+            }
+        }
     }
 
     /// A key while `overlay` covers the screen (taken off; put back when it stays).
@@ -496,23 +619,29 @@ impl App {
         match overlay {
             Overlay::Help => {
                 if lookup(HELP_KEYS, &key) == Some(HelpKey::Scroll) {
-                    let total = super::view::help_lines(self.screen, self.theme).len();
-                    self.help_scroll = match key.code {
-                        KeyCode::Up | KeyCode::Char('k') => self.help_scroll.saturating_sub(1),
-                        KeyCode::PageUp => self.help_scroll.saturating_sub(10),
-                        KeyCode::PageDown => self.help_scroll + 10,
-                        _ => self.help_scroll + 1,
-                    }
-                    .min(total.saturating_sub(1));
+                    self.scroll_help(key.code);
                     self.overlay = Some(Overlay::Help);
                 }
                 Vec::new()
             }
+            Overlay::Launch(dialog) => self.on_launch_key(dialog, key),
             Overlay::Confirm(Confirm::Quit(_)) if key.code == KeyCode::Char('l') => {
                 // The run is a process of its own: it goes on without this UI.
                 self.quit = Quit::Now;
                 Vec::new()
             }
+            Overlay::Confirm(Confirm::Remove(dir)) if key.code == KeyCode::Char('D') => {
+                self.overlay = Some(Overlay::Confirm(Confirm::Delete(dir)));
+                Vec::new()
+            }
+            Overlay::Confirm(Confirm::Delete(dir)) => match key.code {
+                KeyCode::Char('y') => self.remove(dir, Removal::Delete),
+                KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
+                _ => {
+                    self.overlay = Some(Overlay::Confirm(Confirm::Delete(dir)));
+                    Vec::new()
+                }
+            },
             Overlay::Confirm(c) => match key.code {
                 KeyCode::Char('y' | 'Y' | 's') | KeyCode::Enter => match c {
                     Confirm::Stop => self.stop(),
@@ -521,6 +650,8 @@ impl App {
                         self.stop()
                     }
                     Confirm::Discard(_, then) => self.after_discard(then),
+                    Confirm::Remove(dir) => self.remove(dir, Removal::Archive),
+                    Confirm::Delete(dir) => self.remove(dir, Removal::Delete),
                 },
                 KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
                 _ => {
@@ -558,6 +689,8 @@ impl App {
                 RunsAction::Refresh => vec![Effect::LoadRuns],
                 RunsAction::Load(dirs) => dirs.into_iter().map(Effect::LoadMetrics).collect(),
                 RunsAction::Resume(dir) => self.resume(dir),
+                RunsAction::Rerun(dir) => self.discard_then(AfterDiscard::Rerun(dir)),
+                RunsAction::Remove(dir) => self.ask_remove(dir),
                 RunsAction::Attach(dir) => self.attach(dir),
                 RunsAction::LoadQueue => vec![Effect::LoadQueue],
                 RunsAction::Queue(edit) => vec![Effect::QueueOp(match edit {
@@ -637,6 +770,37 @@ impl App {
             }
             None => self.discard_then(AfterDiscard::Resume(dir)),
         }
+    }
+
+    /// `d` on a run: asks whether to archive it (or delete it); a live one is refused.
+    fn ask_remove(&mut self, dir: PathBuf) -> Vec<Effect> {
+        let live = self.live_dirs();
+        let name = self.runs.find(&dir).map_or("the run", |r| r.name.as_str());
+        match self.runs.status(&dir, &live) {
+            None => self.set_status("the run folder is gone", true),
+            Some(RunStatus::Live | RunStatus::Writing) => {
+                let why = format!("{name} is running: stop it first (a attaches, s stops)");
+                self.set_status(why, true);
+            }
+            Some(_) => self.overlay = Some(Overlay::Confirm(Confirm::Remove(dir))),
+        }
+        Vec::new()
+    }
+
+    /// Archives or deletes the run in `dir` (confirmed): the list no longer shows it.
+    fn remove(&mut self, dir: PathBuf, how: Removal) -> Vec<Effect> {
+        let open = match &self.runs.view {
+            RunsView::Detail(d) => d == &dir,
+            RunsView::Compare(a, b) => a == &dir || b == &dir,
+            _ => false,
+        };
+        if open {
+            self.runs.view = RunsView::List;
+        }
+        if self.runs.marked.as_ref() == Some(&dir) {
+            self.runs.marked = None;
+        }
+        vec![Effect::RemoveRun(dir, how)]
     }
 
     /// `a` on a live run: follow it on the run screen (from its beginning).
@@ -743,6 +907,9 @@ impl App {
             self.set_status("check methods with Space first", true);
             return Vec::new();
         }
+        let Some(train) = self.confirmed(train) else {
+            return Vec::new();
+        };
         let mut said = errors;
         let mut effects = Vec::new();
         if let Some(opts) = compare {
@@ -777,6 +944,28 @@ impl App {
         }
         self.set_status(said.join("; "), false);
         effects
+    }
+
+    /// The trained methods to train, once the launch dialog has confirmed their epochs and
+    /// devices (those of `train` it confirmed); `None` while it asks (it opens here when
+    /// `train` is not empty), and Esc there starts nothing.
+    fn confirmed(
+        &mut self,
+        train: Vec<(super::methods::Trained, Config)>,
+    ) -> Option<Vec<(super::methods::Trained, Config)>> {
+        match self.confirmed_training.take() {
+            Some(rows) => Some(
+                rows.into_iter()
+                    .filter(|(t, _)| train.iter().any(|(u, _)| u == t))
+                    .collect(),
+            ),
+            None if !train.is_empty() => {
+                let dialog = LaunchDialog::new(train, self.run_active());
+                self.overlay = Some(Overlay::Launch(Box::new(dialog)));
+                None
+            }
+            None => Some(train),
+        }
     }
 
     /// A message of the comparison worker of the run in `dir`.
@@ -817,7 +1006,14 @@ impl App {
             Event::Finished | Event::Failed(_) => true,
             _ => false,
         };
+        // A word when the run ends or fails, unless its stop was asked for here.
+        let ring = matches!(event, Event::Finished | Event::Failed(_))
+            && run.is_active()
+            && run.state != super::run::RunState::Stopping;
         let mut effects = Vec::new();
+        if ring && self.bell {
+            effects.push(Effect::Bell);
+        }
         match &event {
             Event::Failed(f) => {
                 self.status = Some(Status {
@@ -841,13 +1037,13 @@ impl App {
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => app.on_key(k),
-        Msg::Resize => Vec::new(),
-        Msg::Tick => on_tick(app),
-        Msg::Engine(e) => app.on_engine(e),
-        Msg::EngineClosed(panic) => {
-            on_engine_closed(app, panic);
+        Msg::Resize(columns, rows) => {
+            app.size = (columns, rows);
             Vec::new()
         }
+        Msg::Tick => on_tick(app),
+        Msg::Engine(e) => app.on_engine(e),
+        Msg::EngineClosed(panic) => on_engine_closed(app, panic),
         // A hang-up or SIGTERM: the run is a process of its own and goes on; the UI ends.
         Msg::Signal => {
             app.quit = Quit::Now;
@@ -874,11 +1070,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             on_attached(app, &dir, stages);
             Vec::new()
         }
-        Msg::Queue(Ok(jobs)) => {
-            app.runs.queue_loading = false;
-            app.runs.set_queue(jobs);
-            Vec::new()
-        }
+        Msg::Queue(Ok(jobs)) => on_queue(app, jobs),
         Msg::Queue(Err(e)) | Msg::QueueChanged(Err(e)) => {
             app.runs.queue_loading = false;
             app.set_status(format!("queue: {e}"), true);
@@ -913,17 +1105,31 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Saved(result) => on_saved(app, result),
+        Msg::Removed(said) => {
+            let error = said.is_err();
+            app.set_status(said.unwrap_or_else(|e| e), error);
+            Vec::new()
+        }
     }
 }
 
 /// A tick: on the Methods screen, the runs again while a trained method's run is in
-/// progress (to see it finish); on the Runs screen, the metrics of the open runs.
+/// progress (to see it finish); on the Runs screen, the metrics of the open runs, or every
+/// [`QUEUE_POLL_TICKS`] the queue while the queue view is shown.
 fn on_tick(app: &mut App) -> Vec<Effect> {
     if app.screen == Screen::Methods {
         let live = app.live_dirs();
         let runs = &app.runs;
         return match &app.methods {
             Some(m) if m.waiting(&runs.all_runs, &runs.facts, &live) => vec![Effect::LoadRuns],
+            _ => Vec::new(),
+        };
+    }
+    if app.screen == Screen::Runs && app.runs.view == RunsView::Queue {
+        // The queue view follows the queue by itself (read on the loader thread).
+        app.runs.queue_ticks += 1;
+        return match app.runs.queue_ticks % QUEUE_POLL_TICKS {
+            0 => vec![Effect::LoadQueue],
             _ => Vec::new(),
         };
     }
@@ -935,8 +1141,13 @@ fn on_tick(app: &mut App) -> Vec<Effect> {
         .collect()
 }
 
-/// The trainer thread's channel closed: a run still active failed without a last event.
-fn on_engine_closed(app: &mut App, panic: Option<String>) {
+/// Ticks (seconds) between two reads of the queue while its view is shown.
+pub const QUEUE_POLL_TICKS: u32 = 2;
+
+/// The trainer thread's channel closed: a run still active failed without a last event (the
+/// bell rings for it).
+fn on_engine_closed(app: &mut App, panic: Option<String>) -> Vec<Effect> {
+    let mut effects = Vec::new();
     if let Some(r) = &mut app.run {
         if r.is_active() {
             let why = panic.map_or_else(String::new, |p| format!(": {p}"));
@@ -944,10 +1155,43 @@ fn on_engine_closed(app: &mut App, panic: Option<String>) {
                 FailureKind::Internal,
                 format!("the trainer thread ended without a last event{why}"),
             )));
+            if app.bell {
+                effects.push(Effect::Bell);
+            }
         }
     }
     if app.quit == Quit::AfterStop {
         app.quit = Quit::Now;
+    }
+    effects
+}
+
+/// The queue was read: the runs that ended since the last read (but the one the run screen
+/// watches, which rang already) ring the bell and are said.
+fn on_queue(app: &mut App, jobs: Vec<crate::queue::Job>) -> Vec<Effect> {
+    app.runs.queue_loading = false;
+    let watched: Vec<PathBuf> = app.run.as_ref().map_or_else(Vec::new, |r| {
+        let stages = r.stage.iter().map(|s| s.run_dir.clone());
+        stages
+            .chain(r.finished.iter().map(|f| f.run_dir.clone()))
+            .collect()
+    });
+    let ended: Vec<String> = super::runs::ended_jobs(&app.runs.queue, &jobs)
+        .into_iter()
+        .filter(|j| j.run_dir.as_ref().is_none_or(|d| !watched.contains(d)))
+        .map(|j| format!("queued run {} ({}) {}", j.id, j.name, j.state))
+        .collect();
+    app.runs.set_queue(jobs);
+    if ended.is_empty() {
+        return Vec::new();
+    }
+    let failed = ended
+        .iter()
+        .any(|e| e.ends_with(crate::queue::state::FAILED));
+    app.set_status(ended.join("; "), failed);
+    match app.bell {
+        true => vec![Effect::Bell],
+        false => Vec::new(),
     }
 }
 

@@ -4,13 +4,13 @@
 //! `metrics.jsonl`, or a queue database locked by a scheduler costs the loader time, never a
 //! frame. Requests that pile up while one is read (a tick each second on a slow disk) are
 //! merged: each kind of read is done once per turn.
-use super::app::{Msg, QueueOp};
+use super::app::{Msg, QueueOp, Removal};
 use crate::config::Config;
 use crate::run_dir::{list_runs, read_metrics};
 use crate::runs::status::read_facts;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// A read (or a change to the queue) the loader does.
@@ -25,6 +25,9 @@ pub enum Load {
     Queue,
     /// Change the queue; answers [`Msg::QueueChanged`], then [`Msg::Queue`].
     QueueOp(QueueOp),
+    /// Archive or delete a run folder and remove its queue entries; answers [`Msg::Removed`],
+    /// then [`Msg::Runs`].
+    Remove(PathBuf, Removal),
 }
 
 /// Where the loader reads: the project root (jobs are queued against it), its `saved/`, and
@@ -123,7 +126,62 @@ pub fn answer(places: &Places, seen: &mut MetricsSeen, load: Load) -> Vec<Msg> {
             });
             vec![Msg::QueueChanged(done), Msg::Queue(list_queue(places))]
         }
+        Load::Remove(dir, how) => {
+            let done = remove_run(places, &dir, how);
+            let mut out = vec![Msg::Removed(done)];
+            out.extend(answer(places, seen, Load::Runs));
+            out
+        }
     }
+}
+
+/// Whether `a` and `b` name one folder (as written, or once resolved).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Archives or deletes the run folder `dir` ([`crate::runs::archive`]) and removes the queue
+/// entries that ran it; what was done, in words, or why nothing was. A run the queue has
+/// running, starting or handed to Slurm is refused before anything is touched.
+pub fn remove_run(places: &Places, dir: &Path, how: Removal) -> Result<String, String> {
+    use crate::queue::state;
+    use crate::runs::archive::{archive_run, delete_run};
+    let queue = open_queue(places);
+    let entries: Vec<crate::queue::Job> = match &queue {
+        Ok(q) => q.list().map_err(|e| format!("{e:#}"))?,
+        Err(_) => Vec::new(),
+    }
+    .into_iter()
+    .filter(|j| j.run_dir.as_deref().is_some_and(|d| same_dir(d, dir)))
+    .collect();
+    let busy = [state::RUNNING, state::STARTING, state::SUBMITTED];
+    if let Some(j) = entries.iter().find(|j| busy.contains(&j.state.as_str())) {
+        return Err(format!(
+            "{}: its queue entry {} is {}: stop it first; nothing was moved or deleted",
+            dir.display(),
+            j.id,
+            j.state
+        ));
+    }
+    // Short enough for the status line: the run's name, the archive under the project.
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let mut said = match how {
+        Removal::Archive => archive_run(&places.saved_root, dir).map(|to| {
+            let to = to.strip_prefix(&places.root).unwrap_or(&to).to_owned();
+            format!("archived {name} to {}", to.display())
+        }),
+        Removal::Delete => delete_run(&places.saved_root, dir).map(|()| format!("deleted {name}")),
+    }
+    .map_err(|e| format!("{e:#}"))?;
+    if let Ok(q) = &queue {
+        for j in entries {
+            match q.remove(j.id) {
+                Ok(()) => said.push_str(&format!("; removed queue entry {}", j.id)),
+                Err(e) => said.push_str(&format!("; queue entry {} stays: {e:#}", j.id)),
+            }
+        }
+    }
+    Ok(said)
 }
 
 /// The queue database (opened for each use: other front ends and the scheduler use it too).

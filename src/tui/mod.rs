@@ -16,6 +16,7 @@
 pub mod app;
 pub mod hyperparameters;
 pub mod keys;
+pub mod launch_dialog;
 pub mod line_input;
 pub mod list_nav;
 pub mod loader;
@@ -149,7 +150,7 @@ fn spawn_input() -> Receiver<Msg> {
         .spawn(move || loop {
             let msg = match ct::read() {
                 Ok(TermEvent::Key(k)) => Msg::Key(k),
-                Ok(TermEvent::Resize(..)) => Msg::Resize,
+                Ok(TermEvent::Resize(columns, rows)) => Msg::Resize(columns, rows),
                 Ok(_) => continue,
                 Err(_) => break,
             };
@@ -236,6 +237,12 @@ impl Host {
                     Err(e) => vec![Msg::Attached(dir, Err(format!("{e:#}")))],
                 }
             }
+            Effect::Bell => {
+                // BEL between two frames: the terminal rings (or flashes) and draws nothing.
+                let mut out = io::stdout();
+                let _ = out.write_all(b"\x07").and_then(|()| out.flush());
+                Vec::new()
+            }
             Effect::LoadQueue => {
                 self.loader.ask(loader::Load::Queue);
                 vec![Msg::Loading(app::Loading::Queue)]
@@ -243,6 +250,10 @@ impl Host {
             Effect::QueueOp(op) => {
                 self.loader.ask(loader::Load::QueueOp(op));
                 Vec::new()
+            }
+            Effect::RemoveRun(dir, how) => {
+                self.loader.ask(loader::Load::Remove(dir, how));
+                vec![Msg::Loading(app::Loading::Runs)]
             }
             Effect::Control(c) => {
                 if let Some(r) = &self.remote {
@@ -393,9 +404,13 @@ pub fn run_tui(project_root: &Path) -> anyhow::Result<()> {
         theme::Theme::from_env(),
     );
     app.presets.places = places.describe();
+    app.bell = app::bell_from_env(std::env::var(app::BELL_ENV).ok().as_deref());
     let mut host = Host::new(project_root, places)?;
     let signals = spawn_signals()?;
     let mut guard = TerminalGuard::enter()?;
+    if let Ok(size) = guard.terminal.size() {
+        app.size = (size.width, size.height);
+    }
     let mut input = spawn_input();
     for e in app.init() {
         for m in host.perform(e) {

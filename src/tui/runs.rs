@@ -33,6 +33,12 @@ pub enum RunsKey {
     Resume,
     /// Attach to a live run (its own process): the run screen, replayed from its beginning.
     Attach,
+    /// Open the run's configuration as a new run in the form (a new name; not resumed).
+    Rerun,
+    /// Archive the run's folder to `saved/.archive/`, or delete it (asks first; not a live run).
+    Remove,
+    /// Hide stopped, failed, killed and unfinished runs from the list, or show them again.
+    HideEnded,
     /// Mark the run; on a second run, compare the two.
     Compare,
     /// Read the runs (or the open ones) again.
@@ -95,6 +101,13 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         "finished stage-1 run: compare methods (table, reliability)",
     ),
     Binding::new(
+        &[KeyCode::Char('e')],
+        "e",
+        RunsKey::Rerun,
+        "re-run",
+        "re-run with a change: the run's config.yaml as a new run in the form (new name, not resumed)",
+    ),
+    Binding::new(
         &[KeyCode::Char('g')],
         "g",
         RunsKey::Groups,
@@ -114,6 +127,21 @@ pub const KEYS: &[Binding<RunsKey>] = &[
         RunsKey::Queue,
         "queue",
         "the queue (mislas queue run starts it): Space holds, x cancels, t to the front",
+    ),
+    Binding::new(
+        &[KeyCode::Char('d')],
+        "d",
+        RunsKey::Remove,
+        "archive",
+        "archive the run to saved/.archive/ (y), or delete it for good (D, asked again); \
+         its queue entry goes too; a live run is refused",
+    ),
+    Binding::new(
+        &[KeyCode::Char('H')],
+        "H",
+        RunsKey::HideEnded,
+        "hide ended",
+        "hide stopped, failed, killed and unfinished runs from the list, or show them again",
     ),
     Binding::new(
         &[KeyCode::Char(' ')],
@@ -212,6 +240,14 @@ pub struct RunsScreen {
     pub loading: bool,
     /// Whether the queue is being read.
     pub queue_loading: bool,
+    /// Whether stopped, failed, killed and unfinished runs are hidden from the list (`H`).
+    pub hide_ended: bool,
+    /// How many runs the filter keeps that `hide_ended` hides.
+    pub hidden: usize,
+    /// Ticks while the queue view was shown (it reads the queue every few).
+    pub queue_ticks: u32,
+    /// Whether the queue was read once (a read after that is not "loading…").
+    pub queue_read: bool,
 }
 
 /// What a key on the runs screen asks of the app.
@@ -225,6 +261,10 @@ pub enum RunsAction {
     Load(Vec<PathBuf>),
     /// Resume the run in this folder.
     Resume(PathBuf),
+    /// Open the configuration of the run in this folder as a new run.
+    Rerun(PathBuf),
+    /// Archive or delete the run in this folder (the app asks first).
+    Remove(PathBuf),
     /// Attach to the live run in this folder.
     Attach(PathBuf),
     /// Show this in the status bar (an error).
@@ -255,11 +295,12 @@ impl RunsScreen {
         self.apply_filter();
     }
 
-    /// `runs`: those of `all_runs` the filter keeps (all of them when it is not usable).
+    /// `runs`: those of `all_runs` the filter keeps (all of them when it is not usable), less
+    /// the ended ones when `hide_ended` ([`is_debris`]).
     fn apply_filter(&mut self) {
         let current = self.runs.get(self.selected).map(|r| r.dir.clone());
         let filter = self.filter.clone();
-        self.runs = self
+        let kept: Vec<RunSummary> = self
             .all_runs
             .iter()
             .filter(|r| {
@@ -270,14 +311,25 @@ impl RunsScreen {
             })
             .cloned()
             .collect();
+        let now = SystemTime::now();
+        let n = kept.len();
+        self.runs = kept
+            .into_iter()
+            .filter(|r| !(self.hide_ended && is_debris(status(r, &self.facts(&r.dir), false, now))))
+            .collect();
+        self.hidden = n - self.runs.len();
         self.selected = current
             .and_then(|d| self.runs.iter().position(|r| r.dir == d))
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .min(self.runs.len().saturating_sub(1));
     }
 
     /// Records what the folders of the runs say.
     pub fn set_facts(&mut self, facts: HashMap<PathBuf, FolderFacts>) {
         self.facts.extend(facts);
+        if self.hide_ended {
+            self.apply_filter();
+        }
     }
 
     /// What a run's folder says (nothing when it was not read).
@@ -301,10 +353,16 @@ impl RunsScreen {
         }
     }
 
-    /// Replaces the queue's rows, keeping the selection in range.
+    /// Replaces the queue's rows, keeping the selection on the same run (`t` moves it to the
+    /// front: the cursor follows it), else in range.
     pub fn set_queue(&mut self, jobs: Vec<crate::queue::Job>) {
+        let id = self.queue.get(self.queue_selected).map(|j| j.id);
         self.queue = jobs;
-        self.queue_selected = self.queue_selected.min(self.queue.len().saturating_sub(1));
+        self.queue_read = true;
+        self.queue_selected = id
+            .and_then(|id| self.queue.iter().position(|j| j.id == id))
+            .unwrap_or(self.queue_selected)
+            .min(self.queue.len().saturating_sub(1));
     }
 
     /// A key of the queue view.
@@ -447,10 +505,14 @@ impl RunsScreen {
             RunsKey::Back => self.back_in_list(key.code),
             RunsKey::Refresh if open => return RunsAction::Load(self.open_dirs()),
             RunsKey::Refresh => return RunsAction::Refresh,
-            RunsKey::Resume => {
-                if let Some(d) = self.target(selected) {
-                    return RunsAction::Resume(d);
-                }
+            RunsKey::Resume
+            | RunsKey::Rerun
+            | RunsKey::Remove
+            | RunsKey::Attach
+            | RunsKey::Methods => return run_action(action, self.target(selected)),
+            RunsKey::HideEnded => {
+                self.hide_ended = !self.hide_ended;
+                self.apply_filter();
             }
             RunsKey::Groups => self.view = RunsView::Groups,
             RunsKey::Filter => self.filter_input = Some(self.filter.clone()),
@@ -459,17 +521,6 @@ impl RunsScreen {
                 return RunsAction::LoadQueue;
             }
             RunsKey::Hold | RunsKey::Cancel | RunsKey::First => {}
-            RunsKey::Attach => {
-                if let Some(d) = self.target(selected) {
-                    return RunsAction::Attach(d);
-                }
-            }
-            RunsKey::Methods => {
-                return match self.target(selected) {
-                    Some(d) => RunsAction::OpenMethods(d),
-                    None => RunsAction::Status("m: select a finished stage-1 run first".into()),
-                }
-            }
             _ if open => {}
             RunsKey::Move => {
                 super::list_nav::navigate(&mut self.selected, self.runs.len(), key.code);
@@ -495,6 +546,54 @@ impl RunsScreen {
         }
         RunsAction::None
     }
+}
+
+/// What a key that acts on one run asks for `target` (the open run, or the one selected in the
+/// list; none in the other views).
+fn run_action(action: RunsKey, target: Option<PathBuf>) -> RunsAction {
+    let Some(d) = target else {
+        return match action {
+            RunsKey::Methods => RunsAction::Status("m: select a finished stage-1 run first".into()),
+            _ => RunsAction::None,
+        };
+    };
+    match action {
+        RunsKey::Resume => RunsAction::Resume(d),
+        RunsKey::Rerun => RunsAction::Rerun(d),
+        RunsKey::Remove => RunsAction::Remove(d),
+        RunsKey::Attach => RunsAction::Attach(d),
+        RunsKey::Methods => RunsAction::OpenMethods(d),
+        _ => RunsAction::None,
+    }
+}
+
+/// The jobs of `new` that ended since `old` was read: in an end state now (done, stopped,
+/// failed, ended) and waiting or running then. A job not in `old` (the first read) is not one.
+pub fn ended_jobs<'a>(
+    old: &[crate::queue::Job],
+    new: &'a [crate::queue::Job],
+) -> Vec<&'a crate::queue::Job> {
+    use crate::queue::state::{
+        DONE, ENDED, FAILED, HELD, QUEUED, RUNNING, STARTING, STOPPED, SUBMITTED,
+    };
+    new.iter()
+        .filter(|j| [DONE, STOPPED, FAILED, ENDED].contains(&j.state.as_str()))
+        .filter(|j| {
+            old.iter().any(|o| {
+                o.id == j.id
+                    && [QUEUED, HELD, STARTING, RUNNING, SUBMITTED].contains(&o.state.as_str())
+            })
+        })
+        .collect()
+}
+
+/// Whether a run in state `st` is what `H` hides: one that ended without finishing (stopped,
+/// failed, killed, or with nothing to say how it ended).
+pub fn is_debris(st: RunStatus) -> bool {
+    matches!(
+        st,
+        RunStatus::Stopped | RunStatus::Failed | RunStatus::Died | RunStatus::Unfinished
+    )
 }
 
 /// Epochs of the run's stage: from the last record, else its configuration.
@@ -696,7 +795,7 @@ fn draw_group(s: &RunsScreen, i: usize, theme: Theme, f: &mut Frame<'_>, area: R
 fn draw_queue(s: &RunsScreen, theme: Theme, f: &mut Frame<'_>, area: Rect) {
     let title = "Queue · mislas queue run starts it · Space hold  x cancel  t to front";
     if s.queue.is_empty() {
-        let text = match s.queue_loading {
+        let text = match s.queue_loading && !s.queue_read {
             true => "\nloading the queue…",
             false => "\nThe queue is empty: Q (or B) in the form adds a run.",
         };
@@ -781,12 +880,17 @@ fn fit_middle(name: &str, width: usize) -> String {
     out
 }
 
-/// ` · filter lr=0.1` when a filter is on (or being typed).
+/// ` · filter lr=0.1` when a filter is on (or being typed), ` · 3 ended hidden (H)` when
+/// ended runs are hidden.
 fn filter_note(s: &RunsScreen) -> String {
-    match (&s.filter_input, s.filter.trim()) {
+    let filter = match (&s.filter_input, s.filter.trim()) {
         (Some(t), _) => format!(" · filter: {t}▏"),
         (None, "") => String::new(),
         (None, f) => format!(" · filter {f}"),
+    };
+    match s.hide_ended {
+        true => format!("{filter} · {} ended hidden (H)", s.hidden),
+        false => filter,
     }
 }
 
@@ -795,6 +899,10 @@ fn draw_no_runs(s: &RunsScreen, title: &str, theme: Theme, f: &mut Frame<'_>, ar
     let text = match s.all_runs.is_empty() {
         true if s.loading => "\nloading the runs of saved/…".to_owned(),
         true => "\nNo run folder in saved/ yet.".to_owned(),
+        false if s.hidden > 0 && s.filter.trim().is_empty() => format!(
+            "\nEvery run of the {} in saved/ ended without finishing and is hidden: H shows them.",
+            s.all_runs.len()
+        ),
         false => format!(
             "\nNo run of the {} in saved/ matches the filter {}: / edits it, Esc clears it.",
             s.all_runs.len(),

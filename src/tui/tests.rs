@@ -1692,8 +1692,10 @@ fn a_sweep_typed_in_the_form_queues_one_run_per_point() {
     }
 }
 
+mod launch_dialog;
 mod loader;
 mod methods;
+mod runs_actions;
 mod seed_groups;
 mod slurm_queue;
 mod test_priors;

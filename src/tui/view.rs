@@ -141,6 +141,7 @@ pub fn view(app: &App, f: &mut Frame<'_>) {
     match &app.overlay {
         Some(Overlay::Help) => draw_help(app, f, body),
         Some(Overlay::Confirm(c)) => draw_confirm(c, theme, f, body),
+        Some(Overlay::Launch(d)) => super::launch_dialog::draw(d, theme, f, body),
         None => {}
     }
 }
@@ -254,8 +255,9 @@ fn draw_footer(app: &App, f: &mut Frame<'_>, area: Rect) {
 }
 
 /// Every key, the current screen's first, then the global ones, then the other screens' in
-/// the catalogue's order.
-pub fn help_lines(current: Screen, theme: Theme) -> Vec<Line<'static>> {
+/// the catalogue's order; each description wrapped to `width` columns under its own start (none
+/// is cut, whatever the terminal's width).
+pub fn help_lines(current: Screen, theme: Theme, width: usize) -> Vec<Line<'static>> {
     let tables = screen_tables();
     let mut sections: Vec<(String, Vec<KeyHelp>)> = Vec::new();
     for (s, title, rows) in &tables {
@@ -274,13 +276,64 @@ pub fn help_lines(current: Screen, theme: Theme) -> Vec<Line<'static>> {
     for (title, rows) in sections {
         lines.push(Line::styled(title, theme.title()));
         for (k, _, what) in rows {
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {k:<17} "), theme.key()),
-                Span::raw(what),
-            ]));
+            let keys = format!("  {k:<17} ");
+            let indent = keys.chars().count();
+            for (i, part) in wrap_words(what, width.saturating_sub(indent))
+                .into_iter()
+                .enumerate()
+            {
+                let lead = match i {
+                    0 => Span::styled(keys.clone(), theme.key()),
+                    _ => Span::raw(" ".repeat(indent)),
+                };
+                lines.push(Line::from(vec![lead, Span::raw(part)]));
+            }
         }
     }
     lines
+}
+
+/// `text` in lines of at most `width` characters, broken between words (a word longer than
+/// `width` gets a line of its own); the whole text in one line when `width` is under 12.
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    if width < 12 {
+        return vec![text.to_owned()];
+    }
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
+}
+
+/// How the help fills a terminal of `size` (columns, rows): its text columns, the rows of
+/// each, and the lines wrapped to a column's width. Two columns from 102 terminal columns on
+/// when one would not hold every line.
+pub fn help_layout(
+    current: Screen,
+    theme: Theme,
+    size: (u16, u16),
+) -> (usize, usize, Vec<Line<'static>>) {
+    // The body less the overlay's borders and its note line; the header and footer take a row each.
+    let width = usize::from(size.0).saturating_sub(2);
+    let rows = usize::from(size.1).saturating_sub(2 + 2 + 1).max(1);
+    // Each column's text ends a column short of its edge: two columns never touch.
+    if width >= 100 {
+        let lines = help_lines(current, theme, width / 2 - 1);
+        if lines.len() > rows {
+            return (2, rows, lines);
+        }
+    }
+    (1, rows, help_lines(current, theme, width - 1))
 }
 
 /// The first line shown for a help scrolled by `scroll` in `columns` columns of `rows` rows.
@@ -296,13 +349,9 @@ fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     let inner = block.inner(body);
     f.render_widget(block, body);
     let [cols, note] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
-    let lines = help_lines(app.screen, theme);
-    let rows = usize::from(cols.height);
-    let columns: usize = if cols.width >= 100 && lines.len() > rows {
-        2
-    } else {
-        1
-    };
+    // The terminal's size as drawn now (the body is all of it but the header and footer).
+    let size = (body.width, body.height + 2);
+    let (columns, rows, lines) = help_layout(app.screen, theme, size);
     let first = help_offset(lines.len(), app.help_scroll, columns, rows);
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, columns as u32); columns]).split(cols);
     for (c, a) in areas.iter().enumerate() {
@@ -319,9 +368,18 @@ fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     );
 }
 
-fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
+/// The last part of `dir`, as the runs list names a run.
+fn folder_name(dir: &std::path::Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The question of a confirmation, in words.
+fn confirm_question(c: &Confirm) -> String {
     let edits = |n: usize| format!("{n} unsaved edit{}", if n == 1 { "" } else { "s" });
-    let question = match c {
+    match c {
         Confirm::Stop => {
             "Stop the run? It finishes the batch and saves a checkpoint first.".to_owned()
         }
@@ -337,7 +395,37 @@ fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
             "Open another configuration and discard {} in the form?",
             edits(n)
         ),
-    };
+        Confirm::Remove(dir) => format!(
+            "Archive {}? Its folder moves to saved/.archive/ (moved back by hand); its queue \
+             entry is removed.",
+            folder_name(dir)
+        ),
+        Confirm::Delete(dir) => format!(
+            "Delete {} and its checkpoints for good? This cannot be undone.",
+            folder_name(dir)
+        ),
+    }
+}
+
+/// The answers a confirmation takes: keys and what each does.
+fn confirm_answers(c: &Confirm) -> &'static [(&'static str, &'static str)] {
+    match c {
+        Confirm::Quit(_) => &[
+            ("l", " leave it running  "),
+            ("s", " stop it (checkpoint)  "),
+            ("n", " cancel"),
+        ],
+        Confirm::Remove(_) => &[
+            ("y", " archive  "),
+            ("D", " delete for good…  "),
+            ("n", " cancel"),
+        ],
+        Confirm::Delete(_) => &[("y", " delete it  "), ("n", " keep it")],
+        _ => &[("y", " yes   "), ("n", " no")],
+    }
+}
+
+fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
     let w = 70.min(body.width);
     let area = Rect::new(
         body.x + (body.width - w) / 2,
@@ -346,23 +434,15 @@ fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         6,
     );
     f.render_widget(Clear, area);
-    let answers = match c {
-        Confirm::Quit(_) => Line::from(vec![
-            Span::styled("l", theme.key()),
-            Span::raw(" leave it running  "),
-            Span::styled("s", theme.key()),
-            Span::raw(" stop it (checkpoint)  "),
-            Span::styled("n", theme.key()),
-            Span::raw(" cancel"),
-        ]),
-        _ => Line::from(vec![
-            Span::styled("y", theme.key()),
-            Span::raw(" yes   "),
-            Span::styled("n", theme.key()),
-            Span::raw(" no"),
-        ]),
-    };
-    let text = vec![Line::from(question), Line::from(""), answers];
+    let answers: Vec<Span<'static>> = confirm_answers(c)
+        .iter()
+        .flat_map(|&(k, what)| [Span::styled(k, theme.key()), Span::raw(what)])
+        .collect();
+    let text = vec![
+        Line::from(confirm_question(c)),
+        Line::from(""),
+        Line::from(answers),
+    ];
     f.render_widget(
         Paragraph::new(text)
             .wrap(Wrap { trim: true })

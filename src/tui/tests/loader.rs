@@ -33,6 +33,7 @@ fn repeated_reads_are_merged_and_queue_changes_kept() {
             Load::Metrics(d) => format!("metrics {}", d.display()),
             Load::Queue => "queue".to_owned(),
             Load::QueueOp(_) => "op".to_owned(),
+            Load::Remove(..) => "remove".to_owned(),
         })
         .collect();
     assert_eq!(

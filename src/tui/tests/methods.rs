@@ -402,7 +402,8 @@ fn enter_launches_the_first_missing_trained_method_and_queues_the_rest() {
         .map(|i| matches!(i, Item::Trained(t) if ["crt", "lws", "mislas"].contains(&t.name)))
         .collect();
     m.checked = all;
-    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    // The second Enter confirms the launch dialog's epochs and devices as planned.
+    let fx = send(&mut app, [key(KeyCode::Enter), key(KeyCode::Enter)]);
     // cRT has its run: compared as a trained base. LWS is launched, MiSLAS queued behind it.
     let [Effect::Compare(_, opts), Effect::Launch(lws), Effect::QueueOp(QueueOp::Add(mislas, name))] =
         fx.as_slice()
@@ -462,7 +463,7 @@ fn the_view_compares_and_trains_from_the_last_checkpoint_and_says_which() {
         .iter()
         .map(|i| matches!(i, Item::Trained(t) if t.name == "lws") || i.label() == "CE")
         .collect();
-    let fx = send(&mut app, [key(KeyCode::Enter)]);
+    let fx = send(&mut app, [key(KeyCode::Enter), key(KeyCode::Enter)]);
     let [Effect::Compare(_, opts), Effect::Launch(lws)] = fx.as_slice() else {
         panic!("{fx:?}");
     };
