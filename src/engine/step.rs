@@ -120,9 +120,12 @@ pub fn train_step(
         .expect("a step without gradient synchronisation cannot fail")
 }
 
-/// [`train_step`] on one rank of a data-parallel run: after the backward pass `sync` averages
-/// the gradients over the ranks (and sums the loss, hits and images), so the non-finite check
-/// and the SGD step see the same values on every rank, and the figures are the global batch's.
+/// [`train_step`] on one rank of a data-parallel run: `sync` averages the gradients over the
+/// ranks (and sums the loss, hits and images), so the non-finite check and the SGD step see
+/// the same values on every rank, and the figures are the global batch's. It is told the SGD's
+/// parameters before the last micro-batch's backward pass ([`GradientSync::before_backward`],
+/// where DDP's buckets start their all-reduce from gradient hooks) and completes the average
+/// after it ([`GradientSync::average`]).
 ///
 /// # Errors
 /// A lost rank (from `sync`).
@@ -157,6 +160,10 @@ pub fn train_step_synced(
         } else {
             loss * (len as f64 / b as f64)
         };
+        if let (Some(sync), true) = (sync, start + len == b) {
+            // The last micro-batch: its backward pass may start averaging the gradients.
+            sync.before_backward(&sgd.parameters())?;
+        }
         match &scaler {
             Some(s) => s.scale_loss(&loss).backward(),
             None => loss.backward(),
