@@ -184,7 +184,19 @@ pub fn train_step_synced(
         let f = Vec::<f64>::try_from(&figures)?;
         (loss_v, hits, images) = (f[0] / f[2].max(1.0), f[1] as i64, f[2] as i64);
     }
-    let applied = if !loss_v.is_finite() {
+    Ok(StepOutput {
+        loss: loss_v,
+        hits,
+        images,
+        applied: apply(sgd, scaler, loss_v),
+    })
+}
+
+/// The SGD step on the gradients of a batch whose loss is `loss`: skipped after a non-finite
+/// loss (with `scaler`, counted as an overflow: the scale backs off) or when the scaler finds
+/// an inf or a NaN in the gradients. Whether it was taken.
+fn apply(sgd: &mut Sgd, scaler: Option<&mut GradScaler>, loss: f64) -> bool {
+    if !loss.is_finite() {
         if let Some(s) = scaler {
             s.record_overflow();
         }
@@ -194,13 +206,7 @@ pub fn train_step_synced(
     } else {
         sgd.step();
         true
-    };
-    Ok(StepOutput {
-        loss: loss_v,
-        hits,
-        images,
-        applied,
-    })
+    }
 }
 
 #[cfg(test)]
