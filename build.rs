@@ -10,7 +10,8 @@
 //!   `libjpeg62-turbo-dev`, which `scripts/setup.sh` installs); the build stops with a message
 //!   saying so when it is missing.
 //! * Compiles `src/distributed/c10d.cc`, the C boundary to PyTorch's c10d (TCPStore, ProcessGroupGloo,
-//!   and ProcessGroupNCCL when CUDA's headers are found), against the headers of the same
+//!   ProcessGroupNCCL when CUDA's headers are found, and the gradient hooks of the all-reduce
+//!   overlapped with the backward pass), against the headers of the same
 //!   libtorch, and sets `mislas_c10d` (and `mislas_nccl`). Without gloo's headers (Debian:
 //!   `libgloo-dev`, which `scripts/setup.sh` installs) it is left out with a warning: mislas then
 //!   builds and trains on one process, and says at run time why more cannot start.

@@ -1,6 +1,7 @@
 //! Data-parallel training on PyTorch's c10d with Gloo, two ranks on 127.0.0.1 (the CPU
 //! tests): a step of two ranks equals a one-process step that accumulates the same two halves.
 use mislas::distributed::c10d::{Backend, ProcessGroup};
+use mislas::distributed::overlap::OverlapStats;
 use mislas::distributed::GradientSync;
 use mislas::distributed::Replicas;
 use mislas::engine::recipe::mixup::MixupCrossEntropy;
@@ -43,6 +44,15 @@ fn parameters(net: &Network) -> BTreeMap<String, Tensor> {
         .collect()
 }
 
+/// Copies `state` (from [`state`]) into `net`'s variables.
+fn copy_state(net: &Network, state: &BTreeMap<String, Tensor>) {
+    tch::no_grad(|| {
+        for (k, mut t) in net.vs.variables() {
+            t.copy_(&state[&k]);
+        }
+    });
+}
+
 fn state(net: &Network) -> BTreeMap<String, Tensor> {
     net.vs
         .variables()
@@ -57,35 +67,77 @@ const TRAIN: StepOptions = StepOptions {
     autocast: false,
 };
 
-/// One rank: joins, takes rank 0's weights, trains STEPS steps on its half of the batch
-/// (positions ≡ rank mod 2, as the sampler's split gives), returns (initial state, parameters).
-fn rank(rank: usize, port: u16) -> (BTreeMap<String, Tensor>, BTreeMap<String, Tensor>) {
-    let group = ProcessGroup::join(
+/// How the ranks of [`rank_run`] average their gradients.
+#[derive(Debug, Clone, Copy)]
+struct Averaging {
+    /// The all-reduce overlaps the backward pass (`ddp_overlap`).
+    overlap: bool,
+    /// Bucket cap, bytes.
+    bucket_bytes: usize,
+    /// Micro-batches per step.
+    accum_steps: usize,
+}
+
+const DEFAULT_AVERAGING: Averaging = Averaging {
+    overlap: true,
+    bucket_bytes: mislas::distributed::replicas::BUCKET_BYTES,
+    accum_steps: 1,
+};
+
+/// What one rank ends with.
+struct RankResult {
+    initial: BTreeMap<String, Tensor>,
+    params: BTreeMap<String, Tensor>,
+    stats: Option<OverlapStats>,
+    /// Parameters the SGD trains (backbone and classifier: not LWS's scale).
+    trained: usize,
+}
+
+fn join(rank: usize, world: usize, port: u16, timeout: Duration) -> ProcessGroup {
+    ProcessGroup::join(
         "127.0.0.1",
         port,
         rank,
-        2,
+        world,
         Backend::Gloo,
-        Duration::from_secs(60),
+        timeout,
         |_| Ok(()),
     )
-    .expect("joins the group");
-    let replicas = Replicas::new(group, Vec::new(), Device::Cpu);
+    .expect("joins the group")
+}
+
+/// One rank of `world`: joins, takes rank 0's weights (`start` on rank 0, when given), trains
+/// STEPS steps on its share of the batch (positions ≡ rank mod world, as the sampler's split
+/// gives), averaging as `how` says.
+fn rank_run(
+    rank: usize,
+    world: usize,
+    port: u16,
+    how: Averaging,
+    start: Option<&BTreeMap<String, Tensor>>,
+) -> RankResult {
+    let group = join(rank, world, port, Duration::from_secs(60));
+    let replicas = Replicas::new(group, Vec::new(), Device::Cpu)
+        .with_overlap(how.overlap)
+        .with_bucket_bytes(how.bucket_bytes);
     // Different initial weights on each rank: the broadcast must make them rank 0's.
     tch::manual_seed(rank as i64 + 10);
     let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+    if let Some(start) = start {
+        copy_state(&net, start);
+    }
     replicas.broadcast_state(&net).unwrap();
     let initial = state(&net);
     let mut sgd = sgd_of(&net);
     let (x, y) = batch();
-    let mine = Tensor::from_slice(&[
-        rank as i64,
-        rank as i64 + 2,
-        rank as i64 + 4,
-        rank as i64 + 6,
-    ]);
+    let mine: Vec<i64> = (rank..8).step_by(world).map(|i| i as i64).collect();
+    let mine = Tensor::from_slice(&mine);
     let (x, y) = (x.index_select(0, &mine), y.index_select(0, &mine));
     let method = MixupCrossEntropy { alpha: None };
+    let opts = StepOptions {
+        accum_steps: how.accum_steps,
+        ..TRAIN
+    };
     for step in 0..STEPS {
         replicas.broadcast_buffers(&net).unwrap();
         let b = TrainBatch {
@@ -94,11 +146,40 @@ fn rank(rank: usize, port: u16) -> (BTreeMap<String, Tensor>, BTreeMap<String, T
             mixup_seed: step as u64,
         };
         let sync: &dyn GradientSync = &replicas;
-        let out = train_step_synced(&net, &mut sgd, None, &method, b, TRAIN, Some(sync)).unwrap();
+        let out = train_step_synced(&net, &mut sgd, None, &method, b, opts, Some(sync)).unwrap();
         assert_eq!(out.images, 8, "the figures are the global batch's");
         assert!(out.applied);
     }
-    (initial, parameters(&net))
+    RankResult {
+        initial,
+        params: parameters(&net),
+        stats: replicas.overlap_stats(),
+        trained: sgd.parameters().len(),
+    }
+}
+
+/// Every rank of `world` on a thread of its own (rank 0 on this one, starting from `start`
+/// when given: the tests share torch's generator, so a seeded network need not be the same
+/// twice).
+fn ranks(
+    world: usize,
+    how: Averaging,
+    start: Option<&BTreeMap<String, Tensor>>,
+) -> Vec<RankResult> {
+    let port = free_port();
+    let others: Vec<_> = (1..world)
+        .map(|r| std::thread::spawn(move || rank_run(r, world, port, how, None)))
+        .collect();
+    let mut all = vec![rank_run(0, world, port, how, start)];
+    all.extend(others.into_iter().map(|h| h.join().unwrap()));
+    all
+}
+
+/// One rank of two: joins, takes rank 0's weights, trains STEPS steps on its half of the batch
+/// (positions ≡ rank mod 2, as the sampler's split gives), returns (initial state, parameters).
+fn rank(rank: usize, port: u16) -> (BTreeMap<String, Tensor>, BTreeMap<String, Tensor>) {
+    let r = rank_run(rank, 2, port, DEFAULT_AVERAGING, None);
+    (r.initial, r.params)
 }
 
 #[test]
@@ -117,11 +198,7 @@ fn two_ranks_take_the_step_of_one_process_accumulating_their_halves() {
     // One process: the same initial weights, the batch ordered as [rank 0's half, rank 1's
     // half], two micro-batches (each half's BatchNorm statistics, half the weight each).
     let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
-    tch::no_grad(|| {
-        for (k, mut t) in net.vs.variables() {
-            t.copy_(&initial[&k]);
-        }
-    });
+    copy_state(&net, &initial);
     let mut sgd = sgd_of(&net);
     let (x, y) = batch();
     let order = Tensor::from_slice(&[0i64, 2, 4, 6, 1, 3, 5, 7]);
@@ -150,6 +227,115 @@ fn two_ranks_take_the_step_of_one_process_accumulating_their_halves() {
     }
     assert!(moved > 1e-3, "the steps moved the weights ({moved})");
     assert_eq!(single.len(), rank0.len());
+}
+
+/// Asserts that every parameter of `a` equals `b`'s bit for bit, and that the steps moved them.
+fn assert_bit_identical(a: &RankResult, b: &RankResult, what: &str) {
+    assert_eq!(a.params.len(), b.params.len());
+    let mut moved = 0.0f64;
+    for (k, t) in &a.params {
+        let d = (t - &b.params[k]).abs().max().double_value(&[]);
+        assert!(t.equal(&b.params[k]), "{what}: {k} differs by {d}");
+        moved = moved.max((t - &a.initial[k]).abs().max().double_value(&[]));
+    }
+    assert!(
+        moved > 1e-3,
+        "{what}: the steps moved the weights ({moved})"
+    );
+}
+
+#[test]
+fn the_overlapped_all_reduce_gives_the_weights_of_the_one_after_the_backward_pass() {
+    let after = Averaging {
+        overlap: false,
+        ..DEFAULT_AVERAGING
+    };
+    // Two ranks, the default buckets (overlapped: reverse order, 1 MiB then 25 MiB; after the
+    // backward pass: parameter order, 25 MiB): each gradient is rank 0's + rank 1's in either
+    // bucket, a sum that does not depend on the order, then halved — bit-identical.
+    let overlapped = ranks(2, DEFAULT_AVERAGING, None);
+    let plain = ranks(2, after, Some(&overlapped[0].initial));
+    assert_bit_identical(&overlapped[0], &plain[0], "2 ranks");
+    assert_bit_identical(&overlapped[1], &overlapped[0], "rank 1 against rank 0");
+    // ResNet-32's 0.46 M parameters (1.9 MB) make two buckets, and both started from the
+    // hooks, inside the backward pass; after the backward pass there are no hooks.
+    let stats = overlapped[0].stats.expect("the overlap ran");
+    assert_eq!((stats.buckets, stats.launched_in_backward), (2, 2));
+    assert!(plain[0].stats.is_none());
+    // Two micro-batches a step: the hooks are armed for the last one only (the first
+    // backward pass's gradients are not yet the step's).
+    let accumulated = |overlap| Averaging {
+        overlap,
+        accum_steps: 2,
+        ..DEFAULT_AVERAGING
+    };
+    let overlapped = ranks(2, accumulated(true), None);
+    let plain = ranks(2, accumulated(false), Some(&overlapped[0].initial));
+    assert_bit_identical(&overlapped[0], &plain[0], "2 ranks, 2 micro-batches");
+    assert_eq!(overlapped[0].stats.unwrap().launched_in_backward, 2);
+}
+
+#[test]
+fn four_ranks_with_the_same_buckets_average_bit_identically() {
+    // Bucket cap 0: every gradient in a bucket of its own on both paths (the same buckets,
+    // started in the opposite order), so each element is summed over the four ranks in the
+    // same order by Gloo's ring.
+    let each_alone = |overlap| Averaging {
+        overlap,
+        bucket_bytes: 0,
+        accum_steps: 1,
+    };
+    let overlapped = ranks(4, each_alone(true), None);
+    let plain = ranks(4, each_alone(false), Some(&overlapped[0].initial));
+    for r in 0..4 {
+        assert_bit_identical(&overlapped[r], &plain[r], &format!("rank {r} of 4"));
+    }
+    let stats = overlapped[0].stats.unwrap();
+    assert_eq!(stats.buckets, overlapped[0].trained);
+    assert_eq!(stats.launched_in_backward, stats.buckets);
+}
+
+#[test]
+fn a_rank_lost_during_an_overlapped_backward_pass_is_named() {
+    let port = free_port();
+    let timeout = Duration::from_secs(5);
+    let (left_tx, left_rx) = std::sync::mpsc::channel();
+    let rank1 = std::thread::spawn(move || {
+        let mut replicas = Replicas::new(join(1, 2, port, timeout), Vec::new(), Device::Cpu);
+        let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+        replicas.broadcast_state(&net).unwrap();
+        // Lost before the step: its connections close.
+        replicas.leave();
+        left_tx.send(()).unwrap();
+    });
+    let replicas = Replicas::new(join(0, 2, port, timeout), Vec::new(), Device::Cpu);
+    let net = Network::new("resnet32_fe", 1, 4, Device::Cpu).unwrap();
+    replicas.broadcast_state(&net).unwrap();
+    left_rx.recv().unwrap();
+    rank1.join().unwrap();
+    let mut sgd = sgd_of(&net);
+    let (x, y) = batch();
+    let b = TrainBatch {
+        images: &x,
+        labels: &y,
+        mixup_seed: 0,
+    };
+    let method = MixupCrossEntropy { alpha: None };
+    let sync: &dyn GradientSync = &replicas;
+    let started = Instant::now();
+    let e = train_step_synced(&net, &mut sgd, None, &method, b, TRAIN, Some(sync))
+        .expect_err("a lost rank fails the step");
+    let text = format!("{e:#}");
+    assert!(
+        text.starts_with("lost rank 1 of 2 while averaging gradients; rank 0 stops."),
+        "{text}"
+    );
+    assert!(!text.contains("frame #"), "no C++ backtrace: {text}");
+    // The buckets had started inside the backward pass: the failure is the overlap's.
+    let stats = replicas.overlap_stats().expect("the overlap ran");
+    assert_eq!(stats.launched_in_backward, stats.buckets);
+    // The all-reduce's timeout and the roll call's wait (each at most 5 s here).
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 // ---- whole runs: two ranks started by the engine itself (`gpus 2`), Gloo on CPU ----

@@ -241,6 +241,10 @@ pub static KEYS: &[KeySpec] = &[
     key("dist_timeout", Float, "300.0", Shared,
         "Seconds a rank waits for the others before the run ends naming the lost rank",
         Some(checks::dist_timeout)),
+    key("ddp_overlap", Bool, "true", Shared,
+        "Data parallel: each gradient bucket's all-reduce starts during the backward pass \
+         (DDP's overlap); false: after it",
+        None),
     // ---- the data ----
     key("dataset", Choice(DatasetName::NAMES), DatasetName::NAMES[0], Shared,
         "cifar10, cifar100, fashion_mnist, imagenet, ina2018 or places", None),

@@ -408,6 +408,12 @@ pub struct Config {
     /// Seconds a rank waits for the others (at the rendezvous and at every collective) before
     /// the run ends with a message naming the rank that was lost.
     pub dist_timeout: f64,
+    /// Data parallel: each bucket of gradients starts its all-reduce from gradient hooks as
+    /// soon as the backward pass has produced it, overlapping the rest of the backward pass
+    /// (PyTorch DDP's `Reducer`); `false` sums the gradients after the backward pass. The
+    /// averaged gradients are the same (bit-identical on two ranks; see
+    /// [`crate::distributed::overlap`]).
+    pub ddp_overlap: bool,
     /// Stage 2: which classifier-stage method re-learns the classifier on the frozen backbone —
     /// MiSLAS (LAS + LWS + shift learning), cRT or LWS of Decoupling (Kang et al., ICLR 2020).
     pub recipe: ClassifierRecipe,

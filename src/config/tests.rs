@@ -168,7 +168,7 @@ fn device_specs() {
 /// `Config::default()` serialised, captured before the defaults moved into the key table, with
 /// the data-parallel keys added since (one process, the reference's -1s), the in-epoch
 /// checkpoint interval (10 minutes) and the long-tail baselines' keys (cross-entropy, no re-weighting, the linear classifier: stage 1 unchanged).
-const DEFAULTS_YAML: &str = "name: ''\nprint_freq: 40\nworkers: 2\nlog_dir: logs\nmodel_dir: ckps\ncheckpoint_every: 10.0\nmax_restarts: 2\ndataset: cifar10\ndata_path: ./data/cifar10\nnum_classes: 100\nimb_factor: 0.01\nbackbone: resnet32_fe\nresume: ''\nrun_dir: ''\nhead_class_idx:\n- 0\n- 1\nmed_class_idx:\n- 0\n- 1\ntail_class_idx:\n- 0\n- 1\ndeterministic: true\nmode: null\nsmooth_head: null\nsmooth_tail: null\nshift_bn: false\nsync_bn_stats: true\nlr_factor: null\nlr: 0.1\nbatch_size: 128\nweight_decay: 0.002\nnum_epochs: 200\nmomentum: 0.9\ncos: false\nmixup: true\nalpha: 1.0\nseed: 0\ndevice: auto\nwarmup_epochs: null\nlr_milestones:\n- 160\n- 180\nlr_decay: 0.1\nimb_type: exp\nlas_shape: concave\nlas_power: null\neval_batch_size: null\ntrain_list: null\ntest_list: null\nimage_size: 224\neval_resize: null\non_bad_image: fail\npretrained_weights: ''\namp: false\nchannels_last: false\naccum_steps: 1\ngpus: 1\nmultiprocessing_distributed: false\nworld_size: -1\nrank: -1\ndist_url: ''\ndist_timeout: 300.0\nrecipe: mislas\nloss: ce\nreweight: none\nla_tau: 1.0\nfocal_gamma: 1.0\ncb_beta: 0.9999\ndrw_epoch: 160\nclassifier: linear\nmaxnorm_thresh: 0.1\n";
+const DEFAULTS_YAML: &str = "name: ''\nprint_freq: 40\nworkers: 2\nlog_dir: logs\nmodel_dir: ckps\ncheckpoint_every: 10.0\nmax_restarts: 2\ndataset: cifar10\ndata_path: ./data/cifar10\nnum_classes: 100\nimb_factor: 0.01\nbackbone: resnet32_fe\nresume: ''\nrun_dir: ''\nhead_class_idx:\n- 0\n- 1\nmed_class_idx:\n- 0\n- 1\ntail_class_idx:\n- 0\n- 1\ndeterministic: true\nmode: null\nsmooth_head: null\nsmooth_tail: null\nshift_bn: false\nsync_bn_stats: true\nlr_factor: null\nlr: 0.1\nbatch_size: 128\nweight_decay: 0.002\nnum_epochs: 200\nmomentum: 0.9\ncos: false\nmixup: true\nalpha: 1.0\nseed: 0\ndevice: auto\nwarmup_epochs: null\nlr_milestones:\n- 160\n- 180\nlr_decay: 0.1\nimb_type: exp\nlas_shape: concave\nlas_power: null\neval_batch_size: null\ntrain_list: null\ntest_list: null\nimage_size: 224\neval_resize: null\non_bad_image: fail\npretrained_weights: ''\namp: false\nchannels_last: false\naccum_steps: 1\ngpus: 1\nmultiprocessing_distributed: false\nworld_size: -1\nrank: -1\ndist_url: ''\ndist_timeout: 300.0\nddp_overlap: true\nrecipe: mislas\nloss: ce\nreweight: none\nla_tau: 1.0\nfocal_gamma: 1.0\ncb_beta: 0.9999\ndrw_epoch: 160\nclassifier: linear\nmaxnorm_thresh: 0.1\n";
 
 #[test]
 fn defaults_are_unchanged() {
@@ -261,6 +261,7 @@ fn shared_keys_and_form_types_come_from_the_table() {
         "rank",
         "dist_url",
         "dist_timeout",
+        "ddp_overlap",
         "classifier",
     ];
     before.sort_unstable();
@@ -294,7 +295,8 @@ fn shared_keys_and_form_types_come_from_the_table() {
         ("[int]", "lr_milestones"),
         (
             "bool",
-            "deterministic shift_bn cos mixup amp channels_last multiprocessing_distributed",
+            "deterministic shift_bn cos mixup amp channels_last multiprocessing_distributed \
+             ddp_overlap",
         ),
     ] {
         for key in keys.split(' ') {

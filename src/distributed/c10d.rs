@@ -168,6 +168,11 @@ impl ProcessGroup {
         self.timeout
     }
 
+    /// The C++ group, for the overlapped all-reduce ([`super::overlap`]).
+    pub(super) fn raw(&self) -> *mut c_void {
+        self.handle
+    }
+
     /// Sums each tensor in place over the ranks (`dist.all_reduce(t, SUM)`); tensors must be
     /// contiguous, of the same shape and dtype on every rank.
     ///
@@ -314,7 +319,7 @@ fn check_rc(rc: i32, err: *mut c_char) -> Result<()> {
 }
 
 /// c10d's messages end with a C++ backtrace; the first lines say what happened.
-fn first_lines(text: &str) -> String {
+pub(super) fn first_lines(text: &str) -> String {
     let cut = text
         .find("\nException raised from")
         .or_else(|| text.find("\nframe #"))

@@ -160,7 +160,8 @@ pub fn start(job: &mut Job, saved_root: &Path) -> Result<Replicas, Failure> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         tch::set_num_threads((cores / topo.local_size).max(1) as i32);
     }
-    Ok(Replicas::new(group, workers, scratch))
+    let overlap = job.first_config().ddp_overlap;
+    Ok(Replicas::new(group, workers, scratch).with_overlap(overlap))
 }
 
 /// What can be known before any process starts: each stage's configuration is usable (as

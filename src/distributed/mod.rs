@@ -5,8 +5,10 @@
 //! * [`Topology`]: where this process stands (rank, world size, rendezvous), from a
 //!   `torchrun`-style environment, from the tasks of an `srun` step ([`srun`]) or from the
 //!   configuration's `gpus`, `world_size`, `rank`, `dist_url`;
-//! * [`GradientSync`]: what a data-parallel step adds between the backward pass and the SGD
+//! * [`GradientSync`]: what a data-parallel step adds to the backward pass and before the SGD
 //!   step (the engine's step calls it);
+//! * [`overlap`]: the gradient all-reduce overlapped with the backward pass (DDP's `Reducer`:
+//!   buckets started from gradient hooks);
 //! * [`machine`]: the checks of a configuration against this machine and this build;
 //! * [`launch`]: starting the other ranks of this machine as processes of this binary;
 //! * [`replicas`]: what DDP does to a step and an evaluation (broadcast, bucketed gradient
@@ -14,6 +16,7 @@
 pub mod c10d;
 pub mod launch;
 pub mod machine;
+pub mod overlap;
 pub mod replicas;
 pub mod srun;
 
@@ -24,9 +27,21 @@ use anyhow::{bail, Context, Result};
 use c10d::Backend;
 use std::time::Duration;
 
-/// What a data-parallel step adds between the backward pass and the SGD step
+/// What a data-parallel step adds to the backward pass and before the SGD step
 /// ([`Replicas`]: DDP's gradient all-reduce).
 pub trait GradientSync {
+    /// Called just before the backward pass whose gradients [`GradientSync::average`] then
+    /// averages (a step's last micro-batch), with the parameters the step trains (the SGD's,
+    /// in group order): an implementation may start averaging while that backward pass runs
+    /// ([`Replicas`]: DDP's overlapped buckets, [`overlap`]). The default does nothing.
+    ///
+    /// # Errors
+    /// The gradient hooks could not be set up.
+    fn before_backward(&self, params: &[tch::Tensor]) -> anyhow::Result<()> {
+        let _ = params;
+        Ok(())
+    }
+
     /// Averages `grads` (the live gradients, changed in place) over the ranks, and sums
     /// `figures` (`[3]` f64: loss · images, top-1 hits, images) over them.
     ///

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | start | DDP's constructor broadcasts parameters and buffers from rank 0 | [`Replicas::broadcast_state`] |
 //! | forward | buffers (BatchNorm statistics) broadcast from rank 0 (`broadcast_buffers=True`); no SyncBN | [`Replicas::broadcast_buffers`] |
-//! | backward | gradients summed in 25 MB buckets, divided by the world size | [`Replicas::average_gradients`], after the backward pass (not overlapped with it) |
+//! | backward | gradients summed in 25 MB buckets (the first 1 MB), in reverse parameter order, each bucket's asynchronous all-reduce started by gradient hooks as soon as its gradients are ready, overlapping the rest of the backward pass; divided by the world size | [`Replicas::before_backward`](GradientSync::before_backward) and [`Replicas::average`](GradientSync::average) with [`super::overlap`] (`ddp_overlap true`, the default); `ddp_overlap false`: 25 MB buckets in parameter order, summed one after another after the backward pass |
 //! | sampler | `DistributedSampler`: the epoch's order padded to a multiple of N, rank r takes r, r+N, … | [`Replicas::shard`] |
 //! | stage 2, shift learning | (the reference runs stage 2 on one GPU) | with `sync_bn_stats`: no buffer broadcast; running statistics averaged before each evaluation and checkpoint, [`Replicas::average_batchnorm_statistics`] |
 //!
@@ -12,12 +12,13 @@
 //! ([`Replicas::lost_rank`]).
 use super::c10d::ProcessGroup;
 use super::launch::Worker;
+use super::overlap::{reverse_buckets, OverlapStats, OverlappedAllReduce, FIRST_BUCKET_BYTES};
 use super::GradientSync;
 use crate::metrics::EvalAccumulator;
 use crate::model::Network;
 use crate::wire::{Flow, Link, Poll};
 use anyhow::{anyhow, Result};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use tch::{Device, Tensor};
 
@@ -40,6 +41,9 @@ pub const BUCKET_BYTES: usize = 25 * 1024 * 1024;
 /// ([`Replicas::single`]), for which every method is the identity.
 #[derive(Debug)]
 pub struct Replicas {
+    /// The hooks and buckets of the overlapped all-reduce, made at the first step (and again
+    /// when the parameters change, e.g. at stage 2); dropped before the group.
+    overlap: RefCell<Option<OverlappedAllReduce>>,
     group: Option<ProcessGroup>,
     rank: usize,
     world_size: usize,
@@ -51,6 +55,12 @@ pub struct Replicas {
     failures: Cell<u32>,
     /// Wall-clock seconds spent averaging gradients since [`Replicas::take_sync_seconds`].
     sync_seconds: Cell<f64>,
+    /// The all-reduce overlaps the backward pass (`ddp_overlap`).
+    overlap_backward: bool,
+    /// Bucket cap, bytes (DDP's `bucket_cap_mb`).
+    bucket_bytes: usize,
+    /// [`GradientSync::before_backward`] armed the hooks for the coming backward pass.
+    armed: Cell<bool>,
     /// Where the small tensors of a collective live: the CPU for Gloo, the rank's GPU for NCCL
     /// (which reduces CUDA tensors only).
     scratch: Device,
@@ -67,6 +77,10 @@ impl Replicas {
             paused: Cell::new(false),
             failures: Cell::new(0),
             sync_seconds: Cell::new(0.0),
+            overlap: RefCell::new(None),
+            overlap_backward: true,
+            bucket_bytes: BUCKET_BYTES,
+            armed: Cell::new(false),
             scratch: Device::Cpu,
         }
     }
@@ -82,8 +96,39 @@ impl Replicas {
             paused: Cell::new(false),
             failures: Cell::new(0),
             sync_seconds: Cell::new(0.0),
+            overlap: RefCell::new(None),
+            overlap_backward: true,
+            bucket_bytes: BUCKET_BYTES,
+            armed: Cell::new(false),
             scratch,
         }
+    }
+
+    /// Whether the gradient all-reduce overlaps the backward pass (`ddp_overlap`; on by
+    /// default): DDP's buckets (reverse parameter order, the first at most 1 MiB) start from
+    /// gradient hooks. Off: buckets in parameter order, summed one after another once the
+    /// backward pass is over (mislas before the overlap).
+    pub fn with_overlap(mut self, on: bool) -> Self {
+        self.overlap_backward = on;
+        self
+    }
+
+    /// The gradient buckets' cap, bytes (DDP's `bucket_cap_mb`; [`BUCKET_BYTES`] by
+    /// default); the overlapped path's first bucket holds at most the smaller of this and
+    /// [`FIRST_BUCKET_BYTES`]. 0 puts every gradient in a bucket of its own.
+    pub fn with_bucket_bytes(mut self, bytes: usize) -> Self {
+        self.bucket_bytes = bytes;
+        self
+    }
+
+    /// The overlapped all-reduce's figures (buckets, those started inside the last backward
+    /// pass, seconds inside the hooks since the last call); `None` before its first step or
+    /// with `ddp_overlap false`.
+    pub fn overlap_stats(&self) -> Option<OverlapStats> {
+        self.overlap
+            .borrow()
+            .as_ref()
+            .map(OverlappedAllReduce::stats)
     }
 
     /// This process's rank.
@@ -346,11 +391,15 @@ impl Replicas {
     /// next collective fails at once rather than after the timeout. Collectives after this
     /// are the identity.
     pub fn leave(&mut self) {
+        self.armed.set(false);
+        self.overlap.replace(None);
         self.group = None;
     }
 
-    /// Seconds spent in the gradient all-reduce ([`GradientSync::average`]) since the last
-    /// call, and resets the count: the all-reduce's share of the training time.
+    /// Seconds the step waited for the gradient all-reduce after the backward pass
+    /// ([`GradientSync::average`]: with the overlap, the buckets still running when the
+    /// backward pass ended) since the last call, and resets the count: the all-reduce's share
+    /// of the training time.
     pub fn take_sync_seconds(&self) -> f64 {
         self.sync_seconds.replace(0.0)
     }
@@ -371,22 +420,46 @@ impl Replicas {
 }
 
 impl GradientSync for Replicas {
-    /// Sums the gradients over the ranks in [`BUCKET_BYTES`] buckets and divides them by the
-    /// world size (DDP's averaging), and sums the step's `figures`.
+    /// With the overlap on, (re)makes the hooks and buckets when `params` are not those of
+    /// the last step, and arms them: during the coming backward pass each bucket's
+    /// all-reduce starts once its gradients are ready ([`super::overlap`]).
+    fn before_backward(&self, params: &[Tensor]) -> Result<()> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        if !self.overlap_backward {
+            return Ok(());
+        }
+        let mut slot = self.overlap.borrow_mut();
+        if !slot.as_ref().is_some_and(|o| o.matches(params)) {
+            // The old hooks go before the new ones are set on parameters they may share.
+            *slot = None;
+            let first = FIRST_BUCKET_BYTES.min(self.bucket_bytes);
+            let plan = reverse_buckets(params, first, self.bucket_bytes);
+            *slot = Some(OverlappedAllReduce::new(group, params, &plan)?);
+        }
+        slot.as_ref().expect("made above").arm()?;
+        self.armed.set(true);
+        Ok(())
+    }
+
+    /// Averages the gradients over the ranks (sums, then divides by the world size: DDP's
+    /// averaging) and sums the step's `figures`. Armed ([`GradientSync::before_backward`]):
+    /// waits for the buckets the hooks started and starts the rest; else sums `grads` in
+    /// buckets of parameter order, one after another.
     fn average(&self, grads: &[Tensor], figures: &mut Tensor) -> Result<()> {
         let Some(group) = &self.group else {
             return Ok(());
         };
         let lost = |e| self.lost_rank("averaging gradients", e);
-        let n = self.world_size as f64;
         let started = std::time::Instant::now();
         let result = tch::no_grad(|| {
-            for bucket in buckets(grads, BUCKET_BYTES) {
-                let parts: Vec<&Tensor> = bucket.iter().map(|&i| &grads[i]).collect();
-                let mut flat = [flatten(&parts)];
-                group.all_reduce_sum(&mut flat).map_err(lost)?;
-                let _ = flat[0].divide_scalar_(n);
-                unflatten(&flat[0], &parts);
+            if self.armed.replace(false) {
+                let overlap = self.overlap.borrow();
+                let overlap = overlap.as_ref().expect("armed with its hooks");
+                overlap.finish(self.world_size).map_err(lost)?;
+            } else {
+                self.average_after_backward(group, grads).map_err(lost)?;
             }
             let mut f = [self.on_scratch(figures.shallow_clone())];
             group.all_reduce_sum(&mut f).map_err(lost)?;
@@ -436,6 +509,22 @@ impl Replicas {
             }
             Ok(())
         })
+    }
+}
+
+impl Replicas {
+    /// The all-reduce after the backward pass (`ddp_overlap false`): `grads` in buckets of
+    /// parameter order, each summed (blocking), divided by the world size and copied back.
+    fn average_after_backward(&self, group: &ProcessGroup, grads: &[Tensor]) -> Result<()> {
+        let n = self.world_size as f64;
+        for bucket in buckets(grads, self.bucket_bytes) {
+            let parts: Vec<&Tensor> = bucket.iter().map(|&i| &grads[i]).collect();
+            let mut flat = [flatten(&parts)];
+            group.all_reduce_sum(&mut flat)?;
+            let _ = flat[0].divide_scalar_(n);
+            unflatten(&flat[0], &parts);
+        }
+        Ok(())
     }
 }
 

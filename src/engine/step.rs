@@ -120,9 +120,12 @@ pub fn train_step(
         .expect("a step without gradient synchronisation cannot fail")
 }
 
-/// [`train_step`] on one rank of a data-parallel run: after the backward pass `sync` averages
-/// the gradients over the ranks (and sums the loss, hits and images), so the non-finite check
-/// and the SGD step see the same values on every rank, and the figures are the global batch's.
+/// [`train_step`] on one rank of a data-parallel run: `sync` averages the gradients over the
+/// ranks (and sums the loss, hits and images), so the non-finite check and the SGD step see
+/// the same values on every rank, and the figures are the global batch's. It is told the SGD's
+/// parameters before the last micro-batch's backward pass ([`GradientSync::before_backward`],
+/// where DDP's buckets start their all-reduce from gradient hooks) and completes the average
+/// after it ([`GradientSync::average`]).
 ///
 /// # Errors
 /// A lost rank (from `sync`).
@@ -157,6 +160,10 @@ pub fn train_step_synced(
         } else {
             loss * (len as f64 / b as f64)
         };
+        if let (Some(sync), true) = (sync, start + len == b) {
+            // The last micro-batch: its backward pass may start averaging the gradients.
+            sync.before_backward(&sgd.parameters())?;
+        }
         match &scaler {
             Some(s) => s.scale_loss(&loss).backward(),
             None => loss.backward(),
@@ -177,7 +184,19 @@ pub fn train_step_synced(
         let f = Vec::<f64>::try_from(&figures)?;
         (loss_v, hits, images) = (f[0] / f[2].max(1.0), f[1] as i64, f[2] as i64);
     }
-    let applied = if !loss_v.is_finite() {
+    Ok(StepOutput {
+        loss: loss_v,
+        hits,
+        images,
+        applied: apply(sgd, scaler, loss_v),
+    })
+}
+
+/// The SGD step on the gradients of a batch whose loss is `loss`: skipped after a non-finite
+/// loss (with `scaler`, counted as an overflow: the scale backs off) or when the scaler finds
+/// an inf or a NaN in the gradients. Whether it was taken.
+fn apply(sgd: &mut Sgd, scaler: Option<&mut GradScaler>, loss: f64) -> bool {
+    if !loss.is_finite() {
         if let Some(s) = scaler {
             s.record_overflow();
         }
@@ -187,13 +206,7 @@ pub fn train_step_synced(
     } else {
         sgd.step();
         true
-    };
-    Ok(StepOutput {
-        loss: loss_v,
-        hits,
-        images,
-        applied,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -439,14 +439,25 @@ impl<'a> Trainer<'a> {
         Ok(t)
     }
 
-    /// Data parallel: the gradient all-reduce's share of the epoch's training time, in the log.
+    /// Data parallel: the gradient all-reduce's share of the epoch's training time (the time
+    /// the steps waited for it after the backward pass), in the log; with `ddp_overlap`, how
+    /// many buckets started inside the backward pass and the time spent in its hooks.
     fn report_all_reduce(&mut self, epoch: usize, t: &EpochTraining) -> Result<(), Failure> {
         if self.replicas.world_size() == 1 || t.sums.seen <= t.seen_before {
             return Ok(());
         }
         let sync = self.replicas.take_sync_seconds();
+        let how = match self.replicas.overlap_stats() {
+            Some(s) => format!(
+                "waited for after the backward pass it overlaps ({} of {} buckets started \
+                 inside it, {:.1} s in its gradient hooks)",
+                s.launched_in_backward, s.buckets, s.hook_seconds
+            ),
+            None => "after the backward pass".to_owned(),
+        };
         self.emit(Event::Log(format!(
-            "=> epoch {epoch}: gradient all-reduce {sync:.1} s of {:.1} s training ({:.1} %)",
+            "=> epoch {epoch}: gradient all-reduce {sync:.1} s of {:.1} s training ({:.1} %), \
+             {how}",
             t.train_seconds,
             100.0 * sync / t.train_seconds.max(1e-9)
         )))

@@ -139,6 +139,16 @@ impl Sgd {
         }
     }
 
+    /// Every parameter, in group order: shallow clones of the live tensors (what a
+    /// data-parallel step hooks its gradient all-reduce on).
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.params)
+            .map(|(_, p)| p.shallow_clone())
+            .collect()
+    }
+
     /// The gradients of the parameters that have one, in group order: tensors that share their
     /// storage with the live gradients, so in-place changes (unscaling, clipping) reach the
     /// next [`Sgd::step`].
