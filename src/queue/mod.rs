@@ -334,19 +334,26 @@ impl Queue {
         self.set_state(id, &[state::HELD], state::QUEUED)
     }
 
-    /// Moves a run to the front of the queue.
+    /// Moves a queued or held run to the front of the queue.
     ///
     /// # Errors
-    /// No such run.
+    /// No such run, or it has started or ended (its place in the queue no longer matters).
     pub fn to_front(&self, id: i64) -> Result<()> {
-        let n = self.db.execute(
-            "UPDATE jobs SET position = (SELECT MIN(position) FROM jobs) - 1 WHERE id = ?1",
-            [id],
-        )?;
-        if n == 0 {
-            bail!("no queued run {id} (mislas queue ls lists them)");
+        let now: Option<String> = self
+            .db
+            .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        match now.as_deref() {
+            None => bail!("no queued run {id} (mislas queue ls lists them)"),
+            Some(state::QUEUED | state::HELD) => {
+                self.db.execute(
+                    "UPDATE jobs SET position = (SELECT MIN(position) FROM jobs) - 1 WHERE id = ?1",
+                    [id],
+                )?;
+                Ok(())
+            }
+            Some(s) => bail!("run {id} is {s}: only a queued or held run can move to the front"),
         }
-        Ok(())
     }
 
     /// Takes the next queued run for `device`: marks it `starting` there, atomically (two
@@ -774,10 +781,16 @@ mod tests {
         assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, c);
         assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, a);
         assert!(q2.take_next("cpu").unwrap().is_none(), "b is held");
+        q.to_front(b).unwrap();
         q.release(b).unwrap();
         assert_eq!(q2.take_next("cpu").unwrap().unwrap().id, b);
         assert!(q.remove(a).unwrap_err().to_string().contains("starting"));
         q.ended(a, Some(0), None).unwrap();
+        let e = q.to_front(a).unwrap_err().to_string();
+        assert!(
+            e.contains("only a queued or held run can move to the front"),
+            "{e}"
+        );
         q.remove(a).unwrap();
         assert_eq!(q.list().unwrap().len(), 2);
     }

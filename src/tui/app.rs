@@ -630,10 +630,20 @@ impl App {
                 self.quit = Quit::Now;
                 Vec::new()
             }
-            Overlay::Confirm(Confirm::Remove(dir)) if key.code == KeyCode::Char('D') => {
-                self.overlay = Some(Overlay::Confirm(Confirm::Delete(dir)));
-                Vec::new()
-            }
+            // Only the keys the dialog names act: Enter, which confirms the other dialogs,
+            // must not move a run's folder away.
+            Overlay::Confirm(Confirm::Remove(dir)) => match key.code {
+                KeyCode::Char('y' | 'Y') => self.remove(dir, Removal::Archive),
+                KeyCode::Char('D') => {
+                    self.overlay = Some(Overlay::Confirm(Confirm::Delete(dir)));
+                    Vec::new()
+                }
+                KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
+                _ => {
+                    self.overlay = Some(Overlay::Confirm(Confirm::Remove(dir)));
+                    Vec::new()
+                }
+            },
             Overlay::Confirm(Confirm::Delete(dir)) => match key.code {
                 KeyCode::Char('y') => self.remove(dir, Removal::Delete),
                 KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
@@ -650,8 +660,11 @@ impl App {
                         self.stop()
                     }
                     Confirm::Discard(_, then) => self.after_discard(then),
-                    Confirm::Remove(dir) => self.remove(dir, Removal::Archive),
-                    Confirm::Delete(dir) => self.remove(dir, Removal::Delete),
+                    // Answered by their own arms above; kept open if ever reached.
+                    c @ (Confirm::Remove(_) | Confirm::Delete(_)) => {
+                        self.overlay = Some(Overlay::Confirm(c));
+                        Vec::new()
+                    }
                 },
                 KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc => Vec::new(),
                 _ => {
@@ -1167,9 +1180,19 @@ fn on_engine_closed(app: &mut App, panic: Option<String>) -> Vec<Effect> {
 }
 
 /// The queue was read: the runs that ended since the last read (but the one the run screen
-/// watches, which rang already) ring the bell and are said.
+/// watches, which rang already) ring the bell and are said — when that read is recent
+/// ([`super::runs::QUEUE_FRESH`]): after the view was away, what ended meanwhile is shown in
+/// the list, not rung minutes late.
 fn on_queue(app: &mut App, jobs: Vec<crate::queue::Job>) -> Vec<Effect> {
     app.runs.queue_loading = false;
+    let fresh = app
+        .runs
+        .queue_read_at
+        .is_some_and(|t| t.elapsed() < super::runs::QUEUE_FRESH);
+    if !fresh {
+        app.runs.set_queue(jobs);
+        return Vec::new();
+    }
     let watched: Vec<PathBuf> = app.run.as_ref().map_or_else(Vec::new, |r| {
         let stages = r.stage.iter().map(|s| s.run_dir.clone());
         stages

@@ -205,11 +205,12 @@ pub fn draw(d: &LaunchDialog, theme: Theme, f: &mut Frame<'_>, body: Rect) {
         (false, _) => "the first now, on the run screen, the others queued",
     };
     let s = if n == 1 { "" } else { "s" };
+    let from = match several_backbones(d) {
+        true => "each from its backbone's checkpoint",
+        false => "from this run's checkpoint",
+    };
     f.render_widget(
-        Paragraph::new(format!(
-            "{n} stage-2 run{s} from this run's checkpoint: {how}."
-        ))
-        .wrap(Wrap { trim: true }),
+        Paragraph::new(format!("{n} stage-2 run{s} {from}: {how}.")).wrap(Wrap { trim: true }),
         top,
     );
     let mut state = TableState::default().with_selected(Some(d.row));
@@ -227,12 +228,12 @@ fn methods_table(d: &LaunchDialog, theme: Theme) -> Table<'static> {
         .iter()
         .zip(&d.fields)
         .enumerate()
-        .map(|(i, ((t, _), fields))| {
+        .map(|(i, (_, fields))| {
             let cell = |j: usize| match i == d.row && j == d.field {
                 true => fields[j].line(theme.title(), theme.selected()),
                 false => Line::raw(fields[j].text().to_owned()),
             };
-            Row::new(vec![Line::raw(base_label(t.name)), cell(0), cell(1)])
+            Row::new(vec![Line::raw(row_label(d, i)), cell(0), cell(1)])
         })
         .collect();
     Table::new(
@@ -244,6 +245,32 @@ fn methods_table(d: &LaunchDialog, theme: Theme) -> Table<'static> {
         ],
     )
     .header(Row::new(["Method", "Epochs", "Device"]).style(theme.dim()))
+}
+
+/// The run folder whose checkpoint a planned stage 2 starts from (`resume`'s
+/// `<run>/ckps/<file>`), by its folder name.
+fn backbone_of(c: &Config) -> String {
+    let p = std::path::Path::new(&c.resume);
+    p.parent()
+        .and_then(std::path::Path::parent)
+        .and_then(std::path::Path::file_name)
+        .map_or_else(|| c.resume.clone(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Whether the rows start from more than one backbone (then each row names its own).
+fn several_backbones(d: &LaunchDialog) -> bool {
+    d.rows
+        .iter()
+        .any(|(_, c)| d.rows.first().is_some_and(|(_, f)| f.resume != c.resume))
+}
+
+/// Row `i`'s method, with the backbone it trains on when the rows have several.
+fn row_label(d: &LaunchDialog, i: usize) -> String {
+    let (t, c) = &d.rows[i];
+    match several_backbones(d) {
+        true => format!("{} on {}", base_label(t.name), backbone_of(c)),
+        false => base_label(t.name),
+    }
 }
 
 /// Below the table: the devices, why the last Enter did not train, the keys.

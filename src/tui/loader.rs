@@ -194,12 +194,26 @@ fn open_queue(places: &Places) -> Result<crate::queue::Queue, String> {
     .map_err(|e| format!("{e:#}"))
 }
 
+/// Seconds between two polls of Slurm from the UI: the queue view reads the database every
+/// 2 s, but each poll asks `squeue` once per submitted run, and a cluster's controller is not
+/// to be asked that often (Slurm's documentation warns against tight `squeue` loops).
+const SLURM_POLL_SECS: u64 = 30;
+
 /// The queue's jobs, or why they cannot be read.
-/// The states of runs handed to Slurm are asked of Slurm first, as `mislas queue ls` does (a
-/// Slurm that cannot be asked leaves them as last seen).
+/// The states of runs handed to Slurm are asked of Slurm first, as `mislas queue ls` does, at
+/// most every [`SLURM_POLL_SECS`] (a Slurm that cannot be asked leaves them as last seen).
 fn list_queue(places: &Places) -> Result<Vec<crate::queue::Job>, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_POLL: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     open_queue(places).and_then(|q| {
-        let _ = q.refresh_slurm();
+        let last = LAST_POLL.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= SLURM_POLL_SECS {
+            LAST_POLL.store(now, Ordering::Relaxed);
+            let _ = q.refresh_slurm();
+        }
         q.list().map_err(|e| format!("{e:#}"))
     })
 }

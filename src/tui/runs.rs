@@ -248,7 +248,14 @@ pub struct RunsScreen {
     pub queue_ticks: u32,
     /// Whether the queue was read once (a read after that is not "loading…").
     pub queue_read: bool,
+    /// When the queue was last read: a run that ended since a read older than
+    /// [`QUEUE_FRESH`] is not news (the view was not watching), so it does not ring.
+    pub queue_read_at: Option<std::time::Instant>,
 }
+
+/// How old the previous read of the queue may be for what ended since to be said and rung:
+/// a few of the view's 2-second reads.
+pub const QUEUE_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a key on the runs screen asks of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,6 +366,7 @@ impl RunsScreen {
         let id = self.queue.get(self.queue_selected).map(|j| j.id);
         self.queue = jobs;
         self.queue_read = true;
+        self.queue_read_at = Some(std::time::Instant::now());
         self.queue_selected = id
             .and_then(|id| self.queue.iter().position(|j| j.id == id))
             .unwrap_or(self.queue_selected)

@@ -361,7 +361,7 @@ fn draw_help(app: &App, f: &mut Frame<'_>, body: Rect) {
     }
     f.render_widget(
         Paragraph::new(Line::styled(
-            "A run goes on without the UI (q: leave it running); mislas attaches again: 4, a.",
+            "A run goes on without the UI (q: leave it running); 4, a attaches again.",
             theme.dim(),
         )),
         note,

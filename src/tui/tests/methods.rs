@@ -660,6 +660,17 @@ fn enter_compares_every_checked_method_on_every_backbone() {
     let (ce_s, bs_s) = (ce_ck.display().to_string(), bs_ck.display().to_string());
     assert_eq!(resumes, [("lws", ce_s.as_str()), ("lws", bs_s.as_str())]);
     assert!(plan.compare.is_none() && plan.errors.is_empty());
+    // Enter asks first; the dialog says which backbone each LWS row trains on. Esc: nothing.
+    send(&mut app, [key(KeyCode::Enter)]);
+    let s = render(&app, 100, 30);
+    for text in [
+        "2 stage-2 runs each from its backbone's checkpoint",
+        "LWS on fm_s1_done",
+        "LWS on fm_bs",
+    ] {
+        assert!(s.contains(text), "{text}:\n{s}");
+    }
+    assert!(send(&mut app, [key(KeyCode::Esc)]).is_empty());
     // The results: which run each backbone is; rows named as compare names them.
     let mut c = super::test_priors::comparison();
     let label = "Balanced Softmax".to_owned();

@@ -137,6 +137,15 @@ fn d_archives_or_deletes_a_run_with_its_queue_entry_after_asking() {
     assert!(screen.contains("D delete for good"), "{screen}");
     assert!(send(&mut app, [ch('n')]).is_empty());
     assert!(stopped.is_dir());
+    // Enter, which confirms other dialogs, moves nothing here: the dialog stays open.
+    send(&mut app, [ch('d')]);
+    assert!(send(&mut app, [key(KeyCode::Enter)]).is_empty());
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Confirm(Confirm::Remove(stopped.clone())))
+    );
+    assert!(send(&mut app, [key(KeyCode::Esc)]).is_empty());
+    assert!(stopped.is_dir());
     // y archives it, with its queue entry; the list no longer has it.
     let fx = send(&mut app, [ch('d'), ch('y')]);
     perform(&mut app, fx);
@@ -313,6 +322,16 @@ fn the_bell_rings_when_a_queued_run_ends() {
     app.bell = false;
     assert_eq!(bells(&read(&mut app)), 0);
     assert!(app.status.as_ref().unwrap().text.contains("queued run 2"));
+    // A run that ended since a read older than QUEUE_FRESH (the view was away) is not news:
+    // neither rung nor said, minutes late.
+    app.bell = true;
+    set(2, "queued");
+    read(&mut app);
+    set(2, "done");
+    app.status = None;
+    app.runs.queue_read_at = Some(std::time::Instant::now() - 2 * super::super::runs::QUEUE_FRESH);
+    assert_eq!(bells(&read(&mut app)), 0);
+    assert!(app.status.is_none());
 }
 
 /// Whitespace runs made one space.
