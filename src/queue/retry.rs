@@ -241,6 +241,45 @@ impl Attempt {
     }
 }
 
+impl Attempt {
+    /// The attempt with the kind of failure its process logged in `log` (its queue log,
+    /// `logs/<id>.log`) when its event file told none: a run that fails before its run folder
+    /// exists (a data or configuration error at start) says how only there, in its
+    /// `=> failed (<kind>): <message>` line. Unchanged otherwise.
+    pub fn with_logged_failure(self, log: &Path) -> Attempt {
+        match self.ending {
+            Ending::Exit(c, None) if c != 0 => Attempt {
+                ending: Ending::Exit(c, logged_failure(log).and_then(|(k, _)| k)),
+                ..self
+            },
+            _ => self,
+        }
+    }
+}
+
+/// Every kind of failure, to read one back from its words in a log line.
+const FAILURE_KINDS: [FailureKind; 9] = [
+    FailureKind::Config,
+    FailureKind::Data,
+    FailureKind::Checkpoint,
+    FailureKind::NonFinite,
+    FailureKind::OutOfMemory,
+    FailureKind::Io,
+    FailureKind::LostRank,
+    FailureKind::Internal,
+    FailureKind::Killed,
+];
+
+/// The last `=> failed (<kind>): <message>` line of a run's log: the kind (when its words are
+/// one of [`FailureKind`]'s) and the line's text after `=> `; `None` without such a line.
+pub fn logged_failure(log: &Path) -> Option<(Option<FailureKind>, String)> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| l.starts_with("=> failed ("))?;
+    let words = line.strip_prefix("=> failed (")?.split_once("):")?.0;
+    let kind = FAILURE_KINDS.into_iter().find(|k| k.to_string() == words);
+    Some((kind, line.trim_start_matches("=> ").to_owned()))
+}
+
 /// The event file of a job folder (empty when there is none or it cannot be read).
 fn read_events(dir: &Path) -> Vec<Event> {
     std::fs::read_to_string(dir.join(crate::live::EVENTS))
@@ -405,6 +444,40 @@ mod tests {
 
     fn ck() -> PathBuf {
         PathBuf::from("/s/r/ckps/current.safetensors")
+    }
+
+    /// A run that failed before its run folder existed says how in its log only: the kind is
+    /// read back from the `=> failed (<kind>): …` line (the last one), and the attempt is said
+    /// with it; a log without one, or an event file's kind, leaves the attempt as it was.
+    #[test]
+    fn a_failure_said_only_in_the_log_is_read_from_it() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("1.log");
+        std::fs::write(
+            &log,
+            "=> failed (configuration error): earlier\nloading\n\
+             => failed (data error): Fashion-MNIST file train-images-idx3-ubyte not found\n\
+             error: Fashion-MNIST file train-images-idx3-ubyte not found\n",
+        )
+        .unwrap();
+        let (kind, text) = logged_failure(&log).unwrap();
+        assert_eq!(kind, Some(FailureKind::Data));
+        assert_eq!(
+            text,
+            "failed (data error): Fashion-MNIST file train-images-idx3-ubyte not found"
+        );
+        let a = at(Ending::Exit(1, None), Progress::None).with_logged_failure(&log);
+        assert_eq!(a.ending, Ending::Exit(1, Some(FailureKind::Data)));
+        let (d1, why) = decide(&a, 0, 2);
+        assert_eq!(d1, Decision::Final(state::FAILED));
+        assert!(why.starts_with("failed: data error (exit 1)"), "{why}");
+        let told = at(Ending::Exit(1, Some(FailureKind::Io)), Progress::None);
+        assert_eq!(told.clone().with_logged_failure(&log), told);
+        let none = at(Ending::Exit(1, None), Progress::None);
+        let empty = d.path().join("2.log");
+        std::fs::write(&empty, "error: something\n").unwrap();
+        assert_eq!(none.clone().with_logged_failure(&empty), none);
+        assert!(logged_failure(&empty).is_none());
     }
 
     #[test]

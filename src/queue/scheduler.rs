@@ -254,8 +254,10 @@ impl Slots {
                 fault_point("before_ended");
                 use std::os::unix::process::ExitStatusExt;
                 let dir = announced_run_dir(&logs, r.id);
+                let log = logs.join(format!("{}.log", r.id));
                 let attempt =
-                    Attempt::read(dir.as_deref(), status.code(), status.signal(), r.started);
+                    Attempt::read(dir.as_deref(), status.code(), status.signal(), r.started)
+                        .with_logged_failure(&log);
                 println!("queue: run {} on {} ended ({status})", r.id, r.device);
                 match queue.after_attempt(r.id, &attempt, dir.as_deref()) {
                     Ok((Decision::Restart { .. }, why)) => {
@@ -265,6 +267,8 @@ impl Slots {
                         if st != state::DONE {
                             println!("queue: run {} {st}: {why}", r.id);
                         }
+                        let logged = retry::logged_failure(&log).map(|(_, m)| m);
+                        let why = logged.unwrap_or(why);
                         hook_run_end(queue, r.id, st, dir.as_deref(), &why);
                     }
                     Err(e) => eprintln!("queue: run {}: {e:#}", r.id),
