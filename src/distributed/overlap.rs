@@ -38,30 +38,12 @@ pub fn reverse_buckets(
     first_cap_bytes: usize,
     cap_bytes: usize,
 ) -> Vec<Vec<usize>> {
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut bytes = 0;
-    for i in (0..tensors.len()).rev() {
-        let t = &tensors[i];
-        let size = t.numel() * t.kind().elt_size_in_bytes();
-        // The open bucket (the last one) has the first cap while it is the first.
-        let cap = if out.len() == 1 {
-            first_cap_bytes
-        } else {
-            cap_bytes
-        };
-        let fits = out.last().is_some_and(|b| {
-            let first = &tensors[b[0]];
-            first.kind() == t.kind() && first.device() == t.device() && bytes + size <= cap
-        });
-        if fits {
-            out.last_mut().expect("checked").push(i);
-            bytes += size;
-        } else {
-            out.push(vec![i]);
-            bytes = size;
-        }
-    }
-    out
+    super::replicas::buckets_in_order(
+        tensors,
+        (0..tensors.len()).rev(),
+        first_cap_bytes,
+        cap_bytes,
+    )
 }
 
 /// What the hooks did.

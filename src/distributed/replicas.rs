@@ -546,13 +546,33 @@ fn is_batchnorm_buffer(name: &str) -> bool {
 /// Groups `tensors` (in order) into buckets of one dtype and device holding at most
 /// `cap_bytes` each (a larger tensor is a bucket alone), as DDP's `bucket_cap_mb`.
 pub fn buckets(tensors: &[Tensor], cap_bytes: usize) -> Vec<Vec<usize>> {
+    buckets_in_order(tensors, 0..tensors.len(), cap_bytes, cap_bytes)
+}
+
+/// Groups the `tensors` taken in the index order `order` into buckets of one dtype and device:
+/// the first holds at most `first_cap_bytes`, every later one at most `cap_bytes` (DDP's
+/// `_DEFAULT_FIRST_BUCKET_BYTES` and `bucket_cap_mb`); a tensor larger than its cap is a
+/// bucket alone. Buckets list indices in `order`.
+pub fn buckets_in_order(
+    tensors: &[Tensor],
+    order: impl Iterator<Item = usize>,
+    first_cap_bytes: usize,
+    cap_bytes: usize,
+) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0;
-    for (i, t) in tensors.iter().enumerate() {
+    for i in order {
+        let t = &tensors[i];
         let size = t.numel() * t.kind().elt_size_in_bytes();
+        // The open bucket (the last one) has the first cap while it is the first.
+        let cap = if out.len() == 1 {
+            first_cap_bytes
+        } else {
+            cap_bytes
+        };
         let fits = out.last().is_some_and(|b| {
             let first = &tensors[b[0]];
-            first.kind() == t.kind() && first.device() == t.device() && bytes + size <= cap_bytes
+            first.kind() == t.kind() && first.device() == t.device() && bytes + size <= cap
         });
         if fits {
             out.last_mut().expect("checked").push(i);
