@@ -110,6 +110,26 @@ pub struct Job {
     pub slurm: Option<slurm::SlurmJob>,
 }
 
+impl Job {
+    /// The configuration a queued single run trains (`train --cfg FILE`, the file the queue
+    /// wrote or was given, read now); `None` for a pipeline or a file that cannot be read.
+    pub fn single_config(&self) -> Option<crate::config::Config> {
+        match self.args.as_slice() {
+            [train, cfg, file, ..] if train == "train" && cfg == "--cfg" => {
+                let path = std::path::Path::new(file);
+                let path = match path.is_absolute() {
+                    true => path.to_path_buf(),
+                    false => self.project.join(path),
+                };
+                crate::config::Config::from_file(&path)
+                    .ok()
+                    .map(|l| l.config)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The queue database.
 pub struct Queue {
     db: Connection,

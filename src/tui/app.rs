@@ -901,6 +901,18 @@ impl App {
         Vec::new()
     }
 
+    /// Whether the stage-2 run `c` waits in the queue as last read (queued, held, starting or
+    /// submitted to Slurm: it has no run folder yet): a run of its name whose configuration
+    /// (read only for such a run) resumes the same checkpoint.
+    fn waits_in_queue(&self, c: &Config) -> bool {
+        use crate::queue::state::{HELD, QUEUED, STARTING, SUBMITTED};
+        self.runs.queue.iter().any(|j| {
+            j.name == c.name
+                && [QUEUED, HELD, STARTING, SUBMITTED].contains(&j.state.as_str())
+                && j.single_config().is_some_and(|q| q.resume == c.resume)
+        })
+    }
+
     /// Enter in the Methods view: trains the checked trained methods that have no run (the
     /// first launched when no run is in progress, the others queued) and compares the rest on
     /// the worker.
@@ -920,10 +932,20 @@ impl App {
             self.set_status("check methods with Space first", true);
             return Vec::new();
         }
+        // A stage-2 run queued and not started yet has no folder the plan could find: not
+        // trained a second time.
+        let (queued, train): (Vec<_>, Vec<_>) =
+            train.into_iter().partition(|(_, c)| self.waits_in_queue(c));
         let Some(train) = self.confirmed(train) else {
             return Vec::new();
         };
         let mut said = errors;
+        for (t, c) in queued {
+            said.push(format!(
+                "{} ({}) is queued already: 4, Q shows the queue",
+                t.name, c.name
+            ));
+        }
         let mut effects = Vec::new();
         if let Some(opts) = compare {
             match &self.comparing {

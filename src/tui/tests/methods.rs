@@ -671,6 +671,27 @@ fn enter_compares_every_checked_method_on_every_backbone() {
         assert!(s.contains(text), "{text}:\n{s}");
     }
     assert!(send(&mut app, [key(KeyCode::Esc)]).is_empty());
+    // LWS on fm_bs queued (not started: no folder yet): Enter offers only the other one, and
+    // says the queued one is queued already.
+    let bs_cfg = plan.train[1].1.clone();
+    let file = root.join("queued_lws.yaml");
+    std::fs::write(&file, bs_cfg.to_yaml()).unwrap();
+    let mut job = super::slurm_queue::queued(7, &bs_cfg.name, "queued");
+    job.args = vec!["train".into(), "--cfg".into(), file.display().to_string()];
+    app.runs.queue = vec![job.clone()];
+    send(&mut app, [key(KeyCode::Enter)]);
+    let s = render(&app, 100, 30);
+    assert!(
+        s.contains("1 stage-2 run from this run's checkpoint"),
+        "{s}"
+    );
+    assert!(!s.contains("LWS on fm_bs"), "{s}");
+    assert!(send(&mut app, [key(KeyCode::Esc)]).is_empty());
+    job.state = "failed".into();
+    app.runs.queue = vec![job];
+    send(&mut app, [key(KeyCode::Enter)]);
+    assert!(render(&app, 100, 30).contains("LWS on fm_bs"));
+    assert!(send(&mut app, [key(KeyCode::Esc)]).is_empty());
     // The results: which run each backbone is; rows named as compare names them.
     let mut c = super::test_priors::comparison();
     let label = "Balanced Softmax".to_owned();

@@ -3,7 +3,7 @@
 use super::*;
 use crate::queue::{slurm::SlurmJob, Job as Queued};
 
-fn queued(id: i64, name: &str, state: &str) -> Queued {
+pub(super) fn queued(id: i64, name: &str, state: &str) -> Queued {
     Queued {
         id,
         name: name.into(),
