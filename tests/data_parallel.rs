@@ -184,6 +184,9 @@ fn rank(rank: usize, port: u16) -> (BTreeMap<String, Tensor>, BTreeMap<String, T
 
 #[test]
 fn two_ranks_take_the_step_of_one_process_accumulating_their_halves() {
+    // Torch's generator is one for the process: tests drawing weights from it at once would
+    // get each other's draws (the BatchNorm test saw its rank 0 weights change).
+    let _one = serial();
     let port = free_port();
     let r1 = std::thread::spawn(move || rank(1, port));
     let (initial, rank0) = rank(0, port);
@@ -246,6 +249,9 @@ fn assert_bit_identical(a: &RankResult, b: &RankResult, what: &str) {
 
 #[test]
 fn the_overlapped_all_reduce_gives_the_weights_of_the_one_after_the_backward_pass() {
+    // Torch's generator is one for the process: tests drawing weights from it at once would
+    // get each other's draws (the BatchNorm test saw its rank 0 weights change).
+    let _one = serial();
     let after = Averaging {
         overlap: false,
         ..DEFAULT_AVERAGING
@@ -277,6 +283,9 @@ fn the_overlapped_all_reduce_gives_the_weights_of_the_one_after_the_backward_pas
 
 #[test]
 fn four_ranks_with_the_same_buckets_average_bit_identically() {
+    // Torch's generator is one for the process: tests drawing weights from it at once would
+    // get each other's draws (the BatchNorm test saw its rank 0 weights change).
+    let _one = serial();
     // Bucket cap 0: every gradient in a bucket of its own on both paths (the same buckets,
     // started in the opposite order), so each element is summed over the four ranks in the
     // same order by Gloo's ring.
@@ -297,6 +306,9 @@ fn four_ranks_with_the_same_buckets_average_bit_identically() {
 
 #[test]
 fn a_rank_lost_during_an_overlapped_backward_pass_is_named() {
+    // Torch's generator is one for the process: tests drawing weights from it at once would
+    // get each other's draws (the BatchNorm test saw its rank 0 weights change).
+    let _one = serial();
     let port = free_port();
     let timeout = Duration::from_secs(5);
     let (left_tx, left_rx) = std::sync::mpsc::channel();
