@@ -256,6 +256,21 @@ pub enum FailureKind {
     Killed,
 }
 
+impl FailureKind {
+    /// Every kind, to read one back from its words (a log's `=> failed (<kind>): …` line).
+    pub const ALL: [FailureKind; 9] = [
+        FailureKind::Config,
+        FailureKind::Data,
+        FailureKind::Checkpoint,
+        FailureKind::NonFinite,
+        FailureKind::OutOfMemory,
+        FailureKind::Io,
+        FailureKind::LostRank,
+        FailureKind::Internal,
+        FailureKind::Killed,
+    ];
+}
+
 impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -257,26 +257,15 @@ impl Attempt {
     }
 }
 
-/// Every kind of failure, to read one back from its words in a log line.
-const FAILURE_KINDS: [FailureKind; 9] = [
-    FailureKind::Config,
-    FailureKind::Data,
-    FailureKind::Checkpoint,
-    FailureKind::NonFinite,
-    FailureKind::OutOfMemory,
-    FailureKind::Io,
-    FailureKind::LostRank,
-    FailureKind::Internal,
-    FailureKind::Killed,
-];
-
 /// The last `=> failed (<kind>): <message>` line of a run's log: the kind (when its words are
 /// one of [`FailureKind`]'s) and the line's text after `=> `; `None` without such a line.
 pub fn logged_failure(log: &Path) -> Option<(Option<FailureKind>, String)> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text.lines().rev().find(|l| l.starts_with("=> failed ("))?;
     let words = line.strip_prefix("=> failed (")?.split_once("):")?.0;
-    let kind = FAILURE_KINDS.into_iter().find(|k| k.to_string() == words);
+    let kind = FailureKind::ALL
+        .into_iter()
+        .find(|k| k.to_string() == words);
     Some((kind, line.trim_start_matches("=> ").to_owned()))
 }
 
